@@ -1,0 +1,250 @@
+//! The data that flows between stages, and its kinds.
+//!
+//! Every stage output is an [`Artifact`]; the cache stores it as postcard bytes, and the blake3 of those bytes is the
+//! content hash that downstream fingerprints are built from. Everything here is plain data with a deterministic
+//! encoding (vectors, never hash maps), so equal results are byte-identical and early cut-off works.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// What a stage produces; used to check the wiring of the graph before anything runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArtifactKind {
+    /// Parsed MIDI files ([`MidiCorpus`]).
+    Midi,
+    /// The notes of the selected instruments ([`NoteSet`]).
+    Notes,
+    /// Note and chord tokens per file ([`TokenSet`]).
+    Tokens,
+    /// Token ids per file and the id ↔ token mapping ([`Vocabulary`]).
+    Vocab,
+    /// Training and validation windows over the id sequences ([`WindowSet`]).
+    Windows,
+}
+
+impl fmt::Display for ArtifactKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ArtifactKind::Midi => "MIDI files",
+            ArtifactKind::Notes => "instrument notes",
+            ArtifactKind::Tokens => "tokens",
+            ArtifactKind::Vocab => "a vocabulary",
+            ArtifactKind::Windows => "training windows",
+        })
+    }
+}
+
+/// A stage output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Artifact {
+    Midi(MidiCorpus),
+    Notes(NoteSet),
+    Tokens(TokenSet),
+    Vocab(Vocabulary),
+    Windows(WindowSet),
+}
+
+impl Artifact {
+    pub fn kind(&self) -> ArtifactKind {
+        match self {
+            Artifact::Midi(_) => ArtifactKind::Midi,
+            Artifact::Notes(_) => ArtifactKind::Notes,
+            Artifact::Tokens(_) => ArtifactKind::Tokens,
+            Artifact::Vocab(_) => ArtifactKind::Vocab,
+            Artifact::Windows(_) => ArtifactKind::Windows,
+        }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("artifacts are plain data and always serialize")
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        postcard::from_bytes(bytes)
+    }
+}
+
+macro_rules! accessor {
+    ($fn:ident, $variant:ident, $ty:ty) => {
+        /// The payload, when the graph check guaranteed this kind.
+        pub fn $fn(&self) -> anyhow::Result<&$ty> {
+            match self {
+                Artifact::$variant(x) => Ok(x),
+                other => anyhow::bail!(
+                    "expected {} as input, got {} (the graph check should have caught this)",
+                    ArtifactKind::$variant,
+                    other.kind()
+                ),
+            }
+        }
+    };
+}
+
+impl Artifact {
+    accessor!(midi, Midi, MidiCorpus);
+    accessor!(notes, Notes, NoteSet);
+    accessor!(tokens, Tokens, TokenSet);
+    accessor!(vocab, Vocab, Vocabulary);
+    accessor!(windows, Windows, WindowSet);
+}
+
+/// MIDI files reduced to what the pipeline reads: notes and program changes on absolute ticks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MidiCorpus {
+    pub files: Vec<Song>,
+}
+
+/// One MIDI file: every track merged into one time-ordered event list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Song {
+    /// Path relative to the source directory, `/`-separated.
+    pub path: String,
+    /// Ticks per quarter note (metrical timing), or `None` for SMPTE timecode files.
+    pub ticks_per_beat: Option<u16>,
+    pub events: Vec<Event>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Absolute time in ticks from the start of the file.
+    pub tick: u64,
+    /// MIDI channel index 0–15 (channel 10 is index 9).
+    pub channel: u8,
+    pub message: Message,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// A note-on with velocity > 0.
+    NoteOn { key: u8, velocity: u8 },
+    /// A note-off, or a note-on with velocity 0.
+    NoteOff { key: u8 },
+    ProgramChange { program: u8 },
+}
+
+/// The notes of the most frequent instruments, one list per file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NoteSet {
+    /// The GM programs kept, best-ranked first.
+    pub programs: Vec<u8>,
+    pub files: Vec<NoteFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NoteFile {
+    pub path: String,
+    pub ticks_per_beat: Option<u16>,
+    /// In time order (ties keep file order).
+    pub notes: Vec<Note>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Note {
+    pub tick: u64,
+    pub key: u8,
+    pub velocity: u8,
+    pub program: u8,
+}
+
+/// Note and chord tokens, one sequence per file that has notes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenSet {
+    pub programs: Vec<u8>,
+    pub files: Vec<TokenFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenFile {
+    pub path: String,
+    pub tokens: Vec<String>,
+}
+
+/// The id ↔ token mapping and every file's tokens as ids.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Vocabulary {
+    pub programs: Vec<u8>,
+    /// `tokens[id]` is the token with that id; sorted.
+    pub tokens: Vec<String>,
+    /// `counts[id]`: occurrences in the corpus.
+    pub counts: Vec<u64>,
+    pub files: Vec<IdFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdFile {
+    pub path: String,
+    pub ids: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Split {
+    Train,
+    Validation,
+}
+
+impl fmt::Display for Split {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Split::Train => "train",
+            Split::Validation => "validation",
+        })
+    }
+}
+
+/// Windows of `seq_len` ids and the id that follows, stored as the id sequences plus file offsets: a window is
+/// identified by its start offset, so memory stays O(tokens), never O(tokens × seq_len).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowSet {
+    pub seq_len: usize,
+    pub programs: Vec<u8>,
+    /// The vocabulary, `tokens[id]`.
+    pub tokens: Vec<String>,
+    /// Every file's ids, concatenated in file order.
+    pub ids: Vec<u32>,
+    pub files: Vec<WindowFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowFile {
+    pub path: String,
+    /// Where the file's ids start in [`WindowSet::ids`].
+    pub offset: usize,
+    pub len: usize,
+    pub split: Split,
+}
+
+impl WindowFile {
+    /// Windows in this file: one per id that has `seq_len` ids before it inside the same file.
+    pub fn window_count(&self, seq_len: usize) -> usize {
+        self.len.saturating_sub(seq_len)
+    }
+}
+
+impl WindowSet {
+    /// Start offsets (into [`Self::ids`]) of every window of one split, in file order.
+    pub fn starts(&self, split: Split) -> impl Iterator<Item = usize> + '_ {
+        self.files
+            .iter()
+            .filter(move |f| f.split == split)
+            .flat_map(|f| f.offset..f.offset + f.window_count(self.seq_len))
+    }
+
+    pub fn count(&self, split: Split) -> usize {
+        self.files
+            .iter()
+            .filter(|f| f.split == split)
+            .map(|f| f.window_count(self.seq_len))
+            .sum()
+    }
+
+    /// The input ids and the target id of the window starting at `start`.
+    pub fn window(&self, start: usize) -> (&[u32], u32) {
+        (
+            &self.ids[start..start + self.seq_len],
+            self.ids[start + self.seq_len],
+        )
+    }
+}

@@ -1,0 +1,365 @@
+//! The content-addressed store under `cache/`: one directory per stage fingerprint, written atomically.
+//!
+//! Layout (see the README): `v1/entries/ab/abcd…/` holds `output.bin` (the artifact), `files/` (report files the
+//! stage made) and `record.json`, written last. An entry is built in `v1/tmp/` and renamed into place, so a crash
+//! leaves at most an orphan in `tmp/`, never a half entry. An entry whose record is missing, unreadable or does not
+//! match its files' hashes is a miss. `v1/stages/<experiment>/<stage>.json` remembers the fingerprint each stage last
+//! ran with, only to explain the next miss.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::artifact::Artifact;
+use crate::fingerprint::{Fingerprint, Hash};
+use crate::stages::ReportFile;
+
+/// Change this when the layout or the record format changes; old trees are then ignored, not misread.
+const LAYOUT: &str = "v1";
+const RECORD: &str = "record.json";
+const OUTPUT: &str = "output.bin";
+const FILES: &str = "files";
+
+/// A file of an entry: its size and content hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileRecord {
+    pub hash: Hash,
+    pub bytes: u64,
+}
+
+/// What an entry holds, written after everything else.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub key: Hash,
+    pub fingerprint: Fingerprint,
+    pub output: FileRecord,
+    /// Report files by name.
+    pub files: BTreeMap<String, FileRecord>,
+    pub summary: serde_json::Value,
+    pub warnings: Vec<String>,
+    /// The stage that made it, and how long it took.
+    pub stage: String,
+    pub seconds: f64,
+    pub created: String,
+}
+
+/// The result of looking a fingerprint up.
+#[derive(Debug)]
+pub enum Lookup {
+    Hit(Box<Record>),
+    Miss,
+    /// An entry exists but cannot be trusted; it has been removed.
+    Damaged(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Cache {
+    root: PathBuf,
+}
+
+impl Cache {
+    /// Opens (creating if needed) a cache directory.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let root = dir.join(LAYOUT);
+        for sub in ["entries", "tmp", "stages"] {
+            fs::create_dir_all(root.join(sub))
+                .with_context(|| format!("cannot create the cache directory `{}`", root.join(sub).display()))?;
+        }
+        Ok(Self { root })
+    }
+
+    fn entry_dir(&self, key: &Hash) -> PathBuf {
+        let hex = key.hex();
+        self.root.join("entries").join(&hex[..2]).join(hex)
+    }
+
+    /// Where a report file of an entry lives.
+    pub fn file_path(&self, key: &Hash, name: &str) -> PathBuf {
+        self.entry_dir(key).join(FILES).join(name)
+    }
+
+    /// Finds a complete, intact entry. Every file is re-hashed (blake3 reads gigabytes per second; entries are
+    /// small next to the work they save), so a damaged entry is never used.
+    pub fn lookup(&self, key: &Hash) -> Lookup {
+        let dir = self.entry_dir(key);
+        if !dir.exists() {
+            return Lookup::Miss;
+        }
+        match self.verify(key, &dir) {
+            Ok(record) => Lookup::Hit(Box::new(record)),
+            Err(problem) => {
+                // Move it aside first so a concurrent reader never sees it half-deleted.
+                let _ = self.discard(&dir);
+                Lookup::Damaged(problem)
+            }
+        }
+    }
+
+    /// Like [`Cache::lookup`], but changes nothing: a damaged entry is just not found.
+    pub fn peek(&self, key: &Hash) -> Option<Record> {
+        self.verify(key, &self.entry_dir(key)).ok()
+    }
+
+    fn verify(&self, key: &Hash, dir: &Path) -> std::result::Result<Record, String> {
+        let text = fs::read(dir.join(RECORD)).map_err(|e| format!("no readable record ({e})"))?;
+        let record: Record = serde_json::from_slice(&text).map_err(|e| format!("unreadable record ({e})"))?;
+        if record.key != *key {
+            return Err("the record belongs to another fingerprint".into());
+        }
+        check_file(&dir.join(OUTPUT), &record.output)?;
+        for (name, file) in &record.files {
+            check_file(&dir.join(FILES).join(name), file)?;
+        }
+        Ok(record)
+    }
+
+    /// Reads an entry's artifact, checking its hash again.
+    pub fn load(&self, record: &Record) -> Result<Artifact> {
+        let path = self.entry_dir(&record.key).join(OUTPUT);
+        let bytes = fs::read(&path).with_context(|| format!("cannot read cache entry `{}`", path.display()))?;
+        if Hash::of(&bytes) != record.output.hash {
+            let _ = self.discard(&self.entry_dir(&record.key));
+            anyhow::bail!(
+                "cache entry `{}` changed on disk after it was checked; it has been removed, run again",
+                path.display()
+            );
+        }
+        Artifact::from_bytes(&bytes).with_context(|| format!("cannot decode cache entry `{}`", path.display()))
+    }
+
+    /// Writes an entry atomically: everything goes to a temporary directory, the record last, then one rename.
+    /// With `replace`, an existing entry for the same key is swapped out (`--force`).
+    pub fn store(
+        &self,
+        fingerprint: &Fingerprint,
+        output: &[u8],
+        files: &[ReportFile],
+        meta: EntryMeta,
+        replace: bool,
+    ) -> Result<Record> {
+        let key = fingerprint.hash();
+        let tmp = tempfile::Builder::new()
+            .prefix("entry-")
+            .tempdir_in(self.root.join("tmp"))
+            .context("cannot create a temporary cache entry")?;
+        let output_record = write_synced(&tmp.path().join(OUTPUT), output)?;
+        let mut file_records = BTreeMap::new();
+        if !files.is_empty() {
+            fs::create_dir(tmp.path().join(FILES))?;
+        }
+        for f in files {
+            file_records.insert(f.name.clone(), write_synced(&tmp.path().join(FILES).join(&f.name), &f.bytes)?);
+        }
+        let record = Record {
+            key,
+            fingerprint: fingerprint.clone(),
+            output: output_record,
+            files: file_records,
+            summary: meta.summary,
+            warnings: meta.warnings,
+            stage: meta.stage,
+            seconds: meta.seconds,
+            created: jiff::Timestamp::now().to_string(),
+        };
+        write_synced(&tmp.path().join(RECORD), &serde_json::to_vec_pretty(&record)?)?;
+
+        let dest = self.entry_dir(&key);
+        fs::create_dir_all(dest.parent().expect("entries have a parent"))?;
+        if dest.exists() {
+            let intact = self.verify(&key, &dest).is_ok();
+            if intact && !replace {
+                // Someone else stored the same result first; theirs is as good as ours.
+                return Ok(record);
+            }
+            self.discard(&dest)?;
+        }
+        let tmp_path = tmp.keep();
+        match fs::rename(&tmp_path, &dest) {
+            Ok(()) => {}
+            Err(_) if self.verify(&key, &dest).is_ok() => {
+                let _ = fs::remove_dir_all(&tmp_path);
+            }
+            Err(e) => {
+                let _ = fs::remove_dir_all(&tmp_path);
+                return Err(e).with_context(|| format!("cannot move the cache entry into `{}`", dest.display()));
+            }
+        }
+        sync_dir(dest.parent().expect("entries have a parent"));
+        Ok(record)
+    }
+
+    /// Removes an entry by renaming it into `tmp/` first, so it disappears in one step.
+    fn discard(&self, dir: &Path) -> Result<()> {
+        let trash = tempfile::Builder::new()
+            .prefix("trash-")
+            .tempdir_in(self.root.join("tmp"))?
+            .keep();
+        let target = trash.join("entry");
+        fs::rename(dir, &target).with_context(|| format!("cannot remove cache entry `{}`", dir.display()))?;
+        let _ = fs::remove_dir_all(&trash);
+        Ok(())
+    }
+
+    fn last_path(&self, experiment: &str, stage: &str) -> PathBuf {
+        self.root.join("stages").join(experiment).join(format!("{stage}.json"))
+    }
+
+    /// The fingerprint `stage` of `experiment` last ran (or was found cached) with.
+    pub fn last(&self, experiment: &str, stage: &str) -> Option<Fingerprint> {
+        let text = fs::read(self.last_path(experiment, stage)).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    pub fn set_last(&self, experiment: &str, stage: &str, fingerprint: &Fingerprint) -> Result<()> {
+        let path = self.last_path(experiment, stage);
+        let dir = path.parent().expect("has a parent");
+        fs::create_dir_all(dir)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        tmp.write_all(&serde_json::to_vec_pretty(fingerprint)?)?;
+        tmp.persist(&path)
+            .with_context(|| format!("cannot write `{}`", path.display()))?;
+        Ok(())
+    }
+}
+
+/// What the executor knows about a stage run, besides its output.
+pub struct EntryMeta {
+    pub stage: String,
+    pub summary: serde_json::Value,
+    pub warnings: Vec<String>,
+    pub seconds: f64,
+}
+
+fn check_file(path: &Path, expected: &FileRecord) -> std::result::Result<(), String> {
+    let bytes = fs::read(path).map_err(|e| format!("`{}` is unreadable ({e})", path.display()))?;
+    if bytes.len() as u64 != expected.bytes || Hash::of(&bytes) != expected.hash {
+        return Err(format!("`{}` does not match its recorded hash", path.display()));
+    }
+    Ok(())
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<FileRecord> {
+    let mut f = fs::File::create(path).with_context(|| format!("cannot write `{}`", path.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    Ok(FileRecord {
+        hash: Hash::of(bytes),
+        bytes: bytes.len() as u64,
+    })
+}
+
+/// Makes a rename durable; best effort (not every filesystem supports syncing directories).
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifact::{MidiCorpus, Song};
+    use crate::fingerprint::InputHash;
+
+    fn fingerprint(n: u32) -> Fingerprint {
+        Fingerprint {
+            kind: "test".into(),
+            version: n,
+            params: BTreeMap::new(),
+            inputs: vec![InputHash {
+                stage: "x".into(),
+                hash: Hash::of(b"x"),
+            }],
+            files: BTreeMap::new(),
+            files_root: String::new(),
+        }
+    }
+
+    fn meta() -> EntryMeta {
+        EntryMeta {
+            stage: "s".into(),
+            summary: serde_json::json!({}),
+            warnings: vec![],
+            seconds: 0.0,
+        }
+    }
+
+    fn artifact() -> Vec<u8> {
+        Artifact::Midi(MidiCorpus {
+            files: vec![Song {
+                path: "a.mid".into(),
+                ticks_per_beat: Some(480),
+                events: vec![],
+            }],
+        })
+        .to_bytes()
+    }
+
+    #[test]
+    fn stored_entries_are_found_and_load_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let fp = fingerprint(1);
+        let files = [ReportFile {
+            name: "t.csv".into(),
+            bytes: b"a,b\n".to_vec(),
+        }];
+        let record = cache.store(&fp, &artifact(), &files, meta(), false).unwrap();
+        let Lookup::Hit(found) = cache.lookup(&fp.hash()) else {
+            panic!("expected a hit")
+        };
+        assert_eq!(found.output, record.output);
+        assert_eq!(cache.load(&found).unwrap().to_bytes(), artifact());
+        assert_eq!(fs::read(cache.file_path(&fp.hash(), "t.csv")).unwrap(), b"a,b\n");
+        assert!(matches!(cache.lookup(&fingerprint(2).hash()), Lookup::Miss));
+    }
+
+    /// A crash before the record is written leaves a directory without a record: never a hit.
+    #[test]
+    fn an_entry_without_its_record_is_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let fp = fingerprint(1);
+        cache.store(&fp, &artifact(), &[], meta(), false).unwrap();
+        fs::remove_file(cache.entry_dir(&fp.hash()).join(RECORD)).unwrap();
+        assert!(matches!(cache.lookup(&fp.hash()), Lookup::Damaged(_)));
+        assert!(matches!(cache.lookup(&fp.hash()), Lookup::Miss), "the damaged entry is removed");
+    }
+
+    #[test]
+    fn a_flipped_byte_or_a_truncated_output_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        for (i, damage) in [0usize, 1].into_iter().enumerate() {
+            let fp = fingerprint(10 + i as u32);
+            cache.store(&fp, &artifact(), &[], meta(), false).unwrap();
+            let out = cache.entry_dir(&fp.hash()).join(OUTPUT);
+            let mut bytes = fs::read(&out).unwrap();
+            if damage == 0 {
+                bytes[3] ^= 0x40;
+            } else {
+                bytes.truncate(bytes.len() / 2);
+            }
+            fs::write(&out, bytes).unwrap();
+            assert!(matches!(cache.lookup(&fp.hash()), Lookup::Damaged(_)));
+        }
+    }
+
+    #[test]
+    fn replacing_an_entry_swaps_it_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let fp = fingerprint(1);
+        cache.store(&fp, b"old", &[], meta(), false).unwrap();
+        cache.store(&fp, b"new", &[], meta(), false).unwrap();
+        assert_eq!(fs::read(cache.entry_dir(&fp.hash()).join(OUTPUT)).unwrap(), b"old");
+        cache.store(&fp, b"new", &[], meta(), true).unwrap();
+        assert_eq!(fs::read(cache.entry_dir(&fp.hash()).join(OUTPUT)).unwrap(), b"new");
+        assert!(matches!(cache.lookup(&fp.hash()), Lookup::Hit(_)));
+    }
+}

@@ -1,0 +1,61 @@
+//! `drop_drums`: removes every event on MIDI channel 10 (index 9), the General MIDI percussion channel.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Params, RunContext, Stage, StageKind, StageOutput, params_of};
+use crate::artifact::{Artifact, MidiCorpus, Song};
+
+/// GM channel 10, counted from 0.
+pub const DRUM_CHANNEL: u8 = 9;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropDrums {}
+
+impl Params for DropDrums {}
+
+impl Stage for DropDrums {
+    fn kind(&self) -> StageKind {
+        StageKind::DropDrums
+    }
+
+    fn params(&self) -> BTreeMap<String, serde_json::Value> {
+        params_of(self)
+    }
+
+    fn run(&self, _ctx: &mut RunContext, inputs: &[&Artifact]) -> anyhow::Result<StageOutput> {
+        let corpus = inputs[0].midi()?;
+        let mut removed = 0usize;
+        let mut files_with_drums = 0usize;
+        let files: Vec<Song> = corpus
+            .files
+            .iter()
+            .map(|song| {
+                let events: Vec<_> = song
+                    .events
+                    .iter()
+                    .filter(|e| e.channel != DRUM_CHANNEL)
+                    .copied()
+                    .collect();
+                let dropped = song.events.len() - events.len();
+                removed += dropped;
+                files_with_drums += usize::from(dropped > 0);
+                Song {
+                    path: song.path.clone(),
+                    ticks_per_beat: song.ticks_per_beat,
+                    events,
+                }
+            })
+            .collect();
+        Ok(StageOutput {
+            summary: serde_json::json!({
+                "events_removed": removed,
+                "files_with_drums": files_with_drums,
+            }),
+            artifact: Artifact::Midi(MidiCorpus { files }),
+            files: Vec::new(),
+        })
+    }
+}

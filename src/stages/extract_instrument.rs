@@ -1,0 +1,152 @@
+//! `extract_instrument`: keeps the notes of the `top` most frequent General MIDI programs of the corpus.
+//!
+//! A note's program is the last program change on its channel before it (0 when there is none). Programs are ranked
+//! by note-on count over the whole corpus, most first, ties to the lower program number.
+
+use std::collections::BTreeMap;
+
+use anyhow::bail;
+use serde::{Deserialize, Serialize};
+
+use super::gm::program_name;
+use super::{ParamProblem, Params, ReportFile, RunContext, Stage, StageKind, StageOutput, csv_bytes, params_of};
+use crate::artifact::{Artifact, Message, Note, NoteFile, NoteSet, Song};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtractInstrument {
+    /// Keep the N most frequent programs.
+    #[serde(default = "default_top")]
+    pub top: u32,
+}
+
+fn default_top() -> u32 {
+    1
+}
+
+impl Params for ExtractInstrument {
+    fn check(&self, _: &super::CheckContext) -> Vec<ParamProblem> {
+        if !(1..=128).contains(&self.top) {
+            return vec![
+                ParamProblem::new("top", format!("must be between 1 and 128, got {}", self.top))
+                    .hint("`top` is how many of the most frequent instruments to keep"),
+            ];
+        }
+        Vec::new()
+    }
+}
+
+/// One row of `instruments.csv`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Rank {
+    pub rank: usize,
+    pub program: u8,
+    pub name: &'static str,
+    pub notes: u64,
+    pub kept: bool,
+}
+
+/// Calls `f(event_index, program)` for every note-on of a song, with the program in force on its channel.
+fn for_each_note_on(song: &Song, mut f: impl FnMut(usize, u8)) {
+    let mut program = [0u8; 16];
+    for (i, e) in song.events.iter().enumerate() {
+        match e.message {
+            Message::ProgramChange { program: p } => program[usize::from(e.channel & 15)] = p,
+            Message::NoteOn { .. } => f(i, program[usize::from(e.channel & 15)]),
+            Message::NoteOff { .. } => {}
+        }
+    }
+}
+
+/// Ranks every program that plays at least one note: count descending, then program ascending.
+pub fn rank_programs(songs: &[Song], top: usize) -> Vec<Rank> {
+    let mut counts = [0u64; 128];
+    for song in songs {
+        for_each_note_on(song, |_, p| counts[usize::from(p & 127)] += 1);
+    }
+    let mut ranked: Vec<(u8, u64)> = (0..=127u8)
+        .zip(counts)
+        .filter(|&(_, n)| n > 0)
+        .collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    ranked
+        .into_iter()
+        .enumerate()
+        .map(|(i, (program, notes))| Rank {
+            rank: i + 1,
+            program,
+            name: program_name(program),
+            notes,
+            kept: i < top,
+        })
+        .collect()
+}
+
+impl Stage for ExtractInstrument {
+    fn kind(&self) -> StageKind {
+        StageKind::ExtractInstrument
+    }
+
+    fn params(&self) -> BTreeMap<String, serde_json::Value> {
+        params_of(self)
+    }
+
+    fn run(&self, _ctx: &mut RunContext, inputs: &[&Artifact]) -> anyhow::Result<StageOutput> {
+        let corpus = inputs[0].midi()?;
+        let ranking = rank_programs(&corpus.files, self.top as usize);
+        if ranking.is_empty() {
+            bail!(
+                "no notes in any of the {} files (only drums, or empty files); nothing to extract",
+                corpus.files.len()
+            );
+        }
+        let programs: Vec<u8> = ranking.iter().filter(|r| r.kept).map(|r| r.program).collect();
+        let mut keep = [false; 128];
+        for &p in &programs {
+            keep[usize::from(p)] = true;
+        }
+        let files: Vec<NoteFile> = corpus
+            .files
+            .iter()
+            .map(|song| {
+                let mut notes = Vec::new();
+                for_each_note_on(song, |i, program| {
+                    if let (true, Message::NoteOn { key, velocity }) =
+                        (keep[usize::from(program)], song.events[i].message)
+                    {
+                        notes.push(Note {
+                            tick: song.events[i].tick,
+                            key,
+                            velocity,
+                            program,
+                        });
+                    }
+                });
+                NoteFile {
+                    path: song.path.clone(),
+                    ticks_per_beat: song.ticks_per_beat,
+                    notes,
+                }
+            })
+            .collect();
+        let kept_notes: usize = files.iter().map(|f| f.notes.len()).sum();
+        let files_with_notes = files.iter().filter(|f| !f.notes.is_empty()).count();
+        let kept: Vec<_> = ranking
+            .iter()
+            .filter(|r| r.kept)
+            .map(|r| serde_json::json!({ "program": r.program, "name": r.name, "notes": r.notes }))
+            .collect();
+        Ok(StageOutput {
+            summary: serde_json::json!({
+                "programs_kept": kept,
+                "notes_kept": kept_notes,
+                "files_with_notes": files_with_notes,
+            }),
+            files: vec![ReportFile {
+                name: "instruments.csv".into(),
+                bytes: csv_bytes(&ranking)?,
+            }],
+            artifact: Artifact::Notes(NoteSet { programs, files }),
+        })
+    }
+}

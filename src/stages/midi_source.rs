@@ -1,0 +1,211 @@
+//! `midi_source`: the MIDI files under a directory or matching a glob, parsed, in sorted relative-path order.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    CheckContext, ExternalInputs, ParamProblem, Params, RunContext, Stage, StageKind, StageOutput,
+    params_of,
+};
+use crate::artifact::{Artifact, MidiCorpus};
+use crate::fingerprint::Hash;
+use crate::midi;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MidiSource {
+    /// A directory (searched recursively for `*.mid` / `*.midi`) or a glob, relative to the experiment file.
+    pub path: String,
+}
+
+impl Params for MidiSource {
+    fn check(&self, ctx: &CheckContext) -> Vec<ParamProblem> {
+        let (root, glob) = split_glob(&self.path);
+        let root = ctx.base_dir.join(root);
+        if self.path.trim().is_empty() {
+            return vec![ParamProblem::new("path", "`path` is empty").hint(
+                "give a directory of MIDI files or a glob, relative to the experiment file",
+            )];
+        }
+        if glob.is_some() {
+            if let Err(e) = globset::Glob::new(&self.path) {
+                return vec![ParamProblem::new("path", format!("invalid glob: {e}"))];
+            }
+        }
+        if !root.is_dir() && !(glob.is_none() && root.is_file()) {
+            return vec![
+                ParamProblem::new(
+                    "path",
+                    format!("`{}` does not exist (looked in `{}`)", self.path, root.display()),
+                )
+                .hint("paths are relative to the experiment file's directory"),
+            ];
+        }
+        Vec::new()
+    }
+}
+
+/// Splits `data/**/*.mid` into the directory to walk (`data`) and the glob; `None` when there is no glob.
+fn split_glob(path: &str) -> (PathBuf, Option<&str>) {
+    let is_glob = |s: &str| s.contains(['*', '?', '[', '{']);
+    if !is_glob(path) {
+        return (PathBuf::from(path), None);
+    }
+    let mut root = PathBuf::new();
+    for part in path.split('/') {
+        if is_glob(part) {
+            break;
+        }
+        root.push(part);
+    }
+    (root, Some(path))
+}
+
+fn is_midi(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("mid") || e.eq_ignore_ascii_case("midi"))
+}
+
+/// `a/b.mid` for a path under `root`, always with `/`.
+fn relative(path: &Path, root: &Path) -> String {
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    rel.components()
+        .filter_map(|c| match c {
+            Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+impl MidiSource {
+    /// Every selected file: relative path → absolute path, sorted by relative path.
+    fn files(&self, base_dir: &Path) -> anyhow::Result<BTreeMap<String, PathBuf>> {
+        let (root, glob) = split_glob(&self.path);
+        let root = base_dir.join(root);
+        let mut files = BTreeMap::new();
+        if root.is_file() {
+            let name = root
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            files.insert(name, root);
+            return Ok(files);
+        }
+        let matcher = match glob {
+            Some(g) => Some(
+                globset::GlobBuilder::new(g)
+                    .literal_separator(true)
+                    .build()?
+                    .compile_matcher(),
+            ),
+            None => None,
+        };
+        for entry in walkdir::WalkDir::new(&root).follow_links(true) {
+            let entry =
+                entry.with_context(|| format!("cannot list MIDI files under `{}`", root.display()))?;
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let path = entry.path();
+            let selected = match &matcher {
+                // Match against the path as the user wrote it: relative to the experiment's directory.
+                Some(m) => m.is_match(path.strip_prefix(base_dir).unwrap_or(path)),
+                None => is_midi(path),
+            };
+            if selected {
+                files.insert(relative(path, &root), path.to_path_buf());
+            }
+        }
+        Ok(files)
+    }
+}
+
+impl Stage for MidiSource {
+    fn kind(&self) -> StageKind {
+        StageKind::MidiSource
+    }
+
+    /// The path only says where to look; which files were found and their bytes are the real input, so moving the
+    /// corpus (and editing `path` to follow it) keeps the cache.
+    fn params(&self) -> BTreeMap<String, serde_json::Value> {
+        let mut p = params_of(self);
+        p.remove("path");
+        p
+    }
+
+    fn external_inputs(&self, base_dir: &Path) -> anyhow::Result<ExternalInputs> {
+        let locations = self.files(base_dir)?;
+        if locations.is_empty() {
+            bail!(
+                "no MIDI files (*.mid, *.midi) found at `{}`; check `path` in the experiment",
+                self.path
+            );
+        }
+        let mut files = BTreeMap::new();
+        for (rel, abs) in &locations {
+            let bytes =
+                std::fs::read(abs).with_context(|| format!("cannot read `{}`", abs.display()))?;
+            files.insert(rel.clone(), Hash::of(&bytes));
+        }
+        let (root, _) = split_glob(&self.path);
+        Ok(ExternalInputs {
+            display_root: root.to_string_lossy().into_owned(),
+            files,
+            locations,
+        })
+    }
+
+    fn run(&self, ctx: &mut RunContext, _inputs: &[&Artifact]) -> anyhow::Result<StageOutput> {
+        let bar = ctx.bar(ctx.external.locations.len() as u64, "files");
+        let mut songs = Vec::new();
+        let mut skipped = Vec::new();
+        for (rel, abs) in &ctx.external.locations {
+            bar.set_message(rel.clone());
+            let bytes =
+                std::fs::read(abs).with_context(|| format!("cannot read `{}`", abs.display()))?;
+            if ctx.external.files.get(rel) != Some(&Hash::of(&bytes)) {
+                bail!("`{}` changed while the run was reading it; run again", abs.display());
+            }
+            match midi::read_song(rel, &bytes) {
+                Ok(song) => songs.push(song),
+                Err(e) => {
+                    ctx.warn(format!("skipped `{}`: {e}", display_path(&ctx.external.display_root, rel)));
+                    skipped.push(serde_json::json!({ "file": rel, "reason": e.to_string() }));
+                }
+            }
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        if songs.is_empty() {
+            bail!(
+                "none of the {} files at `{}` could be read as MIDI (see the warnings above)",
+                skipped.len(),
+                self.path
+            );
+        }
+        let events: usize = songs.iter().map(|s| s.events.len()).sum();
+        Ok(StageOutput {
+            summary: serde_json::json!({
+                "files": songs.len(),
+                "events": events,
+                "skipped_files": skipped,
+            }),
+            artifact: Artifact::Midi(MidiCorpus { files: songs }),
+            files: Vec::new(),
+        })
+    }
+}
+
+/// `data/openmsx/x.mid`: a source-relative path shown under the source path as the user wrote it.
+pub fn display_path(root: &str, rel: &str) -> String {
+    if root.is_empty() || root == "." {
+        rel.to_string()
+    } else {
+        format!("{}/{rel}", root.trim_end_matches('/'))
+    }
+}

@@ -1,0 +1,282 @@
+//! The stage kinds: what each one takes, makes and means, behind one [`Stage`] interface the executor drives.
+//!
+//! Adding a kind is: a module with a parameter struct (serde, `deny_unknown_fields`, checked by [`Params::check`])
+//! and a [`Stage`] impl, plus one row in [`StageKind`]. The executor never looks inside a stage; it hashes
+//! [`Stage::params`] and the inputs, and caches whatever [`Stage::run`] returns.
+
+mod drop_drums;
+mod extract_instrument;
+pub mod gm;
+mod midi_source;
+pub mod tokenize;
+mod vocab;
+mod window;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::artifact::{Artifact, ArtifactKind};
+
+/// Every stage kind the experiment file may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageKind {
+    MidiSource,
+    DropDrums,
+    ExtractInstrument,
+    Tokenize,
+    Vocab,
+    Window,
+}
+
+impl StageKind {
+    pub const ALL: [StageKind; 6] = [
+        StageKind::MidiSource,
+        StageKind::DropDrums,
+        StageKind::ExtractInstrument,
+        StageKind::Tokenize,
+        StageKind::Vocab,
+        StageKind::Window,
+    ];
+
+    /// The name used in `kind = "…"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            StageKind::MidiSource => "midi_source",
+            StageKind::DropDrums => "drop_drums",
+            StageKind::ExtractInstrument => "extract_instrument",
+            StageKind::Tokenize => "tokenize",
+            StageKind::Vocab => "vocab",
+            StageKind::Window => "window",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Implementation version, part of every fingerprint: bump it when a change to the stage's code changes its
+    /// output, so old cache entries stop matching.
+    pub fn version(self) -> u32 {
+        match self {
+            StageKind::MidiSource => 1,
+            StageKind::DropDrums => 1,
+            StageKind::ExtractInstrument => 1,
+            StageKind::Tokenize => 1,
+            StageKind::Vocab => 1,
+            StageKind::Window => 1,
+        }
+    }
+
+    /// The kind of each input, in order.
+    pub fn inputs(self) -> &'static [ArtifactKind] {
+        match self {
+            StageKind::MidiSource => &[],
+            StageKind::DropDrums => &[ArtifactKind::Midi],
+            StageKind::ExtractInstrument => &[ArtifactKind::Midi],
+            StageKind::Tokenize => &[ArtifactKind::Notes],
+            StageKind::Vocab => &[ArtifactKind::Tokens],
+            StageKind::Window => &[ArtifactKind::Vocab],
+        }
+    }
+
+    pub fn output(self) -> ArtifactKind {
+        match self {
+            StageKind::MidiSource | StageKind::DropDrums => ArtifactKind::Midi,
+            StageKind::ExtractInstrument => ArtifactKind::Notes,
+            StageKind::Tokenize => ArtifactKind::Tokens,
+            StageKind::Vocab => ArtifactKind::Vocab,
+            StageKind::Window => ArtifactKind::Windows,
+        }
+    }
+
+    /// The stage kinds whose output this kind can take as input `i`.
+    pub fn producers_of(kind: ArtifactKind) -> Vec<&'static str> {
+        Self::ALL
+            .into_iter()
+            .filter(|k| k.output() == kind)
+            .map(|k| k.name())
+            .collect()
+    }
+
+    /// Builds the stage from its parameter table. Errors carry the offending key and the toml error (with span).
+    pub fn build<'de, D>(self, params: D, ctx: &CheckContext) -> Result<Box<dyn Stage>, ParamError>
+    where
+        D: serde::Deserializer<'de, Error = toml::de::Error>,
+    {
+        match self {
+            StageKind::MidiSource => build::<midi_source::MidiSource, _>(params, ctx),
+            StageKind::DropDrums => build::<drop_drums::DropDrums, _>(params, ctx),
+            StageKind::ExtractInstrument => {
+                build::<extract_instrument::ExtractInstrument, _>(params, ctx)
+            }
+            StageKind::Tokenize => build::<tokenize::Tokenize, _>(params, ctx),
+            StageKind::Vocab => build::<vocab::Vocab, _>(params, ctx),
+            StageKind::Window => build::<window::Window, _>(params, ctx),
+        }
+    }
+}
+
+impl fmt::Display for StageKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What parameter checks may look at: where relative paths start.
+pub struct CheckContext {
+    /// The directory of the experiment file.
+    pub base_dir: PathBuf,
+}
+
+/// A parameter that deserialized but makes no sense (`seq_len = 0`).
+#[derive(Debug, Clone)]
+pub struct ParamProblem {
+    pub key: &'static str,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl ParamProblem {
+    pub fn new(key: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            key,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+#[derive(Debug)]
+pub enum ParamError {
+    /// Unknown key, wrong type: the toml error knows the span.
+    Decode(toml::de::Error),
+    /// Values out of range.
+    Invalid(Vec<ParamProblem>),
+}
+
+/// A stage's parameter struct: deserialized with `deny_unknown_fields`, then checked.
+pub trait Params: DeserializeOwned + Serialize {
+    fn check(&self, _ctx: &CheckContext) -> Vec<ParamProblem> {
+        Vec::new()
+    }
+}
+
+fn build<'de, P, D>(params: D, ctx: &CheckContext) -> Result<Box<dyn Stage>, ParamError>
+where
+    P: Params + Stage + 'static,
+    D: serde::Deserializer<'de, Error = toml::de::Error>,
+{
+    let p = P::deserialize(params).map_err(ParamError::Decode)?;
+    let problems = p.check(ctx);
+    if problems.is_empty() {
+        Ok(Box::new(p))
+    } else {
+        Err(ParamError::Invalid(problems))
+    }
+}
+
+/// Files outside the cache that a stage's output depends on (the MIDI files of a source), by content.
+#[derive(Debug, Clone, Default)]
+pub struct ExternalInputs {
+    /// How to show the files' paths to the user: the source path as written in the experiment.
+    pub display_root: String,
+    /// Relative path → blake3 of the bytes.
+    pub files: BTreeMap<String, crate::fingerprint::Hash>,
+    /// Absolute path of each file, to read it when the stage runs.
+    pub locations: BTreeMap<String, PathBuf>,
+}
+
+/// A report file a stage contributes (`instruments.csv`); cached with its output.
+#[derive(Debug, Clone)]
+pub struct ReportFile {
+    pub name: String,
+    pub bytes: Vec<u8>,
+}
+
+/// What a stage run produced.
+#[derive(Debug)]
+pub struct StageOutput {
+    pub artifact: Artifact,
+    /// Small facts for the manifest (counts, kept programs); a JSON object.
+    pub summary: serde_json::Value,
+    pub files: Vec<ReportFile>,
+}
+
+/// Everything a running stage may use besides its inputs.
+pub struct RunContext<'a> {
+    pub stage: &'a str,
+    pub base_dir: &'a Path,
+    pub external: &'a ExternalInputs,
+    pub progress: &'a MultiProgress,
+    pub warnings: Vec<String>,
+}
+
+impl RunContext<'_> {
+    /// Prints a warning now (above any progress bar) and keeps it for the report.
+    pub fn warn(&mut self, message: String) {
+        let line = format!("warning: {}: {message}", self.stage);
+        self.progress.suspend(|| eprintln!("{line}"));
+        self.warnings.push(message);
+    }
+
+    /// A progress bar for `len` units of work, labelled with the stage name; hidden when stderr is not a terminal.
+    pub fn bar(&self, len: u64, unit: &str) -> ProgressBar {
+        let bar = self.progress.add(ProgressBar::new(len));
+        bar.set_style(
+            ProgressStyle::with_template(&format!(
+                "{{prefix:>12}} [{{bar:30}}] {{pos}}/{{len}} {unit} {{msg}}"
+            ))
+            .expect("static template")
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(self.stage.to_string());
+        bar
+    }
+}
+
+/// One configured stage.
+pub trait Stage: Send + Sync + fmt::Debug {
+    fn kind(&self) -> StageKind;
+
+    /// The parameters that determine the output, as they go into the fingerprint: the checked values with defaults
+    /// filled in, so `top = 1` and a missing `top` hash the same.
+    fn params(&self) -> BTreeMap<String, serde_json::Value>;
+
+    /// Files outside the cache the output depends on.
+    fn external_inputs(&self, _base_dir: &Path) -> anyhow::Result<ExternalInputs> {
+        Ok(ExternalInputs::default())
+    }
+
+    fn run(&self, ctx: &mut RunContext, inputs: &[&Artifact]) -> anyhow::Result<StageOutput>;
+}
+
+/// [`Stage::params`] for parameter structs: their serde form, field by field.
+pub fn params_of<P: Serialize>(p: &P) -> BTreeMap<String, serde_json::Value> {
+    match serde_json::to_value(p).expect("parameters are plain data") {
+        serde_json::Value::Object(map) => map.into_iter().collect(),
+        serde_json::Value::Null => BTreeMap::new(),
+        other => panic!("parameters must serialize as a map, got {other}"),
+    }
+}
+
+/// Writes rows as CSV into memory, for report files.
+pub fn csv_bytes<R: Serialize>(rows: impl IntoIterator<Item = R>) -> anyhow::Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for row in rows {
+        w.serialize(row)?;
+    }
+    Ok(w.into_inner().map_err(|e| e.into_error())?)
+}
+
+pub use midi_source::display_path as midi_source_display_path;

@@ -1,0 +1,190 @@
+//! `window`: cuts training examples (`seq_len` ids → the next id, stride 1, never across files) and holds out whole
+//! files for validation.
+//!
+//! The output keeps the id sequences and per-file offsets, not the windows themselves: O(tokens) memory.
+
+use std::collections::BTreeMap;
+
+use anyhow::bail;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::{ParamProblem, Params, ReportFile, RunContext, Stage, StageKind, StageOutput, csv_bytes, params_of};
+use crate::artifact::{Artifact, Split, WindowFile, WindowSet};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Window {
+    /// Ids per input window.
+    #[serde(default = "default_seq_len")]
+    pub seq_len: u32,
+    /// Share of files held out for validation (0 = train on everything).
+    #[serde(default = "default_val_fraction")]
+    pub val_fraction: f64,
+    /// Drives which files are held out.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+}
+
+fn default_seq_len() -> u32 {
+    100
+}
+fn default_val_fraction() -> f64 {
+    0.1
+}
+fn default_seed() -> u64 {
+    42
+}
+
+impl Params for Window {
+    fn check(&self, _: &super::CheckContext) -> Vec<ParamProblem> {
+        let mut problems = Vec::new();
+        if !(1..=1_000_000).contains(&self.seq_len) {
+            problems.push(
+                ParamProblem::new(
+                    "seq_len",
+                    format!("must be between 1 and 1000000, got {}", self.seq_len),
+                )
+                .hint("`seq_len` is the number of tokens the model sees before predicting the next (the paper: 100)"),
+            );
+        }
+        if !(0.0..1.0).contains(&self.val_fraction) {
+            problems.push(
+                ParamProblem::new(
+                    "val_fraction",
+                    format!("must be at least 0 and below 1, got {}", self.val_fraction),
+                )
+                .hint("`val_fraction` is the share of files held out for validation; 0 trains on everything"),
+            );
+        }
+        problems
+    }
+}
+
+/// How many of `files` files are held out: `round(files × fraction)`, at least 1 when the fraction is above 0.
+pub fn validation_count(files: usize, fraction: f64) -> usize {
+    if fraction <= 0.0 {
+        0
+    } else {
+        ((files as f64 * fraction).round() as usize).max(1)
+    }
+}
+
+/// Which files (by index) are held out: the first `count` of a seeded shuffle.
+pub fn validation_files(files: usize, count: usize, seed: u64) -> Vec<bool> {
+    let mut order: Vec<usize> = (0..files).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    let mut held_out = vec![false; files];
+    for &i in &order[..count.min(files)] {
+        held_out[i] = true;
+    }
+    held_out
+}
+
+#[derive(Serialize)]
+struct Row<'a> {
+    file: &'a str,
+    split: Split,
+    tokens: usize,
+    windows: usize,
+}
+
+impl Stage for Window {
+    fn kind(&self) -> StageKind {
+        StageKind::Window
+    }
+
+    fn params(&self) -> BTreeMap<String, serde_json::Value> {
+        params_of(self)
+    }
+
+    fn run(&self, ctx: &mut RunContext, inputs: &[&Artifact]) -> anyhow::Result<StageOutput> {
+        let vocab = inputs[0].vocab()?;
+        let seq_len = self.seq_len as usize;
+        let n = vocab.files.len();
+        let val_count = validation_count(n, self.val_fraction);
+        if val_count >= n && val_count > 0 {
+            bail!(
+                "`val_fraction = {}` would hold out all {n} file(s), leaving nothing to train on; \
+                 set `val_fraction = 0` or add files",
+                self.val_fraction
+            );
+        }
+        let held_out = validation_files(n, val_count, self.seed);
+        let mut ids = Vec::with_capacity(vocab.files.iter().map(|f| f.ids.len()).sum());
+        let mut files = Vec::with_capacity(n);
+        for (file, &val) in vocab.files.iter().zip(&held_out) {
+            files.push(WindowFile {
+                path: file.path.clone(),
+                offset: ids.len(),
+                len: file.ids.len(),
+                split: if val { Split::Validation } else { Split::Train },
+            });
+            ids.extend_from_slice(&file.ids);
+        }
+        let set = WindowSet {
+            seq_len,
+            programs: vocab.programs.clone(),
+            tokens: vocab.tokens.clone(),
+            ids,
+            files,
+        };
+        let (train, val) = (set.count(Split::Train), set.count(Split::Validation));
+        if train == 0 {
+            bail!(
+                "no training windows: every training file has at most {seq_len} tokens; lower `seq_len` \
+                 (the longest file has {} tokens)",
+                vocab.files.iter().map(|f| f.ids.len()).max().unwrap_or(0)
+            );
+        }
+        if val_count > 0 && val == 0 {
+            ctx.warn(format!(
+                "the {val_count} validation file(s) are too short for `seq_len = {seq_len}`: no validation windows"
+            ));
+        }
+        let rows = set.files.iter().map(|f| Row {
+            file: &f.path,
+            split: f.split,
+            tokens: f.len,
+            windows: f.window_count(seq_len),
+        });
+        let report = csv_bytes(rows)?;
+        Ok(StageOutput {
+            summary: serde_json::json!({
+                "seq_len": seq_len,
+                "train_windows": train,
+                "validation_windows": val,
+                "train_files": n - val_count,
+                "validation_files": val_count,
+            }),
+            files: vec![ReportFile {
+                name: "windows.csv".into(),
+                bytes: report,
+            }],
+            artifact: Artifact::Windows(set),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_count_rounds_and_keeps_at_least_one() {
+        assert_eq!(validation_count(31, 0.1), 3);
+        assert_eq!(validation_count(4, 0.1), 1);
+        assert_eq!(validation_count(10, 0.0), 0);
+        assert_eq!(validation_count(10, 0.25), 3);
+    }
+
+    #[test]
+    fn the_split_depends_only_on_the_seed() {
+        let a = validation_files(20, 4, 42);
+        assert_eq!(a, validation_files(20, 4, 42));
+        assert_eq!(a.iter().filter(|&&v| v).count(), 4);
+        assert_ne!(a, validation_files(20, 4, 43));
+    }
+}
