@@ -81,7 +81,7 @@ impl Outcome {
 
 /// A stage's fingerprint from its configuration and its inputs' content hashes.
 fn fingerprint_of(exp: &Experiment, i: usize, inputs: Vec<InputHash>, external: &ExternalInputs) -> Fingerprint {
-    let stage = &exp.graph.stages[i].stage;
+    let stage = &exp.graph.stages[i].stage();
     Fingerprint {
         kind: stage.kind().name().to_string(),
         version: stage.kind().version(),
@@ -190,7 +190,7 @@ fn run_stage(
             hash: results[j].record.as_ref().expect("inputs ran before").output.hash,
         })
         .collect();
-    let external = match spec.stage.external_inputs(&exp.base_dir) {
+    let external = match spec.stage().external_inputs(&exp.base_dir) {
         Ok(x) => x,
         Err(e) => return fail(result, e),
     };
@@ -239,7 +239,7 @@ fn run_stage(
         warnings: Vec::new(),
     };
     let started = Instant::now();
-    let output = match spec.stage.run(&mut ctx, &refs) {
+    let output = match spec.stage().run(&mut ctx, &refs) {
         Ok(o) => o,
         Err(e) => return fail(result, e),
     };
@@ -317,7 +317,7 @@ pub fn plan(exp: &Experiment, cache: &Cache) -> Vec<PlanLine> {
                 .last(&exp.name, &spec.name)
                 .map(|old| {
                     let mut probe = old.clone();
-                    probe.params = spec.stage.params();
+                    probe.params = spec.stage().params();
                     probe.diff(&old)
                 })
                 .unwrap_or_default();
@@ -336,7 +336,7 @@ pub fn plan(exp: &Experiment, cache: &Cache) -> Vec<PlanLine> {
                 hash: hashes[j],
             })
             .collect();
-        let external = match spec.stage.external_inputs(&exp.base_dir) {
+        let external = match spec.stage().external_inputs(&exp.base_dir) {
             Ok(x) => x,
             Err(e) => {
                 line.reason = format!("would fail: {e:#}");

@@ -55,7 +55,9 @@ impl Override {
 #[derive(Debug)]
 pub struct StageSpec {
     pub name: String,
-    pub stage: Box<dyn Stage>,
+    pub kind: StageKind,
+    /// `None` only while checking, when the parameters were invalid (the wiring is still checked).
+    built: Option<Box<dyn Stage>>,
     pub inputs: Vec<Spanned<String>>,
     /// Span of the stage's table header / key.
     pub span: Range<usize>,
@@ -63,7 +65,14 @@ pub struct StageSpec {
 
 impl StageSpec {
     pub fn kind(&self) -> StageKind {
-        self.stage.kind()
+        self.kind
+    }
+
+    /// The configured stage; every stage of a checked [`Experiment`] has one.
+    pub fn stage(&self) -> &dyn Stage {
+        self.built
+            .as_deref()
+            .expect("a checked experiment has every stage built")
     }
 }
 
@@ -265,8 +274,11 @@ fn apply_overrides<'a>(
                         let names = stage_names(root);
                         let hint = did_you_mean(stage, names.iter().map(String::as_str))
                             .unwrap_or_else(|| format!("the stages are: {}", names.join(", ")));
+                        let (_, arg, _) = &sources.overrides[i];
+                        let at = "--set ".len();
                         diags.push(
-                            Diagnostic::new(format!("`{}`: there is no stage named `{stage}`", o.arg()))
+                            Diagnostic::new(format!("`--set`: there is no stage named `{stage}`"))
+                                .at(arg, at..at + stage.len())
                                 .key(o.key.clone())
                                 .hint(hint),
                         );
@@ -419,15 +431,17 @@ fn stage_spec(
 
     let kind = kind?;
     let table_value = Spanned::new(value.span(), DeValue::Table(params.clone()));
-    match kind.build(table_value.into_deserializer(), ctx) {
-        Ok(stage) => Some(StageSpec {
-            name: stage_name,
-            stage,
-            inputs,
-            span: name.span(),
-        }),
+    let built = match kind.build(table_value.into_deserializer(), ctx) {
+        Ok(stage) => Some(stage),
         Err(ParamError::Decode(e)) => {
-            let mut d = toml_error(sources, &e, Some(key.clone()));
+            // Name the parameter whose value the error points at.
+            let param = e.span().and_then(|span| {
+                params
+                    .iter()
+                    .find(|(k, v)| v.span().contains(&span.start) || k.span().contains(&span.start))
+                    .map(|(k, _)| k.get_ref().to_string())
+            });
+            let mut d = toml_error(sources, &e, Some(param.map_or(key.clone(), |p| format!("{key}.{p}"))));
             if let Some(field) = unknown_field(e.message()) {
                 d.key = Some(format!("{key}.{field}"));
                 d = d.hint(
@@ -456,7 +470,14 @@ fn stage_spec(
             }
             None
         }
-    }
+    };
+    Some(StageSpec {
+        name: stage_name,
+        kind,
+        built,
+        inputs,
+        span: name.span(),
+    })
 }
 
 fn inputs_of(

@@ -40,8 +40,8 @@ impl Graph {
                 let hint = match expected {
                     [] => "remove `inputs`".to_string(),
                     [one] => format!(
-                        "write `inputs = [\"NAME\"]` naming a {} stage",
-                        StageKind::producers_of(*one).join(" or ")
+                        "write `inputs = [\"NAME\"]` naming a stage of kind `{}`",
+                        StageKind::producers_of(*one).join("` or `")
                     ),
                     _ => "list one stage per input".to_string(),
                 };
@@ -96,7 +96,7 @@ impl Graph {
                             .at(source, input.span())
                             .key(key.clone())
                             .hint(format!(
-                                "feed it from a {} stage",
+                                "feed it from a stage of kind {}",
                                 StageKind::producers_of(wanted)
                                     .iter()
                                     .map(|k| format!("`{k}`"))

@@ -1,0 +1,232 @@
+//! Test harness: a temporary project directory, MIDI files written with midly, and the real `pipeline` binary.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use midly::num::{u4, u7, u15, u28};
+use midly::{Format, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, TrackEventKind};
+
+/// One event of a test MIDI track, on an absolute tick.
+#[derive(Clone, Copy, Debug)]
+pub enum Ev {
+    On { tick: u32, ch: u8, key: u8, vel: u8 },
+    Off { tick: u32, ch: u8, key: u8 },
+    Program { tick: u32, ch: u8, program: u8 },
+    /// A track name, to change bytes without changing notes.
+    Name { tick: u32, text: &'static str },
+}
+
+impl Ev {
+    fn tick(&self) -> u32 {
+        match *self {
+            Ev::On { tick, .. } | Ev::Off { tick, .. } | Ev::Program { tick, .. } | Ev::Name { tick, .. } => tick,
+        }
+    }
+}
+
+/// A note of `len` ticks on channel `ch`.
+pub fn note(tick: u32, ch: u8, key: u8, len: u32) -> [Ev; 2] {
+    [
+        Ev::On { tick, ch, key, vel: 100 },
+        Ev::Off { tick: tick + len, ch, key },
+    ]
+}
+
+/// A melody of one note per beat (480 ticks) on channel `ch`.
+pub fn melody(ch: u8, keys: &[u8]) -> Vec<Ev> {
+    keys.iter()
+        .enumerate()
+        .flat_map(|(i, &k)| note(i as u32 * 480, ch, k, 240))
+        .collect()
+}
+
+/// The bytes of a format-1 SMF with these tracks.
+pub fn smf_bytes(tracks: &[Vec<Ev>]) -> Vec<u8> {
+    let tracks: Vec<Vec<TrackEvent<'static>>> = tracks
+        .iter()
+        .map(|events| {
+            let mut events = events.clone();
+            events.sort_by_key(Ev::tick);
+            let mut last = 0;
+            let mut out: Vec<TrackEvent<'static>> = events
+                .iter()
+                .map(|e| {
+                    let delta = u28::new(e.tick() - last);
+                    last = e.tick();
+                    let kind = match *e {
+                        Ev::On { ch, key, vel, .. } => TrackEventKind::Midi {
+                            channel: u4::new(ch),
+                            message: MidiMessage::NoteOn { key: u7::new(key), vel: u7::new(vel) },
+                        },
+                        Ev::Off { ch, key, .. } => TrackEventKind::Midi {
+                            channel: u4::new(ch),
+                            message: MidiMessage::NoteOff { key: u7::new(key), vel: u7::new(0) },
+                        },
+                        Ev::Program { ch, program, .. } => TrackEventKind::Midi {
+                            channel: u4::new(ch),
+                            message: MidiMessage::ProgramChange { program: u7::new(program) },
+                        },
+                        Ev::Name { text, .. } => TrackEventKind::Meta(MetaMessage::TrackName(text.as_bytes())),
+                    };
+                    TrackEvent { delta, kind }
+                })
+                .collect();
+            out.push(TrackEvent {
+                delta: u28::new(0),
+                kind: TrackEventKind::Meta(MetaMessage::EndOfTrack),
+            });
+            out
+        })
+        .collect();
+    let smf = Smf {
+        header: Header::new(Format::Parallel, Timing::Metrical(u15::new(480))),
+        tracks,
+    };
+    let mut bytes = Vec::new();
+    smf.write_std(&mut bytes).expect("writing to memory");
+    bytes
+}
+
+/// A temporary directory holding an experiment, its MIDI files, its cache and its reports.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, bytes: impl AsRef<[u8]>) -> &Self {
+        let path = self.path(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+        self
+    }
+
+    pub fn midi(&self, rel: &str, tracks: &[Vec<Ev>]) -> &Self {
+        self.write(rel, smf_bytes(tracks))
+    }
+
+    /// Runs `pipeline ARGS` in the project directory.
+    pub fn pipeline(&self, args: &[&str]) -> Run {
+        let output = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("PIPELINE_CACHE")
+            .env_remove("PIPELINE_REPORTS")
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("the pipeline binary runs");
+        Run::new(output, self.dir.path())
+    }
+}
+
+/// The result of one invocation.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub report: Option<PathBuf>,
+}
+
+impl Run {
+    fn new(output: Output, dir: &Path) -> Self {
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let report = stdout
+            .lines()
+            .last()
+            .map(|l| dir.join(l.trim()))
+            .filter(|p| p.join("manifest.json").exists());
+        Self {
+            code: output.status.code().unwrap_or(-1),
+            stdout,
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            report,
+        }
+    }
+
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(self.code, 0, "pipeline failed\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    pub fn manifest(&self) -> serde_json::Value {
+        let path = self.report.as_ref().expect("the run wrote a report").join("manifest.json");
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    pub fn report_file(&self, name: &str) -> String {
+        std::fs::read_to_string(self.report.as_ref().expect("a report").join(name)).unwrap()
+    }
+
+    /// Names of the stages with this status (`ran`, `cached`, …), in run order.
+    pub fn stages(&self, status: &str) -> Vec<String> {
+        self.manifest()["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["status"] == status)
+            .map(|s| s["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    pub fn stage(&self, name: &str) -> serde_json::Value {
+        self.manifest()["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no stage `{name}` in the manifest"))
+    }
+}
+
+/// The whole MIDI pipeline over `midi/`, as in the README.
+pub const PIPELINE_TOML: &str = r#"
+name = "test"
+
+[stages.source]
+kind = "midi_source"
+path = "midi"
+
+[stages.no_drums]
+kind = "drop_drums"
+inputs = ["source"]
+
+[stages.melody]
+kind = "extract_instrument"
+inputs = ["no_drums"]
+top = 1
+
+[stages.tokens]
+kind = "tokenize"
+inputs = ["melody"]
+
+[stages.vocab]
+kind = "vocab"
+inputs = ["tokens"]
+
+[stages.windows]
+kind = "window"
+inputs = ["vocab"]
+seq_len = 4
+val_fraction = 0.0
+seed = 42
+"#;
+
+pub const ALL_STAGES: [&str; 6] = ["source", "no_drums", "melody", "tokens", "vocab", "windows"];
+
+/// CSV text → rows of fields, header included.
+pub fn csv_rows(text: &str) -> Vec<Vec<String>> {
+    text.lines().map(|l| l.split(',').map(str::to_string).collect()).collect()
+}
