@@ -180,14 +180,14 @@ impl Graph {
 
     /// Graphviz: `pipeline graph FILE --format dot | dot -Tsvg > graph.svg`.
     pub fn to_dot(&self, title: &str) -> String {
-        let mut g = DiGraph::<String, ()>::new();
+        let mut g = DiGraph::<String, &str>::new();
         let nodes: Vec<_> = self
             .stages
             .iter()
             .map(|s| g.add_node(format!("{}\n{}", s.name, s.kind())))
             .collect();
         for e in self.dag.raw_edges() {
-            g.add_edge(nodes[self.dag[e.source()]], nodes[self.dag[e.target()]], ());
+            g.add_edge(nodes[self.dag[e.source()]], nodes[self.dag[e.target()]], "");
         }
         let dot = petgraph::dot::Dot::with_attr_getters(
             &g,
@@ -195,7 +195,7 @@ impl Graph {
             &|_, _| String::new(),
             &|_, _| "shape=box".to_string(),
         );
-        format!("// {title}\n{dot:?}")
+        format!("// {title}\n{dot}")
     }
 }
 
