@@ -118,10 +118,17 @@ pub struct Event {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
     /// A note-on with velocity > 0.
-    NoteOn { key: u8, velocity: u8 },
+    NoteOn {
+        key: u8,
+        velocity: u8,
+    },
     /// A note-off, or a note-on with velocity 0.
-    NoteOff { key: u8 },
-    ProgramChange { program: u8 },
+    NoteOff {
+        key: u8,
+    },
+    ProgramChange {
+        program: u8,
+    },
 }
 
 /// The notes of the most frequent instruments, one list per file.

@@ -66,8 +66,12 @@ impl Cache {
     pub fn open(dir: &Path) -> Result<Self> {
         let root = dir.join(LAYOUT);
         for sub in ["entries", "tmp", "stages"] {
-            fs::create_dir_all(root.join(sub))
-                .with_context(|| format!("cannot create the cache directory `{}`", root.join(sub).display()))?;
+            fs::create_dir_all(root.join(sub)).with_context(|| {
+                format!(
+                    "cannot create the cache directory `{}`",
+                    root.join(sub).display()
+                )
+            })?;
         }
         Ok(Self { root })
     }
@@ -106,7 +110,8 @@ impl Cache {
 
     fn verify(&self, key: &Hash, dir: &Path) -> std::result::Result<Record, String> {
         let text = fs::read(dir.join(RECORD)).map_err(|e| format!("no readable record ({e})"))?;
-        let record: Record = serde_json::from_slice(&text).map_err(|e| format!("unreadable record ({e})"))?;
+        let record: Record =
+            serde_json::from_slice(&text).map_err(|e| format!("unreadable record ({e})"))?;
         if record.key != *key {
             return Err("the record belongs to another fingerprint".into());
         }
@@ -120,7 +125,8 @@ impl Cache {
     /// Reads an entry's artifact, checking its hash again.
     pub fn load(&self, record: &Record) -> Result<Artifact> {
         let path = self.entry_dir(&record.key).join(OUTPUT);
-        let bytes = fs::read(&path).with_context(|| format!("cannot read cache entry `{}`", path.display()))?;
+        let bytes = fs::read(&path)
+            .with_context(|| format!("cannot read cache entry `{}`", path.display()))?;
         if Hash::of(&bytes) != record.output.hash {
             let _ = self.discard(&self.entry_dir(&record.key));
             anyhow::bail!(
@@ -128,7 +134,8 @@ impl Cache {
                 path.display()
             );
         }
-        Artifact::from_bytes(&bytes).with_context(|| format!("cannot decode cache entry `{}`", path.display()))
+        Artifact::from_bytes(&bytes)
+            .with_context(|| format!("cannot decode cache entry `{}`", path.display()))
     }
 
     /// Writes an entry atomically: everything goes to a temporary directory, the record last, then one rename.
@@ -152,7 +159,10 @@ impl Cache {
             fs::create_dir(tmp.path().join(FILES))?;
         }
         for f in files {
-            file_records.insert(f.name.clone(), write_synced(&tmp.path().join(FILES).join(&f.name), &f.bytes)?);
+            file_records.insert(
+                f.name.clone(),
+                write_synced(&tmp.path().join(FILES).join(&f.name), &f.bytes)?,
+            );
         }
         let record = Record {
             key,
@@ -165,7 +175,10 @@ impl Cache {
             seconds: meta.seconds,
             created: jiff::Timestamp::now().to_string(),
         };
-        write_synced(&tmp.path().join(RECORD), &serde_json::to_vec_pretty(&record)?)?;
+        write_synced(
+            &tmp.path().join(RECORD),
+            &serde_json::to_vec_pretty(&record)?,
+        )?;
 
         let dest = self.entry_dir(&key);
         fs::create_dir_all(dest.parent().expect("entries have a parent"))?;
@@ -185,7 +198,9 @@ impl Cache {
             }
             Err(e) => {
                 let _ = fs::remove_dir_all(&tmp_path);
-                return Err(e).with_context(|| format!("cannot move the cache entry into `{}`", dest.display()));
+                return Err(e).with_context(|| {
+                    format!("cannot move the cache entry into `{}`", dest.display())
+                });
             }
         }
         sync_dir(dest.parent().expect("entries have a parent"));
@@ -199,13 +214,17 @@ impl Cache {
             .tempdir_in(self.root.join("tmp"))?
             .keep();
         let target = trash.join("entry");
-        fs::rename(dir, &target).with_context(|| format!("cannot remove cache entry `{}`", dir.display()))?;
+        fs::rename(dir, &target)
+            .with_context(|| format!("cannot remove cache entry `{}`", dir.display()))?;
         let _ = fs::remove_dir_all(&trash);
         Ok(())
     }
 
     fn last_path(&self, experiment: &str, stage: &str) -> PathBuf {
-        self.root.join("stages").join(experiment).join(format!("{stage}.json"))
+        self.root
+            .join("stages")
+            .join(experiment)
+            .join(format!("{stage}.json"))
     }
 
     /// The fingerprint `stage` of `experiment` last ran (or was found cached) with.
@@ -237,13 +256,17 @@ pub struct EntryMeta {
 fn check_file(path: &Path, expected: &FileRecord) -> std::result::Result<(), String> {
     let bytes = fs::read(path).map_err(|e| format!("`{}` is unreadable ({e})", path.display()))?;
     if bytes.len() as u64 != expected.bytes || Hash::of(&bytes) != expected.hash {
-        return Err(format!("`{}` does not match its recorded hash", path.display()));
+        return Err(format!(
+            "`{}` does not match its recorded hash",
+            path.display()
+        ));
     }
     Ok(())
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<FileRecord> {
-    let mut f = fs::File::create(path).with_context(|| format!("cannot write `{}`", path.display()))?;
+    let mut f =
+        fs::File::create(path).with_context(|| format!("cannot write `{}`", path.display()))?;
     f.write_all(bytes)
         .and_then(|()| f.sync_all())
         .with_context(|| format!("cannot write `{}`", path.display()))?;
@@ -309,13 +332,18 @@ mod tests {
             name: "t.csv".into(),
             bytes: b"a,b\n".to_vec(),
         }];
-        let record = cache.store(&fp, &artifact(), &files, meta(), false).unwrap();
+        let record = cache
+            .store(&fp, &artifact(), &files, meta(), false)
+            .unwrap();
         let Lookup::Hit(found) = cache.lookup(&fp.hash()) else {
             panic!("expected a hit")
         };
         assert_eq!(found.output, record.output);
         assert_eq!(cache.load(&found).unwrap().to_bytes(), artifact());
-        assert_eq!(fs::read(cache.file_path(&fp.hash(), "t.csv")).unwrap(), b"a,b\n");
+        assert_eq!(
+            fs::read(cache.file_path(&fp.hash(), "t.csv")).unwrap(),
+            b"a,b\n"
+        );
         assert!(matches!(cache.lookup(&fingerprint(2).hash()), Lookup::Miss));
     }
 
@@ -328,7 +356,10 @@ mod tests {
         cache.store(&fp, &artifact(), &[], meta(), false).unwrap();
         fs::remove_file(cache.entry_dir(&fp.hash()).join(RECORD)).unwrap();
         assert!(matches!(cache.lookup(&fp.hash()), Lookup::Damaged(_)));
-        assert!(matches!(cache.lookup(&fp.hash()), Lookup::Miss), "the damaged entry is removed");
+        assert!(
+            matches!(cache.lookup(&fp.hash()), Lookup::Miss),
+            "the damaged entry is removed"
+        );
     }
 
     #[test]
@@ -357,9 +388,15 @@ mod tests {
         let fp = fingerprint(1);
         cache.store(&fp, b"old", &[], meta(), false).unwrap();
         cache.store(&fp, b"new", &[], meta(), false).unwrap();
-        assert_eq!(fs::read(cache.entry_dir(&fp.hash()).join(OUTPUT)).unwrap(), b"old");
+        assert_eq!(
+            fs::read(cache.entry_dir(&fp.hash()).join(OUTPUT)).unwrap(),
+            b"old"
+        );
         cache.store(&fp, b"new", &[], meta(), true).unwrap();
-        assert_eq!(fs::read(cache.entry_dir(&fp.hash()).join(OUTPUT)).unwrap(), b"new");
+        assert_eq!(
+            fs::read(cache.entry_dir(&fp.hash()).join(OUTPUT)).unwrap(),
+            b"new"
+        );
         assert!(matches!(cache.lookup(&fp.hash()), Lookup::Hit(_)));
     }
 }

@@ -18,7 +18,11 @@ use crate::experiment::{Experiment, Override};
 use crate::report::Report;
 
 #[derive(Parser, Debug)]
-#[command(name = "pipeline", version, about = "Train sequence models on MIDI: declarative, cached, reported")]
+#[command(
+    name = "pipeline",
+    version,
+    about = "Train sequence models on MIDI: declarative, cached, reported"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -91,7 +95,8 @@ pub fn main() -> ExitCode {
 }
 
 fn load(args: &ExperimentArgs) -> Result<Experiment, u8> {
-    let overrides: Result<Vec<Override>, Diagnostic> = args.set.iter().map(|s| Override::parse(s)).collect();
+    let overrides: Result<Vec<Override>, Diagnostic> =
+        args.set.iter().map(|s| Override::parse(s)).collect();
     let result = overrides
         .map_err(Diagnostics::from)
         .and_then(|o| Experiment::load(&args.file, &o));
@@ -130,17 +135,29 @@ fn dispatch(cli: Cli) -> u8 {
     result.unwrap_or_else(|code| code)
 }
 
-fn run(args: &ExperimentArgs, cache_dir: &Path, reports_dir: &Path, force: Vec<String>, verbose: bool) -> Result<u8, u8> {
+fn run(
+    args: &ExperimentArgs,
+    cache_dir: &Path,
+    reports_dir: &Path,
+    force: Vec<String>,
+    verbose: bool,
+) -> Result<u8, u8> {
     let exp = load(args)?;
     for name in &force {
         if exp.graph.index_of(name).is_none() {
             let names = exp.graph.stages.iter().map(|s| s.name.as_str());
-            let hint = did_you_mean(name, names.clone())
-                .unwrap_or_else(|| format!("the stages are: {}", names.collect::<Vec<_>>().join(", ")));
+            let hint = did_you_mean(name, names.clone()).unwrap_or_else(|| {
+                format!("the stages are: {}", names.collect::<Vec<_>>().join(", "))
+            });
             eprint!(
                 "{}",
-                Diagnostics::from(Diagnostic::new(format!("`--force {name}`: there is no stage named `{name}`")).hint(hint))
-                    .render(color())
+                Diagnostics::from(
+                    Diagnostic::new(format!(
+                        "`--force {name}`: there is no stage named `{name}`"
+                    ))
+                    .hint(hint)
+                )
+                .render(color())
             );
             return Err(exit::INVALID_EXPERIMENT);
         }

@@ -51,7 +51,7 @@ pub struct Diagnostic {
     pub message: String,
     /// The dotted TOML key the problem is about, e.g. `stages.windows.seq_len`.
     pub key: Option<String>,
-    pub location: Option<Location>,
+    pub location: Option<Box<Location>>,
     pub hint: Option<String>,
 }
 
@@ -71,10 +71,10 @@ impl Diagnostic {
     }
 
     pub fn at(mut self, source: &Source, span: Range<usize>) -> Self {
-        self.location = Some(Location {
+        self.location = Some(Box::new(Location {
             source: source.clone(),
             span,
-        });
+        }));
         self
     }
 
@@ -111,7 +111,9 @@ impl Diagnostic {
         };
         let mut report = vec![group];
         if let Some(hint) = &self.hint {
-            report.push(Group::with_title(Level::HELP.secondary_title(hint.as_str())));
+            report.push(Group::with_title(
+                Level::HELP.secondary_title(hint.as_str()),
+            ));
         }
         let renderer = if color {
             Renderer::styled()
@@ -196,7 +198,10 @@ impl fmt::Display for Diagnostics {
 impl std::error::Error for Diagnostics {}
 
 /// "did you mean `x`?" for a misspelled name, when one of the candidates is close.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(word, c), c))

@@ -80,7 +80,12 @@ impl Outcome {
 }
 
 /// A stage's fingerprint from its configuration and its inputs' content hashes.
-fn fingerprint_of(exp: &Experiment, i: usize, inputs: Vec<InputHash>, external: &ExternalInputs) -> Fingerprint {
+fn fingerprint_of(
+    exp: &Experiment,
+    i: usize,
+    inputs: Vec<InputHash>,
+    external: &ExternalInputs,
+) -> Fingerprint {
     let stage = &exp.graph.stages[i].stage();
     Fingerprint {
         kind: stage.kind().name().to_string(),
@@ -117,7 +122,9 @@ fn forced(exp: &Experiment, names: &[String]) -> HashMap<usize, Reason> {
                 let reason = if d == i {
                     Reason::Forced
                 } else {
-                    Reason::UpstreamForced { stage: name.clone() }
+                    Reason::UpstreamForced {
+                        stage: name.clone(),
+                    }
                 };
                 // A stage named itself keeps `Forced` even when it is also downstream of another.
                 if reason == Reason::Forced || !out.contains_key(&d) {
@@ -144,11 +151,24 @@ pub fn run(exp: &Experiment, cache: &Cache, opts: &Options, progress: &MultiProg
             results.insert(i, StageResult::new(&spec.name, spec.kind(), Status::NotRun));
             continue;
         }
-        let result = run_stage(exp, cache, i, forced.get(&i), &results, &mut artifacts, progress, &say, opts);
+        let result = run_stage(
+            exp,
+            cache,
+            i,
+            forced.get(&i),
+            &results,
+            &mut artifacts,
+            progress,
+            &say,
+            opts,
+        );
         failed = result.status == Status::Failed;
         match result.status {
             Status::Cached if opts.verbose => say(format!("{:>8} {}", "cached", spec.name)),
-            Status::Ran => say(format!("{:>8} {} ({:.2}s)", "ran", spec.name, result.seconds)),
+            Status::Ran => say(format!(
+                "{:>8} {} ({:.2}s)",
+                "ran", spec.name, result.seconds
+            )),
             Status::Failed => say(format!(
                 "{:>8} {}: {}",
                 "failed",
@@ -160,7 +180,12 @@ pub fn run(exp: &Experiment, cache: &Cache, opts: &Options, progress: &MultiProg
         results.insert(i, result);
     }
     Outcome {
-        stages: exp.graph.order().iter().filter_map(|i| results.remove(i)).collect(),
+        stages: exp
+            .graph
+            .order()
+            .iter()
+            .filter_map(|i| results.remove(i))
+            .collect(),
     }
 }
 
@@ -187,7 +212,12 @@ fn run_stage(
         .iter()
         .map(|j| InputHash {
             stage: exp.graph.stages[*j].name.clone(),
-            hash: results[j].record.as_ref().expect("inputs ran before").output.hash,
+            hash: results[j]
+                .record
+                .as_ref()
+                .expect("inputs ran before")
+                .output
+                .hash,
         })
         .collect();
     let external = match spec.stage().external_inputs(&exp.base_dir) {
@@ -220,7 +250,12 @@ fn run_stage(
         },
     };
     if opts.verbose {
-        say(format!("{:>8} {}: {}", "running", spec.name, explain(&reasons)));
+        say(format!(
+            "{:>8} {}: {}",
+            "running",
+            spec.name,
+            explain(&reasons)
+        ));
     }
 
     let mut loaded = Vec::with_capacity(input_ids.len());
@@ -353,7 +388,9 @@ pub fn plan(exp: &Experiment, cache: &Cache) -> Vec<PlanLine> {
                 line.reason = "cached".into();
                 hashes.insert(i, record.output.hash);
             }
-            None => line.reason = format!("would run: {}", explain(&miss_reasons(cache, exp, i, &fp))),
+            None => {
+                line.reason = format!("would run: {}", explain(&miss_reasons(cache, exp, i, &fp)))
+            }
         }
         lines.push(line);
     }

@@ -4,7 +4,6 @@
 //! parameters are read into each kind's own struct with `deny_unknown_fields`, then range-checked; the wiring is
 //! checked by [`crate::graph`]. All problems are collected and reported together.
 
-
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -37,8 +36,10 @@ impl Override {
         let key = key.trim();
         let parts = key.split('.').count();
         if key.is_empty() || parts > 2 || key.split('.').any(str::is_empty) {
-            return Err(Diagnostic::new(format!("`--set {arg}`: `{key}` is not a parameter name"))
-                .hint("write `--set stage.parameter=value`, e.g. `--set windows.seq_len=64`"));
+            return Err(
+                Diagnostic::new(format!("`--set {arg}`: `{key}` is not a parameter name"))
+                    .hint("write `--set stage.parameter=value`, e.g. `--set windows.seq_len=64`"),
+            );
         }
         Ok(Self {
             key: key.to_string(),
@@ -94,8 +95,11 @@ impl Experiment {
     /// Reads, parses and checks an experiment file. Every problem found is returned, each with its location.
     pub fn load(path: &Path, overrides: &[Override]) -> Result<Self, Diagnostics> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            Diagnostic::new(format!("cannot read experiment file `{}`: {e}", path.display()))
-                .hint("pass the path of a TOML experiment file, e.g. `experiments/baseline.toml`")
+            Diagnostic::new(format!(
+                "cannot read experiment file `{}`: {e}",
+                path.display()
+            ))
+            .hint("pass the path of a TOML experiment file, e.g. `experiments/baseline.toml`")
         })?;
         Self::from_text(path, &text, overrides)
     }
@@ -125,11 +129,16 @@ impl Experiment {
                                 value.span(),
                             )
                             .key("name")
-                            .hint("use letters, digits, `_`, `-` and `.`; it names the report folder"),
+                            .hint(
+                                "use letters, digits, `_`, `-` and `.`; it names the report folder",
+                            ),
                     ),
                     other => diags.push(
                         sources
-                            .diag(format!("`name` must be a string, not {}", other.type_str()), value.span())
+                            .diag(
+                                format!("`name` must be a string, not {}", other.type_str()),
+                                value.span(),
+                            )
                             .key("name"),
                     ),
                 },
@@ -138,10 +147,9 @@ impl Experiment {
                     let mut d = sources
                         .diag(format!("unknown top-level key `{other}`"), key.span())
                         .key(other.to_string());
-                    d = d.hint(
-                        did_you_mean(other, TOP_LEVEL_KEYS)
-                            .unwrap_or_else(|| "the top level holds `name` and `[stages.NAME]` tables".into()),
-                    );
+                    d = d.hint(did_you_mean(other, TOP_LEVEL_KEYS).unwrap_or_else(|| {
+                        "the top level holds `name` and `[stages.NAME]` tables".into()
+                    }));
                     diags.push(d);
                 }
             }
@@ -149,7 +157,13 @@ impl Experiment {
 
         let base_dir = path
             .parent()
-            .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
             .unwrap_or(Path::new("."))
             .to_path_buf();
         let ctx = CheckContext {
@@ -196,7 +210,8 @@ impl Experiment {
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && !s.starts_with('.')
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
 }
 
 /// The texts that spans point into: the file, then each `--set` value at an offset past the file's end, so one
@@ -323,7 +338,9 @@ fn toml_error(sources: &Sources, e: &toml::de::Error, key: Option<String>) -> Di
     let mut message = e.message().trim().to_string();
     let mut hint = None;
     if message.contains("duplicate key") {
-        hint = Some("each stage needs its own name, and each key may appear once per table".to_string());
+        hint = Some(
+            "each stage needs its own name, and each key may appear once per table".to_string(),
+        );
     }
     if let Some(first) = message.get(..1) {
         message = first.to_lowercase() + &message[1..];
@@ -342,7 +359,9 @@ fn toml_error(sources: &Sources, e: &toml::de::Error, key: Option<String>) -> Di
 }
 
 fn valid_stage_name(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// Checks one `[stages.NAME]` table and builds its stage.
@@ -366,9 +385,17 @@ fn stage_spec(
     let DeValue::Table(table) = value.get_ref() else {
         diags.push(
             sources
-                .diag(format!("stage `{stage_name}` must be a table, not {}", value.get_ref().type_str()), value.span())
+                .diag(
+                    format!(
+                        "stage `{stage_name}` must be a table, not {}",
+                        value.get_ref().type_str()
+                    ),
+                    value.span(),
+                )
                 .key(key)
-                .hint(format!("declare it as `[stages.{stage_name}]` with a `kind` and its parameters")),
+                .hint(format!(
+                    "declare it as `[stages.{stage_name}]` with a `kind` and its parameters"
+                )),
         );
         return None;
     };
@@ -404,7 +431,10 @@ fn stage_spec(
             other => {
                 diags.push(
                     sources
-                        .diag(format!("`kind` must be a string, not {}", other.type_str()), v.span())
+                        .diag(
+                            format!("`kind` must be a string, not {}", other.type_str()),
+                            v.span(),
+                        )
                         .key(format!("{key}.kind")),
                 );
                 None
@@ -420,7 +450,13 @@ fn stage_spec(
             other => {
                 diags.push(
                     sources
-                        .diag(format!("`inputs` must be a list of stage names, not {}", other.type_str()), v.span())
+                        .diag(
+                            format!(
+                                "`inputs` must be a list of stage names, not {}",
+                                other.type_str()
+                            ),
+                            v.span(),
+                        )
                         .key(format!("{key}.inputs"))
                         .hint("e.g. `inputs = [\"source\"]`"),
                 );
@@ -441,17 +477,30 @@ fn stage_spec(
                     .find(|(k, v)| v.span().contains(&span.start) || k.span().contains(&span.start))
                     .map(|(k, _)| k.get_ref().to_string())
             });
-            let mut d = toml_error(sources, &e, Some(param.map_or(key.clone(), |p| format!("{key}.{p}"))));
+            let mut d = toml_error(
+                sources,
+                &e,
+                Some(param.map_or(key.clone(), |p| format!("{key}.{p}"))),
+            );
             if let Some(field) = unknown_field(e.message()) {
                 d.key = Some(format!("{key}.{field}"));
                 d = d.hint(
-                    did_you_mean(field, expected_fields(e.message()).iter().map(String::as_str)).unwrap_or_else(
-                        || format!("`{}` takes no parameter `{field}`; see the README for its parameters", kind.name()),
-                    ),
+                    did_you_mean(
+                        field,
+                        expected_fields(e.message()).iter().map(String::as_str),
+                    )
+                    .unwrap_or_else(|| {
+                        format!(
+                            "`{}` takes no parameter `{field}`; see the README for its parameters",
+                            kind.name()
+                        )
+                    }),
                 );
             } else if e.span().is_none() {
                 // Missing fields have no span of their own: point at the stage.
-                d = sources.diag(d.message.clone(), name.span()).key(key.clone());
+                d = sources
+                    .diag(d.message.clone(), name.span())
+                    .key(key.clone());
             }
             diags.push(d);
             None
@@ -462,7 +511,9 @@ fn stage_spec(
                     .get(p.key)
                     .map(|v| v.span())
                     .unwrap_or_else(|| name.span());
-                let mut d = sources.diag(p.message, span).key(format!("{key}.{}", p.key));
+                let mut d = sources
+                    .diag(p.message, span)
+                    .key(format!("{key}.{}", p.key));
                 if let Some(h) = p.hint {
                     d = d.hint(h);
                 }
@@ -492,7 +543,13 @@ fn inputs_of(
             DeValue::String(s) => out.push(Spanned::new(item.span(), s.to_string())),
             other => diags.push(
                 sources
-                    .diag(format!("an input must be a stage name (a string), not {}", other.type_str()), item.span())
+                    .diag(
+                        format!(
+                            "an input must be a stage name (a string), not {}",
+                            other.type_str()
+                        ),
+                        item.span(),
+                    )
                     .key(format!("{key}.inputs")),
             ),
         }

@@ -129,7 +129,8 @@ impl Fingerprint {
                 new: self.version,
             });
         }
-        let keys: std::collections::BTreeSet<&String> = self.params.keys().chain(old.params.keys()).collect();
+        let keys: std::collections::BTreeSet<&String> =
+            self.params.keys().chain(old.params.keys()).collect();
         for key in keys {
             let (o, n) = (old.params.get(key), self.params.get(key));
             if o != n {
@@ -184,15 +185,36 @@ pub enum Reason {
     /// `--force` named this stage.
     Forced,
     /// `--force` named a stage upstream.
-    UpstreamForced { stage: String },
-    KindChanged { old: String, new: String },
-    VersionChanged { kind: String, old: u32, new: u32 },
-    ParamChanged { key: String, old: Option<String>, new: Option<String> },
-    InputChanged { stage: String },
+    UpstreamForced {
+        stage: String,
+    },
+    KindChanged {
+        old: String,
+        new: String,
+    },
+    VersionChanged {
+        kind: String,
+        old: u32,
+        new: u32,
+    },
+    ParamChanged {
+        key: String,
+        old: Option<String>,
+        new: Option<String>,
+    },
+    InputChanged {
+        stage: String,
+    },
     InputsRewired,
-    FileAdded { path: String },
-    FileChanged { path: String },
-    FileRemoved { path: String },
+    FileAdded {
+        path: String,
+    },
+    FileChanged {
+        path: String,
+    },
+    FileRemoved {
+        path: String,
+    },
     /// The fingerprint is the same as last time but its result is gone from the cache (or damaged).
     EntryMissing,
     /// The result matches an earlier run but with other settings, e.g. after switching back a parameter value.
@@ -229,7 +251,11 @@ impl fmt::Display for Reason {
 /// Joins reasons for one line: the first few, then a count.
 pub fn explain(reasons: &[Reason]) -> String {
     const SHOWN: usize = 3;
-    let mut parts: Vec<String> = reasons.iter().take(SHOWN).map(ToString::to_string).collect();
+    let mut parts: Vec<String> = reasons
+        .iter()
+        .take(SHOWN)
+        .map(ToString::to_string)
+        .collect();
     if reasons.len() > SHOWN {
         parts.push(format!("and {} more", reasons.len() - SHOWN));
     }
@@ -244,7 +270,10 @@ mod tests {
         Fingerprint {
             kind: "window".into(),
             version: 1,
-            params: params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+            params: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
             inputs: vec![InputHash {
                 stage: "vocab".into(),
                 hash: Hash::of(b"ids"),
@@ -260,7 +289,10 @@ mod tests {
         let a = fp(&[("seq_len", 100.into()), ("seed", 42.into())]);
         let b = fp(&[("seed", 42.into()), ("seq_len", 100.into())]);
         assert_eq!(a.hash(), b.hash());
-        assert_ne!(a.hash(), fp(&[("seq_len", 64.into()), ("seed", 42.into())]).hash());
+        assert_ne!(
+            a.hash(),
+            fp(&[("seq_len", 64.into()), ("seed", 42.into())]).hash()
+        );
     }
 
     #[test]
@@ -272,7 +304,12 @@ mod tests {
         let mut changed = a.clone();
         changed.inputs[0].hash = Hash::of(b"other");
         assert_ne!(a.hash(), changed.hash());
-        assert_eq!(changed.diff(&a), vec![Reason::InputChanged { stage: "vocab".into() }]);
+        assert_eq!(
+            changed.diff(&a),
+            vec![Reason::InputChanged {
+                stage: "vocab".into()
+            }]
+        );
     }
 
     #[test]

@@ -25,7 +25,11 @@ impl Graph {
     pub fn build(stages: Vec<StageSpec>, source: &Source, diags: &mut Diagnostics) -> Self {
         let mut dag = DiGraph::new();
         let nodes: Vec<NodeIndex> = (0..stages.len()).map(|i| dag.add_node(i)).collect();
-        let by_name: HashMap<&str, usize> = stages.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
+        let by_name: HashMap<&str, usize> = stages
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.as_str(), i))
+            .collect();
 
         for (i, spec) in stages.iter().enumerate() {
             let kind = spec.kind();
@@ -66,7 +70,11 @@ impl Graph {
                     let hint = did_you_mean(input.get_ref(), names).unwrap_or_else(|| {
                         format!(
                             "the stages are: {}",
-                            stages.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+                            stages
+                                .iter()
+                                .map(|s| s.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         )
                     });
                     diags.push(
@@ -84,9 +92,10 @@ impl Graph {
                 };
                 dag.add_edge(nodes[from], nodes[i], ());
                 let produced = stages[from].kind().output();
-                if let Some(&wanted) = expected.get(slot) {
-                    if produced != wanted {
-                        diags.push(
+                if let Some(&wanted) = expected.get(slot)
+                    && produced != wanted
+                {
+                    diags.push(
                             Diagnostic::new(format!(
                                 "stage `{}` ({kind}) needs {wanted} as input, but `{}` ({}) produces {produced}",
                                 spec.name,
@@ -104,7 +113,6 @@ impl Graph {
                                     .join(" or ")
                             )),
                         );
-                    }
                 }
             }
         }
@@ -162,7 +170,12 @@ impl Graph {
     /// One line per stage, in run order: `name  kind  <- inputs`.
     pub fn to_text(&self, title: &str) -> String {
         let width = self.stages.iter().map(|s| s.name.len()).max().unwrap_or(0);
-        let kind_width = self.stages.iter().map(|s| s.kind().name().len()).max().unwrap_or(0);
+        let kind_width = self
+            .stages
+            .iter()
+            .map(|s| s.kind().name().len())
+            .max()
+            .unwrap_or(0);
         let mut out = format!("{title}: {} stages\n", self.stages.len());
         for &i in &self.order {
             let s = &self.stages[i];
@@ -172,7 +185,11 @@ impl Graph {
             } else {
                 format!("  <- {}", inputs.join(", "))
             };
-            let line = format!("  {:width$}  {:kind_width$}{arrow}", s.name, s.kind().name());
+            let line = format!(
+                "  {:width$}  {:kind_width$}{arrow}",
+                s.name,
+                s.kind().name()
+            );
             let _ = writeln!(out, "{}", line.trim_end());
         }
         out
@@ -200,7 +217,12 @@ impl Graph {
 }
 
 /// Reports each cycle as `a -> b -> a`; returns whether there was one.
-fn report_cycles(dag: &DiGraph<usize, ()>, stages: &[StageSpec], source: &Source, diags: &mut Diagnostics) -> bool {
+fn report_cycles(
+    dag: &DiGraph<usize, ()>,
+    stages: &[StageSpec],
+    source: &Source,
+    diags: &mut Diagnostics,
+) -> bool {
     let mut any = false;
     for scc in tarjan_scc(dag) {
         let self_loop = scc.len() == 1 && dag.contains_edge(scc[0], scc[0]);
@@ -209,7 +231,10 @@ fn report_cycles(dag: &DiGraph<usize, ()>, stages: &[StageSpec], source: &Source
         }
         any = true;
         // Start from the stage declared first so the message is stable.
-        let start = *scc.iter().min_by_key(|n| dag[**n]).expect("non-empty component");
+        let start = *scc
+            .iter()
+            .min_by_key(|n| dag[**n])
+            .expect("non-empty component");
         let path = cycle_through(dag, start, &scc);
         let names: Vec<&str> = path.iter().map(|n| stages[dag[*n]].name.as_str()).collect();
         diags.push(

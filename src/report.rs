@@ -31,23 +31,34 @@ impl Report {
         let started = jiff::Timestamp::now();
         let base = started.strftime("%Y%m%d-%H%M%S-%3f").to_string();
         let parent = reports_root.join(&exp.name);
-        fs::create_dir_all(&parent)
-            .with_context(|| format!("cannot create the report directory `{}`", parent.display()))?;
+        fs::create_dir_all(&parent).with_context(|| {
+            format!("cannot create the report directory `{}`", parent.display())
+        })?;
         let mut n = 0;
         let (dir, run_id) = loop {
-            let run_id = if n == 0 { base.clone() } else { format!("{base}-{n}") };
+            let run_id = if n == 0 {
+                base.clone()
+            } else {
+                format!("{base}-{n}")
+            };
             let dir = parent.join(&run_id);
             match fs::create_dir(&dir) {
                 Ok(()) => break (dir, run_id),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
                 Err(e) => {
-                    return Err(e).with_context(|| format!("cannot create the report directory `{}`", dir.display()));
+                    return Err(e).with_context(|| {
+                        format!("cannot create the report directory `{}`", dir.display())
+                    });
                 }
             }
         };
         fs::write(dir.join("experiment.toml"), &exp.text_as_run)
             .with_context(|| format!("cannot write into `{}`", dir.display()))?;
-        Ok(Self { dir, run_id, started })
+        Ok(Self {
+            dir,
+            run_id,
+            started,
+        })
     }
 
     /// Copies the stages' report files out of the cache and writes `manifest.json`.
@@ -68,8 +79,9 @@ impl Report {
                 } else {
                     name.clone()
                 };
-                fs::copy(cache.file_path(&record.key, name), self.dir.join(&dest))
-                    .with_context(|| format!("cannot copy `{name}` of stage `{}` into the report", s.name))?;
+                fs::copy(cache.file_path(&record.key, name), self.dir.join(&dest)).with_context(
+                    || format!("cannot copy `{name}` of stage `{}` into the report", s.name),
+                )?;
                 report_files.insert(dest, s.name.clone());
             }
         }
@@ -123,7 +135,12 @@ struct StageEntry<'a> {
 }
 
 impl<'a> Manifest<'a> {
-    fn new(report: &'a Report, exp: &'a Experiment, outcome: &'a Outcome, files: BTreeMap<String, String>) -> Self {
+    fn new(
+        report: &'a Report,
+        exp: &'a Experiment,
+        outcome: &'a Outcome,
+        files: BTreeMap<String, String>,
+    ) -> Self {
         let crates = env!("PIPELINE_CRATE_VERSIONS")
             .split(',')
             .filter_map(|kv| kv.split_once('='))
@@ -160,10 +177,18 @@ impl<'a> Manifest<'a> {
             experiment: &exp.name,
             run_id: &report.run_id,
             experiment_file: exp.path.display().to_string(),
-            overrides: exp.overrides.iter().map(|o| format!("{}={}", o.key, o.value)).collect(),
+            overrides: exp
+                .overrides
+                .iter()
+                .map(|o| format!("{}={}", o.key, o.value))
+                .collect(),
             started: report.started.to_string(),
             finished: jiff::Timestamp::now().to_string(),
-            status: if outcome.failed().is_some() { "failed" } else { "ok" },
+            status: if outcome.failed().is_some() {
+                "failed"
+            } else {
+                "ok"
+            },
             tool: Tool {
                 name: env!("CARGO_PKG_NAME"),
                 version: env!("CARGO_PKG_VERSION"),

@@ -7,8 +7,14 @@ use common::*;
 fn project() -> Project {
     let p = Project::new();
     p.write("exp.toml", PIPELINE_TOML);
-    p.midi("midi/a.mid", &[melody(0, &[60, 62, 64, 65, 67, 69, 71, 72])]);
-    p.midi("midi/b.mid", &[melody(0, &[72, 71, 69, 67, 65, 64, 62, 60, 59])]);
+    p.midi(
+        "midi/a.mid",
+        &[melody(0, &[60, 62, 64, 65, 67, 69, 71, 72])],
+    );
+    p.midi(
+        "midi/b.mid",
+        &[melody(0, &[72, 71, 69, 67, 65, 64, 62, 60, 59])],
+    );
     p
 }
 
@@ -23,10 +29,20 @@ fn the_first_run_executes_every_stage_and_the_second_none() {
     let second = p.pipeline(&["run", "exp.toml"]).ok();
     assert_eq!(second.stages("cached"), ALL_STAGES);
     assert!(second.stages("ran").is_empty());
-    assert!(second.stderr.contains("nothing to do: all 6 stages cached"), "{}", second.stderr);
-    assert_ne!(first.report, second.report, "every run gets its own report folder");
+    assert!(
+        second.stderr.contains("nothing to do: all 6 stages cached"),
+        "{}",
+        second.stderr
+    );
+    assert_ne!(
+        first.report, second.report,
+        "every run gets its own report folder"
+    );
     for s in ALL_STAGES {
-        assert_eq!(first.stage(s)["fingerprint"], second.stage(s)["fingerprint"]);
+        assert_eq!(
+            first.stage(s)["fingerprint"],
+            second.stage(s)["fingerprint"]
+        );
     }
 }
 
@@ -34,20 +50,45 @@ fn the_first_run_executes_every_stage_and_the_second_none() {
 fn set_reruns_exactly_the_dependent_stages_and_says_why() {
     let p = project();
     p.pipeline(&["run", "exp.toml"]).ok();
-    let run = p.pipeline(&["run", "exp.toml", "--set", "windows.seq_len=3", "-v"]).ok();
+    let run = p
+        .pipeline(&["run", "exp.toml", "--set", "windows.seq_len=3", "-v"])
+        .ok();
     assert_eq!(run.stages("ran"), ["windows"]);
-    assert_eq!(run.stage("windows")["reason"], "parameter `seq_len` changed (4 → 3)");
+    assert_eq!(
+        run.stage("windows")["reason"],
+        "parameter `seq_len` changed (4 → 3)"
+    );
     assert!(
-        run.stderr.contains("windows: parameter `seq_len` changed (4 → 3)"),
+        run.stderr
+            .contains("windows: parameter `seq_len` changed (4 → 3)"),
         "-v explains on stderr: {}",
         run.stderr
     );
-    assert!(run.report_file("experiment.toml").contains("seq_len = 3"), "the report keeps the file as run");
+    assert!(
+        run.report_file("experiment.toml").contains("seq_len = 3"),
+        "the report keeps the file as run"
+    );
 
     // Upstream: tokens, vocab and windows see a new input.
-    let run = p.pipeline(&["run", "exp.toml", "--set", "melody.top=2", "--set", "windows.seq_len=3"]).ok();
-    assert_eq!(run.stages("ran"), ["melody"], "a second program with no notes changes nothing downstream");
-    assert_eq!(run.stage("melody")["reason"], "parameter `top` changed (1 → 2)");
+    let run = p
+        .pipeline(&[
+            "run",
+            "exp.toml",
+            "--set",
+            "melody.top=2",
+            "--set",
+            "windows.seq_len=3",
+        ])
+        .ok();
+    assert_eq!(
+        run.stages("ran"),
+        ["melody"],
+        "a second program with no notes changes nothing downstream"
+    );
+    assert_eq!(
+        run.stage("melody")["reason"],
+        "parameter `top` changed (1 → 2)"
+    );
 }
 
 #[test]
@@ -55,12 +96,20 @@ fn an_upstream_change_reruns_its_dependents_with_the_input_named() {
     let p = project();
     p.midi(
         "midi/c.mid",
-        &[
-            [vec![Ev::Program { tick: 0, ch: 1, program: 40 }], melody(1, &[50, 52, 53, 55, 57, 59, 60, 62, 64])].concat(),
-        ],
+        &[[
+            vec![Ev::Program {
+                tick: 0,
+                ch: 1,
+                program: 40,
+            }],
+            melody(1, &[50, 52, 53, 55, 57, 59, 60, 62, 64]),
+        ]
+        .concat()],
     );
     p.pipeline(&["run", "exp.toml"]).ok();
-    let run = p.pipeline(&["run", "exp.toml", "--set", "melody.top=2"]).ok();
+    let run = p
+        .pipeline(&["run", "exp.toml", "--set", "melody.top=2"])
+        .ok();
     assert_eq!(run.stages("ran"), ["melody", "tokens", "vocab", "windows"]);
     assert_eq!(run.stage("tokens")["reason"], "input `melody` changed");
     assert_eq!(run.stage("windows")["reason"], "input `vocab` changed");
@@ -104,7 +153,11 @@ kind = "midi_source"
     let second = p.pipeline(&["run", "exp.toml"]).ok();
     assert_eq!(second.stages("cached").len(), 6, "{}", second.stderr);
     for s in ALL_STAGES {
-        assert_eq!(first.stage(s)["fingerprint"], second.stage(s)["fingerprint"], "{s}");
+        assert_eq!(
+            first.stage(s)["fingerprint"],
+            second.stage(s)["fingerprint"],
+            "{s}"
+        );
     }
 }
 
@@ -117,7 +170,10 @@ fn a_changed_byte_in_a_midi_file_reruns_the_source_and_only_what_it_changes() {
     // are byte-identical, so tokens, vocab and windows stay cached.
     let original = std::fs::read(p.path("midi/b.mid")).unwrap();
     let mut bytes = original.clone();
-    let at = bytes.iter().rposition(|&b| b == 59).expect("the last note-off's key");
+    let at = bytes
+        .iter()
+        .rposition(|&b| b == 59)
+        .expect("the last note-off's key");
     bytes[at] = 58;
     p.write("midi/b.mid", &bytes);
     let run = p.pipeline(&["run", "exp.toml"]).ok();
@@ -127,23 +183,39 @@ fn a_changed_byte_in_a_midi_file_reruns_the_source_and_only_what_it_changes() {
 
     // The key byte of the last note-on: everything downstream sees it.
     let mut bytes = original;
-    let at = bytes.iter().position(|&b| b == 59).expect("the last note-on's key");
+    let at = bytes
+        .iter()
+        .position(|&b| b == 59)
+        .expect("the last note-on's key");
     bytes[at] = 58;
     p.write("midi/b.mid", &bytes);
     let run = p.pipeline(&["run", "exp.toml"]).ok();
     assert_eq!(run.stages("ran"), ALL_STAGES);
-    assert!(run.report_file("vocab.csv").contains("A#3"), "the new note is in the vocabulary");
+    assert!(
+        run.report_file("vocab.csv").contains("A#3"),
+        "the new note is in the vocabulary"
+    );
 
     // A byte that changes only a track name: the source re-reads, its output is identical, the rest stays cached.
     let with_name = |name: &'static str| {
-        smf_bytes(&[[vec![Ev::Name { tick: 0, text: name }], melody(0, &[60, 62, 64, 65, 67, 69, 71, 72])].concat()])
+        smf_bytes(&[[
+            vec![Ev::Name {
+                tick: 0,
+                text: name,
+            }],
+            melody(0, &[60, 62, 64, 65, 67, 69, 71, 72]),
+        ]
+        .concat()])
     };
     p.write("midi/a.mid", with_name("Piano"));
     p.pipeline(&["run", "exp.toml"]).ok();
     p.write("midi/a.mid", with_name("Pianp"));
     let run = p.pipeline(&["run", "exp.toml"]).ok();
     assert_eq!(run.stages("ran"), ["source"]);
-    assert_eq!(run.stages("cached"), ["no_drums", "melody", "tokens", "vocab", "windows"]);
+    assert_eq!(
+        run.stages("cached"),
+        ["no_drums", "melody", "tokens", "vocab", "windows"]
+    );
 }
 
 #[test]
@@ -163,15 +235,47 @@ fn added_and_removed_files_are_named() {
 fn status_tells_what_would_run_without_running_it() {
     let p = project();
     let out = p.pipeline(&["status", "exp.toml"]).ok();
-    assert!(out.stdout.lines().next().unwrap().contains("would run: never ran"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .lines()
+            .next()
+            .unwrap()
+            .contains("would run: never ran"),
+        "{}",
+        out.stdout
+    );
     assert!(!p.path("reports").exists(), "status writes no report");
     p.pipeline(&["run", "exp.toml"]).ok();
     let out = p.pipeline(&["status", "exp.toml"]).ok();
-    assert_eq!(out.stdout.lines().filter(|l| l.ends_with("cached")).count(), 6, "{}", out.stdout);
-    let out = p.pipeline(&["status", "exp.toml", "--set", "tokens.kind=\"tokenize\"", "--set", "windows.seed=1"]).ok();
-    let line = |name: &str| out.stdout.lines().find(|l| l.starts_with(name)).unwrap().to_string();
+    assert_eq!(
+        out.stdout.lines().filter(|l| l.ends_with("cached")).count(),
+        6,
+        "{}",
+        out.stdout
+    );
+    let out = p
+        .pipeline(&[
+            "status",
+            "exp.toml",
+            "--set",
+            "tokens.kind=\"tokenize\"",
+            "--set",
+            "windows.seed=1",
+        ])
+        .ok();
+    let line = |name: &str| {
+        out.stdout
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap()
+            .to_string()
+    };
     assert!(line("vocab").ends_with("cached"));
-    assert!(line("windows").contains("would run: parameter `seed` changed (42 → 1)"), "{}", out.stdout);
+    assert!(
+        line("windows").contains("would run: parameter `seed` changed (42 → 1)"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -184,35 +288,69 @@ fn force_reruns_a_stage_and_everything_downstream() {
     assert_eq!(run.stage("vocab")["reason"], "input `tokens` was forced");
     let bad = p.pipeline(&["run", "exp.toml", "--force", "tokns"]);
     assert_eq!(bad.code, 2);
-    assert!(bad.stderr.contains("did you mean `tokens`?"), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("did you mean `tokens`?"),
+        "{}",
+        bad.stderr
+    );
 }
 
 #[test]
 fn a_damaged_cache_entry_is_recomputed_not_used() {
     let p = project();
     let first = p.pipeline(&["run", "exp.toml"]).ok();
-    let key = first.stage("vocab")["fingerprint"].as_str().unwrap().to_string();
+    let key = first.stage("vocab")["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let output = p.path(&format!("cache/v1/entries/{}/{key}/output.bin", &key[..2]));
     let mut bytes = std::fs::read(&output).unwrap();
     bytes[5] ^= 1;
     std::fs::write(&output, bytes).unwrap();
     let run = p.pipeline(&["run", "exp.toml"]).ok();
     assert_eq!(run.stages("ran"), ["vocab"]);
-    assert!(run.stderr.contains("warning: vocab: the cached result was damaged"), "{}", run.stderr);
-    assert_eq!(run.stage("vocab")["output_hash"], first.stage("vocab")["output_hash"]);
+    assert!(
+        run.stderr
+            .contains("warning: vocab: the cached result was damaged"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        run.stage("vocab")["output_hash"],
+        first.stage("vocab")["output_hash"]
+    );
 }
 
 #[test]
 fn cache_and_report_directories_can_be_moved() {
     let p = project();
-    let run = p.pipeline(&["run", "exp.toml", "--cache-dir", "elsewhere/c", "--reports-dir", "out"]).ok();
+    let run = p
+        .pipeline(&[
+            "run",
+            "exp.toml",
+            "--cache-dir",
+            "elsewhere/c",
+            "--reports-dir",
+            "out",
+        ])
+        .ok();
     assert!(p.path("elsewhere/c/v1/entries").is_dir());
     assert!(run.report.as_ref().unwrap().starts_with(p.path("out/test")));
-    let files = ["experiment.toml", "manifest.json", "instruments.csv", "vocab.csv", "windows.csv"];
+    let files = [
+        "experiment.toml",
+        "manifest.json",
+        "instruments.csv",
+        "vocab.csv",
+        "windows.csv",
+    ];
     for f in files {
         assert!(run.report.as_ref().unwrap().join(f).is_file(), "{f}");
     }
     let m = run.manifest();
-    assert_eq!(m["windows"]["train_windows"], (8 - 4) + (9 - 4), "windows never cross files");
+    assert_eq!(
+        m["windows"]["train_windows"],
+        (8 - 4) + (9 - 4),
+        "windows never cross files"
+    );
     assert!(m["crates"]["midly"].is_string());
 }

@@ -9,7 +9,10 @@ use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
 use super::gm::program_name;
-use super::{ParamProblem, Params, ReportFile, RunContext, Stage, StageKind, StageOutput, csv_bytes, params_of};
+use super::{
+    ParamProblem, Params, ReportFile, RunContext, Stage, StageKind, StageOutput, csv_bytes,
+    params_of,
+};
 use crate::artifact::{Artifact, Message, Note, NoteFile, NoteSet, Song};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -28,8 +31,11 @@ impl Params for ExtractInstrument {
     fn check(&self, _: &super::CheckContext) -> Vec<ParamProblem> {
         if !(1..=128).contains(&self.top) {
             return vec![
-                ParamProblem::new("top", format!("must be between 1 and 128, got {}", self.top))
-                    .hint("`top` is how many of the most frequent instruments to keep"),
+                ParamProblem::new(
+                    "top",
+                    format!("must be between 1 and 128, got {}", self.top),
+                )
+                .hint("`top` is how many of the most frequent instruments to keep"),
             ];
         }
         Vec::new()
@@ -64,10 +70,7 @@ pub fn rank_programs(songs: &[Song], top: usize) -> Vec<Rank> {
     for song in songs {
         for_each_note_on(song, |_, p| counts[usize::from(p & 127)] += 1);
     }
-    let mut ranked: Vec<(u8, u64)> = (0..=127u8)
-        .zip(counts)
-        .filter(|&(_, n)| n > 0)
-        .collect();
+    let mut ranked: Vec<(u8, u64)> = (0..=127u8).zip(counts).filter(|&(_, n)| n > 0).collect();
     ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     ranked
         .into_iter()
@@ -100,7 +103,11 @@ impl Stage for ExtractInstrument {
                 corpus.files.len()
             );
         }
-        let programs: Vec<u8> = ranking.iter().filter(|r| r.kept).map(|r| r.program).collect();
+        let programs: Vec<u8> = ranking
+            .iter()
+            .filter(|r| r.kept)
+            .map(|r| r.program)
+            .collect();
         let mut keep = [false; 128];
         for &p in &programs {
             keep[usize::from(p)] = true;

@@ -30,16 +30,21 @@ impl Params for MidiSource {
                 "give a directory of MIDI files or a glob, relative to the experiment file",
             )];
         }
-        if glob.is_some() {
-            if let Err(e) = globset::Glob::new(&self.path) {
-                return vec![ParamProblem::new("path", format!("invalid glob: {e}"))];
-            }
+        if glob.is_some()
+            && let Err(e) = globset::Glob::new(&self.path)
+        {
+            return vec![ParamProblem::new("path", format!("invalid glob: {e}"))];
         }
-        if !root.is_dir() && !(glob.is_none() && root.is_file()) {
+        let single_file = glob.is_none() && root.is_file();
+        if !root.is_dir() && !single_file {
             return vec![
                 ParamProblem::new(
                     "path",
-                    format!("`{}` does not exist (looked in `{}`)", self.path, root.display()),
+                    format!(
+                        "`{}` does not exist (looked in `{}`)",
+                        self.path,
+                        root.display()
+                    ),
                 )
                 .hint("paths are relative to the experiment file's directory"),
             ];
@@ -106,8 +111,8 @@ impl MidiSource {
             None => None,
         };
         for entry in walkdir::WalkDir::new(&root).follow_links(true) {
-            let entry =
-                entry.with_context(|| format!("cannot list MIDI files under `{}`", root.display()))?;
+            let entry = entry
+                .with_context(|| format!("cannot list MIDI files under `{}`", root.display()))?;
             if !entry.file_type().is_file() {
                 continue;
             }
@@ -169,12 +174,18 @@ impl Stage for MidiSource {
             let bytes =
                 std::fs::read(abs).with_context(|| format!("cannot read `{}`", abs.display()))?;
             if ctx.external.files.get(rel) != Some(&Hash::of(&bytes)) {
-                bail!("`{}` changed while the run was reading it; run again", abs.display());
+                bail!(
+                    "`{}` changed while the run was reading it; run again",
+                    abs.display()
+                );
             }
             match midi::read_song(rel, &bytes) {
                 Ok(song) => songs.push(song),
                 Err(e) => {
-                    ctx.warn(format!("skipped `{}`: {e}", display_path(&ctx.external.display_root, rel)));
+                    ctx.warn(format!(
+                        "skipped `{}`: {e}",
+                        display_path(&ctx.external.display_root, rel)
+                    ));
                     skipped.push(serde_json::json!({ "file": rel, "reason": e.to_string() }));
                 }
             }

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use super::{Params, RunContext, Stage, StageKind, StageOutput, params_of};
 use crate::artifact::{Artifact, Note, TokenFile, TokenSet};
 
-const PITCH_NAMES: [&str; 12] = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"];
+const PITCH_NAMES: [&str; 12] = [
+    "C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B",
+];
 
 /// `C4` for MIDI 60, `C-1` for 0, `G9` for 127.
 pub fn pitch_name(key: u8) -> String {
@@ -128,7 +130,14 @@ mod tests {
             velocity: 100,
             program: 0,
         };
-        let notes = [n(0, 60), n(0, 64), n(0, 60), n(1, 64), n(480, 67), n(480, 55)];
+        let notes = [
+            n(0, 60),
+            n(0, 64),
+            n(0, 60),
+            n(1, 64),
+            n(480, 67),
+            n(480, 55),
+        ];
         assert_eq!(tokenize_notes(&notes), ["0.4", "E4", "7"]);
     }
 }

@@ -48,7 +48,10 @@ impl Stage for Vocab {
                 ids: f.tokens.iter().map(|t| ids[t.as_str()]).collect(),
             })
             .collect();
-        let rows = counts.iter().enumerate().map(|(id, (token, &count))| Row { id, token, count });
+        let rows = counts
+            .iter()
+            .enumerate()
+            .map(|(id, (token, &count))| Row { id, token, count });
         let report = csv_bytes(rows)?;
         Ok(StageOutput {
             summary: serde_json::json!({ "size": counts.len() }),

@@ -11,7 +11,10 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{ParamProblem, Params, ReportFile, RunContext, Stage, StageKind, StageOutput, csv_bytes, params_of};
+use super::{
+    ParamProblem, Params, ReportFile, RunContext, Stage, StageKind, StageOutput, csv_bytes,
+    params_of,
+};
 use crate::artifact::{Artifact, Split, WindowFile, WindowSet};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -134,8 +137,9 @@ impl Stage for Window {
         let (train, val) = (set.count(Split::Train), set.count(Split::Validation));
         if train == 0 {
             bail!(
-                "no training windows: every training file has at most {seq_len} tokens; lower `seq_len` \
-                 (the longest file has {} tokens)",
+                "no training windows: a window needs {} tokens but the longest file has {}; \
+                 lower `seq_len`",
+                seq_len + 1,
                 vocab.files.iter().map(|f| f.ids.len()).max().unwrap_or(0)
             );
         }

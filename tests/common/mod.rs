@@ -11,17 +11,36 @@ use midly::{Format, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, T
 /// One event of a test MIDI track, on an absolute tick.
 #[derive(Clone, Copy, Debug)]
 pub enum Ev {
-    On { tick: u32, ch: u8, key: u8, vel: u8 },
-    Off { tick: u32, ch: u8, key: u8 },
-    Program { tick: u32, ch: u8, program: u8 },
+    On {
+        tick: u32,
+        ch: u8,
+        key: u8,
+        vel: u8,
+    },
+    Off {
+        tick: u32,
+        ch: u8,
+        key: u8,
+    },
+    Program {
+        tick: u32,
+        ch: u8,
+        program: u8,
+    },
     /// A track name, to change bytes without changing notes.
-    Name { tick: u32, text: &'static str },
+    Name {
+        tick: u32,
+        text: &'static str,
+    },
 }
 
 impl Ev {
     fn tick(&self) -> u32 {
         match *self {
-            Ev::On { tick, .. } | Ev::Off { tick, .. } | Ev::Program { tick, .. } | Ev::Name { tick, .. } => tick,
+            Ev::On { tick, .. }
+            | Ev::Off { tick, .. }
+            | Ev::Program { tick, .. }
+            | Ev::Name { tick, .. } => tick,
         }
     }
 }
@@ -29,8 +48,17 @@ impl Ev {
 /// A note of `len` ticks on channel `ch`.
 pub fn note(tick: u32, ch: u8, key: u8, len: u32) -> [Ev; 2] {
     [
-        Ev::On { tick, ch, key, vel: 100 },
-        Ev::Off { tick: tick + len, ch, key },
+        Ev::On {
+            tick,
+            ch,
+            key,
+            vel: 100,
+        },
+        Ev::Off {
+            tick: tick + len,
+            ch,
+            key,
+        },
     ]
 }
 
@@ -58,17 +86,27 @@ pub fn smf_bytes(tracks: &[Vec<Ev>]) -> Vec<u8> {
                     let kind = match *e {
                         Ev::On { ch, key, vel, .. } => TrackEventKind::Midi {
                             channel: u4::new(ch),
-                            message: MidiMessage::NoteOn { key: u7::new(key), vel: u7::new(vel) },
+                            message: MidiMessage::NoteOn {
+                                key: u7::new(key),
+                                vel: u7::new(vel),
+                            },
                         },
                         Ev::Off { ch, key, .. } => TrackEventKind::Midi {
                             channel: u4::new(ch),
-                            message: MidiMessage::NoteOff { key: u7::new(key), vel: u7::new(0) },
+                            message: MidiMessage::NoteOff {
+                                key: u7::new(key),
+                                vel: u7::new(0),
+                            },
                         },
                         Ev::Program { ch, program, .. } => TrackEventKind::Midi {
                             channel: u4::new(ch),
-                            message: MidiMessage::ProgramChange { program: u7::new(program) },
+                            message: MidiMessage::ProgramChange {
+                                program: u7::new(program),
+                            },
                         },
-                        Ev::Name { text, .. } => TrackEventKind::Meta(MetaMessage::TrackName(text.as_bytes())),
+                        Ev::Name { text, .. } => {
+                            TrackEventKind::Meta(MetaMessage::TrackName(text.as_bytes()))
+                        }
                     };
                     TrackEvent { delta, kind }
                 })
@@ -156,12 +194,20 @@ impl Run {
 
     #[track_caller]
     pub fn ok(self) -> Self {
-        assert_eq!(self.code, 0, "pipeline failed\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "pipeline failed\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 
     pub fn manifest(&self) -> serde_json::Value {
-        let path = self.report.as_ref().expect("the run wrote a report").join("manifest.json");
+        let path = self
+            .report
+            .as_ref()
+            .expect("the run wrote a report")
+            .join("manifest.json");
         serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
     }
 
@@ -228,5 +274,7 @@ pub const ALL_STAGES: [&str; 6] = ["source", "no_drums", "melody", "tokens", "vo
 
 /// CSV text → rows of fields, header included.
 pub fn csv_rows(text: &str) -> Vec<Vec<String>> {
-    text.lines().map(|l| l.split(',').map(str::to_string).collect()).collect()
+    text.lines()
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect()
 }
