@@ -22,6 +22,10 @@ pub enum ArtifactKind {
     Vocab,
     /// Training and validation windows over the id sequences ([`WindowSet`]).
     Windows,
+    /// A trained network with its vocabulary and windows ([`TrainedModel`]).
+    Model,
+    /// Generated tokens ([`Music`]).
+    Music,
 }
 
 impl fmt::Display for ArtifactKind {
@@ -32,6 +36,8 @@ impl fmt::Display for ArtifactKind {
             ArtifactKind::Tokens => "tokens",
             ArtifactKind::Vocab => "a vocabulary",
             ArtifactKind::Windows => "training windows",
+            ArtifactKind::Model => "a trained model",
+            ArtifactKind::Music => "generated music",
         })
     }
 }
@@ -44,6 +50,8 @@ pub enum Artifact {
     Tokens(TokenSet),
     Vocab(Vocabulary),
     Windows(WindowSet),
+    Model(Box<TrainedModel>),
+    Music(Music),
 }
 
 impl Artifact {
@@ -54,6 +62,8 @@ impl Artifact {
             Artifact::Tokens(_) => ArtifactKind::Tokens,
             Artifact::Vocab(_) => ArtifactKind::Vocab,
             Artifact::Windows(_) => ArtifactKind::Windows,
+            Artifact::Model(_) => ArtifactKind::Model,
+            Artifact::Music(_) => ArtifactKind::Music,
         }
     }
 
@@ -88,6 +98,8 @@ impl Artifact {
     accessor!(tokens, Tokens, TokenSet);
     accessor!(vocab, Vocab, Vocabulary);
     accessor!(windows, Windows, WindowSet);
+    accessor!(model, Model, Box<TrainedModel>);
+    accessor!(music, Music, Music);
 }
 
 /// MIDI files reduced to what the pipeline reads: notes and program changes on absolute ticks.
@@ -254,4 +266,43 @@ impl WindowSet {
             self.ids[start + self.seq_len],
         )
     }
+}
+
+/// One epoch of training, as written to `loss.csv`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochStats {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub val_loss: Option<f64>,
+    pub val_accuracy: Option<f64>,
+    pub seconds: f64,
+}
+
+/// A trained network: its configuration, weights and optimizer state (safetensors), its history, and the windows
+/// and vocabulary it was trained on (sampling starts from one of them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainedModel {
+    pub config: crate::model::ModelConfig,
+    pub weights: Vec<u8>,
+    pub optimizer: Vec<u8>,
+    pub history: Vec<EpochStats>,
+    /// The device it trained on (`cpu`, `cuda:0`).
+    pub device: String,
+    pub windows: WindowSet,
+}
+
+impl TrainedModel {
+    pub fn epochs(&self) -> usize {
+        self.history.len()
+    }
+}
+
+/// Generated tokens and where generation started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Music {
+    pub tokens: Vec<String>,
+    /// The training window generation started from: its file and the offset of its first token in that file.
+    pub start_file: String,
+    pub start_offset: usize,
+    pub program: u8,
 }

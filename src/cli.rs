@@ -170,7 +170,7 @@ fn run(
     })?;
     let progress = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
     let opts = executor::Options { force, verbose };
-    let outcome = executor::run(&exp, &cache, &opts, &progress);
+    let outcome = executor::run(&exp, &cache, &opts, &report.dir, &progress);
     if let Err(e) = report.finish(&exp, &outcome, &cache) {
         eprintln!("error: {e:#}");
         return Err(exit::ENVIRONMENT);

@@ -5,6 +5,7 @@
 //! from the cache only when a stage that needs them actually runs.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -138,7 +139,13 @@ fn forced(exp: &Experiment, names: &[String]) -> HashMap<usize, Reason> {
 
 /// Runs every stage that is not cached. Stops at the first failure; the outcome says what ran, what was cached
 /// and what failed.
-pub fn run(exp: &Experiment, cache: &Cache, opts: &Options, progress: &MultiProgress) -> Outcome {
+pub fn run(
+    exp: &Experiment,
+    cache: &Cache,
+    opts: &Options,
+    report_dir: &Path,
+    progress: &MultiProgress,
+) -> Outcome {
     let forced = forced(exp, &opts.force);
     let mut results: BTreeMap<usize, StageResult> = BTreeMap::new();
     let mut artifacts: HashMap<usize, Arc<Artifact>> = HashMap::new();
@@ -158,6 +165,7 @@ pub fn run(exp: &Experiment, cache: &Cache, opts: &Options, progress: &MultiProg
             forced.get(&i),
             &results,
             &mut artifacts,
+            report_dir,
             progress,
             &say,
             opts,
@@ -197,6 +205,7 @@ fn run_stage(
     forced: Option<&Reason>,
     results: &BTreeMap<usize, StageResult>,
     artifacts: &mut HashMap<usize, Arc<Artifact>>,
+    report_dir: &Path,
     progress: &MultiProgress,
     say: &dyn Fn(String),
     opts: &Options,
@@ -266,12 +275,25 @@ fn run_stage(
         }
     }
     let refs: Vec<&Artifact> = loaded.iter().map(|a| a.as_ref()).collect();
+    // A stage that can continue its previous result (more epochs) gets it.
+    let resume = match forced {
+        Some(_) => None,
+        None => cache
+            .last(&exp.name, &spec.name)
+            .filter(|old| spec.stage().resumable(old, &fp))
+            .and_then(|old| cache.peek(&old.hash()))
+            .and_then(|record| cache.load(&record).ok())
+            .map(Arc::new),
+    };
     let mut ctx = RunContext {
         stage: &spec.name,
         base_dir: &exp.base_dir,
         external: &external,
         progress,
         warnings: Vec::new(),
+        report_dir,
+        report_prefix: crate::report::file_prefix(exp, &spec.name),
+        resume,
     };
     let started = Instant::now();
     let output = match spec.stage().run(&mut ctx, &refs) {

@@ -1,11 +1,13 @@
-//! `pipeline`: declarative, cached experiments that turn MIDI files into training data for sequence models.
+//! `pipeline`: declarative, cached experiments that turn MIDI files into trained LSTMs and new music.
 //!
 //! The flow is experiment file → [`experiment`] (checked schema) → [`graph`] (DAG) → [`executor`] (fingerprint,
-//! [`cache`], run [`stages`]) → [`report`]. [`cli`] is the thin layer the binary calls.
+//! [`cache`], run [`stages`]) → [`report`]. The network is in [`model`], its optimizers in [`optim`], device
+//! selection in [`device`]. [`cli`] is the thin layer the binary calls.
 
 pub mod artifact;
 pub mod cache;
 pub mod cli;
+pub mod device;
 pub mod diagnostic;
 pub mod executor;
 pub mod exit;
@@ -13,5 +15,7 @@ pub mod experiment;
 pub mod fingerprint;
 pub mod graph;
 pub mod midi;
+pub mod model;
+pub mod optim;
 pub mod report;
 pub mod stages;

@@ -1,7 +1,7 @@
 //! Run reports: `reports/<experiment>/<run id>/` with the experiment as run, what ran and why (`manifest.json`),
 //! and the files stages contribute (`instruments.csv`, `vocab.csv`, `windows.csv`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -63,22 +63,12 @@ impl Report {
 
     /// Copies the stages' report files out of the cache and writes `manifest.json`.
     pub fn finish(&self, exp: &Experiment, outcome: &Outcome, cache: &Cache) -> Result<()> {
-        // A file name made by two stages is prefixed with the stage name.
-        let mut makers: HashMap<&str, usize> = HashMap::new();
-        for s in &outcome.stages {
-            for name in s.record.iter().flat_map(|r| r.files.keys()) {
-                *makers.entry(name).or_default() += 1;
-            }
-        }
         let mut report_files = BTreeMap::new();
         for s in &outcome.stages {
             let Some(record) = &s.record else { continue };
             for name in record.files.keys() {
-                let dest = if makers[name.as_str()] > 1 {
-                    format!("{}.{name}", s.name)
-                } else {
-                    name.clone()
-                };
+                let dest = format!("{}{name}", file_prefix(exp, &s.name));
+                // A copy, not a link: editing a report must never touch the cache.
                 fs::copy(cache.file_path(&record.key, name), self.dir.join(&dest)).with_context(
                     || format!("cannot copy `{name}` of stage `{}` into the report", s.name),
                 )?;
@@ -93,6 +83,20 @@ impl Report {
     }
 }
 
+/// Report files of a stage are prefixed with `<stage>.` when the experiment has another stage of the same kind
+/// (which would write the same names).
+pub fn file_prefix(exp: &Experiment, stage: &str) -> String {
+    let Some(i) = exp.graph.index_of(stage) else {
+        return String::new();
+    };
+    let kind = exp.graph.stages[i].kind();
+    if exp.graph.stages.iter().filter(|s| s.kind() == kind).count() > 1 {
+        format!("{stage}.")
+    } else {
+        String::new()
+    }
+}
+
 #[derive(Serialize)]
 struct Manifest<'a> {
     experiment: &'a str,
@@ -104,7 +108,7 @@ struct Manifest<'a> {
     status: &'static str,
     tool: Tool,
     crates: BTreeMap<&'static str, &'static str>,
-    device: &'static str,
+    device: String,
     stages: Vec<StageEntry<'a>>,
     skipped_files: Vec<serde_json::Value>,
     windows: Option<serde_json::Value>,
@@ -173,6 +177,14 @@ impl<'a> Manifest<'a> {
             .flat_map(|s| s["skipped_files"].as_array().cloned().unwrap_or_default())
             .collect();
         let windows = summaries_of(StageKind::Window).next().cloned();
+        let devices: Vec<&str> = summaries_of(StageKind::Train)
+            .filter_map(|s| s["device"].as_str())
+            .collect();
+        let device = if devices.is_empty() {
+            "cpu".to_string()
+        } else {
+            devices.join(",")
+        };
         Manifest {
             experiment: &exp.name,
             run_id: &report.run_id,
@@ -194,7 +206,7 @@ impl<'a> Manifest<'a> {
                 version: env!("CARGO_PKG_VERSION"),
             },
             crates,
-            device: "cpu",
+            device,
             stages,
             skipped_files,
             windows,

@@ -8,9 +8,14 @@ mod drop_drums;
 mod extract_instrument;
 pub mod gm;
 mod midi_source;
+mod sample;
 pub mod tokenize;
+mod train;
 mod vocab;
 mod window;
+
+pub use sample::choose as choose_token;
+pub use train::batch_tensors;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -32,16 +37,20 @@ pub enum StageKind {
     Tokenize,
     Vocab,
     Window,
+    Train,
+    Sample,
 }
 
 impl StageKind {
-    pub const ALL: [StageKind; 6] = [
+    pub const ALL: [StageKind; 8] = [
         StageKind::MidiSource,
         StageKind::DropDrums,
         StageKind::ExtractInstrument,
         StageKind::Tokenize,
         StageKind::Vocab,
         StageKind::Window,
+        StageKind::Train,
+        StageKind::Sample,
     ];
 
     /// The name used in `kind = "…"`.
@@ -53,6 +62,8 @@ impl StageKind {
             StageKind::Tokenize => "tokenize",
             StageKind::Vocab => "vocab",
             StageKind::Window => "window",
+            StageKind::Train => "train",
+            StageKind::Sample => "sample",
         }
     }
 
@@ -70,6 +81,8 @@ impl StageKind {
             StageKind::Tokenize => 1,
             StageKind::Vocab => 1,
             StageKind::Window => 1,
+            StageKind::Train => 1,
+            StageKind::Sample => 1,
         }
     }
 
@@ -82,6 +95,8 @@ impl StageKind {
             StageKind::Tokenize => &[ArtifactKind::Notes],
             StageKind::Vocab => &[ArtifactKind::Tokens],
             StageKind::Window => &[ArtifactKind::Vocab],
+            StageKind::Train => &[ArtifactKind::Windows],
+            StageKind::Sample => &[ArtifactKind::Model],
         }
     }
 
@@ -92,6 +107,8 @@ impl StageKind {
             StageKind::Tokenize => ArtifactKind::Tokens,
             StageKind::Vocab => ArtifactKind::Vocab,
             StageKind::Window => ArtifactKind::Windows,
+            StageKind::Train => ArtifactKind::Model,
+            StageKind::Sample => ArtifactKind::Music,
         }
     }
 
@@ -118,6 +135,8 @@ impl StageKind {
             StageKind::Tokenize => build::<tokenize::Tokenize, _>(params, ctx),
             StageKind::Vocab => build::<vocab::Vocab, _>(params, ctx),
             StageKind::Window => build::<window::Window, _>(params, ctx),
+            StageKind::Train => build::<train::Train, _>(params, ctx),
+            StageKind::Sample => build::<sample::Sample, _>(params, ctx),
         }
     }
 }
@@ -220,9 +239,27 @@ pub struct RunContext<'a> {
     pub external: &'a ExternalInputs,
     pub progress: &'a MultiProgress,
     pub warnings: Vec<String>,
+    /// The run's report folder, for files written as the stage goes (`loss.csv`).
+    pub report_dir: &'a Path,
+    /// Prefix for this stage's report files (empty unless two stages of its kind would write the same names).
+    pub report_prefix: String,
+    /// The output of the stage's previous run, when [`Stage::resumable`] says it can be continued.
+    pub resume: Option<std::sync::Arc<Artifact>>,
 }
 
 impl RunContext<'_> {
+    /// Where a report file of this stage goes in the run's report folder.
+    pub fn report_file(&self, name: &str) -> PathBuf {
+        self.report_dir
+            .join(format!("{}{name}", self.report_prefix))
+    }
+
+    /// Prints a note now (above any progress bar).
+    pub fn note(&self, message: String) {
+        let line = format!("    note: {}: {message}", self.stage);
+        self.progress.suspend(|| eprintln!("{line}"));
+    }
+
     /// Prints a warning now (above any progress bar) and keeps it for the report.
     pub fn warn(&mut self, message: String) {
         let line = format!("warning: {}: {message}", self.stage);
@@ -256,6 +293,16 @@ pub trait Stage: Send + Sync + fmt::Debug {
     /// Files outside the cache the output depends on.
     fn external_inputs(&self, _base_dir: &Path) -> anyhow::Result<ExternalInputs> {
         Ok(ExternalInputs::default())
+    }
+
+    /// Whether the output of a run with fingerprint `old` can be continued into one with `new` (a training with
+    /// more epochs) instead of starting over.
+    fn resumable(
+        &self,
+        _old: &crate::fingerprint::Fingerprint,
+        _new: &crate::fingerprint::Fingerprint,
+    ) -> bool {
+        false
     }
 
     fn run(&self, ctx: &mut RunContext, inputs: &[&Artifact]) -> anyhow::Result<StageOutput>;

@@ -36,6 +36,37 @@ pub fn token_for(pitches: &BTreeSet<u8>) -> String {
     }
 }
 
+/// The MIDI key of a pitch name (`C4` → 60, `C-1` → 0, `G9` → 127).
+pub fn parse_pitch_name(name: &str) -> Option<u8> {
+    let split = name.find(|c: char| c == '-' || c.is_ascii_digit())?;
+    let (class, octave) = name.split_at(split);
+    let class = PITCH_NAMES.iter().position(|&n| n == class)? as i32;
+    let octave: i32 = octave.parse().ok()?;
+    u8::try_from((octave + 1) * 12 + class)
+        .ok()
+        .filter(|&k| k <= 127)
+}
+
+/// Octave chords are voiced in when written back to MIDI: pitch classes become C4–B4.
+pub const CHORD_BASE: u8 = 60;
+
+/// The keys to play for a token: a note's own pitch; a chord's pitch classes in octave 4 (C4–B4), and a chord of one
+/// pitch class (it came from octaves, e.g. C4+C5) as that octave, so that it reads back as the same token.
+pub fn pitches_of(token: &str) -> Option<Vec<u8>> {
+    if !is_chord(token) {
+        return parse_pitch_name(token).map(|k| vec![k]);
+    }
+    let classes: Vec<u8> = token
+        .split('.')
+        .map(|c| c.parse::<u8>().ok().filter(|&c| c < 12))
+        .collect::<Option<_>>()?;
+    let mut keys: Vec<u8> = classes.iter().map(|c| CHORD_BASE + c).collect();
+    if keys.len() == 1 {
+        keys.push(keys[0] + 12);
+    }
+    Some(keys)
+}
+
 /// Whether a token is a chord (`0.4.7`) rather than a note (`C4`).
 pub fn is_chord(token: &str) -> bool {
     token.starts_with(|c: char| c.is_ascii_digit())
@@ -110,6 +141,24 @@ mod tests {
         assert_eq!(pitch_name(73), "C#5");
         assert_eq!(pitch_name(69), "A4");
         assert_eq!(pitch_name(127), "G9");
+    }
+
+    #[test]
+    fn pitch_names_parse_back() {
+        for key in 0..=127u8 {
+            assert_eq!(parse_pitch_name(&pitch_name(key)), Some(key));
+        }
+        assert_eq!(parse_pitch_name("H4"), None);
+        assert_eq!(parse_pitch_name("G#9"), None, "MIDI stops at G9");
+    }
+
+    #[test]
+    fn tokens_voice_back_to_themselves() {
+        for token in ["C4", "C-1", "G9", "0.4.7", "0", "2.11", "1.3.6.8.10"] {
+            let keys: BTreeSet<u8> = pitches_of(token).unwrap().into_iter().collect();
+            assert_eq!(token_for(&keys), token);
+        }
+        assert_eq!(pitches_of("0.4.7").unwrap(), [60, 64, 67]);
     }
 
     #[test]

@@ -1,0 +1,196 @@
+//! `sample`: generates new music from a trained model, starting from a randomly chosen training window, and writes
+//! it as `generated.mid` and `generated.csv`.
+//!
+//! Like the paper, each new token comes from running the model over the last `seq_len` tokens (the window slides
+//! by one). Sampling runs on the CPU, so the same seed gives the same music on every machine.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use candle_core::{Device, Tensor};
+use rand::distr::Distribution;
+use rand::distr::weighted::WeightedIndex;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    CheckContext, ParamProblem, Params, ReportFile, RunContext, Stage, StageKind, StageOutput,
+    params_of,
+};
+use crate::artifact::{Artifact, Music, Split};
+use crate::midi;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sample {
+    /// Tokens to generate (the paper: 500).
+    #[serde(default = "d::length")]
+    pub length: u32,
+    /// 0 = always the most likely token (the paper); above 0, sample from softmax(logits / temperature).
+    #[serde(default)]
+    pub temperature: f64,
+    /// Sample only among the k most likely tokens; 0 = all.
+    #[serde(default)]
+    pub top_k: u32,
+    /// Beats between successive tokens (the paper: 0.5).
+    #[serde(default = "d::step")]
+    pub step: f64,
+    /// Picks the starting window and drives sampling.
+    #[serde(default = "d::seed")]
+    pub seed: u64,
+}
+
+mod d {
+    pub fn length() -> u32 {
+        500
+    }
+    pub fn step() -> f64 {
+        0.5
+    }
+    pub fn seed() -> u64 {
+        7
+    }
+}
+
+impl Params for Sample {
+    fn check(&self, _: &CheckContext) -> Vec<ParamProblem> {
+        let mut p = Vec::new();
+        if !(1..=1_000_000).contains(&self.length) {
+            p.push(ParamProblem::new(
+                "length",
+                format!("must be between 1 and 1000000, got {}", self.length),
+            ));
+        }
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            p.push(
+                ParamProblem::new(
+                    "temperature",
+                    format!("must be 0 or more, got {}", self.temperature),
+                )
+                .hint(
+                    "0 always picks the most likely token; 1 samples from the model's distribution",
+                ),
+            );
+        }
+        let ticks = self.step * f64::from(midi::TICKS_PER_BEAT);
+        if !(ticks.is_finite() && ticks >= 1.0 && self.step <= 64.0) {
+            p.push(
+                ParamProblem::new(
+                    "step",
+                    format!("must be between 1/480 and 64 beats, got {}", self.step),
+                )
+                .hint("`step` is the time between successive tokens in beats (the paper: 0.5)"),
+            );
+        }
+        p
+    }
+}
+
+/// Picks the next token from logits: argmax at temperature 0, else a draw from the tempered softmax of the `top_k`
+/// most likely tokens (all when 0).
+pub fn choose(logits: &[f32], temperature: f64, top_k: usize, rng: &mut impl Rng) -> usize {
+    let argmax = || {
+        logits
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))
+            .map_or(0, |(i, _)| i)
+    };
+    if temperature == 0.0 {
+        return argmax();
+    }
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+    if top_k > 0 {
+        order.truncate(top_k);
+    }
+    let max = f64::from(logits[order[0]]);
+    let weights: Vec<f64> = order
+        .iter()
+        .map(|&i| ((f64::from(logits[i]) - max) / temperature).exp())
+        .collect();
+    match WeightedIndex::new(&weights) {
+        Ok(dist) => order[dist.sample(rng)],
+        Err(_) => argmax(),
+    }
+}
+
+impl Stage for Sample {
+    fn kind(&self) -> StageKind {
+        StageKind::Sample
+    }
+
+    fn params(&self) -> BTreeMap<String, serde_json::Value> {
+        params_of(self)
+    }
+
+    fn run(&self, ctx: &mut RunContext, inputs: &[&Artifact]) -> anyhow::Result<StageOutput> {
+        let trained = inputs[0].model()?;
+        let windows = &trained.windows;
+        let device = Device::Cpu;
+        let model = crate::model::load(&trained.config, &trained.weights, &device)
+            .context("cannot load the trained weights")?;
+
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let starts: Vec<usize> = windows.starts(Split::Train).collect();
+        let start = starts[rng.random_range(0..starts.len())];
+        let file = windows
+            .files
+            .iter()
+            .find(|f| (f.offset..f.offset + f.len).contains(&start))
+            .expect("a window lies in a file");
+        let mut window: Vec<u32> = windows.window(start).0.to_vec();
+
+        let bar = ctx.bar(u64::from(self.length), "tokens");
+        let mut generated = Vec::with_capacity(self.length as usize);
+        for _ in 0..self.length {
+            let x = Tensor::from_slice(&window, (1, window.len()), &device)?;
+            let logits = model.forward(&x, None)?.squeeze(0)?;
+            let logits: Vec<f32> = logits.to_dtype(candle_core::DType::F32)?.to_vec1()?;
+            let next = choose(&logits, self.temperature, self.top_k as usize, &mut rng) as u32;
+            generated.push(next);
+            window.remove(0);
+            window.push(next);
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+
+        let tokens: Vec<String> = generated
+            .iter()
+            .map(|&id| windows.tokens[id as usize].clone())
+            .collect();
+        let program = windows.programs.first().copied().unwrap_or(0);
+        let mid = midi::write_tokens(&tokens, program, self.step)?;
+        let mut csv = String::from("index,token\n");
+        for (i, t) in tokens.iter().enumerate() {
+            csv.push_str(&format!("{i},{t}\n"));
+        }
+        let unique: std::collections::BTreeSet<&String> = tokens.iter().collect();
+        Ok(StageOutput {
+            summary: serde_json::json!({
+                "tokens": tokens.len(),
+                "unique_tokens": unique.len(),
+                "start_file": file.path,
+                "start_offset": start - file.offset,
+                "program": program,
+            }),
+            files: vec![
+                ReportFile {
+                    name: "generated.mid".into(),
+                    bytes: mid,
+                },
+                ReportFile {
+                    name: "generated.csv".into(),
+                    bytes: csv.into_bytes(),
+                },
+            ],
+            artifact: Artifact::Music(Music {
+                tokens,
+                start_file: file.path.clone(),
+                start_offset: start - file.offset,
+                program,
+            }),
+        })
+    }
+}

@@ -1,0 +1,469 @@
+//! `train`: fits the paper's LSTM to the training windows with Candle, writing `loss.csv` as it goes.
+//!
+//! Batches are drawn from a shuffle seeded by `(seed, epoch)` and dropout masks from a generator seeded the same
+//! way, so epoch N does the same work whether it runs in one go or after a resume; extending a finished training
+//! (raising only `epochs`) continues from the saved weights and optimizer state and gives the same result as
+//! training the longer run at once.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use candle_core::{Device, Tensor};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    CheckContext, ParamProblem, Params, ReportFile, RunContext, Stage, StageKind, StageOutput,
+    params_of,
+};
+use crate::artifact::{Artifact, EpochStats, Split, TrainedModel, WindowSet};
+use crate::device::DeviceChoice;
+use crate::fingerprint::Fingerprint;
+use crate::model::{Dropout, InputMode, Model, ModelConfig, Trainable};
+use crate::optim::{Optimizer, OptimizerKind};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Train {
+    #[serde(default = "d::layers")]
+    pub layers: u32,
+    #[serde(default = "d::hidden")]
+    pub hidden: u32,
+    #[serde(default = "d::dropout")]
+    pub dropout: f64,
+    #[serde(default = "d::dense")]
+    pub dense: u32,
+    #[serde(default = "d::input")]
+    pub input: InputMode,
+    #[serde(default = "d::embed_dim")]
+    pub embed_dim: u32,
+    #[serde(default = "d::epochs")]
+    pub epochs: u32,
+    #[serde(default = "d::batch_size")]
+    pub batch_size: u32,
+    #[serde(default = "d::optimizer")]
+    pub optimizer: OptimizerKind,
+    #[serde(default = "d::learning_rate")]
+    pub learning_rate: f64,
+    #[serde(default = "d::seed")]
+    pub seed: u64,
+    #[serde(default = "d::device")]
+    pub device: DeviceChoice,
+}
+
+/// Defaults: the paper's model and training.
+mod d {
+    use super::*;
+    pub fn layers() -> u32 {
+        3
+    }
+    pub fn hidden() -> u32 {
+        512
+    }
+    pub fn dropout() -> f64 {
+        0.3
+    }
+    pub fn dense() -> u32 {
+        256
+    }
+    pub fn input() -> InputMode {
+        InputMode::Scalar
+    }
+    pub fn embed_dim() -> u32 {
+        64
+    }
+    pub fn epochs() -> u32 {
+        200
+    }
+    pub fn batch_size() -> u32 {
+        64
+    }
+    pub fn optimizer() -> OptimizerKind {
+        OptimizerKind::Rmsprop
+    }
+    pub fn learning_rate() -> f64 {
+        0.001
+    }
+    pub fn seed() -> u64 {
+        42
+    }
+    pub fn device() -> DeviceChoice {
+        DeviceChoice::Auto
+    }
+}
+
+fn in_range(
+    problems: &mut Vec<ParamProblem>,
+    key: &'static str,
+    value: u32,
+    lo: u32,
+    hi: u32,
+    what: &str,
+) {
+    if !(lo..=hi).contains(&value) {
+        problems.push(
+            ParamProblem::new(key, format!("must be between {lo} and {hi}, got {value}"))
+                .hint(format!("`{key}` is {what}")),
+        );
+    }
+}
+
+impl Params for Train {
+    fn check(&self, _: &CheckContext) -> Vec<ParamProblem> {
+        let mut p = Vec::new();
+        in_range(
+            &mut p,
+            "layers",
+            self.layers,
+            1,
+            16,
+            "the number of stacked LSTM layers (the paper: 3)",
+        );
+        in_range(
+            &mut p,
+            "hidden",
+            self.hidden,
+            1,
+            8192,
+            "the units per LSTM layer (the paper: 512)",
+        );
+        in_range(
+            &mut p,
+            "dense",
+            self.dense,
+            0,
+            8192,
+            "the dense layer's width, 0 for none (the paper: 256)",
+        );
+        in_range(
+            &mut p,
+            "embed_dim",
+            self.embed_dim,
+            1,
+            8192,
+            "the embedding width with `input = \"embedding\"`",
+        );
+        in_range(
+            &mut p,
+            "epochs",
+            self.epochs,
+            1,
+            1_000_000,
+            "the number of passes over the training windows",
+        );
+        in_range(
+            &mut p,
+            "batch_size",
+            self.batch_size,
+            1,
+            1 << 20,
+            "the windows per training step",
+        );
+        if !(0.0..1.0).contains(&self.dropout) {
+            p.push(
+                ParamProblem::new(
+                    "dropout",
+                    format!("must be at least 0 and below 1, got {}", self.dropout),
+                )
+                .hint(
+                    "`dropout` is the share of activations zeroed while training (the paper: 0.3)",
+                ),
+            );
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            p.push(
+                ParamProblem::new(
+                    "learning_rate",
+                    format!("must be above 0, got {}", self.learning_rate),
+                )
+                .hint("the paper used RMSprop with 0.001"),
+            );
+        }
+        if let Err(e) = self.device.open() {
+            p.push(ParamProblem::new("device", e.message).hint(e.hint));
+        }
+        p
+    }
+}
+
+impl Train {
+    fn config(&self, vocab: usize) -> ModelConfig {
+        ModelConfig {
+            vocab,
+            layers: self.layers as usize,
+            hidden: self.hidden as usize,
+            dropout: self.dropout as f32,
+            dense: self.dense as usize,
+            input: self.input,
+            embed_dim: self.embed_dim as usize,
+        }
+    }
+}
+
+/// A generator for one purpose in one epoch, so every epoch's randomness is independent of where training started.
+fn rng_for(seed: u64, epoch: usize, purpose: u64) -> ChaCha8Rng {
+    let mut key = [0u8; 24];
+    key[..8].copy_from_slice(&seed.to_le_bytes());
+    key[8..16].copy_from_slice(&(epoch as u64).to_le_bytes());
+    key[16..].copy_from_slice(&purpose.to_le_bytes());
+    ChaCha8Rng::from_seed(*blake3::hash(&key).as_bytes())
+}
+
+/// The `(batch, seq_len)` inputs and `(batch)` targets of the windows starting at `starts`.
+pub fn batch_tensors(
+    windows: &WindowSet,
+    starts: &[usize],
+    device: &Device,
+) -> candle_core::Result<(Tensor, Tensor)> {
+    let mut inputs = Vec::with_capacity(starts.len() * windows.seq_len);
+    let mut targets = Vec::with_capacity(starts.len());
+    for &s in starts {
+        let (x, y) = windows.window(s);
+        inputs.extend_from_slice(x);
+        targets.push(y);
+    }
+    Ok((
+        Tensor::from_vec(inputs, (starts.len(), windows.seq_len), device)?,
+        Tensor::from_vec(targets, starts.len(), device)?,
+    ))
+}
+
+/// Mean loss and accuracy over the validation windows, without dropout.
+fn evaluate(
+    model: &Model,
+    windows: &WindowSet,
+    batch: usize,
+    device: &Device,
+) -> candle_core::Result<Option<(f64, f64)>> {
+    let starts: Vec<usize> = windows.starts(Split::Validation).collect();
+    if starts.is_empty() {
+        return Ok(None);
+    }
+    let (mut loss, mut correct) = (0.0, 0usize);
+    for chunk in starts.chunks(batch) {
+        let (x, y) = batch_tensors(windows, chunk, device)?;
+        let logits = model.forward(&x, None)?;
+        loss += f64::from(candle_nn::loss::cross_entropy(&logits, &y)?.to_scalar::<f32>()?)
+            * chunk.len() as f64;
+        let predicted = logits.argmax(1)?;
+        correct += predicted
+            .eq(&y)?
+            .to_dtype(candle_core::DType::U32)?
+            .sum_all()?
+            .to_scalar::<u32>()? as usize;
+    }
+    Ok(Some((
+        loss / starts.len() as f64,
+        correct as f64 / starts.len() as f64,
+    )))
+}
+
+fn csv_row(s: &EpochStats) -> String {
+    let opt = |v: Option<f64>| v.map(|v| format!("{v:.6}")).unwrap_or_default();
+    format!(
+        "{},{:.6},{},{},{:.3}\n",
+        s.epoch,
+        s.train_loss,
+        opt(s.val_loss),
+        opt(s.val_accuracy),
+        s.seconds
+    )
+}
+
+const LOSS_HEADER: &str = "epoch,train_loss,val_loss,val_accuracy,seconds\n";
+
+impl Stage for Train {
+    fn kind(&self) -> StageKind {
+        StageKind::Train
+    }
+
+    /// The device as resolved on this machine (`auto` → `cuda:0` or `cpu`), since results differ between devices;
+    /// `embed_dim` only where it is used.
+    fn params(&self) -> BTreeMap<String, serde_json::Value> {
+        let mut p = params_of(self);
+        p.insert("device".into(), self.device.resolved_name().into());
+        if self.input == InputMode::Scalar {
+            p.remove("embed_dim");
+        }
+        p
+    }
+
+    /// A finished training can be extended: same everything, more epochs.
+    fn resumable(&self, old: &Fingerprint, new: &Fingerprint) -> bool {
+        let epochs = |f: &Fingerprint| f.params.get("epochs").and_then(|v| v.as_u64());
+        let mut old_rest = old.params.clone();
+        let mut new_rest = new.params.clone();
+        old_rest.remove("epochs");
+        new_rest.remove("epochs");
+        old.kind == new.kind
+            && old.version == new.version
+            && old
+                .inputs
+                .iter()
+                .map(|i| i.hash)
+                .eq(new.inputs.iter().map(|i| i.hash))
+            && old_rest == new_rest
+            && matches!((epochs(old), epochs(new)), (Some(o), Some(n)) if o < n)
+    }
+
+    fn run(&self, ctx: &mut RunContext, inputs: &[&Artifact]) -> anyhow::Result<StageOutput> {
+        let windows = inputs[0].windows()?;
+        let (device, device_name) = self
+            .device
+            .open()
+            .map_err(|e| anyhow::anyhow!("{}; {}", e.message, e.hint))?;
+        let cfg = self.config(windows.tokens.len());
+        let optimizer_of =
+            |t: &Trainable| Optimizer::new(self.optimizer, self.learning_rate, t.named_vars());
+
+        let resumed = match ctx.resume.as_deref() {
+            Some(Artifact::Model(prev))
+                if prev.config == cfg && prev.epochs() < self.epochs as usize =>
+            {
+                Some(prev)
+            }
+            _ => None,
+        };
+        let (trainable, mut optimizer, mut history) = match resumed {
+            Some(prev) => {
+                let t = Trainable::from_safetensors(&cfg, &prev.weights, &device)?;
+                let mut o = optimizer_of(&t)?;
+                o.load_state(&prev.optimizer)?;
+                ctx.note(format!(
+                    "resuming from the {} epochs already trained",
+                    prev.epochs()
+                ));
+                (t, o, prev.history.clone())
+            }
+            None => {
+                let t = Trainable::init(&cfg, self.seed, &device)?;
+                let o = optimizer_of(&t)?;
+                (t, o, Vec::new())
+            }
+        };
+        let model = &trainable.model;
+
+        let loss_path = ctx.report_file("loss.csv");
+        let mut loss_csv = std::fs::File::create(&loss_path)
+            .with_context(|| format!("cannot write `{}`", loss_path.display()))?;
+        loss_csv.write_all(LOSS_HEADER.as_bytes())?;
+        for s in &history {
+            loss_csv.write_all(csv_row(s).as_bytes())?;
+        }
+        loss_csv.flush()?;
+
+        let train_starts: Vec<usize> = windows.starts(Split::Train).collect();
+        let batch = self.batch_size as usize;
+        let batches = train_starts.len().div_ceil(batch);
+        let bar = ctx.bar((self.epochs as usize * batches) as u64, "batches");
+        bar.set_position((history.len() * batches) as u64);
+        let mut last_good = trainable.to_safetensors()?;
+
+        for epoch in history.len()..self.epochs as usize {
+            let started = Instant::now();
+            let mut order = train_starts.clone();
+            order.shuffle(&mut rng_for(self.seed, epoch, 0));
+            let mut dropout = Dropout::new(cfg.dropout, rng_for(self.seed, epoch, 1));
+            let mut total = 0.0;
+            for (b, chunk) in order.chunks(batch).enumerate() {
+                let (x, y) = batch_tensors(windows, chunk, &device)?;
+                let logits = model.forward(&x, Some(&mut dropout))?;
+                let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
+                let value = f64::from(loss.to_scalar::<f32>()?);
+                if !value.is_finite() {
+                    let kept = ctx.report_file("model.last-good.safetensors");
+                    std::fs::write(&kept, &last_good)?;
+                    bail!(
+                        "the training loss became {value} in epoch {} (batch {}); the weights after epoch {} are in \
+                         `{}`; try a lower `learning_rate`",
+                        epoch + 1,
+                        b + 1,
+                        epoch,
+                        kept.display()
+                    );
+                }
+                optimizer.step(&loss.backward()?)?;
+                total += value * chunk.len() as f64;
+                bar.inc(1);
+                bar.set_message(format!(
+                    "epoch {}/{} batch {}/{batches} loss {:.4}",
+                    epoch + 1,
+                    self.epochs,
+                    b + 1,
+                    total / ((b * batch + chunk.len()) as f64)
+                ));
+            }
+            let val = evaluate(model, windows, batch, &device)?;
+            let stats = EpochStats {
+                epoch: epoch + 1,
+                train_loss: total / train_starts.len() as f64,
+                val_loss: val.map(|v| v.0),
+                val_accuracy: val.map(|v| v.1),
+                seconds: started.elapsed().as_secs_f64(),
+            };
+            loss_csv.write_all(csv_row(&stats).as_bytes())?;
+            loss_csv.flush()?;
+            history.push(stats);
+            last_good = trainable.to_safetensors()?;
+        }
+        bar.finish_and_clear();
+
+        let last = history.last().expect("at least one epoch");
+        let summary = serde_json::json!({
+            "device": device_name,
+            "parameters": cfg.parameter_count(),
+            "epochs": history.len(),
+            "resumed_from_epoch": resumed.map(|p| p.epochs()),
+            "train_windows": train_starts.len(),
+            "final_train_loss": last.train_loss,
+            "final_val_loss": last.val_loss,
+            "final_val_accuracy": last.val_accuracy,
+            "seconds": history.iter().map(|h| h.seconds).sum::<f64>(),
+        });
+        let mut loss_bytes = LOSS_HEADER.as_bytes().to_vec();
+        for s in &history {
+            loss_bytes.extend_from_slice(csv_row(s).as_bytes());
+        }
+        let model_json = serde_json::to_vec_pretty(&serde_json::json!({
+            "config": cfg,
+            "tokens": windows.tokens,
+            "programs": windows.programs,
+            "seq_len": windows.seq_len,
+            "epochs": history.len(),
+            "device": device_name,
+            "optimizer": self.optimizer,
+            "learning_rate": self.learning_rate,
+            "seed": self.seed,
+        }))?;
+        let trained = TrainedModel {
+            config: cfg,
+            weights: last_good.clone(),
+            optimizer: optimizer.state_bytes()?,
+            history,
+            device: device_name,
+            windows: windows.clone(),
+        };
+        Ok(StageOutput {
+            summary,
+            files: vec![
+                ReportFile {
+                    name: "loss.csv".into(),
+                    bytes: loss_bytes,
+                },
+                ReportFile {
+                    name: "model.safetensors".into(),
+                    bytes: last_good,
+                },
+                ReportFile {
+                    name: "model.json".into(),
+                    bytes: model_json,
+                },
+            ],
+            artifact: Artifact::Model(Box::new(trained)),
+        })
+    }
+}
