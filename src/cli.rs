@@ -1,7 +1,7 @@
 //! The command line: parses arguments, calls the library, prints, and maps every outcome to an exit code.
 //!
-//! Data goes to stdout (the report path, `status` and `graph` output), so it can be scripted; progress, warnings
-//! and errors go to stderr.
+//! Data goes to stdout (the report path, `status`, `graph` and `compare` output), so it can be scripted; progress,
+//! warnings and errors go to stderr.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -11,11 +11,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{MultiProgress, ProgressDrawTarget};
 
 use crate::cache::Cache;
+use crate::compare::{self, RunSummary};
 use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
-use crate::executor::{self, Status};
+use crate::executor::{self, Status, Target};
 use crate::exit;
-use crate::experiment::{Experiment, Override};
-use crate::report::Report;
+use crate::experiment::Override;
+use crate::report::{self, Report};
+use crate::sweep::Study;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -32,7 +34,8 @@ pub struct Cli {
 struct ExperimentArgs {
     /// The experiment file (TOML).
     file: PathBuf,
-    /// Override a parameter: `--set windows.seq_len=64` (repeatable). Values are TOML; anything else is a string.
+    /// Override a parameter: `--set windows.seq_len=64` (repeatable; applies to every sweep point). Values are
+    /// TOML; anything else is a string.
     #[arg(long = "set", value_name = "STAGE.KEY=VALUE")]
     set: Vec<String>,
 }
@@ -44,23 +47,35 @@ struct CacheArgs {
     cache_dir: PathBuf,
 }
 
+#[derive(clap::Args, Debug)]
+struct ReportsArgs {
+    /// Where report folders go.
+    #[arg(long, env = "PIPELINE_REPORTS", default_value = "reports")]
+    reports_dir: PathBuf,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run an experiment: every stage whose result is not cached, then write a report.
+    /// Run an experiment (every point of a sweep): every stage whose result is not cached, then write reports.
     Run {
         #[command(flatten)]
         experiment: ExperimentArgs,
         #[command(flatten)]
         cache: CacheArgs,
-        /// Where report folders go.
-        #[arg(long, env = "PIPELINE_REPORTS", default_value = "reports")]
-        reports_dir: PathBuf,
+        #[command(flatten)]
+        reports: ReportsArgs,
         /// Re-run this stage and everything downstream of it, even if cached (repeatable).
         #[arg(long, value_name = "STAGE")]
         force: Vec<String>,
         /// Also list cached stages and say why each stage runs.
         #[arg(short, long)]
         verbose: bool,
+        /// Stages (and sweep points) to run at once; CPU training stages share one pool of threads.
+        #[arg(short, long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+        jobs: u16,
+        /// When a stage fails, finish everything that does not depend on it, then exit non-zero.
+        #[arg(long)]
+        keep_going: bool,
     },
     /// Show, per stage, whether it is cached or would run and why, without running anything.
     Status {
@@ -69,12 +84,27 @@ enum Command {
         #[command(flatten)]
         cache: CacheArgs,
     },
-    /// Print the stage graph.
+    /// Print the stage graph (and, for a sweep, its points and which stages they share).
     Graph {
         #[command(flatten)]
         experiment: ExperimentArgs,
         #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
         format: GraphFormat,
+    },
+    /// Compare runs: one row per run with the parameters that differ, losses, time, device and music metrics.
+    Compare {
+        /// Report folders (a run's, or a sweep's) or experiment names; none: every run in the reports directory.
+        targets: Vec<String>,
+        #[command(flatten)]
+        reports: ReportsArgs,
+        /// Sort the rows by this column (e.g. `best_val_loss`).
+        #[arg(long, value_name = "COLUMN")]
+        sort: Option<String>,
+        #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+        format: TableFormat,
+        /// Also draw the runs' loss curves into this SVG file.
+        #[arg(long, value_name = "FILE.svg")]
+        plot: Option<PathBuf>,
     },
 }
 
@@ -82,6 +112,13 @@ enum Command {
 enum GraphFormat {
     Text,
     Dot,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum TableFormat {
+    Table,
+    Csv,
+    Json,
 }
 
 fn color() -> bool {
@@ -94,23 +131,32 @@ pub fn main() -> ExitCode {
     ExitCode::from(dispatch(cli))
 }
 
-fn load(args: &ExperimentArgs) -> Result<Experiment, u8> {
+fn invalid(d: impl Into<Diagnostics>) -> u8 {
+    eprint!("{}", d.into().render(color()));
+    exit::INVALID_EXPERIMENT
+}
+
+fn load(args: &ExperimentArgs) -> Result<Study, u8> {
     let overrides: Result<Vec<Override>, Diagnostic> =
         args.set.iter().map(|s| Override::parse(s)).collect();
-    let result = overrides
+    overrides
         .map_err(Diagnostics::from)
-        .and_then(|o| Experiment::load(&args.file, &o));
-    result.map_err(|d| {
-        eprint!("{}", d.render(color()));
-        exit::INVALID_EXPERIMENT
-    })
+        .and_then(|o| Study::load(&args.file, &o))
+        .map_err(invalid)
+}
+
+fn environment(e: anyhow::Error, hint: &str) -> u8 {
+    eprintln!("error: {e:#}");
+    eprintln!("hint: {hint}");
+    exit::ENVIRONMENT
 }
 
 fn open_cache(dir: &Path) -> Result<Cache, u8> {
     Cache::open(dir).map_err(|e| {
-        eprintln!("error: {e:#}");
-        eprintln!("hint: pass a writable directory with `--cache-dir` or `PIPELINE_CACHE`");
-        exit::ENVIRONMENT
+        environment(
+            e,
+            "pass a writable directory with `--cache-dir` or `PIPELINE_CACHE`",
+        )
     })
 }
 
@@ -119,91 +165,308 @@ fn dispatch(cli: Cli) -> u8 {
         Command::Run {
             experiment,
             cache,
-            reports_dir,
+            reports,
             force,
             verbose,
-        } => run(&experiment, &cache.cache_dir, &reports_dir, force, verbose),
+            jobs,
+            keep_going,
+        } => {
+            let opts = executor::Options {
+                force,
+                verbose,
+                jobs: usize::from(jobs),
+                keep_going,
+            };
+            run(&experiment, &cache.cache_dir, &reports.reports_dir, opts)
+        }
         Command::Status { experiment, cache } => status(&experiment, &cache.cache_dir),
-        Command::Graph { experiment, format } => load(&experiment).map(|exp| {
-            match format {
-                GraphFormat::Text => print!("{}", exp.graph.to_text(&exp.name)),
-                GraphFormat::Dot => println!("{}", exp.graph.to_dot(&exp.name)),
-            }
-            exit::SUCCESS
-        }),
+        Command::Graph { experiment, format } => graph(&experiment, format),
+        Command::Compare {
+            targets,
+            reports,
+            sort,
+            format,
+            plot,
+        } => compare(
+            &targets,
+            &reports.reports_dir,
+            sort.as_deref(),
+            format,
+            plot.as_deref(),
+        ),
     };
     result.unwrap_or_else(|code| code)
+}
+
+/// Identities under which each point's stage history is kept.
+fn identity(study: &Study, label: &str) -> String {
+    if label.is_empty() {
+        study.name.clone()
+    } else {
+        format!("{}/{label}", study.name)
+    }
 }
 
 fn run(
     args: &ExperimentArgs,
     cache_dir: &Path,
     reports_dir: &Path,
-    force: Vec<String>,
-    verbose: bool,
+    opts: executor::Options,
 ) -> Result<u8, u8> {
-    let exp = load(args)?;
-    for name in &force {
-        if exp.graph.index_of(name).is_none() {
-            let names = exp.graph.stages.iter().map(|s| s.name.as_str());
+    let study = load(args)?;
+    let first = &study.points[0].experiment;
+    for name in &opts.force {
+        if first.graph.index_of(name).is_none() {
+            let names = first.graph.stages.iter().map(|s| s.name.as_str());
             let hint = did_you_mean(name, names.clone()).unwrap_or_else(|| {
                 format!("the stages are: {}", names.collect::<Vec<_>>().join(", "))
             });
-            eprint!(
-                "{}",
-                Diagnostics::from(
-                    Diagnostic::new(format!(
-                        "`--force {name}`: there is no stage named `{name}`"
-                    ))
-                    .hint(hint)
-                )
-                .render(color())
-            );
-            return Err(exit::INVALID_EXPERIMENT);
+            return Err(invalid(
+                Diagnostic::new(format!(
+                    "`--force {name}`: there is no stage named `{name}`"
+                ))
+                .hint(hint),
+            ));
         }
     }
     let cache = open_cache(cache_dir)?;
-    let report = Report::create(reports_dir, &exp).map_err(|e| {
-        eprintln!("error: {e:#}");
-        eprintln!("hint: pass a writable directory with `--reports-dir` or `PIPELINE_REPORTS`");
-        exit::ENVIRONMENT
-    })?;
-    let progress = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-    let opts = executor::Options { force, verbose };
-    let outcome = executor::run(&exp, &cache, &opts, &report.dir, &progress);
-    if let Err(e) = report.finish(&exp, &outcome, &cache) {
-        eprintln!("error: {e:#}");
-        return Err(exit::ENVIRONMENT);
-    }
-    let total = outcome.stages.len();
-    let (ran, cached) = (outcome.count(Status::Ran), outcome.count(Status::Cached));
-    if let Some(failed) = outcome.failed() {
-        eprintln!(
-            "error: stage `{}` failed: {}",
-            failed.name,
-            failed.error.as_deref().unwrap_or("unknown error")
-        );
-        eprintln!("report: {}", report.dir.display());
-        println!("{}", report.dir.display());
-        return Ok(exit::STAGE_FAILED);
-    }
-    if ran == 0 {
-        eprintln!("nothing to do: all {total} stages cached");
+    let reports_hint = "pass a writable directory with `--reports-dir` or `PIPELINE_REPORTS`";
+    let (dir, run_id) =
+        Report::new_run_dir(reports_dir, &study.name).map_err(|e| environment(e, reports_hint))?;
+    let reports: Vec<Report> = if study.is_sweep() {
+        study
+            .points
+            .iter()
+            .map(|p| Report::create_in(dir.join(&p.label), run_id.clone(), &p.experiment, Some(p)))
+            .collect::<anyhow::Result<_>>()
     } else {
-        eprintln!("{ran} of {total} stages ran, {cached} cached");
+        Report::create_in(dir.clone(), run_id.clone(), first, None).map(|r| vec![r])
     }
-    eprintln!("report: {}", report.dir.display());
-    println!("{}", report.dir.display());
-    Ok(exit::SUCCESS)
+    .map_err(|e| environment(e, reports_hint))?;
+
+    let targets: Vec<Target> = study
+        .points
+        .iter()
+        .zip(&reports)
+        .map(|(p, r)| Target {
+            experiment: &p.experiment,
+            identity: identity(&study, &p.label),
+            label: p.label.clone(),
+            report_dir: r.dir.clone(),
+        })
+        .collect();
+    let progress = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+    let outcomes = executor::run(&targets, &cache, &opts, &progress);
+    for ((point, report), outcome) in study.points.iter().zip(&reports).zip(&outcomes) {
+        report
+            .finish(&point.experiment, outcome, &cache)
+            .map_err(|e| environment(e, reports_hint))?;
+    }
+    if study.is_sweep() {
+        report::write_sweep_summary(&dir, &study, &reports, &outcomes)
+            .map_err(|e| environment(e, reports_hint))?;
+    }
+    if let Err(e) = crate::index::write(reports_dir) {
+        eprintln!("warning: could not update the reports index: {e:#}");
+    }
+
+    let failures: Vec<String> = study
+        .points
+        .iter()
+        .zip(&outcomes)
+        .filter_map(|(p, o)| {
+            o.failed().map(|f| {
+                let at = if p.label.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{}]", p.label)
+                };
+                format!(
+                    "stage `{}`{at} failed: {}",
+                    f.name,
+                    f.error.as_deref().unwrap_or("unknown error")
+                )
+            })
+        })
+        .collect();
+    let count = |s: Status| outcomes.iter().map(|o| o.count(s)).sum::<usize>();
+    let total: usize = outcomes.iter().map(|o| o.stages.len()).sum();
+    let (ran, cached) = (count(Status::Ran), count(Status::Cached));
+    let points = if study.is_sweep() {
+        format!(" in {} points", study.points.len())
+    } else {
+        String::new()
+    };
+    if !failures.is_empty() {
+        for f in &failures {
+            eprintln!("error: {f}");
+        }
+        let skipped = count(Status::NotRun);
+        if skipped > 0 {
+            eprintln!(
+                "{skipped} stage{} not run{points}",
+                if skipped == 1 { "" } else { "s" }
+            );
+        }
+    } else if ran == 0 {
+        eprintln!("nothing to do: all {total} stages cached{points}");
+    } else {
+        eprintln!(
+            "{ran} of {total} stages ran{points}, {cached} cached (stages shared by points count once per point)"
+        );
+    }
+    eprintln!("report: {}", dir.display());
+    println!("{}", dir.display());
+    Ok(if failures.is_empty() {
+        exit::SUCCESS
+    } else {
+        exit::STAGE_FAILED
+    })
 }
 
 fn status(args: &ExperimentArgs, cache_dir: &Path) -> Result<u8, u8> {
-    let exp = load(args)?;
+    let study = load(args)?;
     let cache = open_cache(cache_dir)?;
-    let lines = executor::plan(&exp, &cache);
-    let width = lines.iter().map(|l| l.name.len()).max().unwrap_or(0);
-    for l in &lines {
-        println!("{:width$}  {}", l.name, l.reason);
+    if study.is_sweep() {
+        print!("{}", sweep_overview(&study));
+    }
+    for point in &study.points {
+        if study.is_sweep() {
+            println!("\n[{}]", point.label);
+        }
+        let lines = executor::plan(&point.experiment, &identity(&study, &point.label), &cache);
+        let width = lines.iter().map(|l| l.name.len()).max().unwrap_or(0);
+        for l in &lines {
+            println!("{:width$}  {}", l.name, l.reason);
+        }
+    }
+    Ok(exit::SUCCESS)
+}
+
+/// `sweep: 9 points (grid over model.layers × windows.seq_len)` and which stages the points share.
+fn sweep_overview(study: &Study) -> String {
+    let Some(sweep) = &study.sweep else {
+        return String::new();
+    };
+    let targets: Vec<Target> = study
+        .points
+        .iter()
+        .map(|p| Target {
+            experiment: &p.experiment,
+            identity: String::new(),
+            label: p.label.clone(),
+            report_dir: PathBuf::new(),
+        })
+        .collect();
+    let axes: Vec<String> = sweep
+        .axes
+        .iter()
+        .map(|a| format!("{} ({} values)", a.key, a.values.len()))
+        .collect();
+    let mode = if sweep.mode == crate::sweep::Mode::Zip {
+        "zip"
+    } else {
+        "grid"
+    };
+    let repeat = if sweep.repeat > 1 {
+        format!(", each {} times", sweep.repeat)
+    } else {
+        String::new()
+    };
+    let mut out = format!(
+        "sweep: {} points ({mode} over {}{repeat})\n",
+        study.points.len(),
+        axes.join(" × ")
+    );
+    for (stage, n) in executor::variants(&targets) {
+        let what = if n == 1 {
+            "shared by all points".to_string()
+        } else {
+            format!("{n} variants")
+        };
+        out.push_str(&format!("  {stage}: {what}\n"));
+    }
+    out
+}
+
+fn graph(args: &ExperimentArgs, format: GraphFormat) -> Result<u8, u8> {
+    let study = load(args)?;
+    let exp = &study.points[0].experiment;
+    match format {
+        GraphFormat::Text => {
+            print!("{}", exp.graph.to_text(&exp.name));
+            print!("{}", sweep_overview(&study));
+        }
+        GraphFormat::Dot => println!("{}", exp.graph.to_dot(&exp.name)),
+    }
+    Ok(exit::SUCCESS)
+}
+
+fn compare(
+    targets: &[String],
+    reports_dir: &Path,
+    sort: Option<&str>,
+    format: TableFormat,
+    plot: Option<&Path>,
+) -> Result<u8, u8> {
+    let usage = |e: anyhow::Error| {
+        eprintln!("error: {e:#}");
+        exit::INVALID_EXPERIMENT
+    };
+    let dirs = compare::resolve(targets, reports_dir).map_err(usage)?;
+    if dirs.is_empty() {
+        return Err(usage(anyhow::anyhow!(
+            "no runs under `{}` yet; run an experiment first",
+            reports_dir.display()
+        )));
+    }
+    let runs: Vec<RunSummary> = dirs
+        .iter()
+        .map(|d| RunSummary::read(d, reports_dir))
+        .collect::<anyhow::Result<_>>()
+        .map_err(usage)?;
+    let mut table = compare::table(&runs);
+    if let Some(column) = sort {
+        table.sort_by(column).map_err(usage)?;
+    }
+    match format {
+        TableFormat::Table => print!("{}", table.to_text()),
+        TableFormat::Csv => print!("{}", table.to_csv().map_err(usage)?),
+        TableFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&table.to_json()).unwrap_or_default()
+        ),
+    }
+    if let Some(path) = plot {
+        let varying = compare::varying_params(&runs);
+        let curves: Vec<(String, Vec<crate::artifact::EpochStats>)> = runs
+            .iter()
+            .filter(|r| !r.history.is_empty())
+            .map(|r| {
+                let label: Vec<String> = varying
+                    .iter()
+                    .map(|k| {
+                        format!(
+                            "{}={}",
+                            k.rsplit('.').next().unwrap_or(k),
+                            r.params.get(k).map(compare::cell).unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                (
+                    if label.is_empty() {
+                        r.name().to_string()
+                    } else {
+                        label.join(",")
+                    },
+                    r.history.clone(),
+                )
+            })
+            .collect();
+        let svg = crate::plot::loss_chart("loss", &curves).map_err(usage)?;
+        std::fs::write(path, svg)
+            .map_err(|e| environment(e.into(), "pass a writable path to `--plot`"))?;
+        eprintln!("wrote {}", path.display());
     }
     Ok(exit::SUCCESS)
 }

@@ -1,12 +1,15 @@
-//! Runs an experiment's stages in graph order against the cache: fingerprint, look up, run what is missing.
+//! Runs experiments' stages against the cache: fingerprint, look up, run what is missing — several points of a
+//! sweep at once, sharing every stage they have in common, on up to `--jobs` threads.
 //!
 //! A stage's fingerprint covers its kind, version, parameters and the *content hashes* of its inputs, so a stage that
-//! re-runs and produces byte-identical output leaves its dependents cached (early cut-off). Artifacts are loaded
-//! from the cache only when a stage that needs them actually runs.
+//! re-runs and produces byte-identical output leaves its dependents cached (early cut-off). Before running, stages of
+//! all points are merged into one graph of unique nodes: two points' stages are the same node when their kind,
+//! parameters, external files and input nodes are the same, so a sweep computes each shared stage once even when
+//! its points run in parallel. Artifacts are loaded from the cache only when a stage that needs them runs.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use anyhow::Result;
@@ -19,12 +22,37 @@ use crate::experiment::Experiment;
 use crate::fingerprint::{Fingerprint, Hash, InputHash, Reason, explain};
 use crate::stages::{ExternalInputs, RunContext, StageKind};
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// Stages to re-run even when cached (with everything downstream).
     pub force: Vec<String>,
     /// Print cached stages and the reason for each run on stderr.
     pub verbose: bool,
+    /// Stages run at once.
+    pub jobs: usize,
+    /// After a failure, finish everything that does not depend on it (default: start nothing new).
+    pub keep_going: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            force: Vec::new(),
+            verbose: false,
+            jobs: 1,
+            keep_going: false,
+        }
+    }
+}
+
+/// One experiment (or sweep point) to run.
+pub struct Target<'a> {
+    pub experiment: &'a Experiment,
+    /// The name its stages' last fingerprints are kept under (`baseline`, `baseline/layers=2`).
+    pub identity: String,
+    /// `layers=2,seq_len=64` for a sweep point, empty otherwise.
+    pub label: String,
+    pub report_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -33,11 +61,11 @@ pub enum Status {
     Cached,
     Ran,
     Failed,
-    /// Not run because an earlier stage failed.
+    /// Not run: an input failed, or the run stopped at another failure.
     NotRun,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct StageResult {
     pub name: String,
     pub kind: StageKind,
@@ -47,6 +75,8 @@ pub struct StageResult {
     pub record: Option<Record>,
     pub seconds: f64,
     pub error: Option<String>,
+    /// How many points share this stage's result (1 outside sweeps).
+    pub shared_by: usize,
 }
 
 impl StageResult {
@@ -60,6 +90,7 @@ impl StageResult {
             record: None,
             seconds: 0.0,
             error: None,
+            shared_by: 1,
         }
     }
 }
@@ -80,27 +111,9 @@ impl Outcome {
     }
 }
 
-/// A stage's fingerprint from its configuration and its inputs' content hashes.
-fn fingerprint_of(
-    exp: &Experiment,
-    i: usize,
-    inputs: Vec<InputHash>,
-    external: &ExternalInputs,
-) -> Fingerprint {
-    let stage = &exp.graph.stages[i].stage();
-    Fingerprint {
-        kind: stage.kind().name().to_string(),
-        version: stage.kind().version(),
-        params: stage.params(),
-        inputs,
-        files: external.files.clone(),
-        files_root: external.display_root.clone(),
-    }
-}
-
 /// Why stage `i` must run, given that its fingerprint `fp` has no intact entry.
-fn miss_reasons(cache: &Cache, exp: &Experiment, i: usize, fp: &Fingerprint) -> Vec<Reason> {
-    match cache.last(&exp.name, &exp.graph.stages[i].name) {
+fn miss_reasons(cache: &Cache, identity: &str, stage: &str, fp: &Fingerprint) -> Vec<Reason> {
+    match cache.last(identity, stage) {
         None => vec![Reason::NeverRan],
         Some(old) if old.hash() == fp.hash() => vec![Reason::EntryMissing],
         Some(old) => {
@@ -137,206 +150,438 @@ fn forced(exp: &Experiment, names: &[String]) -> HashMap<usize, Reason> {
     out
 }
 
-/// Runs every stage that is not cached. Stops at the first failure; the outcome says what ran, what was cached
-/// and what failed.
+/// A stage as it runs: unique across all targets.
+struct Node {
+    /// The first target that has it, and the stage's index there; its spec and report folder are used.
+    target: usize,
+    stage: usize,
+    inputs: Vec<usize>,
+    /// Every (target, stage index) this node stands for.
+    members: Vec<(usize, usize)>,
+    forced: Option<Reason>,
+    external: std::result::Result<ExternalInputs, String>,
+}
+
+/// The targets' stages merged into unique nodes (in an order where inputs come first), and for each target the
+/// node of each of its stages.
+fn merge(targets: &[Target], opts: &Options) -> (Vec<Node>, Vec<Vec<usize>>) {
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut keys: Vec<Hash> = Vec::new();
+    let mut by_key: HashMap<Hash, usize> = HashMap::new();
+    // MIDI files are read and hashed once per source, however many points use it.
+    let mut externals: HashMap<(PathBuf, String), std::result::Result<ExternalInputs, String>> =
+        HashMap::new();
+    let mut node_of = Vec::with_capacity(targets.len());
+    for (t, target) in targets.iter().enumerate() {
+        let exp = target.experiment;
+        let forced = forced(exp, &opts.force);
+        let mut map = vec![usize::MAX; exp.graph.stages.len()];
+        for &i in exp.graph.order() {
+            let stage = exp.graph.stages[i].stage();
+            let params = stage.params();
+            let ext_key = (
+                exp.base_dir.clone(),
+                format!(
+                    "{}{}",
+                    stage.kind(),
+                    serde_json::to_string(&params).unwrap_or_default()
+                ),
+            );
+            let external = externals
+                .entry(ext_key)
+                .or_insert_with(|| {
+                    stage
+                        .external_inputs(&exp.base_dir)
+                        .map_err(|e| format!("{e:#}"))
+                })
+                .clone();
+            let inputs: Vec<usize> = exp.graph.inputs_of(i).iter().map(|j| map[*j]).collect();
+            // The node key: a fingerprint with input *nodes* in place of input content.
+            let (files, files_root) = match &external {
+                Ok(x) => (x.files.clone(), x.display_root.clone()),
+                Err(e) => (Default::default(), e.clone()),
+            };
+            let key = Fingerprint {
+                kind: stage.kind().name().to_string(),
+                version: stage.kind().version(),
+                params,
+                inputs: inputs
+                    .iter()
+                    .map(|n| InputHash {
+                        stage: String::new(),
+                        hash: keys[*n],
+                    })
+                    .collect(),
+                files,
+                files_root,
+            }
+            .hash_with_root();
+            let id = *by_key.entry(key).or_insert_with(|| {
+                nodes.push(Node {
+                    target: t,
+                    stage: i,
+                    inputs,
+                    members: Vec::new(),
+                    forced: None,
+                    external,
+                });
+                keys.push(key);
+                nodes.len() - 1
+            });
+            nodes[id].members.push((t, i));
+            if let Some(reason) = forced.get(&i) {
+                nodes[id].forced.get_or_insert_with(|| reason.clone());
+            }
+            map[i] = id;
+        }
+        node_of.push(map);
+    }
+    (nodes, node_of)
+}
+
+/// What the worker threads share.
+struct Board {
+    results: Vec<Option<StageResult>>,
+    /// Inputs each node still waits for.
+    waiting: Vec<usize>,
+    ready: VecDeque<usize>,
+    running: usize,
+    stopped: bool,
+}
+
+/// Runs every stage of every target that is not cached, up to `opts.jobs` at a time, and returns one outcome per
+/// target. Fail-fast by default: after a failure nothing new starts (running stages finish); with `keep_going`,
+/// only what depends on the failure is skipped.
 pub fn run(
-    exp: &Experiment,
+    targets: &[Target],
     cache: &Cache,
     opts: &Options,
-    report_dir: &Path,
     progress: &MultiProgress,
-) -> Outcome {
-    let forced = forced(exp, &opts.force);
-    let mut results: BTreeMap<usize, StageResult> = BTreeMap::new();
-    let mut artifacts: HashMap<usize, Arc<Artifact>> = HashMap::new();
-    let mut failed = false;
-    let say = |line: String| progress.suspend(|| eprintln!("{line}"));
-
-    for &i in exp.graph.order() {
-        let spec = &exp.graph.stages[i];
-        if failed {
-            results.insert(i, StageResult::new(&spec.name, spec.kind(), Status::NotRun));
-            continue;
+) -> Vec<Outcome> {
+    let (nodes, node_of) = merge(targets, opts);
+    let mut consumers = vec![Vec::new(); nodes.len()];
+    for (id, node) in nodes.iter().enumerate() {
+        for &input in &node.inputs {
+            consumers[input].push(id);
         }
-        let result = run_stage(
-            exp,
-            cache,
-            i,
-            forced.get(&i),
-            &results,
-            &mut artifacts,
-            report_dir,
-            progress,
-            &say,
-            opts,
-        );
-        failed = result.status == Status::Failed;
+    }
+    let board = Mutex::new(Board {
+        results: vec![None; nodes.len()],
+        waiting: nodes.iter().map(|n| n.inputs.len()).collect(),
+        ready: (0..nodes.len())
+            .filter(|&id| nodes[id].inputs.is_empty())
+            .collect(),
+        running: 0,
+        stopped: false,
+    });
+    let wake = Condvar::new();
+    let artifacts: Mutex<HashMap<usize, Arc<Artifact>>> = Mutex::new(HashMap::new());
+    let ctx = Shared {
+        targets,
+        nodes: &nodes,
+        cache,
+        opts,
+        progress,
+        artifacts: &artifacts,
+    };
+
+    std::thread::scope(|scope| {
+        for _ in 0..opts.jobs.max(1) {
+            scope.spawn(|| {
+                loop {
+                    let (id, inputs) = {
+                        let mut b = board.lock().expect("no worker panics holding the board");
+                        let id = loop {
+                            if let Some(id) = b.ready.pop_front() {
+                                break id;
+                            }
+                            if b.running == 0 {
+                                return;
+                            }
+                            b = wake.wait(b).expect("no worker panics holding the board");
+                        };
+                        b.running += 1;
+                        let inputs: Vec<Record> = nodes[id]
+                            .inputs
+                            .iter()
+                            .map(|&n| {
+                                b.results[n]
+                                    .as_ref()
+                                    .and_then(|r| r.record.clone())
+                                    .expect("inputs succeeded")
+                            })
+                            .collect();
+                        (id, inputs)
+                    };
+                    let result = ctx.execute(id, &inputs);
+                    ctx.report(id, &result);
+                    let mut b = board.lock().expect("no worker panics holding the board");
+                    let ok = matches!(result.status, Status::Cached | Status::Ran);
+                    b.results[id] = Some(result);
+                    b.running -= 1;
+                    if ok {
+                        for &c in &consumers[id] {
+                            b.waiting[c] -= 1;
+                            if b.waiting[c] == 0 && !b.stopped {
+                                b.ready.push_back(c);
+                            }
+                        }
+                    } else if !opts.keep_going {
+                        b.stopped = true;
+                        b.ready.clear();
+                    }
+                    wake.notify_all();
+                }
+            });
+        }
+    });
+
+    let results = board
+        .into_inner()
+        .expect("no worker panics holding the board")
+        .results;
+    targets
+        .iter()
+        .enumerate()
+        .map(|(t, target)| {
+            let graph = &target.experiment.graph;
+            let stages = graph
+                .order()
+                .iter()
+                .map(|&i| {
+                    let id = node_of[t][i];
+                    let spec = &graph.stages[i];
+                    let mut r = results[id].clone().unwrap_or_else(|| {
+                        StageResult::new(&spec.name, spec.kind(), Status::NotRun)
+                    });
+                    r.name = spec.name.clone();
+                    r.shared_by = nodes[id].members.len();
+                    r
+                })
+                .collect();
+            Outcome { stages }
+        })
+        .collect()
+}
+
+/// What executing a node needs.
+struct Shared<'a> {
+    targets: &'a [Target<'a>],
+    nodes: &'a [Node],
+    cache: &'a Cache,
+    opts: &'a Options,
+    progress: &'a MultiProgress,
+    artifacts: &'a Mutex<HashMap<usize, Arc<Artifact>>>,
+}
+
+impl Shared<'_> {
+    fn say(&self, line: String) {
+        self.progress.suspend(|| eprintln!("{line}"));
+    }
+
+    /// ` [layers=2]` for a stage of one sweep point, ` (shared by 3 points)` for a shared one.
+    fn tag(&self, id: usize) -> String {
+        let node = &self.nodes[id];
+        match node.members.len() {
+            1 if !self.targets[node.target].label.is_empty() => {
+                format!(" [{}]", self.targets[node.target].label)
+            }
+            1 => String::new(),
+            n if self.targets.len() > 1 => format!(" (shared by {n} points)"),
+            _ => String::new(),
+        }
+    }
+
+    fn report(&self, id: usize, result: &StageResult) {
+        let tag = self.tag(id);
         match result.status {
-            Status::Cached if opts.verbose => say(format!("{:>8} {}", "cached", spec.name)),
-            Status::Ran => say(format!(
-                "{:>8} {} ({:.2}s)",
-                "ran", spec.name, result.seconds
+            Status::Cached if self.opts.verbose => {
+                self.say(format!("{:>8} {}{tag}", "cached", result.name))
+            }
+            Status::Ran => self.say(format!(
+                "{:>8} {}{tag} ({:.2}s)",
+                "ran", result.name, result.seconds
             )),
-            Status::Failed => say(format!(
-                "{:>8} {}: {}",
+            Status::Failed => self.say(format!(
+                "{:>8} {}{tag}: {}",
                 "failed",
-                spec.name,
+                result.name,
                 result.error.as_deref().unwrap_or("unknown error")
             )),
             _ => {}
         }
-        results.insert(i, result);
-    }
-    Outcome {
-        stages: exp
-            .graph
-            .order()
-            .iter()
-            .filter_map(|i| results.remove(i))
-            .collect(),
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn run_stage(
-    exp: &Experiment,
-    cache: &Cache,
-    i: usize,
-    forced: Option<&Reason>,
-    results: &BTreeMap<usize, StageResult>,
-    artifacts: &mut HashMap<usize, Arc<Artifact>>,
-    report_dir: &Path,
-    progress: &MultiProgress,
-    say: &dyn Fn(String),
-    opts: &Options,
-) -> StageResult {
-    let spec = &exp.graph.stages[i];
-    let mut result = StageResult::new(&spec.name, spec.kind(), Status::Failed);
-    let fail = |mut result: StageResult, e: anyhow::Error| {
-        result.error = Some(format!("{e:#}"));
-        result
-    };
-    let input_ids = exp.graph.inputs_of(i);
-    let inputs: Vec<InputHash> = input_ids
-        .iter()
-        .map(|j| InputHash {
-            stage: exp.graph.stages[*j].name.clone(),
-            hash: results[j]
-                .record
-                .as_ref()
-                .expect("inputs ran before")
-                .output
-                .hash,
-        })
-        .collect();
-    let external = match spec.stage().external_inputs(&exp.base_dir) {
-        Ok(x) => x,
-        Err(e) => return fail(result, e),
-    };
-    let fp = fingerprint_of(exp, i, inputs, &external);
-    let key = fp.hash();
-    result.fingerprint = Some(key);
-
-    let mut reasons = match forced {
-        Some(reason) => vec![reason.clone()],
-        None => match cache.lookup(&key) {
-            Lookup::Hit(record) => {
-                if let Err(e) = cache.set_last(&exp.name, &spec.name, &fp) {
-                    return fail(result, e);
-                }
-                result.status = Status::Cached;
-                result.record = Some(*record);
-                return result;
-            }
-            Lookup::Miss => miss_reasons(cache, exp, i, &fp),
-            Lookup::Damaged(problem) => {
-                say(format!(
-                    "warning: {}: the cached result was damaged ({problem}); recomputing it",
-                    spec.name
-                ));
-                vec![Reason::EntryMissing]
-            }
-        },
-    };
-    if opts.verbose {
-        say(format!(
-            "{:>8} {}: {}",
-            "running",
-            spec.name,
-            explain(&reasons)
-        ));
     }
 
-    let mut loaded = Vec::with_capacity(input_ids.len());
-    for j in &input_ids {
-        match load(cache, *j, results, artifacts) {
-            Ok(a) => loaded.push(a),
-            Err(e) => return fail(result, e),
+    /// Records that every member of the node now stands at `fp`.
+    fn remember(&self, id: usize, fp: &Fingerprint) -> Result<()> {
+        for &(t, i) in &self.nodes[id].members {
+            let target = &self.targets[t];
+            self.cache.set_last(
+                &target.identity,
+                &target.experiment.graph.stages[i].name,
+                fp,
+            )?;
         }
+        Ok(())
     }
-    let refs: Vec<&Artifact> = loaded.iter().map(|a| a.as_ref()).collect();
-    // A stage that can continue its previous result (more epochs) gets it.
-    let resume = match forced {
-        Some(_) => None,
-        None => cache
-            .last(&exp.name, &spec.name)
-            .filter(|old| spec.stage().resumable(old, &fp))
-            .and_then(|old| cache.peek(&old.hash()))
-            .and_then(|record| cache.load(&record).ok())
-            .map(Arc::new),
-    };
-    let mut ctx = RunContext {
-        stage: &spec.name,
-        base_dir: &exp.base_dir,
-        external: &external,
-        progress,
-        warnings: Vec::new(),
-        report_dir,
-        report_prefix: crate::report::file_prefix(exp, &spec.name),
-        resume,
-    };
-    let started = Instant::now();
-    let output = match spec.stage().run(&mut ctx, &refs) {
-        Ok(o) => o,
-        Err(e) => return fail(result, e),
-    };
-    let seconds = started.elapsed().as_secs_f64();
-    let bytes = output.artifact.to_bytes();
-    let meta = EntryMeta {
-        stage: spec.name.clone(),
-        summary: output.summary,
-        warnings: std::mem::take(&mut ctx.warnings),
-        seconds,
-    };
-    let record = match cache.store(&fp, &bytes, &output.files, meta, forced.is_some()) {
-        Ok(r) => r,
-        Err(e) => return fail(result, e),
-    };
-    if let Err(e) = cache.set_last(&exp.name, &spec.name, &fp) {
-        return fail(result, e);
+
+    /// An input's artifact: kept in memory if it ran in this process, else read from the cache.
+    fn load(&self, input: usize, record: &Record) -> Result<Arc<Artifact>> {
+        if let Some(a) = self
+            .artifacts
+            .lock()
+            .expect("no panics holding artifacts")
+            .get(&input)
+        {
+            return Ok(a.clone());
+        }
+        let artifact = Arc::new(self.cache.load(record)?);
+        self.artifacts
+            .lock()
+            .expect("no panics holding artifacts")
+            .insert(input, artifact.clone());
+        Ok(artifact)
     }
-    artifacts.insert(i, Arc::new(output.artifact));
-    result.status = Status::Ran;
-    result.reasons = std::mem::take(&mut reasons);
-    result.record = Some(record);
-    result.seconds = seconds;
-    result
+
+    fn execute(&self, id: usize, input_records: &[Record]) -> StageResult {
+        let node = &self.nodes[id];
+        let target = &self.targets[node.target];
+        let exp = target.experiment;
+        let spec = &exp.graph.stages[node.stage];
+        let mut result = StageResult::new(&spec.name, spec.kind(), Status::Failed);
+        let fail = |mut result: StageResult, e: anyhow::Error| {
+            result.error = Some(format!("{e:#}"));
+            result
+        };
+        let external = match &node.external {
+            Ok(x) => x,
+            Err(e) => return fail(result, anyhow::anyhow!("{e}")),
+        };
+        let inputs: Vec<InputHash> = exp
+            .graph
+            .inputs_of(node.stage)
+            .iter()
+            .zip(input_records)
+            .map(|(j, record)| InputHash {
+                stage: exp.graph.stages[*j].name.clone(),
+                hash: record.output.hash,
+            })
+            .collect();
+        let fp = fingerprint_of(exp, node.stage, inputs, external);
+        let key = fp.hash();
+        result.fingerprint = Some(key);
+
+        let reasons = match &node.forced {
+            Some(reason) => vec![reason.clone()],
+            None => match self.cache.lookup(&key) {
+                Lookup::Hit(record) => {
+                    if let Err(e) = self.remember(id, &fp) {
+                        return fail(result, e);
+                    }
+                    result.status = Status::Cached;
+                    result.record = Some(*record);
+                    return result;
+                }
+                Lookup::Miss => miss_reasons(self.cache, &target.identity, &spec.name, &fp),
+                Lookup::Damaged(problem) => {
+                    self.say(format!(
+                        "warning: {}: the cached result was damaged ({problem}); recomputing it",
+                        spec.name
+                    ));
+                    vec![Reason::EntryMissing]
+                }
+            },
+        };
+        if self.opts.verbose {
+            self.say(format!(
+                "{:>8} {}{}: {}",
+                "running",
+                spec.name,
+                self.tag(id),
+                explain(&reasons)
+            ));
+        }
+
+        let mut loaded = Vec::with_capacity(node.inputs.len());
+        for (input, record) in node.inputs.iter().zip(input_records) {
+            match self.load(*input, record) {
+                Ok(a) => loaded.push(a),
+                Err(e) => return fail(result, e),
+            }
+        }
+        let refs: Vec<&Artifact> = loaded.iter().map(|a| a.as_ref()).collect();
+        // A stage that can continue its previous result (more epochs) gets it.
+        let resume = match node.forced {
+            Some(_) => None,
+            None => self
+                .cache
+                .last(&target.identity, &spec.name)
+                .filter(|old| spec.stage().resumable(old, &fp))
+                .and_then(|old| self.cache.peek(&old.hash()))
+                .and_then(|record| self.cache.load(&record).ok())
+                .map(Arc::new),
+        };
+        let mut ctx = RunContext {
+            stage: &spec.name,
+            base_dir: &exp.base_dir,
+            external,
+            progress: self.progress,
+            warnings: Vec::new(),
+            report_dir: &target.report_dir,
+            report_prefix: crate::report::file_prefix(exp, &spec.name),
+            resume,
+        };
+        let started = Instant::now();
+        let output = match spec.stage().run(&mut ctx, &refs) {
+            Ok(o) => o,
+            Err(e) => return fail(result, e),
+        };
+        let seconds = started.elapsed().as_secs_f64();
+        let bytes = output.artifact.to_bytes();
+        let meta = EntryMeta {
+            stage: spec.name.clone(),
+            summary: output.summary,
+            warnings: std::mem::take(&mut ctx.warnings),
+            seconds,
+        };
+        let record = match self
+            .cache
+            .store(&fp, &bytes, &output.files, meta, node.forced.is_some())
+        {
+            Ok(r) => r,
+            Err(e) => return fail(result, e),
+        };
+        if let Err(e) = self.remember(id, &fp) {
+            return fail(result, e);
+        }
+        self.artifacts
+            .lock()
+            .expect("no panics holding artifacts")
+            .insert(id, Arc::new(output.artifact));
+        result.status = Status::Ran;
+        result.reasons = reasons;
+        result.record = Some(record);
+        result.seconds = seconds;
+        result
+    }
 }
 
-/// An input's artifact: kept in memory if it ran in this process, else read from the cache.
-fn load(
-    cache: &Cache,
-    j: usize,
-    results: &BTreeMap<usize, StageResult>,
-    artifacts: &mut HashMap<usize, Arc<Artifact>>,
-) -> Result<Arc<Artifact>> {
-    if let Some(a) = artifacts.get(&j) {
-        return Ok(a.clone());
+/// A stage's fingerprint from its configuration and its inputs' content hashes.
+fn fingerprint_of(
+    exp: &Experiment,
+    i: usize,
+    inputs: Vec<InputHash>,
+    external: &ExternalInputs,
+) -> Fingerprint {
+    let stage = exp.graph.stages[i].stage();
+    Fingerprint {
+        kind: stage.kind().name().to_string(),
+        version: stage.kind().version(),
+        params: stage.params(),
+        inputs,
+        files: external.files.clone(),
+        files_root: external.display_root.clone(),
     }
-    let record = results[&j].record.as_ref().expect("inputs ran before");
-    let artifact = Arc::new(cache.load(record)?);
-    artifacts.insert(j, artifact.clone());
-    Ok(artifact)
 }
 
 /// What `pipeline status` prints for one stage.
@@ -350,7 +595,7 @@ pub struct PlanLine {
 }
 
 /// Works out, without running or changing anything, which stages are cached and why the others would run.
-pub fn plan(exp: &Experiment, cache: &Cache) -> Vec<PlanLine> {
+pub fn plan(exp: &Experiment, identity: &str, cache: &Cache) -> Vec<PlanLine> {
     let mut hashes: HashMap<usize, Hash> = HashMap::new();
     let mut lines = Vec::new();
     for &i in exp.graph.order() {
@@ -371,7 +616,7 @@ pub fn plan(exp: &Experiment, cache: &Cache) -> Vec<PlanLine> {
         if !pending.is_empty() {
             // The input's new output is unknown until it runs; if it comes out identical, this stage stays cached.
             let own: Vec<Reason> = cache
-                .last(&exp.name, &spec.name)
+                .last(identity, &spec.name)
                 .map(|old| {
                     let mut probe = old.clone();
                     probe.params = spec.stage().params();
@@ -411,10 +656,31 @@ pub fn plan(exp: &Experiment, cache: &Cache) -> Vec<PlanLine> {
                 hashes.insert(i, record.output.hash);
             }
             None => {
-                line.reason = format!("would run: {}", explain(&miss_reasons(cache, exp, i, &fp)))
+                line.reason = format!(
+                    "would run: {}",
+                    explain(&miss_reasons(cache, identity, &spec.name, &fp))
+                )
             }
         }
         lines.push(line);
     }
     lines
+}
+
+/// For `graph` and `status` of a sweep: per stage name, how many distinct variants the points have (1 = shared by
+/// all), without running anything.
+pub fn variants(targets: &[Target]) -> Vec<(String, usize)> {
+    let (_, node_of) = merge(targets, &Options::default());
+    let Some(first) = targets.first() else {
+        return Vec::new();
+    };
+    let graph = &first.experiment.graph;
+    graph
+        .order()
+        .iter()
+        .map(|&i| {
+            let distinct: HashSet<usize> = node_of.iter().map(|m| m[i]).collect();
+            (graph.stages[i].name.clone(), distinct.len())
+        })
+        .collect()
 }

@@ -16,7 +16,7 @@ use crate::graph::Graph;
 use crate::stages::{CheckContext, ParamError, Stage, StageKind};
 
 /// Keys allowed at the top of an experiment file.
-const TOP_LEVEL_KEYS: [&str; 2] = ["name", "stages"];
+const TOP_LEVEL_KEYS: [&str; 3] = ["name", "stages", "sweep"];
 
 /// One `--set key=value` from the command line.
 #[derive(Debug, Clone)]
@@ -24,6 +24,8 @@ pub struct Override {
     /// `windows.seq_len`, or a top-level key such as `name`.
     pub key: String,
     pub value: String,
+    /// Where the value's text is in the experiment file, for values from its `[sweep]` table; `None` for `--set`.
+    pub origin: Option<Range<usize>>,
 }
 
 impl Override {
@@ -44,6 +46,7 @@ impl Override {
         Ok(Self {
             key: key.to_string(),
             value: value.to_string(),
+            origin: None,
         })
     }
 
@@ -142,7 +145,7 @@ impl Experiment {
                             .key("name"),
                     ),
                 },
-                "stages" => {}
+                "stages" | "sweep" => {}
                 other => {
                     let mut d = sources
                         .diag(format!("unknown top-level key `{other}`"), key.span())
@@ -261,7 +264,11 @@ fn apply_overrides<'a>(
     diags: &mut Diagnostics,
 ) {
     for (i, o) in overrides.iter().enumerate() {
-        let start = sources.overrides[i].0;
+        // Sweep values point into the file itself; `--set` values into the command line's span space.
+        let start = o
+            .origin
+            .as_ref()
+            .map_or(sources.overrides[i].0, |r| r.start);
         let mut value = match DeValue::parse(&o.value) {
             Ok(v) => v,
             // Not TOML (`data/other`): take it as the string the user meant.
@@ -291,12 +298,13 @@ fn apply_overrides<'a>(
                             .unwrap_or_else(|| format!("the stages are: {}", names.join(", ")));
                         let (_, arg, _) = &sources.overrides[i];
                         let at = "--set ".len();
-                        diags.push(
-                            Diagnostic::new(format!("`--set`: there is no stage named `{stage}`"))
-                                .at(arg, at..at + stage.len())
-                                .key(o.key.clone())
-                                .hint(hint),
-                        );
+                        let d = Diagnostic::new(format!("there is no stage named `{stage}`"))
+                            .key(o.key.clone())
+                            .hint(hint);
+                        diags.push(match &o.origin {
+                            Some(span) => d.at(&sources.file, span.clone()),
+                            None => d.at(arg, at..at + stage.len()),
+                        });
                     }
                 }
             }
@@ -578,13 +586,18 @@ fn expected_fields(message: &str) -> Vec<String> {
 }
 
 /// The experiment text with overrides written in, keeping comments and layout (toml_edit).
+/// A sweep point's file has no `[sweep]` table: it is the plain experiment of that point, runnable as it is.
 fn text_as_run(text: &str, overrides: &[Override]) -> String {
+    let from_sweep = overrides.iter().any(|o| o.origin.is_some());
     if overrides.is_empty() {
         return text.to_string();
     }
     let Ok(mut doc) = text.parse::<toml_edit::DocumentMut>() else {
         return text.to_string();
     };
+    if from_sweep {
+        doc.remove("sweep");
+    }
     for o in overrides {
         let value = o
             .value

@@ -111,6 +111,15 @@ impl Fingerprint {
         Hash(hasher.finalize())
     }
 
+    /// Like [`Fingerprint::hash`], and over `files_root` too: identifies a stage's *configuration* when its inputs
+    /// are stand-ins (merging the stages of sweep points, where `files_root` may carry an error).
+    pub fn hash_with_root(&self) -> Hash {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(self.hash().0.as_bytes());
+        hasher.update(self.files_root.as_bytes());
+        Hash(hasher.finalize())
+    }
+
     /// Why `self` (the new fingerprint) differs from `old` (the one the stage last ran with). Empty when the two
     /// hash the same.
     pub fn diff(&self, old: &Fingerprint) -> Vec<Reason> {

@@ -257,7 +257,7 @@ impl Model {
         }
         if let Some(dense) = &self.dense {
             x = dense.forward(&x)?.relu()?;
-            if let Some(d) = dropout.as_deref_mut() {
+            if let Some(d) = dropout {
                 x = d.apply(&x)?;
             }
         }

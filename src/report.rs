@@ -13,6 +13,7 @@ use crate::executor::{Outcome, Status};
 use crate::experiment::Experiment;
 use crate::fingerprint::{Hash, Reason, explain};
 use crate::stages::StageKind;
+use crate::sweep::Point;
 
 pub const MANIFEST: &str = "manifest.json";
 
@@ -22,20 +23,28 @@ pub struct Report {
     pub dir: PathBuf,
     pub run_id: String,
     started: jiff::Timestamp,
+    point: Option<PointInfo>,
+}
+
+/// Which sweep point a run is.
+#[derive(Debug, Clone, Serialize)]
+struct PointInfo {
+    label: String,
+    values: BTreeMap<String, String>,
 }
 
 impl Report {
-    /// Creates the folder (run ids sort by start time) and writes `experiment.toml` into it at once, so even a run
-    /// that fails says what it was.
-    pub fn create(reports_root: &Path, exp: &Experiment) -> Result<Self> {
-        let started = jiff::Timestamp::now();
-        let base = started.strftime("%Y%m%d-%H%M%S-%3f").to_string();
-        let parent = reports_root.join(&exp.name);
+    /// A new, unique folder `root/<experiment>/<run id>` (run ids sort by start time).
+    pub fn new_run_dir(reports_root: &Path, experiment: &str) -> Result<(PathBuf, String)> {
+        let base = jiff::Timestamp::now()
+            .strftime("%Y%m%d-%H%M%S-%3f")
+            .to_string();
+        let parent = reports_root.join(experiment);
         fs::create_dir_all(&parent).with_context(|| {
             format!("cannot create the report directory `{}`", parent.display())
         })?;
         let mut n = 0;
-        let (dir, run_id) = loop {
+        loop {
             let run_id = if n == 0 {
                 base.clone()
             } else {
@@ -43,7 +52,7 @@ impl Report {
             };
             let dir = parent.join(&run_id);
             match fs::create_dir(&dir) {
-                Ok(()) => break (dir, run_id),
+                Ok(()) => return Ok((dir, run_id)),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
                 Err(e) => {
                     return Err(e).with_context(|| {
@@ -51,13 +60,35 @@ impl Report {
                     });
                 }
             }
-        };
+        }
+    }
+
+    /// Creates a run's folder and writes `experiment.toml` into it at once, so even a run that fails says what it
+    /// was.
+    pub fn create(reports_root: &Path, exp: &Experiment) -> Result<Self> {
+        let (dir, run_id) = Self::new_run_dir(reports_root, &exp.name)?;
+        Self::create_in(dir, run_id, exp, None)
+    }
+
+    /// A report in a given folder (a sweep point's, inside the sweep's folder).
+    pub fn create_in(
+        dir: PathBuf,
+        run_id: String,
+        exp: &Experiment,
+        point: Option<&Point>,
+    ) -> Result<Self> {
+        fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create the report directory `{}`", dir.display()))?;
         fs::write(dir.join("experiment.toml"), &exp.text_as_run)
             .with_context(|| format!("cannot write into `{}`", dir.display()))?;
         Ok(Self {
             dir,
             run_id,
-            started,
+            started: jiff::Timestamp::now(),
+            point: point.map(|p| PointInfo {
+                label: p.label.clone(),
+                values: p.values.iter().cloned().collect(),
+            }),
         })
     }
 
@@ -74,6 +105,24 @@ impl Report {
                 )?;
                 report_files.insert(dest, s.name.clone());
             }
+        }
+        if let Some(name) = report_files
+            .keys()
+            .find(|n| *n == "loss.csv" || n.ends_with(".loss.csv"))
+        {
+            let history = crate::compare::read_losses(&self.dir.join(name))?;
+            let title = match &self.point {
+                Some(p) => format!("{} — {}", exp.name, p.label),
+                None => format!("{} — {}", exp.name, self.run_id),
+            };
+            let label = self
+                .point
+                .as_ref()
+                .map_or_else(|| self.run_id.clone(), |p| p.label.clone());
+            let svg = crate::plot::loss_chart(&title, &[(label, history)])?;
+            fs::write(self.dir.join("loss.svg"), svg).with_context(|| {
+                format!("cannot write `{}`", self.dir.join("loss.svg").display())
+            })?;
         }
         let manifest = Manifest::new(self, exp, outcome, report_files);
         let path = self.dir.join(MANIFEST);
@@ -101,6 +150,8 @@ pub fn file_prefix(exp: &Experiment, stage: &str) -> String {
 struct Manifest<'a> {
     experiment: &'a str,
     run_id: &'a str,
+    /// The sweep point this run is, if any.
+    point: Option<&'a PointInfo>,
     experiment_file: String,
     overrides: Vec<String>,
     started: String,
@@ -130,6 +181,10 @@ struct StageEntry<'a> {
     /// One line: why it ran (empty when cached).
     reason: String,
     reasons: &'a [Reason],
+    /// The parameters as fingerprinted: defaults filled in.
+    params: BTreeMap<String, serde_json::Value>,
+    /// How many sweep points share this stage's result.
+    shared_by: usize,
     fingerprint: Option<Hash>,
     output_hash: Option<Hash>,
     seconds: f64,
@@ -158,6 +213,12 @@ impl<'a> Manifest<'a> {
                 status: s.status,
                 reason: explain(&s.reasons),
                 reasons: &s.reasons,
+                params: exp
+                    .graph
+                    .index_of(&s.name)
+                    .map(|i| exp.graph.stages[i].stage().params())
+                    .unwrap_or_default(),
+                shared_by: s.shared_by,
                 fingerprint: s.fingerprint,
                 output_hash: s.record.as_ref().map(|r| r.output.hash),
                 seconds: s.seconds,
@@ -188,6 +249,7 @@ impl<'a> Manifest<'a> {
         Manifest {
             experiment: &exp.name,
             run_id: &report.run_id,
+            point: report.point.as_ref(),
             experiment_file: exp.path.display().to_string(),
             overrides: exp
                 .overrides
@@ -213,4 +275,58 @@ impl<'a> Manifest<'a> {
             files,
         }
     }
+}
+
+/// A sweep's summary in its folder: `sweep.json` (the points, their folders and outcome), `summary.csv` (the
+/// comparison table of the points) and `loss.svg` (every point's curves in one chart).
+pub fn write_sweep_summary(
+    dir: &Path,
+    study: &crate::sweep::Study,
+    reports: &[Report],
+    outcomes: &[Outcome],
+) -> Result<()> {
+    let reports_root = dir.parent().and_then(Path::parent).unwrap_or(dir);
+    let mut points = Vec::new();
+    let mut runs = Vec::new();
+    for ((point, report), outcome) in study.points.iter().zip(reports).zip(outcomes) {
+        let failed = outcome.failed();
+        points.push(serde_json::json!({
+            "label": point.label,
+            "values": point.values.iter().cloned().collect::<BTreeMap<_, _>>(),
+            "dir": report.dir.file_name().map(|n| n.to_string_lossy().into_owned()),
+            "status": if failed.is_some() { "failed" } else if outcome.count(crate::executor::Status::NotRun) > 0 { "not_run" } else { "ok" },
+            "error": failed.map(|f| format!("stage `{}`: {}", f.name, f.error.as_deref().unwrap_or(""))),
+        }));
+        if let Ok(r) = crate::compare::RunSummary::read(&report.dir, reports_root) {
+            runs.push(r);
+        }
+    }
+    let sweep = study.sweep.as_ref();
+    let summary = serde_json::json!({
+        "experiment": study.name,
+        "mode": sweep.map(|s| if s.mode == crate::sweep::Mode::Zip { "zip" } else { "grid" }),
+        "repeat": sweep.map(|s| s.repeat),
+        "axes": sweep.map(|s| s.axes.iter().map(|a| (a.key.clone(), a.values.iter().map(|v| v.0.clone()).collect::<Vec<_>>())).collect::<BTreeMap<_, _>>()),
+        "points": points,
+    });
+    fs::write(dir.join("sweep.json"), serde_json::to_vec_pretty(&summary)?)
+        .with_context(|| format!("cannot write into `{}`", dir.display()))?;
+    if !runs.is_empty() {
+        fs::write(
+            dir.join("summary.csv"),
+            crate::compare::table(&runs).to_csv()?,
+        )?;
+        let curves: Vec<(String, Vec<crate::artifact::EpochStats>)> = runs
+            .iter()
+            .filter(|r| !r.history.is_empty())
+            .map(|r| (r.name().to_string(), r.history.clone()))
+            .collect();
+        if !curves.is_empty() {
+            fs::write(
+                dir.join("loss.svg"),
+                crate::plot::loss_chart(&study.name, &curves)?,
+            )?;
+        }
+    }
+    Ok(())
 }

@@ -283,3 +283,41 @@ fn a_validation_split_fills_the_validation_columns() {
         assert!(val.is_finite() && (0.0..=1.0).contains(&acc), "{row:?}");
     }
 }
+
+#[test]
+fn a_diverging_loss_stops_naming_the_epoch_and_keeps_the_last_good_weights() {
+    let p = tiny_project();
+    let diverging = TINY.replace(
+        "epochs = 3",
+        "epochs = 3\noptimizer = \"sgd\"\nlearning_rate = 1e30",
+    );
+    p.write("exp.toml", experiment(&diverging, "length = 5"));
+    let run = p.pipeline(&["run", "exp.toml"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("stage `model` failed: the training loss became"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("in epoch 1 (batch"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("try a lower `learning_rate`"),
+        "{}",
+        run.stderr
+    );
+    let kept = run
+        .report
+        .as_ref()
+        .unwrap()
+        .join("model.last-good.safetensors");
+    assert!(kept.is_file(), "the last good weights are kept");
+    assert_eq!(run.stages("not_run"), ["music"]);
+    assert!(
+        p.pipeline(&["status", "exp.toml"])
+            .ok()
+            .stdout
+            .contains("model     would run"),
+        "no entry was stored"
+    );
+}

@@ -2,7 +2,8 @@
 //! it as `generated.mid` and `generated.csv`.
 //!
 //! Like the paper, each new token comes from running the model over the last `seq_len` tokens (the window slides
-//! by one). Sampling runs on the CPU, so the same seed gives the same music on every machine.
+//! by one). Sampling runs on the CPU, so the same seed gives the same music on every machine. `metrics.json` holds
+//! the piece's music metrics beside the training corpus's.
 
 use std::collections::BTreeMap;
 
@@ -19,6 +20,7 @@ use super::{
     params_of,
 };
 use crate::artifact::{Artifact, Music, Split};
+use crate::metrics::{self, MetricsReport};
 use crate::midi;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -166,11 +168,26 @@ impl Stage for Sample {
         for (i, t) in tokens.iter().enumerate() {
             csv.push_str(&format!("{i},{t}\n"));
         }
-        let unique: std::collections::BTreeSet<&String> = tokens.iter().collect();
+        // Copies are judged against what the model trained on: the training files, each on its own.
+        let training: Vec<Vec<String>> = windows
+            .files
+            .iter()
+            .filter(|f| f.split == Split::Train)
+            .map(|f| {
+                windows.ids[f.offset..f.offset + f.len]
+                    .iter()
+                    .map(|&id| windows.tokens[id as usize].clone())
+                    .collect()
+            })
+            .collect();
+        let report = MetricsReport {
+            generated: metrics::generated(&tokens, &training),
+            corpus: metrics::corpus(&training),
+        };
         Ok(StageOutput {
             summary: serde_json::json!({
                 "tokens": tokens.len(),
-                "unique_tokens": unique.len(),
+                "metrics": report.generated,
                 "start_file": file.path,
                 "start_offset": start - file.offset,
                 "program": program,
@@ -183,6 +200,10 @@ impl Stage for Sample {
                 ReportFile {
                     name: "generated.csv".into(),
                     bytes: csv.into_bytes(),
+                },
+                ReportFile {
+                    name: "metrics.json".into(),
+                    bytes: serde_json::to_vec_pretty(&report)?,
                 },
             ],
             artifact: Artifact::Music(Music {

@@ -377,12 +377,15 @@ impl Stage for Train {
                 if !value.is_finite() {
                     let kept = ctx.report_file("model.last-good.safetensors");
                     std::fs::write(&kept, &last_good)?;
+                    let which = match epoch {
+                        0 => "the initial weights are".to_string(),
+                        n => format!("the weights after epoch {n} are"),
+                    };
                     bail!(
-                        "the training loss became {value} in epoch {} (batch {}); the weights after epoch {} are in \
-                         `{}`; try a lower `learning_rate`",
+                        "the training loss became {value} in epoch {} (batch {}); {which} in `{}`; \
+                         try a lower `learning_rate`",
                         epoch + 1,
                         b + 1,
-                        epoch,
                         kept.display()
                     );
                 }

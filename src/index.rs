@@ -1,0 +1,160 @@
+//! `reports/index.html`: a static page (no server, no JavaScript) listing every run with its parameters, losses,
+//! loss chart and files, rewritten after every run.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
+
+use crate::compare::{RunSummary, cell, runs_under, varying_params};
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}\
+table{border-collapse:collapse;margin-bottom:2em}td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;\
+text-align:left}th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}\
+.failed{color:#b00}img{max-width:320px;background:#fff}ul{margin:0;padding-left:1.2em}";
+
+/// A link target relative to the reports directory, with `/` separators and spaces escaped.
+fn href(path: &Path, reports_dir: &Path) -> String {
+    let rel = path.strip_prefix(reports_dir).unwrap_or(path);
+    rel.components()
+        .map(|c| {
+            c.as_os_str()
+                .to_string_lossy()
+                .replace('%', "%25")
+                .replace(' ', "%20")
+                .replace('#', "%23")
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn files_of(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+/// Writes `index.html` into `reports_dir` and returns its path.
+pub fn write(reports_dir: &Path) -> Result<PathBuf> {
+    let runs: Vec<RunSummary> = runs_under(reports_dir)
+        .iter()
+        .filter_map(|d| RunSummary::read(d, reports_dir).ok())
+        .collect();
+    let mut by_experiment: BTreeMap<&str, Vec<&RunSummary>> = BTreeMap::new();
+    for r in &runs {
+        by_experiment.entry(&r.experiment).or_default().push(r);
+    }
+    let mut html = String::new();
+    let _ = write!(
+        html,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>pipeline runs</title>\n\
+         <style>{STYLE}</style>\n</head>\n<body>\n<h1>pipeline runs</h1>\n<p>{} runs of {} experiments. Each row \
+         links to its report folder; charts show validation loss solid and training loss dashed.</p>\n",
+        runs.len(),
+        by_experiment.len()
+    );
+    for (experiment, runs) in &by_experiment {
+        let mut runs = runs.clone();
+        runs.sort_by(|a, b| b.started.cmp(&a.started));
+        let owned: Vec<RunSummary> = runs.iter().map(|r| (*r).clone()).collect();
+        let varying = if owned.len() > 1 {
+            varying_params(&owned)
+        } else {
+            Vec::new()
+        };
+        let _ = write!(
+            html,
+            "<h2 id=\"{}\">{}</h2>\n<table>\n<tr><th>run</th><th>started</th><th>status</th>",
+            attr(experiment),
+            text(experiment)
+        );
+        for p in &varying {
+            let _ = write!(html, "<th>{}</th>", text(p));
+        }
+        html.push_str(
+            "<th>epochs</th><th>final train loss</th><th>final val loss</th><th>best val loss</th>\
+             <th>val accuracy</th><th>loss chart</th><th>files</th></tr>\n",
+        );
+        for r in &runs {
+            let link = href(&r.dir, reports_dir);
+            let status_class = if r.status == "ok" {
+                ""
+            } else {
+                " class=\"failed\""
+            };
+            let _ = write!(
+                html,
+                "<tr><td><a href=\"{}/\">{}</a></td><td>{}</td><td{status_class}>{}</td>",
+                attr(&link),
+                text(r.name()),
+                text(&r.started),
+                text(&r.status)
+            );
+            for p in &varying {
+                let _ = write!(
+                    html,
+                    "<td>{}</td>",
+                    text(&r.params.get(p).map(cell).unwrap_or_default())
+                );
+            }
+            let last = r.history.last();
+            let best_val = r
+                .history
+                .iter()
+                .filter_map(|h| h.val_loss)
+                .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.min(v))));
+            let num = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_default();
+            let _ = write!(
+                html,
+                "<td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+                 <td class=\"num\">{}</td><td class=\"num\">{}</td>",
+                last.map(|l| l.epoch.to_string()).unwrap_or_default(),
+                num(last.map(|l| l.train_loss)),
+                num(last.and_then(|l| l.val_loss)),
+                num(best_val),
+                num(last.and_then(|l| l.val_accuracy)),
+            );
+            let chart = r.dir.join("loss.svg");
+            if chart.is_file() {
+                let _ = write!(
+                    html,
+                    "<td><a href=\"{0}\"><img src=\"{0}\" alt=\"loss curves of {1}\"></a></td>",
+                    attr(&href(&chart, reports_dir)),
+                    attr(r.name())
+                );
+            } else {
+                html.push_str("<td></td>");
+            }
+            html.push_str("<td><ul>");
+            for f in files_of(&r.dir) {
+                let name = f
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let _ = write!(
+                    html,
+                    "<li><a href=\"{}\">{}</a></li>",
+                    attr(&href(&f, reports_dir)),
+                    text(&name)
+                );
+            }
+            html.push_str("</ul></td></tr>\n");
+        }
+        html.push_str("</table>\n");
+    }
+    html.push_str("</body>\n</html>\n");
+    let path = reports_dir.join("index.html");
+    let tmp = reports_dir.join(".index.html.tmp");
+    std::fs::write(&tmp, html).with_context(|| format!("cannot write `{}`", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write `{}`", path.display()))?;
+    Ok(path)
+}
