@@ -213,8 +213,8 @@ pub fn table(runs: &[RunSummary]) -> Table {
         Vec::new()
     };
     let metric_names: Vec<&'static str> = metrics::columns(&Metrics::default())
-        .keys()
-        .copied()
+        .into_iter()
+        .map(|(name, _)| name)
         .collect();
     let mut columns = vec!["run".to_string()];
     columns.extend(varying.iter().cloned());
@@ -239,12 +239,10 @@ pub fn table(runs: &[RunSummary]) -> Table {
             row.push(r.train_seconds.into());
             row.push(Value::from(r.device.as_str()));
             row.push(Value::from(r.status.as_str()));
-            let m = r.metrics.as_ref().map(metrics::columns).unwrap_or_default();
-            row.extend(
-                metric_names
-                    .iter()
-                    .map(|n| m.get(n).cloned().unwrap_or(Value::Null)),
-            );
+            match r.metrics.as_ref() {
+                Some(m) => row.extend(metrics::columns(m).into_iter().map(|(_, v)| v)),
+                None => row.extend(metric_names.iter().map(|_| Value::Null)),
+            }
             row
         })
         .collect();

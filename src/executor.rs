@@ -20,7 +20,7 @@ use crate::artifact::Artifact;
 use crate::cache::{Cache, EntryMeta, Lookup, Record};
 use crate::experiment::Experiment;
 use crate::fingerprint::{Fingerprint, Hash, InputHash, Reason, explain};
-use crate::stages::{ExternalInputs, RunContext, StageKind};
+use crate::stages::{ExternalInputs, Resume, RunContext, StageKind};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -518,8 +518,15 @@ impl Shared<'_> {
                 .last(&target.identity, &spec.name)
                 .filter(|old| spec.stage().resumable(old, &fp))
                 .and_then(|old| self.cache.peek(&old.hash()))
-                .and_then(|record| self.cache.load(&record).ok())
-                .map(Arc::new),
+                .and_then(|record| {
+                    let artifact = Arc::new(self.cache.load(&record).ok()?);
+                    let files = record
+                        .files
+                        .keys()
+                        .map(|name| (name.clone(), self.cache.file_path(&record.key, name)))
+                        .collect();
+                    Some(Resume { artifact, files })
+                }),
         };
         let mut ctx = RunContext {
             stage: &spec.name,

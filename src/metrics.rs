@@ -1,7 +1,7 @@
 //! Music metrics: objective numbers that say whether a generated piece is varied, and whether it is copied from
 //! the training data. Each is defined in one line in the README and tested on hand-made sequences.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -153,17 +153,17 @@ pub struct MetricsReport {
     pub corpus: Metrics,
 }
 
-/// Flattens metrics for tables: name → value.
-pub fn columns(m: &Metrics) -> BTreeMap<&'static str, serde_json::Value> {
-    let mut out = BTreeMap::new();
-    out.insert("unique_tokens", m.unique_tokens.into());
-    out.insert("pitch_classes_used", m.pitch_classes_used.into());
-    out.insert("pitch_class_entropy", m.pitch_class_entropy.into());
-    out.insert("chord_ratio", m.chord_ratio.into());
-    out.insert("longest_repeat", m.longest_repeat.into());
-    out.insert("copy_rate_8", m.copy_rate_8.into());
-    out.insert("longest_copy", m.longest_copy.into());
-    out
+/// Flattens metrics for tables: (name, value) in the order of the README.
+pub fn columns(m: &Metrics) -> Vec<(&'static str, serde_json::Value)> {
+    vec![
+        ("unique_tokens", m.unique_tokens.into()),
+        ("pitch_classes_used", m.pitch_classes_used.into()),
+        ("pitch_class_entropy", m.pitch_class_entropy.into()),
+        ("chord_ratio", m.chord_ratio.into()),
+        ("longest_repeat", m.longest_repeat.into()),
+        ("copy_rate_8", m.copy_rate_8.into()),
+        ("longest_copy", m.longest_copy.into()),
+    ]
 }
 
 #[cfg(test)]

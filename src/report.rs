@@ -258,11 +258,7 @@ impl<'a> Manifest<'a> {
                 .collect(),
             started: report.started.to_string(),
             finished: jiff::Timestamp::now().to_string(),
-            status: if outcome.failed().is_some() {
-                "failed"
-            } else {
-                "ok"
-            },
+            status: status_of(outcome),
             tool: Tool {
                 name: env!("CARGO_PKG_NAME"),
                 version: env!("CARGO_PKG_VERSION"),
@@ -294,7 +290,7 @@ pub fn write_sweep_summary(
             "label": point.label,
             "values": point.values.iter().cloned().collect::<BTreeMap<_, _>>(),
             "dir": report.dir.file_name().map(|n| n.to_string_lossy().into_owned()),
-            "status": if failed.is_some() { "failed" } else if outcome.count(crate::executor::Status::NotRun) > 0 { "not_run" } else { "ok" },
+            "status": status_of(outcome),
             "error": failed.map(|f| format!("stage `{}`: {}", f.name, f.error.as_deref().unwrap_or(""))),
         }));
         if let Ok(r) = crate::compare::RunSummary::read(&report.dir, reports_root) {
@@ -329,4 +325,15 @@ pub fn write_sweep_summary(
         }
     }
     Ok(())
+}
+
+/// `ok`, `failed` (a stage failed) or `incomplete` (stopped by a failure elsewhere).
+pub fn status_of(outcome: &Outcome) -> &'static str {
+    if outcome.failed().is_some() {
+        "failed"
+    } else if outcome.count(crate::executor::Status::NotRun) > 0 {
+        "incomplete"
+    } else {
+        "ok"
+    }
 }

@@ -232,6 +232,12 @@ pub struct StageOutput {
     pub files: Vec<ReportFile>,
 }
 
+/// A previous result to continue from: its output and its report files (in the cache, read-only).
+pub struct Resume {
+    pub artifact: std::sync::Arc<Artifact>,
+    pub files: BTreeMap<String, PathBuf>,
+}
+
 /// Everything a running stage may use besides its inputs.
 pub struct RunContext<'a> {
     pub stage: &'a str,
@@ -243,8 +249,8 @@ pub struct RunContext<'a> {
     pub report_dir: &'a Path,
     /// Prefix for this stage's report files (empty unless two stages of its kind would write the same names).
     pub report_prefix: String,
-    /// The output of the stage's previous run, when [`Stage::resumable`] says it can be continued.
-    pub resume: Option<std::sync::Arc<Artifact>>,
+    /// The stage's previous result, when [`Stage::resumable`] says it can be continued.
+    pub resume: Option<Resume>,
 }
 
 impl RunContext<'_> {

@@ -320,7 +320,7 @@ impl Stage for Train {
         let optimizer_of =
             |t: &Trainable| Optimizer::new(self.optimizer, self.learning_rate, t.named_vars());
 
-        let resumed = match ctx.resume.as_deref() {
+        let resumed = match ctx.resume.as_ref().map(|r| r.artifact.as_ref()) {
             Some(Artifact::Model(prev))
                 if prev.config == cfg && prev.epochs() < self.epochs as usize =>
             {
@@ -337,7 +337,25 @@ impl Stage for Train {
                     "resuming from the {} epochs already trained",
                     prev.epochs()
                 ));
-                (t, o, prev.history.clone())
+                // Epoch timings live in the previous run's `loss.csv`, not in the model.
+                let timings: Vec<EpochStats> = ctx
+                    .resume
+                    .as_ref()
+                    .and_then(|r| r.files.get("loss.csv"))
+                    .and_then(|p| crate::compare::read_losses(p).ok())
+                    .unwrap_or_default();
+                let history = prev
+                    .history
+                    .iter()
+                    .map(|h| EpochStats {
+                        seconds: timings
+                            .iter()
+                            .find(|t| t.epoch == h.epoch)
+                            .map_or(0.0, |t| t.seconds),
+                        ..h.clone()
+                    })
+                    .collect();
+                (t, o, history)
             }
             None => {
                 let t = Trainable::init(&cfg, self.seed, &device)?;
@@ -446,7 +464,11 @@ impl Stage for Train {
             config: cfg,
             weights: last_good.clone(),
             optimizer: optimizer.state_bytes()?,
-            history,
+            // Without timings, so that the same training gives byte-identical output (and early cut-off works).
+            history: history
+                .into_iter()
+                .map(|h| EpochStats { seconds: 0.0, ..h })
+                .collect(),
             device: device_name,
             windows: windows.clone(),
         };

@@ -278,3 +278,43 @@ pub fn csv_rows(text: &str) -> Vec<Vec<String>> {
         .map(|l| l.split(',').map(str::to_string).collect())
         .collect()
 }
+
+/// The MIDI stages plus a tiny `train` and `sample`.
+pub fn experiment(train: &str, sample: &str) -> String {
+    format!(
+        "{PIPELINE_TOML}
+[stages.model]
+kind = \"train\"
+inputs = [\"windows\"]
+device = \"cpu\"
+{train}
+
+[stages.music]
+kind = \"sample\"
+inputs = [\"model\"]
+{sample}
+"
+    )
+}
+
+pub const TINY: &str = "layers = 1\nhidden = 16\ndense = 8\ndropout = 0.1\ninput = \"embedding\"\nembed_dim = 4\n\
+                    epochs = 3\nbatch_size = 8\nseed = 1";
+
+pub fn tiny_project() -> Project {
+    let p = Project::new();
+    p.midi(
+        "midi/a.mid",
+        &[melody(
+            0,
+            &[
+                60, 62, 64, 65, 67, 65, 64, 62, 60, 62, 64, 65, 67, 69, 71, 72,
+            ],
+        )],
+    );
+    p.midi(
+        "midi/b.mid",
+        &[melody(0, &[72, 71, 69, 67, 65, 64, 62, 60, 62, 64, 65, 67])],
+    );
+    p.write("exp.toml", experiment(TINY, "length = 20\nseed = 3"));
+    p
+}
