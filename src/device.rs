@@ -1,10 +1,13 @@
-//! Where a model trains: `auto`, `cpu`, `cuda`, `cuda:N` or `metal`, checked before anything runs.
+//! Where a model trains: `auto`, `cpu`, `cuda`, `cuda:N` or `metal`, checked before anything runs, and which GPU
+//! each training takes when several run at once.
 //!
 //! The GPU backends are cargo features (`cuda`, `metal`); asking for one in a build without it is a validation
-//! error that says how to rebuild.
+//! error that says how to rebuild. `auto` and `cuda` (without an index) lease the least busy GPU, so parallel
+//! trainings (`--jobs`) spread over the GPUs of a machine; `cuda:N` pins one.
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Mutex, OnceLock};
 
 use candle_core::Device;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -14,7 +17,8 @@ pub enum DeviceChoice {
     /// CUDA if built in and present, then Metal, then the CPU.
     Auto,
     Cpu,
-    Cuda(usize),
+    /// A given GPU, or (`None`) the least busy one.
+    Cuda(Option<usize>),
     Metal,
 }
 
@@ -25,10 +29,10 @@ impl FromStr for DeviceChoice {
         match s {
             "auto" => Ok(Self::Auto),
             "cpu" => Ok(Self::Cpu),
-            "cuda" => Ok(Self::Cuda(0)),
+            "cuda" => Ok(Self::Cuda(None)),
             "metal" => Ok(Self::Metal),
             other => match other.strip_prefix("cuda:").map(str::parse) {
-                Some(Ok(n)) => Ok(Self::Cuda(n)),
+                Some(Ok(n)) => Ok(Self::Cuda(Some(n))),
                 _ => Err(format!(
                     "unknown device `{other}`; expected \"auto\", \"cpu\", \"cuda\", \"cuda:N\" or \"metal\""
                 )),
@@ -42,7 +46,8 @@ impl fmt::Display for DeviceChoice {
         match self {
             Self::Auto => f.write_str("auto"),
             Self::Cpu => f.write_str("cpu"),
-            Self::Cuda(n) => write!(f, "cuda:{n}"),
+            Self::Cuda(None) => f.write_str("cuda"),
+            Self::Cuda(Some(n)) => write!(f, "cuda:{n}"),
             Self::Metal => f.write_str("metal"),
         }
     }
@@ -69,22 +74,84 @@ pub struct Unavailable {
     pub hint: String,
 }
 
+fn no_cuda(choice: DeviceChoice) -> Unavailable {
+    Unavailable {
+        message: format!("`device = \"{choice}\"` needs CUDA, but this build has no CUDA support"),
+        hint:
+            "rebuild with `cargo build --release --features cuda` (needs the CUDA toolkit), or set \
+               `device = \"auto\"` or `\"cpu\"`"
+                .into(),
+    }
+}
+
+/// GPUs on this machine (probed once).
+fn gpu_count() -> usize {
+    static COUNT: OnceLock<usize> = OnceLock::new();
+    *COUNT.get_or_init(|| {
+        if cfg!(feature = "cuda") {
+            (0..64).take_while(|&i| Device::new_cuda(i).is_ok()).count()
+        } else {
+            0
+        }
+    })
+}
+
+/// How many trainings hold each GPU right now.
+static BUSY: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+/// A training's hold on a GPU, released when dropped.
+#[derive(Debug)]
+pub struct Lease(Option<usize>);
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(i) = self.0 {
+            let mut busy = BUSY.lock().expect("the lease table is never poisoned");
+            if let Some(n) = busy.get_mut(i) {
+                *n = n.saturating_sub(1);
+            }
+        }
+    }
+}
+
+/// Takes the least busy of `count` GPUs (lowest index on ties) or the given one.
+fn lease(count: usize, pinned: Option<usize>) -> Lease {
+    let mut busy = BUSY.lock().expect("the lease table is never poisoned");
+    if busy.len() < count {
+        busy.resize(count, 0);
+    }
+    let i = pinned.unwrap_or_else(|| (0..count).min_by_key(|&i| (busy[i], i)).unwrap_or(0));
+    if i < busy.len() {
+        busy[i] += 1;
+    }
+    Lease(Some(i))
+}
+
 impl DeviceChoice {
-    /// The device to use, or why there is none.
-    pub fn open(self) -> Result<(Device, String), Unavailable> {
+    /// Checks that the device can be used here, without holding it.
+    pub fn check(self) -> Result<(), Unavailable> {
+        self.open().map(drop)
+    }
+
+    /// The device to use, its name (`cuda:1`), and the lease that keeps other trainings off it while it runs.
+    pub fn open(self) -> Result<(Device, String, Lease), Unavailable> {
         match self {
-            Self::Cpu => Ok((Device::Cpu, "cpu".into())),
-            Self::Cuda(n) => {
+            Self::Cpu => Ok((Device::Cpu, "cpu".into(), Lease(None))),
+            Self::Cuda(pinned) => {
                 if !cfg!(feature = "cuda") {
+                    return Err(no_cuda(self));
+                }
+                let count = gpu_count();
+                if count == 0 {
                     return Err(Unavailable {
-                        message: format!("`device = \"{self}\"` needs CUDA, but this build has no CUDA support"),
-                        hint: "rebuild with `cargo build --release --features cuda` (needs the CUDA toolkit), \
-                               or set `device = \"auto\"` or `\"cpu\"`"
-                            .into(),
+                        message: format!("`device = \"{self}\"`: no CUDA device found"),
+                        hint: "check `nvidia-smi`, or set `device = \"auto\"` or `\"cpu\"`".into(),
                     });
                 }
+                let lease = lease(count, pinned);
+                let n = lease.0.unwrap_or(0);
                 Device::new_cuda(n)
-                    .map(|d| (d, format!("cuda:{n}")))
+                    .map(|d| (d, format!("cuda:{n}"), lease))
                     .map_err(|e| Unavailable {
                         message: format!("cannot open CUDA device {n}: {e}"),
                         hint: "check `nvidia-smi`, or set `device = \"auto\"` or `\"cpu\"`".into(),
@@ -103,27 +170,65 @@ impl DeviceChoice {
                     });
                 }
                 Device::new_metal(0)
-                    .map(|d| (d, "metal".into()))
+                    .map(|d| (d, "metal".into(), Lease(None)))
                     .map_err(|e| Unavailable {
                         message: format!("cannot open the Metal device: {e}"),
                         hint: "set `device = \"auto\"` or `\"cpu\"`".into(),
                     })
             }
-            Self::Auto => Self::Cuda(0)
+            Self::Auto => Self::Cuda(None)
                 .open()
                 .or_else(|_| Self::Metal.open())
                 .or_else(|_| Self::Cpu.open()),
         }
     }
 
-    /// The name of the device this choice resolves to on this machine (`cpu`, `cuda:0`, `metal`).
-    pub fn resolved_name(self) -> String {
+    /// The kind of device this choice resolves to here (`cpu`, `cuda`, `metal`): what goes into fingerprints, since
+    /// results differ between kinds but not between two GPUs of one machine.
+    pub fn kind_name(self) -> &'static str {
         match self {
-            Self::Auto => self
-                .open()
-                .map(|(_, name)| name)
-                .unwrap_or_else(|_| "cpu".into()),
-            other => other.to_string(),
+            Self::Cpu => "cpu",
+            Self::Cuda(_) => "cuda",
+            Self::Metal => "metal",
+            Self::Auto => {
+                if gpu_count() > 0 {
+                    "cuda"
+                } else if Self::Metal.check().is_ok() {
+                    "metal"
+                } else {
+                    "cpu"
+                }
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_and_print() {
+        for name in ["auto", "cpu", "cuda", "cuda:3", "metal"] {
+            assert_eq!(name.parse::<DeviceChoice>().unwrap().to_string(), name);
+        }
+        assert!("tpu".parse::<DeviceChoice>().is_err());
+        assert!("cuda:x".parse::<DeviceChoice>().is_err());
+    }
+
+    /// Concurrent trainings spread over the GPUs and give them back when done.
+    #[test]
+    fn leases_take_the_least_busy_gpu() {
+        let a = lease(3, None);
+        let b = lease(3, None);
+        let c = lease(3, None);
+        assert_eq!((a.0, b.0, c.0), (Some(0), Some(1), Some(2)));
+        drop(b);
+        assert_eq!(lease(3, None).0, Some(1));
+        assert_eq!(
+            lease(3, Some(2)).0,
+            Some(2),
+            "a pinned GPU is taken even when busy"
+        );
     }
 }

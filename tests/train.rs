@@ -94,7 +94,11 @@ fn the_same_seed_gives_the_same_weights_and_losses() {
     let p = tiny_project();
     let a = p.pipeline(&["run", "exp.toml"]).ok();
     let b = p.pipeline(&["run", "exp.toml", "--force", "model"]).ok();
-    assert_eq!(b.stages("ran"), ["model", "music"], "--force re-runs its dependents too");
+    assert_eq!(
+        b.stages("ran"),
+        ["model", "music"],
+        "--force re-runs its dependents too"
+    );
     assert_eq!(
         a.stage("model")["output_hash"],
         b.stage("model")["output_hash"],

@@ -183,7 +183,7 @@ impl Params for Train {
                 .hint("the paper used RMSprop with 0.001"),
             );
         }
-        if let Err(e) = self.device.open() {
+        if let Err(e) = self.device.check() {
             p.push(ParamProblem::new("device", e.message).hint(e.hint));
         }
         p
@@ -281,11 +281,11 @@ impl Stage for Train {
         StageKind::Train
     }
 
-    /// The device as resolved on this machine (`auto` → `cuda:0` or `cpu`), since results differ between devices;
+    /// The kind of device as resolved on this machine (`auto` → `cuda` or `cpu`), since results differ between kinds;
     /// `embed_dim` only where it is used.
     fn params(&self) -> BTreeMap<String, serde_json::Value> {
         let mut p = params_of(self);
-        p.insert("device".into(), self.device.resolved_name().into());
+        p.insert("device".into(), self.device.kind_name().into());
         if self.input == InputMode::Scalar {
             p.remove("embed_dim");
         }
@@ -312,7 +312,7 @@ impl Stage for Train {
 
     fn run(&self, ctx: &mut RunContext, inputs: &[&Artifact]) -> anyhow::Result<StageOutput> {
         let windows = inputs[0].windows()?;
-        let (device, device_name) = self
+        let (device, device_name, _lease) = self
             .device
             .open()
             .map_err(|e| anyhow::anyhow!("{}; {}", e.message, e.hint))?;
