@@ -289,11 +289,23 @@ fn run(
             })
         })
         .collect();
-    let count = |s: Status| outcomes.iter().map(|o| o.count(s)).sum::<usize>();
-    let total: usize = outcomes.iter().map(|o| o.stages.len()).sum();
-    let (ran, cached) = (count(Status::Ran), count(Status::Cached));
+    // A stage shared by several points ran (or was found) once: count it once.
+    let count = |s: Status| -> usize {
+        let shares: f64 = outcomes
+            .iter()
+            .flat_map(|o| &o.stages)
+            .filter(|r| r.status == s)
+            .map(|r| 1.0 / r.shared_by.max(1) as f64)
+            .sum();
+        shares.round() as usize
+    };
+    let (ran, cached, total) = (
+        count(Status::Ran),
+        count(Status::Cached),
+        count(Status::Ran) + count(Status::Cached) + count(Status::Failed) + count(Status::NotRun),
+    );
     let points = if study.is_sweep() {
-        format!(" in {} points", study.points.len())
+        format!(" ({} points)", study.points.len())
     } else {
         String::new()
     };
@@ -311,9 +323,7 @@ fn run(
     } else if ran == 0 {
         eprintln!("nothing to do: all {total} stages cached{points}");
     } else {
-        eprintln!(
-            "{ran} of {total} stages ran{points}, {cached} cached (stages shared by points count once per point)"
-        );
+        eprintln!("{ran} of {total} stages ran{points}, {cached} cached");
     }
     eprintln!("report: {}", dir.display());
     println!("{}", dir.display());

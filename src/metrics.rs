@@ -57,7 +57,7 @@ fn shape_metrics(tokens: &[String]) -> Metrics {
         .filter(|&&n| n > 0)
         .map(|&n| {
             let p = n as f64 / total as f64;
-            -p * p.log2()
+            p * (1.0 / p).log2()
         })
         .sum::<f64>();
     let mut longest_repeat = 0;
