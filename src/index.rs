@@ -13,7 +13,7 @@ use crate::compare::{RunSummary, cell, runs_under, varying_params};
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}\
 table{border-collapse:collapse;margin-bottom:2em}td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;\
 text-align:left}th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}\
-.failed{color:#b00}img{max-width:320px;background:#fff}ul{margin:0;padding-left:1.2em}";
+.failed{color:#b00}img{width:240px;background:#fff}ul{margin:0;padding-left:1.2em}";
 
 /// A link target relative to the reports directory, with `/` separators and spaces escaped.
 fn href(path: &Path, reports_dir: &Path) -> String {
@@ -95,8 +95,11 @@ pub fn write(reports_dir: &Path) -> Result<PathBuf> {
                 html,
                 "<tr><td><a href=\"{}/\">{}</a></td><td>{}</td><td{status_class}>{}</td>",
                 attr(&link),
-                text(r.name()),
-                text(&r.started),
+                text(
+                    r.id.strip_prefix(&format!("{experiment}/"))
+                        .unwrap_or(&r.id)
+                ),
+                text(&r.started.get(..19).unwrap_or(&r.started).replace('T', " ")),
                 text(&r.status)
             );
             for p in &varying {

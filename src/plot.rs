@@ -63,7 +63,13 @@ pub fn loss_chart(title: &str, runs: &[(String, Vec<EpochStats>)]) -> Result<Str
         chart
             .configure_mesh()
             .x_labels(epochs.min(12))
-            .x_label_formatter(&|x| if x.fract() == 0.0 { format!("{x:.0}") } else { String::new() })
+            .x_label_formatter(&|x| {
+                if x.fract() == 0.0 {
+                    format!("{x:.0}")
+                } else {
+                    String::new()
+                }
+            })
             .x_desc("epoch")
             .y_desc("loss (validation solid, training dashed)")
             .draw()
