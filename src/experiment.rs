@@ -95,18 +95,8 @@ pub struct Experiment {
 }
 
 impl Experiment {
-    /// Reads, parses and checks an experiment file. Every problem found is returned, each with its location.
-    pub fn load(path: &Path, overrides: &[Override]) -> Result<Self, Diagnostics> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Diagnostic::new(format!(
-                "cannot read experiment file `{}`: {e}",
-                path.display()
-            ))
-            .hint("pass the path of a TOML experiment file, e.g. `experiments/baseline.toml`")
-        })?;
-        Self::from_text(path, &text, overrides)
-    }
-
+    /// Parses and checks an experiment's text (read from `path`). Every problem found is returned, each with its
+    /// location.
     pub fn from_text(path: &Path, text: &str, overrides: &[Override]) -> Result<Self, Diagnostics> {
         let sources = Sources::new(path, text, overrides);
         let mut diags = Diagnostics::default();

@@ -104,16 +104,8 @@ fn the_same_seed_gives_the_same_weights_and_losses() {
         b.stage("model")["output_hash"],
         "byte-identical output"
     );
-    let weights =
-        |r: &Run| std::fs::read(r.report.as_ref().unwrap().join("model.safetensors")).unwrap();
-    assert_eq!(weights(&a), weights(&b));
-    let losses = |r: &Run| -> Vec<Vec<String>> {
-        csv_rows(&r.report_file("loss.csv"))
-            .into_iter()
-            .map(|row| row[..4].to_vec())
-            .collect()
-    };
-    assert_eq!(losses(&a), losses(&b));
+    assert_eq!(a.weights(), b.weights());
+    assert_eq!(a.losses(), b.losses());
     assert_eq!(
         a.report_file("generated.csv"),
         b.report_file("generated.csv")
@@ -147,21 +139,13 @@ fn raising_epochs_resumes_and_equals_one_longer_run() {
         ])
         .ok();
     assert!(fresh.stage("model")["summary"]["resumed_from_epoch"].is_null());
-    let weights =
-        |r: &Run| std::fs::read(r.report.as_ref().unwrap().join("model.safetensors")).unwrap();
     assert_eq!(
-        weights(&resumed),
-        weights(&fresh),
+        resumed.weights(),
+        fresh.weights(),
         "resuming gives the weights of one uninterrupted run"
     );
-    let losses = |r: &Run| -> Vec<Vec<String>> {
-        csv_rows(&r.report_file("loss.csv"))
-            .into_iter()
-            .map(|row| row[..4].to_vec())
-            .collect()
-    };
-    assert_eq!(losses(&resumed), losses(&fresh));
-    assert_eq!(losses(&resumed).len(), 1 + 5);
+    assert_eq!(resumed.losses(), fresh.losses());
+    assert_eq!(resumed.losses().len(), 1 + 5);
     let seconds: Vec<f64> = csv_rows(&resumed.report_file("loss.csv"))[1..]
         .iter()
         .map(|r| r[4].parse().unwrap())

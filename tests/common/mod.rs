@@ -215,6 +215,25 @@ impl Run {
         std::fs::read_to_string(self.report.as_ref().expect("a report").join(name)).unwrap()
     }
 
+    /// The trained weights in the report.
+    pub fn weights(&self) -> Vec<u8> {
+        std::fs::read(
+            self.report
+                .as_ref()
+                .expect("a report")
+                .join("model.safetensors"),
+        )
+        .unwrap()
+    }
+
+    /// `loss.csv` without its timing column (timings differ from run to run).
+    pub fn losses(&self) -> Vec<Vec<String>> {
+        csv_rows(&self.report_file("loss.csv"))
+            .into_iter()
+            .map(|row| row[..4].to_vec())
+            .collect()
+    }
+
     /// Names of the stages with this status (`ran`, `cached`, …), in run order.
     pub fn stages(&self, status: &str) -> Vec<String> {
         self.manifest()["stages"]
