@@ -13,6 +13,7 @@ pub mod diagnostic;
 pub mod executor;
 pub mod exit;
 pub mod experiment;
+pub mod fast_lstm;
 pub mod fingerprint;
 pub mod graph;
 pub mod index;
