@@ -127,8 +127,19 @@ fn color() -> bool {
 
 /// Parses the arguments, runs the command, returns the exit code.
 pub fn main() -> ExitCode {
+    pin_thread_count();
     let cli = Cli::parse();
     ExitCode::from(dispatch(cli))
+}
+
+/// candle works out the core count on every matrix product (reading `/sys`) unless `RAYON_NUM_THREADS` is set, which
+/// took several percent of a training step: decide it once, as candle would, for candle and rayon alike.
+fn pin_thread_count() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let threads = candle_core::utils::get_num_threads();
+        // SAFETY: this runs first thing in `main`, before any other thread exists.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
+    }
 }
 
 fn invalid(d: impl Into<Diagnostics>) -> u8 {

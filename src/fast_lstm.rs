@@ -29,11 +29,24 @@ fn sgemm(
     if m == 0 || n == 0 || k == 0 {
         return;
     }
-    assert!((m - 1) * dst_rs + (n - 1) < dst.len(), "sgemm: dst out of bounds");
-    assert!((m - 1) * lhs_rs + (k - 1) * lhs_cs < lhs.len(), "sgemm: lhs out of bounds");
-    assert!((k - 1) * rhs_rs + (n - 1) * rhs_cs < rhs.len(), "sgemm: rhs out of bounds");
+    assert!(
+        (m - 1) * dst_rs + (n - 1) < dst.len(),
+        "sgemm: dst out of bounds"
+    );
+    assert!(
+        (m - 1) * lhs_rs + (k - 1) * lhs_cs < lhs.len(),
+        "sgemm: lhs out of bounds"
+    );
+    assert!(
+        (k - 1) * rhs_rs + (n - 1) * rhs_cs < rhs.len(),
+        "sgemm: rhs out of bounds"
+    );
     let threads = candle_core::utils::get_num_threads();
-    let parallelism = if threads > 1 { Parallelism::Rayon(threads) } else { Parallelism::None };
+    let parallelism = if threads > 1 {
+        Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
+    };
     // SAFETY: the asserts above keep every element gemm reads or writes inside the three slices, and `dst` does
     // not overlap `lhs` or `rhs` (it is a distinct `&mut`).
     unsafe {
@@ -71,6 +84,8 @@ struct Saved {
     gates: Vec<f32>,
     /// Cell states `(B, T, H)`.
     cells: Vec<f32>,
+    /// `tanh` of the cell states, kept so the backward pass does not recompute it.
+    cells_tanh: Vec<f32>,
     /// Hidden states `(B, T, H)` (the op's output).
     hidden: Vec<f32>,
     /// `W_hh`, `(4H, H)`.
@@ -108,11 +123,12 @@ fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]>
     }
 }
 
-/// Runs the forward recurrence; returns (gates, cells, hidden).
-fn forward(xg: &[f32], w_hh: &[f32], b: usize, t: usize, h: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+/// Runs the forward recurrence; returns the saved state (its `hidden` is the output).
+fn forward(xg: &[f32], w_hh: &[f32], b: usize, t: usize, h: usize) -> Saved {
     let g4 = 4 * h;
     let mut gates = xg.to_vec();
     let mut cells = vec![0f32; b * t * h];
+    let mut cells_tanh = vec![0f32; b * t * h];
     let mut hidden = vec![0f32; b * t * h];
     for step in 0..t {
         if step > 0 {
@@ -134,12 +150,20 @@ fn forward(xg: &[f32], w_hh: &[f32], b: usize, t: usize, h: usize) -> (Vec<f32>,
                 g[h + j] = f;
                 g[2 * h + j] = gg;
                 g[3 * h + j] = o;
+                let tc = c.tanh();
                 cells[row + j] = c;
-                hidden[row + j] = o * c.tanh();
+                cells_tanh[row + j] = tc;
+                hidden[row + j] = o * tc;
             }
         }
     }
-    (gates, cells, hidden)
+    Saved {
+        gates,
+        cells,
+        cells_tanh,
+        hidden,
+        w_hh: w_hh.to_vec(),
+    }
 }
 
 /// Backward through time; returns (d pre-activations `(B, T, 4H)`, d `W_hh` `(4H, H)`).
@@ -155,9 +179,12 @@ fn backward(saved: &Saved, grad: &[f32], b: usize, t: usize, h: usize) -> (Vec<f
             let dg = &mut dgates[(bi * t + step) * g4..][..g4];
             for j in 0..h {
                 let (i, f, gg, o) = (g[j], g[h + j], g[2 * h + j], g[3 * h + j]);
-                let c = saved.cells[row + j];
-                let c_prev = if step > 0 { saved.cells[row - h + j] } else { 0.0 };
-                let tc = c.tanh();
+                let c_prev = if step > 0 {
+                    saved.cells[row - h + j]
+                } else {
+                    0.0
+                };
+                let tc = saved.cells_tanh[row + j];
                 let dh = grad[row + j] + dh_next[bi * h + j];
                 let dc = dh * o * (1.0 - tc * tc) + dc_next[bi * h + j];
                 dg[j] = dc * gg * i * (1.0 - i);
@@ -170,7 +197,16 @@ fn backward(saved: &Saved, grad: &[f32], b: usize, t: usize, h: usize) -> (Vec<f
         if step > 0 {
             // dh_next = dgates[:, step] · W_hh  ((B × 4H) · (4H × H)).
             let lhs = &dgates[step * g4..];
-            sgemm((b, h, g4), &mut dh_next, h, false, lhs, (t * g4, 1), &saved.w_hh, (h, 1));
+            sgemm(
+                (b, h, g4),
+                &mut dh_next,
+                h,
+                false,
+                lhs,
+                (t * g4, 1),
+                &saved.w_hh,
+                (h, 1),
+            );
         }
     }
     // dW_hh = Σ_{b, step ≥ 1} dgates[b, step]ᵀ · hidden[b, step - 1]: one (4H × (T-1)) · ((T-1) × H) per sequence.
@@ -179,7 +215,16 @@ fn backward(saved: &Saved, grad: &[f32], b: usize, t: usize, h: usize) -> (Vec<f
         for bi in 0..b {
             let lhs = &dgates[(bi * t + 1) * g4..];
             let rhs = &saved.hidden[bi * t * h..];
-            sgemm((g4, h, t - 1), &mut dw, h, bi > 0, lhs, (1, g4), rhs, (h, 1));
+            sgemm(
+                (g4, h, t - 1),
+                &mut dw,
+                h,
+                bi > 0,
+                lhs,
+                (1, g4),
+                rhs,
+                (h, 1),
+            );
         }
     }
     (dgates, dw)
@@ -190,25 +235,37 @@ impl CustomOp2 for LstmSequence {
         "lstm-sequence"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (b, t, g4) = l1.shape().dims3()?;
         let (rows, h) = l2.shape().dims2()?;
         if g4 != rows || g4 != 4 * h {
-            candle_core::bail!("fast LSTM: pre-activations {:?} do not fit W_hh {:?}", l1.shape(), l2.shape());
+            candle_core::bail!(
+                "fast LSTM: pre-activations {:?} do not fit W_hh {:?}",
+                l1.shape(),
+                l2.shape()
+            );
         }
         let xg = f32_slice(s1, l1, "the pre-activations")?;
         let w_hh = f32_slice(s2, l2, "W_hh")?;
-        let (gates, cells, hidden) = forward(xg, w_hh, b, t, h);
-        *self.saved.lock().expect("the op's state is never poisoned") = Some(Saved {
-            gates,
-            cells,
-            hidden: hidden.clone(),
-            w_hh: w_hh.to_vec(),
-        });
+        let saved = forward(xg, w_hh, b, t, h);
+        let hidden = saved.hidden.clone();
+        *self.saved.lock().expect("the op's state is never poisoned") = Some(saved);
         Ok((CpuStorage::F32(hidden), Shape::from((b, t, h))))
     }
 
-    fn bwd(&self, xg: &Tensor, _w_hh: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        xg: &Tensor,
+        _w_hh: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (b, t, g4) = xg.dims3()?;
         let h = g4 / 4;
         let guard = self.saved.lock().expect("the op's state is never poisoned");

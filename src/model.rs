@@ -162,7 +162,10 @@ impl Lstm {
     pub fn forward_from_zero(&self, x: &Tensor, fast: bool) -> Result<Tensor> {
         if fast && x.device().is_cpu() && x.dtype() == DType::F32 {
             let xg = self.project(x)?.contiguous()?;
-            return xg.apply_op2(&self.w_hh.contiguous()?, crate::fast_lstm::LstmSequence::new());
+            return xg.apply_op2(
+                &self.w_hh.contiguous()?,
+                crate::fast_lstm::LstmSequence::new(),
+            );
         }
         let state = self.zero_state(x.dim(0)?, x.device(), x.dtype())?;
         Ok(self.forward(x, state)?.0)
@@ -571,19 +574,42 @@ mod tests {
             let ids = Tensor::from_vec(ids, (6, 20), &dev).unwrap();
             let targets = Tensor::new(&[1u32, 5, 16, 0, 9, 3], &dev).unwrap();
             let grads = |m: &Model| {
-                let loss = candle_nn::loss::cross_entropy(&m.forward(&ids, None).unwrap(), &targets).unwrap();
+                let loss =
+                    candle_nn::loss::cross_entropy(&m.forward(&ids, None).unwrap(), &targets)
+                        .unwrap();
                 (loss.to_scalar::<f32>().unwrap(), loss.backward().unwrap())
             };
             let (fast_loss, fast) = grads(&t.model);
             t.model.set_fast(false);
             let (plain_loss, plain) = grads(&t.model);
-            assert!((fast_loss - plain_loss).abs() < 1e-5, "{fast_loss} vs {plain_loss}");
+            assert!(
+                (fast_loss - plain_loss).abs() < 1e-5,
+                "{fast_loss} vs {plain_loss}"
+            );
             for (name, var) in t.named_vars() {
                 let a = fast.get(var.as_tensor()).unwrap();
                 let b = plain.get(var.as_tensor()).unwrap();
-                let diff = (a - b).unwrap().sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap().sqrt();
-                let norm = b.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap().sqrt();
-                assert!(diff <= 1e-4 * norm.max(1e-12), "{input:?} {name}: |Δ| {diff} vs |g| {norm}");
+                let diff = (a - b)
+                    .unwrap()
+                    .sqr()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+                    .sqrt();
+                let norm = b
+                    .sqr()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+                    .sqrt();
+                assert!(
+                    diff <= 1e-4 * norm.max(1e-12),
+                    "{input:?} {name}: |Δ| {diff} vs |g| {norm}"
+                );
             }
         }
     }
