@@ -262,6 +262,32 @@ impl Model {
         }
     }
 
+    /// A zero recurrent state for every layer, for [`Model::step`].
+    pub fn zero_states(&self, device: &Device) -> Result<Vec<LstmState>> {
+        let dtype = self.out.weight().dtype();
+        self.lstms
+            .iter()
+            .map(|l| l.zero_state(1, device, dtype))
+            .collect()
+    }
+
+    /// Feeds one token and returns the logits for the next `(vocab)`, carrying the LSTM state: O(1) work per token,
+    /// for stateful sampling.
+    pub fn step(&self, id: u32, states: &mut [LstmState]) -> Result<Tensor> {
+        let device = self.out.weight().device().clone();
+        let mut x = self.features(&Tensor::new(&[[id]], &device)?)?;
+        for (lstm, state) in self.lstms.iter().zip(states.iter_mut()) {
+            let xg = lstm.project(&x)?.squeeze(1)?;
+            *state = lstm.cell(&xg, state)?;
+            x = state.0.unsqueeze(1)?;
+        }
+        let mut x = x.squeeze(1)?;
+        if let Some(dense) = &self.dense {
+            x = dense.forward(&x)?.relu()?;
+        }
+        self.out.forward(&x)?.squeeze(0)
+    }
+
     /// Logits over the vocabulary `(batch, vocab)` for the token after each window `(batch, steps)`. With
     /// `dropout`, training-mode dropout is applied.
     pub fn forward(&self, ids: &Tensor, mut dropout: Option<&mut Dropout>) -> Result<Tensor> {
@@ -664,6 +690,49 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod step_tests {
+    use super::*;
+
+    /// Feeding a window token by token gives the logits of running the whole window at once.
+    #[test]
+    fn stepping_matches_the_whole_window() {
+        let dev = Device::Cpu;
+        let c = ModelConfig {
+            vocab: 11,
+            layers: 2,
+            hidden: 7,
+            dropout: 0.3,
+            dense: 5,
+            input: InputMode::Scalar,
+            embed_dim: 4,
+        };
+        let t = Trainable::init(&c, 2, &dev).unwrap();
+        let ids = [3u32, 1, 4, 1, 5, 9, 2, 6];
+        let whole: Vec<f32> = t
+            .model
+            .forward(&Tensor::new(&[ids], &dev).unwrap(), None)
+            .unwrap()
+            .squeeze(0)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let mut states = t.model.zero_states(&dev).unwrap();
+        let mut last = Vec::new();
+        for id in ids {
+            last = t
+                .model
+                .step(id, &mut states)
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+        }
+        for (a, b) in whole.iter().zip(&last) {
+            assert!((a - b).abs() < 1e-5, "{whole:?} vs {last:?}");
         }
     }
 }

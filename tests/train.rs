@@ -286,3 +286,22 @@ fn a_diverging_loss_stops_naming_the_epoch_and_keeps_the_last_good_weights() {
         "no entry was stored"
     );
 }
+
+#[test]
+fn window_sampling_is_the_papers_and_stateful_the_default() {
+    let p = tiny_project();
+    let stateful = p.pipeline(&["run", "exp.toml"]).ok();
+    assert_eq!(stateful.stage("music")["params"]["mode"], "stateful");
+    let window = p
+        .pipeline(&["run", "exp.toml", "--set", "music.mode=\"window\""])
+        .ok();
+    assert_eq!(window.stages("ran"), ["music"]);
+    assert_midi_matches_csv(&window);
+    let bad = p.pipeline(&["run", "exp.toml", "--set", "music.mode=\"beam\""]);
+    assert_eq!(bad.code, 2);
+    assert!(
+        bad.stderr.contains("unknown variant `beam`"),
+        "{}",
+        bad.stderr
+    );
+}

@@ -41,6 +41,17 @@ pub struct Sample {
     /// Picks the starting window and drives sampling.
     #[serde(default = "d::seed")]
     pub seed: u64,
+    /// "stateful": keep the LSTM state and feed one token at a time (O(1) per token); "window": re-run the model
+    /// over the last `seq_len` tokens for every token, as the paper did.
+    #[serde(default = "d::mode")]
+    pub mode: Mode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Stateful,
+    Window,
 }
 
 mod d {
@@ -52,6 +63,9 @@ mod d {
     }
     pub fn seed() -> u64 {
         7
+    }
+    pub fn mode() -> super::Mode {
+        super::Mode::Stateful
     }
 }
 
@@ -118,6 +132,49 @@ pub fn choose(logits: &[f32], temperature: f64, top_k: usize, rng: &mut impl Rng
     }
 }
 
+/// Generates `params.length` token ids after `window`.
+pub fn generate<R: Rng>(
+    model: &crate::model::Model,
+    window: &[u32],
+    params: &Sample,
+    rng: &mut R,
+    mut tick: impl FnMut(),
+) -> anyhow::Result<Vec<u32>> {
+    let device = Device::Cpu;
+    let mut generated = Vec::with_capacity(params.length as usize);
+    let pick = |logits: Tensor, rng: &mut R| -> anyhow::Result<u32> {
+        let logits: Vec<f32> = logits.to_dtype(candle_core::DType::F32)?.to_vec1()?;
+        Ok(choose(&logits, params.temperature, params.top_k as usize, rng) as u32)
+    };
+    match params.mode {
+        Mode::Stateful => {
+            let mut states = model.zero_states(&device)?;
+            let mut logits = None;
+            for &id in window {
+                logits = Some(model.step(id, &mut states)?);
+            }
+            for _ in 0..params.length {
+                let next = pick(logits.take().expect("a non-empty window"), rng)?;
+                generated.push(next);
+                logits = Some(model.step(next, &mut states)?);
+                tick();
+            }
+        }
+        Mode::Window => {
+            let mut window = window.to_vec();
+            for _ in 0..params.length {
+                let x = Tensor::from_slice(&window, (1, window.len()), &device)?;
+                let next = pick(model.forward(&x, None)?.squeeze(0)?, rng)?;
+                generated.push(next);
+                window.remove(0);
+                window.push(next);
+                tick();
+            }
+        }
+    }
+    Ok(generated)
+}
+
 impl Stage for Sample {
     fn kind(&self) -> StageKind {
         StageKind::Sample
@@ -142,20 +199,10 @@ impl Stage for Sample {
             .iter()
             .find(|f| (f.offset..f.offset + f.len).contains(&start))
             .expect("a window lies in a file");
-        let mut window: Vec<u32> = windows.window(start).0.to_vec();
+        let window: Vec<u32> = windows.window(start).0.to_vec();
 
         let bar = ctx.bar(u64::from(self.length), "tokens");
-        let mut generated = Vec::with_capacity(self.length as usize);
-        for _ in 0..self.length {
-            let x = Tensor::from_slice(&window, (1, window.len()), &device)?;
-            let logits = model.forward(&x, None)?.squeeze(0)?;
-            let logits: Vec<f32> = logits.to_dtype(candle_core::DType::F32)?.to_vec1()?;
-            let next = choose(&logits, self.temperature, self.top_k as usize, &mut rng) as u32;
-            generated.push(next);
-            window.remove(0);
-            window.push(next);
-            bar.inc(1);
-        }
+        let generated = generate(&model, &window, self, &mut rng, || bar.inc(1))?;
         bar.finish_and_clear();
 
         let tokens: Vec<String> = generated

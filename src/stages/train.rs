@@ -265,7 +265,7 @@ fn evaluate(
 fn csv_row(s: &EpochStats) -> String {
     let opt = |v: Option<f64>| v.map(|v| format!("{v:.6}")).unwrap_or_default();
     format!(
-        "{},{:.6},{},{},{:.3}\n",
+        "{},{:.6},{},{},{:.6}\n",
         s.epoch,
         s.train_loss,
         opt(s.val_loss),
