@@ -91,6 +91,9 @@ enum Command {
         #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
         format: GraphFormat,
     },
+    /// Measure speed: `bench train`, `bench sample`, `bench prep`.
+    #[command(subcommand)]
+    Bench(Bench),
     /// Compare runs: one row per run with the parameters that differ, losses, time, device and music metrics.
     Compare {
         /// Report folders (a run's, or a sweep's) or experiment names; none: every run in the reports directory.
@@ -106,6 +109,59 @@ enum Command {
         #[arg(long, value_name = "FILE.svg")]
         plot: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum Bench {
+    /// Training steps (forward, backward, RMSprop) on random data: median ms/step, windows/s, GFLOP/s and the share
+    /// of this machine's measured sgemm speed.
+    Train {
+        #[arg(long, default_value_t = 2)]
+        layers: usize,
+        #[arg(long, default_value_t = 256)]
+        hidden: usize,
+        #[arg(long, default_value_t = 64)]
+        seq_len: usize,
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        #[arg(long, value_enum, default_value_t = BenchInput::Scalar)]
+        input: BenchInput,
+        #[arg(long, default_value_t = 150)]
+        vocab: usize,
+        /// Width of the dense layer (0 = none).
+        #[arg(long, default_value_t = 256)]
+        dense: usize,
+        #[arg(long, default_value_t = 64)]
+        embed_dim: usize,
+        /// Timed steps, after 2 warm-up steps.
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Time candle's plain step-by-step LSTM instead of the fused CPU one.
+        #[arg(long)]
+        plain: bool,
+    },
+    /// Generating 500 tokens with the paper's model (3 × 512, windows of 100), stateful and window mode.
+    Sample {
+        #[arg(long, default_value_t = 500)]
+        length: u32,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
+    /// All MIDI stages over a corpus, without the cache.
+    Prep {
+        #[arg(long, default_value = "data/openmsx")]
+        corpus: PathBuf,
+        #[arg(long, default_value_t = 7)]
+        runs: usize,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum BenchInput {
+    Scalar,
+    Embedding,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -192,6 +248,7 @@ fn dispatch(cli: Cli) -> u8 {
         }
         Command::Status { experiment, cache } => status(&experiment, &cache.cache_dir),
         Command::Graph { experiment, format } => graph(&experiment, format),
+        Command::Bench(b) => bench(b),
         Command::Compare {
             targets,
             reports,
@@ -488,6 +545,95 @@ fn compare(
         std::fs::write(path, svg)
             .map_err(|e| environment(e.into(), "pass a writable path to `--plot`"))?;
         eprintln!("wrote {}", path.display());
+    }
+    Ok(exit::SUCCESS)
+}
+
+fn bench(what: Bench) -> Result<u8, u8> {
+    let failed = |e: anyhow::Error| {
+        eprintln!("error: {e:#}");
+        exit::STAGE_FAILED
+    };
+    let threads = candle_core::utils::get_num_threads();
+    match what {
+        Bench::Train {
+            layers,
+            hidden,
+            seq_len,
+            batch,
+            input,
+            vocab,
+            dense,
+            embed_dim,
+            steps,
+            device,
+            plain,
+        } => {
+            let choice: crate::device::DeviceChoice = device.parse().map_err(|e: String| invalid(Diagnostic::new(e)))?;
+            let (device, name, _lease) =
+                choice.open().map_err(|e| invalid(Diagnostic::new(e.message).hint(e.hint)))?;
+            let shape = crate::bench::TrainShape {
+                layers,
+                hidden,
+                seq_len,
+                batch,
+                input: match input {
+                    BenchInput::Scalar => crate::model::InputMode::Scalar,
+                    BenchInput::Embedding => crate::model::InputMode::Embedding,
+                },
+                vocab,
+                dense,
+                embed_dim,
+            };
+            let peak = crate::bench::sgemm_peak(&device).map_err(|e| failed(e.into()))?;
+            let times = crate::bench::train_step_ms(&shape, steps.max(1), 2, &device, !plain).map_err(failed)?;
+            let ms = crate::bench::median(times.clone());
+            let gflops = shape.step_flops() / (ms / 1e3) / 1e9;
+            println!(
+                "train {layers}x{hidden} seq_len {seq_len} batch {batch} {input:?} vocab {vocab} dense {dense} on {name} \
+                 ({threads} threads, {} LSTM)",
+                if plain { "plain" } else { "fused" }
+            );
+            println!("  median {ms:.1} ms/step over {} steps (min {:.1}, max {:.1})", times.len(),
+                times.iter().copied().fold(f64::INFINITY, f64::min), times.iter().copied().fold(0.0, f64::max));
+            println!("  {:.0} windows/s", batch as f64 / (ms / 1e3));
+            println!("  {gflops:.1} GFLOP/s of matrix products ({:.2} GFLOP per step)", shape.step_flops() / 1e9);
+            println!("  {:.0}% of this machine's sgemm ({peak:.1} GFLOP/s, 1024³ in candle)", 100.0 * gflops / peak);
+        }
+        Bench::Sample { length, runs } => {
+            let cfg = crate::model::ModelConfig {
+                vocab: 154,
+                layers: 3,
+                hidden: 512,
+                dropout: 0.3,
+                dense: 256,
+                input: crate::model::InputMode::Scalar,
+                embed_dim: 64,
+            };
+            println!("sample {length} tokens, paper model (3x512, dense 256, vocab 154, windows of 100), cpu, {threads} threads");
+            for mode in [crate::stages::SampleMode::Stateful, crate::stages::SampleMode::Window] {
+                let times: Vec<f64> = (0..runs.max(1))
+                    .map(|_| crate::bench::sample_seconds(&cfg, 100, length, mode))
+                    .collect::<anyhow::Result<_>>()
+                    .map_err(failed)?;
+                println!("  {mode:?}: median {:.3} s over {} runs", crate::bench::median(times), runs.max(1));
+            }
+        }
+        Bench::Prep { corpus, runs } => {
+            let mut times = Vec::new();
+            let mut tokens = 0;
+            for _ in 0..runs.max(1) {
+                let (s, t) = crate::bench::prep_seconds(&corpus).map_err(failed)?;
+                times.push(s);
+                tokens = t;
+            }
+            println!(
+                "prep {}: all MIDI stages, no cache: median {:.1} ms over {} runs ({tokens} tokens)",
+                corpus.display(),
+                crate::bench::median(times) * 1e3,
+                runs.max(1)
+            );
+        }
     }
     Ok(exit::SUCCESS)
 }

@@ -5,6 +5,7 @@
 //! selection in [`device`]. [`cli`] is the thin layer the binary calls.
 
 pub mod artifact;
+pub mod bench;
 pub mod cache;
 pub mod cli;
 pub mod compare;

@@ -14,8 +14,50 @@ mod train;
 mod vocab;
 mod window;
 
-pub use sample::choose as choose_token;
+pub use sample::{Mode as SampleMode, choose as choose_token, generate};
 pub use train::batch_tensors;
+
+/// Sampling parameters with the defaults but for `length` and `mode` (for benchmarks).
+pub fn sample_params(length: u32, mode: SampleMode) -> sample::Sample {
+    sample::Sample {
+        length,
+        temperature: 0.0,
+        top_k: 0,
+        step: 0.5,
+        seed: 7,
+        mode,
+    }
+}
+
+/// Runs every MIDI stage of the baseline (read, drop drums, top instrument, tokens, vocabulary, windows of 100) over
+/// a corpus directory in memory, without the cache, as `pipeline bench prep` times it. Returns the token count.
+pub fn prepare(corpus: &Path) -> anyhow::Result<usize> {
+    let progress = MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
+    let source = midi_source::MidiSource { path: ".".into() };
+    let external = source.external_inputs(corpus)?;
+    let mut ctx = RunContext {
+        stage: "bench",
+        base_dir: corpus,
+        external: &external,
+        progress: &progress,
+        warnings: Vec::new(),
+        report_dir: corpus,
+        report_prefix: String::new(),
+        resume: None,
+    };
+    let midi = source.run(&mut ctx, &[])?.artifact;
+    let no_drums = drop_drums::DropDrums {}.run(&mut ctx, &[&midi])?.artifact;
+    let notes = extract_instrument::ExtractInstrument { top: 1 }.run(&mut ctx, &[&no_drums])?.artifact;
+    let tokens = tokenize::Tokenize {}.run(&mut ctx, &[&notes])?.artifact;
+    let ids = vocab::Vocab {}.run(&mut ctx, &[&tokens])?.artifact;
+    let window = window::Window {
+        seq_len: 100,
+        val_fraction: 0.1,
+        seed: 42,
+    };
+    let windows = window.run(&mut ctx, &[&ids])?.artifact;
+    Ok(windows.windows()?.ids.len())
+}
 
 use std::collections::BTreeMap;
 use std::fmt;
