@@ -90,14 +90,24 @@ pub fn sgemm_peak(device: &Device) -> Result<f64> {
 }
 
 /// Median milliseconds of one training step (forward, backward, RMSprop) on random data, after `warmup` steps.
-pub fn train_step_ms(shape: &TrainShape, steps: usize, warmup: usize, device: &Device, fast: bool) -> Result<Vec<f64>> {
+pub fn train_step_ms(
+    shape: &TrainShape,
+    steps: usize,
+    warmup: usize,
+    device: &Device,
+    fast: bool,
+) -> Result<Vec<f64>> {
     let cfg = shape.config();
     let mut t = Trainable::init(&cfg, 1, device)?;
     t.model.set_fast(fast);
     let mut opt = Optimizer::new(OptimizerKind::Rmsprop, 1e-3, t.named_vars())?;
     let mut rng = ChaCha8Rng::seed_from_u64(7);
-    let ids: Vec<u32> = (0..shape.batch * shape.seq_len).map(|_| rng.random_range(0..shape.vocab as u32)).collect();
-    let targets: Vec<u32> = (0..shape.batch).map(|_| rng.random_range(0..shape.vocab as u32)).collect();
+    let ids: Vec<u32> = (0..shape.batch * shape.seq_len)
+        .map(|_| rng.random_range(0..shape.vocab as u32))
+        .collect();
+    let targets: Vec<u32> = (0..shape.batch)
+        .map(|_| rng.random_range(0..shape.vocab as u32))
+        .collect();
     let x = Tensor::from_vec(ids, (shape.batch, shape.seq_len), device)?;
     let y = Tensor::from_vec(targets, shape.batch, device)?;
     let mut dropout = Dropout::new(cfg.dropout, ChaCha8Rng::seed_from_u64(3));
@@ -116,14 +126,25 @@ pub fn train_step_ms(shape: &TrainShape, steps: usize, warmup: usize, device: &D
 }
 
 /// Seconds to generate `length` tokens with the paper's sampling from a random model, in both modes.
-pub fn sample_seconds(cfg: &ModelConfig, seq_len: usize, length: u32, mode: crate::stages::SampleMode) -> Result<f64> {
+pub fn sample_seconds(
+    cfg: &ModelConfig,
+    seq_len: usize,
+    length: u32,
+    mode: crate::stages::SampleMode,
+) -> Result<f64> {
     let t = Trainable::init(cfg, 1, &Device::Cpu)?;
     let mut rng = ChaCha8Rng::seed_from_u64(5);
-    let window: Vec<u32> = (0..seq_len).map(|_| rng.random_range(0..cfg.vocab as u32)).collect();
+    let window: Vec<u32> = (0..seq_len)
+        .map(|_| rng.random_range(0..cfg.vocab as u32))
+        .collect();
     let params = crate::stages::sample_params(length, mode);
     let start = Instant::now();
     let out = crate::stages::generate(&t.model, &window, &params, &mut rng, || {})?;
-    anyhow::ensure!(out.len() == length as usize, "generated {} tokens", out.len());
+    anyhow::ensure!(
+        out.len() == length as usize,
+        "generated {} tokens",
+        out.len()
+    );
     Ok(start.elapsed().as_secs_f64())
 }
 
@@ -131,6 +152,7 @@ pub fn sample_seconds(cfg: &ModelConfig, seq_len: usize, length: u32, mode: crat
 /// the cache; returns the token count too.
 pub fn prep_seconds(corpus: &Path) -> Result<(f64, usize)> {
     let start = Instant::now();
-    let tokens = crate::stages::prepare(corpus).with_context(|| format!("preparing `{}`", corpus.display()))?;
+    let tokens = crate::stages::prepare(corpus)
+        .with_context(|| format!("preparing `{}`", corpus.display()))?;
     Ok((start.elapsed().as_secs_f64(), tokens))
 }

@@ -569,9 +569,12 @@ fn bench(what: Bench) -> Result<u8, u8> {
             device,
             plain,
         } => {
-            let choice: crate::device::DeviceChoice = device.parse().map_err(|e: String| invalid(Diagnostic::new(e)))?;
-            let (device, name, _lease) =
-                choice.open().map_err(|e| invalid(Diagnostic::new(e.message).hint(e.hint)))?;
+            let choice: crate::device::DeviceChoice = device
+                .parse()
+                .map_err(|e: String| invalid(Diagnostic::new(e)))?;
+            let (device, name, _lease) = choice
+                .open()
+                .map_err(|e| invalid(Diagnostic::new(e.message).hint(e.hint)))?;
             let shape = crate::bench::TrainShape {
                 layers,
                 hidden,
@@ -586,7 +589,8 @@ fn bench(what: Bench) -> Result<u8, u8> {
                 embed_dim,
             };
             let peak = crate::bench::sgemm_peak(&device).map_err(|e| failed(e.into()))?;
-            let times = crate::bench::train_step_ms(&shape, steps.max(1), 2, &device, !plain).map_err(failed)?;
+            let times = crate::bench::train_step_ms(&shape, steps.max(1), 2, &device, !plain)
+                .map_err(failed)?;
             let ms = crate::bench::median(times.clone());
             let gflops = shape.step_flops() / (ms / 1e3) / 1e9;
             println!(
@@ -594,11 +598,21 @@ fn bench(what: Bench) -> Result<u8, u8> {
                  ({threads} threads, {} LSTM)",
                 if plain { "plain" } else { "fused" }
             );
-            println!("  median {ms:.1} ms/step over {} steps (min {:.1}, max {:.1})", times.len(),
-                times.iter().copied().fold(f64::INFINITY, f64::min), times.iter().copied().fold(0.0, f64::max));
+            println!(
+                "  median {ms:.1} ms/step over {} steps (min {:.1}, max {:.1})",
+                times.len(),
+                times.iter().copied().fold(f64::INFINITY, f64::min),
+                times.iter().copied().fold(0.0, f64::max)
+            );
             println!("  {:.0} windows/s", batch as f64 / (ms / 1e3));
-            println!("  {gflops:.1} GFLOP/s of matrix products ({:.2} GFLOP per step)", shape.step_flops() / 1e9);
-            println!("  {:.0}% of this machine's sgemm ({peak:.1} GFLOP/s, 1024³ in candle)", 100.0 * gflops / peak);
+            println!(
+                "  {gflops:.1} GFLOP/s of matrix products ({:.2} GFLOP per step)",
+                shape.step_flops() / 1e9
+            );
+            println!(
+                "  {:.0}% of this machine's sgemm ({peak:.1} GFLOP/s, 1024³ in candle)",
+                100.0 * gflops / peak
+            );
         }
         Bench::Sample { length, runs } => {
             let cfg = crate::model::ModelConfig {
@@ -610,13 +624,22 @@ fn bench(what: Bench) -> Result<u8, u8> {
                 input: crate::model::InputMode::Scalar,
                 embed_dim: 64,
             };
-            println!("sample {length} tokens, paper model (3x512, dense 256, vocab 154, windows of 100), cpu, {threads} threads");
-            for mode in [crate::stages::SampleMode::Stateful, crate::stages::SampleMode::Window] {
+            println!(
+                "sample {length} tokens, paper model (3x512, dense 256, vocab 154, windows of 100), cpu, {threads} threads"
+            );
+            for mode in [
+                crate::stages::SampleMode::Stateful,
+                crate::stages::SampleMode::Window,
+            ] {
                 let times: Vec<f64> = (0..runs.max(1))
                     .map(|_| crate::bench::sample_seconds(&cfg, 100, length, mode))
                     .collect::<anyhow::Result<_>>()
                     .map_err(failed)?;
-                println!("  {mode:?}: median {:.3} s over {} runs", crate::bench::median(times), runs.max(1));
+                println!(
+                    "  {mode:?}: median {:.3} s over {} runs",
+                    crate::bench::median(times),
+                    runs.max(1)
+                );
             }
         }
         Bench::Prep { corpus, runs } => {

@@ -187,6 +187,8 @@ struct StageEntry<'a> {
     shared_by: usize,
     fingerprint: Option<Hash>,
     output_hash: Option<Hash>,
+    /// Size of the cached output.
+    output_bytes: Option<u64>,
     seconds: f64,
     summary: Option<&'a serde_json::Value>,
     warnings: &'a [String],
@@ -221,6 +223,7 @@ impl<'a> Manifest<'a> {
                 shared_by: s.shared_by,
                 fingerprint: s.fingerprint,
                 output_hash: s.record.as_ref().map(|r| r.output.hash),
+                output_bytes: s.record.as_ref().map(|r| r.output.bytes),
                 seconds: s.seconds,
                 summary: s.record.as_ref().map(|r| &r.summary),
                 warnings: s.record.as_ref().map_or(&[][..], |r| &r.warnings),

@@ -259,3 +259,33 @@ fn a_glob_selects_files_relative_to_the_experiment() {
     assert_eq!(run.stage("source")["summary"]["files"], 1);
     assert!(!run.report_file("vocab.csv").contains("A#4"));
 }
+
+/// Windows are stored as ids and offsets: the output grows with the tokens, not with tokens × `seq_len`.
+#[test]
+fn window_storage_does_not_grow_with_seq_len() {
+    let p = Project::new();
+    for f in 0..4u8 {
+        let keys: Vec<u8> = (0..600u32)
+            .map(|i| 40 + ((i * 5 + u32::from(f)) % 30) as u8)
+            .collect();
+        p.midi(&format!("midi/{f}.mid"), &[melody(0, &keys)]);
+    }
+    let size = |seq_len: &str| {
+        let run = run_pipeline(&p, &[&format!("windows.seq_len={seq_len}")]);
+        let windows = run.manifest()["windows"]["train_windows"].as_u64().unwrap();
+        (
+            run.stage("windows")["output_bytes"].as_u64().unwrap(),
+            windows,
+        )
+    };
+    let (short, short_windows) = size("2");
+    let (long, long_windows) = size("200");
+    assert_eq!(short_windows, 4 * (600 - 2));
+    assert_eq!(long_windows, 4 * (600 - 200));
+    // Materialized windows would take 2,392 × 2 versus 1,600 × 200 ids; the stored output is the same size.
+    assert!(short.abs_diff(long) <= 8, "{short} vs {long} bytes");
+    assert!(
+        long < 4 * 600 * 4,
+        "about one small integer per token: {long} bytes"
+    );
+}

@@ -47,7 +47,9 @@ pub fn prepare(corpus: &Path) -> anyhow::Result<usize> {
     };
     let midi = source.run(&mut ctx, &[])?.artifact;
     let no_drums = drop_drums::DropDrums {}.run(&mut ctx, &[&midi])?.artifact;
-    let notes = extract_instrument::ExtractInstrument { top: 1 }.run(&mut ctx, &[&no_drums])?.artifact;
+    let notes = extract_instrument::ExtractInstrument { top: 1 }
+        .run(&mut ctx, &[&no_drums])?
+        .artifact;
     let tokens = tokenize::Tokenize {}.run(&mut ctx, &[&notes])?.artifact;
     let ids = vocab::Vocab {}.run(&mut ctx, &[&tokens])?.artifact;
     let window = window::Window {
