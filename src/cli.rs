@@ -588,7 +588,7 @@ fn bench(what: Bench) -> Result<u8, u8> {
                 dense,
                 embed_dim,
             };
-            let peak = crate::bench::sgemm_peak(&device).map_err(|e| failed(e.into()))?;
+            let peak = crate::bench::sgemm_peak(&device).map_err(failed)?;
             let times = crate::bench::train_step_ms(&shape, steps.max(1), 2, &device, !plain)
                 .map_err(failed)?;
             let ms = crate::bench::median(times.clone());
