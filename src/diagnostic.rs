@@ -25,16 +25,6 @@ impl Source {
             text: text.into(),
         }
     }
-
-    /// 1-based line and column of a byte offset.
-    pub fn line_col(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
-        let before = &self.text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let col = self.text[line_start..offset].chars().count() + 1;
-        (line, col)
-    }
 }
 
 /// A span inside a [`Source`].
@@ -81,14 +71,6 @@ impl Diagnostic {
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
-    }
-
-    /// `file:line:col`, or just the file name when there is no span.
-    pub fn position(&self) -> Option<String> {
-        self.location.as_ref().map(|loc| {
-            let (line, col) = loc.source.line_col(loc.span.start);
-            format!("{}:{line}:{col}", loc.source.name)
-        })
     }
 
     /// Renders the diagnostic; `color` adds ANSI styling for terminals.

@@ -159,14 +159,6 @@ impl Graph {
         out
     }
 
-    /// Names of the stages that take stage `i`'s output.
-    pub fn consumers(&self, i: usize) -> Vec<&str> {
-        self.dag
-            .neighbors_directed(NodeIndex::new(i), Direction::Outgoing)
-            .map(|n| self.stages[self.dag[n]].name.as_str())
-            .collect()
-    }
-
     /// One line per stage, in run order: `name  kind  <- inputs`.
     pub fn to_text(&self, title: &str) -> String {
         let width = self.stages.iter().map(|s| s.name.len()).max().unwrap_or(0);

@@ -14,8 +14,7 @@ mod train;
 mod vocab;
 mod window;
 
-pub use sample::{Mode as SampleMode, choose as choose_token, generate};
-pub use train::batch_tensors;
+pub use sample::{Mode as SampleMode, generate};
 
 /// Sampling parameters with the defaults but for `length` and `mode` (for benchmarks).
 pub fn sample_params(length: u32, mode: SampleMode) -> sample::Sample {
