@@ -169,7 +169,9 @@ fn forward(xg: &[f32], w_hh: &[f32], b: usize, t: usize, h: usize) -> Saved {
             // Activations over contiguous slices, so they vectorize: σ for i and f, tanh for g, σ for o.
             let (ifg, o) = g.split_at_mut(3 * h);
             let (i_f, gg) = ifg.split_at_mut(2 * h);
-            i_f.iter_mut().chain(o.iter_mut()).for_each(|v| *v = sigmoid(*v));
+            i_f.iter_mut()
+                .chain(o.iter_mut())
+                .for_each(|v| *v = sigmoid(*v));
             gg.iter_mut().for_each(|v| *v = tanh(*v));
             let g = &*g;
             for j in 0..h {
@@ -317,9 +319,22 @@ mod tests {
         for i in -8000..=8000 {
             let x = i as f32 / 100.0;
             let rel = |a: f32, b: f32| (a - b).abs() / b.abs().max(f32::MIN_POSITIVE);
-            assert!(rel(exp(x), x.exp()) < 3e-7, "exp({x}) = {} vs {}", exp(x), x.exp());
-            assert!((sigmoid(x) - 1.0 / (1.0 + (-x).exp())).abs() < 3e-7, "sigmoid({x})");
-            assert!((tanh(x) - x.tanh()).abs() < 3e-7, "tanh({x}) = {} vs {}", tanh(x), x.tanh());
+            assert!(
+                rel(exp(x), x.exp()) < 3e-7,
+                "exp({x}) = {} vs {}",
+                exp(x),
+                x.exp()
+            );
+            assert!(
+                (sigmoid(x) - 1.0 / (1.0 + (-x).exp())).abs() < 3e-7,
+                "sigmoid({x})"
+            );
+            assert!(
+                (tanh(x) - x.tanh()).abs() < 3e-7,
+                "tanh({x}) = {} vs {}",
+                tanh(x),
+                x.tanh()
+            );
         }
         assert_eq!(exp(-1000.0), (-87f32).exp());
         assert!(exp(1000.0).is_finite());

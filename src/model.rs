@@ -615,23 +615,16 @@ mod tests {
             for (name, var) in t.named_vars() {
                 let a = fast.get(var.as_tensor()).unwrap();
                 let b = plain.get(var.as_tensor()).unwrap();
-                let diff = (a - b)
-                    .unwrap()
-                    .sqr()
-                    .unwrap()
-                    .sum_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap()
-                    .sqrt();
-                let norm = b
-                    .sqr()
-                    .unwrap()
-                    .sum_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap()
-                    .sqrt();
+                let l2 = |t: &Tensor| {
+                    t.sqr()
+                        .unwrap()
+                        .sum_all()
+                        .unwrap()
+                        .to_scalar::<f32>()
+                        .unwrap()
+                        .sqrt()
+                };
+                let (diff, norm) = (l2(&(a - b).unwrap()), l2(b));
                 assert!(
                     diff <= 1e-4 * norm.max(1e-12),
                     "{input:?} {name}: |Δ| {diff} vs |g| {norm}"
