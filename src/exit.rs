@@ -1,4 +1,4 @@
-//! Exit codes, in one place. The README's table is generated from the same list by hand; keep them in step.
+//! Exit codes, in one place; the README lists the same table, keep the two in step.
 
 /// Everything ran (or was cached).
 pub const SUCCESS: u8 = 0;
@@ -8,5 +8,3 @@ pub const STAGE_FAILED: u8 = 1;
 pub const INVALID_EXPERIMENT: u8 = 2;
 /// The cache or report directory could not be used (permissions, disk full).
 pub const ENVIRONMENT: u8 = 3;
-/// Interrupted by Ctrl-C.
-pub const INTERRUPTED: u8 = 130;
