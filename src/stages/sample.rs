@@ -1,9 +1,10 @@
 //! `sample`: generates new music from a trained model, starting from a randomly chosen training window, and writes
 //! it as `generated.mid` and `generated.csv`.
 //!
-//! Like the paper, each new token comes from running the model over the last `seq_len` tokens (the window slides
-//! by one). Sampling runs on the CPU, so the same seed gives the same music on every machine. `metrics.json` holds
-//! the piece's music metrics beside the training corpus's.
+//! By default the model reads the starting window once and then one token at a time, keeping its LSTM state (O(1)
+//! per token); `mode = "window"` re-runs it over the last `seq_len` tokens for every token, as the paper did.
+//! Sampling runs on the CPU, so the same seed gives the same music on every machine. `metrics.json` holds the
+//! piece's music metrics beside the training corpus's.
 
 use std::collections::BTreeMap;
 
