@@ -156,3 +156,94 @@ pub fn prep_seconds(corpus: &Path) -> Result<(f64, usize)> {
         .with_context(|| format!("preparing `{}`", corpus.display()))?;
     Ok((start.elapsed().as_secs_f64(), tokens))
 }
+
+fn threads() -> usize {
+    candle_core::utils::get_num_threads()
+}
+
+/// `bench train`: median ms/step, windows/s, GFLOP/s and the share of the machine's sgemm.
+pub fn train_report(
+    shape: &TrainShape,
+    steps: usize,
+    device: &Device,
+    name: &str,
+    fast: bool,
+) -> Result<String> {
+    let peak = sgemm_peak(device)?;
+    let times = train_step_ms(shape, steps.max(1), 2, device, fast)?;
+    let (min, max) = (
+        times.iter().copied().fold(f64::INFINITY, f64::min),
+        times.iter().copied().fold(0.0, f64::max),
+    );
+    let count = times.len();
+    let ms = median(times);
+    let gflops = shape.step_flops() / (ms / 1e3) / 1e9;
+    let s = shape;
+    Ok(format!(
+        "train {}x{} seq_len {} batch {} {:?} vocab {} dense {} on {name} ({} threads, {} LSTM)\n  \
+         median {ms:.1} ms/step over {count} steps (min {min:.1}, max {max:.1})\n  \
+         {:.0} windows/s\n  \
+         {gflops:.1} GFLOP/s of matrix products ({:.2} GFLOP per step)\n  \
+         {:.0}% of this machine's sgemm ({peak:.1} GFLOP/s, 1024³ in candle)\n",
+        s.layers,
+        s.hidden,
+        s.seq_len,
+        s.batch,
+        s.input,
+        s.vocab,
+        s.dense,
+        threads(),
+        if fast { "fused" } else { "plain" },
+        s.batch as f64 / (ms / 1e3),
+        s.step_flops() / 1e9,
+        100.0 * gflops / peak,
+    ))
+}
+
+/// `bench sample`: generating `length` tokens with the paper's model, in both sampling modes.
+pub fn sample_report(length: u32, runs: usize) -> Result<String> {
+    let cfg = ModelConfig {
+        vocab: 154,
+        layers: 3,
+        hidden: 512,
+        dropout: 0.3,
+        dense: 256,
+        input: InputMode::Scalar,
+        embed_dim: 64,
+    };
+    let runs = runs.max(1);
+    let mut out = format!(
+        "sample {length} tokens, paper model (3x512, dense 256, vocab 154, windows of 100), cpu, {} threads\n",
+        threads()
+    );
+    for mode in [
+        crate::stages::SampleMode::Stateful,
+        crate::stages::SampleMode::Window,
+    ] {
+        let times: Vec<f64> = (0..runs)
+            .map(|_| sample_seconds(&cfg, 100, length, mode))
+            .collect::<Result<_>>()?;
+        out.push_str(&format!(
+            "  {mode:?}: median {:.3} s over {runs} runs\n",
+            median(times)
+        ));
+    }
+    Ok(out)
+}
+
+/// `bench prep`: all MIDI stages over a corpus, without the cache.
+pub fn prep_report(corpus: &Path, runs: usize) -> Result<String> {
+    let runs = runs.max(1);
+    let mut times = Vec::with_capacity(runs);
+    let mut tokens = 0;
+    for _ in 0..runs {
+        let (s, t) = prep_seconds(corpus)?;
+        times.push(s);
+        tokens = t;
+    }
+    Ok(format!(
+        "prep {}: all MIDI stages, no cache: median {:.1} ms over {runs} runs ({tokens} tokens)\n",
+        corpus.display(),
+        median(times) * 1e3
+    ))
+}

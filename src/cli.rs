@@ -550,12 +550,7 @@ fn compare(
 }
 
 fn bench(what: Bench) -> Result<u8, u8> {
-    let failed = |e: anyhow::Error| {
-        eprintln!("error: {e:#}");
-        exit::STAGE_FAILED
-    };
-    let threads = candle_core::utils::get_num_threads();
-    match what {
+    let report = match what {
         Bench::Train {
             layers,
             hidden,
@@ -588,75 +583,19 @@ fn bench(what: Bench) -> Result<u8, u8> {
                 dense,
                 embed_dim,
             };
-            let peak = crate::bench::sgemm_peak(&device).map_err(failed)?;
-            let times = crate::bench::train_step_ms(&shape, steps.max(1), 2, &device, !plain)
-                .map_err(failed)?;
-            let ms = crate::bench::median(times.clone());
-            let gflops = shape.step_flops() / (ms / 1e3) / 1e9;
-            println!(
-                "train {layers}x{hidden} seq_len {seq_len} batch {batch} {input:?} vocab {vocab} dense {dense} on {name} \
-                 ({threads} threads, {} LSTM)",
-                if plain { "plain" } else { "fused" }
-            );
-            println!(
-                "  median {ms:.1} ms/step over {} steps (min {:.1}, max {:.1})",
-                times.len(),
-                times.iter().copied().fold(f64::INFINITY, f64::min),
-                times.iter().copied().fold(0.0, f64::max)
-            );
-            println!("  {:.0} windows/s", batch as f64 / (ms / 1e3));
-            println!(
-                "  {gflops:.1} GFLOP/s of matrix products ({:.2} GFLOP per step)",
-                shape.step_flops() / 1e9
-            );
-            println!(
-                "  {:.0}% of this machine's sgemm ({peak:.1} GFLOP/s, 1024³ in candle)",
-                100.0 * gflops / peak
-            );
+            crate::bench::train_report(&shape, steps, &device, &name, !plain)
         }
-        Bench::Sample { length, runs } => {
-            let cfg = crate::model::ModelConfig {
-                vocab: 154,
-                layers: 3,
-                hidden: 512,
-                dropout: 0.3,
-                dense: 256,
-                input: crate::model::InputMode::Scalar,
-                embed_dim: 64,
-            };
-            println!(
-                "sample {length} tokens, paper model (3x512, dense 256, vocab 154, windows of 100), cpu, {threads} threads"
-            );
-            for mode in [
-                crate::stages::SampleMode::Stateful,
-                crate::stages::SampleMode::Window,
-            ] {
-                let times: Vec<f64> = (0..runs.max(1))
-                    .map(|_| crate::bench::sample_seconds(&cfg, 100, length, mode))
-                    .collect::<anyhow::Result<_>>()
-                    .map_err(failed)?;
-                println!(
-                    "  {mode:?}: median {:.3} s over {} runs",
-                    crate::bench::median(times),
-                    runs.max(1)
-                );
-            }
+        Bench::Sample { length, runs } => crate::bench::sample_report(length, runs),
+        Bench::Prep { corpus, runs } => crate::bench::prep_report(&corpus, runs),
+    };
+    match report {
+        Ok(text) => {
+            print!("{text}");
+            Ok(exit::SUCCESS)
         }
-        Bench::Prep { corpus, runs } => {
-            let mut times = Vec::new();
-            let mut tokens = 0;
-            for _ in 0..runs.max(1) {
-                let (s, t) = crate::bench::prep_seconds(&corpus).map_err(failed)?;
-                times.push(s);
-                tokens = t;
-            }
-            println!(
-                "prep {}: all MIDI stages, no cache: median {:.1} ms over {} runs ({tokens} tokens)",
-                corpus.display(),
-                crate::bench::median(times) * 1e3,
-                runs.max(1)
-            );
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            Err(exit::STAGE_FAILED)
         }
     }
-    Ok(exit::SUCCESS)
 }

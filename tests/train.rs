@@ -305,3 +305,64 @@ fn window_sampling_is_the_papers_and_stateful_the_default() {
         bad.stderr
     );
 }
+
+#[test]
+fn the_benchmarks_run_and_report_their_figures() {
+    let p = Project::new();
+    for f in 0..2u32 {
+        let keys: Vec<u8> = (0..150u32).map(|i| 48 + ((i * 3 + f) % 24) as u8).collect();
+        p.midi(&format!("corpus/{f}.mid"), &[melody(0, &keys)]);
+    }
+    let prep = p
+        .pipeline(&["bench", "prep", "--corpus", "corpus", "--runs", "2"])
+        .ok();
+    assert!(
+        prep.stdout.contains("all MIDI stages, no cache: median"),
+        "{}",
+        prep.stdout
+    );
+    assert!(prep.stdout.contains("(300 tokens)"), "{}", prep.stdout);
+    let train = p
+        .pipeline(&[
+            "bench",
+            "train",
+            "--layers",
+            "1",
+            "--hidden",
+            "8",
+            "--seq-len",
+            "4",
+            "--batch",
+            "4",
+            "--steps",
+            "2",
+        ])
+        .ok();
+    for piece in [
+        "ms/step over 2 steps",
+        "windows/s",
+        "GFLOP/s of matrix products",
+        "of this machine's sgemm",
+    ] {
+        assert!(train.stdout.contains(piece), "{piece}: {}", train.stdout);
+    }
+    let plain = p
+        .pipeline(&[
+            "bench",
+            "train",
+            "--hidden",
+            "8",
+            "--seq-len",
+            "4",
+            "--steps",
+            "1",
+            "--plain",
+        ])
+        .ok();
+    assert!(plain.stdout.contains("plain LSTM"), "{}", plain.stdout);
+    if !cfg!(feature = "cuda") {
+        let cuda = p.pipeline(&["bench", "train", "--device", "cuda"]);
+        assert_eq!(cuda.code, 2);
+        assert!(cuda.stderr.contains("--features cuda"), "{}", cuda.stderr);
+    }
+}
