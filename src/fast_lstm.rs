@@ -12,6 +12,7 @@ use std::sync::Mutex;
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
+use rayon::prelude::*;
 
 /// `dst = (accumulate ? dst : 0) + lhs · rhs` for row-major views given by strides: `dst` is m×n with row stride
 /// `dst_rs`, `lhs` m×k, `rhs` k×n. Every index is checked against the slices before gemm runs.
@@ -41,12 +42,8 @@ fn sgemm(
         (k - 1) * rhs_rs + (n - 1) * rhs_cs < rhs.len(),
         "sgemm: rhs out of bounds"
     );
-    let threads = candle_core::utils::get_num_threads();
-    let parallelism = if threads > 1 {
-        Parallelism::Rayon(threads)
-    } else {
-        Parallelism::None
-    };
+    // Single-threaded: the callers run one slice of sequences per thread.
+    let parallelism = Parallelism::None;
     // SAFETY: the asserts above keep every element gemm reads or writes inside the three slices, and `dst` does
     // not overlap `lhs` or `rhs` (it is a distinct `&mut`).
     unsafe {
@@ -150,6 +147,13 @@ fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]>
     }
 }
 
+/// How many sequences of a batch each thread takes: sequences are independent, so each thread runs the whole
+/// recurrence for its slice with single-threaded products, and no thread waits for another at every step.
+fn rows_per_thread(b: usize) -> usize {
+    b.div_ceil(candle_core::utils::get_num_threads().clamp(1, b.max(1)))
+        .max(1)
+}
+
 /// Runs the forward recurrence; returns the saved state (its `hidden` is the output).
 fn forward(xg: &[f32], w_hh: &[f32], b: usize, t: usize, h: usize) -> Saved {
     let g4 = 4 * h;
@@ -157,6 +161,36 @@ fn forward(xg: &[f32], w_hh: &[f32], b: usize, t: usize, h: usize) -> Saved {
     let mut cells = vec![0f32; b * t * h];
     let mut cells_tanh = vec![0f32; b * t * h];
     let mut hidden = vec![0f32; b * t * h];
+    let rows = rows_per_thread(b);
+    gates
+        .par_chunks_mut(rows * t * g4)
+        .zip(cells.par_chunks_mut(rows * t * h))
+        .zip(cells_tanh.par_chunks_mut(rows * t * h))
+        .zip(hidden.par_chunks_mut(rows * t * h))
+        .for_each(|(((gates, cells), cells_tanh), hidden)| {
+            forward_rows(gates, cells, cells_tanh, hidden, w_hh, t, h)
+        });
+    Saved {
+        gates,
+        cells,
+        cells_tanh,
+        hidden,
+        w_hh: w_hh.to_vec(),
+    }
+}
+
+/// The forward recurrence for a slice of whole sequences (`gates` holds their pre-activations on entry).
+fn forward_rows(
+    gates: &mut [f32],
+    cells: &mut [f32],
+    cells_tanh: &mut [f32],
+    hidden: &mut [f32],
+    w_hh: &[f32],
+    t: usize,
+    h: usize,
+) {
+    let g4 = 4 * h;
+    let b = hidden.len() / (t * h);
     for step in 0..t {
         if step > 0 {
             // gates[:, step] += hidden[:, step-1] · W_hhᵀ ; W_hhᵀ (H × 4H) read from W_hh (4H × H) by strides.
@@ -169,9 +203,8 @@ fn forward(xg: &[f32], w_hh: &[f32], b: usize, t: usize, h: usize) -> Saved {
             // Activations over contiguous slices, so they vectorize: σ for i and f, tanh for g, σ for o.
             let (ifg, o) = g.split_at_mut(3 * h);
             let (i_f, gg) = ifg.split_at_mut(2 * h);
-            i_f.iter_mut()
-                .chain(o.iter_mut())
-                .for_each(|v| *v = sigmoid(*v));
+            i_f.iter_mut().for_each(|v| *v = sigmoid(*v));
+            o.iter_mut().for_each(|v| *v = sigmoid(*v));
             gg.iter_mut().for_each(|v| *v = tanh(*v));
             let g = &*g;
             for j in 0..h {
@@ -185,19 +218,52 @@ fn forward(xg: &[f32], w_hh: &[f32], b: usize, t: usize, h: usize) -> Saved {
             }
         }
     }
-    Saved {
-        gates,
-        cells,
-        cells_tanh,
-        hidden,
-        w_hh: w_hh.to_vec(),
-    }
 }
 
 /// Backward through time; returns (d pre-activations `(B, T, 4H)`, d `W_hh` `(4H, H)`).
 fn backward(saved: &Saved, grad: &[f32], b: usize, t: usize, h: usize) -> (Vec<f32>, Vec<f32>) {
     let g4 = 4 * h;
+    let rows = rows_per_thread(b);
     let mut dgates = vec![0f32; b * t * g4];
+    let partial: Vec<Vec<f32>> = dgates
+        .par_chunks_mut(rows * t * g4)
+        .enumerate()
+        .map(|(chunk, dgates)| {
+            let (seq, cell) = (chunk * rows * t * h, rows * t * h);
+            fn part(v: &[f32], seq: usize, cell: usize) -> &[f32] {
+                &v[seq..(seq + cell).min(v.len())]
+            }
+            let slices = Slices {
+                gates: &saved.gates[chunk * rows * t * g4..][..dgates.len()],
+                cells: part(&saved.cells, seq, cell),
+                cells_tanh: part(&saved.cells_tanh, seq, cell),
+                hidden: part(&saved.hidden, seq, cell),
+                grad: part(grad, seq, cell),
+            };
+            backward_rows(&slices, dgates, &saved.w_hh, t, h)
+        })
+        .collect();
+    // W_hh's gradient: the sum of every slice's.
+    let mut dw = vec![0f32; g4 * h];
+    for p in partial {
+        dw.iter_mut().zip(p).for_each(|(d, p)| *d += p);
+    }
+    (dgates, dw)
+}
+
+/// What the backward pass reads for a slice of whole sequences.
+struct Slices<'a> {
+    gates: &'a [f32],
+    cells: &'a [f32],
+    cells_tanh: &'a [f32],
+    hidden: &'a [f32],
+    grad: &'a [f32],
+}
+
+/// Backward through time for a slice of whole sequences; fills their `dgates`, returns their part of d`W_hh`.
+fn backward_rows(saved: &Slices, dgates: &mut [f32], w_hh: &[f32], t: usize, h: usize) -> Vec<f32> {
+    let g4 = 4 * h;
+    let b = saved.hidden.len() / (t * h);
     let mut dh_next = vec![0f32; b * h];
     let mut dc_next = vec![0f32; b * h];
     for step in (0..t).rev() {
@@ -213,7 +279,7 @@ fn backward(saved: &Saved, grad: &[f32], b: usize, t: usize, h: usize) -> (Vec<f
                     0.0
                 };
                 let tc = saved.cells_tanh[row + j];
-                let dh = grad[row + j] + dh_next[bi * h + j];
+                let dh = saved.grad[row + j] + dh_next[bi * h + j];
                 let dc = dh * o * (1.0 - tc * tc) + dc_next[bi * h + j];
                 dg[j] = dc * gg * i * (1.0 - i);
                 dg[h + j] = dc * c_prev * f * (1.0 - f);
@@ -232,7 +298,7 @@ fn backward(saved: &Saved, grad: &[f32], b: usize, t: usize, h: usize) -> (Vec<f
                 false,
                 lhs,
                 (t * g4, 1),
-                &saved.w_hh,
+                w_hh,
                 (h, 1),
             );
         }
@@ -255,7 +321,7 @@ fn backward(saved: &Saved, grad: &[f32], b: usize, t: usize, h: usize) -> (Vec<f
             );
         }
     }
-    (dgates, dw)
+    dw
 }
 
 impl CustomOp2 for LstmSequence {
