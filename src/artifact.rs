@@ -99,7 +99,6 @@ impl Artifact {
     accessor!(vocab, Vocab, Vocabulary);
     accessor!(windows, Windows, WindowSet);
     accessor!(model, Model, Box<TrainedModel>);
-    accessor!(music, Music, Music);
 }
 
 /// MIDI files reduced to what the pipeline reads: notes and program changes on absolute ticks.

@@ -521,21 +521,11 @@ fn compare(
             .iter()
             .filter(|r| !r.history.is_empty())
             .map(|r| {
-                let label: Vec<String> = varying
-                    .iter()
-                    .map(|k| {
-                        format!(
-                            "{}={}",
-                            k.rsplit('.').next().unwrap_or(k),
-                            r.params.get(k).map(compare::cell).unwrap_or_default()
-                        )
-                    })
-                    .collect();
                 (
-                    if label.is_empty() {
+                    if varying.is_empty() {
                         r.name().to_string()
                     } else {
-                        label.join(",")
+                        r.label_by(&varying)
                     },
                     r.history.clone(),
                 )

@@ -113,6 +113,25 @@ impl RunSummary {
         })
     }
 
+    /// The lowest training loss of any epoch.
+    pub fn best_train_loss(&self) -> Option<f64> {
+        min(self.history.iter().map(|h| h.train_loss))
+    }
+
+    /// The lowest validation loss of any epoch.
+    pub fn best_val_loss(&self) -> Option<f64> {
+        min(self.history.iter().filter_map(|h| h.val_loss))
+    }
+
+    /// `layers=2,seq_len=64`: this run's values of the given parameters, as sweep points are named.
+    pub fn label_by(&self, params: &[String]) -> String {
+        let values: Vec<(String, String)> = params
+            .iter()
+            .map(|k| (k.clone(), self.params.get(k).map(cell).unwrap_or_default()))
+            .collect();
+        crate::sweep::label(&values)
+    }
+
     /// How the run is named in tables and charts: its point label, or its folder.
     pub fn name(&self) -> &str {
         if self.label.is_empty() {
@@ -194,12 +213,12 @@ fn min(values: impl Iterator<Item = f64>) -> Option<f64> {
 }
 
 /// The parameters whose values are not the same in every run.
-pub fn varying_params(runs: &[RunSummary]) -> Vec<String> {
-    let keys: BTreeSet<&String> = runs.iter().flat_map(|r| r.params.keys()).collect();
+pub fn varying_params<R: std::borrow::Borrow<RunSummary>>(runs: &[R]) -> Vec<String> {
+    let keys: BTreeSet<&String> = runs.iter().flat_map(|r| r.borrow().params.keys()).collect();
     keys.into_iter()
         .filter(|k| {
-            let first = runs[0].params.get(*k);
-            runs.iter().any(|r| r.params.get(*k) != first)
+            let first = runs[0].borrow().params.get(*k);
+            runs.iter().any(|r| r.borrow().params.get(*k) != first)
         })
         .cloned()
         .collect()
@@ -232,9 +251,9 @@ pub fn table(runs: &[RunSummary]) -> Table {
             let last = r.history.last();
             row.push(last.map_or(Value::Null, |l| l.epoch.into()));
             row.push(last.map_or(Value::Null, |l| l.train_loss.into()));
-            row.push(min(r.history.iter().map(|h| h.train_loss)).into());
+            row.push(r.best_train_loss().into());
             row.push(last.and_then(|l| l.val_loss).into());
-            row.push(min(r.history.iter().filter_map(|h| h.val_loss)).into());
+            row.push(r.best_val_loss().into());
             row.push(last.and_then(|l| l.val_accuracy).into());
             row.push(r.train_seconds.into());
             row.push(Value::from(r.device.as_str()));

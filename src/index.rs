@@ -65,9 +65,8 @@ pub fn write(reports_dir: &Path) -> Result<PathBuf> {
     for (experiment, runs) in &by_experiment {
         let mut runs = runs.clone();
         runs.sort_by(|a, b| b.started.cmp(&a.started));
-        let owned: Vec<RunSummary> = runs.iter().map(|r| (*r).clone()).collect();
-        let varying = if owned.len() > 1 {
-            varying_params(&owned)
+        let varying = if runs.len() > 1 {
+            varying_params(&runs)
         } else {
             Vec::new()
         };
@@ -110,11 +109,6 @@ pub fn write(reports_dir: &Path) -> Result<PathBuf> {
                 );
             }
             let last = r.history.last();
-            let best_val = r
-                .history
-                .iter()
-                .filter_map(|h| h.val_loss)
-                .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.min(v))));
             let num = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_default();
             let _ = write!(
                 html,
@@ -123,7 +117,7 @@ pub fn write(reports_dir: &Path) -> Result<PathBuf> {
                 last.map(|l| l.epoch.to_string()).unwrap_or_default(),
                 num(last.map(|l| l.train_loss)),
                 num(last.and_then(|l| l.val_loss)),
-                num(best_val),
+                num(r.best_val_loss()),
                 num(last.and_then(|l| l.val_accuracy)),
             );
             let chart = r.dir.join("loss.svg");

@@ -140,41 +140,45 @@ impl Study {
                     continue;
                 }
             };
-            for r in 0..sweep.repeat {
-                let (mut exp, mut vals) = (None, values.clone());
-                if sweep.repeat > 1 {
-                    let mut with_seed = all.clone();
-                    for spec in experiment
-                        .graph
-                        .stages
-                        .iter()
-                        .filter(|s| s.kind() == StageKind::Train)
-                    {
-                        let seed = spec
-                            .stage()
-                            .params()
-                            .get("seed")
-                            .and_then(|v| v.as_u64())
-                            .unwrap_or(0);
-                        let key = format!("{}.seed", spec.name);
-                        let value = (seed + u64::from(r)).to_string();
-                        vals.push((key.clone(), value.clone()));
-                        with_seed.push(Override {
-                            key,
-                            value,
-                            origin: None,
-                        });
-                    }
-                    exp = Some(Experiment::from_text(path, &text, &with_seed)?);
-                }
-                let label = label(&vals);
+            if sweep.repeat == 1 {
                 points.push(Point {
-                    label,
+                    label: label(&values),
+                    values,
+                    experiment,
+                });
+                continue;
+            }
+            // Each repeat moves the seed of every train stage on by one.
+            let seeds: Vec<(String, u64)> = experiment
+                .graph
+                .stages
+                .iter()
+                .filter(|s| s.kind() == StageKind::Train)
+                .map(|s| {
+                    let seed = s
+                        .stage()
+                        .params()
+                        .get("seed")
+                        .and_then(|v| v.as_u64())
+                        .unwrap_or(0);
+                    (format!("{}.seed", s.name), seed)
+                })
+                .collect();
+            for r in 0..u64::from(sweep.repeat) {
+                let mut vals = values.clone();
+                let mut with_seed = all.clone();
+                for (key, seed) in &seeds {
+                    vals.push((key.clone(), (seed + r).to_string()));
+                    with_seed.push(Override {
+                        key: key.clone(),
+                        value: (seed + r).to_string(),
+                        origin: None,
+                    });
+                }
+                points.push(Point {
+                    label: label(&vals),
                     values: vals,
-                    experiment: match exp {
-                        Some(e) => e,
-                        None => Experiment::from_text(path, &text, &all)?,
-                    },
+                    experiment: Experiment::from_text(path, &text, &with_seed)?,
                 });
             }
         }
