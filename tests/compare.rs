@@ -117,8 +117,7 @@ fn compare_sorts_and_speaks_json() {
     );
     assert_eq!(rows[1]["model.hidden"], 8);
     let bad = p.pipeline(&["compare", "exp", "--sort", "nope"]);
-    assert_eq!(bad.code, 2);
-    assert!(bad.stderr.contains("no column `nope`"), "{}", bad.stderr);
+    bad.fails_with(2, "no column `nope`");
     let missing = p.pipeline(&["compare", "nothing-here"]);
     assert_eq!(missing.code, 2);
     assert!(

@@ -135,12 +135,7 @@ fn zip_pairs_values_and_rejects_lists_of_different_lengths() {
         experiment(TINY, "length = 6") + "\n[sweep]\nmode = \"zip\"\n\"model.hidden\" = [8, 12, 16]\n\"windows.seq_len\" = [3, 4]\n",
     );
     let bad = p.pipeline(&["run", "exp.toml"]);
-    assert_eq!(bad.code, 2);
-    assert!(
-        bad.stderr.contains("with `mode = \"zip\"` every list needs the same length: `model.hidden` has 3 values, `windows.seq_len` has 2"),
-        "{}",
-        bad.stderr
-    );
+    bad.fails_with(2, "with `mode = \"zip\"` every list needs the same length: `model.hidden` has 3 values, `windows.seq_len` has 2");
     assert!(
         bad.stderr.contains("exp.toml:"),
         "points at the file: {}",
@@ -152,12 +147,7 @@ fn zip_pairs_values_and_rejects_lists_of_different_lengths() {
 fn bad_sweep_values_point_into_the_sweep_table() {
     let p = sweep_project("\n[sweep]\n\"model.hidden\" = [8, 0]\n\"windws.seq_len\" = [3]\n");
     let bad = p.pipeline(&["run", "exp.toml"]);
-    assert_eq!(bad.code, 2);
-    assert!(
-        bad.stderr.contains("must be between 1 and 8192, got 0"),
-        "{}",
-        bad.stderr
-    );
+    bad.fails_with(2, "must be between 1 and 8192, got 0");
     assert!(
         bad.stderr.contains("there is no stage named `windws`"),
         "{}",

@@ -208,8 +208,7 @@ fn all_problems_are_reported_together() {
         "[stages.a]\nkind = \"windw\"\n[stages.b]\nkind = \"window\"\ninputs = [\"zz\"]\nseq_len = -1\n",
     );
     let run = p.pipeline(&["graph", "exp.toml"]);
-    assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("unknown stage kind `windw`"));
+    run.fails_with(2, "unknown stage kind `windw`");
     assert!(run.stderr.contains("no stage named `zz`"));
     assert!(run.stderr.contains("expected u32"));
     assert!(

@@ -202,6 +202,18 @@ impl Run {
         self
     }
 
+    /// Asserts the exit code and that stderr says `needle`.
+    #[track_caller]
+    pub fn fails_with(&self, code: i32, needle: &str) -> &Self {
+        assert_eq!(self.code, code, "exit code; stderr:\n{}", self.stderr);
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}:\n{}",
+            self.stderr
+        );
+        self
+    }
+
     pub fn manifest(&self) -> serde_json::Value {
         let path = self
             .report
