@@ -1,16 +1,19 @@
-//! A fast LSTM layer for training on the CPU: the whole sequence's recurrence and its backward pass through time
-//! as one candle custom op, instead of hundreds of small autograd nodes.
+//! A fast LSTM layer for training on the CPU: the whole layer — input projection, recurrence and the backward
+//! pass through time — as one candle custom op, instead of hundreds of small autograd nodes.
 //!
-//! The input projection of every step (`x · W_ihᵀ + b`) stays one large candle matmul, so autograd handles it. This
-//! op takes those pre-activations and `W_hh` and runs the recurrence: per step one sgemm (`h · W_hhᵀ`, weights read
-//! in place, no transposed copy) and one fused pass over the four gates. It keeps the gate activations and cell states
-//! for the backward pass, which again needs one sgemm per step (`dgates · W_hh`) plus, for `W_hh`'s gradient, one
-//! large sgemm per sequence at the end. Buffers are allocated once per call, never per step. f32 on the CPU only;
-//! [`crate::model::Lstm`] falls back to plain candle ops on other devices and types.
+//! Inputs: the layer input `x` `(B, T, D)`, the weights `[W_ih | W_hh]` side by side `(4H, D + H)` and the summed
+//! biases `(4H)`. Forward: one large sgemm projects every step's input; then per step one sgemm (`h · W_hhᵀ`, from a
+//! transposed copy made once per call so gemm reads it in place) and one fused pass over the four gates. Backward:
+//! per step one sgemm (`dgates · W_hh`) and the fused gate derivatives; then one sgemm each for the input's gradient
+//! and for the weights' (`dgatesᵀ · [x | h_prev]`). Each thread runs all of this for its own slice of the batch, so
+//! no thread waits for another at every step, and only three tensors per layer pass through autograd (candle zeroes
+//! and adds every gradient it accumulates, which cost a fifth of a step when the projection and bias were separate
+//! nodes). Buffers are allocated once per call, never per step. f32 on the CPU only; [`crate::model::Lstm`] uses
+//! plain candle ops on other devices and types.
 
 use std::sync::Mutex;
 
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
@@ -102,7 +105,8 @@ fn tanh(x: f32) -> f32 {
     2.0 / (1.0 + exp(-2.0 * x)) - 1.0
 }
 
-/// What the forward pass keeps for the backward pass.
+/// What the forward pass keeps for the backward pass (the hidden states are the op's output, which candle hands
+/// back to the backward pass).
 struct Saved {
     /// Activated gates i, f, g, o per (batch, step): `(B, T, 4H)`.
     gates: Vec<f32>,
@@ -110,20 +114,15 @@ struct Saved {
     cells: Vec<f32>,
     /// `tanh` of the cell states, kept so the backward pass does not recompute it.
     cells_tanh: Vec<f32>,
-    /// Hidden states `(B, T, H)` (the op's output).
-    hidden: Vec<f32>,
-    /// `W_hh`, `(4H, H)`.
-    w_hh: Vec<f32>,
 }
 
-/// The recurrence of one LSTM layer over a whole sequence from a zero state.
-/// Inputs: pre-activations `(B, T, 4H)` (input projection and both biases applied) and `W_hh` `(4H, H)`.
-/// Output: every step's hidden state `(B, T, H)`.
-pub struct LstmSequence {
+/// One LSTM layer over whole sequences from a zero state. Inputs: `x` `(B, T, D)`, `[W_ih | W_hh]` `(4H, D + H)`,
+/// `b_ih + b_hh` `(4H)`. Output: every step's hidden state `(B, T, H)`.
+pub struct LstmLayer {
     saved: Mutex<Option<Saved>>,
 }
 
-impl LstmSequence {
+impl LstmLayer {
     pub fn new() -> Self {
         Self {
             saved: Mutex::new(None),
@@ -131,7 +130,7 @@ impl LstmSequence {
     }
 }
 
-impl Default for LstmSequence {
+impl Default for LstmLayer {
     fn default() -> Self {
         Self::new()
     }
@@ -147,55 +146,99 @@ fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]>
     }
 }
 
+/// Runs `f` on a CPU f32 tensor's elements in place, without copying them out.
+fn with_f32<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else {
+        candle_core::bail!("fast LSTM: {what} must be on the CPU");
+    };
+    Ok(f(f32_slice(cpu, layout, what)?))
+}
+
+/// Sizes of one call.
+#[derive(Clone, Copy)]
+struct Dims {
+    /// Steps per sequence.
+    t: usize,
+    /// Input width.
+    d: usize,
+    /// Hidden units.
+    h: usize,
+}
+
+impl Dims {
+    fn g4(self) -> usize {
+        4 * self.h
+    }
+    /// Row length of `[W_ih | W_hh]`.
+    fn w_cols(self) -> usize {
+        self.d + self.h
+    }
+}
+
 /// How many sequences of a batch each thread takes: sequences are independent, so each thread runs the whole
-/// recurrence for its slice with single-threaded products, and no thread waits for another at every step.
+/// recurrence for its slice with single-threaded products.
 fn rows_per_thread(b: usize) -> usize {
     b.div_ceil(candle_core::utils::get_num_threads().clamp(1, b.max(1)))
         .max(1)
 }
 
-/// Runs the forward recurrence; returns the saved state (its `hidden` is the output).
-fn forward(xg: &[f32], w_hh: &[f32], b: usize, t: usize, h: usize) -> Saved {
-    let g4 = 4 * h;
-    let mut gates = xg.to_vec();
+/// The forward pass for the whole batch; returns the saved state and the hidden states.
+fn forward(x: &[f32], w: &[f32], bias: &[f32], b: usize, dims: Dims) -> (Saved, Vec<f32>) {
+    let Dims { t, d, h } = dims;
+    let g4 = dims.g4();
+    let mut gates = vec![0f32; b * t * g4];
     let mut cells = vec![0f32; b * t * h];
     let mut cells_tanh = vec![0f32; b * t * h];
     let mut hidden = vec![0f32; b * t * h];
+    // W_hhᵀ stored contiguously (H × 4H), once per call: gemm then reads the weights of every step in place
+    // instead of repacking all of them at each step.
+    let mut w_hh_t = vec![0f32; h * g4];
+    for (r, row) in w.chunks_exact(dims.w_cols()).enumerate() {
+        for (c, &v) in row[d..].iter().enumerate() {
+            w_hh_t[c * g4 + r] = v;
+        }
+    }
     let rows = rows_per_thread(b);
     gates
         .par_chunks_mut(rows * t * g4)
+        .zip(x.par_chunks(rows * t * d))
         .zip(cells.par_chunks_mut(rows * t * h))
         .zip(cells_tanh.par_chunks_mut(rows * t * h))
         .zip(hidden.par_chunks_mut(rows * t * h))
-        .for_each(|(((gates, cells), cells_tanh), hidden)| {
-            forward_rows(gates, cells, cells_tanh, hidden, w_hh, t, h)
+        .for_each(|((((gates, x), cells), cells_tanh), hidden)| {
+            // Every step's input projection at once: gates = x · W_ihᵀ + bias.
+            for row in gates.chunks_exact_mut(g4) {
+                row.copy_from_slice(bias);
+            }
+            let n = x.len() / d;
+            sgemm((n, g4, d), gates, g4, true, x, (d, 1), w, (1, dims.w_cols()));
+            forward_rows(gates, cells, cells_tanh, hidden, &w_hh_t, dims);
         });
-    Saved {
+    let saved = Saved {
         gates,
         cells,
         cells_tanh,
-        hidden,
-        w_hh: w_hh.to_vec(),
-    }
+    };
+    (saved, hidden)
 }
 
-/// The forward recurrence for a slice of whole sequences (`gates` holds their pre-activations on entry).
+/// The recurrence for a slice of whole sequences (`gates` holds their input projections on entry).
 fn forward_rows(
     gates: &mut [f32],
     cells: &mut [f32],
     cells_tanh: &mut [f32],
     hidden: &mut [f32],
-    w_hh: &[f32],
-    t: usize,
-    h: usize,
+    w_hh_t: &[f32],
+    Dims { t, h, .. }: Dims,
 ) {
     let g4 = 4 * h;
     let b = hidden.len() / (t * h);
     for step in 0..t {
         if step > 0 {
-            // gates[:, step] += hidden[:, step-1] · W_hhᵀ ; W_hhᵀ (H × 4H) read from W_hh (4H × H) by strides.
+            // gates[:, step] += hidden[:, step-1] · W_hhᵀ.
             let (dst, lhs) = (&mut gates[step * g4..], &hidden[(step - 1) * h..]);
-            sgemm((b, g4, h), dst, t * g4, true, lhs, (t * h, 1), w_hh, (1, h));
+            sgemm((b, g4, h), dst, t * g4, true, lhs, (t * h, 1), w_hh_t, (g4, 1));
         }
         for bi in 0..b {
             let g = &mut gates[(bi * t + step) * g4..][..g4];
@@ -220,66 +263,88 @@ fn forward_rows(
     }
 }
 
-/// Backward through time; returns (d pre-activations `(B, T, 4H)`, d `W_hh` `(4H, H)`).
-fn backward(saved: &Saved, grad: &[f32], b: usize, t: usize, h: usize) -> (Vec<f32>, Vec<f32>) {
-    let g4 = 4 * h;
+/// What the backward pass reads for the whole batch.
+struct Inputs<'a> {
+    saved: &'a Saved,
+    x: &'a [f32],
+    w: &'a [f32],
+    hidden: &'a [f32],
+    grad: &'a [f32],
+}
+
+/// One slice's share of the weights' gradients.
+struct WeightGrads {
+    /// `(4H, D + H)`, laid out as `[W_ih | W_hh]`.
+    w: Vec<f32>,
+    /// `(4H)`.
+    bias: Vec<f32>,
+}
+
+/// Backward through time; returns (dx `(B, T, D)`, d`[W_ih | W_hh]`, d bias).
+fn backward(inputs: &Inputs, b: usize, dims: Dims) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let Dims { t, d, h } = dims;
+    let g4 = dims.g4();
     let rows = rows_per_thread(b);
-    let mut dgates = vec![0f32; b * t * g4];
-    let partial: Vec<Vec<f32>> = dgates
-        .par_chunks_mut(rows * t * g4)
+    let mut dx = vec![0f32; b * t * d];
+    let partial: Vec<WeightGrads> = dx
+        .par_chunks_mut(rows * t * d)
         .enumerate()
-        .map(|(chunk, dgates)| {
-            let (seq, cell) = (chunk * rows * t * h, rows * t * h);
-            fn part(v: &[f32], seq: usize, cell: usize) -> &[f32] {
-                &v[seq..(seq + cell).min(v.len())]
-            }
-            let slices = Slices {
-                gates: &saved.gates[chunk * rows * t * g4..][..dgates.len()],
-                cells: part(&saved.cells, seq, cell),
-                cells_tanh: part(&saved.cells_tanh, seq, cell),
-                hidden: part(&saved.hidden, seq, cell),
-                grad: part(grad, seq, cell),
+        .map(|(chunk, dx)| {
+            let n = dx.len() / d;
+            let (first, cell) = (chunk * rows * t, n * h);
+            let slice = Slice {
+                gates: &inputs.saved.gates[first * g4..][..n * g4],
+                cells: &inputs.saved.cells[first * h..][..cell],
+                cells_tanh: &inputs.saved.cells_tanh[first * h..][..cell],
+                hidden: &inputs.hidden[first * h..][..cell],
+                grad: &inputs.grad[first * h..][..cell],
+                x: &inputs.x[first * d..][..n * d],
             };
-            backward_rows(&slices, dgates, &saved.w_hh, t, h)
+            backward_rows(&slice, dx, inputs.w, dims)
         })
         .collect();
-    // W_hh's gradient: the sum of every slice's.
-    let mut dw = vec![0f32; g4 * h];
+    // The weights' gradients: the sum of every slice's.
+    let mut total = WeightGrads {
+        w: vec![0f32; g4 * dims.w_cols()],
+        bias: vec![0f32; g4],
+    };
     for p in partial {
-        dw.iter_mut().zip(p).for_each(|(d, p)| *d += p);
+        total.w.iter_mut().zip(p.w).for_each(|(a, b)| *a += b);
+        total.bias.iter_mut().zip(p.bias).for_each(|(a, b)| *a += b);
     }
-    (dgates, dw)
+    (dx, total.w, total.bias)
 }
 
 /// What the backward pass reads for a slice of whole sequences.
-struct Slices<'a> {
+struct Slice<'a> {
     gates: &'a [f32],
     cells: &'a [f32],
     cells_tanh: &'a [f32],
     hidden: &'a [f32],
     grad: &'a [f32],
+    x: &'a [f32],
 }
 
-/// Backward through time for a slice of whole sequences; fills their `dgates`, returns their part of d`W_hh`.
-fn backward_rows(saved: &Slices, dgates: &mut [f32], w_hh: &[f32], t: usize, h: usize) -> Vec<f32> {
-    let g4 = 4 * h;
-    let b = saved.hidden.len() / (t * h);
+/// Backward for a slice of whole sequences: fills their `dx`, returns their part of the weights' gradients.
+fn backward_rows(s: &Slice, dx: &mut [f32], w: &[f32], dims: Dims) -> WeightGrads {
+    let Dims { t, d, h } = dims;
+    let (g4, w_cols) = (dims.g4(), dims.w_cols());
+    let n = s.hidden.len() / h;
+    let b = n / t;
+    let mut dgates = vec![0f32; n * g4];
     let mut dh_next = vec![0f32; b * h];
     let mut dc_next = vec![0f32; b * h];
+    let w_hh = &w[d..];
     for step in (0..t).rev() {
         for bi in 0..b {
             let row = (bi * t + step) * h;
-            let g = &saved.gates[(bi * t + step) * g4..][..g4];
+            let g = &s.gates[(bi * t + step) * g4..][..g4];
             let dg = &mut dgates[(bi * t + step) * g4..][..g4];
             for j in 0..h {
                 let (i, f, gg, o) = (g[j], g[h + j], g[2 * h + j], g[3 * h + j]);
-                let c_prev = if step > 0 {
-                    saved.cells[row - h + j]
-                } else {
-                    0.0
-                };
-                let tc = saved.cells_tanh[row + j];
-                let dh = saved.grad[row + j] + dh_next[bi * h + j];
+                let c_prev = if step > 0 { s.cells[row - h + j] } else { 0.0 };
+                let tc = s.cells_tanh[row + j];
+                let dh = s.grad[row + j] + dh_next[bi * h + j];
                 let dc = dh * o * (1.0 - tc * tc) + dc_next[bi * h + j];
                 dg[j] = dc * gg * i * (1.0 - i);
                 dg[h + j] = dc * c_prev * f * (1.0 - f);
@@ -291,42 +356,34 @@ fn backward_rows(saved: &Slices, dgates: &mut [f32], w_hh: &[f32], t: usize, h: 
         if step > 0 {
             // dh_next = dgates[:, step] · W_hh  ((B × 4H) · (4H × H)).
             let lhs = &dgates[step * g4..];
-            sgemm(
-                (b, h, g4),
-                &mut dh_next,
-                h,
-                false,
-                lhs,
-                (t * g4, 1),
-                w_hh,
-                (h, 1),
-            );
+            sgemm((b, h, g4), &mut dh_next, h, false, lhs, (t * g4, 1), w_hh, (w_cols, 1));
         }
     }
-    // dW_hh = Σ_{b, step ≥ 1} dgates[b, step]ᵀ · hidden[b, step - 1]: one (4H × (T-1)) · ((T-1) × H) per sequence.
-    let mut dw = vec![0f32; g4 * h];
-    if t > 1 {
-        for bi in 0..b {
-            let lhs = &dgates[(bi * t + 1) * g4..];
-            let rhs = &saved.hidden[bi * t * h..];
-            sgemm(
-                (g4, h, t - 1),
-                &mut dw,
-                h,
-                bi > 0,
-                lhs,
-                (1, g4),
-                rhs,
-                (h, 1),
-            );
+    // dx = dgates · W_ih  ((BT × 4H) · (4H × D)).
+    sgemm((n, d, g4), dx, d, false, &dgates, (g4, 1), w, (w_cols, 1));
+    // d[W_ih | W_hh] = dgatesᵀ · [x | h_prev] over every (sequence, step), h_prev being 0 at each first step:
+    // one product of depth BT each instead of one per sequence.
+    let mut z = vec![0f32; n * w_cols];
+    for (r, z) in z.chunks_exact_mut(w_cols).enumerate() {
+        z[..d].copy_from_slice(&s.x[r * d..][..d]);
+        if r % t > 0 {
+            z[d..].copy_from_slice(&s.hidden[(r - 1) * h..][..h]);
         }
     }
-    dw
+    let mut grads = WeightGrads {
+        w: vec![0f32; g4 * w_cols],
+        bias: vec![0f32; g4],
+    };
+    sgemm((g4, w_cols, n), &mut grads.w, w_cols, false, &dgates, (1, g4), &z, (w_cols, 1));
+    for dg in dgates.chunks_exact(g4) {
+        grads.bias.iter_mut().zip(dg).for_each(|(a, b)| *a += b);
+    }
+    grads
 }
 
-impl CustomOp2 for LstmSequence {
+impl CustomOp3 for LstmLayer {
     fn name(&self) -> &'static str {
-        "lstm-sequence"
+        "lstm-layer"
     }
 
     fn cpu_fwd(
@@ -335,43 +392,66 @@ impl CustomOp2 for LstmSequence {
         l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (b, t, g4) = l1.shape().dims3()?;
-        let (rows, h) = l2.shape().dims2()?;
-        if g4 != rows || g4 != 4 * h {
+        let (b, t, d) = l1.shape().dims3()?;
+        let (g4, w_cols) = l2.shape().dims2()?;
+        let bias_len = l3.shape().dims1()?;
+        let h = g4 / 4;
+        if g4 != 4 * h || w_cols != d + h || bias_len != g4 {
             candle_core::bail!(
-                "fast LSTM: pre-activations {:?} do not fit W_hh {:?}",
+                "fast LSTM: input {:?}, weights {:?} and bias {:?} do not fit together",
                 l1.shape(),
-                l2.shape()
+                l2.shape(),
+                l3.shape()
             );
         }
-        let xg = f32_slice(s1, l1, "the pre-activations")?;
-        let w_hh = f32_slice(s2, l2, "W_hh")?;
-        let saved = forward(xg, w_hh, b, t, h);
-        let hidden = saved.hidden.clone();
+        let x = f32_slice(s1, l1, "the input")?;
+        let w = f32_slice(s2, l2, "the weights")?;
+        let bias = f32_slice(s3, l3, "the bias")?;
+        let (saved, hidden) = forward(x, w, bias, b, Dims { t, d, h });
         *self.saved.lock().expect("the op's state is never poisoned") = Some(saved);
         Ok((CpuStorage::F32(hidden), Shape::from((b, t, h))))
     }
 
     fn bwd(
         &self,
-        xg: &Tensor,
-        _w_hh: &Tensor,
-        _res: &Tensor,
+        x: &Tensor,
+        w: &Tensor,
+        _bias: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (b, t, g4) = xg.dims3()?;
-        let h = g4 / 4;
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (b, t, d) = x.dims3()?;
+        let (g4, w_cols) = w.dims2()?;
+        let dims = Dims { t, d, h: g4 / 4 };
         let guard = self.saved.lock().expect("the op's state is never poisoned");
         let Some(saved) = guard.as_ref() else {
             candle_core::bail!("fast LSTM: backward without a forward pass");
         };
-        let grad: Vec<f32> = grad.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-        let (dgates, dw) = backward(saved, &grad, b, t, h);
-        let device = xg.device();
+        let grad = grad.to_dtype(DType::F32)?.contiguous()?;
+        let (dx, dw, dbias) = with_f32(x, "the input", |x| {
+            with_f32(w, "the weights", |w| {
+                with_f32(res, "the output", |hidden| {
+                    with_f32(&grad, "the output's gradient", |grad| {
+                        let inputs = Inputs {
+                            saved,
+                            x,
+                            w,
+                            hidden,
+                            grad,
+                        };
+                        backward(&inputs, b, dims)
+                    })
+                })
+            })
+        })????;
+        let device = x.device();
         Ok((
-            Some(Tensor::from_vec(dgates, (b, t, g4), device)?),
-            Some(Tensor::from_vec(dw, (g4, h), device)?),
+            Some(Tensor::from_vec(dx, (b, t, d), device)?),
+            Some(Tensor::from_vec(dw, (g4, w_cols), device)?),
+            Some(Tensor::from_vec(dbias, g4, device)?),
         ))
     }
 }
