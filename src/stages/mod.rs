@@ -34,16 +34,7 @@ pub fn prepare(corpus: &Path) -> anyhow::Result<usize> {
     let progress = MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
     let source = midi_source::MidiSource { path: ".".into() };
     let external = source.external_inputs(corpus)?;
-    let mut ctx = RunContext {
-        stage: "bench",
-        base_dir: corpus,
-        external: &external,
-        progress: &progress,
-        warnings: Vec::new(),
-        report_dir: corpus,
-        report_prefix: String::new(),
-        resume: None,
-    };
+    let mut ctx = detached_context(corpus, &external, &progress);
     let midi = source.run(&mut ctx, &[])?.artifact;
     let no_drums = drop_drums::DropDrums {}.run(&mut ctx, &[&midi])?.artifact;
     let notes = extract_instrument::ExtractInstrument { top: 1 }
@@ -58,6 +49,39 @@ pub fn prepare(corpus: &Path) -> anyhow::Result<usize> {
     };
     let windows = window.run(&mut ctx, &[&ids])?.artifact;
     Ok(windows.windows()?.ids.len())
+}
+
+/// A context for running stages outside the executor (benchmarks, tests): no cache, no progress shown, report
+/// files under `dir`.
+fn detached_context<'a>(
+    dir: &'a Path,
+    external: &'a ExternalInputs,
+    progress: &'a MultiProgress,
+) -> RunContext<'a> {
+    RunContext {
+        stage: "detached",
+        base_dir: dir,
+        external,
+        progress,
+        warnings: Vec::new(),
+        report_dir: dir,
+        report_prefix: String::new(),
+        resume: None,
+    }
+}
+
+/// Runs the window stage on a vocabulary outside the executor; for the memory test and benchmarks.
+pub fn run_window(vocab: Artifact, seq_len: u32, val_fraction: f64) -> anyhow::Result<Artifact> {
+    let progress = MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
+    let external = ExternalInputs::default();
+    let dir = std::env::temp_dir();
+    let mut ctx = detached_context(&dir, &external, &progress);
+    let window = window::Window {
+        seq_len,
+        val_fraction,
+        seed: 42,
+    };
+    Ok(window.run(&mut ctx, &[&vocab])?.artifact)
 }
 
 use std::collections::BTreeMap;
