@@ -196,15 +196,21 @@ fn forward(x: &[f32], w: &[f32], bias: &[f32], b: usize, dims: Dims) -> (Saved, 
     let mut cells = vec![0f32; b * t * h];
     let mut cells_tanh = vec![0f32; b * t * h];
     let mut hidden = vec![0f32; b * t * h];
-    // W_hhᵀ stored contiguously (H × 4H), once per call: gemm then reads the weights of every step in place
-    // instead of repacking all of them at each step.
-    let mut w_hh_t = vec![0f32; h * g4];
-    for (r, row) in w.chunks_exact(dims.w_cols()).enumerate() {
-        for (c, &v) in row[d..].iter().enumerate() {
-            w_hh_t[c * g4 + r] = v;
-        }
-    }
     let rows = rows_per_thread(b);
+    // W_hhᵀ stored contiguously (H × 4H), once per call: gemm then reads the weights of every step in place
+    // instead of repacking all of them at each step. With a few sequences per thread the per-step product is a
+    // matrix-vector one that reads W_hh in place anyway, and the copy would cost more than it saves (sampling).
+    let recurrent = if rows >= 4 {
+        let mut w_hh_t = vec![0f32; h * g4];
+        for (r, row) in w.chunks_exact(dims.w_cols()).enumerate() {
+            for (c, &v) in row[d..].iter().enumerate() {
+                w_hh_t[c * g4 + r] = v;
+            }
+        }
+        Recurrent::Transposed(w_hh_t)
+    } else {
+        Recurrent::InPlace(&w[d..])
+    };
     gates
         .par_chunks_mut(rows * t * g4)
         .zip(x.par_chunks(rows * t * d))
@@ -217,8 +223,17 @@ fn forward(x: &[f32], w: &[f32], bias: &[f32], b: usize, dims: Dims) -> (Saved, 
                 row.copy_from_slice(bias);
             }
             let n = x.len() / d;
-            sgemm((n, g4, d), gates, g4, true, x, (d, 1), w, (1, dims.w_cols()));
-            forward_rows(gates, cells, cells_tanh, hidden, &w_hh_t, dims);
+            sgemm(
+                (n, g4, d),
+                gates,
+                g4,
+                true,
+                x,
+                (d, 1),
+                w,
+                (1, dims.w_cols()),
+            );
+            forward_rows(gates, cells, cells_tanh, hidden, &recurrent, dims);
         });
     let saved = Saved {
         gates,
@@ -228,17 +243,29 @@ fn forward(x: &[f32], w: &[f32], bias: &[f32], b: usize, dims: Dims) -> (Saved, 
     (saved, hidden)
 }
 
+/// How the forward pass reads `W_hh` in its per-step products.
+enum Recurrent<'a> {
+    /// A transposed copy `(H, 4H)`.
+    Transposed(Vec<f32>),
+    /// In place: rows of `[W_ih | W_hh]` from the `W_hh` columns on.
+    InPlace(&'a [f32]),
+}
+
 /// The recurrence for a slice of whole sequences (`gates` holds their input projections on entry). Compiled for
 /// AVX-512 and AVX2 as well, chosen at run time: the gate math is a sixth of a step and runs 4× wider there.
-#[multiversion(targets("x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+#[multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma",
+    "x86_64+avx2+fma"
+))]
 fn forward_rows(
     gates: &mut [f32],
     cells: &mut [f32],
     cells_tanh: &mut [f32],
     hidden: &mut [f32],
-    w_hh_t: &[f32],
-    Dims { t, h, .. }: Dims,
+    recurrent: &Recurrent,
+    dims: Dims,
 ) {
+    let Dims { t, h, .. } = dims;
     let g4 = 4 * h;
     let b = hidden.len() / (t * h);
     let zeros = vec![0f32; h];
@@ -246,7 +273,11 @@ fn forward_rows(
         if step > 0 {
             // gates[:, step] += hidden[:, step-1] · W_hhᵀ.
             let (dst, lhs) = (&mut gates[step * g4..], &hidden[(step - 1) * h..]);
-            sgemm((b, g4, h), dst, t * g4, true, lhs, (t * h, 1), w_hh_t, (g4, 1));
+            let (rhs, strides) = match recurrent {
+                Recurrent::Transposed(w_t) => (&w_t[..], (g4, 1)),
+                Recurrent::InPlace(w_hh) => (*w_hh, (1, dims.w_cols())),
+            };
+            sgemm((b, g4, h), dst, t * g4, true, lhs, (t * h, 1), rhs, strides);
         }
         for bi in 0..b {
             let row = (bi * t + step) * h;
@@ -259,7 +290,11 @@ fn forward_rows(
             gg.iter_mut().for_each(|v| *v = tanh(*v));
             let (i, f, gg, o) = (&g[..h], &g[h..2 * h], &g[2 * h..3 * h], &g[3 * h..]);
             let (before, now) = cells.split_at_mut(row);
-            let c_prev = if step > 0 { &before[row - h..] } else { &zeros[..] };
+            let c_prev = if step > 0 {
+                &before[row - h..]
+            } else {
+                &zeros[..]
+            };
             let (c, c_prev) = (&mut now[..h], &c_prev[..h]);
             let (ct, hd) = (&mut cells_tanh[row..][..h], &mut hidden[row..][..h]);
             // Three simple passes rather than one: LLVM left the combined loop scalar.
@@ -338,7 +373,10 @@ struct Slice<'a> {
 
 /// Backward for a slice of whole sequences: fills their `dx`, returns their part of the weights' gradients.
 /// Compiled for AVX-512 and AVX2 as well, like [`forward_rows`].
-#[multiversion(targets("x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+#[multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma",
+    "x86_64+avx2+fma"
+))]
 fn backward_rows(s: &Slice, dx: &mut [f32], w: &[f32], dims: Dims) -> WeightGrads {
     let Dims { t, d, h } = dims;
     let (g4, w_cols) = (dims.g4(), dims.w_cols());
@@ -354,21 +392,29 @@ fn backward_rows(s: &Slice, dx: &mut [f32], w: &[f32], dims: Dims) -> WeightGrad
             let row = (bi * t + step) * h;
             let g = &s.gates[(bi * t + step) * g4..][..g4];
             let dg = &mut dgates[(bi * t + step) * g4..][..g4];
-            let c_prev = if step > 0 { &s.cells[row - h..][..h] } else { &zeros[..] };
+            let c_prev = if step > 0 {
+                &s.cells[row - h..][..h]
+            } else {
+                &zeros[..]
+            };
             let (tc, grad) = (&s.cells_tanh[row..][..h], &s.grad[row..][..h]);
             let dh_next = &dh_next[bi * h..][..h];
             let dc_next = &mut dc_next[bi * h..][..h];
-            gate_grads(
-                dg,
-                dc_next,
-                g,
-                [c_prev, tc, grad, dh_next],
-            );
+            gate_grads(dg, dc_next, g, [c_prev, tc, grad, dh_next]);
         }
-    if step > 0 {
+        if step > 0 {
             // dh_next = dgates[:, step] · W_hh  ((B × 4H) · (4H × H)).
             let lhs = &dgates[step * g4..];
-            sgemm((b, h, g4), &mut dh_next, h, false, lhs, (t * g4, 1), w_hh, (w_cols, 1));
+            sgemm(
+                (b, h, g4),
+                &mut dh_next,
+                h,
+                false,
+                lhs,
+                (t * g4, 1),
+                w_hh,
+                (w_cols, 1),
+            );
         }
     }
     // dx = dgates · W_ih  ((BT × 4H) · (4H × D)).
@@ -386,7 +432,16 @@ fn backward_rows(s: &Slice, dx: &mut [f32], w: &[f32], dims: Dims) -> WeightGrad
         w: vec![0f32; g4 * w_cols],
         bias: vec![0f32; g4],
     };
-    sgemm((g4, w_cols, n), &mut grads.w, w_cols, false, &dgates, (1, g4), &z, (w_cols, 1));
+    sgemm(
+        (g4, w_cols, n),
+        &mut grads.w,
+        w_cols,
+        false,
+        &dgates,
+        (1, g4),
+        &z,
+        (w_cols, 1),
+    );
     for dg in dgates.chunks_exact(g4) {
         grads.bias.iter_mut().zip(dg).for_each(|(a, b)| *a += b);
     }
@@ -396,9 +451,17 @@ fn backward_rows(s: &Slice, dx: &mut [f32], w: &[f32], dims: Dims) -> WeightGrad
 /// The gates' gradients for one (sequence, step), and the cell gradient carried to the step before. A function of
 /// its own, not inlined, because only then do its slices reach LLVM as non-aliasing: written inside the loop over
 /// steps it stayed scalar.
-#[multiversion(targets("x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+#[multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma",
+    "x86_64+avx2+fma"
+))]
 #[inline(never)]
-fn gate_grads(dg: &mut [f32], dc_next: &mut [f32], g: &[f32], [c_prev, tc, grad, dh_next]: [&[f32]; 4]) {
+fn gate_grads(
+    dg: &mut [f32],
+    dc_next: &mut [f32],
+    g: &[f32],
+    [c_prev, tc, grad, dh_next]: [&[f32]; 4],
+) {
     let h = dc_next.len();
     let (di, rest) = dg[..4 * h].split_at_mut(h);
     let (df, rest) = rest.split_at_mut(h);

@@ -65,7 +65,9 @@ fn window_memory_grows_with_tokens_not_with_seq_len() {
     let (short, short_windows) = window_peak(400_000, 16);
     let (long, long_windows) = window_peak(400_000, 1024);
     let (double, _) = window_peak(800_000, 16);
-    println!("peak bytes: 400k tokens, seq_len 16: {short}; seq_len 1024: {long}; 800k tokens: {double}");
+    println!(
+        "peak bytes: 400k tokens, seq_len 16: {short}; seq_len 1024: {long}; 800k tokens: {double}"
+    );
     assert!(short_windows > 390_000 && long_windows > 370_000);
     // Materialised windows would need seq_len × 4 bytes each: 1.5 GB at seq_len 1024.
     assert!(
