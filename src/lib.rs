@@ -18,6 +18,7 @@ pub mod fast_lstm;
 pub mod fingerprint;
 pub mod graph;
 pub mod index;
+pub mod ingest;
 pub mod metrics;
 pub mod midi;
 pub mod model;

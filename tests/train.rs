@@ -10,7 +10,9 @@ use common::*;
 fn assert_midi_matches_csv(run: &Run) {
     let report = run.report.as_ref().unwrap();
     let bytes = std::fs::read(report.join("generated.mid")).unwrap();
-    let song = pipeline::midi::read_song("generated.mid", &bytes).unwrap();
+    let song = pipeline::ingest::read_song("generated.mid", &bytes)
+        .unwrap()
+        .song;
     let mut onsets: std::collections::BTreeMap<u64, BTreeSet<u8>> = Default::default();
     for e in &song.events {
         if let pipeline::artifact::Message::NoteOn { key, .. } = e.message {

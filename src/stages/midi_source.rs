@@ -7,12 +7,12 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CheckContext, ExternalInputs, ParamProblem, Params, RunContext, Stage, StageKind, StageOutput,
-    params_of,
+    CheckContext, ExternalInputs, ParamProblem, Params, ReportFile, RunContext, Stage, StageKind,
+    StageOutput, csv_bytes, params_of,
 };
-use crate::artifact::{Artifact, MidiCorpus};
+use crate::artifact::{Artifact, Message, MidiCorpus};
 use crate::fingerprint::Hash;
-use crate::midi;
+use crate::ingest;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -69,10 +69,16 @@ fn split_glob(path: &str) -> (PathBuf, Option<&str>) {
     (root, Some(path))
 }
 
+/// `*.mid`, `*.midi`, `*.kar`, `*.rmi`, and any of them gzip-compressed (`*.mid.gz`), as Debian ships some.
 fn is_midi(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case("mid") || e.eq_ignore_ascii_case("midi"))
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let name = name.strip_suffix(".gz").unwrap_or(&name);
+    [".mid", ".midi", ".kar", ".rmi"]
+        .iter()
+        .any(|ext| name.ends_with(ext))
 }
 
 /// `a/b.mid` for a path under `root`, always with `/`.
@@ -147,7 +153,8 @@ impl Stage for MidiSource {
         let locations = self.files(base_dir)?;
         if locations.is_empty() {
             bail!(
-                "no MIDI files (*.mid, *.midi) found at `{}`; check `path` in the experiment",
+                "no MIDI files (*.mid, *.midi, *.kar, *.rmi, optionally .gz) found at `{}`; check `path` in the \
+                 experiment",
                 self.path
             );
         }
@@ -168,7 +175,7 @@ impl Stage for MidiSource {
     fn run(&self, ctx: &mut RunContext, _inputs: &[&Artifact]) -> anyhow::Result<StageOutput> {
         let bar = ctx.bar(ctx.external.locations.len() as u64, "files");
         let mut songs = Vec::new();
-        let mut skipped = Vec::new();
+        let mut rows = Vec::new();
         for (rel, abs) in &ctx.external.locations {
             bar.set_message(rel.clone());
             let bytes =
@@ -179,37 +186,91 @@ impl Stage for MidiSource {
                     abs.display()
                 );
             }
-            match midi::read_song(rel, &bytes) {
-                Ok(song) => songs.push(song),
-                Err(e) => {
-                    ctx.warn(format!(
-                        "skipped `{}`: {e}",
-                        display_path(&ctx.external.display_root, rel)
-                    ));
-                    skipped.push(serde_json::json!({ "file": rel, "reason": e.to_string() }));
+            let shown = display_path(&ctx.external.display_root, rel);
+            let row = match ingest::read_song(rel, &bytes) {
+                Ok(read) => {
+                    let notes = read
+                        .song
+                        .events
+                        .iter()
+                        .filter(|e| matches!(e.message, Message::NoteOn { .. }))
+                        .count();
+                    // Warn about what was lost or changed; unusual-but-legal findings go to ingest.csv only.
+                    let mut problems = read.repairs.clone();
+                    if notes == 0 {
+                        problems.insert(0, "no notes".into());
+                    }
+                    if !problems.is_empty() {
+                        ctx.warn(format!("`{shown}`: {}", problems.join("; ")));
+                    }
+                    songs.push(read.song);
+                    let status = if read.repairs.is_empty() {
+                        "read"
+                    } else {
+                        "repaired"
+                    };
+                    let detail = [problems, read.notes].concat().join("; ");
+                    IngestRow {
+                        file: rel.clone(),
+                        status,
+                        notes,
+                        detail,
+                    }
                 }
-            }
+                Err(e) => {
+                    ctx.warn(format!("skipped `{shown}`: {e}"));
+                    IngestRow {
+                        file: rel.clone(),
+                        status: "skipped",
+                        notes: 0,
+                        detail: e.to_string(),
+                    }
+                }
+            };
+            rows.push(row);
             bar.inc(1);
         }
         bar.finish_and_clear();
         if songs.is_empty() {
             bail!(
                 "none of the {} files at `{}` could be read as MIDI (see the warnings above)",
-                skipped.len(),
+                rows.len(),
                 self.path
             );
         }
         let events: usize = songs.iter().map(|s| s.events.len()).sum();
+        let listed = |status: &str| -> Vec<serde_json::Value> {
+            rows.iter()
+                .filter(|r| r.status == status)
+                .map(|r| serde_json::json!({ "file": r.file, "reason": r.detail }))
+                .collect()
+        };
         Ok(StageOutput {
             summary: serde_json::json!({
                 "files": songs.len(),
                 "events": events,
-                "skipped_files": skipped,
+                "skipped_files": listed("skipped"),
+                "repaired_files": listed("repaired"),
             }),
             artifact: Artifact::Midi(MidiCorpus { files: songs }),
-            files: Vec::new(),
+            files: vec![ReportFile {
+                name: "ingest.csv".into(),
+                bytes: csv_bytes(rows.iter())?,
+            }],
         })
     }
+}
+
+/// One line of `ingest.csv`: what became of each file.
+#[derive(Serialize)]
+struct IngestRow {
+    file: String,
+    /// `read`, `repaired` or `skipped`.
+    status: &'static str,
+    /// Note-ons read.
+    notes: usize,
+    /// What was repaired or dropped, or why the file was skipped.
+    detail: String,
 }
 
 /// `data/openmsx/x.mid`: a source-relative path shown under the source path as the user wrote it.

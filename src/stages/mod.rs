@@ -142,13 +142,16 @@ impl StageKind {
     /// output, so old cache entries stop matching.
     pub fn version(self) -> u32 {
         match self {
-            StageKind::MidiSource => 1,
-            StageKind::DropDrums => 1,
+            // 2: tolerant reader (repairs, containers) and ingest.csv.
+            StageKind::MidiSource => 2,
+            // 2: lists files that held only drums.
+            StageKind::DropDrums => 2,
             StageKind::ExtractInstrument => 1,
             StageKind::Tokenize => 1,
             StageKind::Vocab => 1,
             StageKind::Window => 1,
-            StageKind::Train => 1,
+            // 2: fused LSTM layer op and bulk dropout masks (same maths, different rounding and random draws).
+            StageKind::Train => 2,
             StageKind::Sample => 1,
         }
     }

@@ -1,0 +1,241 @@
+//! Odd and broken real-world MIDI files (`tests/fixtures/malformed`, described in its NOTES.txt): nothing panics,
+//! nothing is lost silently, every file is read, repaired with a warning, or skipped with a reason, and the run
+//! goes on and lists what happened in `ingest.csv`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::{Project, csv_rows};
+use pipeline::artifact::{Event, Message};
+use pipeline::ingest::{Ingest, read_song};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/malformed");
+
+fn read(rel: &str) -> Result<Ingest, String> {
+    let bytes = std::fs::read(Path::new(FIXTURES).join(rel)).unwrap();
+    read_song(rel, &bytes).map_err(|e| e.to_string())
+}
+
+fn original() -> Vec<Event> {
+    read("crafted/original-train_filled_with_cash.mid")
+        .unwrap()
+        .song
+        .events
+}
+
+fn note_ons(events: &[Event]) -> Vec<(u64, u8, u8)> {
+    events
+        .iter()
+        .filter_map(|e| match e.message {
+            Message::NoteOn { key, .. } => Some((e.tick, e.channel, key)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Damage that loses no music: the events read equal the original file's exactly.
+#[test]
+fn repaired_copies_read_exactly_like_the_original() {
+    let original = original();
+    assert_eq!(note_ons(&original).len(), 941);
+    for (file, said) in [
+        ("crafted/crafted-alien-chunk.mid", None),
+        ("crafted/crafted-missing-eot.mid", None),
+        ("crafted/crafted-zero-length-track.mid", None),
+        ("crafted/crafted-nonminimal-vlq.mid", None),
+        ("crafted/crafted-riff-rmid.rmi", None),
+        (
+            "crafted/crafted-ntrks-too-large.mid",
+            Some("the header declares 8 tracks; the file holds 5"),
+        ),
+        (
+            "crafted/crafted-trailing-garbage.mid",
+            Some("ignored 37 bytes after the last track"),
+        ),
+        (
+            "crafted/crafted-track-length-short.mid",
+            Some("track 2's length field is 9 bytes short: read on to the next track"),
+        ),
+    ] {
+        let got = read(file).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(got.song.events, original, "{file}");
+        assert_eq!(got.repairs.first().map(String::as_str), said, "{file}");
+    }
+}
+
+/// Data bytes above 127 (midly's lenient mode ends the track there, silently): clamped, the rest of the track kept.
+#[test]
+fn out_of_range_data_bytes_are_clamped_and_the_track_goes_on() {
+    let got = read("crafted/crafted-velocity-ff.mid").unwrap();
+    assert_eq!(note_ons(&got.song.events), note_ons(&original()));
+    assert_eq!(
+        got.repairs,
+        ["track 2: 20 data bytes above 127 clamped to 127"]
+    );
+    let loud = got
+        .song
+        .events
+        .iter()
+        .filter(|e| matches!(e.message, Message::NoteOn { velocity: 127, .. }))
+        .count();
+    assert!(loud >= 20, "{loud} notes at velocity 127");
+
+    // Real files with every velocity out of range: their notes are there (midly alone yields none).
+    for (file, notes, pitches) in [
+        ("debian/songwrite-son_lyre.mid", 5, 5),
+        ("debian/songwrite-son_accordeon.mid", 10, 7),
+    ] {
+        let got = read(file).unwrap();
+        let ons = note_ons(&got.song.events);
+        assert_eq!(ons.len(), notes, "{file}");
+        let distinct: std::collections::BTreeSet<u8> = ons.iter().map(|n| n.2).collect();
+        assert_eq!(distinct.len(), pitches, "{file}: {distinct:?}");
+        assert!(got.repairs[0].contains("clamped to 127"), "{file}");
+    }
+}
+
+/// Valid but unusual layouts give the original's notes in the original's order.
+#[test]
+fn unusual_valid_files_keep_every_note() {
+    let keys = |events: &[Event]| note_ons(events).iter().map(|n| n.2).collect::<Vec<_>>();
+    let original = original();
+    // Format 0 with running status: the same notes on the same ticks.
+    let format0 = read("crafted/crafted-format0-running-status.mid").unwrap();
+    let sorted = |mut v: Vec<(u64, u8, u8)>| {
+        v.sort();
+        v
+    };
+    assert_eq!(
+        sorted(note_ons(&format0.song.events)),
+        sorted(note_ons(&original))
+    );
+    // SMPTE divisions: other ticks, same notes.
+    for file in [
+        "crafted/crafted-smpte-25fps-40tpf.mid",
+        "crafted/crafted-smpte-29.97drop-100tpf.mid",
+    ] {
+        let got = read(file).unwrap();
+        assert_eq!(got.song.ticks_per_beat, None, "{file}");
+        assert_eq!(note_ons(&got.song.events).len(), 941, "{file}");
+    }
+    // Format 2: the tracks are independent sequences, laid end to end; nothing dropped.
+    let format2 = read("crafted/crafted-format2-header.mid").unwrap();
+    assert_eq!(note_ons(&format2.song.events).len(), 941);
+    assert_ne!(keys(&format2.song.events), keys(&original));
+    // gzip, as Debian ships it.
+    let gz = read("debian/pianobooster-05-ScarboroughFair.mid.gz").unwrap();
+    assert_eq!(note_ons(&gz.song.events).len(), 1088);
+    assert_eq!(gz.notes, ["gzip-compressed: decompressed"]);
+    // Notes that never end are kept (tokens use onsets) and said.
+    let hanging = read("crafted/crafted-hanging-notes.mid").unwrap();
+    assert_eq!(note_ons(&hanging.song.events), note_ons(&original));
+    assert!(
+        hanging.notes[0].starts_with("270 notes never end"),
+        "{:?}",
+        hanging.notes
+    );
+}
+
+#[test]
+fn unreadable_files_say_why() {
+    for (file, why) in [
+        (
+            "crafted/crafted-truncated-in-header.mid",
+            "the file ends inside its header (10 bytes)",
+        ),
+        (
+            "crafted/crafted-header-only.mid",
+            "no track chunks (the header declares 5)",
+        ),
+    ] {
+        assert_eq!(read(file).unwrap_err(), why, "{file}");
+    }
+    let not_midi = read_song("x.mid", b"hello, world").unwrap_err().to_string();
+    assert_eq!(
+        not_midi,
+        "not a MIDI file: no `MThd` header (it starts with 68 65 6C 6C)"
+    );
+    // A truncated file keeps every complete event before the cut.
+    let cut = read("crafted/crafted-truncated-mid-track.mid").unwrap();
+    assert_eq!(note_ons(&cut.song.events).len(), 503);
+    assert!(cut.repairs[0].starts_with("track 4 declares 2196 bytes but the file ends after 518"));
+}
+
+/// A gzip bomb is refused, not decompressed into memory.
+#[test]
+fn huge_gzip_is_refused() {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..300 {
+        gz.write_all(&zeros).unwrap();
+    }
+    let bytes = gz.finish().unwrap();
+    assert!(bytes.len() < 1 << 20);
+    let err = read_song("bomb.mid.gz", &bytes).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "gzip-compressed and larger than 256 MiB once decompressed"
+    );
+}
+
+/// The real binary over every fixture: the run succeeds, trains, and `ingest.csv` says what became of each file.
+#[test]
+fn a_run_over_every_fixture_reads_repairs_or_skips_each_file() {
+    let p = Project::new();
+    let walk = walkdir::WalkDir::new(FIXTURES);
+    for entry in walk.into_iter().map(Result::unwrap) {
+        if entry.file_type().is_file() {
+            let rel = entry.path().strip_prefix(FIXTURES).unwrap();
+            p.write(
+                &format!("midi/{}", rel.display()),
+                std::fs::read(entry.path()).unwrap(),
+            );
+        }
+    }
+    p.write(
+        "exp.toml",
+        common::experiment(common::TINY, "length = 20\ntemperature = 1.0"),
+    );
+    let run = p.pipeline(&["run", "exp.toml"]).ok();
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    let rows = csv_rows(&run.report_file("ingest.csv"));
+    assert_eq!(rows[0], ["file", "status", "notes", "detail"]);
+    let status: BTreeMap<&str, &str> = rows[1..]
+        .iter()
+        .map(|r| (r[0].as_str(), r[1].as_str()))
+        .collect();
+    let expect = [
+        ("crafted/crafted-header-only.mid", "skipped"),
+        ("crafted/crafted-truncated-in-header.mid", "skipped"),
+        ("crafted/crafted-velocity-ff.mid", "repaired"),
+        ("crafted/crafted-track-length-short.mid", "repaired"),
+        ("crafted/crafted-truncated-mid-track.mid", "repaired"),
+        ("crafted/crafted-riff-rmid.rmi", "read"),
+        ("crafted/crafted-no-notes.mid", "read"),
+        ("debian/songwrite-son_lyre.mid", "repaired"),
+        ("debian/pianobooster-05-ScarboroughFair.mid.gz", "read"),
+        ("debian/crimson-default.mid", "read"),
+    ];
+    for (file, want) in expect {
+        assert_eq!(status.get(file), Some(&want), "{file}: {status:?}");
+    }
+    // Every MIDI fixture is listed (29 files from NOTES.txt plus the original); no other file is.
+    assert_eq!(status.len(), 30, "{status:?}");
+    // One warning line per file with a problem, naming the file.
+    for needle in [
+        "warning: source: skipped `midi/crafted/crafted-header-only.mid`: no track chunks",
+        "warning: source: `midi/crafted/crafted-velocity-ff.mid`: track 2: 20 data bytes above 127 clamped",
+        "warning: source: `midi/crafted/crafted-no-notes.mid`: no notes",
+        "warning: no_drums: 1 file(s) hold only drums and add nothing to train on: crafted/crafted-drums-only.mid",
+    ] {
+        assert!(run.stderr.contains(needle), "{needle}\n{}", run.stderr);
+    }
+    let source = run.stage("source");
+    let summary = &source["summary"];
+    assert_eq!(summary["skipped_files"].as_array().unwrap().len(), 2);
+    assert_eq!(summary["repaired_files"].as_array().unwrap().len(), 7);
+    assert_eq!(summary["files"], 28);
+}
