@@ -23,6 +23,7 @@ const LAYOUT: &str = "v1";
 const RECORD: &str = "record.json";
 const OUTPUT: &str = "output.bin";
 const FILES: &str = "files";
+const CHECKPOINTS: &str = "checkpoints";
 
 /// A file of an entry: its size and content hash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,7 +66,7 @@ impl Cache {
     /// Opens (creating if needed) a cache directory.
     pub fn open(dir: &Path) -> Result<Self> {
         let root = dir.join(LAYOUT);
-        for sub in ["entries", "tmp", "stages"] {
+        for sub in ["entries", "tmp", "stages", CHECKPOINTS] {
             fs::create_dir_all(root.join(sub)).with_context(|| {
                 format!(
                     "cannot create the cache directory `{}`",
@@ -242,6 +243,60 @@ impl Cache {
         tmp.persist(&path)
             .with_context(|| format!("cannot write `{}`", path.display()))?;
         Ok(())
+    }
+}
+
+/// Where a long stage saves its progress while it runs, so an interrupted or killed run continues from there: one file
+/// `v1/checkpoints/<fingerprint>.bin` holding the blake3 hash of the artifact bytes, then those bytes, replaced whole
+/// by a rename each time. It is removed once the stage's entry is stored.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    path: PathBuf,
+}
+
+impl Checkpoint {
+    pub fn save(&self, artifact: &Artifact) -> Result<()> {
+        let bytes = artifact.to_bytes();
+        let dir = self.path.parent().expect("checkpoints have a parent");
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).context("cannot write a checkpoint")?;
+        tmp.write_all(Hash::of(&bytes).as_bytes())?;
+        tmp.write_all(&bytes)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(&self.path)
+            .with_context(|| format!("cannot write `{}`", self.path.display()))?;
+        Ok(())
+    }
+
+    /// The saved artifact, if there is one and it is intact; a damaged one is removed.
+    pub fn load(&self) -> Option<Artifact> {
+        let bytes = fs::read(&self.path).ok()?;
+        let intact = bytes.len() >= 32 && Hash::of(&bytes[32..]).as_bytes()[..] == bytes[..32];
+        match intact
+            .then(|| Artifact::from_bytes(&bytes[32..]).ok())
+            .flatten()
+        {
+            Some(a) => Some(a),
+            None => {
+                self.clear();
+                None
+            }
+        }
+    }
+
+    pub fn clear(&self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+impl Cache {
+    /// The checkpoint slot of the stage run with this fingerprint.
+    pub fn checkpoint(&self, key: &Hash) -> Checkpoint {
+        Checkpoint {
+            path: self
+                .root
+                .join(CHECKPOINTS)
+                .join(format!("{}.bin", key.hex())),
+        }
     }
 }
 

@@ -324,6 +324,7 @@ fn run(
         })
         .collect();
     let progress = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+    crate::interrupt::install();
     let outcomes = executor::run(&targets, &cache, &opts, &progress);
     for ((point, report), outcome) in study.points.iter().zip(&reports).zip(&outcomes) {
         report
@@ -377,6 +378,27 @@ fn run(
     } else {
         String::new()
     };
+    if crate::interrupt::requested() {
+        let mut stopped: Vec<&str> = outcomes
+            .iter()
+            .flat_map(|o| &o.stages)
+            .filter(|r| r.status == Status::Interrupted)
+            .map(|r| r.name.as_str())
+            .collect();
+        stopped.dedup();
+        let during = match stopped.as_slice() {
+            [] => String::new(),
+            names => format!("; stopped during `{}`", names.join("`, `")),
+        };
+        eprintln!(
+            "interrupted: {ran} stage(s) ran and {cached} were cached before the stop{during}. Run the same \
+             command again to continue: finished stages are cached and training resumes from its last \
+             completed epoch."
+        );
+        eprintln!("report: {}", dir.display());
+        println!("{}", dir.display());
+        return Ok(exit::INTERRUPTED);
+    }
     if !failures.is_empty() {
         for f in &failures {
             eprintln!("error: {f}");

@@ -7,7 +7,7 @@
 //! parameters, external files and input nodes are the same, so a sweep computes each shared stage once even when
 //! its points run in parallel. Artifacts are loaded from the cache only when a stage that needs them runs.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
@@ -61,7 +61,9 @@ pub enum Status {
     Cached,
     Ran,
     Failed,
-    /// Not run: an input failed, or the run stopped at another failure.
+    /// Stopped by Ctrl-C while running; its progress (training epochs) is checkpointed.
+    Interrupted,
+    /// Not run: an input failed, or the run stopped at another failure or at Ctrl-C.
     NotRun,
 }
 
@@ -292,6 +294,10 @@ pub fn run(
                     let (id, inputs) = {
                         let mut b = board.lock().expect("no worker panics holding the board");
                         let id = loop {
+                            if crate::interrupt::requested() && !b.stopped {
+                                b.stopped = true;
+                                b.ready.clear();
+                            }
                             if let Some(id) = b.ready.pop_front() {
                                 break id;
                             }
@@ -408,6 +414,7 @@ impl Shared<'_> {
                 result.name,
                 result.error.as_deref().unwrap_or("unknown error")
             )),
+            Status::Interrupted => self.say(format!("{:>8} {}{tag}", "stopped", result.name)),
             _ => {}
         }
     }
@@ -450,6 +457,9 @@ impl Shared<'_> {
         let spec = &exp.graph.stages[node.stage];
         let mut result = StageResult::new(&spec.name, spec.kind(), Status::Failed);
         let fail = |mut result: StageResult, e: anyhow::Error| {
+            if e.downcast_ref::<crate::interrupt::Interrupted>().is_some() {
+                result.status = Status::Interrupted;
+            }
             result.error = Some(format!("{e:#}"));
             result
         };
@@ -510,9 +520,14 @@ impl Shared<'_> {
             }
         }
         let refs: Vec<&Artifact> = loaded.iter().map(|a| a.as_ref()).collect();
-        // A stage that can continue its previous result (more epochs) gets it.
+        // A stage that can continue its previous result (more epochs) gets it; failing that, the checkpoint an
+        // interrupted run of this same stage left.
+        let checkpoint = self.cache.checkpoint(&fp.hash());
         let resume = match node.forced {
-            Some(_) => None,
+            Some(_) => {
+                checkpoint.clear();
+                None
+            }
             None => self
                 .cache
                 .last(&target.identity, &spec.name)
@@ -526,6 +541,19 @@ impl Shared<'_> {
                         .map(|name| (name.clone(), self.cache.file_path(&record.key, name)))
                         .collect();
                     Some(Resume { artifact, files })
+                })
+                .or_else(|| {
+                    let artifact = checkpoint.load()?;
+                    self.say(format!(
+                        "{:>8} {}{}: continuing from the checkpoint of an interrupted run",
+                        "resuming",
+                        spec.name,
+                        self.tag(id)
+                    ));
+                    Some(Resume {
+                        artifact: Arc::new(artifact),
+                        files: BTreeMap::new(),
+                    })
                 }),
         };
         let mut ctx = RunContext {
@@ -537,6 +565,7 @@ impl Shared<'_> {
             report_dir: &target.report_dir,
             report_prefix: crate::report::file_prefix(exp, &spec.name),
             resume,
+            checkpoint: Some(checkpoint.clone()),
         };
         let started = Instant::now();
         let output = match spec.stage().run(&mut ctx, &refs) {
@@ -558,6 +587,8 @@ impl Shared<'_> {
             Ok(r) => r,
             Err(e) => return fail(result, e),
         };
+        checkpoint.clear();
+        checkpoint.clear();
         if let Err(e) = self.remember(id, &fp) {
             return fail(result, e);
         }

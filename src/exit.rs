@@ -8,3 +8,5 @@ pub const STAGE_FAILED: u8 = 1;
 pub const INVALID_EXPERIMENT: u8 = 2;
 /// The cache or report directory could not be used (permissions, disk full).
 pub const ENVIRONMENT: u8 = 3;
+/// Stopped by Ctrl-C (128 + SIGINT, as shells report it); what finished is cached, the same command continues.
+pub const INTERRUPTED: u8 = 130;

@@ -53,6 +53,10 @@ impl Hash {
         self.0.to_hex().to_string()
     }
 
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        self.0.as_bytes()
+    }
+
     /// The first 12 hex digits, for people.
     pub fn short(&self) -> String {
         self.hex()[..12].to_string()

@@ -19,6 +19,7 @@ pub mod fingerprint;
 pub mod graph;
 pub mod index;
 pub mod ingest;
+pub mod interrupt;
 pub mod metrics;
 pub mod midi;
 pub mod model;

@@ -330,11 +330,14 @@ pub fn write_sweep_summary(
     Ok(())
 }
 
-/// `ok`, `failed` (a stage failed) or `incomplete` (stopped by a failure elsewhere).
+/// `ok`, `failed` (a stage failed), `interrupted` (Ctrl-C) or `incomplete` (stopped by a failure elsewhere).
 pub fn status_of(outcome: &Outcome) -> &'static str {
+    use crate::executor::Status;
     if outcome.failed().is_some() {
         "failed"
-    } else if outcome.count(crate::executor::Status::NotRun) > 0 {
+    } else if outcome.count(Status::Interrupted) > 0 {
+        "interrupted"
+    } else if outcome.count(Status::NotRun) > 0 {
         "incomplete"
     } else {
         "ok"

@@ -75,7 +75,12 @@ impl Study {
             ))
             .hint("pass the path of a TOML experiment file, e.g. `experiments/baseline.toml`")
         })?;
-        let source = Source::new(path.display().to_string(), text.as_str());
+        Self::from_text(path, &text, overrides)
+    }
+
+    /// Like [`Study::load`], for the text of the file at `path` (which locates relative paths and names errors).
+    pub fn from_text(path: &Path, text: &str, overrides: &[Override]) -> Result<Self, Diagnostics> {
+        let source = Source::new(path.display().to_string(), text);
         let sweep = match DeTable::parse(&text) {
             Ok(root) => match root.get_ref().get("sweep") {
                 Some(value) => Some(parse_sweep(value, &source)?),
@@ -85,7 +90,7 @@ impl Study {
             Err(_) => None,
         };
         let Some(sweep) = sweep else {
-            let experiment = Experiment::from_text(path, &text, overrides)?;
+            let experiment = Experiment::from_text(path, text, overrides)?;
             return Ok(Self {
                 name: experiment.name.clone(),
                 sweep: None,

@@ -177,6 +177,7 @@ impl Stage for MidiSource {
         let mut songs = Vec::new();
         let mut rows = Vec::new();
         for (rel, abs) in &ctx.external.locations {
+            crate::interrupt::check()?;
             bar.set_message(rel.clone());
             let bytes =
                 std::fs::read(abs).with_context(|| format!("cannot read `{}`", abs.display()))?;

@@ -36,11 +36,7 @@ pub fn prepare(corpus: &Path) -> anyhow::Result<usize> {
     let external = source.external_inputs(corpus)?;
     let mut ctx = detached_context(corpus, &external, &progress);
     let midi = source.run(&mut ctx, &[])?.artifact;
-    let no_drums = drop_drums::DropDrums {}.run(&mut ctx, &[&midi])?.artifact;
-    let notes = extract_instrument::ExtractInstrument { top: 1 }
-        .run(&mut ctx, &[&no_drums])?
-        .artifact;
-    let tokens = tokenize::Tokenize {}.run(&mut ctx, &[&notes])?.artifact;
+    let tokens = tokens_of(&mut ctx, &midi)?;
     let ids = vocab::Vocab {}.run(&mut ctx, &[&tokens])?.artifact;
     let window = window::Window {
         seq_len: 100,
@@ -49,6 +45,27 @@ pub fn prepare(corpus: &Path) -> anyhow::Result<usize> {
     };
     let windows = window.run(&mut ctx, &[&ids])?.artifact;
     Ok(windows.windows()?.ids.len())
+}
+
+/// Drop drums, keep the most frequent instrument, tokenize.
+fn tokens_of(ctx: &mut RunContext, midi: &Artifact) -> anyhow::Result<Artifact> {
+    let no_drums = drop_drums::DropDrums {}.run(ctx, &[midi])?.artifact;
+    let notes = extract_instrument::ExtractInstrument { top: 1 }
+        .run(ctx, &[&no_drums])?
+        .artifact;
+    Ok(tokenize::Tokenize {}.run(ctx, &[&notes])?.artifact)
+}
+
+/// The token stage's output for one MIDI file's bytes, outside the executor (for the fuzz target): ingest, drop
+/// drums, keep the most frequent instrument, tokenize. Files that cannot be read are errors, not panics.
+pub fn tokenize_bytes(bytes: &[u8]) -> anyhow::Result<Artifact> {
+    let song = crate::ingest::read_song("fuzz.mid", bytes)?.song;
+    let midi = Artifact::Midi(crate::artifact::MidiCorpus { files: vec![song] });
+    let progress = MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
+    let external = ExternalInputs::default();
+    let dir = std::env::temp_dir();
+    let mut ctx = detached_context(&dir, &external, &progress);
+    tokens_of(&mut ctx, &midi)
 }
 
 /// A context for running stages outside the executor (benchmarks, tests): no cache, no progress shown, report
@@ -67,6 +84,7 @@ fn detached_context<'a>(
         report_dir: dir,
         report_prefix: String::new(),
         resume: None,
+        checkpoint: None,
     }
 }
 
@@ -319,8 +337,11 @@ pub struct RunContext<'a> {
     pub report_dir: &'a Path,
     /// Prefix for this stage's report files (empty unless two stages of its kind would write the same names).
     pub report_prefix: String,
-    /// The stage's previous result, when [`Stage::resumable`] says it can be continued.
+    /// The stage's previous result, when [`Stage::resumable`] says it can be continued, or the checkpoint an
+    /// interrupted run of this very stage left.
     pub resume: Option<Resume>,
+    /// Where a long stage saves its progress as it goes (none outside the executor).
+    pub checkpoint: Option<crate::cache::Checkpoint>,
 }
 
 impl RunContext<'_> {

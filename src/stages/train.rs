@@ -321,8 +321,9 @@ impl Stage for Train {
             |t: &Trainable| Optimizer::new(self.optimizer, self.learning_rate, t.named_vars());
 
         let resumed = match ctx.resume.as_ref().map(|r| r.artifact.as_ref()) {
+            // Fewer epochs: a finished shorter training or a checkpoint; as many: a checkpoint of the last epoch.
             Some(Artifact::Model(prev))
-                if prev.config == cfg && prev.epochs() < self.epochs as usize =>
+                if prev.config == cfg && prev.epochs() <= self.epochs as usize =>
             {
                 Some(prev)
             }
@@ -351,7 +352,7 @@ impl Stage for Train {
                         seconds: timings
                             .iter()
                             .find(|t| t.epoch == h.epoch)
-                            .map_or(0.0, |t| t.seconds),
+                            .map_or(h.seconds, |t| t.seconds),
                         ..h.clone()
                     })
                     .collect();
@@ -388,6 +389,7 @@ impl Stage for Train {
             let mut dropout = Dropout::new(cfg.dropout, rng_for(self.seed, epoch, 1));
             let mut total = 0.0;
             for (b, chunk) in order.chunks(batch).enumerate() {
+                crate::interrupt::check()?;
                 let (x, y) = batch_tensors(windows, chunk, &device)?;
                 let logits = model.forward(&x, Some(&mut dropout))?;
                 let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
@@ -430,6 +432,18 @@ impl Stage for Train {
             loss_csv.flush()?;
             history.push(stats);
             last_good = trainable.to_safetensors()?;
+            if let Some(checkpoint) = &ctx.checkpoint {
+                // Timings are kept here (not in the final output) so a resumed loss.csv still has them.
+                let progress = TrainedModel {
+                    config: cfg.clone(),
+                    weights: last_good.clone(),
+                    optimizer: optimizer.state_bytes()?,
+                    history: history.clone(),
+                    device: device_name.clone(),
+                    windows: windows.clone(),
+                };
+                checkpoint.save(&Artifact::Model(Box::new(progress)))?;
+            }
         }
         bar.finish_and_clear();
 
