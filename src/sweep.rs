@@ -81,7 +81,7 @@ impl Study {
     /// Like [`Study::load`], for the text of the file at `path` (which locates relative paths and names errors).
     pub fn from_text(path: &Path, text: &str, overrides: &[Override]) -> Result<Self, Diagnostics> {
         let source = Source::new(path.display().to_string(), text);
-        let sweep = match DeTable::parse(&text) {
+        let sweep = match DeTable::parse(text) {
             Ok(root) => match root.get_ref().get("sweep") {
                 Some(value) => Some(parse_sweep(value, &source)?),
                 None => None,
@@ -133,7 +133,7 @@ impl Study {
                     )
                 })
                 .collect();
-            let experiment = match Experiment::from_text(path, &text, &all) {
+            let experiment = match Experiment::from_text(path, text, &all) {
                 Ok(e) => e,
                 Err(d) => {
                     // The same problem appears in every point: report it once.
@@ -183,7 +183,7 @@ impl Study {
                 points.push(Point {
                     label: label(&vals),
                     values: vals,
-                    experiment: Experiment::from_text(path, &text, &with_seed)?,
+                    experiment: Experiment::from_text(path, text, &with_seed)?,
                 });
             }
         }
