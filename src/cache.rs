@@ -109,7 +109,7 @@ impl Cache {
         self.verify(key, &self.entry_dir(key)).ok()
     }
 
-    fn verify(&self, key: &Hash, dir: &Path) -> std::result::Result<Record, String> {
+    pub(crate) fn verify(&self, key: &Hash, dir: &Path) -> std::result::Result<Record, String> {
         let text = fs::read(dir.join(RECORD)).map_err(|e| format!("no readable record ({e})"))?;
         let record: Record =
             serde_json::from_slice(&text).map_err(|e| format!("unreadable record ({e})"))?;
@@ -208,8 +208,42 @@ impl Cache {
         Ok(record)
     }
 
+    /// Every entry directory with the key its name gives (`None`: a name that is not a key).
+    pub(crate) fn entry_dirs(&self) -> Result<Vec<(Option<Hash>, PathBuf)>> {
+        let mut out = Vec::new();
+        let entries = self.root.join("entries");
+        for shard in fs::read_dir(&entries)
+            .with_context(|| format!("cannot list `{}`", entries.display()))?
+        {
+            let shard = shard?.path();
+            if !shard.is_dir() {
+                continue;
+            }
+            for entry in fs::read_dir(&shard)? {
+                let dir = entry?.path();
+                let key = dir
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| blake3::Hash::from_hex(n).ok())
+                    .map(Hash);
+                out.push((key, dir));
+            }
+        }
+        out.sort_by(|a, b| a.1.cmp(&b.1));
+        Ok(out)
+    }
+
+    /// The directories besides `entries/` that hold data: in-progress or orphaned entries, and checkpoints.
+    pub(crate) fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    pub(crate) fn checkpoints_dir(&self) -> PathBuf {
+        self.root.join(CHECKPOINTS)
+    }
+
     /// Removes an entry by renaming it into `tmp/` first, so it disappears in one step.
-    fn discard(&self, dir: &Path) -> Result<()> {
+    pub(crate) fn discard(&self, dir: &Path) -> Result<()> {
         let trash = tempfile::Builder::new()
             .prefix("trash-")
             .tempdir_in(self.root.join("tmp"))?

@@ -94,6 +94,9 @@ enum Command {
     /// Measure speed: `bench train`, `bench sample`, `bench prep`.
     #[command(subcommand)]
     Bench(Bench),
+    /// Check, measure or prune the cache.
+    #[command(subcommand)]
+    Cache(CacheCommand),
     /// Compare runs: one row per run with the parameters that differ, losses, time, device and music metrics.
     Compare {
         /// Report folders (a run's, or a sweep's) or experiment names; none: every run in the reports directory.
@@ -108,6 +111,34 @@ enum Command {
         /// Also draw the runs' loss curves into this SVG file.
         #[arg(long, value_name = "FILE.svg")]
         plot: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CacheCommand {
+    /// Re-hash every entry and list the damaged ones (exit 1 if any).
+    Verify {
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+    /// Size of the cache per stage kind.
+    Du {
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+    /// Remove entries that no report of the last N runs of each experiment refers to, damaged entries, and data
+    /// crashed runs left behind.
+    Gc {
+        #[command(flatten)]
+        cache: CacheArgs,
+        #[command(flatten)]
+        reports: ReportsArgs,
+        /// Runs per experiment whose results are kept.
+        #[arg(long, default_value_t = 5, value_name = "N")]
+        keep: usize,
+        /// Only say what would be removed.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -249,6 +280,7 @@ fn dispatch(cli: Cli) -> u8 {
         Command::Status { experiment, cache } => status(&experiment, &cache.cache_dir),
         Command::Graph { experiment, format } => graph(&experiment, format),
         Command::Bench(b) => bench(b),
+        Command::Cache(c) => cache_command(c),
         Command::Compare {
             targets,
             reports,
@@ -264,6 +296,46 @@ fn dispatch(cli: Cli) -> u8 {
         ),
     };
     result.unwrap_or_else(|code| code)
+}
+
+fn cache_command(command: CacheCommand) -> Result<u8, u8> {
+    use crate::maintenance;
+    let failed = |e: anyhow::Error| {
+        eprintln!("error: {e:#}");
+        exit::ENVIRONMENT
+    };
+    match command {
+        CacheCommand::Verify { cache } => {
+            let (report, intact) =
+                maintenance::verify(&open_cache(&cache.cache_dir)?).map_err(failed)?;
+            print!("{report}");
+            Ok(if intact {
+                exit::SUCCESS
+            } else {
+                exit::STAGE_FAILED
+            })
+        }
+        CacheCommand::Du { cache } => {
+            print!(
+                "{}",
+                maintenance::du(&open_cache(&cache.cache_dir)?).map_err(failed)?
+            );
+            Ok(exit::SUCCESS)
+        }
+        CacheCommand::Gc {
+            cache,
+            reports,
+            keep,
+            dry_run,
+        } => {
+            let cache = open_cache(&cache.cache_dir)?;
+            print!(
+                "{}",
+                maintenance::gc(&cache, &reports.reports_dir, keep, dry_run).map_err(failed)?
+            );
+            Ok(exit::SUCCESS)
+        }
+    }
 }
 
 /// Identities under which each point's stage history is kept.

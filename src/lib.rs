@@ -20,6 +20,7 @@ pub mod graph;
 pub mod index;
 pub mod ingest;
 pub mod interrupt;
+pub mod maintenance;
 pub mod metrics;
 pub mod midi;
 pub mod model;

@@ -349,3 +349,106 @@ fn cache_and_report_directories_can_be_moved() {
     );
     assert!(m["crates"]["midly"].is_string());
 }
+
+#[test]
+fn cache_verify_finds_a_flipped_byte_and_du_counts_per_kind() {
+    let p = project();
+    let first = p.pipeline(&["run", "exp.toml"]).ok();
+    let verify = p.pipeline(&["cache", "verify"]).ok();
+    assert_eq!(
+        verify.stdout.lines().next().unwrap().split(':').nth(1),
+        Some(" 6 intact, 0 damaged")
+    );
+    let du = p.pipeline(&["cache", "du"]).ok();
+    let kinds: Vec<(String, String)> = du
+        .stdout
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[0].to_string(), f[1].to_string())
+        })
+        .collect();
+    for kind in [
+        "midi_source",
+        "drop_drums",
+        "extract_instrument",
+        "tokenize",
+        "vocab",
+        "window",
+    ] {
+        assert!(
+            kinds.contains(&(kind.into(), "1".into())),
+            "{kind}: {}",
+            du.stdout
+        );
+    }
+
+    let key = first.stage("tokens")["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let output = p.path(&format!("cache/v1/entries/{}/{key}/output.bin", &key[..2]));
+    let mut bytes = std::fs::read(&output).unwrap();
+    bytes[3] ^= 0x10;
+    std::fs::write(&output, bytes).unwrap();
+    let verify = p.pipeline(&["cache", "verify"]);
+    assert_eq!(verify.code, 1, "{}", verify.stdout);
+    assert!(
+        verify.stdout.contains("5 intact, 1 damaged"),
+        "{}",
+        verify.stdout
+    );
+    assert!(
+        verify.stdout.contains(&format!("damaged {}: ", &key[..12]))
+            && verify
+                .stdout
+                .contains("output.bin` does not match its recorded hash"),
+        "{}",
+        verify.stdout
+    );
+}
+
+#[test]
+fn cache_gc_keeps_what_recent_runs_use() {
+    let p = project();
+    // Two runs that differ in the windows only, then a third like the second.
+    p.pipeline(&["run", "exp.toml"]).ok();
+    p.pipeline(&["run", "exp.toml", "--set", "windows.seq_len=3"])
+        .ok();
+    let dry = p
+        .pipeline(&["cache", "gc", "--keep", "1", "--dry-run"])
+        .ok();
+    assert!(
+        dry.stdout.starts_with("would remove 1 item(s)")
+            && dry.stdout.contains("(window, not in the last 1 run(s)"),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        p.pipeline(&["cache", "verify"])
+            .ok()
+            .stdout
+            .contains("7 intact")
+    );
+
+    let gc = p.pipeline(&["cache", "gc", "--keep", "1"]).ok();
+    assert!(gc.stdout.starts_with("removed 1 item(s)"), "{}", gc.stdout);
+    assert!(
+        p.pipeline(&["cache", "verify"])
+            .ok()
+            .stdout
+            .contains("6 intact")
+    );
+    // The kept run is still fully cached; the removed windows are recomputed when asked for again.
+    let again = p
+        .pipeline(&["run", "exp.toml", "--set", "windows.seq_len=3"])
+        .ok();
+    assert!(again.stages("ran").is_empty(), "{:?}", again.stages("ran"));
+    let old = p.pipeline(&["run", "exp.toml"]).ok();
+    assert_eq!(old.stages("ran"), ["windows"]);
+
+    // Without reports nothing would be kept: refused.
+    p.pipeline(&["cache", "gc", "--reports-dir", "nowhere"])
+        .fails_with(3, "no reports found under `nowhere`");
+}
