@@ -85,8 +85,9 @@ pub fn verify(cache: &Cache) -> Result<(String, bool)> {
         damaged.len()
     );
     for e in &damaged {
-        let why = e.kind.as_ref().err().expect("damaged");
-        writeln!(out, "damaged {}: {why}", short(e))?;
+        if let Err(why) = &e.kind {
+            writeln!(out, "damaged {}: {why}", short(e))?;
+        }
     }
     if !damaged.is_empty() {
         out.push_str(
