@@ -24,6 +24,7 @@ const RECORD: &str = "record.json";
 const OUTPUT: &str = "output.bin";
 const FILES: &str = "files";
 const CHECKPOINTS: &str = "checkpoints";
+const LOCKS: &str = "locks";
 
 /// A file of an entry: its size and content hash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,7 +67,7 @@ impl Cache {
     /// Opens (creating if needed) a cache directory.
     pub fn open(dir: &Path) -> Result<Self> {
         let root = dir.join(LAYOUT);
-        for sub in ["entries", "tmp", "stages", CHECKPOINTS] {
+        for sub in ["entries", "tmp", "stages", CHECKPOINTS, LOCKS] {
             fs::create_dir_all(root.join(sub)).with_context(|| {
                 format!(
                     "cannot create the cache directory `{}`",
@@ -242,6 +243,10 @@ impl Cache {
         self.root.join(CHECKPOINTS)
     }
 
+    pub(crate) fn locks_dir(&self) -> PathBuf {
+        self.root.join(LOCKS)
+    }
+
     /// Removes an entry by renaming it into `tmp/` first, so it disappears in one step.
     pub(crate) fn discard(&self, dir: &Path) -> Result<()> {
         let trash = tempfile::Builder::new()
@@ -322,7 +327,37 @@ impl Checkpoint {
     }
 }
 
+/// An exclusive claim on computing one entry, shared by every process using the cache (an advisory file lock, which
+/// the kernel releases if the process dies). Released when dropped.
+pub struct Claim {
+    _file: fs::File,
+}
+
 impl Cache {
+    /// Claims the right to compute the entry `key`. Returns at once when no other process holds it; otherwise calls
+    /// `waiting` and blocks until that process is done (it will usually have stored the entry by then).
+    pub fn claim(&self, key: &Hash, waiting: impl FnOnce()) -> Result<Claim> {
+        let path = self.root.join(LOCKS).join(format!("{}.lock", key.hex()));
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot create the lock file `{}`", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                waiting();
+                file.lock()
+                    .with_context(|| format!("cannot lock `{}`", path.display()))?;
+            }
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock `{}`", path.display()));
+            }
+        }
+        Ok(Claim { _file: file })
+    }
+
     /// The checkpoint slot of the stage run with this fingerprint.
     pub fn checkpoint(&self, key: &Hash) -> Checkpoint {
         Checkpoint {

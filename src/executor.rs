@@ -502,6 +502,28 @@ impl Shared<'_> {
                 }
             },
         };
+        // Another process may be computing the same entry: wait for it, then take its result.
+        let _claim = match self.cache.claim(&key, || {
+            self.say(format!(
+                "{:>8} {}{}: another run is computing it",
+                "waiting",
+                spec.name,
+                self.tag(id)
+            ))
+        }) {
+            Ok(c) => c,
+            Err(e) => return fail(result, e),
+        };
+        if node.forced.is_none()
+            && let Some(record) = self.cache.peek(&key)
+        {
+            if let Err(e) = self.remember(id, &fp) {
+                return fail(result, e);
+            }
+            result.status = Status::Cached;
+            result.record = Some(record);
+            return result;
+        }
         if self.opts.verbose {
             self.say(format!(
                 "{:>8} {}{}: {}",

@@ -150,8 +150,11 @@ pub fn write(reports_dir: &Path) -> Result<PathBuf> {
     }
     html.push_str("</body>\n</html>\n");
     let path = reports_dir.join("index.html");
-    let tmp = reports_dir.join(".index.html.tmp");
-    std::fs::write(&tmp, html).with_context(|| format!("cannot write `{}`", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write `{}`", path.display()))?;
+    // A temporary file of its own, renamed into place: two runs finishing together each write a whole page.
+    let mut tmp = tempfile::NamedTempFile::new_in(reports_dir)
+        .with_context(|| format!("cannot write in `{}`", reports_dir.display()))?;
+    std::io::Write::write_all(&mut tmp, html.as_bytes())?;
+    tmp.persist(&path)
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
     Ok(path)
 }

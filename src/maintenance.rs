@@ -240,6 +240,17 @@ pub fn gc(cache: &Cache, reports: &Path, keep: usize, dry_run: bool) -> Result<S
         removed += 1;
         removed_bytes += bytes;
     }
+    if !dry_run {
+        // Lock files nobody holds: recreated by the next run that computes that entry.
+        if let Ok(locks) = std::fs::read_dir(cache.locks_dir()) {
+            for lock in locks.filter_map(|l| l.ok()) {
+                let unheld = std::fs::File::open(lock.path()).is_ok_and(|f| f.try_lock().is_ok());
+                if unheld {
+                    let _ = std::fs::remove_file(lock.path());
+                }
+            }
+        }
+    }
     let verb = if dry_run { "would remove" } else { "removed" };
     Ok(format!(
         "{verb} {removed} item(s) ({}); {left} entries ({}) are referred to by the last {keep} run(s) of each of \
