@@ -74,6 +74,7 @@ impl Cache {
                     root.join(sub).display()
                 )
             })?;
+            crate::paths::ensure_inside(dir, &root.join(sub), "the cache directory")?;
         }
         Ok(Self { root })
     }

@@ -108,7 +108,7 @@ impl Experiment {
 
         let default_name = path
             .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
+            .map(|s| folder_name(&s.to_string_lossy()))
             .unwrap_or_else(|| "experiment".into());
         let mut name = default_name;
         for (key, value) in &root {
@@ -197,6 +197,27 @@ impl Experiment {
             overrides: overrides.to_vec(),
             graph,
         })
+    }
+}
+
+/// A file stem made safe to name the report folder: other characters become `_`, leading dots go (so `..` cannot
+/// climb out of the reports directory).
+fn folder_name(stem: &str) -> String {
+    let safe: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_-.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let safe = safe.trim_start_matches('.');
+    if safe.is_empty() {
+        "experiment".into()
+    } else {
+        safe.into()
     }
 }
 

@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod midi;
 pub mod model;
 pub mod optim;
+pub mod paths;
 pub mod plot;
 pub mod report;
 pub mod stages;

@@ -43,6 +43,7 @@ impl Report {
         fs::create_dir_all(&parent).with_context(|| {
             format!("cannot create the report directory `{}`", parent.display())
         })?;
+        crate::paths::ensure_inside(reports_root, &parent, "the reports directory")?;
         let mut n = 0;
         loop {
             let run_id = if n == 0 {

@@ -399,3 +399,29 @@ fn axis(
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_single_safe_folder_names() {
+        let values = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            label(&values(&[("model.layers", "2"), ("windows.seq_len", "64")])),
+            "layers=2,seq_len=64"
+        );
+        let climbing = label(&values(&[("source.path", "\"../../etc\"")]));
+        assert_eq!(climbing, "path=.._.._etc");
+        assert!(!climbing.contains('/') && !climbing.starts_with('.'));
+        assert_eq!(
+            label(&values(&[("a.seed", "1"), ("b.seed", "2")])),
+            "a.seed=1,b.seed=2"
+        );
+    }
+}

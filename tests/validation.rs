@@ -153,6 +153,22 @@ const CASES: &[(&str, &str, &[&str], &[&str])] = &[
         &["unknown top-level key `stage`", "did you mean `stages`?"],
     ),
     (
+        "experiment name climbing out of the reports directory",
+        "name = \"../../evil\"\n[stages.source]\nkind = \"midi_source\"\npath = \"midi\"\n",
+        &[],
+        &[
+            "`../../evil` is not a usable experiment name",
+            "key `name`",
+            "exp.toml:1:8",
+        ],
+    ),
+    (
+        "experiment name from --set climbing out",
+        "",
+        &["--set", "name=../x"],
+        &["`../x` is not a usable experiment name", "key `name`"],
+    ),
+    (
         "missing source directory",
         "",
         &["--set", "source.path=nowhere"],
