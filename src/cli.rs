@@ -471,9 +471,19 @@ fn run(
         println!("{}", dir.display());
         return Ok(exit::INTERRUPTED);
     }
+    let cache_failed = outcomes
+        .iter()
+        .any(|o| o.failed().is_some_and(|f| f.cache_failure));
     if !failures.is_empty() {
         for f in &failures {
             eprintln!("error: {f}");
+        }
+        if cache_failed {
+            eprintln!(
+                "hint: the cache directory `{}` could not be written (nothing half-written was kept): free some \
+                 space (`pipeline cache gc` removes old results) or pass another `--cache-dir`",
+                cache_dir.display()
+            );
         }
         let skipped = count(Status::NotRun);
         if skipped > 0 {
@@ -491,6 +501,8 @@ fn run(
     println!("{}", dir.display());
     Ok(if failures.is_empty() {
         exit::SUCCESS
+    } else if cache_failed {
+        exit::ENVIRONMENT
     } else {
         exit::STAGE_FAILED
     })

@@ -77,6 +77,8 @@ pub struct StageResult {
     pub record: Option<Record>,
     pub seconds: f64,
     pub error: Option<String>,
+    /// The failure was the cache's (disk full, read-only), not the stage's.
+    pub cache_failure: bool,
     /// How many points share this stage's result (1 outside sweeps).
     pub shared_by: usize,
 }
@@ -92,6 +94,7 @@ impl StageResult {
             record: None,
             seconds: 0.0,
             error: None,
+            cache_failure: false,
             shared_by: 1,
         }
     }
@@ -607,7 +610,10 @@ impl Shared<'_> {
             .store(&fp, &bytes, &output.files, meta, node.forced.is_some())
         {
             Ok(r) => r,
-            Err(e) => return fail(result, e),
+            Err(e) => {
+                result.cache_failure = true;
+                return fail(result, e.context("cannot store the result in the cache"));
+            }
         };
         checkpoint.clear();
         checkpoint.clear();
