@@ -252,6 +252,8 @@ struct Board {
     ready: VecDeque<usize>,
     running: usize,
     stopped: bool,
+    /// Consumers of each node that have not finished yet.
+    unread: Vec<usize>,
 }
 
 /// Runs every stage of every target that is not cached, up to `opts.jobs` at a time, and returns one outcome per
@@ -278,6 +280,7 @@ pub fn run(
             .collect(),
         running: 0,
         stopped: false,
+        unread: consumers.iter().map(Vec::len).collect(),
     });
     let wake = Condvar::new();
     let artifacts: Mutex<HashMap<usize, Arc<Artifact>>> = Mutex::new(HashMap::new());
@@ -325,6 +328,20 @@ pub fn run(
                     let result = ctx.execute(id, &inputs);
                     ctx.report(id, &result);
                     let mut b = board.lock().expect("no worker panics holding the board");
+                    // Artifacts are held in memory only while a stage still needs them: a large corpus exists
+                    // once or twice at a time, not once per stage.
+                    {
+                        let mut held = artifacts.lock().expect("no panics holding artifacts");
+                        for &input in &nodes[id].inputs {
+                            b.unread[input] -= 1;
+                            if b.unread[input] == 0 {
+                                held.remove(&input);
+                            }
+                        }
+                        if consumers[id].is_empty() {
+                            held.remove(&id);
+                        }
+                    }
                     let ok = matches!(result.status, Status::Cached | Status::Ran);
                     b.results[id] = Some(result);
                     b.running -= 1;
