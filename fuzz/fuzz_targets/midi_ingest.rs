@@ -9,7 +9,10 @@ fuzz_target!(|data: &[u8]| {
         let tokens = tokens.tokens().expect("the tokenize stage returns tokens");
         for file in &tokens.files {
             for token in &file.tokens {
-                assert!(pipeline::stages::tokenize::pitches_of(token).is_some(), "{token}");
+                assert!(
+                    pipeline::stages::tokenize::pitches_of(token).is_some(),
+                    "{token}"
+                );
             }
         }
     }
