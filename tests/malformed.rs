@@ -239,3 +239,20 @@ fn a_run_over_every_fixture_reads_repairs_or_skips_each_file() {
     assert_eq!(summary["repaired_files"].as_array().unwrap().len(), 7);
     assert_eq!(summary["files"], 28);
 }
+
+/// Text events that are not UTF-8 (Latin-1 and Shift-JIS names are common) do not matter to the music.
+#[test]
+fn non_utf8_text_events_are_harmless() {
+    let events: &[u8] = &[
+        0x00, 0xff, 0x03, 0x04, 0xe9, 0x74, 0xe9, 0x28, // track name "été(" in Latin-1
+        0x00, 0xff, 0x01, 0x02, 0x82, 0xa0, // text: Shift-JIS "あ"
+        0x00, 0x90, 60, 90, 0x60, 0x80, 60, 0, // a note
+        0x00, 0xff, 0x2f, 0x00,
+    ];
+    let mut bytes = b"MThd\0\0\0\x06\0\0\0\x01\x01\xe0MTrk".to_vec();
+    bytes.extend_from_slice(&(events.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(events);
+    let got = read_song("latin1.mid", &bytes).unwrap();
+    assert_eq!(note_ons(&got.song.events), [(0, 0, 60)]);
+    assert!(got.repairs.is_empty() && got.notes.is_empty());
+}
