@@ -26,6 +26,8 @@ pub enum ArtifactKind {
     Model,
     /// Generated tokens ([`Music`]).
     Music,
+    /// Rendered audio ([`Audio`]).
+    Audio,
 }
 
 impl fmt::Display for ArtifactKind {
@@ -38,6 +40,7 @@ impl fmt::Display for ArtifactKind {
             ArtifactKind::Windows => "training windows",
             ArtifactKind::Model => "a trained model",
             ArtifactKind::Music => "generated music",
+            ArtifactKind::Audio => "audio",
         })
     }
 }
@@ -52,6 +55,7 @@ pub enum Artifact {
     Windows(WindowSet),
     Model(Box<TrainedModel>),
     Music(Music),
+    Audio(Audio),
 }
 
 impl Artifact {
@@ -64,6 +68,7 @@ impl Artifact {
             Artifact::Windows(_) => ArtifactKind::Windows,
             Artifact::Model(_) => ArtifactKind::Model,
             Artifact::Music(_) => ArtifactKind::Music,
+            Artifact::Audio(_) => ArtifactKind::Audio,
         }
     }
 
@@ -99,6 +104,7 @@ impl Artifact {
     accessor!(vocab, Vocab, Vocabulary);
     accessor!(windows, Windows, WindowSet);
     accessor!(model, Model, Box<TrainedModel>);
+    accessor!(music, Music, Music);
 }
 
 /// MIDI files reduced to what the pipeline reads: notes and program changes on absolute ticks.
@@ -303,5 +309,22 @@ pub struct Music {
     /// The training window generation started from: its file and the offset of its first token in that file.
     pub start_file: String,
     pub start_offset: usize,
+    /// That window's tokens.
+    pub seed: Vec<String>,
+    /// The first minute of that training file, to compare with.
+    pub reference: Vec<String>,
     pub program: u8,
+    /// Beats between successive tokens.
+    pub step: f64,
+}
+
+/// What the render stage made (the WAV files themselves are its report files).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Audio {
+    /// The SoundFont used, by file name; `None` when none was found and nothing was rendered.
+    pub soundfont: Option<String>,
+    pub sample_rate: u32,
+    /// Length of `generated.wav` and `seed.wav`.
+    pub generated_seconds: f64,
+    pub seed_seconds: f64,
 }

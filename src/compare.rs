@@ -32,7 +32,7 @@ pub struct RunSummary {
 }
 
 /// The first file in `dir` named `name` or `<stage>.name`.
-fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
+pub(crate) fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
     let direct = dir.join(name);
     if direct.is_file() {
         return Some(direct);

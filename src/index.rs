@@ -8,12 +8,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
 
-use crate::compare::{RunSummary, cell, runs_under, varying_params};
+use crate::compare::{RunSummary, cell, find_file, runs_under, varying_params};
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}\
 table{border-collapse:collapse;margin-bottom:2em}td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;\
 text-align:left}th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}\
-.failed{color:#b00}img{width:240px;background:#fff}ul{margin:0;padding-left:1.2em}";
+.failed{color:#b00}img{width:240px;background:#fff}img.roll{width:420px}ul{margin:0;padding-left:1.2em}\
+audio{width:260px;display:block;margin-bottom:4px}.caption{font-size:85%;color:#555}\
+dl{margin:0;display:grid;grid-template-columns:auto auto;gap:0 8px;font-size:90%}dt{white-space:nowrap}dd{margin:0}";
 
 /// A link target relative to the reports directory, with `/` separators and spaces escaped.
 fn href(path: &Path, reports_dir: &Path) -> String {
@@ -81,7 +83,8 @@ pub fn write(reports_dir: &Path) -> Result<PathBuf> {
         }
         html.push_str(
             "<th>epochs</th><th>final train loss</th><th>final val loss</th><th>best val loss</th>\
-             <th>val accuracy</th><th>loss chart</th><th>files</th></tr>\n",
+             <th>val accuracy</th><th>loss chart</th><th>generated piece</th><th>listen</th><th>music</th>\
+             <th>files</th></tr>\n",
         );
         for r in &runs {
             let link = href(&r.dir, reports_dir);
@@ -131,6 +134,7 @@ pub fn write(reports_dir: &Path) -> Result<PathBuf> {
             } else {
                 html.push_str("<td></td>");
             }
+            media_cells(&mut html, r, reports_dir);
             html.push_str("<td><ul>");
             for f in files_of(&r.dir) {
                 let name = f
@@ -157,4 +161,54 @@ pub fn write(reports_dir: &Path) -> Result<PathBuf> {
     tmp.persist(&path)
         .with_context(|| format!("cannot write `{}`", path.display()))?;
     Ok(path)
+}
+
+/// The piano roll, audio players and music metrics of a run, as three cells (empty where the run has none).
+fn media_cells(html: &mut String, r: &RunSummary, reports_dir: &Path) {
+    if let Some(roll) = find_file(&r.dir, "generated.svg") {
+        let _ = write!(
+            html,
+            "<td><a href=\"{0}\"><img class=\"roll\" src=\"{0}\" alt=\"piano roll of the piece {1} generated\"></a>",
+            attr(&href(&roll, reports_dir)),
+            attr(r.name())
+        );
+        if let Some(reference) = find_file(&r.dir, "reference.svg") {
+            let _ = write!(
+                html,
+                "<div class=\"caption\"><a href=\"{}\">training data for comparison</a></div>",
+                attr(&href(&reference, reports_dir))
+            );
+        }
+        html.push_str("</td>");
+    } else {
+        html.push_str("<td></td>");
+    }
+    html.push_str("<td>");
+    for (file, caption) in [
+        ("generated.wav", "generated"),
+        ("seed.wav", "seed (training excerpt it began from)"),
+    ] {
+        if let Some(path) = find_file(&r.dir, file) {
+            let _ = write!(
+                html,
+                "<div class=\"caption\">{}</div><audio controls preload=\"metadata\" src=\"{}\"></audio>",
+                text(caption),
+                attr(&href(&path, reports_dir))
+            );
+        }
+    }
+    html.push_str("</td><td>");
+    if let Some(m) = &r.metrics {
+        html.push_str("<dl>");
+        for (name, value) in crate::metrics::columns(m) {
+            let _ = write!(
+                html,
+                "<dt>{}</dt><dd>{}</dd>",
+                text(&name.replace('_', " ")),
+                text(&cell(&value))
+            );
+        }
+        html.push_str("</dl>");
+    }
+    html.push_str("</td>");
 }

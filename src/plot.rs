@@ -1,4 +1,5 @@
-//! Loss charts as SVG (plotters): one curve pair per run, validation solid and training dashed, in one colour.
+//! Charts as SVG (plotters): loss charts (one curve pair per run, validation solid and training dashed, in one
+//! colour) and piano rolls of token sequences.
 
 use anyhow::{Result, anyhow};
 use plotters::prelude::*;
@@ -97,6 +98,98 @@ pub fn loss_chart(title: &str, runs: &[(String, Vec<EpochStats>)]) -> Result<Str
             series.label(label.clone()).legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
             });
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()
+            .map_err(|e| anyhow!("{e}"))?;
+        root.present().map_err(|e| anyhow!("{e}"))?;
+    }
+    Ok(svg)
+}
+
+/// One stretch of a piano roll: tokens drawn in one colour under one legend label.
+pub struct RollPart<'a> {
+    pub tokens: &'a [String],
+    pub label: String,
+}
+
+/// A piano roll: time across (seconds at 120 bpm, `step` beats per token), pitch up, each token's notes as bars
+/// voiced as the generated MIDI file plays them (chords in the octave from C4), the parts one after another, each
+/// in its own colour.
+pub fn piano_roll(title: &str, parts: &[RollPart], step: f64) -> Result<String> {
+    let seconds_per_token = step * 0.5;
+    let mut notes: Vec<(usize, f64, u8)> = Vec::new();
+    let mut at = 0usize;
+    for (i, part) in parts.iter().enumerate() {
+        for token in part.tokens {
+            for pitch in crate::stages::tokenize::pitches_of(token).unwrap_or_default() {
+                notes.push((i, at as f64 * seconds_per_token, pitch));
+            }
+            at += 1;
+        }
+    }
+    let end = (at as f64 * seconds_per_token).max(seconds_per_token);
+    let lo = notes
+        .iter()
+        .map(|n| n.2)
+        .min()
+        .unwrap_or(60)
+        .saturating_sub(2);
+    let hi = notes
+        .iter()
+        .map(|n| n.2)
+        .max()
+        .unwrap_or(72)
+        .saturating_add(3)
+        .min(128);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (1000, 380)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(32)
+            .y_label_area_size(48)
+            .build_cartesian_2d(0f64..end, f64::from(lo)..f64::from(hi))
+            .map_err(|e| anyhow!("{e}"))?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(usize::from(hi - lo))
+            .y_label_formatter(&|y| {
+                let pitch = y.round() as u8;
+                if y.fract() == 0.0 && pitch % 12 == 0 {
+                    crate::stages::tokenize::pitch_name(pitch)
+                } else {
+                    String::new()
+                }
+            })
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .x_desc("seconds")
+            .y_desc("pitch")
+            .draw()
+            .map_err(|e| anyhow!("{e}"))?;
+        for (i, part) in parts.iter().enumerate() {
+            let c = colour(i);
+            let bars = notes.iter().filter(|n| n.0 == i).map(|&(_, t, p)| {
+                Rectangle::new(
+                    [
+                        (t, f64::from(p)),
+                        (t + seconds_per_token * 0.92, f64::from(p) + 0.9),
+                    ],
+                    c.filled(),
+                )
+            });
+            chart
+                .draw_series(bars)
+                .map_err(|e| anyhow!("{e}"))?
+                .label(part.label.clone())
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], c.filled()));
         }
         chart
             .configure_series_labels()

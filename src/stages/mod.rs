@@ -8,6 +8,7 @@ mod drop_drums;
 mod extract_instrument;
 pub mod gm;
 mod midi_source;
+pub mod render;
 mod sample;
 pub mod tokenize;
 mod train;
@@ -124,10 +125,11 @@ pub enum StageKind {
     Window,
     Train,
     Sample,
+    Render,
 }
 
 impl StageKind {
-    pub const ALL: [StageKind; 8] = [
+    pub const ALL: [StageKind; 9] = [
         StageKind::MidiSource,
         StageKind::DropDrums,
         StageKind::ExtractInstrument,
@@ -136,6 +138,7 @@ impl StageKind {
         StageKind::Window,
         StageKind::Train,
         StageKind::Sample,
+        StageKind::Render,
     ];
 
     /// The name used in `kind = "…"`.
@@ -149,6 +152,7 @@ impl StageKind {
             StageKind::Window => "window",
             StageKind::Train => "train",
             StageKind::Sample => "sample",
+            StageKind::Render => "render",
         }
     }
 
@@ -170,7 +174,9 @@ impl StageKind {
             StageKind::Window => 1,
             // 2: fused LSTM layer op and bulk dropout masks (same maths, different rounding and random draws).
             StageKind::Train => 2,
-            StageKind::Sample => 1,
+            // 2: keeps the seed window and a reference excerpt; piano rolls.
+            StageKind::Sample => 2,
+            StageKind::Render => 1,
         }
     }
 
@@ -185,6 +191,7 @@ impl StageKind {
             StageKind::Window => &[ArtifactKind::Vocab],
             StageKind::Train => &[ArtifactKind::Windows],
             StageKind::Sample => &[ArtifactKind::Model],
+            StageKind::Render => &[ArtifactKind::Music],
         }
     }
 
@@ -197,6 +204,7 @@ impl StageKind {
             StageKind::Window => ArtifactKind::Windows,
             StageKind::Train => ArtifactKind::Model,
             StageKind::Sample => ArtifactKind::Music,
+            StageKind::Render => ArtifactKind::Audio,
         }
     }
 
@@ -225,6 +233,7 @@ impl StageKind {
             StageKind::Window => build::<window::Window, _>(params, ctx),
             StageKind::Train => build::<train::Train, _>(params, ctx),
             StageKind::Sample => build::<sample::Sample, _>(params, ctx),
+            StageKind::Render => build::<render::Render, _>(params, ctx),
         }
     }
 }

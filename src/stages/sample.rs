@@ -23,6 +23,7 @@ use super::{
 use crate::artifact::{Artifact, Music, Split};
 use crate::metrics::{self, MetricsReport};
 use crate::midi;
+use crate::plot::RollPart;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -232,6 +233,36 @@ impl Stage for Sample {
             generated: metrics::generated(&tokens, &training),
             corpus: metrics::corpus(&training),
         };
+        let name = |id: &u32| windows.tokens[*id as usize].clone();
+        let seed: Vec<String> = window.iter().map(name).collect();
+        // The first minute of the file the seed came from (120 bpm: two beats a second).
+        let minute = (120.0 / self.step).ceil() as usize;
+        let reference: Vec<String> = windows.ids[file.offset..file.offset + file.len.min(minute)]
+            .iter()
+            .map(name)
+            .collect();
+        let roll = crate::plot::piano_roll(
+            &format!("generated, after a training excerpt from {}", file.path),
+            &[
+                RollPart {
+                    tokens: &seed,
+                    label: "seed window (training data)".into(),
+                },
+                RollPart {
+                    tokens: &tokens,
+                    label: "generated".into(),
+                },
+            ],
+            self.step,
+        )?;
+        let reference_roll = crate::plot::piano_roll(
+            &format!("training data: the first minute of {}", file.path),
+            &[RollPart {
+                tokens: &reference,
+                label: file.path.clone(),
+            }],
+            self.step,
+        )?;
         Ok(StageOutput {
             summary: serde_json::json!({
                 "tokens": tokens.len(),
@@ -253,12 +284,23 @@ impl Stage for Sample {
                     name: "metrics.json".into(),
                     bytes: serde_json::to_vec_pretty(&report)?,
                 },
+                ReportFile {
+                    name: "generated.svg".into(),
+                    bytes: roll.into_bytes(),
+                },
+                ReportFile {
+                    name: "reference.svg".into(),
+                    bytes: reference_roll.into_bytes(),
+                },
             ],
             artifact: Artifact::Music(Music {
                 tokens,
                 start_file: file.path.clone(),
                 start_offset: start - file.offset,
+                seed,
+                reference,
                 program,
+                step: self.step,
             }),
         })
     }

@@ -1,0 +1,286 @@
+//! `render`: the generated piece and the seed window it grew from, as WAV files (44.1 kHz, 16-bit stereo by default)
+//! played by rustysynth through a General MIDI SoundFont.
+//!
+//! The SoundFont's bytes are an input like the MIDI files of a source: changing only the SoundFont re-renders and
+//! nothing else. It is found from the `soundfont` parameter, else `PIPELINE_SOUNDFONT`, else the places Linux
+//! distributions install one; with none, the stage warns what to install and the run goes on without audio.
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow, bail};
+use rustysynth::{MidiFile, MidiFileSequencer, SoundFont, Synthesizer, SynthesizerSettings};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    CheckContext, ExternalInputs, ParamProblem, Params, ReportFile, RunContext, Stage, StageKind,
+    StageOutput, params_of,
+};
+use crate::artifact::{Artifact, Audio};
+use crate::fingerprint::Hash;
+use crate::midi;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Render {
+    /// A `.sf2` file, relative to the experiment file. Default: `$PIPELINE_SOUNDFONT`, then the system's.
+    #[serde(default)]
+    pub soundfont: Option<String>,
+    #[serde(default = "d::sample_rate")]
+    pub sample_rate: u32,
+    /// Multiplies the synthesizer's output (which leaves headroom for chords at 1).
+    #[serde(default = "d::gain")]
+    pub gain: f64,
+}
+
+mod d {
+    pub fn sample_rate() -> u32 {
+        44_100
+    }
+    pub fn gain() -> f64 {
+        1.0
+    }
+}
+
+/// Where distributions put a General MIDI SoundFont, in the order they are tried.
+pub const SYSTEM_SOUNDFONTS: &[&str] = &[
+    // Debian, Ubuntu: timgm6mb-soundfont (6 MB), the alternatives link, fluid-soundfont-gm (148 MB).
+    "/usr/share/sounds/sf2/TimGM6mb.sf2",
+    "/usr/share/sounds/sf2/default-GM.sf2",
+    "/usr/share/sounds/sf2/FluidR3_GM.sf2",
+    // Fedora (fluid-soundfont-gm), Arch (soundfont-fluid), openSUSE.
+    "/usr/share/soundfonts/default.sf2",
+    "/usr/share/soundfonts/FluidR3_GM.sf2",
+    // FreeBSD ports and hand installs.
+    "/usr/local/share/soundfonts/default.sf2",
+];
+
+/// What to do when no SoundFont is found.
+pub const NO_SOUNDFONT: &str = "no SoundFont found, so no audio: install one (Debian/Ubuntu: `apt install \
+    timgm6mb-soundfont`; Fedora: `dnf install fluid-soundfont-gm`; Arch: `pacman -S soundfont-fluid`), or set \
+    `soundfont = \"path/to/file.sf2\"` in the render stage or `PIPELINE_SOUNDFONT`";
+
+/// Seconds rendered after the last note ends, so its release and the reverb tail are heard.
+const RELEASE_SECONDS: f64 = 2.0;
+
+impl Render {
+    /// The SoundFont to use: the parameter, the environment, or the first system one that exists.
+    pub fn find_soundfont(&self, base_dir: &Path) -> Option<PathBuf> {
+        if let Some(p) = &self.soundfont {
+            return Some(base_dir.join(p));
+        }
+        if let Some(p) = std::env::var_os("PIPELINE_SOUNDFONT").filter(|p| !p.is_empty()) {
+            return Some(PathBuf::from(p));
+        }
+        SYSTEM_SOUNDFONTS
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+    }
+}
+
+impl Params for Render {
+    fn check(&self, ctx: &CheckContext) -> Vec<ParamProblem> {
+        let mut problems = Vec::new();
+        if !(16_000..=192_000).contains(&self.sample_rate) {
+            problems.push(
+                ParamProblem::new(
+                    "sample_rate",
+                    format!("`sample_rate = {}` is out of range", self.sample_rate),
+                )
+                .hint("use 16000 to 192000 Hz; 44100 is CD quality"),
+            );
+        }
+        if !(self.gain > 0.0 && self.gain <= 16.0) {
+            problems.push(
+                ParamProblem::new("gain", format!("`gain = {}` is out of range", self.gain))
+                    .hint("use a factor above 0 and at most 16; 1 keeps the synthesizer's level"),
+            );
+        }
+        if let Some(p) = &self.soundfont
+            && !ctx.base_dir.join(p).is_file()
+        {
+            problems.push(
+                ParamProblem::new("soundfont", format!("`{p}` does not exist"))
+                    .hint("give a .sf2 file relative to the experiment file, or leave `soundfont` out to use the system's"),
+            );
+        }
+        problems
+    }
+}
+
+/// A rendered piece: WAV bytes, length in seconds, and how many samples had to be clipped.
+pub struct Wav {
+    pub bytes: Vec<u8>,
+    pub seconds: f64,
+    pub clipped: usize,
+}
+
+/// Plays `tokens` (as [`midi::write_tokens`] writes them) through `soundfont` into a 16-bit stereo WAV.
+pub fn render_tokens(
+    soundfont: &Arc<SoundFont>,
+    tokens: &[String],
+    program: u8,
+    step: f64,
+    sample_rate: u32,
+    gain: f64,
+) -> anyhow::Result<Wav> {
+    let mid = midi::write_tokens(tokens, program, step)?;
+    let midi_file = Arc::new(
+        MidiFile::new(&mut Cursor::new(mid))
+            .map_err(|e| anyhow!("cannot play the MIDI file: {e}"))?,
+    );
+    let settings = SynthesizerSettings::new(sample_rate as i32);
+    let synthesizer = Synthesizer::new(soundfont, &settings)
+        .map_err(|e| anyhow!("cannot start the synthesizer: {e}"))?;
+    let mut sequencer = MidiFileSequencer::new(synthesizer);
+    sequencer.play(&midi_file, false);
+    let seconds = midi_file.get_length() + RELEASE_SECONDS;
+    let frames = (seconds * f64::from(sample_rate)).round() as usize;
+    let mut wav = Cursor::new(Vec::with_capacity(frames * 4 + 44));
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut writer = hound::WavWriter::new(&mut wav, spec)?;
+    let mut clipped = 0;
+    // One second at a time: bounded buffers, and Ctrl-C is noticed.
+    let block = sample_rate as usize;
+    let (mut left, mut right) = (vec![0f32; block], vec![0f32; block]);
+    let mut done = 0;
+    while done < frames {
+        crate::interrupt::check()?;
+        let n = block.min(frames - done);
+        sequencer.render(&mut left[..n], &mut right[..n]);
+        for (&l, &r) in left[..n].iter().zip(&right[..n]) {
+            for v in [l, r] {
+                let scaled = f64::from(v) * gain * 32768.0;
+                if !(-32768.0..=32767.0).contains(&scaled) {
+                    clipped += 1;
+                }
+                writer.write_sample(scaled.clamp(-32768.0, 32767.0) as i16)?;
+            }
+        }
+        done += n;
+    }
+    writer.finalize()?;
+    Ok(Wav {
+        bytes: wav.into_inner(),
+        seconds: frames as f64 / f64::from(sample_rate),
+        clipped,
+    })
+}
+
+/// Reads a SoundFont, with an error that names the file.
+pub fn load_soundfont(bytes: &[u8], path: &Path) -> anyhow::Result<Arc<SoundFont>> {
+    SoundFont::new(&mut Cursor::new(bytes))
+        .map(Arc::new)
+        .map_err(|e| anyhow!("`{}` is not a usable SoundFont: {e}", path.display()))
+}
+
+impl Stage for Render {
+    fn kind(&self) -> StageKind {
+        StageKind::Render
+    }
+
+    /// Where the SoundFont is does not matter, only its bytes (an external input).
+    fn params(&self) -> BTreeMap<String, serde_json::Value> {
+        let mut p = params_of(self);
+        p.remove("soundfont");
+        p
+    }
+
+    fn external_inputs(&self, base_dir: &Path) -> anyhow::Result<ExternalInputs> {
+        let Some(path) = self.find_soundfont(base_dir) else {
+            return Ok(ExternalInputs::default());
+        };
+        let bytes = std::fs::read(&path)
+            .with_context(|| format!("cannot read the SoundFont `{}`", path.display()))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok(ExternalInputs {
+            display_root: path
+                .parent()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            files: BTreeMap::from([(name.clone(), Hash::of(&bytes))]),
+            locations: BTreeMap::from([(name, path)]),
+        })
+    }
+
+    fn run(&self, ctx: &mut RunContext, inputs: &[&Artifact]) -> anyhow::Result<StageOutput> {
+        let music = inputs[0].music()?;
+        let Some((name, path)) = ctx.external.locations.iter().next() else {
+            ctx.warn(NO_SOUNDFONT.to_string());
+            return Ok(StageOutput {
+                summary: serde_json::json!({ "soundfont": null }),
+                files: Vec::new(),
+                artifact: Artifact::Audio(Audio {
+                    soundfont: None,
+                    sample_rate: self.sample_rate,
+                    generated_seconds: 0.0,
+                    seed_seconds: 0.0,
+                }),
+            });
+        };
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read the SoundFont `{}`", path.display()))?;
+        if ctx.external.files.get(name) != Some(&Hash::of(&bytes)) {
+            bail!(
+                "`{}` changed while the run was reading it; run again",
+                path.display()
+            );
+        }
+        let soundfont = load_soundfont(&bytes, path)?;
+        let render = |tokens: &[String]| {
+            render_tokens(
+                &soundfont,
+                tokens,
+                music.program,
+                music.step,
+                self.sample_rate,
+                self.gain,
+            )
+        };
+        let generated = render(&music.tokens)?;
+        let seed = render(&music.seed)?;
+        let clipped = generated.clipped + seed.clipped;
+        if clipped > 0 {
+            ctx.warn(format!(
+                "{clipped} samples were clipped at full scale; lower `gain` (now {})",
+                self.gain
+            ));
+        }
+        Ok(StageOutput {
+            summary: serde_json::json!({
+                "soundfont": name,
+                "sample_rate": self.sample_rate,
+                "generated_seconds": generated.seconds,
+                "seed_seconds": seed.seconds,
+                "clipped_samples": clipped,
+            }),
+            files: vec![
+                ReportFile {
+                    name: "generated.wav".into(),
+                    bytes: generated.bytes,
+                },
+                ReportFile {
+                    name: "seed.wav".into(),
+                    bytes: seed.bytes,
+                },
+            ],
+            artifact: Artifact::Audio(Audio {
+                soundfont: Some(name.clone()),
+                sample_rate: self.sample_rate,
+                generated_seconds: generated.seconds,
+                seed_seconds: seed.seconds,
+            }),
+        })
+    }
+}
