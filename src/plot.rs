@@ -163,7 +163,7 @@ pub fn piano_roll(title: &str, parts: &[RollPart], step: f64) -> Result<String> 
             .y_labels(usize::from(hi - lo))
             .y_label_formatter(&|y| {
                 let pitch = y.round() as u8;
-                if y.fract() == 0.0 && pitch % 12 == 0 {
+                if y.fract() == 0.0 && pitch.is_multiple_of(12) {
                     crate::stages::tokenize::pitch_name(pitch)
                 } else {
                     String::new()

@@ -3,7 +3,8 @@
 //!
 //! The SoundFont's bytes are an input like the MIDI files of a source: changing only the SoundFont re-renders and
 //! nothing else. It is found from the `soundfont` parameter, else `PIPELINE_SOUNDFONT`, else the places Linux
-//! distributions install one; with none, the stage warns what to install and the run goes on without audio.
+//! distributions install one (or those `PIPELINE_SOUNDFONT_PATH` lists); with none, the stage warns what to install
+//! and the run goes on without audio.
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
@@ -57,6 +58,31 @@ pub const SYSTEM_SOUNDFONTS: &[&str] = &[
     "/usr/local/share/soundfonts/default.sf2",
 ];
 
+/// The files tried when neither the parameter nor `PIPELINE_SOUNDFONT` names one: `PIPELINE_SOUNDFONT_PATH`
+/// (`:`-separated files, or directories whose `.sf2` files are tried in name order) if set, else
+/// [`SYSTEM_SOUNDFONTS`].
+fn candidates() -> Vec<PathBuf> {
+    let Some(list) = std::env::var_os("PIPELINE_SOUNDFONT_PATH") else {
+        return SYSTEM_SOUNDFONTS.iter().map(PathBuf::from).collect();
+    };
+    let mut out = Vec::new();
+    for entry in std::env::split_paths(&list) {
+        if entry.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(&entry)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("sf2")))
+                .collect();
+            found.sort();
+            out.extend(found);
+        } else {
+            out.push(entry);
+        }
+    }
+    out
+}
+
 /// What to do when no SoundFont is found.
 pub const NO_SOUNDFONT: &str = "no SoundFont found, so no audio: install one (Debian/Ubuntu: `apt install \
     timgm6mb-soundfont`; Fedora: `dnf install fluid-soundfont-gm`; Arch: `pacman -S soundfont-fluid`), or set \
@@ -74,10 +100,7 @@ impl Render {
         if let Some(p) = std::env::var_os("PIPELINE_SOUNDFONT").filter(|p| !p.is_empty()) {
             return Some(PathBuf::from(p));
         }
-        SYSTEM_SOUNDFONTS
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.is_file())
+        candidates().into_iter().find(|p| p.is_file())
     }
 }
 

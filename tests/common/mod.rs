@@ -156,12 +156,18 @@ impl Project {
 
     /// Runs `pipeline ARGS` in the project directory.
     pub fn pipeline(&self, args: &[&str]) -> Run {
+        self.pipeline_with_env(args, &[])
+    }
+
+    /// Runs `pipeline ARGS` in the project directory with extra environment variables.
+    pub fn pipeline_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let output = Command::new(env!("CARGO_BIN_EXE_pipeline"))
             .args(args)
             .current_dir(self.dir.path())
             .env_remove("PIPELINE_CACHE")
             .env_remove("PIPELINE_REPORTS")
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .output()
             .expect("the pipeline binary runs");
         Run::new(output, self.dir.path())
