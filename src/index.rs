@@ -14,7 +14,8 @@ const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222
 table{border-collapse:collapse;margin-bottom:2em}td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;\
 text-align:left}th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}\
 .failed{color:#b00}img{width:240px;background:#fff}img.roll{width:420px}ul{margin:0;padding-left:1.2em}\
-audio{width:260px;display:block;margin-bottom:4px}.caption{font-size:85%;color:#555}\
+audio{width:300px;display:block;margin-bottom:6px}.caption{font-size:85%;color:#555;margin:2px 0}\
+.media{display:flex;flex-wrap:wrap;gap:24px;align-items:flex-start}ul.files{columns:2}\
 dl{margin:0;display:grid;grid-template-columns:auto auto;gap:0 8px;font-size:90%}dt{white-space:nowrap}dd{margin:0}";
 
 /// A link target relative to the reports directory, with `/` separators and spaces escaped.
@@ -83,8 +84,7 @@ pub fn write(reports_dir: &Path) -> Result<PathBuf> {
         }
         html.push_str(
             "<th>epochs</th><th>final train loss</th><th>final val loss</th><th>best val loss</th>\
-             <th>val accuracy</th><th>loss chart</th><th>generated piece</th><th>listen</th><th>music</th>\
-             <th>files</th></tr>\n",
+             <th>val accuracy</th><th>loss chart</th></tr>\n",
         );
         for r in &runs {
             let link = href(&r.dir, reports_dir);
@@ -134,8 +134,15 @@ pub fn write(reports_dir: &Path) -> Result<PathBuf> {
             } else {
                 html.push_str("<td></td>");
             }
-            media_cells(&mut html, r, reports_dir);
-            html.push_str("<td><ul>");
+            html.push_str("</tr>\n");
+            // The piece, its audio, its metrics and every file, in a full-width row under the figures.
+            let _ = write!(
+                html,
+                "<tr><td colspan=\"{}\"><div class=\"media\">",
+                9 + varying.len()
+            );
+            media(&mut html, r, reports_dir);
+            html.push_str("<div><div class=\"caption\">files</div><ul class=\"files\">");
             for f in files_of(&r.dir) {
                 let name = f
                     .file_name()
@@ -148,7 +155,7 @@ pub fn write(reports_dir: &Path) -> Result<PathBuf> {
                     text(&name)
                 );
             }
-            html.push_str("</ul></td></tr>\n");
+            html.push_str("</ul></div></div></td></tr>\n");
         }
         html.push_str("</table>\n");
     }
@@ -163,12 +170,14 @@ pub fn write(reports_dir: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// The piano roll, audio players and music metrics of a run, as three cells (empty where the run has none).
-fn media_cells(html: &mut String, r: &RunSummary, reports_dir: &Path) {
+/// The piano roll, audio players and music metrics of a run, each in a box of the media row (none where the run has
+/// none).
+fn media(html: &mut String, r: &RunSummary, reports_dir: &Path) {
     if let Some(roll) = find_file(&r.dir, "generated.svg") {
         let _ = write!(
             html,
-            "<td><a href=\"{0}\"><img class=\"roll\" src=\"{0}\" alt=\"piano roll of the piece {1} generated\"></a>",
+            "<div><div class=\"caption\">generated piece (the seed window in blue)</div><a href=\"{0}\">\
+             <img class=\"roll\" src=\"{0}\" alt=\"piano roll of the piece {1} generated\"></a>",
             attr(&href(&roll, reports_dir)),
             attr(r.name())
         );
@@ -179,16 +188,18 @@ fn media_cells(html: &mut String, r: &RunSummary, reports_dir: &Path) {
                 attr(&href(&reference, reports_dir))
             );
         }
-        html.push_str("</td>");
-    } else {
-        html.push_str("<td></td>");
+        html.push_str("</div>");
     }
-    html.push_str("<td>");
-    for (file, caption) in [
-        ("generated.wav", "generated"),
-        ("seed.wav", "seed (training excerpt it began from)"),
-    ] {
-        if let Some(path) = find_file(&r.dir, file) {
+    let players: Vec<(PathBuf, &str)> = [
+        ("generated.wav", "listen: generated"),
+        ("seed.wav", "the seed (the training excerpt it began from)"),
+    ]
+    .into_iter()
+    .filter_map(|(file, caption)| Some((find_file(&r.dir, file)?, caption)))
+    .collect();
+    if !players.is_empty() {
+        html.push_str("<div>");
+        for (path, caption) in players {
             let _ = write!(
                 html,
                 "<div class=\"caption\">{}</div><audio controls preload=\"metadata\" src=\"{}\"></audio>",
@@ -196,10 +207,10 @@ fn media_cells(html: &mut String, r: &RunSummary, reports_dir: &Path) {
                 attr(&href(&path, reports_dir))
             );
         }
+        html.push_str("</div>");
     }
-    html.push_str("</td><td>");
     if let Some(m) = &r.metrics {
-        html.push_str("<dl>");
+        html.push_str("<div><div class=\"caption\">music metrics</div><dl>");
         for (name, value) in crate::metrics::columns(m) {
             let _ = write!(
                 html,
@@ -208,7 +219,6 @@ fn media_cells(html: &mut String, r: &RunSummary, reports_dir: &Path) {
                 text(&cell(&value))
             );
         }
-        html.push_str("</dl>");
+        html.push_str("</dl></div>");
     }
-    html.push_str("</td>");
 }
