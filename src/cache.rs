@@ -67,7 +67,7 @@ impl Cache {
     /// Opens (creating if needed) a cache directory.
     pub fn open(dir: &Path) -> Result<Self> {
         let root = dir.join(LAYOUT);
-        for sub in ["entries", "tmp", "stages", CHECKPOINTS, LOCKS] {
+        for sub in ["entries", "tmp", "stages", CHECKPOINTS, LOCKS, "jobs"] {
             fs::create_dir_all(root.join(sub)).with_context(|| {
                 format!(
                     "cannot create the cache directory `{}`",
@@ -77,6 +77,11 @@ impl Cache {
             crate::paths::ensure_inside(dir, &root.join(sub), "the cache directory")?;
         }
         Ok(Self { root })
+    }
+
+    /// `<cache dir>/v1`.
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     fn entry_dir(&self, key: &Hash) -> PathBuf {

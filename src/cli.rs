@@ -7,13 +7,14 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{MultiProgress, ProgressDrawTarget};
 
 use crate::cache::Cache;
 use crate::compare::{self, RunSummary};
 use crate::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
-use crate::executor::{self, Status, Target};
+use crate::executor::{self, Placement, SlurmPlacement, Status, Target};
 use crate::exit;
 use crate::experiment::Override;
 use crate::report::{self, Report};
@@ -76,6 +77,15 @@ enum Command {
         /// When a stage fails, finish everything that does not depend on it, then exit non-zero.
         #[arg(long)]
         keep_going: bool,
+        /// Where stages run: in this process, or each as a Slurm job (`[executor.slurm]` sets resources).
+        #[arg(long, value_enum, default_value_t = ExecutorKind::Local)]
+        executor: ExecutorKind,
+    },
+    /// Compute one stage from a job description in the cache: what a Slurm job runs on its node.
+    #[command(hide = true)]
+    ExecStage {
+        /// `cache/v1/jobs/<fingerprint>/job.json`.
+        job: PathBuf,
     },
     /// Show, per stage, whether it is cached or would run and why, without running anything.
     Status {
@@ -112,6 +122,12 @@ enum Command {
         #[arg(long, value_name = "FILE.svg")]
         plot: Option<PathBuf>,
     },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ExecutorKind {
+    Local,
+    Slurm,
 }
 
 #[derive(Subcommand, Debug)]
@@ -268,15 +284,28 @@ fn dispatch(cli: Cli) -> u8 {
             verbose,
             jobs,
             keep_going,
+            executor,
         } => {
-            let opts = executor::Options {
+            let mut opts = executor::Options {
                 force,
                 verbose,
                 jobs: usize::from(jobs),
                 keep_going,
+                ..Default::default()
             };
+            if executor == ExecutorKind::Slurm {
+                match slurm_placement(&experiment, &cache.cache_dir) {
+                    Ok(p) => {
+                        opts.placement = Placement::Slurm(p);
+                        // Jobs wait in Slurm's queue, not here: follow many at once.
+                        opts.jobs = opts.jobs.max(64);
+                    }
+                    Err(code) => return code,
+                }
+            }
             run(&experiment, &cache.cache_dir, &reports.reports_dir, opts)
         }
+        Command::ExecStage { job } => Ok(exec_stage(&job)),
         Command::Status { experiment, cache } => status(&experiment, &cache.cache_dir),
         Command::Graph { experiment, format } => graph(&experiment, format),
         Command::Bench(b) => bench(b),
@@ -296,6 +325,92 @@ fn dispatch(cli: Cli) -> u8 {
         ),
     };
     result.unwrap_or_else(|code| code)
+}
+
+fn slurm_placement(args: &ExperimentArgs, cache_dir: &Path) -> Result<SlurmPlacement, u8> {
+    let fail = |e: anyhow::Error| environment(e, "the Slurm executor needs `sbatch` and a cache directory the nodes share");
+    let exe = std::env::current_exe()
+        .context("cannot find this program's path, which the Slurm jobs run")
+        .map_err(fail)?;
+    std::fs::create_dir_all(cache_dir)
+        .with_context(|| format!("cannot create `{}`", cache_dir.display()))
+        .map_err(fail)?;
+    let cache_dir = cache_dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve `{}`", cache_dir.display()))
+        .map_err(fail)?;
+    Ok(SlurmPlacement {
+        exe,
+        set: args.set.clone(),
+        cache_dir,
+    })
+}
+
+/// `pipeline exec-stage JOB`: loads the experiment the job names, picks its sweep point, and computes that one stage
+/// (its inputs are in the cache) with the same code and atomic store as a local run. Exit 0 when the entry the
+/// submitter expects is in the cache.
+fn exec_stage(job_file: &Path) -> u8 {
+    let result = (|| -> anyhow::Result<u8> {
+        let job: crate::slurm::JobSpec = serde_json::from_slice(
+            &std::fs::read(job_file).with_context(|| format!("cannot read `{}`", job_file.display()))?,
+        )?;
+        let overrides = job
+            .set
+            .iter()
+            .map(|s| Override::parse(s))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|d| anyhow::anyhow!("{}", d.render(false)))?;
+        let study = Study::load(&job.experiment, &overrides)
+            .map_err(|d| anyhow::anyhow!("{}", d.render(false)))?;
+        let point = study
+            .points
+            .iter()
+            .find(|p| p.label == job.label)
+            .ok_or_else(|| anyhow::anyhow!("the experiment has no point `{}` any more", job.label))?;
+        let cache = Cache::open(&job.cache_dir)?;
+        let report_dir = job_file.with_file_name("report");
+        std::fs::create_dir_all(&report_dir)?;
+        let target = Target {
+            experiment: &point.experiment,
+            identity: identity(&study, &point.label),
+            label: point.label.clone(),
+            report_dir,
+        };
+        let opts = executor::Options {
+            only: Some(job.stage.clone()),
+            ..Default::default()
+        };
+        let progress = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        crate::interrupt::install();
+        let outcomes = executor::run(std::slice::from_ref(&target), &cache, &opts, &progress);
+        let stage = outcomes[0]
+            .stages
+            .iter()
+            .find(|s| s.name == job.stage)
+            .ok_or_else(|| anyhow::anyhow!("the experiment has no stage `{}` any more", job.stage))?;
+        if let Some(failed) = outcomes[0].failed() {
+            anyhow::bail!(
+                "stage `{}` failed: {}",
+                failed.name,
+                failed.error.as_deref().unwrap_or("unknown error")
+            );
+        }
+        let got = stage.fingerprint.map(|f| f.hex()).unwrap_or_default();
+        if got != job.key {
+            anyhow::bail!(
+                "this node computed fingerprint {got} for `{}`, the submitting machine {}: the experiment or its \
+                 input files differ between them (is everything on a shared filesystem?)",
+                job.stage,
+                job.key
+            );
+        }
+        eprintln!("stage `{}` is in the cache ({})", job.stage, &got[..12]);
+        Ok(exit::SUCCESS)
+    })();
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        exit::STAGE_FAILED
+    })
 }
 
 fn cache_command(command: CacheCommand) -> Result<u8, u8> {
@@ -395,6 +510,11 @@ fn run(
             report_dir: r.dir.clone(),
         })
         .collect();
+    if let Placement::Slurm(_) = &opts.placement {
+        crate::slurm::check_shared(cache.root(), &first.slurm.defaults).map_err(|e| {
+            environment(e, "pass a `--cache-dir` on a filesystem the Slurm nodes share")
+        })?;
+    }
     let progress = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
     crate::interrupt::install();
     let outcomes = executor::run(&targets, &cache, &opts, &progress);

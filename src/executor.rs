@@ -8,11 +8,11 @@
 //! its points run in parallel. Artifacts are loaded from the cache only when a stage that needs them runs.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use indicatif::MultiProgress;
 use serde::Serialize;
 
@@ -20,6 +20,7 @@ use crate::artifact::Artifact;
 use crate::cache::{Cache, EntryMeta, Lookup, Record};
 use crate::experiment::Experiment;
 use crate::fingerprint::{Fingerprint, Hash, InputHash, Reason, explain};
+use crate::slurm;
 use crate::stages::{ExternalInputs, Resume, RunContext, StageKind};
 
 #[derive(Debug, Clone)]
@@ -32,6 +33,31 @@ pub struct Options {
     pub jobs: usize,
     /// After a failure, finish everything that does not depend on it (default: start nothing new).
     pub keep_going: bool,
+    /// Where stages run.
+    pub placement: Placement,
+    /// Run only this stage (and what it needs): how a Slurm node computes one stage.
+    pub only: Option<String>,
+}
+
+/// Where the executor runs a stage that is not cached.
+#[derive(Debug, Clone, Default)]
+pub enum Placement {
+    /// In this process, on `jobs` threads.
+    #[default]
+    Local,
+    /// As a Slurm job per stage, which runs `pipeline exec-stage` on a node.
+    Slurm(SlurmPlacement),
+}
+
+/// What every job needs to find its way back.
+#[derive(Debug, Clone)]
+pub struct SlurmPlacement {
+    /// This binary, which the nodes run (it must be on the shared filesystem).
+    pub exe: PathBuf,
+    /// The `--set` arguments as given.
+    pub set: Vec<String>,
+    /// The cache directory, absolute.
+    pub cache_dir: PathBuf,
 }
 
 impl Default for Options {
@@ -41,6 +67,8 @@ impl Default for Options {
             verbose: false,
             jobs: 1,
             keep_going: false,
+            placement: Placement::Local,
+            only: None,
         }
     }
 }
@@ -79,6 +107,9 @@ pub struct StageResult {
     pub error: Option<String>,
     /// The failure was the cache's (disk full, read-only), not the stage's.
     pub cache_failure: bool,
+    /// The Slurm job that ran the stage, and its log.
+    pub slurm_job: Option<String>,
+    pub slurm_log: Option<PathBuf>,
     /// How many points share this stage's result (1 outside sweeps).
     pub shared_by: usize,
 }
@@ -95,6 +126,8 @@ impl StageResult {
             seconds: 0.0,
             error: None,
             cache_failure: false,
+            slurm_job: None,
+            slurm_log: None,
             shared_by: 1,
         }
     }
@@ -272,11 +305,37 @@ pub fn run(
             consumers[input].push(id);
         }
     }
+    // With `only`, just that stage and what it needs.
+    let wanted: Vec<bool> = match &opts.only {
+        None => vec![true; nodes.len()],
+        Some(stage) => {
+            let mut wanted = vec![false; nodes.len()];
+            let mut todo: Vec<usize> = (0..nodes.len())
+                .filter(|&id| {
+                    let n = &nodes[id];
+                    targets[n.target].experiment.graph.stages[n.stage].name == *stage
+                })
+                .collect();
+            while let Some(id) = todo.pop() {
+                if !wanted[id] {
+                    wanted[id] = true;
+                    todo.extend(&nodes[id].inputs);
+                }
+            }
+            wanted
+        }
+    };
+    for (id, consumers) in consumers.iter_mut().enumerate() {
+        if !wanted[id] {
+            consumers.clear();
+        }
+        consumers.retain(|&c| wanted[c]);
+    }
     let board = Mutex::new(Board {
         results: vec![None; nodes.len()],
         waiting: nodes.iter().map(|n| n.inputs.len()).collect(),
         ready: (0..nodes.len())
-            .filter(|&id| nodes[id].inputs.is_empty())
+            .filter(|&id| nodes[id].inputs.is_empty() && wanted[id])
             .collect(),
         running: 0,
         stopped: false,
@@ -425,8 +484,15 @@ impl Shared<'_> {
                 self.say(format!("{:>8} {}{tag}", "cached", result.name))
             }
             Status::Ran => self.say(format!(
-                "{:>8} {}{tag} ({:.2}s)",
-                "ran", result.name, result.seconds
+                "{:>8} {}{tag} ({:.2}s{})",
+                "ran",
+                result.name,
+                result.seconds,
+                result
+                    .slurm_job
+                    .as_ref()
+                    .map(|j| format!(", Slurm job {j}"))
+                    .unwrap_or_default()
             )),
             Status::Failed => self.say(format!(
                 "{:>8} {}{tag}: {}",
@@ -522,6 +588,12 @@ impl Shared<'_> {
                 }
             },
         };
+        if let Placement::Slurm(placement) = &self.opts.placement {
+            if self.opts.verbose {
+                self.say(format!("{:>8} {}{}: {}", "running", spec.name, self.tag(id), explain(&reasons)));
+            }
+            return self.run_on_slurm(id, placement, &fp, result, reasons);
+        }
         // Another process may be computing the same entry: wait for it, then take its result.
         let _claim = match self.cache.claim(&key, || {
             self.say(format!(
@@ -647,6 +719,157 @@ impl Shared<'_> {
         result.seconds = seconds;
         result
     }
+}
+
+impl Shared<'_> {
+    /// Runs a stage as a Slurm job and follows it to its end; the node stores the result in the shared cache.
+    fn run_on_slurm(
+        &self,
+        id: usize,
+        placement: &SlurmPlacement,
+        fp: &Fingerprint,
+        mut result: StageResult,
+        reasons: Vec<Reason>,
+    ) -> StageResult {
+        let node = &self.nodes[id];
+        let target = &self.targets[node.target];
+        let exp = target.experiment;
+        let spec = &exp.graph.stages[node.stage];
+        let tag = self.tag(id);
+        let key = fp.hash();
+        // Absolute: the job runs in the experiment's directory, not in this one.
+        let root = std::path::absolute(self.cache.root()).unwrap_or_else(|_| self.cache.root().to_path_buf());
+        let dir = slurm::job_dir(&root, &key.hex());
+        let submitted_path = dir.join("submitted.json");
+        let started = Instant::now();
+        let submitted = (|| -> Result<(String, bool)> {
+            fs_create(&dir)?;
+            // A job an earlier invocation submitted that is still queued or running is followed, not repeated.
+            if let Some(earlier) = std::fs::read(&submitted_path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<slurm::Submitted>(&b).ok())
+                && !slurm::state(&earlier.job_id)?.finished()
+            {
+                self.say(format!(
+                    "{:>8} {}{tag}: Slurm job {}, submitted by an earlier run",
+                    "waiting", spec.name, earlier.job_id
+                ));
+                return Ok((earlier.job_id, false));
+            }
+            let job = slurm::JobSpec {
+                experiment: std::path::absolute(&exp.path)?,
+                set: placement.set.clone(),
+                label: target.label.clone(),
+                stage: spec.name.clone(),
+                key: key.hex(),
+                cache_dir: placement.cache_dir.clone(),
+            };
+            let job_file = dir.join("job.json");
+            write_atomic(&job_file, &serde_json::to_vec_pretty(&job)?)?;
+            let args = slurm::sbatch_args(
+                &exp.slurm.resources(spec.kind()),
+                &spec.name,
+                &dir.join("slurm-%j.log"),
+                &std::path::absolute(&exp.base_dir)?,
+                &placement.exe,
+                &job_file,
+            )?;
+            if self.opts.verbose {
+                self.say(format!("{:>8} {}", "", slurm::shown("sbatch", &args)));
+            }
+            let job_id = slurm::submit(&args)?;
+            write_atomic(
+                &submitted_path,
+                &serde_json::to_vec(&slurm::Submitted {
+                    job_id: job_id.clone(),
+                })?,
+            )?;
+            self.say(format!("{:>8} {}{tag}: Slurm job {job_id}", "queued", spec.name));
+            Ok((job_id, true))
+        })();
+        let (job_id, ours) = match submitted {
+            Ok(s) => s,
+            Err(e) => {
+                result.error = Some(format!("{:#}", e.context("cannot submit the Slurm job")));
+                return result;
+            }
+        };
+        result.slurm_job = Some(job_id.clone());
+        result.slurm_log = Some(dir.join(format!("slurm-{job_id}.log")));
+        let mut shown = String::from("PENDING");
+        let end = loop {
+            if crate::interrupt::requested() {
+                if ours {
+                    match slurm::cancel(&job_id) {
+                        Ok(()) => self.say(format!(
+                            "{:>8} {}{tag}: cancelled Slurm job {job_id}",
+                            "stopped", spec.name
+                        )),
+                        Err(e) => self.say(format!("warning: could not cancel Slurm job {job_id}: {e:#}")),
+                    }
+                    let _ = std::fs::remove_file(&submitted_path);
+                }
+                result.status = Status::Interrupted;
+                result.error = Some("interrupted".into());
+                return result;
+            }
+            match slurm::state(&job_id) {
+                Ok(state) if state.finished() => break state,
+                Ok(state) => {
+                    if state.state != shown && state.state == "RUNNING" {
+                        self.say(format!("{:>8} {}{tag}: Slurm job {job_id} started", "running", spec.name));
+                        shown = state.state;
+                    }
+                }
+                Err(e) => {
+                    result.error = Some(format!("{e:#}"));
+                    return result;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        };
+        let _ = std::fs::remove_file(&submitted_path);
+        match self.cache.lookup(&key) {
+            Lookup::Hit(record) => {
+                if let Err(e) = self.remember(id, fp) {
+                    result.error = Some(format!("{e:#}"));
+                    return result;
+                }
+                result.status = Status::Ran;
+                result.record = Some(*record);
+                result.reasons = reasons;
+                result.seconds = started.elapsed().as_secs_f64();
+                result
+            }
+            _ => {
+                let log = result.slurm_log.clone().unwrap_or_default();
+                let exit = end.exit_code.split(':').next().unwrap_or_default().to_string();
+                result.error = Some(format!(
+                    "Slurm job {job_id} ended {} (exit code {}) without storing a result; the end of its log `{}`:\n{}",
+                    end.state,
+                    if exit.is_empty() { "unknown" } else { &exit },
+                    log.display(),
+                    slurm::tail(&log, 15)
+                ));
+                result
+            }
+        }
+    }
+}
+
+fn fs_create(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))
+}
+
+/// Writes a small file whole: a temporary file in the same directory, renamed into place.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path.parent().expect("files have a parent");
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    Ok(())
 }
 
 /// A stage's fingerprint from its configuration and its inputs' content hashes.

@@ -13,10 +13,11 @@ use toml::de::{DeArray, DeTable, DeValue};
 
 use crate::diagnostic::{Diagnostic, Diagnostics, Source, did_you_mean};
 use crate::graph::Graph;
+use crate::slurm::{Resources, SlurmConfig};
 use crate::stages::{CheckContext, ParamError, Stage, StageKind};
 
 /// Keys allowed at the top of an experiment file.
-const TOP_LEVEL_KEYS: [&str; 3] = ["name", "stages", "sweep"];
+const TOP_LEVEL_KEYS: [&str; 4] = ["name", "stages", "sweep", "executor"];
 
 /// One `--set key=value` from the command line.
 #[derive(Debug, Clone)]
@@ -84,6 +85,8 @@ impl StageSpec {
 #[derive(Debug)]
 pub struct Experiment {
     pub name: String,
+    /// `[executor.slurm]`: where stages run with `--executor slurm` (not part of any fingerprint).
+    pub slurm: SlurmConfig,
     /// The experiment file as given on the command line.
     pub path: PathBuf,
     /// Relative paths in stage parameters start here.
@@ -111,6 +114,7 @@ impl Experiment {
             .map(|s| folder_name(&s.to_string_lossy()))
             .unwrap_or_else(|| "experiment".into());
         let mut name = default_name;
+        let mut slurm = SlurmConfig::default();
         for (key, value) in &root {
             match key.get_ref().as_ref() {
                 "name" => match value.get_ref() {
@@ -136,6 +140,7 @@ impl Experiment {
                     ),
                 },
                 "stages" | "sweep" => {}
+                "executor" => slurm = executor_config(value, &sources, &mut diags),
                 other => {
                     let mut d = sources
                         .diag(format!("unknown top-level key `{other}`"), key.span())
@@ -191,6 +196,7 @@ impl Experiment {
         let text_as_run = text_as_run(text, overrides);
         diags.into_result(Experiment {
             name,
+            slurm,
             path: path.to_path_buf(),
             base_dir,
             text_as_run,
@@ -351,6 +357,89 @@ fn shift_spans(value: &mut Spanned<DeValue>, by: usize) {
         _ => {}
     }
     *value = Spanned::new(span.start + by..span.end + by, inner);
+}
+
+/// The `[executor]` table: `[executor.slurm]` resources for every stage, and `[executor.slurm.<kind>]` per kind.
+fn executor_config(
+    value: &Spanned<DeValue<'_>>,
+    sources: &Sources,
+    diags: &mut Diagnostics,
+) -> SlurmConfig {
+    let mut config = SlurmConfig::default();
+    let DeValue::Table(table) = value.get_ref() else {
+        diags.push(
+            sources
+                .diag("`executor` must be a table", value.span())
+                .key("executor")
+                .hint("write `[executor.slurm]` with `sbatch` settings such as `partition = \"gpu\"`"),
+        );
+        return config;
+    };
+    for (key, value) in table {
+        if key.get_ref() != "slurm" {
+            diags.push(
+                sources
+                    .diag(format!("unknown executor `{}`", key.get_ref()), key.span())
+                    .key(format!("executor.{}", key.get_ref()))
+                    .hint("the executors with settings are: `slurm` (`[executor.slurm]`)"),
+            );
+            continue;
+        }
+        let DeValue::Table(slurm) = value.get_ref() else {
+            diags.push(sources.diag("`executor.slurm` must be a table", value.span()).key("executor.slurm"));
+            continue;
+        };
+        let mut defaults = DeTable::new();
+        for (k, v) in slurm {
+            match (StageKind::from_name(k.get_ref()), v.get_ref()) {
+                (Some(kind), DeValue::Table(_)) => {
+                    let key = format!("executor.slurm.{}", kind.name());
+                    if let Some(r) = resources(v.clone(), &key, sources, diags) {
+                        config.per_kind.insert(kind.name(), r);
+                    }
+                }
+                (None, DeValue::Table(_)) => diags.push(
+                    sources
+                        .diag(format!("`{}` is not a stage kind", k.get_ref()), k.span())
+                        .key(format!("executor.slurm.{}", k.get_ref()))
+                        .hint(did_you_mean(k.get_ref(), StageKind::ALL.map(|k| k.name())).unwrap_or_else(|| {
+                            "per-kind settings go in tables named after a stage kind, e.g. `[executor.slurm.train]`"
+                                .into()
+                        })),
+                ),
+                _ => {
+                    defaults.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        let defaults = Spanned::new(value.span(), DeValue::Table(defaults));
+        if let Some(r) = resources(defaults, "executor.slurm", sources, diags) {
+            config.defaults = r;
+        }
+    }
+    config
+}
+
+fn resources(
+    value: Spanned<DeValue<'_>>,
+    key: &str,
+    sources: &Sources,
+    diags: &mut Diagnostics,
+) -> Option<Resources> {
+    match <Resources as serde::Deserialize>::deserialize(value.into_deserializer()) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            let mut d = toml_error(sources, &e, Some(key.to_string()));
+            if let Some(field) = unknown_field(e.message()) {
+                d.key = Some(format!("{key}.{field}"));
+                d = d.hint(did_you_mean(field, expected_fields(e.message()).iter().map(String::as_str)).unwrap_or_else(
+                    || "`sbatch` settings are partition, account, qos, gres, cpus, mem, time and extra".into(),
+                ));
+            }
+            diags.push(d);
+            None
+        }
+    }
 }
 
 fn toml_error(sources: &Sources, e: &toml::de::Error, key: Option<String>) -> Diagnostic {

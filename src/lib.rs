@@ -29,4 +29,5 @@ pub mod paths;
 pub mod plot;
 pub mod report;
 pub mod stages;
+pub mod slurm;
 pub mod sweep;

@@ -97,6 +97,15 @@ impl Report {
     pub fn finish(&self, exp: &Experiment, outcome: &Outcome, cache: &Cache) -> Result<()> {
         let mut report_files = BTreeMap::new();
         for s in &outcome.stages {
+            // The Slurm job's log, for stages that ran (or failed) as a job.
+            if let (Some(log), Some(job)) = (&s.slurm_log, &s.slurm_job)
+                && log.is_file()
+            {
+                let dest = format!("{}.slurm-{job}.log", s.name);
+                fs::copy(log, self.dir.join(&dest))
+                    .with_context(|| format!("cannot copy the Slurm log of stage `{}`", s.name))?;
+                report_files.insert(dest, s.name.clone());
+            }
             let Some(record) = &s.record else { continue };
             for name in record.files.keys() {
                 let dest = format!("{}{name}", file_prefix(exp, &s.name));

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# A one-node Slurm cluster on this machine, for the Slurm executor's tests.
+#   .ci/slurm.sh up DIR     installs Debian's slurm and munge if missing, starts munged, slurmctld and slurmd with
+#                           state, spool and logs under DIR; prints `export SLURM_CONF=DIR/slurm.conf`
+#   .ci/slurm.sh down DIR   stops what `up` started
+# Runs as root (jobs run as root). ProctrackType=proctrack/linuxproc and TaskPlugin=task/none need no cgroups.
+# DIR must not be under /tmp (jobs get a private /tmp).
+set -euo pipefail
+cmd=${1:?up or down}
+dir=$(realpath -m "${2:?a state directory}")
+
+stop_pid() { [ -f "$1" ] && kill "$(cat "$1")" 2>/dev/null || true; }
+
+if [ "$cmd" = down ]; then
+    SLURM_CONF=$dir/slurm.conf scancel --user=root 2>/dev/null || true
+    stop_pid "$dir/slurmd.pid"
+    stop_pid "$dir/slurmctld.pid"
+    stop_pid "$dir/munged.pid"
+    exit 0
+fi
+
+if ! command -v sbatch >/dev/null || ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends slurmctld slurmd slurm-client munge >&2
+fi
+mkdir -p "$dir/state" "$dir/spool" "$dir/log" "$dir/munge"
+chmod 700 "$dir/munge"
+
+# munge: a key of our own, a socket in DIR.
+[ -f "$dir/munge/munge.key" ] || dd if=/dev/urandom of="$dir/munge/munge.key" bs=1024 count=1 status=none
+chmod 400 "$dir/munge/munge.key"
+socket=$dir/munge/munge.socket
+munged --force --key-file="$dir/munge/munge.key" --socket="$socket" --pid-file="$dir/munged.pid" \
+    --log-file="$dir/log/munged.log" --seed-file="$dir/munge/seed" >&2
+
+host=$(hostname -s)
+cpus=$(nproc)
+mem=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 512 ))
+cat > "$dir/slurm.conf" <<CONF
+ClusterName=pipeline
+SlurmctldHost=$host
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+AuthInfo=socket=$socket
+CredType=cred/munge
+MpiDefault=none
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+ReturnToService=2
+MinJobAge=3600
+StateSaveLocation=$dir/state
+SlurmdSpoolDir=$dir/spool
+SlurmctldPidFile=$dir/slurmctld.pid
+SlurmdPidFile=$dir/slurmd.pid
+SlurmctldLogFile=$dir/log/slurmctld.log
+SlurmdLogFile=$dir/log/slurmd.log
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+PrologFlags=Contain
+JobContainerType=job_container/tmpfs
+SlurmctldTimeout=30
+SlurmdTimeout=30
+NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
+PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
+CONF
+
+# Every job gets a private /tmp, as on a cluster whose nodes do not share the submit host's /tmp: the tests use
+# that to see the executor refuse a cache directory the nodes cannot reach.
+mkdir -p "$dir/jobtmp"
+cat > "$dir/job_container.conf" <<CONF
+AutoBasePath=true
+BasePath=$dir/jobtmp
+CONF
+
+export SLURM_CONF=$dir/slurm.conf
+slurmctld -f "$SLURM_CONF" >&2
+slurmd -f "$SLURM_CONF" >&2
+for _ in $(seq 1 60); do
+    if sinfo -h -o '%t' 2>/dev/null | grep -qE '^(idle|mix|alloc)'; then
+        echo "export SLURM_CONF=$SLURM_CONF"
+        exit 0
+    fi
+    sleep 0.5
+done
+echo "error: the one-node Slurm cluster did not come up; see $dir/log/" >&2
+sinfo >&2 || true
+exit 1

@@ -1,0 +1,278 @@
+//! Running stages as Slurm jobs: the `[executor.slurm]` settings, `sbatch` command lines, the job description a node
+//! reads (`pipeline exec-stage`), following a job with `scontrol` until it ends, and the check that the cache
+//! directory is shared with the nodes. Slurm's own tools are the interface; nothing here schedules anything.
+//!
+//! Jobs live under `cache/v1/jobs/<fingerprint>/`: `job.json` (what to run), `submitted.json` (the job id, so a
+//! later invocation waits for a job that is still queued or running instead of submitting it twice) and the job's
+//! log. The node computes the stage with the same code and the same atomic cache rules as a local run.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::stages::StageKind;
+
+/// `sbatch` resources: under `[executor.slurm]` for every stage, under `[executor.slurm.<kind>]` per stage kind.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    pub qos: Option<String>,
+    /// e.g. `gpu:1`.
+    pub gres: Option<String>,
+    /// CPUs per task.
+    pub cpus: Option<u32>,
+    /// e.g. `16G`.
+    pub mem: Option<String>,
+    /// e.g. `04:00:00`.
+    pub time: Option<String>,
+    /// Further `sbatch` options, passed as given (e.g. `["--constraint=a100"]`).
+    #[serde(default)]
+    pub extra: Vec<String>,
+}
+
+impl Resources {
+    /// `self`, with every setting `over` makes replacing it.
+    fn overlaid(&self, over: &Resources) -> Resources {
+        let pick = |a: &Option<String>, b: &Option<String>| b.clone().or_else(|| a.clone());
+        Resources {
+            partition: pick(&self.partition, &over.partition),
+            account: pick(&self.account, &over.account),
+            qos: pick(&self.qos, &over.qos),
+            gres: pick(&self.gres, &over.gres),
+            cpus: over.cpus.or(self.cpus),
+            mem: pick(&self.mem, &over.mem),
+            time: pick(&self.time, &over.time),
+            extra: [self.extra.clone(), over.extra.clone()].concat(),
+        }
+    }
+
+    fn args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        let mut opt = |name: &str, value: &Option<String>| {
+            if let Some(v) = value {
+                args.push(format!("--{name}={v}"));
+            }
+        };
+        opt("partition", &self.partition);
+        opt("account", &self.account);
+        opt("qos", &self.qos);
+        opt("gres", &self.gres);
+        opt("cpus-per-task", &self.cpus.map(|c| c.to_string()));
+        opt("mem", &self.mem);
+        opt("time", &self.time);
+        args.extend(self.extra.iter().cloned());
+        args
+    }
+}
+
+/// The experiment's `[executor.slurm]` table.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SlurmConfig {
+    pub defaults: Resources,
+    pub per_kind: BTreeMap<&'static str, Resources>,
+}
+
+impl SlurmConfig {
+    pub fn resources(&self, kind: StageKind) -> Resources {
+        match self.per_kind.get(kind.name()) {
+            Some(r) => self.defaults.overlaid(r),
+            None => self.defaults.clone(),
+        }
+    }
+}
+
+/// What a node needs to compute one stage: `pipeline exec-stage` reads it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// The experiment file, absolute.
+    pub experiment: PathBuf,
+    /// `--set` overrides as given on the command line.
+    pub set: Vec<String>,
+    /// The sweep point's label (empty for a plain experiment).
+    pub label: String,
+    pub stage: String,
+    /// The fingerprint the submitter computed; the node must arrive at the same one.
+    pub key: String,
+    pub cache_dir: PathBuf,
+}
+
+/// A submitted job, remembered in the cache.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Submitted {
+    pub job_id: String,
+}
+
+/// Where a job's files go.
+pub fn job_dir(cache_root: &Path, key: &str) -> PathBuf {
+    cache_root.join("jobs").join(key)
+}
+
+/// The `sbatch` arguments (without the program name) that run `exe exec-stage <job.json>` for a stage.
+pub fn sbatch_args(
+    resources: &Resources,
+    stage: &str,
+    log: &Path,
+    workdir: &Path,
+    exe: &Path,
+    job_file: &Path,
+) -> Result<Vec<String>> {
+    let quote = |p: &Path| -> Result<String> {
+        let s = p
+            .to_str()
+            .ok_or_else(|| anyhow!("`{}` is not valid UTF-8", p.display()))?;
+        Ok(shlex::try_quote(s)
+            .map_err(|e| anyhow!("cannot quote `{s}`: {e}"))?
+            .into_owned())
+    };
+    let mut args = vec![
+        "--parsable".to_string(),
+        format!("--job-name=pipeline-{stage}"),
+        format!("--output={}", log.display()),
+        format!("--chdir={}", workdir.display()),
+    ];
+    args.extend(resources.args());
+    args.push(format!(
+        "--wrap=exec {} exec-stage {}",
+        quote(exe)?,
+        quote(job_file)?
+    ));
+    Ok(args)
+}
+
+/// A command line as a shell would read it, for `-v`.
+pub fn shown(program: &str, args: &[String]) -> String {
+    std::iter::once(program.to_string())
+        .chain(args.iter().map(|a| shlex::try_quote(a).map_or_else(|_| a.clone(), |q| q.into_owned())))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn slurm_command(program: &str, args: &[String]) -> Result<String> {
+    let out = Command::new(program).args(args).output().with_context(|| {
+        format!("cannot run `{program}`: is Slurm installed here (and SLURM_CONF set if needed)?")
+    })?;
+    if !out.status.success() {
+        bail!(
+            "`{}` failed: {}",
+            shown(program, args),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Submits with `sbatch`; returns the job id.
+pub fn submit(args: &[String]) -> Result<String> {
+    let out = slurm_command("sbatch", args)?;
+    // `--parsable` prints `id` or `id;cluster`.
+    let id = out.trim().split(';').next().unwrap_or_default().to_string();
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
+        bail!("sbatch printed `{}`, not a job id", out.trim());
+    }
+    Ok(id)
+}
+
+pub fn cancel(job_id: &str) -> Result<()> {
+    slurm_command("scancel", &[job_id.to_string()]).map(|_| ())
+}
+
+/// A job's state as Slurm reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobState {
+    /// `PENDING`, `RUNNING`, `COMPLETED`, `FAILED`, … or `UNKNOWN` once Slurm has forgotten the job.
+    pub state: String,
+    /// `exit:signal`, as `scontrol` prints it.
+    pub exit_code: String,
+}
+
+impl JobState {
+    pub fn finished(&self) -> bool {
+        !matches!(
+            self.state.as_str(),
+            "PENDING" | "RUNNING" | "CONFIGURING" | "COMPLETING" | "SUSPENDED" | "REQUEUED" | "RESIZING"
+        )
+    }
+}
+
+/// The state of a job (`scontrol show job`).
+pub fn state(job_id: &str) -> Result<JobState> {
+    let out = Command::new("scontrol")
+        .args(["show", "job", "-o", job_id])
+        .output()
+        .context("cannot run `scontrol`: is Slurm installed here?")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || text.trim().is_empty() {
+        // Slurm forgets finished jobs after MinJobAge.
+        return Ok(JobState {
+            state: "UNKNOWN".into(),
+            exit_code: String::new(),
+        });
+    }
+    let field = |name: &str| {
+        text.split_whitespace()
+            .find_map(|f| f.strip_prefix(&format!("{name}=")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    Ok(JobState {
+        state: field("JobState"),
+        exit_code: field("ExitCode"),
+    })
+}
+
+/// The last `n` lines of a log file.
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Checks that a Slurm job can write into `cache_root` and that this machine then sees what it wrote: the cache
+/// must be on a filesystem every node shares.
+pub fn check_shared(cache_root: &Path, resources: &Resources) -> Result<()> {
+    let probes = cache_root.join("jobs").join("probes");
+    std::fs::create_dir_all(&probes)?;
+    let token = format!("{}-{}", std::process::id(), jiff::Timestamp::now().as_millisecond());
+    let marker = probes.join(&token);
+    let log = probes.join(format!("{token}.log"));
+    let mut args = vec![
+        "--parsable".to_string(),
+        "--wait".to_string(),
+        "--job-name=pipeline-shared-cache-check".to_string(),
+        format!("--output={}", log.display()),
+    ];
+    let mut probe_resources = resources.clone();
+    probe_resources.gres = None;
+    args.extend(probe_resources.args());
+    let target = marker
+        .to_str()
+        .and_then(|s| shlex::try_quote(s).ok())
+        .ok_or_else(|| anyhow!("`{}` cannot be passed to a job", marker.display()))?;
+    args.push(format!("--wrap=echo shared > {target}"));
+    let started = Instant::now();
+    let result = slurm_command("sbatch", &args);
+    // The marker may take a moment to appear on a network filesystem.
+    let seen = || marker.is_file();
+    while result.is_ok() && !seen() && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let ok = seen();
+    let _ = std::fs::remove_file(&marker);
+    let _ = std::fs::remove_file(&log);
+    result.context("the check that the cache directory is shared with the Slurm nodes could not run")?;
+    if !ok {
+        bail!(
+            "the cache directory `{}` is not shared with the Slurm nodes: a job wrote a file there and this machine \
+             does not see it. Put the cache (`--cache-dir` or PIPELINE_CACHE) on a filesystem every node mounts at \
+             the same path",
+            cache_root.parent().unwrap_or(cache_root).display()
+        );
+    }
+    Ok(())
+}
