@@ -49,6 +49,7 @@ TaskPlugin=task/none
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
+DefMemPerCPU=512
 ReturnToService=2
 MinJobAge=3600
 StateSaveLocation=$dir/state
@@ -64,7 +65,8 @@ JobContainerType=job_container/tmpfs
 SlurmctldTimeout=30
 SlurmdTimeout=30
 NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
-PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
+# Jobs here are small: let four share a core, so the tests' jobs do not queue behind each other.
+PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
 CONF
 
 # Every job gets a private /tmp, as on a cluster whose nodes do not share the submit host's /tmp: the tests use

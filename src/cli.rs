@@ -328,7 +328,12 @@ fn dispatch(cli: Cli) -> u8 {
 }
 
 fn slurm_placement(args: &ExperimentArgs, cache_dir: &Path) -> Result<SlurmPlacement, u8> {
-    let fail = |e: anyhow::Error| environment(e, "the Slurm executor needs `sbatch` and a cache directory the nodes share");
+    let fail = |e: anyhow::Error| {
+        environment(
+            e,
+            "the Slurm executor needs `sbatch` and a cache directory the nodes share",
+        )
+    };
     let exe = std::env::current_exe()
         .context("cannot find this program's path, which the Slurm jobs run")
         .map_err(fail)?;
@@ -352,7 +357,8 @@ fn slurm_placement(args: &ExperimentArgs, cache_dir: &Path) -> Result<SlurmPlace
 fn exec_stage(job_file: &Path) -> u8 {
     let result = (|| -> anyhow::Result<u8> {
         let job: crate::slurm::JobSpec = serde_json::from_slice(
-            &std::fs::read(job_file).with_context(|| format!("cannot read `{}`", job_file.display()))?,
+            &std::fs::read(job_file)
+                .with_context(|| format!("cannot read `{}`", job_file.display()))?,
         )?;
         let overrides = job
             .set
@@ -366,7 +372,9 @@ fn exec_stage(job_file: &Path) -> u8 {
             .points
             .iter()
             .find(|p| p.label == job.label)
-            .ok_or_else(|| anyhow::anyhow!("the experiment has no point `{}` any more", job.label))?;
+            .ok_or_else(|| {
+                anyhow::anyhow!("the experiment has no point `{}` any more", job.label)
+            })?;
         let cache = Cache::open(&job.cache_dir)?;
         let report_dir = job_file.with_file_name("report");
         std::fs::create_dir_all(&report_dir)?;
@@ -387,7 +395,9 @@ fn exec_stage(job_file: &Path) -> u8 {
             .stages
             .iter()
             .find(|s| s.name == job.stage)
-            .ok_or_else(|| anyhow::anyhow!("the experiment has no stage `{}` any more", job.stage))?;
+            .ok_or_else(|| {
+                anyhow::anyhow!("the experiment has no stage `{}` any more", job.stage)
+            })?;
         if let Some(failed) = outcomes[0].failed() {
             anyhow::bail!(
                 "stage `{}` failed: {}",
@@ -512,7 +522,10 @@ fn run(
         .collect();
     if let Placement::Slurm(_) = &opts.placement {
         crate::slurm::check_shared(cache.root(), &first.slurm.defaults).map_err(|e| {
-            environment(e, "pass a `--cache-dir` on a filesystem the Slurm nodes share")
+            environment(
+                e,
+                "pass a `--cache-dir` on a filesystem the Slurm nodes share",
+            )
         })?;
     }
     let progress = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());

@@ -590,7 +590,13 @@ impl Shared<'_> {
         };
         if let Placement::Slurm(placement) = &self.opts.placement {
             if self.opts.verbose {
-                self.say(format!("{:>8} {}{}: {}", "running", spec.name, self.tag(id), explain(&reasons)));
+                self.say(format!(
+                    "{:>8} {}{}: {}",
+                    "running",
+                    spec.name,
+                    self.tag(id),
+                    explain(&reasons)
+                ));
             }
             return self.run_on_slurm(id, placement, &fp, result, reasons);
         }
@@ -738,7 +744,8 @@ impl Shared<'_> {
         let tag = self.tag(id);
         let key = fp.hash();
         // Absolute: the job runs in the experiment's directory, not in this one.
-        let root = std::path::absolute(self.cache.root()).unwrap_or_else(|_| self.cache.root().to_path_buf());
+        let root = std::path::absolute(self.cache.root())
+            .unwrap_or_else(|_| self.cache.root().to_path_buf());
         let dir = slurm::job_dir(&root, &key.hex());
         let submitted_path = dir.join("submitted.json");
         let started = Instant::now();
@@ -784,7 +791,10 @@ impl Shared<'_> {
                     job_id: job_id.clone(),
                 })?,
             )?;
-            self.say(format!("{:>8} {}{tag}: Slurm job {job_id}", "queued", spec.name));
+            self.say(format!(
+                "{:>8} {}{tag}: Slurm job {job_id}",
+                "queued", spec.name
+            ));
             Ok((job_id, true))
         })();
         let (job_id, ours) = match submitted {
@@ -805,7 +815,9 @@ impl Shared<'_> {
                             "{:>8} {}{tag}: cancelled Slurm job {job_id}",
                             "stopped", spec.name
                         )),
-                        Err(e) => self.say(format!("warning: could not cancel Slurm job {job_id}: {e:#}")),
+                        Err(e) => self.say(format!(
+                            "warning: could not cancel Slurm job {job_id}: {e:#}"
+                        )),
                     }
                     let _ = std::fs::remove_file(&submitted_path);
                 }
@@ -817,7 +829,10 @@ impl Shared<'_> {
                 Ok(state) if state.finished() => break state,
                 Ok(state) => {
                     if state.state != shown && state.state == "RUNNING" {
-                        self.say(format!("{:>8} {}{tag}: Slurm job {job_id} started", "running", spec.name));
+                        self.say(format!(
+                            "{:>8} {}{tag}: Slurm job {job_id} started",
+                            "running", spec.name
+                        ));
                         shown = state.state;
                     }
                 }
@@ -843,7 +858,12 @@ impl Shared<'_> {
             }
             _ => {
                 let log = result.slurm_log.clone().unwrap_or_default();
-                let exit = end.exit_code.split(':').next().unwrap_or_default().to_string();
+                let exit = end
+                    .exit_code
+                    .split(':')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
                 result.error = Some(format!(
                     "Slurm job {job_id} ended {} (exit code {}) without storing a result; the end of its log `{}`:\n{}",
                     end.state,

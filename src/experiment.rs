@@ -371,7 +371,9 @@ fn executor_config(
             sources
                 .diag("`executor` must be a table", value.span())
                 .key("executor")
-                .hint("write `[executor.slurm]` with `sbatch` settings such as `partition = \"gpu\"`"),
+                .hint(
+                    "write `[executor.slurm]` with `sbatch` settings such as `partition = \"gpu\"`",
+                ),
         );
         return config;
     };
@@ -386,7 +388,11 @@ fn executor_config(
             continue;
         }
         let DeValue::Table(slurm) = value.get_ref() else {
-            diags.push(sources.diag("`executor.slurm` must be a table", value.span()).key("executor.slurm"));
+            diags.push(
+                sources
+                    .diag("`executor.slurm` must be a table", value.span())
+                    .key("executor.slurm"),
+            );
             continue;
         };
         let mut defaults = DeTable::new();

@@ -28,6 +28,6 @@ pub mod optim;
 pub mod paths;
 pub mod plot;
 pub mod report;
-pub mod stages;
 pub mod slurm;
+pub mod stages;
 pub mod sweep;

@@ -148,7 +148,10 @@ pub fn sbatch_args(
 /// A command line as a shell would read it, for `-v`.
 pub fn shown(program: &str, args: &[String]) -> String {
     std::iter::once(program.to_string())
-        .chain(args.iter().map(|a| shlex::try_quote(a).map_or_else(|_| a.clone(), |q| q.into_owned())))
+        .chain(
+            args.iter()
+                .map(|a| shlex::try_quote(a).map_or_else(|_| a.clone(), |q| q.into_owned())),
+        )
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -195,7 +198,13 @@ impl JobState {
     pub fn finished(&self) -> bool {
         !matches!(
             self.state.as_str(),
-            "PENDING" | "RUNNING" | "CONFIGURING" | "COMPLETING" | "SUSPENDED" | "REQUEUED" | "RESIZING"
+            "PENDING"
+                | "RUNNING"
+                | "CONFIGURING"
+                | "COMPLETING"
+                | "SUSPENDED"
+                | "REQUEUED"
+                | "RESIZING"
         )
     }
 }
@@ -238,14 +247,18 @@ pub fn tail(path: &Path, n: usize) -> String {
 pub fn check_shared(cache_root: &Path, resources: &Resources) -> Result<()> {
     let probes = cache_root.join("jobs").join("probes");
     std::fs::create_dir_all(&probes)?;
-    let token = format!("{}-{}", std::process::id(), jiff::Timestamp::now().as_millisecond());
+    let token = format!(
+        "{}-{}",
+        std::process::id(),
+        jiff::Timestamp::now().as_millisecond()
+    );
     let marker = probes.join(&token);
-    let log = probes.join(format!("{token}.log"));
     let mut args = vec![
         "--parsable".to_string(),
         "--wait".to_string(),
         "--job-name=pipeline-shared-cache-check".to_string(),
-        format!("--output={}", log.display()),
+        // Not into the cache: on a node that cannot see it, the job must still run and fail to write the marker.
+        "--output=/dev/null".to_string(),
     ];
     let mut probe_resources = resources.clone();
     probe_resources.gres = None;
@@ -255,17 +268,29 @@ pub fn check_shared(cache_root: &Path, resources: &Resources) -> Result<()> {
         .and_then(|s| shlex::try_quote(s).ok())
         .ok_or_else(|| anyhow!("`{}` cannot be passed to a job", marker.display()))?;
     args.push(format!("--wrap=echo shared > {target}"));
-    let started = Instant::now();
-    let result = slurm_command("sbatch", &args);
+    let out = Command::new("sbatch")
+        .args(&args)
+        .output()
+        .context("cannot run `sbatch`: is Slurm installed here (and SLURM_CONF set if needed)?")?;
+    let submitted = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .split(';')
+        .next()
+        .is_some_and(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()));
+    if !submitted {
+        bail!(
+            "the check that the cache directory is shared with the Slurm nodes could not be submitted: `{}` failed: {}",
+            shown("sbatch", &args),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
     // The marker may take a moment to appear on a network filesystem.
-    let seen = || marker.is_file();
-    while result.is_ok() && !seen() && started.elapsed() < Duration::from_secs(10) {
+    let started = Instant::now();
+    while !marker.is_file() && started.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(200));
     }
-    let ok = seen();
+    let ok = marker.is_file();
     let _ = std::fs::remove_file(&marker);
-    let _ = std::fs::remove_file(&log);
-    result.context("the check that the cache directory is shared with the Slurm nodes could not run")?;
     if !ok {
         bail!(
             "the cache directory `{}` is not shared with the Slurm nodes: a job wrote a file there and this machine \

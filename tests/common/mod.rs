@@ -139,6 +139,14 @@ impl Project {
         }
     }
 
+    /// A project under `parent` (the Slurm tests need one outside /tmp, which their jobs do not share).
+    pub fn new_in(parent: &Path) -> Self {
+        std::fs::create_dir_all(parent).unwrap();
+        Self {
+            dir: tempfile::tempdir_in(parent).expect("temp dir"),
+        }
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
@@ -338,7 +346,11 @@ pub const TINY: &str = "layers = 1\nhidden = 16\ndense = 8\ndropout = 0.1\ninput
                     epochs = 3\nbatch_size = 8\nseed = 1";
 
 pub fn tiny_project() -> Project {
-    let p = Project::new();
+    tiny_project_in(Project::new())
+}
+
+/// [`tiny_project`]'s files in a given project.
+pub fn tiny_project_in(p: Project) -> Project {
     p.midi(
         "midi/a.mid",
         &[melody(

@@ -1,0 +1,335 @@
+//! The Slurm executor against a real one-node Slurm cluster (`.ci/slurm.sh up DIR`, then `SLURM_CONF`; `.ci/run` does
+//! both): the same results as a local run, failures reported with job id and log, a cache the nodes cannot see
+//! refused, interrupted runs resumed without submitting twice, Ctrl-C cancelling. Without a cluster each test says
+//! why it did nothing. Projects live under `target/tmp`: the harness gives every job a private /tmp.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::*;
+
+fn cluster() -> bool {
+    let up = Command::new("sinfo")
+        .args(["-h", "-o", "%t"])
+        .output()
+        .is_ok_and(|o| o.status.success() && !o.stdout.is_empty());
+    if !up {
+        eprintln!(
+            "skipped: no Slurm cluster (start one with `.ci/slurm.sh up DIR` and export the SLURM_CONF it prints)"
+        );
+    }
+    up
+}
+
+fn project() -> Project {
+    tiny_project_in(Project::new_in(
+        &PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("slurm"),
+    ))
+}
+
+/// Entry keys in a cache.
+fn entries(cache: &Path) -> BTreeSet<String> {
+    walkdir::WalkDir::new(cache.join("v1/entries"))
+        .min_depth(2)
+        .max_depth(2)
+        .into_iter()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+const RESOURCES: &str = "\n[executor.slurm]\npartition = \"debug\"\ntime = \"00:30:00\"\n\n\
+                         [executor.slurm.train]\ncpus = 1\nmem = \"600M\"\n";
+
+#[test]
+fn a_sweep_through_slurm_gives_the_same_entries_and_reports_as_a_local_run() {
+    if !cluster() {
+        return;
+    }
+    let p = project();
+    let sweep = "\n[sweep]\n\"model.hidden\" = [8, 12]\n\"windows.seq_len\" = [3, 4]\n";
+    p.write(
+        "exp.toml",
+        experiment(TINY, "length = 12\nseed = 3") + RESOURCES + sweep,
+    );
+    let local = p
+        .pipeline(&[
+            "run",
+            "exp.toml",
+            "--cache-dir",
+            "local",
+            "--reports-dir",
+            "local-reports",
+        ])
+        .ok();
+    let remote = p
+        .pipeline(&[
+            "run",
+            "exp.toml",
+            "--executor",
+            "slurm",
+            "-v",
+            "--cache-dir",
+            "remote",
+        ])
+        .ok();
+    assert_eq!(entries(&p.path("local")), entries(&p.path("remote")));
+    assert_eq!(entries(&p.path("local")).len(), 5 + 2 + 4 + 4);
+    // The model's job got the train resources on top of the defaults.
+    let model_sbatch = remote
+        .stderr
+        .lines()
+        .find(|l| l.contains("sbatch") && l.contains("--job-name=pipeline-model"))
+        .unwrap_or_else(|| panic!("no sbatch line for the model:\n{}", remote.stderr));
+    for arg in [
+        "--partition=debug",
+        "--time=00:30:00",
+        "--cpus-per-task=1",
+        "--mem=600M",
+    ] {
+        assert!(model_sbatch.contains(arg), "{arg} in {model_sbatch}");
+    }
+    let dir = |run: &Run, p: &Project| p.path(run.stdout.lines().last().unwrap().trim());
+    let (local_dir, remote_dir) = (dir(&local, &p), dir(&remote, &p));
+    for point in [
+        "hidden=8,seq_len=3",
+        "hidden=8,seq_len=4",
+        "hidden=12,seq_len=3",
+        "hidden=12,seq_len=4",
+    ] {
+        for file in [
+            "generated.mid",
+            "generated.csv",
+            "metrics.json",
+            "model.safetensors",
+            "vocab.csv",
+            "windows.csv",
+        ] {
+            let a = std::fs::read(local_dir.join(point).join(file)).unwrap();
+            let b = std::fs::read(remote_dir.join(point).join(file)).unwrap();
+            assert!(a == b, "{point}/{file} differs");
+        }
+        let logs = std::fs::read_dir(remote_dir.join(point))
+            .unwrap()
+            .filter(|f| {
+                f.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .contains(".slurm-")
+            })
+            .count();
+        assert_eq!(logs, 8, "one Slurm log per stage in {point}");
+    }
+    // Everything is cached now: nothing is submitted.
+    let again = p
+        .pipeline(&[
+            "run",
+            "exp.toml",
+            "--executor",
+            "slurm",
+            "--cache-dir",
+            "remote",
+        ])
+        .ok();
+    assert!(!again.stderr.contains("queued"), "{}", again.stderr);
+}
+
+#[test]
+fn a_stage_that_fails_on_the_node_is_reported_with_its_job_and_log() {
+    if !cluster() {
+        return;
+    }
+    let p = project();
+    let run = p.pipeline(&[
+        "run",
+        "exp.toml",
+        "--executor",
+        "slurm",
+        "--set",
+        "windows.seq_len=500",
+    ]);
+    run.fails_with(1, "stage `windows` failed: Slurm job ")
+        .fails_with(
+            1,
+            "ended FAILED (exit code 1) without storing a result; the end of its log",
+        )
+        .fails_with(1, "no training windows: a window needs 501 tokens");
+    let job = run
+        .stderr
+        .split("stage `windows` failed: Slurm job ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .unwrap()
+        .to_string();
+    let report = p.path(run.stdout.lines().last().unwrap().trim());
+    let log = std::fs::read_to_string(report.join(format!("windows.slurm-{job}.log"))).unwrap();
+    assert!(log.contains("no training windows"), "{log}");
+}
+
+#[test]
+fn a_cache_directory_the_nodes_do_not_share_is_refused() {
+    if !cluster() {
+        return;
+    }
+    let p = project();
+    // The harness gives every job its own /tmp, as nodes without the submit host's local disk.
+    let private = tempfile::tempdir().unwrap();
+    let cache = private.path().join("cache");
+    p.pipeline(&["run", "exp.toml", "--executor", "slurm", "--cache-dir", cache.to_str().unwrap()])
+        .fails_with(3, "is not shared with the Slurm nodes: a job wrote a file there and this machine does not see it")
+        .fails_with(3, "hint: pass a `--cache-dir` on a filesystem the Slurm nodes share");
+    assert!(entries(&cache).is_empty());
+}
+
+/// A training long enough to interrupt and to outlast a killed submitter (several seconds).
+fn slow_project() -> Project {
+    let p = project();
+    for f in 0..6u32 {
+        let keys: Vec<u8> = (0..500u32)
+            .map(|i| 50 + ((i * 3 + f * 5 + i / 7) % 20) as u8)
+            .collect();
+        p.midi(&format!("midi/long{f}.mid"), &[melody(0, &keys)]);
+    }
+    let train = "layers = 1\nhidden = 24\ndense = 8\ndropout = 0.1\ninput = \"embedding\"\nembed_dim = 4\n\
+                 epochs = 1000\nbatch_size = 16\nseed = 3";
+    p.write("exp.toml", experiment(train, "length = 10"));
+    p
+}
+
+/// Starts `pipeline run --executor slurm`, returns the child once a stderr line contains `needle`, with the rest of
+/// stderr arriving on the channel.
+fn start_until(p: &Project, needle: &str) -> (std::process::Child, String, mpsc::Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+        .args(["run", "exp.toml", "--executor", "slurm"])
+        .current_dir(p.dir.path())
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    loop {
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(180)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("never saw {needle:?}:\n{seen}");
+        };
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains(needle) {
+            return (child, line, rx);
+        }
+    }
+}
+
+fn job_of(line: &str) -> String {
+    line.rsplit("Slurm job ")
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+fn job_state(job: &str) -> String {
+    let out = Command::new("scontrol")
+        .args(["show", "job", "-o", job])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split_whitespace()
+        .find_map(|f| f.strip_prefix("JobState="))
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn a_rerun_after_a_killed_submitter_waits_for_its_job_and_submits_only_what_is_missing() {
+    if !cluster() {
+        return;
+    }
+    let p = slow_project();
+    // Killed as soon as the model's job is queued: the job waits in Slurm's queue, then runs, without its submitter.
+    let (mut child, line, _rest) = start_until(&p, "queued model: Slurm job");
+    let job = job_of(&line);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let state = job_state(&job);
+    assert!(matches!(state.as_str(), "PENDING" | "RUNNING"), "{state}");
+
+    let again = p.pipeline(&["run", "exp.toml", "--executor", "slurm"]).ok();
+    assert!(
+        again.stderr.contains(&format!(
+            "waiting model: Slurm job {job}, submitted by an earlier run"
+        )),
+        "{}",
+        again.stderr
+    );
+    let queued: Vec<&str> = again
+        .stderr
+        .lines()
+        .filter(|l| l.contains("queued"))
+        .collect();
+    assert_eq!(queued.len(), 1, "only the sampling is new: {queued:?}");
+    assert!(queued[0].contains("queued music"), "{queued:?}");
+    assert_eq!(again.stage("model")["status"], "ran");
+}
+
+#[test]
+fn ctrl_c_cancels_the_jobs_this_run_submitted() {
+    if !cluster() {
+        return;
+    }
+    let p = slow_project();
+    let (child, line, rest) = start_until(&p, "running model: Slurm job");
+    let job = job_of(&line);
+    // SAFETY: signalling our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let status = child.wait_with_output().unwrap().status;
+    let stderr: String = rest.try_iter().collect::<Vec<_>>().join("\n");
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains(&format!("stopped model: cancelled Slurm job {job}")),
+        "{stderr}"
+    );
+    let mut state = job_state(&job);
+    for _ in 0..50 {
+        if state == "CANCELLED" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        state = job_state(&job);
+    }
+    assert_eq!(state, "CANCELLED");
+}
+
+#[test]
+fn executor_settings_are_checked() {
+    let p = Project::new();
+    p.midi("midi/a.mid", &[melody(0, &[60, 62, 64, 65, 67])]);
+    p.write(
+        "exp.toml",
+        format!("{PIPELINE_TOML}\n[executor.slurm]\npartiton = \"gpu\"\n\n[executor.slurm.trian]\ncpus = 2\n"),
+    );
+    p.pipeline(&["run", "exp.toml"])
+        .fails_with(2, "unknown field `partiton`")
+        .fails_with(2, "did you mean `partition`?")
+        .fails_with(2, "`trian` is not a stage kind")
+        .fails_with(2, "did you mean `train`?");
+}
