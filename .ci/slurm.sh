@@ -12,7 +12,9 @@ dir=$(realpath -m "${2:?a state directory}")
 stop_pid() { [ -f "$1" ] && kill "$(cat "$1")" 2>/dev/null || true; }
 
 if [ "$cmd" = down ]; then
-    SLURM_CONF=$dir/slurm.conf scancel --user=root 2>/dev/null || true
+    if [ -f "$dir/slurm.conf" ] && [ -f "$dir/slurmctld.pid" ]; then
+        SLURM_CONF=$dir/slurm.conf timeout 10 scancel --user=root 2>/dev/null || true
+    fi
     stop_pid "$dir/slurmd.pid"
     stop_pid "$dir/slurmctld.pid"
     stop_pid "$dir/munged.pid"
