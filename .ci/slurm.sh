@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # A one-node Slurm cluster on this machine, for the Slurm executor's tests.
 #   .ci/slurm.sh up DIR     installs Debian's slurm and munge if missing, starts munged, slurmctld and slurmd with
-#                           state, spool and logs under DIR; prints `export SLURM_CONF=DIR/slurm.conf`
+#                           state, spool and logs under DIR; prints the `export SLURM_CONF=… PIPELINE_TEST_UNSHARED_DIR=…`
+#                           the tests need
 #   .ci/slurm.sh down DIR   stops what `up` started
 # Runs as root (jobs run as root). ProctrackType=proctrack/linuxproc and TaskPlugin=task/none need no cgroups.
-# DIR must not be under /tmp (jobs get a private /tmp).
 set -euo pipefail
 cmd=${1:?up or down}
 dir=$(realpath -m "${2:?a state directory}")
@@ -62,8 +62,6 @@ SlurmctldLogFile=$dir/log/slurmctld.log
 SlurmdLogFile=$dir/log/slurmd.log
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
-PrologFlags=Contain
-JobContainerType=job_container/tmpfs
 SlurmctldTimeout=30
 SlurmdTimeout=30
 NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
@@ -71,20 +69,17 @@ NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
 CONF
 
-# Every job gets a private /tmp, as on a cluster whose nodes do not share the submit host's /tmp: the tests use
-# that to see the executor refuse a cache directory the nodes cannot reach.
-mkdir -p "$dir/jobtmp"
-cat > "$dir/job_container.conf" <<CONF
-AutoBasePath=true
-BasePath=$dir/jobtmp
-CONF
-
+# slurmd (and so every job) runs in a mount namespace of its own where DIR/unshared is an empty tmpfs: to the jobs
+# it is a different directory than to this machine, as a node-local disk is on a real cluster. The tests put a
+# cache there to see the executor refuse a cache the nodes cannot reach.
+mkdir -p "$dir/unshared"
 export SLURM_CONF=$dir/slurm.conf
 slurmctld -f "$SLURM_CONF" >&2
-slurmd -f "$SLURM_CONF" >&2
+unshare --mount --propagation private \
+    sh -c "mount -t tmpfs -o size=1m pipeline-unshared '$dir/unshared' && exec slurmd -f '$SLURM_CONF'" >&2
 for _ in $(seq 1 60); do
     if sinfo -h -o '%t' 2>/dev/null | grep -qE '^(idle|mix|alloc)'; then
-        echo "export SLURM_CONF=$SLURM_CONF"
+        echo "export SLURM_CONF=$SLURM_CONF PIPELINE_TEST_UNSHARED_DIR=$dir/unshared"
         exit 0
     fi
     sleep 0.5

@@ -139,7 +139,7 @@ impl Project {
         }
     }
 
-    /// A project under `parent` (the Slurm tests need one outside /tmp, which their jobs do not share).
+    /// A project under `parent` (the Slurm tests keep theirs under `target/tmp`, beside the binary the jobs run).
     pub fn new_in(parent: &Path) -> Self {
         std::fs::create_dir_all(parent).unwrap();
         Self {
