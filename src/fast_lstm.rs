@@ -151,13 +151,15 @@ fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]>
     }
 }
 
-/// Runs `f` on a CPU f32 tensor's elements in place, without copying them out.
-fn with_f32<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(cpu) = &*storage else {
+/// A CPU f32 tensor's elements in place, without copying them out (the guard keeps the storage borrowed).
+fn cpu_f32<'a>(
+    (storage, layout): &'a (impl std::ops::Deref<Target = Storage>, &Layout),
+    what: &str,
+) -> Result<&'a [f32]> {
+    let Storage::Cpu(cpu) = &**storage else {
         candle_core::bail!("fast LSTM: {what} must be on the CPU");
     };
-    Ok(f(f32_slice(cpu, layout, what)?))
+    f32_slice(cpu, layout, what)
 }
 
 /// Sizes of one call.
@@ -529,22 +531,15 @@ impl CustomOp3 for LstmLayer {
             candle_core::bail!("fast LSTM: backward without a forward pass");
         };
         let grad = grad.to_dtype(DType::F32)?.contiguous()?;
-        let (dx, dw, dbias) = with_f32(x, "the input", |x| {
-            with_f32(w, "the weights", |w| {
-                with_f32(res, "the output", |hidden| {
-                    with_f32(&grad, "the output's gradient", |grad| {
-                        let inputs = Inputs {
-                            saved,
-                            x,
-                            w,
-                            hidden,
-                            grad,
-                        };
-                        backward(&inputs, b, dims)
-                    })
-                })
-            })
-        })????;
+        let held = [x, w, res, &grad].map(|t| t.storage_and_layout());
+        let inputs = Inputs {
+            saved,
+            x: cpu_f32(&held[0], "the input")?,
+            w: cpu_f32(&held[1], "the weights")?,
+            hidden: cpu_f32(&held[2], "the output")?,
+            grad: cpu_f32(&held[3], "the output's gradient")?,
+        };
+        let (dx, dw, dbias) = backward(&inputs, b, dims);
         let device = x.device();
         Ok((
             Some(Tensor::from_vec(dx, (b, t, d), device)?),
