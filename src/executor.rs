@@ -571,8 +571,12 @@ impl Shared<'_> {
             Some(reason) => vec![reason.clone()],
             None => match self.cache.lookup(&key) {
                 Lookup::Hit(record) => {
+                    // Only explains later misses: a read-only cache (a shared, precomputed one) still serves hits.
                     if let Err(e) = self.remember(id, &fp) {
-                        return fail(result, e);
+                        self.say(format!(
+                            "warning: {}: cached, but the cache cannot record it ({e:#})",
+                            spec.name
+                        ));
                     }
                     result.status = Status::Cached;
                     result.record = Some(*record);

@@ -100,3 +100,29 @@ fn a_read_only_cache_directory_fails_clearly() {
         "nothing ran, no report"
     );
 }
+
+#[test]
+fn a_read_only_cache_still_serves_what_it_holds() {
+    let p = Project::new();
+    p.midi("midi/a.mid", &[melody(0, &[60, 62, 64, 65, 67, 69])]);
+    p.write("exp.toml", PIPELINE_TOML);
+    let Some(disk) = Mount::tmpfs(&p.path("cache"), "4m") else {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    let first = p.pipeline(&["run", "exp.toml"]).ok();
+    disk.read_only();
+    let again = p.pipeline(&["run", "exp.toml"]).ok();
+    assert!(again.stages("ran").is_empty(), "{}", again.stderr);
+    assert!(
+        again
+            .stderr
+            .contains("cached, but the cache cannot record it"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(
+        again.stage("windows")["output_hash"],
+        first.stage("windows")["output_hash"]
+    );
+}
