@@ -376,8 +376,14 @@ fn exec_stage(job_file: &Path) -> u8 {
                 anyhow::anyhow!("the experiment has no point `{}` any more", job.label)
             })?;
         let cache = Cache::open(&job.cache_dir)?;
-        let report_dir = job_file.with_file_name("report");
-        std::fs::create_dir_all(&report_dir)?;
+        // Live files (`loss.csv`) go to the run's report folder when this node sees it, else beside the job.
+        let report_dir = if job.report_dir.is_dir() {
+            job.report_dir.clone()
+        } else {
+            let beside = job_file.with_file_name("report");
+            std::fs::create_dir_all(&beside)?;
+            beside
+        };
         let target = Target {
             experiment: &point.experiment,
             identity: identity(&study, &point.label),

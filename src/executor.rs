@@ -774,6 +774,7 @@ impl Shared<'_> {
                 stage: spec.name.clone(),
                 key: key.hex(),
                 cache_dir: placement.cache_dir.clone(),
+                report_dir: std::path::absolute(&target.report_dir)?,
             };
             let job_file = dir.join("job.json");
             write_atomic(&job_file, &serde_json::to_vec_pretty(&job)?)?;

@@ -100,6 +100,8 @@ pub struct JobSpec {
     /// The fingerprint the submitter computed; the node must arrive at the same one.
     pub key: String,
     pub cache_dir: PathBuf,
+    /// The run's report folder, where a training writes `loss.csv` as it goes (when the node can reach it).
+    pub report_dir: PathBuf,
 }
 
 /// A submitted job, remembered in the cache.
