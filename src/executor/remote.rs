@@ -1,0 +1,178 @@
+//! The Slurm placement: a stage that is not cached becomes a Slurm job running `pipeline exec-stage` on a node; the
+//! executor follows the job until its entry appears in the shared cache (or the job fails, or Ctrl-C cancels it).
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use super::{Shared, SlurmPlacement, StageResult, Status};
+use crate::cache::Lookup;
+use crate::fingerprint::{Fingerprint, Reason};
+use crate::slurm;
+
+impl Shared<'_> {
+    /// Runs a stage as a Slurm job and follows it to its end; the node stores the result in the shared cache.
+    pub(super) fn run_on_slurm(
+        &self,
+        id: usize,
+        placement: &SlurmPlacement,
+        fp: &Fingerprint,
+        mut result: StageResult,
+        reasons: Vec<Reason>,
+    ) -> StageResult {
+        let node = &self.nodes[id];
+        let target = &self.targets[node.target];
+        let exp = target.experiment;
+        let spec = &exp.graph.stages[node.stage];
+        let tag = self.tag(id);
+        let key = fp.hash();
+        // Absolute: the job runs in the experiment's directory, not in this one.
+        let root = std::path::absolute(self.cache.root())
+            .unwrap_or_else(|_| self.cache.root().to_path_buf());
+        let dir = slurm::job_dir(&root, &key.hex());
+        let submitted_path = dir.join("submitted.json");
+        let started = Instant::now();
+        let submitted = (|| -> Result<(String, bool)> {
+            fs_create(&dir)?;
+            // A job an earlier invocation submitted that is still queued or running is followed, not repeated.
+            if let Some(earlier) = std::fs::read(&submitted_path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<slurm::Submitted>(&b).ok())
+                && !slurm::state(&earlier.job_id)?.finished()
+            {
+                self.say(format!(
+                    "{:>8} {}{tag}: Slurm job {}, submitted by an earlier run",
+                    "waiting", spec.name, earlier.job_id
+                ));
+                return Ok((earlier.job_id, false));
+            }
+            let job = slurm::JobSpec {
+                experiment: std::path::absolute(&exp.path)?,
+                set: placement.set.clone(),
+                label: target.label.clone(),
+                stage: spec.name.clone(),
+                key: key.hex(),
+                cache_dir: placement.cache_dir.clone(),
+                report_dir: std::path::absolute(&target.report_dir)?,
+            };
+            let job_file = dir.join("job.json");
+            write_atomic(&job_file, &serde_json::to_vec_pretty(&job)?)?;
+            let args = slurm::sbatch_args(
+                &exp.slurm.resources(spec.kind()),
+                &spec.name,
+                &dir.join("slurm-%j.log"),
+                &std::path::absolute(&exp.base_dir)?,
+                &placement.exe,
+                &job_file,
+            )?;
+            if self.opts.verbose {
+                self.say(format!("{:>8} {}", "", slurm::shown("sbatch", &args)));
+            }
+            let job_id = slurm::submit(&args)?;
+            write_atomic(
+                &submitted_path,
+                &serde_json::to_vec(&slurm::Submitted {
+                    job_id: job_id.clone(),
+                })?,
+            )?;
+            self.say(format!(
+                "{:>8} {}{tag}: Slurm job {job_id}",
+                "queued", spec.name
+            ));
+            Ok((job_id, true))
+        })();
+        let (job_id, ours) = match submitted {
+            Ok(s) => s,
+            Err(e) => {
+                result.error = Some(format!("{:#}", e.context("cannot submit the Slurm job")));
+                return result;
+            }
+        };
+        result.slurm_job = Some(job_id.clone());
+        result.slurm_log = Some(dir.join(format!("slurm-{job_id}.log")));
+        let mut shown = String::from("PENDING");
+        let end = loop {
+            if crate::interrupt::requested() {
+                if ours {
+                    match slurm::cancel(&job_id) {
+                        Ok(()) => self.say(format!(
+                            "{:>8} {}{tag}: cancelled Slurm job {job_id}",
+                            "stopped", spec.name
+                        )),
+                        Err(e) => self.say(format!(
+                            "warning: could not cancel Slurm job {job_id}: {e:#}"
+                        )),
+                    }
+                    let _ = std::fs::remove_file(&submitted_path);
+                }
+                result.status = Status::Interrupted;
+                result.error = Some("interrupted".into());
+                return result;
+            }
+            match slurm::state(&job_id) {
+                Ok(state) if state.finished() => break state,
+                Ok(state) => {
+                    if state.state != shown && state.state == "RUNNING" {
+                        self.say(format!(
+                            "{:>8} {}{tag}: Slurm job {job_id} started",
+                            "running", spec.name
+                        ));
+                        shown = state.state;
+                    }
+                }
+                Err(e) => {
+                    result.error = Some(format!("{e:#}"));
+                    return result;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        };
+        let _ = std::fs::remove_file(&submitted_path);
+        match self.cache.lookup(&key) {
+            Lookup::Hit(record) => {
+                if let Err(e) = self.remember(id, fp) {
+                    result.error = Some(format!("{e:#}"));
+                    return result;
+                }
+                result.status = Status::Ran;
+                result.record = Some(*record);
+                result.reasons = reasons;
+                result.seconds = started.elapsed().as_secs_f64();
+                result
+            }
+            _ => {
+                let log = result.slurm_log.clone().unwrap_or_default();
+                let exit = end
+                    .exit_code
+                    .split(':')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                result.error = Some(format!(
+                    "Slurm job {job_id} ended {} (exit code {}) without storing a result; the end of its log `{}`:\n{}",
+                    end.state,
+                    if exit.is_empty() { "unknown" } else { &exit },
+                    log.display(),
+                    slurm::tail(&log, 15)
+                ));
+                result
+            }
+        }
+    }
+}
+
+fn fs_create(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))
+}
+
+/// Writes a small file whole: a temporary file in the same directory, renamed into place.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path.parent().expect("files have a parent");
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    Ok(())
+}
