@@ -22,6 +22,7 @@ if [ "$cmd" = down ]; then
 fi
 
 if ! command -v sbatch >/dev/null || ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
+    apt-get update -qq >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends slurmctld slurmd slurm-client munge >&2
 fi
 mkdir -p "$dir/state" "$dir/spool" "$dir/log" "$dir/munge"
