@@ -40,7 +40,37 @@ fn stage<'a>(m: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
         .unwrap()
 }
 
-/// Music enough for a training of about a second.
+/// Waits until some process has held one entry's lock for a while: the training is under way (the MIDI stages take
+/// milliseconds), so a second process started now must meet it.
+fn wait_for_training(p: &Project) {
+    let held = || -> Option<std::path::PathBuf> {
+        std::fs::read_dir(p.path("cache/v1/locks"))
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|path| {
+                std::fs::File::open(path)
+                    .is_ok_and(|f| matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
+            })
+    };
+    let started = std::time::Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "no training started"
+        );
+        if let Some(lock) = held() {
+            std::thread::sleep(std::time::Duration::from_millis(150));
+            let still = std::fs::File::open(&lock)
+                .is_ok_and(|f| matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)));
+            if still {
+                return;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// Music enough for a training of a second or two.
 fn project() -> Project {
     let p = Project::new();
     for f in 0..6u32 {
@@ -50,7 +80,7 @@ fn project() -> Project {
         p.midi(&format!("midi/{f}.mid"), &[melody(0, &keys)]);
     }
     let train = "layers = 1\nhidden = 16\ndense = 8\ndropout = 0.1\ninput = \"embedding\"\nembed_dim = 4\n\
-                 epochs = 60\nbatch_size = 16\nseed = 3";
+                 epochs = 200\nbatch_size = 16\nseed = 3";
     p.write(
         "a.toml",
         experiment(train, "length = 20\nseed = 1").replace("name = \"test\"", "name = \"a\""),
@@ -66,7 +96,9 @@ fn project() -> Project {
 #[test]
 fn two_runs_of_one_experiment_compute_each_stage_once() {
     let p = project();
-    let (first, second) = (spawn(&p, "a.toml"), spawn(&p, "a.toml"));
+    let first = spawn(&p, "a.toml");
+    wait_for_training(&p);
+    let second = spawn(&p, "a.toml");
     let (out1, err1) = finish(first);
     let (out2, err2) = finish(second);
     let (m1, m2) = (manifest(&p, &out1), manifest(&p, &out2));
@@ -98,7 +130,9 @@ fn two_runs_of_one_experiment_compute_each_stage_once() {
 #[test]
 fn two_experiments_sharing_stages_share_the_training() {
     let p = project();
-    let (a, b) = (spawn(&p, "a.toml"), spawn(&p, "b.toml"));
+    let a = spawn(&p, "a.toml");
+    wait_for_training(&p);
+    let b = spawn(&p, "b.toml");
     let (out_a, err_a) = finish(a);
     let (out_b, err_b) = finish(b);
     let (ma, mb) = (manifest(&p, &out_a), manifest(&p, &out_b));
