@@ -43,12 +43,26 @@ fn json(tab: &headless_chrome::Tab, expression: &str) -> serde_json::Value {
 
 #[test]
 fn the_report_page_loads_in_chromium_without_errors() {
-    let Some(browser_path) = chromium() else {
-        eprintln!(
-            "skipped: no Chromium found (install Debian's `chromium`, or set PIPELINE_CHROMIUM)"
-        );
+    let browser = chromium();
+    if !available(
+        "chromium",
+        browser.is_some(),
+        "install Debian's `chromium`, or set PIPELINE_CHROMIUM",
+    ) {
         return;
-    };
+    }
+    let browser_path = browser.expect("present");
+    let has_soundfont = std::env::var_os("PIPELINE_SOUNDFONT").is_some()
+        || pipeline::stages::render::SYSTEM_SOUNDFONTS
+            .iter()
+            .any(|p| std::path::Path::new(p).is_file());
+    if !available(
+        "soundfont",
+        has_soundfont,
+        "`apt install timgm6mb-soundfont`: the page's audio players need one",
+    ) {
+        return;
+    }
     let p = tiny_project();
     let text = experiment(TINY, "length = 40\ntemperature = 1.0")
         + "\n[stages.audio]\nkind = \"render\"\ninputs = [\"music\"]\n";

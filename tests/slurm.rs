@@ -19,12 +19,11 @@ fn cluster() -> bool {
         .args(["-h", "-o", "%t"])
         .output()
         .is_ok_and(|o| o.status.success() && !o.stdout.is_empty());
-    if !up {
-        eprintln!(
-            "skipped: no Slurm cluster (start one with `.ci/slurm.sh up DIR` and export the SLURM_CONF it prints)"
-        );
-    }
-    up
+    available(
+        "slurm",
+        up,
+        "start a cluster with `.ci/slurm.sh up DIR` and run the `export` line it prints",
+    )
 }
 
 fn project() -> Project {
@@ -178,10 +177,15 @@ fn a_cache_directory_the_nodes_do_not_share_is_refused() {
         return;
     }
     // The harness mounts a tmpfs of its own over this directory for the jobs: a node-local disk.
-    let Some(unshared) = std::env::var_os("PIPELINE_TEST_UNSHARED_DIR") else {
-        eprintln!("skipped: PIPELINE_TEST_UNSHARED_DIR is not set (`.ci/slurm.sh up` prints it)");
+    let unshared = std::env::var_os("PIPELINE_TEST_UNSHARED_DIR");
+    if !available(
+        "slurm",
+        unshared.is_some(),
+        "PIPELINE_TEST_UNSHARED_DIR is not set (`.ci/slurm.sh up` prints it)",
+    ) {
         return;
-    };
+    }
+    let unshared = unshared.expect("present");
     let p = project();
     let private = tempfile::tempdir_in(unshared).unwrap();
     let cache = private.path().join("cache");

@@ -367,3 +367,18 @@ pub fn tiny_project_in(p: Project) -> Project {
     p.write("exp.toml", experiment(TINY, "length = 20\nseed = 3"));
     p
 }
+
+/// Whether a test that needs something from the system (a SoundFont, Chromium, a Slurm cluster) can run. Where it is
+/// missing the test says so and does nothing, unless `PIPELINE_TEST_REQUIRE` lists it (`.ci/run` sets
+/// `soundfont,chromium,slurm`): then its absence is a failure, so CI can never pass by skipping.
+pub fn available(what: &str, present: bool, how: &str) -> bool {
+    if present {
+        return true;
+    }
+    let required = std::env::var("PIPELINE_TEST_REQUIRE").unwrap_or_default();
+    if required.split(',').any(|r| r.trim() == what) {
+        panic!("{what} is required here (PIPELINE_TEST_REQUIRE) but missing: {how}");
+    }
+    eprintln!("skipped: no {what} ({how})");
+    false
+}
