@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::artifact::Artifact;
 use crate::fingerprint::{Fingerprint, Hash};
+use crate::paths::write_atomic;
 use crate::stages::ReportFile;
 
 /// Change this when the layout or the record format changes; old trees are then ignored, not misread.
@@ -25,6 +26,7 @@ const OUTPUT: &str = "output.bin";
 const FILES: &str = "files";
 const CHECKPOINTS: &str = "checkpoints";
 const LOCKS: &str = "locks";
+const JOBS: &str = "jobs";
 
 /// A file of an entry: its size and content hash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,7 +69,7 @@ impl Cache {
     /// Opens (creating if needed) a cache directory.
     pub fn open(dir: &Path) -> Result<Self> {
         let root = dir.join(LAYOUT);
-        for sub in ["entries", "tmp", "stages", CHECKPOINTS, LOCKS, "jobs"] {
+        for sub in ["entries", "tmp", "stages", CHECKPOINTS, LOCKS, JOBS] {
             fs::create_dir_all(root.join(sub)).with_context(|| {
                 format!(
                     "cannot create the cache directory `{}`",
@@ -253,6 +255,12 @@ impl Cache {
         self.root.join(LOCKS)
     }
 
+    /// Where the Slurm executor keeps what it knows of jobs: one folder per fingerprint (description, submitted
+    /// job id, log) and the shared-cache probes. Absolute, since jobs run in other directories.
+    pub fn jobs_dir(&self) -> Result<PathBuf> {
+        Ok(std::path::absolute(&self.root)?.join(JOBS))
+    }
+
     /// Removes an entry by renaming it into `tmp/` first, so it disappears in one step.
     pub(crate) fn discard(&self, dir: &Path) -> Result<()> {
         let trash = tempfile::Builder::new()
@@ -283,11 +291,7 @@ impl Cache {
         let path = self.last_path(experiment, stage);
         let dir = path.parent().expect("has a parent");
         fs::create_dir_all(dir)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        tmp.write_all(&serde_json::to_vec_pretty(fingerprint)?)?;
-        tmp.persist(&path)
-            .with_context(|| format!("cannot write `{}`", path.display()))?;
-        Ok(())
+        write_atomic(&path, &[&serde_json::to_vec_pretty(fingerprint)?], false)
     }
 }
 
@@ -302,14 +306,8 @@ pub struct Checkpoint {
 impl Checkpoint {
     pub fn save(&self, artifact: &Artifact) -> Result<()> {
         let bytes = artifact.to_bytes();
-        let dir = self.path.parent().expect("checkpoints have a parent");
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).context("cannot write a checkpoint")?;
-        tmp.write_all(Hash::of(&bytes).as_bytes())?;
-        tmp.write_all(&bytes)?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(&self.path)
-            .with_context(|| format!("cannot write `{}`", self.path.display()))?;
-        Ok(())
+        write_atomic(&self.path, &[Hash::of(&bytes).as_bytes(), &bytes], true)
+            .context("cannot write a checkpoint")
     }
 
     /// The saved artifact, if there is one and it is intact; a damaged one is removed.

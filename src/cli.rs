@@ -305,7 +305,7 @@ fn dispatch(cli: Cli) -> u8 {
             }
             run(&experiment, &cache.cache_dir, &reports.reports_dir, opts)
         }
-        Command::ExecStage { job } => Ok(exec_stage(&job)),
+        Command::ExecStage { job } => exec_stage(&job),
         Command::Status { experiment, cache } => status(&experiment, &cache.cache_dir),
         Command::Graph { experiment, format } => graph(&experiment, format),
         Command::Bench(b) => bench(b),
@@ -354,20 +354,20 @@ fn slurm_placement(args: &ExperimentArgs, cache_dir: &Path) -> Result<SlurmPlace
 /// `pipeline exec-stage JOB`: loads the experiment the job names, picks its sweep point, and computes that one stage
 /// (its inputs are in the cache) with the same code and atomic store as a local run. Exit 0 when the entry the
 /// submitter expects is in the cache.
-fn exec_stage(job_file: &Path) -> u8 {
-    let result = (|| -> anyhow::Result<u8> {
-        let job: crate::slurm::JobSpec = serde_json::from_slice(
-            &std::fs::read(job_file)
-                .with_context(|| format!("cannot read `{}`", job_file.display()))?,
-        )?;
-        let overrides = job
-            .set
-            .iter()
-            .map(|s| Override::parse(s))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|d| anyhow::anyhow!("{}", d.render(false)))?;
-        let study = Study::load(&job.experiment, &overrides)
-            .map_err(|d| anyhow::anyhow!("{}", d.render(false)))?;
+fn exec_stage(job_file: &Path) -> Result<u8, u8> {
+    let failed = |e: anyhow::Error| {
+        eprintln!("error: {e:#}");
+        exit::STAGE_FAILED
+    };
+    let job: crate::slurm::JobSpec = std::fs::read(job_file)
+        .with_context(|| format!("cannot read `{}`", job_file.display()))
+        .and_then(|bytes| Ok(serde_json::from_slice(&bytes)?))
+        .map_err(failed)?;
+    let study = load(&ExperimentArgs {
+        file: job.experiment.clone(),
+        set: job.set.clone(),
+    })?;
+    (|| -> anyhow::Result<u8> {
         let point = study
             .points
             .iter()
@@ -422,11 +422,8 @@ fn exec_stage(job_file: &Path) -> u8 {
         }
         eprintln!("stage `{}` is in the cache ({})", job.stage, &got[..12]);
         Ok(exit::SUCCESS)
-    })();
-    result.unwrap_or_else(|e| {
-        eprintln!("error: {e:#}");
-        exit::STAGE_FAILED
-    })
+    })()
+    .map_err(failed)
 }
 
 fn cache_command(command: CacheCommand) -> Result<u8, u8> {
@@ -527,7 +524,7 @@ fn run(
         })
         .collect();
     if let Placement::Slurm(_) = &opts.placement {
-        crate::slurm::check_shared(cache.root(), &first.slurm.defaults).map_err(|e| {
+        crate::slurm::check_shared(&cache, &first.slurm.defaults).map_err(|e| {
             environment(
                 e,
                 "pass a `--cache-dir` on a filesystem the Slurm nodes share",

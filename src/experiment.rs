@@ -209,16 +209,7 @@ impl Experiment {
 /// A file stem made safe to name the report folder: other characters become `_`, leading dots go (so `..` cannot
 /// climb out of the reports directory).
 fn folder_name(stem: &str) -> String {
-    let safe: String = stem
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "_-.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let safe = crate::paths::replace_unsafe(stem, "_-.");
     let safe = safe.trim_start_matches('.');
     if safe.is_empty() {
         "experiment".into()

@@ -194,7 +194,8 @@ fn rows_per_thread(b: usize) -> usize {
 fn forward(x: &[f32], w: &[f32], bias: &[f32], b: usize, dims: Dims) -> (Saved, Vec<f32>) {
     let Dims { t, d, h } = dims;
     let g4 = dims.g4();
-    let mut gates = vec![0f32; b * t * g4];
+    // Every row starts as the bias; the input projection is then added to it.
+    let mut gates = bias.repeat(b * t);
     let mut cells = vec![0f32; b * t * h];
     let mut cells_tanh = vec![0f32; b * t * h];
     let mut hidden = vec![0f32; b * t * h];
@@ -220,10 +221,7 @@ fn forward(x: &[f32], w: &[f32], bias: &[f32], b: usize, dims: Dims) -> (Saved, 
         .zip(cells_tanh.par_chunks_mut(rows * t * h))
         .zip(hidden.par_chunks_mut(rows * t * h))
         .for_each(|((((gates, x), cells), cells_tanh), hidden)| {
-            // Every step's input projection at once: gates = x · W_ihᵀ + bias.
-            for row in gates.chunks_exact_mut(g4) {
-                row.copy_from_slice(bias);
-            }
+            // Every step's input projection at once: gates = bias + x · W_ihᵀ.
             let n = x.len() / d;
             sgemm(
                 (n, g4, d),

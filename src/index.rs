@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
 
 use crate::compare::{RunSummary, cell, find_file, runs_under, varying_params};
@@ -161,12 +161,8 @@ pub fn write(reports_dir: &Path) -> Result<PathBuf> {
     }
     html.push_str("</body>\n</html>\n");
     let path = reports_dir.join("index.html");
-    // A temporary file of its own, renamed into place: two runs finishing together each write a whole page.
-    let mut tmp = tempfile::NamedTempFile::new_in(reports_dir)
-        .with_context(|| format!("cannot write in `{}`", reports_dir.display()))?;
-    std::io::Write::write_all(&mut tmp, html.as_bytes())?;
-    tmp.persist(&path)
-        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    // Renamed into place whole: two runs finishing together each write a whole page.
+    crate::paths::write_atomic(&path, &[html.as_bytes()], false)?;
     Ok(path)
 }
 

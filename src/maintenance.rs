@@ -50,19 +50,9 @@ fn size_of(path: &Path) -> u64 {
         .sum()
 }
 
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
+/// Sizes as people read them (`5.70 MiB`).
+fn human_bytes(bytes: u64) -> String {
+    indicatif::HumanBytes(bytes).to_string()
 }
 
 fn short(entry: &Entry) -> String {
@@ -80,7 +70,7 @@ pub fn verify(cache: &Cache) -> Result<(String, bool)> {
     let mut out = format!(
         "checked {} entries ({}): {} intact, {} damaged\n",
         all.len(),
-        human(total),
+        human_bytes(total),
         all.len() - damaged.len(),
         damaged.len()
     );
@@ -123,9 +113,9 @@ pub fn du(cache: &Cache) -> Result<String> {
     let total: u64 = rows.iter().map(|r| r.2).sum();
     let mut out = format!("{:<20} {:>8} {:>12}\n", "kind", "entries", "size");
     for (kind, n, bytes) in &rows {
-        writeln!(out, "{kind:<20} {n:>8} {:>12}", human(*bytes))?;
+        writeln!(out, "{kind:<20} {n:>8} {:>12}", human_bytes(*bytes))?;
     }
-    writeln!(out, "{:<20} {:>8} {:>12}", "total", "", human(total))?;
+    writeln!(out, "{:<20} {:>8} {:>12}", "total", "", human_bytes(total))?;
     Ok(out)
 }
 
@@ -203,7 +193,7 @@ pub fn gc(cache: &Cache, reports: &Path, keep: usize, dry_run: bool) -> Result<S
             Ok(kind) => format!("{kind}, not in the last {keep} run(s)"),
             Err(why) => format!("damaged: {why}"),
         };
-        writeln!(lines, "  {} ({what}, {})", short(&e), human(e.bytes))?;
+        writeln!(lines, "  {} ({what}, {})", short(&e), human_bytes(e.bytes))?;
         if !dry_run {
             cache.discard(&e.dir)?;
         }
@@ -227,7 +217,7 @@ pub fn gc(cache: &Cache, reports: &Path, keep: usize, dry_run: bool) -> Result<S
             lines,
             "  tmp/{} (left by an interrupted run, {})",
             item.file_name().to_string_lossy(),
-            human(bytes)
+            human_bytes(bytes)
         )?;
         if !dry_run {
             let path = item.path();
@@ -255,8 +245,8 @@ pub fn gc(cache: &Cache, reports: &Path, keep: usize, dry_run: bool) -> Result<S
     Ok(format!(
         "{verb} {removed} item(s) ({}); {left} entries ({}) are referred to by the last {keep} run(s) of each of \
          the experiments in `{}`\n{lines}",
-        human(removed_bytes),
-        human(left_bytes),
+        human_bytes(removed_bytes),
+        human_bytes(left_bytes),
         reports.display()
     ))
 }

@@ -1,6 +1,7 @@
-//! Keeping writes inside the cache and reports directories: the tool only ever writes below a root the user chose,
-//! and refuses when a symbolic link below that root leads elsewhere.
+//! How the tool writes files: only below a root the user chose (refusing when a symbolic link below that root leads
+//! elsewhere), and small bookkeeping files whole, so a reader or a crash never sees half of one.
 
+use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -24,4 +25,37 @@ pub fn ensure_inside(root: &Path, path: &Path, what: &str) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Writes `parts` one after another into a temporary file beside `path`, then renames it into place: readers see the
+/// old file or the new one, never a mix, and two writers each leave a whole file. With `durable`, the data reaches
+/// the disk before the rename (for what a crash must not lose, such as a training checkpoint).
+pub fn write_atomic(path: &Path, parts: &[&[u8]], durable: bool) -> Result<()> {
+    let dir = path.parent().expect("a file has a parent directory");
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write in `{}`", dir.display()))?;
+    for part in parts {
+        tmp.write_all(part)
+            .with_context(|| format!("cannot write `{}`", path.display()))?;
+    }
+    if durable {
+        tmp.as_file().sync_all()?;
+    }
+    tmp.persist(path)
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    Ok(())
+}
+
+/// `s` with every character other than ASCII letters, digits and those in `allowed` replaced by `_`: a piece of a
+/// folder name that holds no separator, whatever a user or a sweep value put in it.
+pub fn replace_unsafe(s: &str, allowed: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || allowed.contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }

@@ -28,6 +28,25 @@ fn colour(i: usize) -> RGBColor {
     }
 }
 
+/// Draws the legend in the upper right corner and completes the picture.
+fn finish<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(|e| anyhow!("{e}"))?;
+    root.present().map_err(|e| anyhow!("{e}"))?;
+    Ok(())
+}
+
 /// An SVG chart of the loss curves of `runs` (label, history): validation solid, training dashed.
 pub fn loss_chart(title: &str, runs: &[(String, Vec<EpochStats>)]) -> Result<String> {
     let mut svg = String::new();
@@ -99,14 +118,7 @@ pub fn loss_chart(title: &str, runs: &[(String, Vec<EpochStats>)]) -> Result<Str
                 PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
             });
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(|e| anyhow!("{e}"))?;
-        root.present().map_err(|e| anyhow!("{e}"))?;
+        finish(&mut chart, &root)?;
     }
     Ok(svg)
 }
@@ -191,14 +203,7 @@ pub fn piano_roll(title: &str, parts: &[RollPart], step: f64) -> Result<String> 
                 .label(part.label.clone())
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], c.filled()));
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(|e| anyhow!("{e}"))?;
-        root.present().map_err(|e| anyhow!("{e}"))?;
+        finish(&mut chart, &root)?;
     }
     Ok(svg)
 }

@@ -2,7 +2,8 @@
 //! reads (`pipeline exec-stage`), following a job with `scontrol` until it ends, and the check that the cache
 //! directory is shared with the nodes. Slurm's own tools are the interface; nothing here schedules anything.
 //!
-//! Jobs live under `cache/v1/jobs/<fingerprint>/`: `job.json` (what to run), `submitted.json` (the job id, so a
+//! Jobs live under `cache/v1/jobs/<fingerprint>/` ([`Cache::jobs_dir`]): `job.json` (what to run), `submitted.json`
+//! (the job id, so a
 //! later invocation waits for a job that is still queued or running instead of submitting it twice) and the job's
 //! log. The node computes the stage with the same code and the same atomic cache rules as a local run.
 
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::cache::Cache;
 use crate::stages::StageKind;
 
 /// `sbatch` resources: under `[executor.slurm]` for every stage, under `[executor.slurm.<kind>]` per stage kind.
@@ -110,11 +112,6 @@ pub struct Submitted {
     pub job_id: String,
 }
 
-/// Where a job's files go.
-pub fn job_dir(cache_root: &Path, key: &str) -> PathBuf {
-    cache_root.join("jobs").join(key)
-}
-
 /// The `sbatch` arguments (without the program name) that run `exe exec-stage <job.json>` for a stage.
 pub fn sbatch_args(
     resources: &Resources,
@@ -172,15 +169,16 @@ fn slurm_command(program: &str, args: &[String]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The job id in what `sbatch --parsable` printed (`id` or `id;cluster`).
+fn parsed_job_id(out: &str) -> Option<String> {
+    let id = out.trim().split(';').next()?;
+    (!id.is_empty() && id.chars().all(|c| c.is_ascii_digit())).then(|| id.to_string())
+}
+
 /// Submits with `sbatch`; returns the job id.
 pub fn submit(args: &[String]) -> Result<String> {
     let out = slurm_command("sbatch", args)?;
-    // `--parsable` prints `id` or `id;cluster`.
-    let id = out.trim().split(';').next().unwrap_or_default().to_string();
-    if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
-        bail!("sbatch printed `{}`, not a job id", out.trim());
-    }
-    Ok(id)
+    parsed_job_id(&out).ok_or_else(|| anyhow!("sbatch printed `{}`, not a job id", out.trim()))
 }
 
 pub fn cancel(job_id: &str) -> Result<()> {
@@ -246,8 +244,8 @@ pub fn tail(path: &Path, n: usize) -> String {
 
 /// Checks that a Slurm job can write into `cache_root` and that this machine then sees what it wrote: the cache
 /// must be on a filesystem every node shares.
-pub fn check_shared(cache_root: &Path, resources: &Resources) -> Result<()> {
-    let probes = cache_root.join("jobs").join("probes");
+pub fn check_shared(cache: &Cache, resources: &Resources) -> Result<()> {
+    let probes = cache.jobs_dir()?.join("probes");
     std::fs::create_dir_all(&probes)?;
     let token = format!(
         "{}-{}",
@@ -274,12 +272,7 @@ pub fn check_shared(cache_root: &Path, resources: &Resources) -> Result<()> {
         .args(&args)
         .output()
         .context("cannot run `sbatch`: is Slurm installed here (and SLURM_CONF set if needed)?")?;
-    let submitted = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .split(';')
-        .next()
-        .is_some_and(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()));
-    if !submitted {
+    if parsed_job_id(&String::from_utf8_lossy(&out.stdout)).is_none() {
         bail!(
             "the check that the cache directory is shared with the Slurm nodes could not be submitted: `{}` failed: {}",
             shown("sbatch", &args),
@@ -298,7 +291,7 @@ pub fn check_shared(cache_root: &Path, resources: &Resources) -> Result<()> {
             "the cache directory `{}` is not shared with the Slurm nodes: a job wrote a file there and this machine \
              does not see it. Put the cache (`--cache-dir` or PIPELINE_CACHE) on a filesystem every node mounts at \
              the same path",
-            cache_root.parent().unwrap_or(cache_root).display()
+            cache.root().parent().unwrap_or(cache.root()).display()
         );
     }
     Ok(())

@@ -228,18 +228,8 @@ pub fn label(values: &[(String, String)]) -> String {
                 .count()
                 > 1;
             let name = if clash { key.clone() } else { short(key) };
-            let value: String = value
-                .trim_matches('"')
-                .trim_matches('\'')
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || "._-+".contains(c) {
-                        c
-                    } else {
-                        '_'
-                    }
-                })
-                .collect();
+            let value =
+                crate::paths::replace_unsafe(value.trim_matches('"').trim_matches('\''), "._-+");
             format!("{name}={value}")
         })
         .collect::<Vec<_>>()

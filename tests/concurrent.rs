@@ -26,18 +26,9 @@ fn finish(child: Child) -> (String, String) {
     (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
 }
 
+/// The manifest of the report a run printed the path of.
 fn manifest(p: &Project, stdout: &str) -> serde_json::Value {
-    let dir = p.path(stdout.lines().last().unwrap().trim());
-    serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
-}
-
-fn stage<'a>(m: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    m["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap()
+    read_manifest(&p.path(stdout.lines().last().unwrap().trim()))
 }
 
 /// Waits until some process has held one entry's lock for a while: the training is under way (the MIDI stages take
@@ -103,7 +94,7 @@ fn two_runs_of_one_experiment_compute_each_stage_once() {
     let (out2, err2) = finish(second);
     let (m1, m2) = (manifest(&p, &out1), manifest(&p, &out2));
     for name in ["source", "tokens", "windows", "model", "music"] {
-        let (s1, s2) = (stage(&m1, name), stage(&m2, name));
+        let (s1, s2) = (stage_in(&m1, name), stage_in(&m2, name));
         let statuses = [
             s1["status"].as_str().unwrap(),
             s2["status"].as_str().unwrap(),
@@ -138,22 +129,22 @@ fn two_experiments_sharing_stages_share_the_training() {
     let (ma, mb) = (manifest(&p, &out_a), manifest(&p, &out_b));
     let trained: Vec<&str> = [&ma, &mb]
         .iter()
-        .map(|m| stage(m, "model")["status"].as_str().unwrap())
+        .map(|m| stage_in(m, "model")["status"].as_str().unwrap())
         .collect();
     assert!(
         trained.contains(&"ran") && trained.contains(&"cached"),
         "{trained:?}\n{err_a}\n{err_b}"
     );
     assert_eq!(
-        stage(&ma, "model")["output_hash"],
-        stage(&mb, "model")["output_hash"]
+        stage_in(&ma, "model")["output_hash"],
+        stage_in(&mb, "model")["output_hash"]
     );
     // Each sampled its own piece.
-    assert_eq!(stage(&ma, "music")["status"], "ran");
-    assert_eq!(stage(&mb, "music")["status"], "ran");
+    assert_eq!(stage_in(&ma, "music")["status"], "ran");
+    assert_eq!(stage_in(&mb, "music")["status"], "ran");
     assert_ne!(
-        stage(&ma, "music")["output_hash"],
-        stage(&mb, "music")["output_hash"]
+        stage_in(&ma, "music")["output_hash"],
+        stage_in(&mb, "music")["output_hash"]
     );
     assert!(
         p.pipeline(&["cache", "verify"])

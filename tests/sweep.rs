@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use common::*;
 
@@ -16,19 +16,6 @@ fn sweep_project(sweep: &str) -> Project {
 
 fn sweep_dir(p: &Project, run: &Run) -> PathBuf {
     p.path(run.stdout.lines().last().expect("the sweep folder").trim())
-}
-
-fn manifest(dir: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
-}
-
-fn stage<'a>(m: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    m["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap()
 }
 
 fn ran_lines(stderr: &str, stage: &str) -> usize {
@@ -50,18 +37,18 @@ fn a_grid_sweep_runs_every_point_and_shares_common_stages() {
         "hidden=12,seq_len=4",
     ];
     for label in labels {
-        let m = manifest(&dir.join(label));
+        let m = read_manifest(&dir.join(label));
         assert_eq!(m["status"], "ok");
         assert_eq!(m["point"]["label"], label);
         for s in ["source", "no_drums", "melody", "tokens", "vocab"] {
             assert_eq!(
-                stage(&m, s)["shared_by"],
+                stage_in(&m, s)["shared_by"],
                 4,
                 "{s} is computed once for all points"
             );
         }
-        assert_eq!(stage(&m, "windows")["shared_by"], 2);
-        assert_eq!(stage(&m, "model")["shared_by"], 1);
+        assert_eq!(stage_in(&m, "windows")["shared_by"], 2);
+        assert_eq!(stage_in(&m, "model")["shared_by"], 1);
         assert!(dir.join(label).join("generated.mid").is_file());
         assert!(dir.join(label).join("metrics.json").is_file());
     }
@@ -174,9 +161,9 @@ fn keep_going_finishes_the_other_points_and_fail_fast_stops() {
         run.stderr
     );
     let dir = sweep_dir(&p, &run);
-    assert_eq!(manifest(&dir.join("seq_len=3"))["status"], "ok");
-    assert_eq!(manifest(&dir.join("seq_len=4"))["status"], "ok");
-    assert_eq!(manifest(&dir.join("seq_len=40"))["status"], "failed");
+    assert_eq!(read_manifest(&dir.join("seq_len=3"))["status"], "ok");
+    assert_eq!(read_manifest(&dir.join("seq_len=4"))["status"], "ok");
+    assert_eq!(read_manifest(&dir.join("seq_len=40"))["status"], "failed");
     let summary = std::fs::read_to_string(dir.join("sweep.json")).unwrap();
     assert!(summary.contains("no training windows"), "{summary}");
 
@@ -185,7 +172,7 @@ fn keep_going_finishes_the_other_points_and_fail_fast_stops() {
     assert_eq!(run.code, 1);
     let dir = sweep_dir(&q, &run);
     assert_ne!(
-        manifest(&dir.join("seq_len=4"))["status"],
+        read_manifest(&dir.join("seq_len=4"))["status"],
         "ok",
         "fail-fast: the last point never finished"
     );
@@ -199,12 +186,12 @@ fn parallel_jobs_give_the_same_results_as_one() {
         .pipeline(&["run", "exp.toml", "--cache-dir", "c2", "--jobs", "3"])
         .ok();
     for label in ["hidden=8,seq_len=3", "hidden=12,seq_len=4"] {
-        let a = manifest(&sweep_dir(&p, &one).join(label));
-        let b = manifest(&sweep_dir(&p, &two).join(label));
+        let a = read_manifest(&sweep_dir(&p, &one).join(label));
+        let b = read_manifest(&sweep_dir(&p, &two).join(label));
         for s in ALL_STAGES.iter().chain(&["model", "music"]) {
             assert_eq!(
-                stage(&a, s)["output_hash"],
-                stage(&b, s)["output_hash"],
+                stage_in(&a, s)["output_hash"],
+                stage_in(&b, s)["output_hash"],
                 "{label} {s}"
             );
         }
@@ -221,13 +208,13 @@ fn repeat_runs_each_point_with_successive_seeds() {
     let p = sweep_project("\n[sweep]\n\"model.hidden\" = [8]\nrepeat = 2\n");
     let run = p.pipeline(&["run", "exp.toml"]).ok();
     let dir = sweep_dir(&p, &run);
-    let a = manifest(&dir.join("hidden=8,seed=1"));
-    let b = manifest(&dir.join("hidden=8,seed=2"));
-    assert_eq!(stage(&a, "model")["params"]["seed"], 1);
-    assert_eq!(stage(&b, "model")["params"]["seed"], 2);
+    let a = read_manifest(&dir.join("hidden=8,seed=1"));
+    let b = read_manifest(&dir.join("hidden=8,seed=2"));
+    assert_eq!(stage_in(&a, "model")["params"]["seed"], 1);
+    assert_eq!(stage_in(&b, "model")["params"]["seed"], 2);
     assert_ne!(
-        stage(&a, "model")["output_hash"],
-        stage(&b, "model")["output_hash"]
+        stage_in(&a, "model")["output_hash"],
+        stage_in(&b, "model")["output_hash"]
     );
 }
 

@@ -330,10 +330,8 @@ pub fn run(
             wanted
         }
     };
-    for (id, consumers) in consumers.iter_mut().enumerate() {
-        if !wanted[id] {
-            consumers.clear();
-        }
+    // What a wanted stage needs is wanted, so dropping unwanted consumers leaves unwanted nodes none.
+    for consumers in &mut consumers {
         consumers.retain(|&c| wanted[c]);
     }
     let board = Mutex::new(Board {
@@ -510,6 +508,40 @@ impl Shared<'_> {
         }
     }
 
+    /// With `-v`, why a stage is about to run.
+    fn say_why(&self, id: usize, reasons: &[Reason]) {
+        if self.opts.verbose {
+            let node = &self.nodes[id];
+            let name = &self.targets[node.target].experiment.graph.stages[node.stage].name;
+            self.say(format!(
+                "{:>8} {name}{}: {}",
+                "running",
+                self.tag(id),
+                explain(reasons)
+            ));
+        }
+    }
+
+    /// The node's entry is in the cache: take it. Recording that every member now stands at `fp` only explains later
+    /// misses, so a cache that cannot record it (a read-only, shared, precomputed one) still serves the hit.
+    fn found(
+        &self,
+        id: usize,
+        fp: &Fingerprint,
+        record: Record,
+        mut result: StageResult,
+    ) -> StageResult {
+        if let Err(e) = self.remember(id, fp) {
+            self.say(format!(
+                "warning: {}: cached, but the cache cannot record it ({e:#})",
+                result.name
+            ));
+        }
+        result.status = Status::Cached;
+        result.record = Some(record);
+        result
+    }
+
     /// Records that every member of the node now stands at `fp`.
     fn remember(&self, id: usize, fp: &Fingerprint) -> Result<()> {
         for &(t, i) in &self.nodes[id].members {
@@ -575,18 +607,7 @@ impl Shared<'_> {
         let reasons = match &node.forced {
             Some(reason) => vec![reason.clone()],
             None => match self.cache.lookup(&key) {
-                Lookup::Hit(record) => {
-                    // Only explains later misses: a read-only cache (a shared, precomputed one) still serves hits.
-                    if let Err(e) = self.remember(id, &fp) {
-                        self.say(format!(
-                            "warning: {}: cached, but the cache cannot record it ({e:#})",
-                            spec.name
-                        ));
-                    }
-                    result.status = Status::Cached;
-                    result.record = Some(*record);
-                    return result;
-                }
+                Lookup::Hit(record) => return self.found(id, &fp, *record, result),
                 Lookup::Miss => miss_reasons(self.cache, &target.identity, &spec.name, &fp),
                 Lookup::Damaged(problem) => {
                     self.say(format!(
@@ -598,15 +619,7 @@ impl Shared<'_> {
             },
         };
         if let Placement::Slurm(placement) = &self.opts.placement {
-            if self.opts.verbose {
-                self.say(format!(
-                    "{:>8} {}{}: {}",
-                    "running",
-                    spec.name,
-                    self.tag(id),
-                    explain(&reasons)
-                ));
-            }
+            self.say_why(id, &reasons);
             return self.run_on_slurm(id, placement, &fp, result, reasons);
         }
         // Another process may be computing the same entry: wait for it, then take its result.
@@ -624,22 +637,9 @@ impl Shared<'_> {
         if node.forced.is_none()
             && let Some(record) = self.cache.peek(&key)
         {
-            if let Err(e) = self.remember(id, &fp) {
-                return fail(result, e);
-            }
-            result.status = Status::Cached;
-            result.record = Some(record);
-            return result;
+            return self.found(id, &fp, record, result);
         }
-        if self.opts.verbose {
-            self.say(format!(
-                "{:>8} {}{}: {}",
-                "running",
-                spec.name,
-                self.tag(id),
-                explain(&reasons)
-            ));
-        }
+        self.say_why(id, &reasons);
 
         let mut loaded = Vec::with_capacity(node.inputs.len());
         for (input, record) in node.inputs.iter().zip(input_records) {
@@ -651,7 +651,7 @@ impl Shared<'_> {
         let refs: Vec<&Artifact> = loaded.iter().map(|a| a.as_ref()).collect();
         // A stage that can continue its previous result (more epochs) gets it; failing that, the checkpoint an
         // interrupted run of this same stage left.
-        let checkpoint = self.cache.checkpoint(&fp.hash());
+        let checkpoint = self.cache.checkpoint(&key);
         let resume = match node.forced {
             Some(_) => {
                 checkpoint.clear();
@@ -719,7 +719,6 @@ impl Shared<'_> {
                 return fail(result, e.context("cannot store the result in the cache"));
             }
         };
-        checkpoint.clear();
         checkpoint.clear();
         if let Err(e) = self.remember(id, &fp) {
             return fail(result, e);

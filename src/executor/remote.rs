@@ -1,7 +1,6 @@
 //! The Slurm placement: a stage that is not cached becomes a Slurm job running `pipeline exec-stage` on a node; the
 //! executor follows the job until its entry appears in the shared cache (or the job fails, or Ctrl-C cancels it).
 
-use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -9,6 +8,7 @@ use anyhow::{Context, Result};
 use super::{Shared, SlurmPlacement, StageResult, Status};
 use crate::cache::Lookup;
 use crate::fingerprint::{Fingerprint, Reason};
+use crate::paths::write_atomic;
 use crate::slurm;
 
 impl Shared<'_> {
@@ -27,14 +27,18 @@ impl Shared<'_> {
         let spec = &exp.graph.stages[node.stage];
         let tag = self.tag(id);
         let key = fp.hash();
-        // Absolute: the job runs in the experiment's directory, not in this one.
-        let root = std::path::absolute(self.cache.root())
-            .unwrap_or_else(|_| self.cache.root().to_path_buf());
-        let dir = slurm::job_dir(&root, &key.hex());
+        let dir = match self.cache.jobs_dir() {
+            Ok(jobs) => jobs.join(key.hex()),
+            Err(e) => {
+                result.error = Some(format!("{e:#}"));
+                return result;
+            }
+        };
         let submitted_path = dir.join("submitted.json");
         let started = Instant::now();
         let submitted = (|| -> Result<(String, bool)> {
-            fs_create(&dir)?;
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create `{}`", dir.display()))?;
             // A job an earlier invocation submitted that is still queued or running is followed, not repeated.
             if let Some(earlier) = std::fs::read(&submitted_path)
                 .ok()
@@ -57,7 +61,7 @@ impl Shared<'_> {
                 report_dir: std::path::absolute(&target.report_dir)?,
             };
             let job_file = dir.join("job.json");
-            write_atomic(&job_file, &serde_json::to_vec_pretty(&job)?)?;
+            write_atomic(&job_file, &[&serde_json::to_vec_pretty(&job)?], false)?;
             let args = slurm::sbatch_args(
                 &exp.slurm.resources(spec.kind()),
                 &spec.name,
@@ -70,12 +74,10 @@ impl Shared<'_> {
                 self.say(format!("{:>8} {}", "", slurm::shown("sbatch", &args)));
             }
             let job_id = slurm::submit(&args)?;
-            write_atomic(
-                &submitted_path,
-                &serde_json::to_vec(&slurm::Submitted {
-                    job_id: job_id.clone(),
-                })?,
-            )?;
+            let submitted = slurm::Submitted {
+                job_id: job_id.clone(),
+            };
+            write_atomic(&submitted_path, &[&serde_json::to_vec(&submitted)?], false)?;
             self.say(format!(
                 "{:>8} {}{tag}: Slurm job {job_id}",
                 "queued", spec.name
@@ -91,7 +93,7 @@ impl Shared<'_> {
         };
         result.slurm_job = Some(job_id.clone());
         result.slurm_log = Some(dir.join(format!("slurm-{job_id}.log")));
-        let mut shown = String::from("PENDING");
+        let mut said_running = false;
         let end = loop {
             if crate::interrupt::requested() {
                 if ours {
@@ -113,12 +115,12 @@ impl Shared<'_> {
             match slurm::state(&job_id) {
                 Ok(state) if state.finished() => break state,
                 Ok(state) => {
-                    if state.state != shown && state.state == "RUNNING" {
+                    if !said_running && state.state == "RUNNING" {
                         self.say(format!(
                             "{:>8} {}{tag}: Slurm job {job_id} started",
                             "running", spec.name
                         ));
-                        shown = state.state;
+                        said_running = true;
                     }
                 }
                 Err(e) => {
@@ -160,19 +162,4 @@ impl Shared<'_> {
             }
         }
     }
-}
-
-fn fs_create(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))
-}
-
-/// Writes a small file whole: a temporary file in the same directory, renamed into place.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = path.parent().expect("files have a parent");
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.persist(path)
-        .with_context(|| format!("cannot write `{}`", path.display()))?;
-    Ok(())
 }

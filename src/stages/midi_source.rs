@@ -179,14 +179,7 @@ impl Stage for MidiSource {
         for (rel, abs) in &ctx.external.locations {
             crate::interrupt::check()?;
             bar.set_message(rel.clone());
-            let bytes =
-                std::fs::read(abs).with_context(|| format!("cannot read `{}`", abs.display()))?;
-            if ctx.external.files.get(rel) != Some(&Hash::of(&bytes)) {
-                bail!(
-                    "`{}` changed while the run was reading it; run again",
-                    abs.display()
-                );
-            }
+            let bytes = ctx.external.read(rel, abs)?;
             let shown = display_path(&ctx.external.display_root, rel);
             let row = match ingest::read_song(rel, &bytes) {
                 Ok(read) => {

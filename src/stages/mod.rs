@@ -32,20 +32,20 @@ pub fn sample_params(length: u32, mode: SampleMode) -> sample::Sample {
 /// Runs every MIDI stage of the baseline (read, drop drums, top instrument, tokens, vocabulary, windows of 100) over
 /// a corpus directory in memory, without the cache, as `pipeline bench prep` times it. Returns the token count.
 pub fn prepare(corpus: &Path) -> anyhow::Result<usize> {
-    let progress = MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
     let source = midi_source::MidiSource { path: ".".into() };
     let external = source.external_inputs(corpus)?;
-    let mut ctx = detached_context(corpus, &external, &progress);
-    let midi = source.run(&mut ctx, &[])?.artifact;
-    let tokens = tokens_of(&mut ctx, &midi)?;
-    let ids = vocab::Vocab {}.run(&mut ctx, &[&tokens])?.artifact;
-    let window = window::Window {
-        seq_len: 100,
-        val_fraction: 0.1,
-        seed: 42,
-    };
-    let windows = window.run(&mut ctx, &[&ids])?.artifact;
-    Ok(windows.windows()?.ids.len())
+    detached(corpus, &external, |ctx| {
+        let midi = source.run(ctx, &[])?.artifact;
+        let tokens = tokens_of(ctx, &midi)?;
+        let ids = vocab::Vocab {}.run(ctx, &[&tokens])?.artifact;
+        let window = window::Window {
+            seq_len: 100,
+            val_fraction: 0.1,
+            seed: 42,
+        };
+        let windows = window.run(ctx, &[&ids])?.artifact;
+        Ok(windows.windows()?.ids.len())
+    })
 }
 
 /// Drop drums, keep the most frequent instrument, tokenize.
@@ -62,51 +62,50 @@ fn tokens_of(ctx: &mut RunContext, midi: &Artifact) -> anyhow::Result<Artifact> 
 pub fn tokenize_bytes(bytes: &[u8]) -> anyhow::Result<Artifact> {
     let song = crate::ingest::read_song("fuzz.mid", bytes)?.song;
     let midi = Artifact::Midi(crate::artifact::MidiCorpus { files: vec![song] });
-    let progress = MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
-    let external = ExternalInputs::default();
-    let dir = std::env::temp_dir();
-    let mut ctx = detached_context(&dir, &external, &progress);
-    tokens_of(&mut ctx, &midi)
+    detached(&std::env::temp_dir(), &ExternalInputs::default(), |ctx| {
+        tokens_of(ctx, &midi)
+    })
 }
 
-/// A context for running stages outside the executor (benchmarks, tests): no cache, no progress shown, report
-/// files under `dir`.
-fn detached_context<'a>(
-    dir: &'a Path,
-    external: &'a ExternalInputs,
-    progress: &'a MultiProgress,
-) -> RunContext<'a> {
-    RunContext {
+/// Runs `f` with a context for stages outside the executor (benchmarks, tests, fuzzing): no cache, no progress
+/// shown, report files under `dir`.
+fn detached<R>(
+    dir: &Path,
+    external: &ExternalInputs,
+    f: impl FnOnce(&mut RunContext) -> anyhow::Result<R>,
+) -> anyhow::Result<R> {
+    let progress = MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
+    let mut ctx = RunContext {
         stage: "detached",
         base_dir: dir,
         external,
-        progress,
+        progress: &progress,
         warnings: Vec::new(),
         report_dir: dir,
         report_prefix: String::new(),
         resume: None,
         checkpoint: None,
-    }
+    };
+    f(&mut ctx)
 }
 
 /// Runs the window stage on a vocabulary outside the executor; for the memory test and benchmarks.
 pub fn run_window(vocab: Artifact, seq_len: u32, val_fraction: f64) -> anyhow::Result<Artifact> {
-    let progress = MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
-    let external = ExternalInputs::default();
-    let dir = std::env::temp_dir();
-    let mut ctx = detached_context(&dir, &external, &progress);
     let window = window::Window {
         seq_len,
         val_fraction,
         seed: 42,
     };
-    Ok(window.run(&mut ctx, &[&vocab])?.artifact)
+    detached(&std::env::temp_dir(), &ExternalInputs::default(), |ctx| {
+        Ok(window.run(ctx, &[&vocab])?.artifact)
+    })
 }
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -311,6 +310,22 @@ pub struct ExternalInputs {
     pub files: BTreeMap<String, crate::fingerprint::Hash>,
     /// Absolute path of each file, to read it when the stage runs.
     pub locations: BTreeMap<String, PathBuf>,
+}
+
+impl ExternalInputs {
+    /// The bytes of the file at `abs` (one of [`Self::locations`], under `rel`), checked against the hash the
+    /// stage's fingerprint was made with, so a file edited mid-run is never cached under the old fingerprint.
+    pub fn read(&self, rel: &str, abs: &Path) -> anyhow::Result<Vec<u8>> {
+        let bytes =
+            std::fs::read(abs).with_context(|| format!("cannot read `{}`", abs.display()))?;
+        if self.files.get(rel) != Some(&crate::fingerprint::Hash::of(&bytes)) {
+            anyhow::bail!(
+                "`{}` changed while the run was reading it; run again",
+                abs.display()
+            );
+        }
+        Ok(bytes)
+    }
 }
 
 /// A report file a stage contributes (`instruments.csv`); cached with its output.

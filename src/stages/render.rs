@@ -11,7 +11,7 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, anyhow};
 use rustysynth::{MidiFile, MidiFileSequencer, SoundFont, Synthesizer, SynthesizerSettings};
 use serde::{Deserialize, Serialize};
 
@@ -252,14 +252,7 @@ impl Stage for Render {
                 }),
             });
         };
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("cannot read the SoundFont `{}`", path.display()))?;
-        if ctx.external.files.get(name) != Some(&Hash::of(&bytes)) {
-            bail!(
-                "`{}` changed while the run was reading it; run again",
-                path.display()
-            );
-        }
+        let bytes = ctx.external.read(name, path)?;
         let soundfont = load_soundfont(&bytes, path)?;
         let render = |tokens: &[String]| {
             render_tokens(

@@ -381,6 +381,17 @@ impl Stage for Train {
         let bar = ctx.bar((self.epochs as usize * batches) as u64, "batches");
         bar.set_position((history.len() * batches) as u64);
         let mut last_good = trainable.to_safetensors()?;
+        // The model as it stands: what a checkpoint holds after each epoch, and what the stage returns at the end.
+        let snapshot = |weights: &[u8], optimizer: &Optimizer, history: Vec<EpochStats>| {
+            anyhow::Ok(TrainedModel {
+                config: cfg.clone(),
+                weights: weights.to_vec(),
+                optimizer: optimizer.state_bytes()?,
+                history,
+                device: device_name.clone(),
+                windows: windows.clone(),
+            })
+        };
 
         for epoch in history.len()..self.epochs as usize {
             let started = Instant::now();
@@ -434,14 +445,7 @@ impl Stage for Train {
             last_good = trainable.to_safetensors()?;
             if let Some(checkpoint) = &ctx.checkpoint {
                 // Timings are kept here (not in the final output) so a resumed loss.csv still has them.
-                let progress = TrainedModel {
-                    config: cfg.clone(),
-                    weights: last_good.clone(),
-                    optimizer: optimizer.state_bytes()?,
-                    history: history.clone(),
-                    device: device_name.clone(),
-                    windows: windows.clone(),
-                };
+                let progress = snapshot(&last_good, &optimizer, history.clone())?;
                 checkpoint.save(&Artifact::Model(Box::new(progress)))?;
             }
         }
@@ -474,18 +478,12 @@ impl Stage for Train {
             "learning_rate": self.learning_rate,
             "seed": self.seed,
         }))?;
-        let trained = TrainedModel {
-            config: cfg,
-            weights: last_good.clone(),
-            optimizer: optimizer.state_bytes()?,
-            // Without timings, so that the same training gives byte-identical output (and early cut-off works).
-            history: history
-                .into_iter()
-                .map(|h| EpochStats { seconds: 0.0, ..h })
-                .collect(),
-            device: device_name,
-            windows: windows.clone(),
-        };
+        // Without timings, so that the same training gives byte-identical output (and early cut-off works).
+        let untimed = history
+            .into_iter()
+            .map(|h| EpochStats { seconds: 0.0, ..h })
+            .collect();
+        let trained = snapshot(&last_good, &optimizer, untimed)?;
         Ok(StageOutput {
             summary,
             files: vec![

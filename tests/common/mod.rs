@@ -229,12 +229,7 @@ impl Run {
     }
 
     pub fn manifest(&self) -> serde_json::Value {
-        let path = self
-            .report
-            .as_ref()
-            .expect("the run wrote a report")
-            .join("manifest.json");
-        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+        read_manifest(self.report.as_ref().expect("the run wrote a report"))
     }
 
     pub fn report_file(&self, name: &str) -> String {
@@ -272,14 +267,23 @@ impl Run {
     }
 
     pub fn stage(&self, name: &str) -> serde_json::Value {
-        self.manifest()["stages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["name"] == name)
-            .cloned()
-            .unwrap_or_else(|| panic!("no stage `{name}` in the manifest"))
+        stage_in(&self.manifest(), name).clone()
     }
+}
+
+/// The `manifest.json` of a report folder.
+pub fn read_manifest(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
+}
+
+/// A stage's entry in a manifest.
+pub fn stage_in<'a>(manifest: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    manifest["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no stage `{name}` in the manifest"))
 }
 
 /// The whole MIDI pipeline over `midi/`, as in the README.
