@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::artifact::Artifact;
 use crate::fingerprint::{Fingerprint, Hash};
-use crate::paths::write_atomic;
+use crate::paths::write_atomic_via;
 use crate::stages::ReportFile;
 
 /// Change this when the layout or the record format changes; old trees are then ignored, not misread.
@@ -291,7 +291,12 @@ impl Cache {
         let path = self.last_path(experiment, stage);
         let dir = path.parent().expect("has a parent");
         fs::create_dir_all(dir)?;
-        write_atomic(&path, &[&serde_json::to_vec_pretty(fingerprint)?], false)
+        write_atomic_via(
+            &self.tmp_dir(),
+            &path,
+            &[&serde_json::to_vec_pretty(fingerprint)?],
+            false,
+        )
     }
 }
 
@@ -301,13 +306,20 @@ impl Cache {
 #[derive(Debug, Clone)]
 pub struct Checkpoint {
     path: PathBuf,
+    /// The cache's `tmp/`: a save killed half-way leaves its partial file there, where `cache gc` clears it.
+    staging: PathBuf,
 }
 
 impl Checkpoint {
     pub fn save(&self, artifact: &Artifact) -> Result<()> {
         let bytes = artifact.to_bytes();
-        write_atomic(&self.path, &[Hash::of(&bytes).as_bytes(), &bytes], true)
-            .context("cannot write a checkpoint")
+        write_atomic_via(
+            &self.staging,
+            &self.path,
+            &[Hash::of(&bytes).as_bytes(), &bytes],
+            true,
+        )
+        .context("cannot write a checkpoint")
     }
 
     /// The saved artifact, if there is one and it is intact; a damaged one is removed.
@@ -369,6 +381,7 @@ impl Cache {
                 .root
                 .join(CHECKPOINTS)
                 .join(format!("{}.bin", key.hex())),
+            staging: self.tmp_dir(),
         }
     }
 }

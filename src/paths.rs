@@ -32,8 +32,14 @@ pub fn ensure_inside(root: &Path, path: &Path, what: &str) -> Result<()> {
 /// the disk before the rename (for what a crash must not lose, such as a training checkpoint).
 pub fn write_atomic(path: &Path, parts: &[&[u8]], durable: bool) -> Result<()> {
     let dir = path.parent().expect("a file has a parent directory");
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot write in `{}`", dir.display()))?;
+    write_atomic_via(dir, path, parts, durable)
+}
+
+/// [`write_atomic`] with the temporary file in `staging` (on the same filesystem as `path`), so a process killed
+/// mid-write leaves its leftover there rather than among the finished files.
+pub fn write_atomic_via(staging: &Path, path: &Path, parts: &[&[u8]], durable: bool) -> Result<()> {
+    let mut tmp = tempfile::NamedTempFile::new_in(staging)
+        .with_context(|| format!("cannot write in `{}`", staging.display()))?;
     for part in parts {
         tmp.write_all(part)
             .with_context(|| format!("cannot write `{}`", path.display()))?;

@@ -439,8 +439,7 @@ impl Stage for Train {
                 val_accuracy: val.map(|v| v.1),
                 seconds: started.elapsed().as_secs_f64(),
             };
-            loss_csv.write_all(csv_row(&stats).as_bytes())?;
-            loss_csv.flush()?;
+            let row = csv_row(&stats);
             history.push(stats);
             last_good = trainable.to_safetensors()?;
             if let Some(checkpoint) = &ctx.checkpoint {
@@ -448,6 +447,9 @@ impl Stage for Train {
                 let progress = snapshot(&last_good, &optimizer, history.clone())?;
                 checkpoint.save(&Artifact::Model(Box::new(progress)))?;
             }
+            // The row goes out after the checkpoint, so an epoch the live loss.csv shows is never lost to a kill.
+            loss_csv.write_all(row.as_bytes())?;
+            loss_csv.flush()?;
         }
         bar.finish_and_clear();
 
