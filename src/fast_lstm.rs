@@ -2,9 +2,10 @@
 //! pass through time — as one candle custom op, instead of hundreds of small autograd nodes.
 //!
 //! Inputs: the layer input `x` `(B, T, D)`, the weights `[W_ih | W_hh]` side by side `(4H, D + H)` and the summed
-//! biases `(4H)`. Forward: one large sgemm projects every step's input; then per step one sgemm (`h · W_hhᵀ`, from a
-//! transposed copy made once per call so gemm reads it in place) and one fused pass over the four gates. Backward:
-//! per step one sgemm (`dgates · W_hh`) and the fused gate derivatives; then one sgemm each for the input's gradient
+//! biases `(4H)`. Forward: one large sgemm projects every step's input; then per step one product `h · W_hhᵀ` and one
+//! fused pass over the four gates. Backward: per step one product `dgates · W_hh` and the fused gate derivatives
+//! (both per-step products read `W_hh` from a copy laid out in 64-column panels, made once per call, so gemm reads
+//! it in place and contiguously); then one sgemm each for the input's gradient
 //! and for the weights' (`dgatesᵀ · [x | h_prev]`). Each thread runs all of this for its own slice of the batch, so
 //! no thread waits for another at every step, and only three tensors per layer pass through autograd (candle zeroes
 //! and adds every gradient it accumulates, which cost a fifth of a step when the projection and bias were separate
@@ -200,20 +201,8 @@ fn forward(x: &[f32], w: &[f32], bias: &[f32], b: usize, dims: Dims) -> (Saved, 
     let mut cells_tanh = vec![0f32; b * t * h];
     let mut hidden = vec![0f32; b * t * h];
     let rows = rows_per_thread(b);
-    // W_hhᵀ stored contiguously (H × 4H), once per call: gemm then reads the weights of every step in place
-    // instead of repacking all of them at each step. With a few sequences per thread the per-step product is a
-    // matrix-vector one that reads W_hh in place anyway, and the copy would cost more than it saves (sampling).
-    let recurrent = if rows >= 4 {
-        let mut w_hh_t = vec![0f32; h * g4];
-        for (r, row) in w.chunks_exact(dims.w_cols()).enumerate() {
-            for (c, &v) in row[d..].iter().enumerate() {
-                w_hh_t[c * g4 + r] = v;
-            }
-        }
-        Recurrent::Transposed(w_hh_t)
-    } else {
-        Recurrent::InPlace(&w[d..])
-    };
+    // gates[:, step] += h[:, step-1] · W_hhᵀ, with W_hhᵀ `(H, 4H)`.
+    let recurrent = Recurrent::new(&w[d..], (h, g4), (1, dims.w_cols()), rows);
     gates
         .par_chunks_mut(rows * t * g4)
         .zip(x.par_chunks(rows * t * d))
@@ -243,12 +232,109 @@ fn forward(x: &[f32], w: &[f32], bias: &[f32], b: usize, dims: Dims) -> (Saved, 
     (saved, hidden)
 }
 
-/// How the forward pass reads `W_hh` in its per-step products.
+/// Widest product row block handed to gemm at once: for more rows (over 8 × its 6-wide kernel) gemm copies its
+/// other operand into a scratch layout first, at every step, which cost more than it saved (the copy is 128 KB per
+/// panel for a few µs of arithmetic).
+const MAX_ROWS: usize = 48;
+
+/// Columns per panel of [`Panels`]: the width of gemm's AVX-512 f32 kernel (4 × 16 lanes), a multiple of its AVX2
+/// one.
+const PANEL: usize = 64;
+
+/// A `k × n` matrix stored as column panels of [`PANEL`] columns, each `k × width` and contiguous. The per-step
+/// products read every panel in place: read straight from `[W_ih | W_hh]` (or a plain transposed copy), each kernel
+/// call walks a 64-float row per depth step, 4–8 KB apart, so the block gemm keeps for reuse conflicts in the cache
+/// and comes from L3 again for every 6 rows of the batch (~300 GFLOP/s at the paper's shape; ~420–480 so).
+struct Panels {
+    k: usize,
+    data: Vec<f32>,
+}
+
+impl Panels {
+    /// The panels of the `k × n` matrix whose element `(row, col)` is `at(row, col)`.
+    fn new(k: usize, n: usize, at: impl Fn(usize, usize) -> f32 + Sync) -> Self {
+        let mut data = vec![0f32; k * n];
+        data.par_chunks_mut(k * PANEL)
+            .enumerate()
+            .for_each(|(p, panel)| {
+                let width = panel.len() / k;
+                for (r, row) in panel.chunks_exact_mut(width).enumerate() {
+                    for (j, v) in row.iter_mut().enumerate() {
+                        *v = at(r, p * PANEL + j);
+                    }
+                }
+            });
+        Self { k, data }
+    }
+}
+
+/// `W_hh` as the right-hand side of the per-step products: `W_hhᵀ` `(H, 4H)` forward, `W_hh` `(4H, H)` backward.
 enum Recurrent<'a> {
-    /// A transposed copy `(H, 4H)`.
-    Transposed(Vec<f32>),
-    /// In place: rows of `[W_ih | W_hh]` from the `W_hh` columns on.
-    InPlace(&'a [f32]),
+    Panels(Panels),
+    /// In place, as a `k × n` view with strides `(rows, cols)`: with a few sequences per thread the product is a
+    /// matrix–vector one that streams the weights once anyway, and the copy would cost more than it saves
+    /// (sampling).
+    InPlace {
+        w: &'a [f32],
+        kn: (usize, usize),
+        strides: (usize, usize),
+    },
+}
+
+impl<'a> Recurrent<'a> {
+    /// The `k × n` matrix of `w` with strides `strides`, for products with `rows` rows per thread.
+    fn new(w: &'a [f32], kn: (usize, usize), strides: (usize, usize), rows: usize) -> Self {
+        if rows < 4 {
+            return Self::InPlace { w, kn, strides };
+        }
+        let (rs, cs) = strides;
+        Self::Panels(Panels::new(kn.0, kn.1, |r, c| w[r * rs + c * cs]))
+    }
+
+    /// `dst = (accumulate ? dst : 0) + lhs · self` for `m` rows; `dst` and `lhs` are row-major with the given row
+    /// strides.
+    fn product(
+        &self,
+        m: usize,
+        (dst, dst_rs): (&mut [f32], usize),
+        accumulate: bool,
+        (lhs, lhs_rs): (&[f32], usize),
+    ) {
+        match self {
+            Self::InPlace {
+                w,
+                kn: (k, n),
+                strides,
+            } => sgemm(
+                (m, *n, *k),
+                dst,
+                dst_rs,
+                accumulate,
+                lhs,
+                (lhs_rs, 1),
+                w,
+                *strides,
+            ),
+            Self::Panels(Panels { k, data }) => {
+                let rows = m.div_ceil(m.div_ceil(MAX_ROWS).max(1)).max(1);
+                for (p, panel) in data.chunks(k * PANEL).enumerate() {
+                    let width = panel.len() / k;
+                    for r0 in (0..m).step_by(rows) {
+                        sgemm(
+                            (rows.min(m - r0), width, *k),
+                            &mut dst[r0 * dst_rs + p * PANEL..],
+                            dst_rs,
+                            accumulate,
+                            &lhs[r0 * lhs_rs..],
+                            (lhs_rs, 1),
+                            panel,
+                            (width, 1),
+                        );
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The recurrence for a slice of whole sequences (`gates` holds their input projections on entry). Compiled for
@@ -272,12 +358,12 @@ fn forward_rows(
     for step in 0..t {
         if step > 0 {
             // gates[:, step] += hidden[:, step-1] · W_hhᵀ.
-            let (dst, lhs) = (&mut gates[step * g4..], &hidden[(step - 1) * h..]);
-            let (rhs, strides) = match recurrent {
-                Recurrent::Transposed(w_t) => (&w_t[..], (g4, 1)),
-                Recurrent::InPlace(w_hh) => (*w_hh, (1, dims.w_cols())),
-            };
-            sgemm((b, g4, h), dst, t * g4, true, lhs, (t * h, 1), rhs, strides);
+            recurrent.product(
+                b,
+                (&mut gates[step * g4..], t * g4),
+                true,
+                (&hidden[(step - 1) * h..], t * h),
+            );
         }
         for bi in 0..b {
             let row = (bi * t + step) * h;
@@ -331,6 +417,8 @@ fn backward(inputs: &Inputs, b: usize, dims: Dims) -> (Vec<f32>, Vec<f32>, Vec<f
     let Dims { t, d, h } = dims;
     let g4 = dims.g4();
     let rows = rows_per_thread(b);
+    // dh_prev = dgates[:, step] · W_hh, with W_hh `(4H, H)`.
+    let recurrent = Recurrent::new(&inputs.w[d..], (g4, h), (dims.w_cols(), 1), rows);
     let mut dx = vec![0f32; b * t * d];
     let partial: Vec<WeightGrads> = dx
         .par_chunks_mut(rows * t * d)
@@ -346,7 +434,7 @@ fn backward(inputs: &Inputs, b: usize, dims: Dims) -> (Vec<f32>, Vec<f32>, Vec<f
                 grad: &inputs.grad[first * h..][..cell],
                 x: &inputs.x[first * d..][..n * d],
             };
-            backward_rows(&slice, dx, inputs.w, dims)
+            backward_rows(&slice, dx, inputs.w, &recurrent, dims)
         })
         .collect();
     // The weights' gradients: the sum of every slice's.
@@ -377,7 +465,13 @@ struct Slice<'a> {
     "x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma",
     "x86_64+avx2+fma"
 ))]
-fn backward_rows(s: &Slice, dx: &mut [f32], w: &[f32], dims: Dims) -> WeightGrads {
+fn backward_rows(
+    s: &Slice,
+    dx: &mut [f32],
+    w: &[f32],
+    recurrent: &Recurrent,
+    dims: Dims,
+) -> WeightGrads {
     let Dims { t, d, h } = dims;
     let (g4, w_cols) = (dims.g4(), dims.w_cols());
     let n = s.hidden.len() / h;
@@ -386,7 +480,6 @@ fn backward_rows(s: &Slice, dx: &mut [f32], w: &[f32], dims: Dims) -> WeightGrad
     let mut dh_next = vec![0f32; b * h];
     let mut dc_next = vec![0f32; b * h];
     let zeros = vec![0f32; h];
-    let w_hh = &w[d..];
     for step in (0..t).rev() {
         for bi in 0..b {
             let row = (bi * t + step) * h;
@@ -404,17 +497,7 @@ fn backward_rows(s: &Slice, dx: &mut [f32], w: &[f32], dims: Dims) -> WeightGrad
         }
         if step > 0 {
             // dh_next = dgates[:, step] · W_hh  ((B × 4H) · (4H × H)).
-            let lhs = &dgates[step * g4..];
-            sgemm(
-                (b, h, g4),
-                &mut dh_next,
-                h,
-                false,
-                lhs,
-                (t * g4, 1),
-                w_hh,
-                (w_cols, 1),
-            );
+            recurrent.product(b, (&mut dh_next, h), false, (&dgates[step * g4..], t * g4));
         }
     }
     // dx = dgates · W_ih  ((BT × 4H) · (4H × D)).

@@ -585,17 +585,19 @@ mod tests {
     #[test]
     fn the_fast_lstm_has_autograds_gradients() {
         let dev = Device::Cpu;
-        // 3 and 9 sequences: split unevenly over threads, with W_hh read in place and from a transposed copy.
-        for (input, batch) in [
-            (InputMode::Scalar, 3usize),
-            (InputMode::Embedding, 3),
-            (InputMode::Scalar, 9),
-            (InputMode::Embedding, 9),
+        // 3 and 9 sequences: split unevenly over threads, with W_hh read in place and from panels. 100 sequences
+        // of 20 units: products split into row blocks, over a full panel and a partial one.
+        for (input, batch, hidden) in [
+            (InputMode::Scalar, 3usize, 12usize),
+            (InputMode::Embedding, 3, 12),
+            (InputMode::Scalar, 9, 12),
+            (InputMode::Embedding, 9, 12),
+            (InputMode::Embedding, 100, 20),
         ] {
             let c = ModelConfig {
                 vocab: 17,
                 layers: 3,
-                hidden: 12,
+                hidden,
                 dropout: 0.0,
                 dense: 9,
                 input,
