@@ -161,7 +161,7 @@ impl Cache {
         let key = fingerprint.hash();
         let tmp = tempfile::Builder::new()
             .prefix("entry-")
-            .tempdir_in(self.root.join("tmp"))
+            .tempdir_in(self.tmp_dir())
             .context("cannot create a temporary cache entry")?;
         let output_record = write_synced(&tmp.path().join(OUTPUT), output)?;
         let mut file_records = BTreeMap::new();
@@ -242,7 +242,7 @@ impl Cache {
         Ok(out)
     }
 
-    /// The directories besides `entries/` that hold data: in-progress or orphaned entries, and checkpoints.
+    /// In-progress or orphaned entries, removed entries on their way out, and half-written files of killed runs.
     pub(crate) fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
     }
@@ -265,7 +265,7 @@ impl Cache {
     pub(crate) fn discard(&self, dir: &Path) -> Result<()> {
         let trash = tempfile::Builder::new()
             .prefix("trash-")
-            .tempdir_in(self.root.join("tmp"))?
+            .tempdir_in(self.tmp_dir())?
             .keep();
         let target = trash.join("entry");
         fs::rename(dir, &target)
@@ -353,7 +353,7 @@ impl Cache {
     /// Claims the right to compute the entry `key`. Returns at once when no other process holds it; otherwise calls
     /// `waiting` and blocks until that process is done (it will usually have stored the entry by then).
     pub fn claim(&self, key: &Hash, waiting: impl FnOnce()) -> Result<Claim> {
-        let path = self.root.join(LOCKS).join(format!("{}.lock", key.hex()));
+        let path = self.locks_dir().join(format!("{}.lock", key.hex()));
         let file = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -377,10 +377,7 @@ impl Cache {
     /// The checkpoint slot of the stage run with this fingerprint.
     pub fn checkpoint(&self, key: &Hash) -> Checkpoint {
         Checkpoint {
-            path: self
-                .root
-                .join(CHECKPOINTS)
-                .join(format!("{}.bin", key.hex())),
+            path: self.checkpoints_dir().join(format!("{}.bin", key.hex())),
             staging: self.tmp_dir(),
         }
     }

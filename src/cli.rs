@@ -259,6 +259,14 @@ fn load(args: &ExperimentArgs) -> Result<Study, u8> {
         .map_err(invalid)
 }
 
+/// Prints an error and gives the exit code `code`, for `map_err`.
+fn exit_with(code: u8) -> impl Fn(anyhow::Error) -> u8 + Copy {
+    move |e| {
+        eprintln!("error: {e:#}");
+        code
+    }
+}
+
 fn environment(e: anyhow::Error, hint: &str) -> u8 {
     eprintln!("error: {e:#}");
     eprintln!("hint: {hint}");
@@ -355,10 +363,7 @@ fn slurm_placement(args: &ExperimentArgs, cache_dir: &Path) -> Result<SlurmPlace
 /// (its inputs are in the cache) with the same code and atomic store as a local run. Exit 0 when the entry the
 /// submitter expects is in the cache.
 fn exec_stage(job_file: &Path) -> Result<u8, u8> {
-    let failed = |e: anyhow::Error| {
-        eprintln!("error: {e:#}");
-        exit::STAGE_FAILED
-    };
+    let failed = exit_with(exit::STAGE_FAILED);
     let job: crate::slurm::JobSpec = std::fs::read(job_file)
         .with_context(|| format!("cannot read `{}`", job_file.display()))
         .and_then(|bytes| Ok(serde_json::from_slice(&bytes)?))
@@ -428,10 +433,7 @@ fn exec_stage(job_file: &Path) -> Result<u8, u8> {
 
 fn cache_command(command: CacheCommand) -> Result<u8, u8> {
     use crate::maintenance;
-    let failed = |e: anyhow::Error| {
-        eprintln!("error: {e:#}");
-        exit::ENVIRONMENT
-    };
+    let failed = exit_with(exit::ENVIRONMENT);
     match command {
         CacheCommand::Verify { cache } => {
             let (report, intact) =
@@ -576,11 +578,8 @@ fn run(
             .sum();
         shares.round() as usize
     };
-    let (ran, cached, total) = (
-        count(Status::Ran),
-        count(Status::Cached),
-        count(Status::Ran) + count(Status::Cached) + count(Status::Failed) + count(Status::NotRun),
-    );
+    let (ran, cached) = (count(Status::Ran), count(Status::Cached));
+    let total = ran + cached + count(Status::Failed) + count(Status::NotRun);
     let points = if study.is_sweep() {
         format!(" ({} points)", study.points.len())
     } else {
@@ -729,10 +728,7 @@ fn compare(
     format: TableFormat,
     plot: Option<&Path>,
 ) -> Result<u8, u8> {
-    let usage = |e: anyhow::Error| {
-        eprintln!("error: {e:#}");
-        exit::INVALID_EXPERIMENT
-    };
+    let usage = exit_with(exit::INVALID_EXPERIMENT);
     let dirs = compare::resolve(targets, reports_dir).map_err(usage)?;
     if dirs.is_empty() {
         return Err(usage(anyhow::anyhow!(
@@ -820,14 +816,6 @@ fn bench(what: Bench) -> Result<u8, u8> {
         Bench::Sample { length, runs } => crate::bench::sample_report(length, runs),
         Bench::Prep { corpus, runs } => crate::bench::prep_report(&corpus, runs),
     };
-    match report {
-        Ok(text) => {
-            print!("{text}");
-            Ok(exit::SUCCESS)
-        }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            Err(exit::STAGE_FAILED)
-        }
-    }
+    print!("{}", report.map_err(exit_with(exit::STAGE_FAILED))?);
+    Ok(exit::SUCCESS)
 }

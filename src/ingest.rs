@@ -14,6 +14,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Read;
 
+use midly::num::u7;
 use midly::{EventIter, Format, MidiMessage, Timing, TrackEventKind};
 
 use crate::artifact::{Event, Message, Song};
@@ -290,7 +291,7 @@ fn read_track(
                 Some(fixed) => {
                     tick += u64::from(fixed.delta);
                     clamped += fixed.clamped;
-                    if let Some(message) = fixed.message() {
+                    if let Some(message) = fixed.midi().and_then(message_of) {
                         out.push(Event {
                             tick,
                             channel: fixed.status & 0x0f,
@@ -348,17 +349,16 @@ struct Repaired {
 }
 
 impl Repaired {
-    fn message(&self) -> Option<Message> {
-        let [a, b] = self.data;
-        match self.status >> 4 {
-            0x9 if b > 0 => Some(Message::NoteOn {
-                key: a,
-                velocity: b,
-            }),
-            0x8 | 0x9 => Some(Message::NoteOff { key: a }),
-            0xc => Some(Message::ProgramChange { program: a }),
-            _ => None,
-        }
+    /// The message as midly would have read it with its data bytes in range; [`message_of`] then keeps what the
+    /// stages use, the same way for repaired and intact events.
+    fn midi(&self) -> Option<MidiMessage> {
+        let [a, b] = self.data.map(u7::new);
+        Some(match self.status >> 4 {
+            0x8 => MidiMessage::NoteOff { key: a, vel: b },
+            0x9 => MidiMessage::NoteOn { key: a, vel: b },
+            0xc => MidiMessage::ProgramChange { program: a },
+            _ => return None,
+        })
     }
 }
 

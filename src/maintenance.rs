@@ -57,7 +57,7 @@ fn human_bytes(bytes: u64) -> String {
 
 fn short(entry: &Entry) -> String {
     match &entry.key {
-        Some(k) => k.hex()[..12].to_string(),
+        Some(k) => k.short(),
         None => entry.dir.display().to_string(),
     }
 }

@@ -696,11 +696,6 @@ mod tests {
             }
         }
     }
-}
-
-#[cfg(test)]
-mod step_tests {
-    use super::*;
 
     /// Feeding a window token by token gives the logits of running the whole window at once.
     #[test]

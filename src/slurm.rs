@@ -3,9 +3,8 @@
 //! directory is shared with the nodes. Slurm's own tools are the interface; nothing here schedules anything.
 //!
 //! Jobs live under `cache/v1/jobs/<fingerprint>/` ([`Cache::jobs_dir`]): `job.json` (what to run), `submitted.json`
-//! (the job id, so a
-//! later invocation waits for a job that is still queued or running instead of submitting it twice) and the job's
-//! log. The node computes the stage with the same code and the same atomic cache rules as a local run.
+//! (the job id, so a later invocation waits for a job that is still queued or running instead of submitting it
+//! twice) and the job's log. The node computes the stage with the same code and the same atomic cache rules as a local run.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -268,6 +267,8 @@ pub fn check_shared(cache: &Cache, resources: &Resources) -> Result<()> {
         .and_then(|s| shlex::try_quote(s).ok())
         .ok_or_else(|| anyhow!("`{}` cannot be passed to a job", marker.display()))?;
     args.push(format!("--wrap=echo shared > {target}"));
+    // Not `slurm_command`: with `--wait`, sbatch exits with the job's status, and on a node that does not share the
+    // cache the job is expected to fail; only a missing job id means the check itself could not run.
     let out = Command::new("sbatch")
         .args(&args)
         .output()

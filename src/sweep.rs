@@ -173,10 +173,11 @@ impl Study {
                 let mut vals = values.clone();
                 let mut with_seed = all.clone();
                 for (key, seed) in &seeds {
-                    vals.push((key.clone(), (seed + r).to_string()));
+                    let value = (seed + r).to_string();
+                    vals.push((key.clone(), value.clone()));
                     with_seed.push(Override {
                         key: key.clone(),
-                        value: (seed + r).to_string(),
+                        value,
                         origin: None,
                     });
                 }

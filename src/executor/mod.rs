@@ -23,7 +23,7 @@ use serde::Serialize;
 mod remote;
 
 use crate::artifact::Artifact;
-use crate::cache::{Cache, EntryMeta, Lookup, Record};
+use crate::cache::{Cache, Checkpoint, EntryMeta, Lookup, Record};
 use crate::experiment::Experiment;
 use crate::fingerprint::{Fingerprint, Hash, InputHash, Reason, explain};
 use crate::stages::{ExternalInputs, Resume, RunContext, StageKind};
@@ -135,6 +135,15 @@ impl StageResult {
             slurm_log: None,
             shared_by: 1,
         }
+    }
+
+    /// This result as failed with `e` (as interrupted when `e` is Ctrl-C's).
+    fn with_error(mut self, e: anyhow::Error) -> Self {
+        if e.downcast_ref::<crate::interrupt::Interrupted>().is_some() {
+            self.status = Status::Interrupted;
+        }
+        self.error = Some(format!("{e:#}"));
+        self
     }
 }
 
@@ -573,22 +582,51 @@ impl Shared<'_> {
         Ok(artifact)
     }
 
+    /// What a stage can continue from (more epochs): its previous result, when [`crate::stages::Stage::resumable`]
+    /// says so; failing that, the checkpoint an interrupted run of this same stage left.
+    fn resume(&self, id: usize, fp: &Fingerprint, checkpoint: &Checkpoint) -> Option<Resume> {
+        let node = &self.nodes[id];
+        let target = &self.targets[node.target];
+        let spec = &target.experiment.graph.stages[node.stage];
+        let previous = self
+            .cache
+            .last(&target.identity, &spec.name)
+            .filter(|old| spec.stage().resumable(old, fp))
+            .and_then(|old| self.cache.peek(&old.hash()))
+            .and_then(|record| {
+                let artifact = Arc::new(self.cache.load(&record).ok()?);
+                let files = record
+                    .files
+                    .keys()
+                    .map(|name| (name.clone(), self.cache.file_path(&record.key, name)))
+                    .collect();
+                Some(Resume { artifact, files })
+            });
+        if previous.is_some() {
+            return previous;
+        }
+        let artifact = checkpoint.load()?;
+        self.say(format!(
+            "{:>8} {}{}: continuing from the checkpoint of an interrupted run",
+            "resuming",
+            spec.name,
+            self.tag(id)
+        ));
+        Some(Resume {
+            artifact: Arc::new(artifact),
+            files: BTreeMap::new(),
+        })
+    }
+
     fn execute(&self, id: usize, input_records: &[Record]) -> StageResult {
         let node = &self.nodes[id];
         let target = &self.targets[node.target];
         let exp = target.experiment;
         let spec = &exp.graph.stages[node.stage];
         let mut result = StageResult::new(&spec.name, spec.kind(), Status::Failed);
-        let fail = |mut result: StageResult, e: anyhow::Error| {
-            if e.downcast_ref::<crate::interrupt::Interrupted>().is_some() {
-                result.status = Status::Interrupted;
-            }
-            result.error = Some(format!("{e:#}"));
-            result
-        };
         let external = match &node.external {
             Ok(x) => x,
-            Err(e) => return fail(result, anyhow::anyhow!("{e}")),
+            Err(e) => return result.with_error(anyhow::anyhow!("{e}")),
         };
         let inputs: Vec<InputHash> = exp
             .graph
@@ -632,7 +670,7 @@ impl Shared<'_> {
             ))
         }) {
             Ok(c) => c,
-            Err(e) => return fail(result, e),
+            Err(e) => return result.with_error(e),
         };
         if node.forced.is_none()
             && let Some(record) = self.cache.peek(&key)
@@ -645,45 +683,18 @@ impl Shared<'_> {
         for (input, record) in node.inputs.iter().zip(input_records) {
             match self.load(*input, record) {
                 Ok(a) => loaded.push(a),
-                Err(e) => return fail(result, e),
+                Err(e) => return result.with_error(e),
             }
         }
         let refs: Vec<&Artifact> = loaded.iter().map(|a| a.as_ref()).collect();
-        // A stage that can continue its previous result (more epochs) gets it; failing that, the checkpoint an
-        // interrupted run of this same stage left.
         let checkpoint = self.cache.checkpoint(&key);
         let resume = match node.forced {
+            // A forced run starts over: an interrupted run's progress does not count either.
             Some(_) => {
                 checkpoint.clear();
                 None
             }
-            None => self
-                .cache
-                .last(&target.identity, &spec.name)
-                .filter(|old| spec.stage().resumable(old, &fp))
-                .and_then(|old| self.cache.peek(&old.hash()))
-                .and_then(|record| {
-                    let artifact = Arc::new(self.cache.load(&record).ok()?);
-                    let files = record
-                        .files
-                        .keys()
-                        .map(|name| (name.clone(), self.cache.file_path(&record.key, name)))
-                        .collect();
-                    Some(Resume { artifact, files })
-                })
-                .or_else(|| {
-                    let artifact = checkpoint.load()?;
-                    self.say(format!(
-                        "{:>8} {}{}: continuing from the checkpoint of an interrupted run",
-                        "resuming",
-                        spec.name,
-                        self.tag(id)
-                    ));
-                    Some(Resume {
-                        artifact: Arc::new(artifact),
-                        files: BTreeMap::new(),
-                    })
-                }),
+            None => self.resume(id, &fp, &checkpoint),
         };
         let mut ctx = RunContext {
             stage: &spec.name,
@@ -699,7 +710,7 @@ impl Shared<'_> {
         let started = Instant::now();
         let output = match spec.stage().run(&mut ctx, &refs) {
             Ok(o) => o,
-            Err(e) => return fail(result, e),
+            Err(e) => return result.with_error(e),
         };
         let seconds = started.elapsed().as_secs_f64();
         let bytes = output.artifact.to_bytes();
@@ -716,12 +727,12 @@ impl Shared<'_> {
             Ok(r) => r,
             Err(e) => {
                 result.cache_failure = true;
-                return fail(result, e.context("cannot store the result in the cache"));
+                return result.with_error(e.context("cannot store the result in the cache"));
             }
         };
         checkpoint.clear();
         if let Err(e) = self.remember(id, &fp) {
-            return fail(result, e);
+            return result.with_error(e);
         }
         self.artifacts
             .lock()

@@ -29,10 +29,7 @@ impl Shared<'_> {
         let key = fp.hash();
         let dir = match self.cache.jobs_dir() {
             Ok(jobs) => jobs.join(key.hex()),
-            Err(e) => {
-                result.error = Some(format!("{e:#}"));
-                return result;
-            }
+            Err(e) => return result.with_error(e),
         };
         let submitted_path = dir.join("submitted.json");
         let started = Instant::now();
@@ -86,13 +83,11 @@ impl Shared<'_> {
         })();
         let (job_id, ours) = match submitted {
             Ok(s) => s,
-            Err(e) => {
-                result.error = Some(format!("{:#}", e.context("cannot submit the Slurm job")));
-                return result;
-            }
+            Err(e) => return result.with_error(e.context("cannot submit the Slurm job")),
         };
         result.slurm_job = Some(job_id.clone());
-        result.slurm_log = Some(dir.join(format!("slurm-{job_id}.log")));
+        let log = dir.join(format!("slurm-{job_id}.log"));
+        result.slurm_log = Some(log.clone());
         let mut said_running = false;
         let end = loop {
             if crate::interrupt::requested() {
@@ -123,10 +118,7 @@ impl Shared<'_> {
                         said_running = true;
                     }
                 }
-                Err(e) => {
-                    result.error = Some(format!("{e:#}"));
-                    return result;
-                }
+                Err(e) => return result.with_error(e),
             }
             std::thread::sleep(std::time::Duration::from_millis(300));
         };
@@ -134,8 +126,7 @@ impl Shared<'_> {
         match self.cache.lookup(&key) {
             Lookup::Hit(record) => {
                 if let Err(e) = self.remember(id, fp) {
-                    result.error = Some(format!("{e:#}"));
-                    return result;
+                    return result.with_error(e);
                 }
                 result.status = Status::Ran;
                 result.record = Some(*record);
@@ -144,7 +135,6 @@ impl Shared<'_> {
                 result
             }
             _ => {
-                let log = result.slurm_log.clone().unwrap_or_default();
                 let exit = end
                     .exit_code
                     .split(':')
