@@ -79,6 +79,97 @@ impl Artifact {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, postcard::Error> {
         postcard::from_bytes(bytes)
     }
+
+    /// Checks what the stages index by without checking: every id within its vocabulary, every window inside its
+    /// sequence, MIDI numbers in range, a model shape that can be built. An artifact read back from a cache (which
+    /// may come from anyone) is only used once this passes, so a crafted one is an error here, not a panic later.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            Artifact::Midi(c) => c.files.iter().try_for_each(|f| {
+                f.events.iter().try_for_each(|e| {
+                    let (a, b) = match e.message {
+                        Message::NoteOn { key, velocity } => (key, velocity),
+                        Message::NoteOff { key } => (key, 0),
+                        Message::ProgramChange { program } => (program, 0),
+                    };
+                    if e.channel > 15 || a > 127 || b > 127 {
+                        return Err(format!("`{}` holds an event out of MIDI's range", f.path));
+                    }
+                    Ok(())
+                })
+            }),
+            Artifact::Notes(n) => {
+                programs_in_range(&n.programs)?;
+                n.files.iter().try_for_each(|f| {
+                    if f.notes
+                        .iter()
+                        .any(|n| n.key > 127 || n.velocity > 127 || n.program > 127)
+                    {
+                        return Err(format!("`{}` holds a note out of MIDI's range", f.path));
+                    }
+                    Ok(())
+                })
+            }
+            Artifact::Tokens(t) => programs_in_range(&t.programs),
+            Artifact::Vocab(v) => {
+                programs_in_range(&v.programs)?;
+                if v.counts.len() != v.tokens.len() {
+                    return Err(format!(
+                        "{} token counts for {} tokens",
+                        v.counts.len(),
+                        v.tokens.len()
+                    ));
+                }
+                v.files
+                    .iter()
+                    .try_for_each(|f| ids_in_range(&f.ids, v.tokens.len(), &f.path))
+            }
+            Artifact::Windows(w) => w.validate(),
+            Artifact::Model(m) => {
+                m.windows.validate()?;
+                m.config.validate()?;
+                if m.config.vocab != m.windows.tokens.len() {
+                    return Err(format!(
+                        "the model predicts {} tokens but its vocabulary has {}",
+                        m.config.vocab,
+                        m.windows.tokens.len()
+                    ));
+                }
+                Ok(())
+            }
+            Artifact::Music(m) => {
+                if m.program > 127 {
+                    return Err(format!("program {} is out of MIDI's range", m.program));
+                }
+                if !(m.step.is_finite() && m.step > 0.0) {
+                    return Err(format!("a step of {} beats", m.step));
+                }
+                Ok(())
+            }
+            Artifact::Audio(a) => {
+                if !(a.generated_seconds.is_finite() && a.seed_seconds.is_finite()) {
+                    return Err("audio of a non-finite length".into());
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn programs_in_range(programs: &[u8]) -> Result<(), String> {
+    match programs.iter().find(|&&p| p > 127) {
+        Some(p) => Err(format!("program {p} is out of MIDI's range")),
+        None => Ok(()),
+    }
+}
+
+fn ids_in_range(ids: &[u32], vocab: usize, what: &str) -> Result<(), String> {
+    match ids.iter().find(|&&id| id as usize >= vocab) {
+        Some(id) => Err(format!(
+            "`{what}` holds token id {id}, past the vocabulary's {vocab} tokens"
+        )),
+        None => Ok(()),
+    }
 }
 
 macro_rules! accessor {
@@ -248,6 +339,29 @@ impl WindowFile {
 }
 
 impl WindowSet {
+    /// Every file inside [`Self::ids`], every id inside the vocabulary, a window length of at least one.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.seq_len == 0 {
+            return Err("windows of length 0".into());
+        }
+        programs_in_range(&self.programs)?;
+        for f in &self.files {
+            match f.offset.checked_add(f.len) {
+                Some(end) if end <= self.ids.len() => {}
+                _ => {
+                    return Err(format!(
+                        "`{}` spans ids {}..+{}, past the end of the {} ids",
+                        f.path,
+                        f.offset,
+                        f.len,
+                        self.ids.len()
+                    ));
+                }
+            }
+        }
+        ids_in_range(&self.ids, self.tokens.len(), "the windows")
+    }
+
     /// Start offsets (into [`Self::ids`]) of every window of one split, in file order.
     pub fn starts(&self, split: Split) -> impl Iterator<Item = usize> + '_ {
         self.files

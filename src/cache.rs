@@ -98,12 +98,13 @@ impl Cache {
 
     /// Finds a complete, intact entry. Every file is re-hashed (blake3 reads gigabytes per second; entries are
     /// small next to the work they save), so a damaged entry is never used.
-    pub fn lookup(&self, key: &Hash) -> Lookup {
+    /// `report_files` are the names the stage kind may make (any other is damage).
+    pub fn lookup(&self, key: &Hash, report_files: &[&str]) -> Lookup {
         let dir = self.entry_dir(key);
         if !dir.exists() {
             return Lookup::Miss;
         }
-        match self.verify(key, &dir) {
+        match self.verify(key, &dir, Some(report_files)) {
             Ok(record) => Lookup::Hit(Box::new(record)),
             Err(problem) => {
                 // Move it aside first so a concurrent reader never sees it half-deleted.
@@ -114,21 +115,47 @@ impl Cache {
     }
 
     /// Like [`Cache::lookup`], but changes nothing: a damaged entry is just not found.
-    pub fn peek(&self, key: &Hash) -> Option<Record> {
-        self.verify(key, &self.entry_dir(key)).ok()
+    pub fn peek(&self, key: &Hash, report_files: &[&str]) -> Option<Record> {
+        self.verify(key, &self.entry_dir(key), Some(report_files))
+            .ok()
     }
 
-    pub(crate) fn verify(&self, key: &Hash, dir: &Path) -> std::result::Result<Record, String> {
+    /// The entry's record, if everything in it checks out. With `report_files`, its files must be among them.
+    pub(crate) fn verify(
+        &self,
+        key: &Hash,
+        dir: &Path,
+        report_files: Option<&[&str]>,
+    ) -> std::result::Result<Record, String> {
         let text = fs::read(dir.join(RECORD)).map_err(|e| format!("no readable record ({e})"))?;
         let record: Record =
             serde_json::from_slice(&text).map_err(|e| format!("unreadable record ({e})"))?;
-        if record.key != *key {
+        if record.key != *key || record.fingerprint.hash() != *key {
             return Err("the record belongs to another fingerprint".into());
         }
-        check_file(&dir.join(OUTPUT), &record.output)?;
+        // The names become paths (in the entry, then in a report folder): one plain file name each, never a way
+        // out of either directory.
+        if let Some(name) = record.files.keys().find(|n| !plain_file_name(n)) {
+            return Err(format!(
+                "the record names a report file `{name}`, which is not a plain file name"
+            ));
+        }
+        if let Some(name) = report_files
+            .and_then(|allowed| record.files.keys().find(|n| !allowed.contains(&n.as_str())))
+        {
+            return Err(format!(
+                "the record names a report file `{name}`, which its stage kind never makes"
+            ));
+        }
+        let output = check_file(&dir.join(OUTPUT), &record.output)?;
         for (name, file) in &record.files {
             check_file(&dir.join(FILES).join(name), file)?;
         }
+        // Intact bytes can still be an old format or a crafted value that would panic where it is used.
+        Artifact::from_bytes(&output)
+            .map_err(|e| format!("its output cannot be decoded ({e})"))?
+            .validate()
+            .map_err(|e| format!("its output is invalid: {e}"))?;
         Ok(record)
     }
 
@@ -144,8 +171,12 @@ impl Cache {
                 path.display()
             );
         }
-        Artifact::from_bytes(&bytes)
-            .with_context(|| format!("cannot decode cache entry `{}`", path.display()))
+        let artifact = Artifact::from_bytes(&bytes)
+            .with_context(|| format!("cannot decode cache entry `{}`", path.display()))?;
+        artifact
+            .validate()
+            .map_err(|e| anyhow::anyhow!("cache entry `{}` is invalid: {e}", path.display()))?;
+        Ok(artifact)
     }
 
     /// Writes an entry atomically: everything goes to a temporary directory, the record last, then one rename.
@@ -193,7 +224,7 @@ impl Cache {
         let dest = self.entry_dir(&key);
         fs::create_dir_all(dest.parent().expect("entries have a parent"))?;
         if dest.exists() {
-            let intact = self.verify(&key, &dest).is_ok();
+            let intact = self.verify(&key, &dest, None).is_ok();
             if intact && !replace {
                 // Someone else stored the same result first; theirs is as good as ours.
                 return Ok(record);
@@ -203,7 +234,7 @@ impl Cache {
         let tmp_path = tmp.keep();
         match fs::rename(&tmp_path, &dest) {
             Ok(()) => {}
-            Err(_) if self.verify(&key, &dest).is_ok() => {
+            Err(_) if self.verify(&key, &dest, None).is_ok() => {
                 let _ = fs::remove_dir_all(&tmp_path);
             }
             Err(e) => {
@@ -329,6 +360,7 @@ impl Checkpoint {
         match intact
             .then(|| Artifact::from_bytes(&bytes[32..]).ok())
             .flatten()
+            .filter(|a| a.validate().is_ok())
         {
             Some(a) => Some(a),
             None => {
@@ -391,7 +423,14 @@ pub struct EntryMeta {
     pub seconds: f64,
 }
 
-fn check_file(path: &Path, expected: &FileRecord) -> std::result::Result<(), String> {
+/// The file's bytes, if they match the record.
+fn check_file(path: &Path, expected: &FileRecord) -> std::result::Result<Vec<u8>, String> {
+    // Only a regular file: a symlink planted in an entry could point anywhere.
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_file() => {}
+        Ok(_) => return Err(format!("`{}` is not a regular file", path.display())),
+        Err(e) => return Err(format!("`{}` is unreadable ({e})", path.display())),
+    }
     let bytes = fs::read(path).map_err(|e| format!("`{}` is unreadable ({e})", path.display()))?;
     if bytes.len() as u64 != expected.bytes || Hash::of(&bytes) != expected.hash {
         return Err(format!(
@@ -399,7 +438,17 @@ fn check_file(path: &Path, expected: &FileRecord) -> std::result::Result<(), Str
             path.display()
         ));
     }
-    Ok(())
+    Ok(bytes)
+}
+
+/// One normal path component: not empty, no separator, not `.` or `..`, nothing a platform reads specially.
+pub fn plain_file_name(name: &str) -> bool {
+    let mut parts = Path::new(name).components();
+    matches!(
+        (parts.next(), parts.next()),
+        (Some(std::path::Component::Normal(n)), None) if n == name
+    ) && !name.contains(['/', '\\', '\0', ':'])
+        && !name.starts_with('.')
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<FileRecord> {
@@ -473,7 +522,7 @@ mod tests {
         let record = cache
             .store(&fp, &artifact(), &files, meta(), false)
             .unwrap();
-        let Lookup::Hit(found) = cache.lookup(&fp.hash()) else {
+        let Lookup::Hit(found) = cache.lookup(&fp.hash(), &["t.csv"]) else {
             panic!("expected a hit")
         };
         assert_eq!(found.output, record.output);
@@ -482,7 +531,10 @@ mod tests {
             fs::read(cache.file_path(&fp.hash(), "t.csv")).unwrap(),
             b"a,b\n"
         );
-        assert!(matches!(cache.lookup(&fingerprint(2).hash()), Lookup::Miss));
+        assert!(matches!(
+            cache.lookup(&fingerprint(2).hash(), &[]),
+            Lookup::Miss
+        ));
     }
 
     /// A crash before the record is written leaves a directory without a record: never a hit.
@@ -493,9 +545,12 @@ mod tests {
         let fp = fingerprint(1);
         cache.store(&fp, &artifact(), &[], meta(), false).unwrap();
         fs::remove_file(cache.entry_dir(&fp.hash()).join(RECORD)).unwrap();
-        assert!(matches!(cache.lookup(&fp.hash()), Lookup::Damaged(_)));
+        assert!(matches!(
+            cache.lookup(&fp.hash(), &["t.csv"]),
+            Lookup::Damaged(_)
+        ));
         assert!(
-            matches!(cache.lookup(&fp.hash()), Lookup::Miss),
+            matches!(cache.lookup(&fp.hash(), &["t.csv"]), Lookup::Miss),
             "the damaged entry is removed"
         );
     }
@@ -515,7 +570,10 @@ mod tests {
                 bytes.truncate(bytes.len() / 2);
             }
             fs::write(&out, bytes).unwrap();
-            assert!(matches!(cache.lookup(&fp.hash()), Lookup::Damaged(_)));
+            assert!(matches!(
+                cache.lookup(&fp.hash(), &["t.csv"]),
+                Lookup::Damaged(_)
+            ));
         }
     }
 
@@ -524,17 +582,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::open(dir.path()).unwrap();
         let fp = fingerprint(1);
-        cache.store(&fp, b"old", &[], meta(), false).unwrap();
-        cache.store(&fp, b"new", &[], meta(), false).unwrap();
+        let (old, new) = (
+            artifact(),
+            Artifact::Midi(MidiCorpus { files: vec![] }).to_bytes(),
+        );
+        cache.store(&fp, &old, &[], meta(), false).unwrap();
+        cache.store(&fp, &new, &[], meta(), false).unwrap();
         assert_eq!(
             fs::read(cache.entry_dir(&fp.hash()).join(OUTPUT)).unwrap(),
-            b"old"
+            old
         );
-        cache.store(&fp, b"new", &[], meta(), true).unwrap();
+        cache.store(&fp, &new, &[], meta(), true).unwrap();
         assert_eq!(
             fs::read(cache.entry_dir(&fp.hash()).join(OUTPUT)).unwrap(),
-            b"new"
+            new
         );
-        assert!(matches!(cache.lookup(&fp.hash()), Lookup::Hit(_)));
+        assert!(matches!(
+            cache.lookup(&fp.hash(), &["t.csv"]),
+            Lookup::Hit(_)
+        ));
     }
 }

@@ -251,10 +251,7 @@ fn invalid(d: impl Into<Diagnostics>) -> u8 {
 }
 
 fn load(args: &ExperimentArgs) -> Result<Study, u8> {
-    let overrides: Result<Vec<Override>, Diagnostic> =
-        args.set.iter().map(|s| Override::parse(s)).collect();
-    overrides
-        .map_err(Diagnostics::from)
+    Override::parse_all(&args.set)
         .and_then(|o| Study::load(&args.file, &o))
         .map_err(invalid)
 }
@@ -616,7 +613,7 @@ fn run(
         if cache_failed {
             eprintln!(
                 "hint: the cache directory `{}` could not be written (nothing half-written was kept): free some \
-                 space (`pipeline cache gc` removes old results) or pass another `--cache-dir`",
+                 space (`pipeline cache gc` removes old results), make it writable, or pass another `--cache-dir`",
                 cache_dir.display()
             );
         }

@@ -30,6 +30,14 @@ pub struct Override {
 }
 
 impl Override {
+    /// Parses every `--set` argument, as `pipeline run` does.
+    pub fn parse_all(args: &[String]) -> Result<Vec<Self>, Diagnostics> {
+        args.iter()
+            .map(|s| Self::parse(s))
+            .collect::<Result<_, _>>()
+            .map_err(Diagnostics::from)
+    }
+
     /// Parses `stage.param=value`.
     pub fn parse(arg: &str) -> Result<Self, Diagnostic> {
         let Some((key, value)) = arg.split_once('=') else {
@@ -193,7 +201,13 @@ impl Experiment {
         }
 
         let graph = Graph::build(specs, &sources.file, &mut diags);
-        let text_as_run = text_as_run(text, overrides);
+        // Only a valid experiment is run, so only its text is needed (and only then is every override's stage a
+        // table that toml_edit can index).
+        let text_as_run = if diags.is_empty() {
+            text_as_run(text, overrides)
+        } else {
+            String::new()
+        };
         diags.into_result(Experiment {
             name,
             slurm,
@@ -300,7 +314,9 @@ fn apply_overrides<'a>(
                     Some(DeValue::Table(t)) => {
                         t.insert(Spanned::new(key_span, param.into()), value);
                     }
-                    _ => {
+                    // The stage exists but is no table (`source = 1`): its own check says so, at its place.
+                    Some(_) => {}
+                    None => {
                         let names = stage_names(root);
                         let hint = did_you_mean(stage, names.iter().map(String::as_str))
                             .unwrap_or_else(|| format!("the stages are: {}", names.join(", ")));
@@ -703,7 +719,14 @@ fn text_as_run(text: &str, overrides: &[Override]) -> String {
         match o.key.split_once('.') {
             None => doc[o.key.as_str()] = toml_edit::Item::Value(value),
             Some((stage, param)) => {
-                doc["stages"][stage][param] = toml_edit::Item::Value(value);
+                // Validation has seen a table here; never index blindly all the same.
+                if let Some(table) = doc
+                    .get_mut("stages")
+                    .and_then(|s| s.get_mut(stage))
+                    .and_then(|t| t.as_table_like_mut())
+                {
+                    table.insert(param, toml_edit::Item::Value(value));
+                }
             }
         }
     }

@@ -62,11 +62,26 @@ pub fn read_song(path: &str, bytes: &[u8]) -> Result<Ingest, MidiError> {
     let sequential = layout.format == Format::Sequential;
     let mut events = Vec::new();
     let mut track_start = 0u64;
+    let mut wire_bytes = 0usize;
     for (n, data) in layout.tracks.iter().enumerate() {
-        let end = read_track(data, n + 1, track_start, &mut events, &mut found.repairs);
+        let end = read_track(
+            data,
+            n + 1,
+            track_start,
+            &mut events,
+            &mut found.repairs,
+            &mut wire_bytes,
+        );
         if sequential {
             track_start = end;
         }
+    }
+    if wire_bytes > 0 {
+        // Once per file: a file from a MIDI recorder can hold thousands of clock bytes.
+        found.repairs.push(format!(
+            "skipped {wire_bytes} system common or real-time message(s) (status F1–FE), which belong on a MIDI \
+             cable, not in a file"
+        ));
     }
     // Stable: events on the same tick keep track order, then file order, so a program change written before a note
     // in the same track still applies to it.
@@ -259,13 +274,15 @@ fn ends_with_end_of_track(track: &[u8]) -> bool {
     track.ends_with(&[0xff, 0x2f, 0x00])
 }
 
-/// Reads one track's events into `out`, from tick `start`; returns the tick where the track ends.
+/// Reads one track's events into `out`, from tick `start`; returns the tick where the track ends. System common and
+/// real-time messages skipped on the way are counted in `wire_bytes`.
 fn read_track(
     data: &[u8],
     n: usize,
     start: u64,
     out: &mut Vec<Event>,
     repairs: &mut Vec<String>,
+    wire_bytes: &mut usize,
 ) -> u64 {
     let mut tick = start;
     let mut clamped = 0usize;
@@ -286,6 +303,15 @@ fn read_track(
                 }
             }
             None if before.is_empty() => break,
+            // A status byte of the wire (clock, song position, …) where an event should start: skip it by its
+            // length and read on. System common messages cancel running status; real-time ones leave it.
+            Some(Err(_)) | None if wire_message(before).is_some() => {
+                let skip = wire_message(before).expect("just checked");
+                tick += u64::from(skip.delta);
+                *wire_bytes += 1;
+                it = EventIter::new(&before[skip.len..]);
+                *it.running_status_mut() = if skip.realtime { status } else { None };
+            }
             // Lenient midly ends the track at a bad event without saying so; `before` starts at that event.
             Some(Err(_)) | None => match repair_channel_event(before, status) {
                 Some(fixed) => {
@@ -362,22 +388,56 @@ impl Repaired {
     }
 }
 
+/// A system common or real-time message at the start of `raw`, after its delta time.
+struct WireMessage {
+    delta: u32,
+    /// Bytes it takes in the track, delta included.
+    len: usize,
+    realtime: bool,
+}
+
+/// The delta-time at the start of `raw` and the number of bytes it takes (at most 4, as the standard says).
+fn delta_time(raw: &[u8]) -> Option<(u32, usize)> {
+    let mut delta = 0u32;
+    for (i, &b) in raw.iter().enumerate().take(4) {
+        delta = (delta << 7) | u32::from(b & 0x7f);
+        if b & 0x80 == 0 {
+            return Some((delta, i + 1));
+        }
+    }
+    None
+}
+
+/// Reads the event at the start of `raw` as a system common (`F1`–`F6`) or real-time (`F8`–`FE`) message, which a
+/// file may not hold but files from the wild do. `F1` and `F3` carry one data byte, `F2` two, the rest none (the
+/// undefined `F4`, `F5`, `F9`, `FD` are taken as one byte). A data byte missing at the end of the track is not
+/// read past.
+fn wire_message(raw: &[u8]) -> Option<WireMessage> {
+    let (delta, at) = delta_time(raw)?;
+    let status = *raw.get(at)?;
+    let data = match status {
+        0xf1 | 0xf3 => 1,
+        0xf2 => 2,
+        0xf4..=0xf6 | 0xf8..=0xfe => 0,
+        _ => return None,
+    };
+    // Only data bytes (high bit clear) belong to it; a status byte where one should be starts the next event.
+    let data = raw[at + 1..]
+        .iter()
+        .take(data)
+        .take_while(|&&b| b < 0x80)
+        .count();
+    Some(WireMessage {
+        delta,
+        len: at + 1 + data,
+        realtime: status >= 0xf8,
+    })
+}
+
 /// Reads the event at the start of `raw` as a channel message (with `running` status if it has none) whose data
 /// bytes have the high bit set, clamping them. `None` when the event is anything else: then it cannot be repaired.
 fn repair_channel_event(raw: &[u8], running: Option<u8>) -> Option<Repaired> {
-    let mut i = 0;
-    let mut delta = 0u32;
-    loop {
-        let b = *raw.get(i)?;
-        delta = (delta << 7) | u32::from(b & 0x7f);
-        i += 1;
-        if b & 0x80 == 0 {
-            break;
-        }
-        if i == 4 {
-            return None;
-        }
-    }
+    let (delta, mut i) = delta_time(raw)?;
     let status = match *raw.get(i)? {
         b if b >= 0x80 => {
             i += 1;

@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 
 use crate::cache::Cache;
 use crate::fingerprint::Hash;
+use crate::stages::StageKind;
 
 /// One entry as found on disk.
 struct Entry {
@@ -26,7 +27,14 @@ fn entries(cache: &Cache) -> Result<Vec<Entry>> {
         .into_iter()
         .map(|(key, dir)| {
             let kind = match &key {
-                Some(k) => cache.verify(k, &dir).map(|r| r.fingerprint.kind),
+                Some(k) => cache.verify(k, &dir, None).and_then(|r| {
+                    match StageKind::from_name(&r.fingerprint.kind) {
+                        Some(kind) => cache
+                            .verify(k, &dir, Some(kind.report_files()))
+                            .map(|_| r.fingerprint.kind),
+                        None => Err(format!("an unknown stage kind `{}`", r.fingerprint.kind)),
+                    }
+                }),
                 None => Err("its directory name is not an entry key".to_string()),
             };
             Ok(Entry {

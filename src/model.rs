@@ -40,6 +40,30 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
+    /// The shapes the train stage's parameter checks allow, for a configuration read back from a cache: an
+    /// impossible one (no layers, no units, a vocabulary of 0) is an error here rather than a panic or an
+    /// allocation of terabytes when the model is built.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let within = |name: &str, v: usize, lo: usize, hi: usize| {
+            if (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("a model with {name} = {v} (allowed: {lo}–{hi})"))
+            }
+        };
+        within("layers", self.layers, 1, 16)?;
+        within("hidden", self.hidden, 1, 8192)?;
+        within("dense", self.dense, 0, 8192)?;
+        within("vocab", self.vocab, 1, 1 << 24)?;
+        if self.input == InputMode::Embedding {
+            within("embed_dim", self.embed_dim, 1, 8192)?;
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(format!("a model with dropout = {}", self.dropout));
+        }
+        Ok(())
+    }
+
     /// Width of the features fed to the first LSTM layer.
     pub fn input_dim(&self) -> usize {
         match self.input {

@@ -13,20 +13,6 @@ use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
 use headless_chrome::protocol::cdp::types::Event;
 use headless_chrome::{Browser, LaunchOptions};
 
-fn chromium() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("PIPELINE_CHROMIUM") {
-        return Some(PathBuf::from(p));
-    }
-    ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .filter_map(|name| {
-            std::env::split_paths(&std::env::var_os("PATH")?)
-                .map(|dir| dir.join(name))
-                .find(|p| p.is_file())
-        })
-        .next()
-}
-
 /// Evaluates a JavaScript expression that yields a JSON string (awaiting it if it is a promise) and parses it.
 fn json(tab: &headless_chrome::Tab, expression: &str) -> serde_json::Value {
     let result = tab
@@ -43,26 +29,10 @@ fn json(tab: &headless_chrome::Tab, expression: &str) -> serde_json::Value {
 
 #[test]
 fn the_report_page_loads_in_chromium_without_errors() {
-    let browser = chromium();
-    if !available(
-        "chromium",
-        browser.is_some(),
-        "install Debian's `chromium`, or set PIPELINE_CHROMIUM",
-    ) {
+    if !require("chromium") || !require("soundfont") {
         return;
     }
-    let browser_path = browser.expect("present");
-    let has_soundfont = std::env::var_os("PIPELINE_SOUNDFONT").is_some()
-        || pipeline::stages::render::SYSTEM_SOUNDFONTS
-            .iter()
-            .any(|p| std::path::Path::new(p).is_file());
-    if !available(
-        "soundfont",
-        has_soundfont,
-        "`apt install timgm6mb-soundfont`: the page's audio players need one",
-    ) {
-        return;
-    }
+    let browser_path = chromium_path().expect("present");
     let p = tiny_project();
     let text = experiment(TINY, "length = 40\ntemperature = 1.0")
         + "\n[stages.audio]\nkind = \"render\"\ninputs = [\"music\"]\n";

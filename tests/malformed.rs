@@ -256,3 +256,100 @@ fn non_utf8_text_events_are_harmless() {
     assert_eq!(note_ons(&got.song.events), [(0, 0, 60)]);
     assert!(got.repairs.is_empty() && got.notes.is_empty());
 }
+
+/// A one-track file at 480 ticks per beat holding `events`.
+fn one_track(events: &[u8]) -> Vec<u8> {
+    let mut bytes = b"MThd\0\0\0\x06\0\0\0\x01\x01\xe0MTrk".to_vec();
+    bytes.extend_from_slice(&(events.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(events);
+    bytes
+}
+
+/// A status byte of the wire (system common `F1`–`F6`, real-time `F8`–`FE`) where an event should start, as files
+/// from the wild hold: skipped by its length with one warning per file, and every note after it kept. midly alone
+/// drops the rest of the track there.
+#[test]
+fn system_common_and_real_time_bytes_inside_a_track_are_skipped() {
+    const SCALE: [u8; 8] = [60, 62, 64, 65, 67, 69, 71, 72];
+    // Each wire message with its data bytes; F6 and the real-time ones have none.
+    let wire: &[&[u8]] = &[
+        &[0xf1, 0x12],
+        &[0xf2, 0x10, 0x02],
+        &[0xf3, 0x05],
+        &[0xf4],
+        &[0xf5],
+        &[0xf6],
+        &[0xf8],
+        &[0xf9],
+        &[0xfa],
+        &[0xfb],
+        &[0xfc],
+        &[0xfd],
+        &[0xfe],
+    ];
+    // The scale: the first note with its status, the rest in running status, the status byte(s) before the first.
+    let scale_after = |prefix: &[&[u8]]| {
+        let mut ev = Vec::new();
+        for msg in prefix {
+            ev.push(0x00);
+            ev.extend_from_slice(msg);
+        }
+        for (i, &k) in SCALE.iter().enumerate() {
+            if i == 0 {
+                ev.extend_from_slice(&[0x00, 0x90, k, 90]);
+            } else {
+                ev.extend_from_slice(&[0x00, k, 90]);
+            }
+            ev.extend_from_slice(&[0x83, 0x60, k, 0]); // 480 ticks later, note-on velocity 0 (running status)
+        }
+        ev.extend_from_slice(&[0x00, 0xff, 0x2f, 0x00]);
+        one_track(&ev)
+    };
+    let expect: Vec<(u64, u8, u8)> = SCALE
+        .iter()
+        .enumerate()
+        .map(|(i, &k)| (i as u64 * 480, 0, k))
+        .collect();
+    for msg in wire {
+        let got = read_song("wire.mid", &scale_after(&[msg])).unwrap();
+        assert_eq!(note_ons(&got.song.events), expect, "status {:02X}", msg[0]);
+        assert_eq!(
+            got.repairs,
+            [
+                "skipped 1 system common or real-time message(s) (status F1–FE), which belong on a MIDI \
+              cable, not in a file"
+            ],
+            "status {:02X}",
+            msg[0]
+        );
+    }
+    let got = read_song("all.mid", &scale_after(wire)).unwrap();
+    assert_eq!(note_ons(&got.song.events), expect);
+    assert_eq!(
+        got.repairs.len(),
+        1,
+        "one warning per file: {:?}",
+        got.repairs
+    );
+    assert!(
+        got.repairs[0].starts_with("skipped 13 "),
+        "{:?}",
+        got.repairs
+    );
+
+    // A real-time byte between two running-status notes leaves running status alone.
+    let mut ev = vec![0x00, 0x90, 60, 90, 0x00, 0xf8, 0x00, 62, 90];
+    ev.extend_from_slice(&[0x00, 0xff, 0x2f, 0x00]);
+    let got = read_song("clock.mid", &one_track(&ev)).unwrap();
+    assert_eq!(note_ons(&got.song.events), [(0, 0, 60), (0, 0, 62)]);
+    // A system common byte cancels it: the data byte after it has no status and the rest cannot be read.
+    let mut ev = vec![0x00, 0x90, 60, 90, 0x00, 0xf6, 0x00, 62, 90];
+    ev.extend_from_slice(&[0x00, 0xff, 0x2f, 0x00]);
+    let got = read_song("tune.mid", &one_track(&ev)).unwrap();
+    assert_eq!(note_ons(&got.song.events), [(0, 0, 60)]);
+    assert!(
+        got.repairs.iter().any(|r| r.contains("dropped")),
+        "{:?}",
+        got.repairs
+    );
+}

@@ -8,23 +8,10 @@ mod common;
 use std::path::PathBuf;
 
 use common::*;
-use pipeline::stages::render::{self, SYSTEM_SOUNDFONTS};
+use pipeline::stages::render;
 
 fn soundfont() -> Option<PathBuf> {
-    let found = std::env::var_os("PIPELINE_SOUNDFONT")
-        .map(PathBuf::from)
-        .or_else(|| {
-            SYSTEM_SOUNDFONTS
-                .iter()
-                .map(PathBuf::from)
-                .find(|p| p.is_file())
-        });
-    available(
-        "soundfont",
-        found.is_some(),
-        "`apt install timgm6mb-soundfont`, or set PIPELINE_SOUNDFONT",
-    )
-    .then(|| found.expect("present"))
+    require("soundfont").then(|| soundfont_path().expect("present"))
 }
 
 /// (sample rate, channels, bits, left/right samples as f64 in -1..1).

@@ -15,15 +15,7 @@ use std::time::Duration;
 use common::*;
 
 fn cluster() -> bool {
-    let up = Command::new("sinfo")
-        .args(["-h", "-o", "%t"])
-        .output()
-        .is_ok_and(|o| o.status.success() && !o.stdout.is_empty());
-    available(
-        "slurm",
-        up,
-        "start a cluster with `.ci/slurm.sh up DIR` and run the `export` line it prints",
-    )
+    require("slurm")
 }
 
 fn project() -> Project {

@@ -178,6 +178,25 @@ const CASES: &[(&str, &str, &[&str], &[&str])] = &[
             "relative to the experiment file",
         ],
     ),
+    (
+        "--set into a stage that is not a table",
+        "[stages]\nsource = 1\n",
+        &["--set", "source.path=x"],
+        &[
+            "stage `source` must be a table, not integer",
+            "exp.toml:2:10",
+            "key `stages.source`",
+        ],
+    ),
+    (
+        "a sweep over a stage that is not a table",
+        "[stages]\nsource = 1\n[sweep]\n\"source.path\" = [\"a\", \"b\"]\n",
+        &[],
+        &[
+            "stage `source` must be a table, not integer",
+            "key `stages.source`",
+        ],
+    ),
 ];
 
 #[test]
@@ -186,9 +205,10 @@ fn every_validation_problem_is_reported_with_location_key_and_exit_code_2() {
     for (case, snippet, set, expected) in CASES {
         let p = Project::new();
         p.midi("midi/a.mid", &[melody(0, &[60, 62, 64, 65, 67])]);
-        // Snippets that declare `source` replace the default one; others are appended to a valid pipeline.
+        // Snippets that declare `source` (or all of `[stages]`) replace the default one; others are appended to a valid pipeline.
         let text = if snippet.contains("[stages.source]\nkind = \"midi_source\"")
             || snippet.starts_with("[stages.source\n")
+            || snippet.starts_with("[stages]\n")
         {
             snippet.to_string()
         } else if snippet.is_empty() {

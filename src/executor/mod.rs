@@ -592,7 +592,7 @@ impl Shared<'_> {
             .cache
             .last(&target.identity, &spec.name)
             .filter(|old| spec.stage().resumable(old, fp))
-            .and_then(|old| self.cache.peek(&old.hash()))
+            .and_then(|old| self.cache.peek(&old.hash(), spec.kind().report_files()))
             .and_then(|record| {
                 let artifact = Arc::new(self.cache.load(&record).ok()?);
                 let files = record
@@ -644,7 +644,7 @@ impl Shared<'_> {
 
         let reasons = match &node.forced {
             Some(reason) => vec![reason.clone()],
-            None => match self.cache.lookup(&key) {
+            None => match self.cache.lookup(&key, spec.kind().report_files()) {
                 Lookup::Hit(record) => return self.found(id, &fp, *record, result),
                 Lookup::Miss => miss_reasons(self.cache, &target.identity, &spec.name, &fp),
                 Lookup::Damaged(problem) => {
@@ -670,10 +670,14 @@ impl Shared<'_> {
             ))
         }) {
             Ok(c) => c,
-            Err(e) => return result.with_error(e),
+            // The lock lives in the cache: a read-only or full cache cannot compute anything new.
+            Err(e) => {
+                result.cache_failure = true;
+                return result.with_error(e);
+            }
         };
         if node.forced.is_none()
-            && let Some(record) = self.cache.peek(&key)
+            && let Some(record) = self.cache.peek(&key, spec.kind().report_files())
         {
             return self.found(id, &fp, record, result);
         }
@@ -713,6 +717,17 @@ impl Shared<'_> {
             Err(e) => return result.with_error(e),
         };
         let seconds = started.elapsed().as_secs_f64();
+        // Lookups refuse entries naming other files, so an undeclared one would never be a hit again.
+        if let Some(f) = output
+            .files
+            .iter()
+            .find(|f| !spec.kind().report_files().contains(&f.name.as_str()))
+        {
+            return result.with_error(anyhow::anyhow!(
+                "internal error: the stage made `{}`, which `StageKind::report_files` does not list",
+                f.name
+            ));
+        }
         let bytes = output.artifact.to_bytes();
         let meta = EntryMeta {
             stage: spec.name.clone(),
@@ -732,7 +747,9 @@ impl Shared<'_> {
         };
         checkpoint.clear();
         if let Err(e) = self.remember(id, &fp) {
-            return result.with_error(e);
+            result.cache_failure = true;
+            return result
+                .with_error(e.context("stored the result, but cannot record it in the cache"));
         }
         self.artifacts
             .lock()
@@ -829,7 +846,7 @@ pub fn plan(exp: &Experiment, identity: &str, cache: &Cache) -> Vec<PlanLine> {
         let fp = fingerprint_of(exp, i, inputs, &external);
         let key = fp.hash();
         line.fingerprint = Some(key);
-        match cache.peek(&key) {
+        match cache.peek(&key, spec.kind().report_files()) {
             Some(record) => {
                 line.cached = true;
                 line.reason = "cached".into();

@@ -123,7 +123,7 @@ impl Shared<'_> {
             std::thread::sleep(std::time::Duration::from_millis(300));
         };
         let _ = std::fs::remove_file(&submitted_path);
-        match self.cache.lookup(&key) {
+        match self.cache.lookup(&key, spec.kind().report_files()) {
             Lookup::Hit(record) => {
                 if let Err(e) = self.remember(id, fp) {
                     return result.with_error(e);

@@ -112,6 +112,28 @@ impl StageKind {
         }
     }
 
+    /// Every report file a stage of this kind may make. A cache entry naming any other file is not trusted: the
+    /// names become paths in the report folder.
+    pub fn report_files(self) -> &'static [&'static str] {
+        match self {
+            StageKind::MidiSource => &["ingest.csv"],
+            StageKind::DropDrums => &[],
+            StageKind::ExtractInstrument => &["instruments.csv"],
+            StageKind::Tokenize => &[],
+            StageKind::Vocab => &["vocab.csv"],
+            StageKind::Window => &["windows.csv"],
+            StageKind::Train => &["loss.csv", "model.safetensors", "model.json"],
+            StageKind::Sample => &[
+                "generated.mid",
+                "generated.csv",
+                "metrics.json",
+                "generated.svg",
+                "reference.svg",
+            ],
+            StageKind::Render => &["generated.wav", "seed.wav"],
+        }
+    }
+
     pub fn output(self) -> ArtifactKind {
         match self {
             StageKind::MidiSource | StageKind::DropDrums => ArtifactKind::Midi,

@@ -372,17 +372,119 @@ pub fn tiny_project_in(p: Project) -> Project {
     p
 }
 
+/// A General MIDI SoundFont: `$PIPELINE_SOUNDFONT`, else the first of the system's usual places.
+pub fn soundfont_path() -> Option<PathBuf> {
+    std::env::var_os("PIPELINE_SOUNDFONT")
+        .map(PathBuf::from)
+        .or_else(|| {
+            pipeline::stages::render::SYSTEM_SOUNDFONTS
+                .iter()
+                .map(PathBuf::from)
+                .find(|p| p.is_file())
+        })
+}
+
+/// A Chromium to drive: `$PIPELINE_CHROMIUM`, else one on the `PATH`.
+pub fn chromium_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("PIPELINE_CHROMIUM") {
+        return Some(PathBuf::from(p));
+    }
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .filter_map(|name| {
+            std::env::split_paths(&std::env::var_os("PATH")?)
+                .map(|dir| dir.join(name))
+                .find(|p| p.is_file())
+        })
+        .next()
+}
+
+/// Whether a Slurm cluster answers (`sinfo` lists a node).
+pub fn slurm_up() -> bool {
+    Command::new("sinfo")
+        .args(["-h", "-o", "%t"])
+        .output()
+        .is_ok_and(|o| o.status.success() && !o.stdout.is_empty())
+}
+
+/// Whether this process may mount file systems (a tmpfs for the full-disk tests): root.
+pub fn can_mount() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// An optional requirement of the suite: its `PIPELINE_TEST_REQUIRE` name, whether it is here, which tests need it
+/// and how to get it.
+pub type Requirement = (&'static str, fn() -> bool, &'static str, &'static str);
+
+/// Every optional requirement of the suite.
+pub const REQUIREMENTS: &[Requirement] = &[
+    (
+        "soundfont",
+        || soundfont_path().is_some(),
+        "tests/render.rs, tests/browser.rs",
+        "`apt install timgm6mb-soundfont`, or set PIPELINE_SOUNDFONT",
+    ),
+    (
+        "chromium",
+        || chromium_path().is_some(),
+        "tests/browser.rs",
+        "install Debian's `chromium`, or set PIPELINE_CHROMIUM",
+    ),
+    (
+        "slurm",
+        slurm_up,
+        "tests/slurm.rs",
+        "start a cluster with `.ci/slurm.sh up DIR` and run the `export` line it prints",
+    ),
+    (
+        "mount",
+        can_mount,
+        "tests/full_disk.rs",
+        "run the tests as root: they mount small tmpfs file systems",
+    ),
+];
+
+/// [`available`] for one of [`REQUIREMENTS`], probed.
+pub fn require(what: &str) -> bool {
+    let (_, present, _, how) = REQUIREMENTS
+        .iter()
+        .find(|r| r.0 == what)
+        .unwrap_or_else(|| panic!("`{what}` is not in REQUIREMENTS"));
+    available(what, present(), how)
+}
+
+/// The names `PIPELINE_TEST_REQUIRE` lists.
+pub fn required() -> Vec<String> {
+    std::env::var("PIPELINE_TEST_REQUIRE")
+        .unwrap_or_default()
+        .split(',')
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty())
+        .collect()
+}
+
 /// Whether a test that needs something from the system (a SoundFont, Chromium, a Slurm cluster) can run. Where it is
 /// missing the test says so and does nothing, unless `PIPELINE_TEST_REQUIRE` lists it (`.ci/run` sets
 /// `soundfont,chromium,slurm`): then its absence is a failure, so CI can never pass by skipping.
+///
+/// The skip is written straight to the process's stderr, past the test harness's capture, so `cargo test` shows
+/// every skipped test by name instead of counting it as a pass (`tests/requirements.rs` sums them up).
 pub fn available(what: &str, present: bool, how: &str) -> bool {
+    use std::io::Write as _;
     if present {
         return true;
     }
-    let required = std::env::var("PIPELINE_TEST_REQUIRE").unwrap_or_default();
-    if required.split(',').any(|r| r.trim() == what) {
+    if required().iter().any(|r| r == what) {
         panic!("{what} is required here (PIPELINE_TEST_REQUIRE) but missing: {how}");
     }
-    eprintln!("skipped: no {what} ({how})");
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a test")
+        .to_string();
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: needs {what}, missing here ({how})"
+    );
     false
 }
