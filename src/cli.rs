@@ -152,10 +152,21 @@ enum CacheCommand {
         /// Runs per experiment whose results are kept.
         #[arg(long, default_value_t = 5, value_name = "N")]
         keep: usize,
+        /// Keep everything younger than this, e.g. `30m`, `2h`, `0s` (a run may have just made it).
+        #[arg(long, default_value = "1h", value_name = "DURATION", value_parser = parse_duration)]
+        grace: std::time::Duration,
         /// Only say what would be removed.
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+/// `30m`, `2h 30m`, `90s`, `0s` (jiff's friendly format), for clap.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let d: jiff::SignedDuration = text
+        .parse()
+        .map_err(|e| format!("`{text}` is not a duration such as `30m`, `2h` or `0s` ({e})"))?;
+    std::time::Duration::try_from(d).map_err(|_| format!("`{text}` is negative"))
 }
 
 #[derive(Subcommand, Debug)]
@@ -163,25 +174,25 @@ enum Bench {
     /// Training steps (forward, backward, RMSprop) on random data: median ms/step, windows/s, GFLOP/s and the share
     /// of this machine's measured sgemm speed.
     Train {
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = 2, value_parser = within(1, 16))]
         layers: usize,
-        #[arg(long, default_value_t = 256)]
+        #[arg(long, default_value_t = 256, value_parser = within(1, 8192))]
         hidden: usize,
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, default_value_t = 64, value_parser = within(1, 100_000))]
         seq_len: usize,
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, default_value_t = 64, value_parser = within(1, 1 << 20))]
         batch: usize,
         #[arg(long, value_enum, default_value_t = BenchInput::Scalar)]
         input: BenchInput,
-        #[arg(long, default_value_t = 150)]
+        #[arg(long, default_value_t = 150, value_parser = within(1, 1 << 24))]
         vocab: usize,
         /// Width of the dense layer (0 = none).
-        #[arg(long, default_value_t = 256)]
+        #[arg(long, default_value_t = 256, value_parser = within(0, 8192))]
         dense: usize,
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, default_value_t = 64, value_parser = within(1, 8192))]
         embed_dim: usize,
         /// Timed steps, after 2 warm-up steps.
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 10, value_parser = within(1, 100_000))]
         steps: usize,
         #[arg(long, default_value = "cpu")]
         device: String,
@@ -191,18 +202,26 @@ enum Bench {
     },
     /// Generating 500 tokens with the paper's model (3 × 512, windows of 100), stateful and window mode.
     Sample {
-        #[arg(long, default_value_t = 500)]
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
         length: u32,
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 5, value_parser = within(1, 1000))]
         runs: usize,
     },
     /// All MIDI stages over a corpus, without the cache.
     Prep {
         #[arg(long, default_value = "data/openmsx")]
         corpus: PathBuf,
-        #[arg(long, default_value_t = 7)]
+        #[arg(long, default_value_t = 7, value_parser = within(1, 1000))]
         runs: usize,
     },
+}
+
+/// A clap parser for a whole number in `lo..=hi`: anything else is a usage error (exit 2) naming the range.
+fn within(lo: usize, hi: usize) -> impl Fn(&str) -> Result<usize, String> + Clone {
+    move |text| match text.parse::<usize>() {
+        Ok(n) if (lo..=hi).contains(&n) => Ok(n),
+        _ => Err(format!("`{text}` must be a whole number from {lo} to {hi}")),
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -453,12 +472,18 @@ fn cache_command(command: CacheCommand) -> Result<u8, u8> {
             cache,
             reports,
             keep,
+            grace,
             dry_run,
         } => {
             let cache = open_cache(&cache.cache_dir)?;
+            let policy = maintenance::GcPolicy {
+                keep,
+                grace,
+                dry_run,
+            };
             print!(
                 "{}",
-                maintenance::gc(&cache, &reports.reports_dir, keep, dry_run).map_err(failed)?
+                maintenance::gc(&cache, &reports.reports_dir, policy).map_err(failed)?
             );
             Ok(exit::SUCCESS)
         }

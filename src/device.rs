@@ -203,6 +203,14 @@ impl DeviceChoice {
     }
 }
 
+/// Memory the system could give this process now (Linux's `MemAvailable`), in bytes; `None` where unknown.
+pub fn available_memory() -> Option<u128> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u128 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

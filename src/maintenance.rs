@@ -178,21 +178,84 @@ fn referenced(reports: &Path, keep: usize) -> Result<(HashSet<String>, usize)> {
 /// Leftovers in `tmp/` older than this are from crashed runs; younger ones may belong to a run going on now.
 const STALE_TMP: Duration = Duration::from_secs(3600);
 
-/// Removes entries that none of the `keep` most recent runs of any experiment refers to, damaged entries, and stale
-/// temporary data. With `dry_run`, only says what it would remove.
-pub fn gc(cache: &Cache, reports: &Path, keep: usize, dry_run: bool) -> Result<String> {
-    let (kept, runs) = referenced(reports, keep)?;
+/// What `cache gc` keeps besides the recent runs' entries.
+#[derive(Debug, Clone, Copy)]
+pub struct GcPolicy {
+    /// Runs per experiment whose entries are kept.
+    pub keep: usize,
+    /// Entries, checkpoints and job folders younger than this are kept: a run may have just made them.
+    pub grace: Duration,
+    pub dry_run: bool,
+}
+
+/// What gc removed (or would), line by line.
+#[derive(Default)]
+struct Tally {
+    removed: usize,
+    bytes: u64,
+    lines: String,
+}
+
+impl Tally {
+    /// Removes the file or folder at `path` (`what` ends inside an open parenthesis: the size closes it).
+    fn remove(&mut self, what: String, path: &Path, dry_run: bool) -> Result<()> {
+        let bytes = size_of(path);
+        writeln!(self.lines, "  {what}, {})", human_bytes(bytes))?;
+        if !dry_run {
+            let gone = if path.is_dir() {
+                std::fs::remove_dir_all(path)
+            } else {
+                std::fs::remove_file(path)
+            };
+            // Gone already (its run removed it meanwhile) is what was wanted.
+            gone.or_else(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Ok(()),
+                _ => Err(e),
+            })
+            .with_context(|| format!("cannot remove `{}`", path.display()))?;
+        }
+        self.removed += 1;
+        self.bytes += bytes;
+        Ok(())
+    }
+}
+
+/// Removes entries that none of the `keep` most recent runs of any experiment refers to and that no running process
+/// uses, damaged entries, checkpoints and Slurm job folders of finished or forgotten stages, stale temporary data
+/// and lock files nobody holds. Safe beside any number of runs (see [`Cache::pin`]). With `dry_run`, only says
+/// what it would remove.
+pub fn gc(cache: &Cache, reports: &Path, policy: GcPolicy) -> Result<String> {
+    let GcPolicy {
+        keep,
+        grace,
+        dry_run,
+    } = policy;
+    let (mut kept, runs) = referenced(reports, keep)?;
     anyhow::ensure!(
         runs > 0,
         "no reports found under `{}`, so nothing would be kept; pass the reports directory with `--reports-dir`, \
          or delete the cache directory to empty it",
         reports.display()
     );
-    let (mut removed, mut removed_bytes, mut left, mut left_bytes) = (0usize, 0u64, 0usize, 0u64);
-    let mut lines = String::new();
+    // From here on no run pins anything until gc is done: what is pinned now is all that is in use.
+    let _exclusive = cache.exclusive_for_gc()?;
+    let (live, processes) = cache.pinned(dry_run)?;
+    kept.extend(live);
+    let now = SystemTime::now();
+    let age_of = |path: &Path| {
+        std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| now.duration_since(t).ok())
+    };
+    let young = |path: &Path| age_of(path).is_some_and(|a| a < grace);
+    let stale = |path: &Path| age_of(path).unwrap_or_default() >= STALE_TMP.max(grace);
+    let mut tally = Tally::default();
+    let (mut left, mut left_bytes) = (0usize, 0u64);
+
     for e in entries(cache)? {
         let referenced = e.key.as_ref().is_some_and(|k| kept.contains(&k.hex()));
-        if referenced && e.kind.is_ok() {
+        if e.kind.is_ok() && (referenced || young(&e.dir.join("record.json"))) {
             left += 1;
             left_bytes += e.bytes;
             continue;
@@ -201,60 +264,84 @@ pub fn gc(cache: &Cache, reports: &Path, keep: usize, dry_run: bool) -> Result<S
             Ok(kind) => format!("{kind}, not in the last {keep} run(s)"),
             Err(why) => format!("damaged: {why}"),
         };
-        writeln!(lines, "  {} ({what}, {})", short(&e), human_bytes(e.bytes))?;
-        if !dry_run {
-            cache.discard(&e.dir)?;
-        }
-        removed += 1;
-        removed_bytes += e.bytes;
-    }
-    let now = SystemTime::now();
-    for item in std::fs::read_dir(cache.tmp_dir())? {
-        let item = item?;
-        let age = item
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| now.duration_since(t).ok())
-            .unwrap_or_default();
-        if age < STALE_TMP {
-            continue;
-        }
-        let bytes = size_of(&item.path());
         writeln!(
-            lines,
-            "  tmp/{} (left by an interrupted run, {})",
-            item.file_name().to_string_lossy(),
-            human_bytes(bytes)
+            tally.lines,
+            "  {} ({what}, {})",
+            short(&e),
+            human_bytes(e.bytes)
         )?;
         if !dry_run {
-            let path = item.path();
-            if path.is_dir() {
-                std::fs::remove_dir_all(&path)?;
-            } else {
-                std::fs::remove_file(&path)?;
-            }
+            // Renamed away in one step, so a reader never sees half an entry.
+            cache.discard(&e.dir)?;
         }
-        removed += 1;
-        removed_bytes += bytes;
+        tally.removed += 1;
+        tally.bytes += e.bytes;
+    }
+
+    // A checkpoint or Slurm job folder per fingerprint: dropped once its entry exists (the stage finished) or once
+    // no recent run refers to it; kept while a process computes its stage, and while it is young.
+    for (dir, noun) in [
+        (cache.checkpoints_dir(), "checkpoint"),
+        (cache.jobs_dir()?, "Slurm job folder"),
+    ] {
+        for item in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = item.path();
+            let name = item.file_name().to_string_lossy().into_owned();
+            let hex = name.strip_suffix(".bin").unwrap_or(&name);
+            let Ok(key) = blake3::Hash::from_hex(hex).map(Hash) else {
+                // `jobs/probes/`: markers of shared-cache checks that could not clean up after themselves.
+                if name == "probes" {
+                    for probe in std::fs::read_dir(&path).into_iter().flatten().flatten() {
+                        if stale(&probe.path()) {
+                            let what = format!(
+                                "jobs/probes/{} (a shared-cache check's marker",
+                                probe.file_name().to_string_lossy()
+                            );
+                            tally.remove(what, &probe.path(), dry_run)?;
+                        }
+                    }
+                }
+                continue;
+            };
+            if cache.claimed(hex) || young(&path) {
+                continue;
+            }
+            let why = if cache.has_entry(&key) {
+                "its stage finished"
+            } else if !kept.contains(hex) {
+                "no recent run refers to it"
+            } else {
+                continue;
+            };
+            tally.remove(format!("{noun} {} ({why}", key.short()), &path, dry_run)?;
+        }
+    }
+
+    for item in std::fs::read_dir(cache.tmp_dir())? {
+        let path = item?.path();
+        if stale(&path) {
+            let what = format!(
+                "tmp/{} (left by an interrupted run",
+                path.file_name().unwrap_or_default().to_string_lossy()
+            );
+            tally.remove(what, &path, dry_run)?;
+        }
     }
     if !dry_run {
-        // Lock files nobody holds: recreated by the next run that computes that entry.
-        if let Ok(locks) = std::fs::read_dir(cache.locks_dir()) {
-            for lock in locks.filter_map(|l| l.ok()) {
-                let unheld = std::fs::File::open(lock.path()).is_ok_and(|f| f.try_lock().is_ok());
-                if unheld {
-                    let _ = std::fs::remove_file(lock.path());
-                }
-            }
-        }
+        // Recreated by the next run that computes that entry.
+        cache.remove_free_locks();
     }
     let verb = if dry_run { "would remove" } else { "removed" };
     Ok(format!(
-        "{verb} {removed} item(s) ({}); {left} entries ({}) are referred to by the last {keep} run(s) of each of \
-         the experiments in `{}`\n{lines}",
-        human_bytes(removed_bytes),
+        "{verb} {} item(s) ({}); kept {left} entries ({}) that the last {keep} run(s) of each experiment in `{}` \
+         refer to, that {processes} running process(es) use, or that are younger than {}\n{}",
+        tally.removed,
+        human_bytes(tally.bytes),
         human_bytes(left_bytes),
-        reports.display()
+        reports.display(),
+        jiff::SignedDuration::try_from(grace)
+            .map(|d| format!("{d:#}"))
+            .unwrap_or_else(|_| format!("{grace:?}")),
+        tally.lines
     ))
 }

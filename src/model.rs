@@ -72,6 +72,16 @@ impl ModelConfig {
         }
     }
 
+    /// A lower bound on the memory a training step of `batch` windows of `seq_len` needs, in bytes: weights,
+    /// gradients and two optimizer moments (f32), and each layer's gates and states for every step (kept for the
+    /// backward pass, twice over for their gradients).
+    pub fn training_bytes(&self, batch: usize, seq_len: usize) -> u128 {
+        let params = self.parameter_count() as u128;
+        let activations =
+            (batch * seq_len) as u128 * (6 * self.hidden as u128) * self.layers as u128 * 2;
+        (params * 4 + activations + (batch * self.vocab) as u128 * 2) * 4
+    }
+
     /// Parameter count, from the shapes alone.
     pub fn parameter_count(&self) -> usize {
         let h = self.hidden;

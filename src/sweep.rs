@@ -204,6 +204,7 @@ impl Study {
                 .hint("remove `repeat`, or add a `train` stage"),
             );
         }
+        unique_labels(&mut points);
         let name = points
             .first()
             .map(|p| p.experiment.name.clone())
@@ -235,6 +236,21 @@ pub fn label(values: &[(String, String)]) -> String {
         })
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// Labels name report folders, so distinct points must not share one: values that differ only in characters a
+/// folder name cannot hold (`"a/b"` and `"a_b"` both give `a_b`) get `~2`, `~3`, … in file order.
+fn unique_labels(points: &mut [Point]) {
+    let mut taken: HashSet<String> = HashSet::new();
+    for point in points {
+        let mut label = point.label.clone();
+        let mut n = 1;
+        while !taken.insert(label.clone()) {
+            n += 1;
+            label = format!("{}~{n}", point.label);
+        }
+        point.label = label;
+    }
 }
 
 /// The points as lists of (axis, value index).

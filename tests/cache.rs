@@ -417,7 +417,7 @@ fn cache_gc_keeps_what_recent_runs_use() {
     p.pipeline(&["run", "exp.toml", "--set", "windows.seq_len=3"])
         .ok();
     let dry = p
-        .pipeline(&["cache", "gc", "--keep", "1", "--dry-run"])
+        .pipeline(&["cache", "gc", "--keep", "1", "--grace", "0s", "--dry-run"])
         .ok();
     assert!(
         dry.stdout.starts_with("would remove 1 item(s)")
@@ -432,7 +432,9 @@ fn cache_gc_keeps_what_recent_runs_use() {
             .contains("7 intact")
     );
 
-    let gc = p.pipeline(&["cache", "gc", "--keep", "1"]).ok();
+    let gc = p
+        .pipeline(&["cache", "gc", "--keep", "1", "--grace", "0s"])
+        .ok();
     assert!(gc.stdout.starts_with("removed 1 item(s)"), "{}", gc.stdout);
     assert!(
         p.pipeline(&["cache", "verify"])
@@ -451,4 +453,100 @@ fn cache_gc_keeps_what_recent_runs_use() {
     // Without reports nothing would be kept: refused.
     p.pipeline(&["cache", "gc", "--reports-dir", "nowhere"])
         .fails_with(3, "no reports found under `nowhere`");
+}
+
+#[test]
+fn cache_gc_keeps_young_entries_and_collects_finished_checkpoints_and_job_folders() {
+    let p = project();
+    p.pipeline(&["run", "exp.toml"]).ok();
+    let second = p
+        .pipeline(&["run", "exp.toml", "--set", "windows.seq_len=3"])
+        .ok();
+    // Within the default grace period of an hour nothing is collected, referenced or not.
+    let gc = p.pipeline(&["cache", "gc", "--keep", "1"]).ok();
+    assert!(gc.stdout.starts_with("removed 0 item(s)"), "{}", gc.stdout);
+
+    // A checkpoint of a stage whose entry exists (it finished), one that no run refers to, and a job folder of each.
+    let finished = second.stage("windows")["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let forgotten = blake3::hash(b"a stage nobody runs").to_hex().to_string();
+    for key in [&finished, &forgotten] {
+        p.write(
+            &format!("cache/v1/checkpoints/{key}.bin"),
+            b"checkpoint bytes",
+        );
+        p.write(&format!("cache/v1/jobs/{key}/job.json"), b"{}");
+    }
+    let run = p
+        .pipeline(&["cache", "gc", "--keep", "1", "--grace", "0s"])
+        .ok();
+    for what in [
+        format!("checkpoint {} (its stage finished", &finished[..12]),
+        format!(
+            "checkpoint {} (no recent run refers to it",
+            &forgotten[..12]
+        ),
+        format!("Slurm job folder {} (its stage finished", &finished[..12]),
+        format!(
+            "Slurm job folder {} (no recent run refers to it",
+            &forgotten[..12]
+        ),
+    ] {
+        assert!(run.stdout.contains(&what), "{what}:\n{}", run.stdout);
+    }
+    assert_eq!(
+        std::fs::read_dir(p.path("cache/v1/checkpoints"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert!(!p.path(&format!("cache/v1/jobs/{finished}")).exists());
+}
+
+/// `cache gc --keep 0` in a loop beside a sweep: the sweep succeeds, and a re-run right after is cached or
+/// recomputes, never fails. gc sees every entry a live run has looked up or stored (its live file) and never
+/// unlinks a lock file another process can take.
+#[test]
+fn cache_gc_in_a_loop_beside_a_running_sweep_never_breaks_it() {
+    let p = tiny_project();
+    let sweep = experiment(TINY, "length = 20\nseed = 3")
+        + "\n[sweep]\n\"model.hidden\" = [8, 12, 16]\n\"windows.seq_len\" = [3, 4]\n";
+    p.write("exp.toml", &sweep);
+    // gc refuses to run without reports: give it an earlier run to keep nothing of.
+    p.pipeline(&["run", "exp.toml", "--set", "music.length=5"])
+        .ok();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let gc_loop = {
+        let stop = stop.clone();
+        let dir = p.dir.path().to_path_buf();
+        std::thread::spawn(move || {
+            let mut rounds = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let out = std::process::Command::new(env!("CARGO_BIN_EXE_pipeline"))
+                    .args(["cache", "gc", "--keep", "0", "--grace", "0s"])
+                    .current_dir(&dir)
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "gc failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                rounds += 1;
+            }
+            rounds
+        })
+    };
+    let run = p.pipeline(&["run", "exp.toml", "--jobs", "2"]);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let rounds = gc_loop.join().unwrap();
+    assert_eq!(run.code, 0, "the sweep failed beside gc:\n{}", run.stderr);
+    assert!(rounds >= 2, "gc ran {rounds} time(s) during the sweep");
+    // Right after: gc may have removed what the sweep no longer uses, but never anything half.
+    let again = p.pipeline(&["run", "exp.toml"]).ok();
+    assert!(again.stderr.contains("6 points"), "{}", again.stderr);
+    let verify = p.pipeline(&["cache", "verify"]).ok();
+    assert!(verify.stdout.contains(" 0 damaged"), "{}", verify.stdout);
 }

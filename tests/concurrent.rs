@@ -3,62 +3,86 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
 
 use common::*;
 
-fn spawn(p: &Project, experiment: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_pipeline"))
-        .args(["run", experiment])
+/// A `pipeline run -v` in the background whose stderr is read as it comes, so a test can wait for what the binary
+/// says (it prints `running model` once it holds the training's lock) instead of sleeping or probing locks itself.
+struct Spawned {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    stderr: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+fn spawn(p: &Project, experiment: &str) -> Spawned {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+        .args(["run", experiment, "-v"])
         .current_dir(p.dir.path())
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap()
+        .unwrap();
+    let (tx, lines) = mpsc::channel();
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let pipe = child.stderr.take().unwrap();
+    let all = stderr.clone();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            all.lock().unwrap().push_str(&(line.clone() + "\n"));
+            let _ = tx.send(line);
+        }
+    });
+    Spawned {
+        child,
+        lines,
+        stderr,
+        reader: Some(reader),
+    }
+}
+
+impl Spawned {
+    /// Blocks until the process prints a line containing `needle`.
+    fn wait_for(&self, needle: &str) {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(120)) {
+                Ok(line) if line.contains(needle) => return,
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "the process never said {needle:?}:\n{}",
+                    self.stderr.lock().unwrap()
+                ),
+            }
+        }
+    }
+
+    /// Waits for the exit: (exit code, stdout, stderr).
+    fn exit(mut self) -> (i32, String, String) {
+        let mut stdout = String::new();
+        std::io::Read::read_to_string(&mut self.child.stdout.take().unwrap(), &mut stdout).unwrap();
+        let status = self.child.wait().unwrap();
+        // All of stderr is read before it is returned: the pipe closes when the process exits.
+        self.reader.take().unwrap().join().unwrap();
+        let stderr = self.stderr.lock().unwrap().clone();
+        (status.code().unwrap_or(-1), stdout, stderr)
+    }
 }
 
 /// (stdout, stderr) of a finished child, which must have succeeded.
-fn finish(child: Child) -> (String, String) {
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{stderr}");
-    (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+fn finish(child: Spawned) -> (String, String) {
+    let (code, stdout, stderr) = child.exit();
+    assert_eq!(code, 0, "{stderr}");
+    (stdout, stderr)
 }
 
 /// The manifest of the report a run printed the path of.
 fn manifest(p: &Project, stdout: &str) -> serde_json::Value {
     read_manifest(&p.path(stdout.lines().last().unwrap().trim()))
-}
-
-/// Waits until some process has held one entry's lock for a while: the training is under way (the MIDI stages take
-/// milliseconds), so a second process started now must meet it.
-fn wait_for_training(p: &Project) {
-    let held = || -> Option<std::path::PathBuf> {
-        std::fs::read_dir(p.path("cache/v1/locks"))
-            .ok()?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|path| {
-                std::fs::File::open(path)
-                    .is_ok_and(|f| matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
-            })
-    };
-    let started = std::time::Instant::now();
-    loop {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(60),
-            "no training started"
-        );
-        if let Some(lock) = held() {
-            std::thread::sleep(std::time::Duration::from_millis(150));
-            let still = std::fs::File::open(&lock)
-                .is_ok_and(|f| matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)));
-            if still {
-                return;
-            }
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
 }
 
 /// Music enough for a training of a second or two.
@@ -88,7 +112,7 @@ fn project() -> Project {
 fn two_runs_of_one_experiment_compute_each_stage_once() {
     let p = project();
     let first = spawn(&p, "a.toml");
-    wait_for_training(&p);
+    first.wait_for("running model");
     let second = spawn(&p, "a.toml");
     let (out1, err1) = finish(first);
     let (out2, err2) = finish(second);
@@ -122,7 +146,7 @@ fn two_runs_of_one_experiment_compute_each_stage_once() {
 fn two_experiments_sharing_stages_share_the_training() {
     let p = project();
     let a = spawn(&p, "a.toml");
-    wait_for_training(&p);
+    a.wait_for("running model");
     let b = spawn(&p, "b.toml");
     let (out_a, err_a) = finish(a);
     let (out_b, err_b) = finish(b);
@@ -155,4 +179,33 @@ fn two_experiments_sharing_stages_share_the_training() {
     // Both runs are in the index.
     let index = std::fs::read_to_string(p.path("reports/index.html")).unwrap();
     assert!(index.contains("a/") && index.contains("b/"), "{index}");
+}
+
+/// Ctrl-C stops a run that waits for another process's lock, at once, while the other goes on.
+#[test]
+fn ctrl_c_stops_a_run_waiting_for_another_process() {
+    let p = project();
+    let first = spawn(&p, "a.toml");
+    first.wait_for("running model");
+    let second = spawn(&p, "b.toml");
+    second.wait_for("waiting model: another run is computing it");
+    let pid = second.child.id() as libc::pid_t;
+    let asked = std::time::Instant::now();
+    // SAFETY: signalling a child process this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let (code, _, stderr) = second.exit();
+    assert_eq!(code, 130, "{stderr}");
+    assert!(
+        !first.stderr.lock().unwrap().contains("ran model"),
+        "the waiting run only stopped once the training it waited for was done"
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "took {:?} to stop",
+        asked.elapsed()
+    );
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    // The first run was not disturbed.
+    let (_, err) = finish(first);
+    assert!(err.contains("ran model"), "{err}");
 }

@@ -353,3 +353,31 @@ fn system_common_and_real_time_bytes_inside_a_track_are_skipped() {
         got.repairs
     );
 }
+
+/// Two file names that are not UTF-8 and would read the same with `�` for their odd bytes are two files: both are
+/// read, each under its own name (`\xE9`, `\xE8`).
+#[test]
+fn non_utf8_file_names_that_look_alike_are_both_kept() {
+    use std::os::unix::ffi::OsStrExt;
+    let p = Project::new();
+    p.write("exp.toml", common::PIPELINE_TOML);
+    std::fs::create_dir_all(p.path("midi")).unwrap();
+    for (name, keys) in [
+        (&b"caf\xe9.mid"[..], [60u8, 62, 64, 65, 67]),
+        (&b"caf\xe8.mid"[..], [72u8, 71, 69, 67, 65]),
+    ] {
+        let path = p.path("midi").join(std::ffi::OsStr::from_bytes(name));
+        std::fs::write(path, common::smf_bytes(&[common::melody(0, &keys)])).unwrap();
+    }
+    let run = p.pipeline(&["run", "exp.toml"]).ok();
+    let ingest = run.report_file("ingest.csv");
+    assert!(
+        ingest.contains("caf\\xE8.mid") && ingest.contains("caf\\xE9.mid"),
+        "{ingest}"
+    );
+    assert_eq!(
+        csv_rows(&ingest).len(),
+        3,
+        "a header and two files:\n{ingest}"
+    );
+}

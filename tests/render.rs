@@ -152,3 +152,21 @@ fn a_soundfont_that_does_not_exist_is_a_validation_error() {
     p.pipeline(&["run", "exp.toml"])
         .fails_with(2, "`nowhere.sf2` does not exist");
 }
+
+/// A piece longer than a WAV file can hold (2,000 tokens of 64 beats at 192 kHz: 18 hours, 46 GiB) is refused
+/// with the numbers and what to lower, before anything that size is allocated.
+#[test]
+fn audio_beyond_what_a_wav_can_hold_is_refused_before_allocating() {
+    let Some(path) = soundfont() else { return };
+    let bytes = std::fs::read(&path).unwrap();
+    let sf = render::load_soundfont(&bytes, &path).unwrap();
+    let tokens = vec!["C4".to_string(); 2000];
+    let err = render::render_tokens(&sf, &tokens, 0, 64.0, 192_000, 1.0)
+        .err()
+        .expect("refused");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("beyond the 4 GiB a WAV file can hold") && text.contains("lower"),
+        "{text}"
+    );
+}

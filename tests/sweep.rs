@@ -239,3 +239,27 @@ fn status_and_graph_describe_the_sweep() {
         "one per point for the first stage\n{status}"
     );
 }
+
+/// Two values that differ only in a character a folder name cannot hold would share one report folder: the second
+/// gets its own (`~2`), and each keeps its own experiment.
+#[test]
+fn values_that_sanitize_to_one_label_get_distinct_folders() {
+    let p = Project::new();
+    p.midi("x/y/a.mid", &[melody(0, &[60, 62, 64, 65, 67, 69])]);
+    p.midi("x_y/b.mid", &[melody(0, &[72, 71, 69, 67, 65, 64, 62])]);
+    p.write(
+        "exp.toml",
+        PIPELINE_TOML.replace("path = \"midi\"", "path = \"x/y\"")
+            + "\n[sweep]\n\"source.path\" = [\"x/y\", \"x_y\"]\n",
+    );
+    let run = p.pipeline(&["run", "exp.toml"]).ok();
+    let dir = sweep_dir(&p, &run);
+    let first = std::fs::read_to_string(dir.join("path=x_y/experiment.toml")).unwrap();
+    let second = std::fs::read_to_string(dir.join("path=x_y~2/experiment.toml")).unwrap();
+    assert!(first.contains("path = \"x/y\""), "{first}");
+    assert!(second.contains("path = \"x_y\""), "{second}");
+    assert_ne!(
+        read_manifest(&dir.join("path=x_y")),
+        read_manifest(&dir.join("path=x_y~2"))
+    );
+}

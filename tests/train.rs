@@ -358,3 +358,23 @@ fn the_benchmarks_run_and_report_their_figures() {
         assert!(cuda.stderr.contains("--features cuda"), "{}", cuda.stderr);
     }
 }
+
+/// The largest shape the parameter checks allow (16 layers of 8192 units) needs far more memory than this machine
+/// has: the stage says how much, before allocating, instead of being killed.
+#[test]
+fn a_model_too_large_for_this_machine_fails_clearly_before_allocating() {
+    let p = tiny_project();
+    let run = p.pipeline(&[
+        "run",
+        "exp.toml",
+        "--set",
+        "model.hidden=8192",
+        "--set",
+        "model.layers=16",
+    ]);
+    run.fails_with(1, "training this model needs at least")
+        .fails_with(
+            1,
+            "GiB of memory is free; lower `hidden`, `layers` or `batch_size`",
+        );
+}

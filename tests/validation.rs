@@ -286,3 +286,26 @@ fn a_missing_experiment_file_is_a_clear_error() {
         run.stderr
     );
 }
+
+#[test]
+fn bench_values_out_of_range_are_usage_errors_not_panics() {
+    let p = Project::new();
+    for (flag, value) in [
+        ("--seq-len", "0"),
+        ("--vocab", "0"),
+        ("--layers", "0"),
+        ("--layers", "17"),
+        ("--batch", "0"),
+        ("--steps", "0"),
+        ("--hidden", "x"),
+    ] {
+        let run = p.pipeline(&["bench", "train", flag, value]);
+        assert_eq!(run.code, 2, "{flag} {value}: {}", run.stderr);
+        assert!(
+            run.stderr
+                .contains(&format!("`{value}` must be a whole number from")),
+            "{flag} {value}: {}",
+            run.stderr
+        );
+    }
+}

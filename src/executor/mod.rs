@@ -592,7 +592,10 @@ impl Shared<'_> {
             .cache
             .last(&target.identity, &spec.name)
             .filter(|old| spec.stage().resumable(old, fp))
-            .and_then(|old| self.cache.peek(&old.hash(), spec.kind().report_files()))
+            .and_then(|old| {
+                self.cache.pin(&old.hash());
+                self.cache.peek(&old.hash(), spec.kind().report_files())
+            })
             .and_then(|record| {
                 let artifact = Arc::new(self.cache.load(&record).ok()?);
                 let files = record
@@ -641,6 +644,8 @@ impl Shared<'_> {
         let fp = fingerprint_of(exp, node.stage, inputs, external);
         let key = fp.hash();
         result.fingerprint = Some(key);
+        // From here until this process exits, `cache gc` keeps this entry (found, computed or waited for).
+        self.cache.pin(&key);
 
         let reasons = match &node.forced {
             Some(reason) => vec![reason.clone()],
@@ -672,7 +677,7 @@ impl Shared<'_> {
             Ok(c) => c,
             // The lock lives in the cache: a read-only or full cache cannot compute anything new.
             Err(e) => {
-                result.cache_failure = true;
+                result.cache_failure = e.downcast_ref::<crate::interrupt::Interrupted>().is_none();
                 return result.with_error(e);
             }
         };

@@ -86,11 +86,27 @@ fn relative(path: &Path, root: &Path) -> String {
     let rel = path.strip_prefix(root).unwrap_or(path);
     rel.components()
         .filter_map(|c| match c {
-            Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
+            Component::Normal(s) => Some(readable_name(s)),
             _ => None,
         })
         .collect::<Vec<_>>()
         .join("/")
+}
+
+/// A file name as text. Bytes that are not UTF-8 (Latin-1 names from old archives) are written `\xE9` rather than
+/// replaced by `�`, so two such names stay two files instead of one silently replacing the other.
+fn readable_name(name: &std::ffi::OsStr) -> String {
+    if let Some(s) = name.to_str() {
+        return s.to_string();
+    }
+    let mut out = String::new();
+    for chunk in name.as_encoded_bytes().utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    out
 }
 
 impl MidiSource {
@@ -129,7 +145,15 @@ impl MidiSource {
                 None => is_midi(path),
             };
             if selected {
-                files.insert(relative(path, &root), path.to_path_buf());
+                // Two paths can still read the same (a real `\xE9` in one name): number the later one.
+                let rel = relative(path, &root);
+                let mut key = rel.clone();
+                let mut n = 1;
+                while files.contains_key(&key) {
+                    n += 1;
+                    key = format!("{rel}~{n}");
+                }
+                files.insert(key, path.to_path_buf());
             }
         }
         Ok(files)

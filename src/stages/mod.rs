@@ -90,7 +90,8 @@ impl StageKind {
             StageKind::Vocab => 1,
             StageKind::Window => 1,
             // 2: fused LSTM layer op and bulk dropout masks (same maths, different rounding and random draws).
-            StageKind::Train => 2,
+            // 3: RMSprop, Adam and AdamW compute Keras's updates (ε placement, AdamW's decay 0.004).
+            StageKind::Train => 3,
             // 2: keeps the seed window and a reference excerpt; piano rolls.
             StageKind::Sample => 2,
             StageKind::Render => 1,

@@ -161,7 +161,18 @@ pub fn render_tokens(
     let mut sequencer = MidiFileSequencer::new(synthesizer);
     sequencer.play(&midi_file, false);
     let seconds = midi_file.get_length() + RELEASE_SECONDS;
-    let frames = (seconds * f64::from(sample_rate)).round() as usize;
+    let frames = (seconds * f64::from(sample_rate)).round();
+    // A RIFF WAV holds at most 4 GiB; refuse before allocating anything of that size.
+    let bytes = frames * 4.0 + 44.0;
+    if bytes.is_nan() || bytes > f64::from(u32::MAX) {
+        anyhow::bail!(
+            "the piece lasts {:.1} hours; as a 16-bit stereo WAV at {sample_rate} Hz it would take {:.0} GiB, \
+             beyond the 4 GiB a WAV file can hold; lower the sample stage's `length` or `step`, or `sample_rate`",
+            seconds / 3600.0,
+            bytes / f64::from(1u32 << 30)
+        );
+    }
+    let frames = frames as usize;
     let mut wav = Cursor::new(Vec::with_capacity(frames * 4 + 44));
     let spec = hound::WavSpec {
         channels: 2,

@@ -317,6 +317,24 @@ impl Stage for Train {
             .open()
             .map_err(|e| anyhow::anyhow!("{}; {}", e.message, e.hint))?;
         let cfg = self.config(windows.tokens.len());
+        // A shape the parameter checks allow can still be far beyond this machine (16 × 8192 units): say so
+        // before allocating, instead of being killed half-way.
+        let needed = cfg.training_bytes(self.batch_size as usize, windows.seq_len);
+        if device.is_cpu()
+            && let Some(free) = crate::device::available_memory()
+            && needed > free
+        {
+            let gib = |b: u128| b as f64 / f64::from(1u32 << 30);
+            anyhow::bail!(
+                "training this model needs at least {:.1} GiB ({} parameters, batches of {} windows of {}), but \
+                 only {:.1} GiB of memory is free; lower `hidden`, `layers` or `batch_size`",
+                gib(needed),
+                cfg.parameter_count(),
+                self.batch_size,
+                windows.seq_len,
+                gib(free)
+            );
+        }
         let optimizer_of =
             |t: &Trainable| Optimizer::new(self.optimizer, self.learning_rate, t.named_vars());
 
