@@ -405,8 +405,8 @@ pub struct TrainedModel {
     pub weights: Vec<u8>,
     pub optimizer: Vec<u8>,
     pub history: Vec<EpochStats>,
-    /// The device it trained on (`cpu`, `cuda:0`).
-    pub device: String,
+    /// Not the device it trained on: which GPU a lease picked must not change the artifact's hash (the stage's
+    /// summary, in the record and the manifest, says where it ran).
     pub windows: WindowSet,
 }
 

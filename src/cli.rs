@@ -384,6 +384,10 @@ fn exec_stage(job_file: &Path) -> Result<u8, u8> {
         .with_context(|| format!("cannot read `{}`", job_file.display()))
         .and_then(|bytes| Ok(serde_json::from_slice(&bytes)?))
         .map_err(failed)?;
+    // Before anything is fingerprinted: `auto` means what the submitter decided, not what this node has.
+    if let Some(kind) = &job.auto_device {
+        crate::device::decide_auto(kind);
+    }
     let study = load(&ExperimentArgs {
         file: job.experiment.clone(),
         set: job.set.clone(),
@@ -411,8 +415,17 @@ fn exec_stage(job_file: &Path) -> Result<u8, u8> {
             label: point.label.clone(),
             report_dir,
         };
+        let expected = blake3::Hash::from_hex(&job.key)
+            .map(crate::fingerprint::Hash)
+            .map_err(|e| anyhow::anyhow!("the job's fingerprint `{}` is not one: {e}", job.key))?;
         let opts = executor::Options {
             only: Some(job.stage.clone()),
+            expected: Some(expected),
+            force: if job.force {
+                vec![job.stage.clone()]
+            } else {
+                Vec::new()
+            },
             ..Default::default()
         };
         let progress = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
@@ -507,6 +520,23 @@ fn run(
 ) -> Result<u8, u8> {
     let study = load(args)?;
     let first = &study.points[0].experiment;
+    if let Placement::Slurm(_) = &opts.placement {
+        // Before anything is fingerprinted: on Slurm, `auto` is what the training's resources give it, decided here
+        // and carried by each job, so the node computes the very fingerprint this machine expects.
+        let train = first.slurm.resources(crate::stages::StageKind::Train);
+        if train.requests_gpu() && !cfg!(feature = "cuda") {
+            return Err(invalid(
+                Diagnostic::new(
+                    "the Slurm resources of `train` request a GPU, but this build has no CUDA support",
+                )
+                .hint(
+                    "rebuild with `cargo build --release --features cuda`, or drop the GPU from \
+                     `[executor.slurm.train]`",
+                ),
+            ));
+        }
+        crate::device::decide_auto(train.auto_device());
+    }
     for name in &opts.force {
         if first.graph.index_of(name).is_none() {
             let names = first.graph.stages.iter().map(|s| s.name.as_str());

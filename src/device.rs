@@ -84,6 +84,15 @@ fn no_cuda(choice: DeviceChoice) -> Unavailable {
     }
 }
 
+fn no_metal(choice: DeviceChoice) -> Unavailable {
+    Unavailable {
+        message: format!("`device = \"{choice}\"` needs Metal, but this build has no Metal support"),
+        hint: "rebuild with `cargo build --release --features metal` (macOS), or set `device = \"auto\"` or \
+               `\"cpu\"`"
+            .into(),
+    }
+}
+
 /// GPUs on this machine (probed once).
 fn gpu_count() -> usize {
     static COUNT: OnceLock<usize> = OnceLock::new();
@@ -127,10 +136,61 @@ fn lease(count: usize, pinned: Option<usize>) -> Lease {
     Lease(Some(i))
 }
 
+/// What `auto` resolves to in this process when something other than this machine decides: the Slurm submitter
+/// (from the training's resources) and, on the node, the job it runs (the submitter's decision). Set once, before any
+/// fingerprint is computed.
+static AUTO: OnceLock<&'static str> = OnceLock::new();
+
+/// The device kinds a training can run on.
+pub const KINDS: [&str; 3] = ["cpu", "cuda", "metal"];
+
+/// Decides what `device = "auto"` means for every training of this process (`cpu`, `cuda` or `metal`): the same
+/// decision on the machine that fingerprints a stage and the one that computes it. Only the first call counts.
+pub fn decide_auto(kind: &str) {
+    if let Some(k) = KINDS.into_iter().find(|k| *k == kind) {
+        let _ = AUTO.set(k);
+    }
+}
+
+/// What `auto` means here: the decision made for this process, else `PIPELINE_AUTO_DEVICE` (`cpu`, `cuda` or
+/// `metal`: what this machine should count as), else what is present (a CUDA GPU, then Metal, then the CPU).
+fn auto_kind() -> &'static str {
+    if let Some(k) = AUTO.get() {
+        return k;
+    }
+    static PROBED: OnceLock<&'static str> = OnceLock::new();
+    PROBED.get_or_init(|| {
+        if let Ok(value) = std::env::var("PIPELINE_AUTO_DEVICE") {
+            match KINDS.into_iter().find(|k| *k == value) {
+                Some(k) => return k,
+                None => eprintln!(
+                    "warning: PIPELINE_AUTO_DEVICE=`{value}` is not one of cpu, cuda, metal; ignored"
+                ),
+            }
+        }
+        if gpu_count() > 0 {
+            "cuda"
+        } else if DeviceChoice::metal_present() {
+            "metal"
+        } else {
+            "cpu"
+        }
+    })
+}
+
 impl DeviceChoice {
-    /// Checks that the device can be used here, without holding it.
+    fn metal_present() -> bool {
+        cfg!(feature = "metal") && Device::new_metal(0).is_ok()
+    }
+
+    /// Checks that this build can use the device, without opening it: validation runs on machines (a Slurm
+    /// submitter, a laptop) that need not have the GPU the training will get.
     pub fn check(self) -> Result<(), Unavailable> {
-        self.open().map(drop)
+        match self {
+            Self::Cuda(_) if !cfg!(feature = "cuda") => Err(no_cuda(self)),
+            Self::Metal if !cfg!(feature = "metal") => Err(no_metal(self)),
+            _ => Ok(()),
+        }
     }
 
     /// The device to use, its name (`cuda:1`), and the lease that keeps other trainings off it while it runs.
@@ -159,15 +219,7 @@ impl DeviceChoice {
             }
             Self::Metal => {
                 if !cfg!(feature = "metal") {
-                    return Err(Unavailable {
-                        message: format!(
-                            "`device = \"{self}\"` needs Metal, but this build has no Metal support"
-                        ),
-                        hint:
-                            "rebuild with `cargo build --release --features metal` (macOS), or set \
-                               `device = \"auto\"` or `\"cpu\"`"
-                                .into(),
-                    });
+                    return Err(no_metal(self));
                 }
                 Device::new_metal(0)
                     .map(|d| (d, "metal".into(), Lease(None)))
@@ -176,10 +228,23 @@ impl DeviceChoice {
                         hint: "set `device = \"auto\"` or `\"cpu\"`".into(),
                     })
             }
-            Self::Auto => Self::Cuda(None)
-                .open()
-                .or_else(|_| Self::Metal.open())
-                .or_else(|_| Self::Cpu.open()),
+            // Exactly the kind the fingerprint says: a GPU that fails to open is an error, never a quiet CPU run
+            // cached under `cuda`.
+            Self::Auto => {
+                let chosen = match auto_kind() {
+                    "cuda" => Self::Cuda(None),
+                    "metal" => Self::Metal,
+                    _ => Self::Cpu,
+                };
+                chosen.open().map_err(|e| Unavailable {
+                    message: format!(
+                        "`device = \"auto\"` means `{}` here, but: {}",
+                        auto_kind(),
+                        e.message
+                    ),
+                    hint: e.hint,
+                })
+            }
         }
     }
 
@@ -190,15 +255,7 @@ impl DeviceChoice {
             Self::Cpu => "cpu",
             Self::Cuda(_) => "cuda",
             Self::Metal => "metal",
-            Self::Auto => {
-                if gpu_count() > 0 {
-                    "cuda"
-                } else if Self::Metal.check().is_ok() {
-                    "metal"
-                } else {
-                    "cpu"
-                }
-            }
+            Self::Auto => auto_kind(),
         }
     }
 }

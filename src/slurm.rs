@@ -53,6 +53,24 @@ impl Resources {
         }
     }
 
+    /// Whether these resources give the job a GPU (`gres = "gpu…"`, or `--gpus…`/`--gres=gpu…` among `extra`).
+    pub fn requests_gpu(&self) -> bool {
+        let gpu_gres = |g: &str| g.split(',').any(|one| one.trim_start().starts_with("gpu"));
+        self.gres.as_deref().is_some_and(gpu_gres)
+            || self.extra.iter().any(|a| {
+                a.starts_with("--gpus")
+                    || a.starts_with("-G")
+                    || a.strip_prefix("--gres=").is_some_and(gpu_gres)
+            })
+    }
+
+    /// What `device = "auto"` means for a training run with these resources: `cuda` when they give it a GPU,
+    /// else `cpu`. Decided by the submitter and carried by the job, so both sides fingerprint the same kind whatever
+    /// each machine has.
+    pub fn auto_device(&self) -> &'static str {
+        if self.requests_gpu() { "cuda" } else { "cpu" }
+    }
+
     fn args(&self) -> Vec<String> {
         let mut args = Vec::new();
         let mut opt = |name: &str, value: &Option<String>| {
@@ -103,6 +121,12 @@ pub struct JobSpec {
     pub cache_dir: PathBuf,
     /// The run's report folder, where a training writes `loss.csv` as it goes (when the node can reach it).
     pub report_dir: PathBuf,
+    /// What `device = "auto"` means for this job, as the submitter decided from its resources.
+    #[serde(default)]
+    pub auto_device: Option<String>,
+    /// `--force`d: recompute even if the node finds the entry cached.
+    #[serde(default)]
+    pub force: bool,
 }
 
 /// A submitted job, remembered in the cache.

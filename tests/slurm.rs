@@ -333,3 +333,88 @@ fn executor_settings_are_checked() {
         .fails_with(2, "`trian` is not a stage kind")
         .fails_with(2, "did you mean `train`?");
 }
+
+/// The Slurm log of stage `stage` in a run's report folder.
+fn job_log(p: &Project, run: &Run, stage: &str) -> String {
+    let report = p.path(run.stdout.lines().last().unwrap().trim());
+    let log = std::fs::read_dir(&report)
+        .unwrap()
+        .map(|f| f.unwrap().path())
+        .find(|f| {
+            f.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&format!("{stage}.slurm-"))
+        })
+        .unwrap_or_else(|| panic!("no Slurm log of `{stage}` in {}", report.display()));
+    std::fs::read_to_string(log).unwrap()
+}
+
+/// `--force` reaches the node: the job recomputes the stage instead of finding it cached.
+#[test]
+fn force_recomputes_on_the_node() {
+    if !cluster() {
+        return;
+    }
+    let p = project();
+    p.write(
+        "exp.toml",
+        experiment(TINY, "length = 12\nseed = 3") + RESOURCES,
+    );
+    p.pipeline(&["run", "exp.toml", "--executor", "slurm"]).ok();
+    let forced = p
+        .pipeline(&["run", "exp.toml", "--executor", "slurm", "--force", "model"])
+        .ok();
+    assert_eq!(forced.stage("model")["reason"], "forced with `--force`");
+    let log = job_log(&p, &forced, "model");
+    assert!(
+        log.contains("ran model"),
+        "the node did not recompute:\n{log}"
+    );
+    assert!(!log.contains("cached model"), "{log}");
+}
+
+/// `device = "auto"` under Slurm means what the training's resources give it, decided by the submitter and
+/// carried by the job: a node that would count as a GPU machine (`PIPELINE_AUTO_DEVICE=cuda` in the job's
+/// environment only) computes the same fingerprint as the submitter, so the result is found and nothing is
+/// trained twice. A GPU in the resources of a build without CUDA is refused before anything is submitted.
+#[test]
+fn auto_device_is_decided_once_for_submitter_and_node() {
+    if !cluster() {
+        return;
+    }
+    let p = project();
+    let gpu_node = RESOURCES.to_string() + "extra = [\"--export=ALL,PIPELINE_AUTO_DEVICE=cuda\"]\n";
+    p.write(
+        "exp.toml",
+        experiment(TINY, "length = 12\nseed = 3").replace("device = \"cpu\"", "device = \"auto\"")
+            + &gpu_node,
+    );
+    let first = p.pipeline(&["run", "exp.toml", "--executor", "slurm"]).ok();
+    assert_eq!(first.stage("model")["status"], "ran", "{}", first.stderr);
+    assert!(
+        job_log(&p, &first, "model").contains("ran model"),
+        "the node trained once"
+    );
+    let again = p.pipeline(&["run", "exp.toml", "--executor", "slurm"]).ok();
+    assert!(again.stages("ran").is_empty(), "{}", again.stderr);
+    assert!(
+        !again.stderr.contains("queued"),
+        "resubmitted:\n{}",
+        again.stderr
+    );
+
+    let gpu = RESOURCES.replace("cpus = 1", "cpus = 1\ngres = \"gpu:1\"");
+    p.write(
+        "gpu.toml",
+        experiment(TINY, "length = 12\nseed = 3").replace("device = \"cpu\"", "device = \"auto\"")
+            + &gpu,
+    );
+    if !cfg!(feature = "cuda") {
+        p.pipeline(&["run", "gpu.toml", "--executor", "slurm"])
+            .fails_with(
+                2,
+                "the Slurm resources of `train` request a GPU, but this build has no CUDA support",
+            );
+    }
+}

@@ -42,6 +42,9 @@ pub struct Options {
     pub placement: Placement,
     /// Run only this stage (and what it needs): how a Slurm node computes one stage.
     pub only: Option<String>,
+    /// With `only`: the fingerprint the submitter expects of that stage. Checked before computing, so a node that
+    /// sees other files or decides other parameters fails at once instead of storing a result nobody asked for.
+    pub expected: Option<Hash>,
 }
 
 /// Where the executor runs a stage that is not cached.
@@ -74,6 +77,7 @@ impl Default for Options {
             keep_going: false,
             placement: Placement::Local,
             only: None,
+            expected: None,
         }
     }
 }
@@ -644,6 +648,17 @@ impl Shared<'_> {
         let fp = fingerprint_of(exp, node.stage, inputs, external);
         let key = fp.hash();
         result.fingerprint = Some(key);
+        if let (Some(only), Some(expected)) = (&self.opts.only, &self.opts.expected)
+            && *only == spec.name
+            && key != *expected
+        {
+            return result.with_error(anyhow::anyhow!(
+                "this node computes fingerprint {} for `{only}`, the submitting machine {}: the experiment, its \
+                 input files or the device kind differ between them (is everything on a shared filesystem?)",
+                key.hex(),
+                expected.hex()
+            ));
+        }
         // From here until this process exits, `cache gc` keeps this entry (found, computed or waited for).
         self.cache.pin(&key);
 

@@ -56,6 +56,8 @@ impl Shared<'_> {
                 key: key.hex(),
                 cache_dir: placement.cache_dir.clone(),
                 report_dir: std::path::absolute(&target.report_dir)?,
+                auto_device: Some(exp.slurm.resources(spec.kind()).auto_device().to_string()),
+                force: node.forced.is_some(),
             };
             let job_file = dir.join("job.json");
             write_atomic(&job_file, &[&serde_json::to_vec_pretty(&job)?], false)?;

@@ -406,7 +406,6 @@ impl Stage for Train {
                 weights: weights.to_vec(),
                 optimizer: optimizer.state_bytes()?,
                 history,
-                device: device_name.clone(),
                 windows: windows.clone(),
             })
         };
