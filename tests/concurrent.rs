@@ -3,74 +3,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use common::*;
 
-/// A `pipeline run -v` in the background whose stderr is read as it comes, so a test can wait for what the binary
-/// says (it prints `running model` once it holds the training's lock) instead of sleeping or probing locks itself.
-struct Spawned {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    stderr: Arc<Mutex<String>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
 fn spawn(p: &Project, experiment: &str) -> Spawned {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pipeline"))
-        .args(["run", experiment, "-v"])
-        .current_dir(p.dir.path())
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, lines) = mpsc::channel();
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let pipe = child.stderr.take().unwrap();
-    let all = stderr.clone();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            all.lock().unwrap().push_str(&(line.clone() + "\n"));
-            let _ = tx.send(line);
-        }
-    });
-    Spawned {
-        child,
-        lines,
-        stderr,
-        reader: Some(reader),
-    }
-}
-
-impl Spawned {
-    /// Blocks until the process prints a line containing `needle`.
-    fn wait_for(&self, needle: &str) {
-        loop {
-            match self.lines.recv_timeout(Duration::from_secs(120)) {
-                Ok(line) if line.contains(needle) => return,
-                Ok(_) => {}
-                Err(_) => panic!(
-                    "the process never said {needle:?}:\n{}",
-                    self.stderr.lock().unwrap()
-                ),
-            }
-        }
-    }
-
-    /// Waits for the exit: (exit code, stdout, stderr).
-    fn exit(mut self) -> (i32, String, String) {
-        let mut stdout = String::new();
-        std::io::Read::read_to_string(&mut self.child.stdout.take().unwrap(), &mut stdout).unwrap();
-        let status = self.child.wait().unwrap();
-        // All of stderr is read before it is returned: the pipe closes when the process exits.
-        self.reader.take().unwrap().join().unwrap();
-        let stderr = self.stderr.lock().unwrap().clone();
-        (status.code().unwrap_or(-1), stdout, stderr)
-    }
+    Spawned::start(p, &["run", experiment, "-v"])
 }
 
 /// (stdout, stderr) of a finished child, which must have succeeded.
@@ -189,10 +127,8 @@ fn ctrl_c_stops_a_run_waiting_for_another_process() {
     first.wait_for("running model");
     let second = spawn(&p, "b.toml");
     second.wait_for("waiting model: another run is computing it");
-    let pid = second.child.id() as libc::pid_t;
     let asked = std::time::Instant::now();
-    // SAFETY: signalling a child process this test started and has not reaped.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    second.signal(libc::SIGINT);
     let (code, _, stderr) = second.exit();
     assert_eq!(code, 130, "{stderr}");
     assert!(

@@ -60,35 +60,32 @@ fn sigkill_at_any_moment_leaves_no_trusted_partial_entry() {
     }
     p.write("exp.toml", PIPELINE_TOML);
 
-    let started = Instant::now();
     let reference = p
         .pipeline(&["run", "exp.toml", "--cache-dir", "reference"])
         .ok();
-    let full = started.elapsed();
     let expected = output_hashes(&reference);
 
-    for k in 1..=8u32 {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pipeline"))
-            .args(["run", "exp.toml", "--cache-dir", "interrupted"])
-            .current_dir(p.dir.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(
-            full.mul_f64(f64::from(k) / 9.0)
-                .max(Duration::from_millis(5)),
+    // Each kill comes as the run starts the second stage it has to compute (`running`, which `-v` prints): the
+    // first one is then done and the second in progress. Kills land at points the run itself announces, not after
+    // sleeps that a faster machine or a cached stage outruns, and every round gets further.
+    let mut entries = 0;
+    let mut rounds = 0;
+    while entries + 2 <= ALL_STAGES.len() {
+        let run = Spawned::start(&p, &["run", "exp.toml", "--cache-dir", "interrupted", "-v"]);
+        run.wait_for("running ");
+        let stage = run.wait_for("running ");
+        run.signal(libc::SIGKILL); // no cleanup runs
+        let (_, _, stderr) = run.exit();
+        let now = assert_cache_intact(&p.path("interrupted"));
+        // The first stage is stored; the second may have finished before the signal landed.
+        assert!(
+            (entries + 1..=entries + 2).contains(&now),
+            "killed at `{stage}`: {entries} entries before, {now} after\n{stderr}"
         );
-        let _ = child.kill(); // SIGKILL: no cleanup runs
-        child.wait().unwrap();
-        let entries = assert_cache_intact(&p.path("interrupted"));
-        if k == 1 {
-            assert!(
-                entries < ALL_STAGES.len(),
-                "the first kill interrupted the run ({entries} entries)"
-            );
-        }
+        entries = now;
+        rounds += 1;
     }
+    assert!(rounds >= 2, "{rounds} kills");
     let resumed = p
         .pipeline(&["run", "exp.toml", "--cache-dir", "interrupted"])
         .ok();

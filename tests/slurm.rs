@@ -6,16 +6,23 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 
-fn cluster() -> bool {
-    require("slurm")
+/// Tests share the one cluster; the one that stops its controller takes it alone ([`cluster_alone`]).
+static CLUSTER: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// The cluster, shared with the other tests, or `None` (the test skips) without one.
+fn cluster() -> Option<std::sync::RwLockReadGuard<'static, ()>> {
+    require("slurm").then(|| CLUSTER.read().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// The cluster, with no other test using it.
+fn cluster_alone() -> Option<std::sync::RwLockWriteGuard<'static, ()>> {
+    require("slurm").then(|| CLUSTER.write().unwrap_or_else(|e| e.into_inner()))
 }
 
 fn project() -> Project {
@@ -39,9 +46,9 @@ const RESOURCES: &str = "\n[executor.slurm]\npartition = \"debug\"\ntime = \"00:
 
 #[test]
 fn a_sweep_through_slurm_gives_the_same_entries_and_reports_as_a_local_run() {
-    if !cluster() {
+    let Some(_cluster) = cluster() else {
         return;
-    }
+    };
     let p = project();
     let sweep = "\n[sweep]\n\"model.hidden\" = [8, 12]\n\"windows.seq_len\" = [3, 4]\n";
     p.write(
@@ -133,9 +140,9 @@ fn a_sweep_through_slurm_gives_the_same_entries_and_reports_as_a_local_run() {
 
 #[test]
 fn a_stage_that_fails_on_the_node_is_reported_with_its_job_and_log() {
-    if !cluster() {
+    let Some(_cluster) = cluster() else {
         return;
-    }
+    };
     let p = project();
     let run = p.pipeline(&[
         "run",
@@ -165,9 +172,9 @@ fn a_stage_that_fails_on_the_node_is_reported_with_its_job_and_log() {
 
 #[test]
 fn a_cache_directory_the_nodes_do_not_share_is_refused() {
-    if !cluster() {
+    let Some(_cluster) = cluster() else {
         return;
-    }
+    };
     // The harness mounts a tmpfs of its own over this directory for the jobs: a node-local disk.
     let unshared = std::env::var_os("PIPELINE_TEST_UNSHARED_DIR");
     if !available(
@@ -202,39 +209,11 @@ fn slow_project() -> Project {
     p
 }
 
-/// Starts `pipeline run --executor slurm`, returns the child once a stderr line contains `needle`, with the rest of
-/// stderr arriving on the channel.
-fn start_until(p: &Project, needle: &str) -> (std::process::Child, String, mpsc::Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pipeline"))
-        .args(["run", "exp.toml", "--executor", "slurm"])
-        .current_dir(p.dir.path())
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = String::new();
-    loop {
-        let Ok(line) = rx.recv_timeout(Duration::from_secs(180)) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("never saw {needle:?}:\n{seen}");
-        };
-        seen.push_str(&line);
-        seen.push('\n');
-        if line.contains(needle) {
-            return (child, line, rx);
-        }
-    }
+/// Starts `pipeline run --executor slurm` and returns it once a stderr line contains `needle`, with that line.
+fn start_until(p: &Project, needle: &str) -> (Spawned, String) {
+    let run = Spawned::start(p, &["run", "exp.toml", "--executor", "slurm"]);
+    let line = run.wait_for(needle);
+    (run, line)
 }
 
 fn job_of(line: &str) -> String {
@@ -261,15 +240,15 @@ fn job_state(job: &str) -> String {
 
 #[test]
 fn a_rerun_after_a_killed_submitter_waits_for_its_job_and_submits_only_what_is_missing() {
-    if !cluster() {
+    let Some(_cluster) = cluster() else {
         return;
-    }
+    };
     let p = slow_project();
     // Killed as soon as the model's job is queued: the job waits in Slurm's queue, then runs, without its submitter.
-    let (mut child, line, _rest) = start_until(&p, "queued model: Slurm job");
+    let (run, line) = start_until(&p, "queued model: Slurm job");
     let job = job_of(&line);
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    run.signal(libc::SIGKILL);
+    run.exit();
     let state = job_state(&job);
     assert!(matches!(state.as_str(), "PENDING" | "RUNNING"), "{state}");
 
@@ -293,17 +272,16 @@ fn a_rerun_after_a_killed_submitter_waits_for_its_job_and_submits_only_what_is_m
 
 #[test]
 fn ctrl_c_cancels_the_jobs_this_run_submitted() {
-    if !cluster() {
+    let Some(_cluster) = cluster() else {
         return;
-    }
+    };
     let p = slow_project();
-    let (child, line, rest) = start_until(&p, "running model: Slurm job");
+    let (run, line) = start_until(&p, "running model: Slurm job");
     let job = job_of(&line);
-    // SAFETY: signalling our own child.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
-    let status = child.wait_with_output().unwrap().status;
-    let stderr: String = rest.try_iter().collect::<Vec<_>>().join("\n");
-    assert_eq!(status.code(), Some(130), "{stderr}");
+    run.signal(libc::SIGINT);
+    // All of stderr, read to its end after the exit.
+    let (code, _, stderr) = run.exit();
+    assert_eq!(code, 130, "{stderr}");
     assert!(
         stderr.contains(&format!("stopped model: cancelled Slurm job {job}")),
         "{stderr}"
@@ -353,9 +331,9 @@ fn job_log(p: &Project, run: &Run, stage: &str) -> String {
 /// `--force` reaches the node: the job recomputes the stage instead of finding it cached.
 #[test]
 fn force_recomputes_on_the_node() {
-    if !cluster() {
+    let Some(_cluster) = cluster() else {
         return;
-    }
+    };
     let p = project();
     p.write(
         "exp.toml",
@@ -380,9 +358,9 @@ fn force_recomputes_on_the_node() {
 /// trained twice. A GPU in the resources of a build without CUDA is refused before anything is submitted.
 #[test]
 fn auto_device_is_decided_once_for_submitter_and_node() {
-    if !cluster() {
+    let Some(_cluster) = cluster() else {
         return;
-    }
+    };
     let p = project();
     let gpu_node = RESOURCES.to_string() + "extra = [\"--export=ALL,PIPELINE_AUTO_DEVICE=cuda\"]\n";
     p.write(
@@ -416,5 +394,96 @@ fn auto_device_is_decided_once_for_submitter_and_node() {
                 2,
                 "the Slurm resources of `train` request a GPU, but this build has no CUDA support",
             );
+    }
+}
+
+/// The test cluster's controller stopped (SIGTERM: it saves its state) for the life of the value, and started
+/// again when dropped, even if the test fails.
+struct ControllerDown(PathBuf);
+
+impl ControllerDown {
+    fn now() -> Self {
+        let conf = PathBuf::from(std::env::var_os("SLURM_CONF").expect("SLURM_CONF is set"));
+        let pid: i32 = std::fs::read_to_string(conf.with_file_name("slurmctld.pid"))
+            .expect("`.ci/slurm.sh up` writes slurmctld.pid beside slurm.conf")
+            .trim()
+            .parse()
+            .unwrap();
+        // SAFETY: signalling the test cluster's controller, which the harness started.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        // SAFETY: signal 0 only asks whether the process still exists.
+        while unsafe { libc::kill(pid, 0) } == 0 {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self(conf)
+    }
+}
+
+impl Drop for ControllerDown {
+    fn drop(&mut self) {
+        let started = Command::new("slurmctld").arg("-f").arg(&self.0).status();
+        assert!(
+            started.is_ok_and(|s| s.success()),
+            "slurmctld did not start again"
+        );
+        while !slurm_up() {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// A controller restart while a job waits (Slurm's tools retry for about 18 s, then fail: connection refused;
+/// here it is down for 25 s) is waited out: the run neither takes the silence for the end of its job nor submits it twice.
+#[test]
+fn a_controller_restart_during_a_job_is_waited_out() {
+    let Some(_cluster) = cluster_alone() else {
+        return;
+    };
+    let p = project();
+    p.write(
+        "exp.toml",
+        experiment(TINY, "length = 12\nseed = 3") + RESOURCES,
+    );
+    let run = Spawned::start(&p, &["run", "exp.toml", "--executor", "slurm"]);
+    run.wait_for("queued model: Slurm job");
+    {
+        let _down = ControllerDown::now();
+        std::thread::sleep(Duration::from_secs(25));
+    }
+    let (code, _, stderr) = run.exit();
+    assert_eq!(code, 0, "{stderr}");
+    let queued = stderr
+        .lines()
+        .filter(|l| l.contains("queued model"))
+        .count();
+    assert_eq!(queued, 1, "{stderr}");
+}
+
+/// Two submitters of the same stage at once follow one job: the submission record is taken under a lock.
+#[test]
+fn two_submitters_at_once_submit_one_job() {
+    let Some(_cluster) = cluster() else {
+        return;
+    };
+    let p = project();
+    p.write(
+        "exp.toml",
+        experiment(TINY, "length = 12\nseed = 3") + RESOURCES,
+    );
+    let a = Spawned::start(&p, &["run", "exp.toml", "--executor", "slurm"]);
+    let b = Spawned::start(&p, &["run", "exp.toml", "--executor", "slurm"]);
+    let (code_a, _, err_a) = a.exit();
+    let (code_b, _, err_b) = b.exit();
+    assert_eq!((code_a, code_b), (0, 0), "{err_a}\n{err_b}");
+    for stage in ["source", "model", "music"] {
+        let queued = [&err_a, &err_b]
+            .iter()
+            .flat_map(|e| e.lines())
+            .filter(|l| l.contains(&format!("queued {stage}:")))
+            .count();
+        assert_eq!(
+            queued, 1,
+            "`{stage}` submitted {queued} times:\n{err_a}\n{err_b}"
+        );
     }
 }

@@ -33,9 +33,19 @@ impl Shared<'_> {
         };
         let submitted_path = dir.join("submitted.json");
         let started = Instant::now();
-        let submitted = (|| -> Result<(String, bool)> {
+        // `None`: another run's job stored the entry meanwhile.
+        let submitted = (|| -> Result<Option<(String, bool)>> {
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create `{}`", dir.display()))?;
+            // One submitter at a time reads and writes the record: two runs of one stage follow one job.
+            let lock_path = dir.join("submit.lock");
+            let _submitting = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+                .and_then(|f| f.lock().map(|()| f))
+                .with_context(|| format!("cannot lock `{}`", lock_path.display()))?;
             // A job an earlier invocation submitted that is still queued or running is followed, not repeated.
             if let Some(earlier) = std::fs::read(&submitted_path)
                 .ok()
@@ -46,7 +56,12 @@ impl Shared<'_> {
                     "{:>8} {}{tag}: Slurm job {}, submitted by an earlier run",
                     "waiting", spec.name, earlier.job_id
                 ));
-                return Ok((earlier.job_id, false));
+                return Ok(Some((earlier.job_id, false)));
+            }
+            // Looked up before the lock was ours: another submitter's job may have finished since.
+            if node.forced.is_none() && self.cache.peek(&key, spec.kind().report_files()).is_some()
+            {
+                return Ok(None);
             }
             let job = slurm::JobSpec {
                 experiment: std::path::absolute(&exp.path)?,
@@ -81,18 +96,34 @@ impl Shared<'_> {
                 "{:>8} {}{tag}: Slurm job {job_id}",
                 "queued", spec.name
             ));
-            Ok((job_id, true))
+            Ok(Some((job_id, true)))
         })();
         let (job_id, ours) = match submitted {
-            Ok(s) => s,
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                return match self.cache.peek(&key, spec.kind().report_files()) {
+                    Some(record) => self.found(id, fp, record, result),
+                    None => result.with_error(anyhow::anyhow!(
+                        "the entry another run stored has gone; run again"
+                    )),
+                };
+            }
             Err(e) => return result.with_error(e.context("cannot submit the Slurm job")),
         };
         result.slurm_job = Some(job_id.clone());
         let log = dir.join(format!("slurm-{job_id}.log"));
         result.slurm_log = Some(log.clone());
-        let mut said_running = false;
-        let end = loop {
-            if crate::interrupt::requested() {
+        let followed = slurm::follow(&job_id, |state| {
+            if state == "RUNNING" {
+                self.say(format!(
+                    "{:>8} {}{tag}: Slurm job {job_id} started",
+                    "running", spec.name
+                ));
+            }
+        });
+        let end = match followed {
+            Ok(end) => end,
+            Err(e) if e.downcast_ref::<crate::interrupt::Interrupted>().is_some() => {
                 if ours {
                     match slurm::cancel(&job_id) {
                         Ok(()) => self.say(format!(
@@ -109,20 +140,8 @@ impl Shared<'_> {
                 result.error = Some("interrupted".into());
                 return result;
             }
-            match slurm::state(&job_id) {
-                Ok(state) if state.finished() => break state,
-                Ok(state) => {
-                    if !said_running && state.state == "RUNNING" {
-                        self.say(format!(
-                            "{:>8} {}{tag}: Slurm job {job_id} started",
-                            "running", spec.name
-                        ));
-                        said_running = true;
-                    }
-                }
-                Err(e) => return result.with_error(e),
-            }
-            std::thread::sleep(std::time::Duration::from_millis(300));
+            // The job may still be running: its record stays, so the next run follows it instead of submitting.
+            Err(e) => return result.with_error(e),
         };
         let _ = std::fs::remove_file(&submitted_path);
         match self.cache.lookup(&key, spec.kind().report_files()) {
@@ -143,10 +162,17 @@ impl Shared<'_> {
                     .next()
                     .unwrap_or_default()
                     .to_string();
+                let how = if end.state == "UNKNOWN" {
+                    "is no longer known to Slurm (and accounting has no record of it)".to_string()
+                } else {
+                    format!(
+                        "ended {} (exit code {})",
+                        end.state,
+                        if exit.is_empty() { "unknown" } else { &exit }
+                    )
+                };
                 result.error = Some(format!(
-                    "Slurm job {job_id} ended {} (exit code {}) without storing a result; the end of its log `{}`:\n{}",
-                    end.state,
-                    if exit.is_empty() { "unknown" } else { &exit },
+                    "Slurm job {job_id} {how} without storing a result; the end of its log `{}`:\n{}",
                     log.display(),
                     slurm::tail(&log, 15)
                 ));

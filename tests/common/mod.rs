@@ -2,8 +2,11 @@
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
 
 use midly::num::{u4, u7, u15, u28};
 use midly::{Format, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, TrackEventKind};
@@ -487,4 +490,79 @@ pub fn available(what: &str, present: bool, how: &str) -> bool {
         "SKIPPED {test}: needs {what}, missing here ({how})"
     );
     false
+}
+
+/// `pipeline ARGS` in the background, its stderr read as it comes, so a test waits for what the binary says (with
+/// `-v` it prints `running model` once it holds the training's lock) instead of sleeping or probing locks itself.
+pub struct Spawned {
+    pub child: Child,
+    lines: mpsc::Receiver<String>,
+    /// Everything it printed on stderr so far.
+    pub stderr: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Spawned {
+    pub fn start(p: &Project, args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+            .args(args)
+            .current_dir(p.dir.path())
+            .env_remove("PIPELINE_CACHE")
+            .env_remove("PIPELINE_REPORTS")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the pipeline binary runs");
+        let (tx, lines) = mpsc::channel();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let pipe = child.stderr.take().expect("piped");
+        let all = stderr.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                all.lock().unwrap().push_str(&(line.clone() + "\n"));
+                let _ = tx.send(line);
+            }
+        });
+        Self {
+            child,
+            lines,
+            stderr,
+            reader: Some(reader),
+        }
+    }
+
+    /// Blocks until the process prints a line containing `needle`, and returns that line.
+    #[track_caller]
+    pub fn wait_for(&self, needle: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(180)) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "the process never said {needle:?}:\n{}",
+                    self.stderr.lock().unwrap()
+                ),
+            }
+        }
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: signalling a child this test started and has not reaped.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
+    }
+
+    /// Waits for the exit: (exit code, or -1 when killed by a signal; stdout; all of stderr).
+    pub fn exit(mut self) -> (i32, String, String) {
+        let mut stdout = String::new();
+        if let Some(mut out) = self.child.stdout.take() {
+            std::io::Read::read_to_string(&mut out, &mut stdout).unwrap();
+        }
+        let status = self.child.wait().unwrap();
+        // The pipe closes when the process exits, so the reader has everything once it ends.
+        self.reader.take().unwrap().join().unwrap();
+        let stderr = self.stderr.lock().unwrap().clone();
+        (status.code().unwrap_or(-1), stdout, stderr)
+    }
 }

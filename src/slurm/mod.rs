@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 use crate::cache::Cache;
 use crate::stages::StageKind;
 
+mod follow;
+pub use follow::follow;
+
 /// `sbatch` resources: under `[executor.slurm]` for every stage, under `[executor.slurm.<kind>]` per stage kind.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -219,20 +222,27 @@ pub struct JobState {
 
 impl JobState {
     pub fn finished(&self) -> bool {
-        !matches!(
-            self.state.as_str(),
-            "PENDING"
-                | "RUNNING"
-                | "CONFIGURING"
-                | "COMPLETING"
-                | "SUSPENDED"
-                | "REQUEUED"
-                | "RESIZING"
-        )
+        ended(&self.state)
     }
 }
 
-/// The state of a job (`scontrol show job`).
+/// Whether a job in this Slurm state is over (anything but queued, running, or on its way in or out).
+pub fn ended(state: &str) -> bool {
+    !matches!(
+        state,
+        "PENDING"
+            | "RUNNING"
+            | "CONFIGURING"
+            | "COMPLETING"
+            | "SUSPENDED"
+            | "REQUEUED"
+            | "RESIZING"
+    )
+}
+
+/// The state of one job (`scontrol show job`): `UNKNOWN` when Slurm says it has no such job (it forgets finished
+/// jobs after `MinJobAge`) and accounting (`sacct`) has no record of it either. Failing to reach Slurm at all is an
+/// error, never taken for an ended job.
 pub fn state(job_id: &str) -> Result<JobState> {
     let out = Command::new("scontrol")
         .args(["show", "job", "-o", job_id])
@@ -240,11 +250,14 @@ pub fn state(job_id: &str) -> Result<JobState> {
         .context("cannot run `scontrol`: is Slurm installed here?")?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() || text.trim().is_empty() {
-        // Slurm forgets finished jobs after MinJobAge.
-        return Ok(JobState {
+        let err = String::from_utf8_lossy(&out.stderr);
+        if !unknown_job(&err) && !(out.status.success() && text.trim().is_empty()) {
+            bail!("`scontrol show job {job_id}` failed: {}", err.trim());
+        }
+        return Ok(accounted(job_id).unwrap_or(JobState {
             state: "UNKNOWN".into(),
             exit_code: String::new(),
-        });
+        }));
     }
     let field = |name: &str| {
         text.split_whitespace()
@@ -256,6 +269,54 @@ pub fn state(job_id: &str) -> Result<JobState> {
         state: field("JobState"),
         exit_code: field("ExitCode"),
     })
+}
+
+/// Whether Slurm's message says the job id is not one it knows (as opposed to Slurm being unreachable).
+fn unknown_job(stderr: &str) -> bool {
+    stderr.contains("Invalid job id")
+}
+
+/// What Slurm's accounting remembers of a job it has forgotten; `None` without accounting or record.
+fn accounted(job_id: &str) -> Option<JobState> {
+    let out = Command::new("sacct")
+        .args(["-n", "-X", "-P", "-j", job_id, "-o", "State,ExitCode"])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (state, exit) = text.lines().next()?.split_once('|')?;
+    // `CANCELLED by 0` → `CANCELLED`.
+    let state = state.split_whitespace().next()?.to_string();
+    Some(JobState {
+        state,
+        exit_code: exit.trim().to_string(),
+    })
+}
+
+/// The states of several jobs in one `squeue` call: id → state, for the jobs Slurm still lists. `Ok(None)` when
+/// one of the ids is no longer known (squeue then refuses them all).
+pub fn states(job_ids: &[String]) -> Result<Option<BTreeMap<String, String>>> {
+    let out = Command::new("squeue")
+        .args(["-h", "-t", "all", "-o", "%i|%T", "-j"])
+        .arg(job_ids.join(","))
+        .output()
+        .context("cannot run `squeue`: is Slurm installed here?")?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        if unknown_job(&err) {
+            return Ok(None);
+        }
+        bail!("`squeue` failed: {}", err.trim());
+    }
+    Ok(Some(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('|'))
+            .map(|(id, state)| (id.trim().to_string(), state.trim().to_string()))
+            .collect(),
+    ))
 }
 
 /// The last `n` lines of a log file.
