@@ -251,7 +251,9 @@ pub fn state(job_id: &str) -> Result<JobState> {
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() || text.trim().is_empty() {
         let err = String::from_utf8_lossy(&out.stderr);
-        if !unknown_job(&err) && !(out.status.success() && text.trim().is_empty()) {
+        // Unknown to Slurm, or known but with nothing to say: ask accounting. Anything else is Slurm unreachable.
+        let forgotten = unknown_job(&err) || out.status.success();
+        if !forgotten {
             bail!("`scontrol show job {job_id}` failed: {}", err.trim());
         }
         return Ok(accounted(job_id).unwrap_or(JobState {
