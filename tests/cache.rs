@@ -4,23 +4,9 @@ mod common;
 
 use common::*;
 
-fn project() -> Project {
-    let p = Project::new();
-    p.write("exp.toml", PIPELINE_TOML);
-    p.midi(
-        "midi/a.mid",
-        &[melody(0, &[60, 62, 64, 65, 67, 69, 71, 72])],
-    );
-    p.midi(
-        "midi/b.mid",
-        &[melody(0, &[72, 71, 69, 67, 65, 64, 62, 60, 59])],
-    );
-    p
-}
-
 #[test]
 fn the_first_run_executes_every_stage_and_the_second_none() {
-    let p = project();
+    let p = midi_project();
     let first = p.pipeline(&["run", "exp.toml"]).ok();
     assert_eq!(first.stages("ran"), ALL_STAGES);
     for s in ALL_STAGES {
@@ -48,7 +34,7 @@ fn the_first_run_executes_every_stage_and_the_second_none() {
 
 #[test]
 fn set_reruns_exactly_the_dependent_stages_and_says_why() {
-    let p = project();
+    let p = midi_project();
     p.pipeline(&["run", "exp.toml"]).ok();
     let run = p
         .pipeline(&["run", "exp.toml", "--set", "windows.seq_len=3", "-v"])
@@ -93,7 +79,7 @@ fn set_reruns_exactly_the_dependent_stages_and_says_why() {
 
 #[test]
 fn an_upstream_change_reruns_its_dependents_with_the_input_named() {
-    let p = project();
+    let p = midi_project();
     p.midi(
         "midi/c.mid",
         &[[
@@ -117,7 +103,7 @@ fn an_upstream_change_reruns_its_dependents_with_the_input_named() {
 
 #[test]
 fn key_order_formatting_and_comments_do_not_change_fingerprints() {
-    let p = project();
+    let p = midi_project();
     let first = p.pipeline(&["run", "exp.toml"]).ok();
     let reordered = r#"
 # the same experiment, written differently
@@ -163,7 +149,7 @@ kind = "midi_source"
 
 #[test]
 fn a_changed_byte_in_a_midi_file_reruns_the_source_and_only_what_it_changes() {
-    let p = project();
+    let p = midi_project();
     p.pipeline(&["run", "exp.toml"]).ok();
 
     // The key byte of the last note-off: the source and drum removal see it, but the extracted notes (note-ons)
@@ -220,7 +206,7 @@ fn a_changed_byte_in_a_midi_file_reruns_the_source_and_only_what_it_changes() {
 
 #[test]
 fn added_and_removed_files_are_named() {
-    let p = project();
+    let p = midi_project();
     p.pipeline(&["run", "exp.toml"]).ok();
     std::fs::remove_file(p.path("midi/a.mid")).unwrap();
     p.midi("midi/sub/d.midi", &[melody(0, &[60, 61, 62, 63, 64, 65])]);
@@ -233,7 +219,7 @@ fn added_and_removed_files_are_named() {
 
 #[test]
 fn status_tells_what_would_run_without_running_it() {
-    let p = project();
+    let p = midi_project();
     let out = p.pipeline(&["status", "exp.toml"]).ok();
     assert!(
         out.stdout
@@ -280,7 +266,7 @@ fn status_tells_what_would_run_without_running_it() {
 
 #[test]
 fn force_reruns_a_stage_and_everything_downstream() {
-    let p = project();
+    let p = midi_project();
     p.pipeline(&["run", "exp.toml"]).ok();
     let run = p.pipeline(&["run", "exp.toml", "--force", "tokens"]).ok();
     assert_eq!(run.stages("ran"), ["tokens", "vocab", "windows"]);
@@ -292,7 +278,7 @@ fn force_reruns_a_stage_and_everything_downstream() {
 
 #[test]
 fn a_damaged_cache_entry_is_recomputed_not_used() {
-    let p = project();
+    let p = midi_project();
     let first = p.pipeline(&["run", "exp.toml"]).ok();
     let key = first.stage("vocab")["fingerprint"]
         .as_str()
@@ -318,7 +304,7 @@ fn a_damaged_cache_entry_is_recomputed_not_used() {
 
 #[test]
 fn cache_and_report_directories_can_be_moved() {
-    let p = project();
+    let p = midi_project();
     let run = p
         .pipeline(&[
             "run",
@@ -352,7 +338,7 @@ fn cache_and_report_directories_can_be_moved() {
 
 #[test]
 fn cache_verify_finds_a_flipped_byte_and_du_counts_per_kind() {
-    let p = project();
+    let p = midi_project();
     let first = p.pipeline(&["run", "exp.toml"]).ok();
     let verify = p.pipeline(&["cache", "verify"]).ok();
     assert_eq!(
@@ -411,7 +397,7 @@ fn cache_verify_finds_a_flipped_byte_and_du_counts_per_kind() {
 
 #[test]
 fn cache_gc_keeps_what_recent_runs_use() {
-    let p = project();
+    let p = midi_project();
     // Two runs that differ in the windows only, then a third like the second.
     p.pipeline(&["run", "exp.toml"]).ok();
     p.pipeline(&["run", "exp.toml", "--set", "windows.seq_len=3"])
@@ -457,7 +443,7 @@ fn cache_gc_keeps_what_recent_runs_use() {
 
 #[test]
 fn cache_gc_keeps_young_entries_and_collects_finished_checkpoints_and_job_folders() {
-    let p = project();
+    let p = midi_project();
     p.pipeline(&["run", "exp.toml"]).ok();
     let second = p
         .pipeline(&["run", "exp.toml", "--set", "windows.seq_len=3"])

@@ -41,6 +41,16 @@ fn entries(cache: &Path) -> BTreeSet<String> {
         .collect()
 }
 
+/// The tiny project with [`RESOURCES`].
+fn project_with_resources() -> Project {
+    let p = project();
+    p.write(
+        "exp.toml",
+        experiment(TINY, "length = 12\nseed = 3") + RESOURCES,
+    );
+    p
+}
+
 const RESOURCES: &str = "\n[executor.slurm]\npartition = \"debug\"\ntime = \"00:30:00\"\n\n\
                          [executor.slurm.train]\ncpus = 1\nmem = \"600M\"\n";
 
@@ -334,11 +344,7 @@ fn force_recomputes_on_the_node() {
     let Some(_cluster) = cluster() else {
         return;
     };
-    let p = project();
-    p.write(
-        "exp.toml",
-        experiment(TINY, "length = 12\nseed = 3") + RESOURCES,
-    );
+    let p = project_with_resources();
     p.pipeline(&["run", "exp.toml", "--executor", "slurm"]).ok();
     let forced = p
         .pipeline(&["run", "exp.toml", "--executor", "slurm", "--force", "model"])
@@ -439,11 +445,7 @@ fn a_controller_restart_during_a_job_is_waited_out() {
     let Some(_cluster) = cluster_alone() else {
         return;
     };
-    let p = project();
-    p.write(
-        "exp.toml",
-        experiment(TINY, "length = 12\nseed = 3") + RESOURCES,
-    );
+    let p = project_with_resources();
     let run = Spawned::start(&p, &["run", "exp.toml", "--executor", "slurm"]);
     run.wait_for("queued model: Slurm job");
     {
@@ -465,11 +467,7 @@ fn two_submitters_at_once_submit_one_job() {
     let Some(_cluster) = cluster() else {
         return;
     };
-    let p = project();
-    p.write(
-        "exp.toml",
-        experiment(TINY, "length = 12\nseed = 3") + RESOURCES,
-    );
+    let p = project_with_resources();
     let a = Spawned::start(&p, &["run", "exp.toml", "--executor", "slurm"]);
     let b = Spawned::start(&p, &["run", "exp.toml", "--executor", "slurm"]);
     let (code_a, _, err_a) = a.exit();

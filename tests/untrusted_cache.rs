@@ -55,19 +55,9 @@ fn replace_output(entry: &Path, bytes: &[u8]) {
     write_record(entry, &record);
 }
 
-fn project() -> Project {
-    let p = Project::new();
-    p.write("exp.toml", PIPELINE_TOML);
-    p.midi(
-        "midi/a.mid",
-        &[melody(0, &[60, 62, 64, 65, 67, 69, 71, 72])],
-    );
-    p
-}
-
 #[test]
 fn a_record_naming_a_file_outside_its_entry_is_damaged_and_recomputed() {
-    let p = project();
+    let p = midi_project();
     let first = p.pipeline(&["run", "exp.toml"]).ok();
     let entry = entry_dir(&p, &first, "source");
     // From `reports/test/<run>/`, three levels up is the project directory.
@@ -103,7 +93,7 @@ fn a_record_naming_a_file_outside_its_entry_is_damaged_and_recomputed() {
 
 #[test]
 fn an_absolute_file_name_in_a_record_cannot_truncate_or_leave_the_cache() {
-    let p = project();
+    let p = midi_project();
     let first = p.pipeline(&["run", "exp.toml"]).ok();
     let entry = entry_dir(&p, &first, "source");
     let outside = tempfile::tempdir().unwrap();
@@ -119,7 +109,7 @@ fn an_absolute_file_name_in_a_record_cannot_truncate_or_leave_the_cache() {
 
 #[test]
 fn a_plain_name_the_stage_kind_never_makes_is_damaged() {
-    let p = project();
+    let p = midi_project();
     let first = p.pipeline(&["run", "exp.toml"]).ok();
     let entry = entry_dir(&p, &first, "source");
     // Plain, but it would overwrite the report's own manifest.
@@ -173,7 +163,7 @@ fn a_stored_model_with_no_layers_is_damaged_not_a_panic() {
 
 #[test]
 fn an_intact_entry_of_an_older_format_is_recomputed_not_a_failure() {
-    let p = project();
+    let p = midi_project();
     let first = p.pipeline(&["run", "exp.toml"]).ok();
     let entry = entry_dir(&p, &first, "tokens");
     // Hashes match, but the bytes are no artifact this version can read.
@@ -194,7 +184,7 @@ fn an_intact_entry_of_an_older_format_is_recomputed_not_a_failure() {
 
 #[test]
 fn a_record_claiming_another_fingerprint_is_damaged() {
-    let p = project();
+    let p = midi_project();
     let first = p.pipeline(&["run", "exp.toml"]).ok();
     let entry = entry_dir(&p, &first, "vocab");
     let mut record = read_record(&entry);

@@ -322,6 +322,21 @@ val_fraction = 0.0
 seed = 42
 "#;
 
+/// [`PIPELINE_TOML`] over two short melodies.
+pub fn midi_project() -> Project {
+    let p = Project::new();
+    p.write("exp.toml", PIPELINE_TOML);
+    p.midi(
+        "midi/a.mid",
+        &[melody(0, &[60, 62, 64, 65, 67, 69, 71, 72])],
+    );
+    p.midi(
+        "midi/b.mid",
+        &[melody(0, &[72, 71, 69, 67, 65, 64, 62, 60, 59])],
+    );
+    p
+}
+
 pub const ALL_STAGES: [&str; 6] = ["source", "no_drums", "melody", "tokens", "vocab", "windows"];
 
 /// CSV text → rows of fields, header included.
