@@ -77,9 +77,10 @@ fn sigkill_at_any_moment_leaves_no_trusted_partial_entry() {
         run.signal(libc::SIGKILL); // no cleanup runs
         let (_, _, stderr) = run.exit();
         let now = assert_cache_intact(&p.path("interrupted"));
-        // The first stage is stored; the second may have finished before the signal landed.
+        // The first stage is stored; later ones may have finished before the signal landed (a busy machine delays
+        // this test's reading of the line, not the run).
         assert!(
-            (entries + 1..=entries + 2).contains(&now),
+            now > entries,
             "killed at `{stage}`: {entries} entries before, {now} after\n{stderr}"
         );
         entries = now;
