@@ -387,6 +387,13 @@ impl WindowSet {
     }
 }
 
+/// A report file a stage contributes (`instruments.csv`); cached with its output.
+#[derive(Debug, Clone)]
+pub struct ReportFile {
+    pub name: String,
+    pub bytes: Vec<u8>,
+}
+
 /// One epoch of training, as written to `loss.csv`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochStats {
@@ -395,6 +402,36 @@ pub struct EpochStats {
     pub val_loss: Option<f64>,
     pub val_accuracy: Option<f64>,
     pub seconds: f64,
+}
+
+/// The format of `loss.csv`, one row per [`EpochStats`]: written by the train stage as it goes, read back by reports
+/// and `compare`. Its header:
+pub const LOSS_HEADER: &str = "epoch,train_loss,val_loss,val_accuracy,seconds\n";
+
+impl EpochStats {
+    /// This epoch as a `loss.csv` row (empty validation columns without a validation split).
+    pub fn loss_row(&self) -> String {
+        let opt = |v: Option<f64>| v.map(|v| format!("{v:.6}")).unwrap_or_default();
+        format!(
+            "{},{:.6},{},{},{:.6}\n",
+            self.epoch,
+            self.train_loss,
+            opt(self.val_loss),
+            opt(self.val_accuracy),
+            self.seconds
+        )
+    }
+}
+
+/// Reads a `loss.csv`.
+pub fn read_losses(path: &std::path::Path) -> anyhow::Result<Vec<EpochStats>> {
+    use anyhow::Context;
+    let mut reader = csv::Reader::from_path(path)
+        .with_context(|| format!("cannot read `{}`", path.display()))?;
+    reader
+        .deserialize()
+        .collect::<Result<Vec<EpochStats>, _>>()
+        .with_context(|| format!("`{}` is not a loss table", path.display()))
 }
 
 /// A trained network: its configuration, weights and optimizer state (safetensors), its history, and the windows

@@ -22,10 +22,9 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::artifact::Artifact;
+use crate::artifact::{Artifact, ReportFile};
 use crate::fingerprint::{Fingerprint, Hash};
 use crate::paths::write_atomic_via;
-use crate::stages::ReportFile;
 
 /// Change this when the layout or the record format changes; old trees are then ignored, not misread.
 const LAYOUT: &str = "v1";

@@ -50,16 +50,6 @@ pub(crate) fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
     found.into_iter().next()
 }
 
-/// Reads `loss.csv`.
-pub fn read_losses(path: &Path) -> Result<Vec<EpochStats>> {
-    let mut reader = csv::Reader::from_path(path)
-        .with_context(|| format!("cannot read `{}`", path.display()))?;
-    reader
-        .deserialize()
-        .collect::<std::result::Result<Vec<EpochStats>, _>>()
-        .with_context(|| format!("`{}` is not a loss table", path.display()))
-}
-
 impl RunSummary {
     pub fn read(dir: &Path, reports_dir: &Path) -> Result<Self> {
         let manifest_path = dir.join(MANIFEST);
@@ -80,7 +70,7 @@ impl RunSummary {
             }
         }
         let history = match find_file(dir, "loss.csv") {
-            Some(p) => read_losses(&p)?,
+            Some(p) => crate::artifact::read_losses(&p)?,
             None => Vec::new(),
         };
         let metrics = find_file(dir, "metrics.json")

@@ -9,8 +9,6 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::stages::midi_source_display_path;
-
 /// Change this when the meaning of the encoding below changes; it invalidates every entry.
 const SCHEMA: u32 = 1;
 
@@ -165,7 +163,7 @@ impl Fingerprint {
                 }
             }
         }
-        let show = |rel: &str| midi_source_display_path(&self.files_root, rel);
+        let show = |rel: &str| crate::paths::display_path(&self.files_root, rel);
         for (path, hash) in &self.files {
             match old.files.get(path) {
                 None => reasons.push(Reason::FileAdded { path: show(path) }),

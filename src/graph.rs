@@ -140,6 +140,20 @@ impl Graph {
         self.stages.iter().position(|s| s.name == name)
     }
 
+    /// The prefix of a stage's report files: `<stage>.` when another stage of the same kind would write the same
+    /// names, else none.
+    pub fn file_prefix(&self, stage: &str) -> String {
+        let Some(i) = self.index_of(stage) else {
+            return String::new();
+        };
+        let kind = self.stages[i].kind();
+        if self.stages.iter().filter(|s| s.kind() == kind).count() > 1 {
+            format!("{stage}.")
+        } else {
+            String::new()
+        }
+    }
+
     /// Indices of the stages feeding stage `i`, in the order of its `inputs`.
     pub fn inputs_of(&self, i: usize) -> Vec<usize> {
         self.stages[i]

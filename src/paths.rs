@@ -65,3 +65,12 @@ pub fn replace_unsafe(s: &str, allowed: &str) -> String {
         })
         .collect()
 }
+
+/// `data/openmsx/x.mid`: a source-relative path shown under the source path as the user wrote it.
+pub fn display_path(root: &str, rel: &str) -> String {
+    if root.is_empty() || root == "." {
+        rel.to_string()
+    } else {
+        format!("{}/{rel}", root.trim_end_matches('/'))
+    }
+}

@@ -108,7 +108,7 @@ impl Report {
             }
             let Some(record) = &s.record else { continue };
             for name in record.files.keys() {
-                let dest = format!("{}{name}", file_prefix(exp, &s.name));
+                let dest = format!("{}{name}", exp.graph.file_prefix(&s.name));
                 // A copy, not a link: editing a report must never touch the cache.
                 fs::copy(cache.file_path(&record.key, name), self.dir.join(&dest)).with_context(
                     || format!("cannot copy `{name}` of stage `{}` into the report", s.name),
@@ -120,7 +120,7 @@ impl Report {
             .keys()
             .find(|n| *n == "loss.csv" || n.ends_with(".loss.csv"))
         {
-            let history = crate::compare::read_losses(&self.dir.join(name))?;
+            let history = crate::artifact::read_losses(&self.dir.join(name))?;
             let title = match &self.point {
                 Some(p) => format!("{} — {}", exp.name, p.label),
                 None => format!("{} — {}", exp.name, self.run_id),
@@ -139,20 +139,6 @@ impl Report {
         fs::write(&path, serde_json::to_vec_pretty(&manifest)?)
             .with_context(|| format!("cannot write `{}`", path.display()))?;
         Ok(())
-    }
-}
-
-/// Report files of a stage are prefixed with `<stage>.` when the experiment has another stage of the same kind
-/// (which would write the same names).
-pub fn file_prefix(exp: &Experiment, stage: &str) -> String {
-    let Some(i) = exp.graph.index_of(stage) else {
-        return String::new();
-    };
-    let kind = exp.graph.stages[i].kind();
-    if exp.graph.stages.iter().filter(|s| s.kind() == kind).count() > 1 {
-        format!("{stage}.")
-    } else {
-        String::new()
     }
 }
 

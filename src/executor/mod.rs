@@ -727,7 +727,7 @@ impl Shared<'_> {
             progress: self.progress,
             warnings: Vec::new(),
             report_dir: &target.report_dir,
-            report_prefix: crate::report::file_prefix(exp, &spec.name),
+            report_prefix: exp.graph.file_prefix(&spec.name),
             resume,
             checkpoint: Some(checkpoint.clone()),
         };

@@ -204,7 +204,7 @@ impl Stage for MidiSource {
             crate::interrupt::check()?;
             bar.set_message(rel.clone());
             let bytes = ctx.external.read(rel, abs)?;
-            let shown = display_path(&ctx.external.display_root, rel);
+            let shown = crate::paths::display_path(&ctx.external.display_root, rel);
             let row = match ingest::read_song(rel, &bytes) {
                 Ok(read) => {
                     let notes = read
@@ -289,13 +289,4 @@ struct IngestRow {
     notes: usize,
     /// What was repaired or dropped, or why the file was skipped.
     detail: String,
-}
-
-/// `data/openmsx/x.mid`: a source-relative path shown under the source path as the user wrote it.
-pub fn display_path(root: &str, rel: &str) -> String {
-    if root.is_empty() || root == "." {
-        rel.to_string()
-    } else {
-        format!("{}/{rel}", root.trim_end_matches('/'))
-    }
 }

@@ -28,6 +28,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use crate::artifact::ReportFile;
 use crate::artifact::{Artifact, ArtifactKind};
 
 /// Every stage kind the experiment file may name.
@@ -269,13 +270,6 @@ impl ExternalInputs {
     }
 }
 
-/// A report file a stage contributes (`instruments.csv`); cached with its output.
-#[derive(Debug, Clone)]
-pub struct ReportFile {
-    pub name: String,
-    pub bytes: Vec<u8>,
-}
-
 /// What a stage run produced.
 #[derive(Debug)]
 pub struct StageOutput {
@@ -387,5 +381,3 @@ pub fn csv_bytes<R: Serialize>(rows: impl IntoIterator<Item = R>) -> anyhow::Res
     }
     Ok(w.into_inner().map_err(|e| e.into_error())?)
 }
-
-pub use midi_source::display_path as midi_source_display_path;

@@ -20,7 +20,7 @@ use super::{
     CheckContext, ParamProblem, Params, ReportFile, RunContext, Stage, StageKind, StageOutput,
     params_of,
 };
-use crate::artifact::{Artifact, EpochStats, Split, TrainedModel, WindowSet};
+use crate::artifact::{Artifact, EpochStats, LOSS_HEADER, Split, TrainedModel, WindowSet};
 use crate::device::DeviceChoice;
 use crate::fingerprint::Fingerprint;
 use crate::model::{Dropout, InputMode, Model, ModelConfig, Trainable};
@@ -262,20 +262,6 @@ fn evaluate(
     )))
 }
 
-fn csv_row(s: &EpochStats) -> String {
-    let opt = |v: Option<f64>| v.map(|v| format!("{v:.6}")).unwrap_or_default();
-    format!(
-        "{},{:.6},{},{},{:.6}\n",
-        s.epoch,
-        s.train_loss,
-        opt(s.val_loss),
-        opt(s.val_accuracy),
-        s.seconds
-    )
-}
-
-const LOSS_HEADER: &str = "epoch,train_loss,val_loss,val_accuracy,seconds\n";
-
 impl Stage for Train {
     fn kind(&self) -> StageKind {
         StageKind::Train
@@ -361,7 +347,7 @@ impl Stage for Train {
                     .resume
                     .as_ref()
                     .and_then(|r| r.files.get("loss.csv"))
-                    .and_then(|p| crate::compare::read_losses(p).ok())
+                    .and_then(|p| crate::artifact::read_losses(p).ok())
                     .unwrap_or_default();
                 let history = prev
                     .history
@@ -389,7 +375,7 @@ impl Stage for Train {
             .with_context(|| format!("cannot write `{}`", loss_path.display()))?;
         loss_csv.write_all(LOSS_HEADER.as_bytes())?;
         for s in &history {
-            loss_csv.write_all(csv_row(s).as_bytes())?;
+            loss_csv.write_all(s.loss_row().as_bytes())?;
         }
         loss_csv.flush()?;
 
@@ -456,7 +442,7 @@ impl Stage for Train {
                 val_accuracy: val.map(|v| v.1),
                 seconds: started.elapsed().as_secs_f64(),
             };
-            let row = csv_row(&stats);
+            let row = stats.loss_row();
             history.push(stats);
             last_good = trainable.to_safetensors()?;
             if let Some(checkpoint) = &ctx.checkpoint {
@@ -484,7 +470,7 @@ impl Stage for Train {
         });
         let mut loss_bytes = LOSS_HEADER.as_bytes().to_vec();
         for s in &history {
-            loss_bytes.extend_from_slice(csv_row(s).as_bytes());
+            loss_bytes.extend_from_slice(s.loss_row().as_bytes());
         }
         let model_json = serde_json::to_vec_pretty(&serde_json::json!({
             "config": cfg,
