@@ -31,3 +31,4 @@ pub mod report;
 pub mod slurm;
 pub mod stages;
 pub mod sweep;
+pub mod tokens;

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::stages::tokenize::{is_chord, parse_pitch_name};
+use crate::tokens::{is_chord, parse_pitch_name};
 
 /// The n of the n-grams `copy_rate_8` counts.
 pub const COPY_NGRAM: usize = 8;

@@ -3,7 +3,7 @@
 use midly::num::{u4, u7, u15, u24, u28};
 use midly::{Format, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, TrackEventKind};
 
-use crate::stages::tokenize::pitches_of;
+use crate::tokens::pitches_of;
 
 /// Resolution of the files this tool writes.
 pub const TICKS_PER_BEAT: u16 = 480;

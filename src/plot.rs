@@ -138,7 +138,7 @@ pub fn piano_roll(title: &str, parts: &[RollPart], step: f64) -> Result<String> 
     let mut at = 0usize;
     for (i, part) in parts.iter().enumerate() {
         for token in part.tokens {
-            for pitch in crate::stages::tokenize::pitches_of(token).unwrap_or_default() {
+            for pitch in crate::tokens::pitches_of(token).unwrap_or_default() {
                 notes.push((i, at as f64 * seconds_per_token, pitch));
             }
             at += 1;
@@ -176,7 +176,7 @@ pub fn piano_roll(title: &str, parts: &[RollPart], step: f64) -> Result<String> 
             .y_label_formatter(&|y| {
                 let pitch = y.round() as u8;
                 if y.fract() == 0.0 && pitch.is_multiple_of(12) {
-                    crate::stages::tokenize::pitch_name(pitch)
+                    crate::tokens::pitch_name(pitch)
                 } else {
                     String::new()
                 }

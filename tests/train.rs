@@ -19,10 +19,7 @@ fn assert_midi_matches_csv(run: &Run) {
             onsets.entry(e.tick).or_default().insert(key);
         }
     }
-    let from_midi: Vec<String> = onsets
-        .values()
-        .map(pipeline::stages::tokenize::token_for)
-        .collect();
+    let from_midi: Vec<String> = onsets.values().map(pipeline::tokens::token_for).collect();
     let from_csv: Vec<String> = csv_rows(&run.report_file("generated.csv"))[1..]
         .iter()
         .map(|r| r[1].clone())
