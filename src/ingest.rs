@@ -303,41 +303,43 @@ fn read_track(
                 }
             }
             None if before.is_empty() => break,
-            // A status byte of the wire (clock, song position, …) where an event should start: skip it by its
-            // length and read on. System common messages cancel running status; real-time ones leave it.
-            Some(Err(_)) | None if wire_message(before).is_some() => {
-                let skip = wire_message(before).expect("just checked");
-                tick += u64::from(skip.delta);
-                *wire_bytes += 1;
-                it = EventIter::new(&before[skip.len..]);
-                *it.running_status_mut() = if skip.realtime { status } else { None };
-            }
             // Lenient midly ends the track at a bad event without saying so; `before` starts at that event.
-            Some(Err(_)) | None => match repair_channel_event(before, status) {
-                Some(fixed) => {
-                    tick += u64::from(fixed.delta);
-                    clamped += fixed.clamped;
-                    if let Some(message) = fixed.midi().and_then(message_of) {
-                        out.push(Event {
-                            tick,
-                            channel: fixed.status & 0x0f,
-                            message,
-                        });
-                    }
-                    it = EventIter::new(&before[fixed.len..]);
-                    *it.running_status_mut() = Some(fixed.status);
+            Some(Err(_)) | None => {
+                // A status byte of the wire (clock, song position, …) where an event should start: skip it by its
+                // length and read on. System common messages cancel running status; real-time ones leave it.
+                if let Some(skip) = wire_message(before) {
+                    tick += u64::from(skip.delta);
+                    *wire_bytes += 1;
+                    it = EventIter::new(&before[skip.len..]);
+                    *it.running_status_mut() = if skip.realtime { status } else { None };
+                    continue;
                 }
-                None => {
-                    let at = data.len() - before.len();
-                    let what = if at == 0 { "all" } else { "the last" };
-                    repairs.push(format!(
+                match repair_channel_event(before, status) {
+                    Some(fixed) => {
+                        tick += u64::from(fixed.delta);
+                        clamped += fixed.clamped;
+                        if let Some(message) = fixed.midi().and_then(message_of) {
+                            out.push(Event {
+                                tick,
+                                channel: fixed.status & 0x0f,
+                                message,
+                            });
+                        }
+                        it = EventIter::new(&before[fixed.len..]);
+                        *it.running_status_mut() = Some(fixed.status);
+                    }
+                    None => {
+                        let at = data.len() - before.len();
+                        let what = if at == 0 { "all" } else { "the last" };
+                        repairs.push(format!(
                         "track {n}: could not read {what} {} of its {} bytes (from byte {at}): dropped",
                         before.len(),
                         data.len()
                     ));
-                    break;
+                        break;
+                    }
                 }
-            },
+            }
         }
     }
     if clamped > 0 {
