@@ -438,7 +438,7 @@ pub fn read_losses(path: &std::path::Path) -> anyhow::Result<Vec<EpochStats>> {
 /// and vocabulary it was trained on (sampling starts from one of them).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainedModel {
-    pub config: crate::model::ModelConfig,
+    pub config: crate::nn::model::ModelConfig,
     pub weights: Vec<u8>,
     pub optimizer: Vec<u8>,
     pub history: Vec<EpochStats>,

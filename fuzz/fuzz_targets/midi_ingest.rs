@@ -10,7 +10,7 @@ fuzz_target!(|data: &[u8]| {
         for file in &tokens.files {
             for token in &file.tokens {
                 assert!(
-                    pipeline::tokens::pitches_of(token).is_some(),
+                    pipeline::music::tokens::pitches_of(token).is_some(),
                     "{token}"
                 );
             }

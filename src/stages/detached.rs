@@ -54,7 +54,7 @@ fn tokens_of(ctx: &mut RunContext, midi: &Artifact) -> anyhow::Result<Artifact> 
 /// The token stage's output for one MIDI file's bytes, outside the executor (for the fuzz target): ingest, drop
 /// drums, keep the most frequent instrument, tokenize. Files that cannot be read are errors, not panics.
 pub fn tokenize_bytes(bytes: &[u8]) -> anyhow::Result<Artifact> {
-    let song = crate::ingest::read_song("fuzz.mid", bytes)?.song;
+    let song = crate::music::ingest::read_song("fuzz.mid", bytes)?.song;
     let midi = Artifact::Midi(crate::artifact::MidiCorpus { files: vec![song] });
     detached(&std::env::temp_dir(), &ExternalInputs::default(), |ctx| {
         tokens_of(ctx, &midi)

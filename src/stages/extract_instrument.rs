@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
-use super::gm::program_name;
 use super::{
     ParamProblem, Params, ReportFile, RunContext, Stage, StageKind, StageOutput, csv_bytes,
     params_of,
 };
 use crate::artifact::{Artifact, Message, Note, NoteFile, NoteSet, Song};
+use crate::music::gm::program_name;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

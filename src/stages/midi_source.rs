@@ -12,7 +12,7 @@ use super::{
 };
 use crate::artifact::{Artifact, Message, MidiCorpus};
 use crate::fingerprint::Hash;
-use crate::ingest;
+use crate::music::ingest;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -257,19 +257,23 @@ impl Stage for MidiSource {
             );
         }
         let events: usize = songs.iter().map(|s| s.events.len()).sum();
-        let listed = |status: &str| -> Vec<serde_json::Value> {
+        let listed = |status: &str| -> Vec<FileNote> {
             rows.iter()
                 .filter(|r| r.status == status)
-                .map(|r| serde_json::json!({ "file": r.file, "reason": r.detail }))
+                .map(|r| FileNote {
+                    file: r.file.clone(),
+                    reason: r.detail.clone(),
+                })
                 .collect()
         };
+        let summary = SourceSummary {
+            files: songs.len(),
+            events,
+            skipped_files: listed("skipped"),
+            repaired_files: listed("repaired"),
+        };
         Ok(StageOutput {
-            summary: serde_json::json!({
-                "files": songs.len(),
-                "events": events,
-                "skipped_files": listed("skipped"),
-                "repaired_files": listed("repaired"),
-            }),
+            summary: serde_json::to_value(summary)?,
             artifact: Artifact::Midi(MidiCorpus { files: songs }),
             files: vec![ReportFile {
                 name: "ingest.csv".into(),
@@ -277,6 +281,26 @@ impl Stage for MidiSource {
             }],
         })
     }
+}
+
+/// What a `midi_source` stage reports in the run manifest.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SourceSummary {
+    /// Files read (repaired or not).
+    pub files: usize,
+    pub events: usize,
+    #[serde(default)]
+    pub skipped_files: Vec<FileNote>,
+    #[serde(default)]
+    pub repaired_files: Vec<FileNote>,
+}
+
+/// A file that was skipped or repaired, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileNote {
+    pub file: String,
+    pub reason: String,
 }
 
 /// One line of `ingest.csv`: what became of each file.

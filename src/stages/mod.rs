@@ -7,7 +7,6 @@
 mod detached;
 mod drop_drums;
 mod extract_instrument;
-pub mod gm;
 mod midi_source;
 pub mod render;
 mod sample;
@@ -17,7 +16,10 @@ mod vocab;
 mod window;
 
 pub use detached::{prepare, run_window, sample_params, tokenize_bytes};
+pub use midi_source::{FileNote, SourceSummary};
 pub use sample::{Mode as SampleMode, generate};
+pub use train::TrainSummary;
+pub use window::WindowSummary;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -25,14 +27,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 pub use crate::artifact::ReportFile;
 use crate::artifact::{Artifact, ArtifactKind};
 
 /// Every stage kind the experiment file may name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StageKind {
     MidiSource,
@@ -300,7 +302,7 @@ pub struct RunContext<'a> {
     /// interrupted run of this very stage left.
     pub resume: Option<Resume>,
     /// Where a long stage saves its progress as it goes (none outside the executor).
-    pub checkpoint: Option<crate::cache::Checkpoint>,
+    pub checkpoint: Option<crate::store::Checkpoint>,
 }
 
 impl RunContext<'_> {

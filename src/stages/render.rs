@@ -21,7 +21,7 @@ use super::{
 };
 use crate::artifact::{Artifact, Audio};
 use crate::fingerprint::Hash;
-use crate::midi;
+use crate::music::midi;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -21,9 +21,9 @@ use super::{
     params_of,
 };
 use crate::artifact::{Artifact, Music, Split};
-use crate::metrics::{self, MetricsReport};
-use crate::midi;
-use crate::plot::RollPart;
+use crate::music::metrics::{self, MetricsReport};
+use crate::music::midi;
+use crate::music::plot::RollPart;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -136,7 +136,7 @@ pub fn choose(logits: &[f32], temperature: f64, top_k: usize, rng: &mut impl Rng
 
 /// Generates `params.length` token ids after `window`.
 pub fn generate<R: Rng>(
-    model: &crate::model::Model,
+    model: &crate::nn::model::Model,
     window: &[u32],
     params: &Sample,
     rng: &mut R,
@@ -190,7 +190,7 @@ impl Stage for Sample {
         let trained = inputs[0].model()?;
         let windows = &trained.windows;
         let device = Device::Cpu;
-        let model = crate::model::load(&trained.config, &trained.weights, &device)
+        let model = crate::nn::model::load(&trained.config, &trained.weights, &device)
             .context("cannot load the trained weights")?;
 
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
@@ -241,7 +241,7 @@ impl Stage for Sample {
             .iter()
             .map(name)
             .collect();
-        let roll = crate::plot::piano_roll(
+        let roll = crate::music::plot::piano_roll(
             &format!("generated, after a training excerpt from {}", file.path),
             &[
                 RollPart {
@@ -255,7 +255,7 @@ impl Stage for Sample {
             ],
             self.step,
         )?;
-        let reference_roll = crate::plot::piano_roll(
+        let reference_roll = crate::music::plot::piano_roll(
             &format!("training data: the first minute of {}", file.path),
             &[RollPart {
                 tokens: &reference,

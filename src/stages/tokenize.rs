@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Params, RunContext, Stage, StageKind, StageOutput, params_of};
 use crate::artifact::{Artifact, Note, TokenFile, TokenSet};
-use crate::tokens::{is_chord, token_for};
+use crate::music::tokens::{is_chord, token_for};
 
 /// Tokens of one file, in onset order.
 pub fn tokenize_notes(notes: &[Note]) -> Vec<String> {

@@ -21,10 +21,10 @@ use super::{
     params_of,
 };
 use crate::artifact::{Artifact, EpochStats, LOSS_HEADER, Split, TrainedModel, WindowSet};
-use crate::device::DeviceChoice;
 use crate::fingerprint::Fingerprint;
-use crate::model::{Dropout, InputMode, Model, ModelConfig, Trainable};
-use crate::optim::{Optimizer, OptimizerKind};
+use crate::nn::device::DeviceChoice;
+use crate::nn::model::{Dropout, InputMode, Model, ModelConfig, Trainable};
+use crate::nn::optim::{Optimizer, OptimizerKind};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -110,6 +110,24 @@ fn in_range(
                 .hint(format!("`{key}` is {what}")),
         );
     }
+}
+
+/// What a `train` stage reports in the run manifest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainSummary {
+    /// The device it trained on (`cpu`, `cuda:0`, …).
+    pub device: String,
+    pub parameters: usize,
+    pub epochs: usize,
+    /// The checkpoint it went on from, if it did.
+    pub resumed_from_epoch: Option<usize>,
+    pub train_windows: usize,
+    pub final_train_loss: f64,
+    pub final_val_loss: Option<f64>,
+    pub final_val_accuracy: Option<f64>,
+    /// Training time, summed over epochs (across resumptions).
+    pub seconds: f64,
 }
 
 impl Params for Train {
@@ -307,7 +325,7 @@ impl Stage for Train {
         // before allocating, instead of being killed half-way.
         let needed = cfg.training_bytes(self.batch_size as usize, windows.seq_len);
         if device.is_cpu()
-            && let Some(free) = crate::device::available_memory()
+            && let Some(free) = crate::nn::device::available_memory()
             && needed > free
         {
             let gib = |b: u128| b as f64 / f64::from(1u32 << 30);
@@ -457,17 +475,17 @@ impl Stage for Train {
         bar.finish_and_clear();
 
         let last = history.last().expect("at least one epoch");
-        let summary = serde_json::json!({
-            "device": device_name,
-            "parameters": cfg.parameter_count(),
-            "epochs": history.len(),
-            "resumed_from_epoch": resumed.map(|p| p.epochs()),
-            "train_windows": train_starts.len(),
-            "final_train_loss": last.train_loss,
-            "final_val_loss": last.val_loss,
-            "final_val_accuracy": last.val_accuracy,
-            "seconds": history.iter().map(|h| h.seconds).sum::<f64>(),
-        });
+        let summary = serde_json::to_value(TrainSummary {
+            device: device_name.clone(),
+            parameters: cfg.parameter_count(),
+            epochs: history.len(),
+            resumed_from_epoch: resumed.map(|p| p.epochs()),
+            train_windows: train_starts.len(),
+            final_train_loss: last.train_loss,
+            final_val_loss: last.val_loss,
+            final_val_accuracy: last.val_accuracy,
+            seconds: history.iter().map(|h| h.seconds).sum::<f64>(),
+        })?;
         let mut loss_bytes = LOSS_HEADER.as_bytes().to_vec();
         for s in &history {
             loss_bytes.extend_from_slice(s.loss_row().as_bytes());

@@ -156,13 +156,13 @@ impl Stage for Window {
         });
         let report = csv_bytes(rows)?;
         Ok(StageOutput {
-            summary: serde_json::json!({
-                "seq_len": seq_len,
-                "train_windows": train,
-                "validation_windows": val,
-                "train_files": n - val_count,
-                "validation_files": val_count,
-            }),
+            summary: serde_json::to_value(WindowSummary {
+                seq_len,
+                train_windows: train,
+                validation_windows: val,
+                train_files: n - val_count,
+                validation_files: val_count,
+            })?,
             files: vec![ReportFile {
                 name: "windows.csv".into(),
                 bytes: report,
@@ -170,6 +170,17 @@ impl Stage for Window {
             artifact: Artifact::Windows(set),
         })
     }
+}
+
+/// What a `window` stage reports in the run manifest (as its `windows`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WindowSummary {
+    pub seq_len: usize,
+    pub train_windows: usize,
+    pub validation_windows: usize,
+    pub train_files: usize,
+    pub validation_files: usize,
 }
 
 #[cfg(test)]

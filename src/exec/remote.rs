@@ -1,0 +1,183 @@
+//! The Slurm placement: a stage that is not cached becomes a Slurm job running `pipeline exec-stage` on a node; the
+//! executor follows the job until its entry appears in the shared cache (or the job fails, or Ctrl-C cancels it).
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use super::{Shared, SlurmPlacement, StageResult, Status};
+use crate::exec::slurm;
+use crate::fingerprint::{Fingerprint, Reason};
+use crate::paths::write_atomic;
+use crate::store::Lookup;
+
+impl Shared<'_> {
+    /// Runs a stage as a Slurm job and follows it to its end; the node stores the result in the shared cache.
+    pub(super) fn run_on_slurm(
+        &self,
+        id: usize,
+        placement: &SlurmPlacement,
+        fp: &Fingerprint,
+        mut result: StageResult,
+        reasons: Vec<Reason>,
+    ) -> StageResult {
+        let node = &self.nodes[id];
+        let target = &self.targets[node.target];
+        let exp = target.experiment;
+        let spec = &exp.graph.stages[node.stage];
+        let tag = self.tag(id);
+        let key = fp.hash();
+        let dir = match self.cache.jobs_dir() {
+            Ok(jobs) => jobs.join(key.hex()),
+            Err(e) => return result.with_error(e),
+        };
+        let submitted_path = dir.join("submitted.json");
+        let started = Instant::now();
+        // `None`: another run's job stored the entry meanwhile.
+        let submitted = (|| -> Result<Option<(String, bool)>> {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create `{}`", dir.display()))?;
+            // One submitter at a time reads and writes the record: two runs of one stage follow one job.
+            let lock_path = dir.join("submit.lock");
+            let _submitting = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+                .and_then(|f| f.lock().map(|()| f))
+                .with_context(|| format!("cannot lock `{}`", lock_path.display()))?;
+            // A job an earlier invocation submitted that is still queued or running is followed, not repeated.
+            if let Some(earlier) = std::fs::read(&submitted_path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<slurm::Submitted>(&b).ok())
+                && !slurm::state(&earlier.job_id)?.finished()
+            {
+                self.say(format!(
+                    "{:>8} {}{tag}: Slurm job {}, submitted by an earlier run",
+                    "waiting", spec.name, earlier.job_id
+                ));
+                return Ok(Some((earlier.job_id, false)));
+            }
+            // Looked up before the lock was ours: another submitter's job may have finished since.
+            if node.forced.is_none() && self.cache.peek(&key, spec.kind().report_files()).is_some()
+            {
+                return Ok(None);
+            }
+            let job = slurm::JobSpec {
+                experiment: std::path::absolute(&exp.path)?,
+                set: placement.set.clone(),
+                label: target.label.clone(),
+                stage: spec.name.clone(),
+                key: key.hex(),
+                cache_dir: placement.cache_dir.clone(),
+                report_dir: std::path::absolute(&target.report_dir)?,
+                auto_device: Some(exp.slurm.resources(spec.kind()).auto_device().to_string()),
+                force: node.forced.is_some(),
+            };
+            let job_file = dir.join("job.json");
+            write_atomic(&job_file, &[&serde_json::to_vec_pretty(&job)?], false)?;
+            let args = slurm::sbatch_args(
+                &exp.slurm.resources(spec.kind()),
+                &spec.name,
+                &dir.join("slurm-%j.log"),
+                &std::path::absolute(&exp.base_dir)?,
+                &placement.exe,
+                &job_file,
+            )?;
+            if self.opts.verbose {
+                self.say(format!("{:>8} {}", "", slurm::shown("sbatch", &args)));
+            }
+            let job_id = slurm::submit(&args)?;
+            let submitted = slurm::Submitted {
+                job_id: job_id.clone(),
+            };
+            write_atomic(&submitted_path, &[&serde_json::to_vec(&submitted)?], false)?;
+            self.say(format!(
+                "{:>8} {}{tag}: Slurm job {job_id}",
+                "queued", spec.name
+            ));
+            Ok(Some((job_id, true)))
+        })();
+        let (job_id, ours) = match submitted {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                return match self.cache.peek(&key, spec.kind().report_files()) {
+                    Some(record) => self.found(id, fp, record, result),
+                    None => result.with_error(anyhow::anyhow!(
+                        "the entry another run stored has gone; run again"
+                    )),
+                };
+            }
+            Err(e) => return result.with_error(e.context("cannot submit the Slurm job")),
+        };
+        result.slurm_job = Some(job_id.clone());
+        let log = dir.join(format!("slurm-{job_id}.log"));
+        result.slurm_log = Some(log.clone());
+        let followed = slurm::follow(&job_id, |state| {
+            if state == "RUNNING" {
+                self.say(format!(
+                    "{:>8} {}{tag}: Slurm job {job_id} started",
+                    "running", spec.name
+                ));
+            }
+        });
+        let end = match followed {
+            Ok(end) => end,
+            Err(e) if e.downcast_ref::<crate::interrupt::Interrupted>().is_some() => {
+                if ours {
+                    match slurm::cancel(&job_id) {
+                        Ok(()) => self.say(format!(
+                            "{:>8} {}{tag}: cancelled Slurm job {job_id}",
+                            "stopped", spec.name
+                        )),
+                        Err(e) => self.say(format!(
+                            "warning: could not cancel Slurm job {job_id}: {e:#}"
+                        )),
+                    }
+                    let _ = std::fs::remove_file(&submitted_path);
+                }
+                result.status = Status::Interrupted;
+                result.error = Some("interrupted".into());
+                return result;
+            }
+            // The job may still be running: its record stays, so the next run follows it instead of submitting.
+            Err(e) => return result.with_error(e),
+        };
+        let _ = std::fs::remove_file(&submitted_path);
+        match self.cache.lookup(&key, spec.kind().report_files()) {
+            Lookup::Hit(record) => {
+                if let Err(e) = self.remember(id, fp) {
+                    return result.with_error(e);
+                }
+                result.status = Status::Ran;
+                result.record = Some(*record);
+                result.reasons = reasons;
+                result.seconds = started.elapsed().as_secs_f64();
+                result
+            }
+            _ => {
+                let exit = end
+                    .exit_code
+                    .split(':')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                let how = if end.state == "UNKNOWN" {
+                    "is no longer known to Slurm (and accounting has no record of it)".to_string()
+                } else {
+                    format!(
+                        "ended {} (exit code {})",
+                        end.state,
+                        if exit.is_empty() { "unknown" } else { &exit }
+                    )
+                };
+                result.error = Some(format!(
+                    "Slurm job {job_id} {how} without storing a result; the end of its log `{}`:\n{}",
+                    log.display(),
+                    slurm::tail(&log, 15)
+                ));
+                result
+            }
+        }
+    }
+}

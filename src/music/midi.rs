@@ -1,0 +1,89 @@
+//! Writing tokens back out as a Standard MIDI File, with midly. Reading files is [`crate::music::ingest`]'s job.
+
+use midly::num::{u4, u7, u15, u24, u28};
+use midly::{Format, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, TrackEventKind};
+
+use crate::music::tokens::pitches_of;
+
+/// Resolution of the files this tool writes.
+pub const TICKS_PER_BEAT: u16 = 480;
+
+/// A format-1 Standard MIDI File at 120 bpm playing `tokens` one after another, each `step_beats` long, on channel 1
+/// with GM `program`. Track 0 holds the tempo, track 1 the notes.
+pub fn write_tokens(tokens: &[String], program: u8, step_beats: f64) -> anyhow::Result<Vec<u8>> {
+    let step = (step_beats * f64::from(TICKS_PER_BEAT)).round() as u64;
+    anyhow::ensure!(
+        step >= 1,
+        "a step of {step_beats} beats is shorter than one tick"
+    );
+    let channel = u4::new(0);
+    // (tick, is_note_on, key): note-offs sort before note-ons on the same tick, so repeated notes re-strike.
+    let mut events: Vec<(u64, bool, u8)> = Vec::new();
+    for (i, token) in tokens.iter().enumerate() {
+        let keys = pitches_of(token)
+            .ok_or_else(|| anyhow::anyhow!("`{token}` is not a note or chord token"))?;
+        let start = i as u64 * step;
+        for k in keys {
+            events.push((start, true, k));
+            events.push((start + step, false, k));
+        }
+    }
+    events.sort();
+    let mut notes = vec![
+        TrackEvent {
+            delta: u28::new(0),
+            kind: TrackEventKind::Meta(MetaMessage::TrackName(b"generated")),
+        },
+        TrackEvent {
+            delta: u28::new(0),
+            kind: TrackEventKind::Midi {
+                channel,
+                message: MidiMessage::ProgramChange {
+                    program: u7::new(program & 0x7f),
+                },
+            },
+        },
+    ];
+    let mut last = 0;
+    for (tick, on, key) in events {
+        let delta = u32::try_from(tick - last).ok().filter(|&d| d < 1 << 28);
+        let delta =
+            delta.ok_or_else(|| anyhow::anyhow!("the piece is too long for a MIDI file"))?;
+        last = tick;
+        let key = u7::new(key);
+        let message = if on {
+            MidiMessage::NoteOn {
+                key,
+                vel: u7::new(90),
+            }
+        } else {
+            MidiMessage::NoteOff {
+                key,
+                vel: u7::new(0),
+            }
+        };
+        notes.push(TrackEvent {
+            delta: u28::new(delta),
+            kind: TrackEventKind::Midi { channel, message },
+        });
+    }
+    let end = |delta| TrackEvent {
+        delta: u28::new(delta),
+        kind: TrackEventKind::Meta(MetaMessage::EndOfTrack),
+    };
+    notes.push(end(0));
+    let tempo = vec![
+        TrackEvent {
+            delta: u28::new(0),
+            kind: TrackEventKind::Meta(MetaMessage::Tempo(u24::new(500_000))),
+        },
+        end(0),
+    ];
+    let smf = Smf {
+        header: Header::new(Format::Parallel, Timing::Metrical(u15::new(TICKS_PER_BEAT))),
+        tracks: vec![tempo, notes],
+    };
+    let mut bytes = Vec::new();
+    smf.write_std(&mut bytes)?;
+    Ok(bytes)
+}

@@ -1,0 +1,209 @@
+//! Charts as SVG (plotters): loss charts (one curve pair per run, validation solid and training dashed, in one
+//! colour) and piano rolls of token sequences.
+
+use anyhow::{Result, anyhow};
+use plotters::prelude::*;
+use plotters::series::DashedLineSeries;
+
+use crate::artifact::EpochStats;
+
+/// Colour-blind-friendly palette (Okabe–Ito), then plotters' own.
+const COLOURS: [RGBColor; 8] = [
+    RGBColor(0, 114, 178),
+    RGBColor(213, 94, 0),
+    RGBColor(0, 158, 115),
+    RGBColor(204, 121, 167),
+    RGBColor(230, 159, 0),
+    RGBColor(86, 180, 233),
+    RGBColor(0, 0, 0),
+    RGBColor(240, 228, 66),
+];
+
+fn colour(i: usize) -> RGBColor {
+    if i < COLOURS.len() {
+        COLOURS[i]
+    } else {
+        let (r, g, b) = Palette99::pick(i).to_backend_color().rgb;
+        RGBColor(r, g, b)
+    }
+}
+
+/// Draws the legend in the upper right corner and completes the picture.
+fn finish<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(|e| anyhow!("{e}"))?;
+    root.present().map_err(|e| anyhow!("{e}"))?;
+    Ok(())
+}
+
+/// An SVG chart of the loss curves of `runs` (label, history): validation solid, training dashed.
+pub fn loss_chart(title: &str, runs: &[(String, Vec<EpochStats>)]) -> Result<String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (900, 540)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+        let epochs = runs
+            .iter()
+            .flat_map(|(_, h)| h.iter().map(|e| e.epoch))
+            .max()
+            .unwrap_or(1)
+            .max(2);
+        let losses: Vec<f64> = runs
+            .iter()
+            .flat_map(|(_, h)| h.iter().flat_map(|e| [Some(e.train_loss), e.val_loss]))
+            .flatten()
+            .filter(|v| v.is_finite())
+            .collect();
+        let lo = losses.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = losses.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let (lo, hi) = if lo.is_finite() {
+            (lo.min(hi - 1e-3), hi)
+        } else {
+            (0.0, 1.0)
+        };
+        let pad = (hi - lo) * 0.05;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(56)
+            .build_cartesian_2d(1f64..epochs as f64, (lo - pad).max(0.0)..hi + pad)
+            .map_err(|e| anyhow!("{e}"))?;
+        chart
+            .configure_mesh()
+            .x_labels(epochs.min(12))
+            .x_label_formatter(&|x| {
+                if x.fract() == 0.0 {
+                    format!("{x:.0}")
+                } else {
+                    String::new()
+                }
+            })
+            .x_desc("epoch")
+            .y_desc("loss (validation solid, training dashed)")
+            .draw()
+            .map_err(|e| anyhow!("{e}"))?;
+        for (i, (label, history)) in runs.iter().enumerate() {
+            let c = colour(i);
+            let train: Vec<(f64, f64)> = history
+                .iter()
+                .map(|e| (e.epoch as f64, e.train_loss))
+                .collect();
+            let val: Vec<(f64, f64)> = history
+                .iter()
+                .filter_map(|e| e.val_loss.map(|v| (e.epoch as f64, v)))
+                .collect();
+            chart
+                .draw_series(DashedLineSeries::new(train, 6, 4, c.stroke_width(2)))
+                .map_err(|e| anyhow!("{e}"))?;
+            // The legend names each run once, on its solid (validation) line, or its training line without one.
+            let series = if val.is_empty() {
+                chart.draw_series(std::iter::empty::<PathElement<(f64, f64)>>())
+            } else {
+                chart.draw_series(LineSeries::new(val, c.stroke_width(2)))
+            }
+            .map_err(|e| anyhow!("{e}"))?;
+            series.label(label.clone()).legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
+            });
+        }
+        finish(&mut chart, &root)?;
+    }
+    Ok(svg)
+}
+
+/// One stretch of a piano roll: tokens drawn in one colour under one legend label.
+pub struct RollPart<'a> {
+    pub tokens: &'a [String],
+    pub label: String,
+}
+
+/// A piano roll: time across (seconds at 120 bpm, `step` beats per token), pitch up, each token's notes as bars
+/// voiced as the generated MIDI file plays them (chords in the octave from C4), the parts one after another, each
+/// in its own colour.
+pub fn piano_roll(title: &str, parts: &[RollPart], step: f64) -> Result<String> {
+    let seconds_per_token = step * 0.5;
+    let mut notes: Vec<(usize, f64, u8)> = Vec::new();
+    let mut at = 0usize;
+    for (i, part) in parts.iter().enumerate() {
+        for token in part.tokens {
+            for pitch in crate::music::tokens::pitches_of(token).unwrap_or_default() {
+                notes.push((i, at as f64 * seconds_per_token, pitch));
+            }
+            at += 1;
+        }
+    }
+    let end = (at as f64 * seconds_per_token).max(seconds_per_token);
+    let lo = notes
+        .iter()
+        .map(|n| n.2)
+        .min()
+        .unwrap_or(60)
+        .saturating_sub(2);
+    let hi = notes
+        .iter()
+        .map(|n| n.2)
+        .max()
+        .unwrap_or(72)
+        .saturating_add(3)
+        .min(128);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (1000, 380)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(32)
+            .y_label_area_size(48)
+            .build_cartesian_2d(0f64..end, f64::from(lo)..f64::from(hi))
+            .map_err(|e| anyhow!("{e}"))?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(usize::from(hi - lo))
+            .y_label_formatter(&|y| {
+                let pitch = y.round() as u8;
+                if y.fract() == 0.0 && pitch.is_multiple_of(12) {
+                    crate::music::tokens::pitch_name(pitch)
+                } else {
+                    String::new()
+                }
+            })
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .x_desc("seconds")
+            .y_desc("pitch")
+            .draw()
+            .map_err(|e| anyhow!("{e}"))?;
+        for (i, part) in parts.iter().enumerate() {
+            let c = colour(i);
+            let bars = notes.iter().filter(|n| n.0 == i).map(|&(_, t, p)| {
+                Rectangle::new(
+                    [
+                        (t, f64::from(p)),
+                        (t + seconds_per_token * 0.92, f64::from(p) + 0.9),
+                    ],
+                    c.filled(),
+                )
+            });
+            chart
+                .draw_series(bars)
+                .map_err(|e| anyhow!("{e}"))?
+                .label(part.label.clone())
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], c.filled()));
+        }
+        finish(&mut chart, &root)?;
+    }
+    Ok(svg)
+}

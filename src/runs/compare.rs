@@ -1,0 +1,339 @@
+//! Reading finished runs back from their report folders, and comparing them: one row per run with the parameters
+//! that differ, the losses, the training time, the device and the music metrics.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+use serde_json::Value;
+
+use crate::artifact::EpochStats;
+use crate::music::metrics::{self, Metrics, MetricsReport};
+use crate::runs::manifest::{MANIFEST, Manifest};
+
+/// A finished run, as its report folder tells it.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub dir: PathBuf,
+    /// The folder relative to the reports directory (`baseline/20261124-…/layers=2`), or as given.
+    pub id: String,
+    pub experiment: String,
+    /// The sweep point's label, empty for plain runs.
+    pub label: String,
+    pub status: String,
+    pub started: String,
+    /// Every stage parameter as `stage.param` → value (defaults filled in).
+    pub params: BTreeMap<String, Value>,
+    pub history: Vec<EpochStats>,
+    pub train_seconds: Option<f64>,
+    pub device: String,
+    pub metrics: Option<Metrics>,
+}
+
+/// The first file in `dir` named `name` or `<stage>.name`.
+pub(crate) fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    let direct = dir.join(name);
+    if direct.is_file() {
+        return Some(direct);
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(&format!(".{name}")))
+        })
+        .collect();
+    found.sort();
+    found.into_iter().next()
+}
+
+impl RunSummary {
+    pub fn read(dir: &Path, reports_dir: &Path) -> Result<Self> {
+        let manifest = Manifest::read(dir)?;
+        let params = manifest.params();
+        let train_seconds = manifest.train_seconds();
+        let history = match find_file(dir, "loss.csv") {
+            Some(p) => crate::artifact::read_losses(&p)?,
+            None => Vec::new(),
+        };
+        let metrics = find_file(dir, "metrics.json")
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|b| serde_json::from_slice::<MetricsReport>(&b).ok())
+            .map(|m| m.generated);
+        let id = dir
+            .strip_prefix(reports_dir)
+            .unwrap_or(dir)
+            .display()
+            .to_string();
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            id,
+            experiment: manifest.experiment,
+            label: manifest.point.map(|p| p.label).unwrap_or_default(),
+            status: manifest
+                .status
+                .map_or_else(String::new, |s| s.as_str().to_string()),
+            started: manifest.started,
+            params,
+            history,
+            train_seconds,
+            device: manifest.device,
+            metrics,
+        })
+    }
+
+    /// The lowest training loss of any epoch.
+    pub fn best_train_loss(&self) -> Option<f64> {
+        min(self.history.iter().map(|h| h.train_loss))
+    }
+
+    /// The lowest validation loss of any epoch.
+    pub fn best_val_loss(&self) -> Option<f64> {
+        min(self.history.iter().filter_map(|h| h.val_loss))
+    }
+
+    /// `layers=2,seq_len=64`: this run's values of the given parameters, as sweep points are named.
+    pub fn label_by(&self, params: &[String]) -> String {
+        let values: Vec<(String, String)> = params
+            .iter()
+            .map(|k| (k.clone(), self.params.get(k).map(cell).unwrap_or_default()))
+            .collect();
+        crate::spec::sweep::label(&values)
+    }
+
+    /// How the run is named in tables and charts: its point label, or its folder.
+    pub fn name(&self) -> &str {
+        if self.label.is_empty() {
+            &self.id
+        } else {
+            &self.label
+        }
+    }
+}
+
+/// Every run folder (one holding a manifest) under `dir`, sorted.
+pub fn runs_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file() && e.file_name() == MANIFEST)
+        .filter_map(|e| e.path().parent().map(Path::to_path_buf))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Resolves `compare` arguments: report folders (or folders holding runs, like a sweep's), or experiment names under
+/// the reports directory. No argument: every run there.
+pub fn resolve(targets: &[String], reports_dir: &Path) -> Result<Vec<PathBuf>> {
+    if targets.is_empty() {
+        return Ok(runs_under(reports_dir));
+    }
+    let mut out = Vec::new();
+    for t in targets {
+        let as_path = PathBuf::from(t);
+        let dir = if as_path.is_dir() {
+            as_path
+        } else if reports_dir.join(t).is_dir() {
+            reports_dir.join(t)
+        } else {
+            bail!(
+                "`{t}` is neither a report folder nor an experiment under `{}`; give a folder printed by \
+                 `pipeline run`, or an experiment name",
+                reports_dir.display()
+            );
+        };
+        let runs = runs_under(&dir);
+        if runs.is_empty() {
+            bail!(
+                "no runs (folders with a `{MANIFEST}`) under `{}`",
+                dir.display()
+            );
+        }
+        out.extend(runs);
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// A table of runs: named columns, one row per run.
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+/// The columns after the varying parameters, in order.
+pub const FIXED_COLUMNS: [&str; 9] = [
+    "epochs",
+    "final_train_loss",
+    "best_train_loss",
+    "final_val_loss",
+    "best_val_loss",
+    "val_accuracy",
+    "train_seconds",
+    "device",
+    "status",
+];
+
+fn min(values: impl Iterator<Item = f64>) -> Option<f64> {
+    values.fold(None, |m, v| Some(m.map_or(v, |m: f64| m.min(v))))
+}
+
+/// The parameters whose values are not the same in every run.
+pub fn varying_params<R: std::borrow::Borrow<RunSummary>>(runs: &[R]) -> Vec<String> {
+    let keys: BTreeSet<&String> = runs.iter().flat_map(|r| r.borrow().params.keys()).collect();
+    keys.into_iter()
+        .filter(|k| {
+            let first = runs[0].borrow().params.get(*k);
+            runs.iter().any(|r| r.borrow().params.get(*k) != first)
+        })
+        .cloned()
+        .collect()
+}
+
+/// One row per run: the varying parameters, the loss figures, time, device, and the music metrics.
+pub fn table(runs: &[RunSummary]) -> Table {
+    let varying = if runs.len() > 1 {
+        varying_params(runs)
+    } else {
+        Vec::new()
+    };
+    let metric_names: Vec<&'static str> = metrics::columns(&Metrics::default())
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    let mut columns = vec!["run".to_string()];
+    columns.extend(varying.iter().cloned());
+    columns.extend(FIXED_COLUMNS.iter().map(|s| s.to_string()));
+    columns.extend(metric_names.iter().map(|s| s.to_string()));
+    let rows = runs
+        .iter()
+        .map(|r| {
+            let mut row = vec![Value::from(r.name())];
+            row.extend(
+                varying
+                    .iter()
+                    .map(|k| r.params.get(k).cloned().unwrap_or(Value::Null)),
+            );
+            let last = r.history.last();
+            row.push(last.map_or(Value::Null, |l| l.epoch.into()));
+            row.push(last.map_or(Value::Null, |l| l.train_loss.into()));
+            row.push(r.best_train_loss().into());
+            row.push(last.and_then(|l| l.val_loss).into());
+            row.push(r.best_val_loss().into());
+            row.push(last.and_then(|l| l.val_accuracy).into());
+            row.push(r.train_seconds.into());
+            row.push(Value::from(r.device.as_str()));
+            row.push(Value::from(r.status.as_str()));
+            match r.metrics.as_ref() {
+                Some(m) => row.extend(metrics::columns(m).into_iter().map(|(_, v)| v)),
+                None => row.extend(metric_names.iter().map(|_| Value::Null)),
+            }
+            row
+        })
+        .collect();
+    Table { columns, rows }
+}
+
+impl Table {
+    /// Sorts rows by a column: numbers numerically, missing values last.
+    pub fn sort_by(&mut self, column: &str) -> Result<()> {
+        let Some(i) = self.columns.iter().position(|c| c == column) else {
+            bail!(
+                "no column `{column}`; the columns are: {}",
+                self.columns.join(", ")
+            );
+        };
+        self.rows.sort_by(|a, b| match (&a[i], &b[i]) {
+            (Value::Null, Value::Null) => std::cmp::Ordering::Equal,
+            (Value::Null, _) => std::cmp::Ordering::Greater,
+            (_, Value::Null) => std::cmp::Ordering::Less,
+            (Value::Number(x), Value::Number(y)) => x
+                .as_f64()
+                .unwrap_or(0.0)
+                .total_cmp(&y.as_f64().unwrap_or(0.0)),
+            (x, y) => cell(x).cmp(&cell(y)),
+        });
+        Ok(())
+    }
+
+    /// Aligned columns for a terminal.
+    pub fn to_text(&self) -> String {
+        let cells: Vec<Vec<String>> = self
+            .rows
+            .iter()
+            .map(|r| r.iter().map(cell).collect())
+            .collect();
+        let widths: Vec<usize> = self
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                cells
+                    .iter()
+                    .map(|r| r[i].len())
+                    .chain([c.len()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let mut out = String::new();
+        let line = |out: &mut String, items: &[String]| {
+            let parts: Vec<String> = items
+                .iter()
+                .zip(&widths)
+                .map(|(s, w)| format!("{s:<w$}"))
+                .collect();
+            let _ = writeln!(out, "{}", parts.join("  ").trim_end());
+        };
+        line(&mut out, &self.columns);
+        for r in &cells {
+            line(&mut out, r);
+        }
+        out
+    }
+
+    pub fn to_csv(&self) -> Result<String> {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record(&self.columns)?;
+        for r in &self.rows {
+            w.write_record(r.iter().map(cell))?;
+        }
+        Ok(String::from_utf8(
+            w.into_inner().map_err(|e| e.into_error())?,
+        )?)
+    }
+
+    /// An array of objects, one per run, column → value.
+    pub fn to_json(&self) -> Value {
+        Value::Array(
+            self.rows
+                .iter()
+                .map(|r| {
+                    Value::Object(
+                        self.columns
+                            .iter()
+                            .cloned()
+                            .zip(r.iter().cloned())
+                            .collect(),
+                    )
+                })
+                .collect(),
+        )
+    }
+}
+
+/// A value as a table cell: numbers with 4 decimals when fractional, strings without quotes, null as empty.
+pub fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Number(n) if n.is_f64() => format!("{:.4}", n.as_f64().unwrap_or(0.0)),
+        other => other.to_string(),
+    }
+}

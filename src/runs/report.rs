@@ -1,0 +1,289 @@
+//! Run reports: `reports/<experiment>/<run id>/` with the experiment as run, what ran and why (`manifest.json`),
+//! and the files stages contribute (`instruments.csv`, `vocab.csv`, `windows.csv`).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::exec::Outcome;
+use crate::fingerprint::explain;
+use crate::runs::manifest::{
+    MANIFEST, Manifest, PointInfo, RunStatus, SWEEP, StageEntry, SweepPointRecord, SweepRecord,
+    Tool,
+};
+use crate::spec::experiment::Experiment;
+use crate::spec::sweep::Point;
+use crate::stages::{SourceSummary, StageKind, TrainSummary, WindowSummary};
+use crate::store::Cache;
+
+/// A report folder being written.
+#[derive(Debug)]
+pub struct Report {
+    pub dir: PathBuf,
+    pub run_id: String,
+    started: jiff::Timestamp,
+    point: Option<PointInfo>,
+}
+
+impl Report {
+    /// A new, unique folder `root/<experiment>/<run id>` (run ids sort by start time).
+    pub fn new_run_dir(reports_root: &Path, experiment: &str) -> Result<(PathBuf, String)> {
+        let base = jiff::Timestamp::now()
+            .strftime("%Y%m%d-%H%M%S-%3f")
+            .to_string();
+        let parent = reports_root.join(experiment);
+        fs::create_dir_all(&parent).with_context(|| {
+            format!("cannot create the report directory `{}`", parent.display())
+        })?;
+        crate::paths::ensure_inside(reports_root, &parent, "the reports directory")?;
+        let mut n = 0;
+        loop {
+            let run_id = if n == 0 {
+                base.clone()
+            } else {
+                format!("{base}-{n}")
+            };
+            let dir = parent.join(&run_id);
+            match fs::create_dir(&dir) {
+                Ok(()) => return Ok((dir, run_id)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("cannot create the report directory `{}`", dir.display())
+                    });
+                }
+            }
+        }
+    }
+
+    /// Creates a run's folder and writes `experiment.toml` into it at once, so even a run that fails says what it
+    /// was.
+    pub fn create(reports_root: &Path, exp: &Experiment) -> Result<Self> {
+        let (dir, run_id) = Self::new_run_dir(reports_root, &exp.name)?;
+        Self::create_in(dir, run_id, exp, None)
+    }
+
+    /// A report in a given folder (a sweep point's, inside the sweep's folder).
+    pub fn create_in(
+        dir: PathBuf,
+        run_id: String,
+        exp: &Experiment,
+        point: Option<&Point>,
+    ) -> Result<Self> {
+        fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create the report directory `{}`", dir.display()))?;
+        fs::write(dir.join("experiment.toml"), &exp.text_as_run)
+            .with_context(|| format!("cannot write into `{}`", dir.display()))?;
+        Ok(Self {
+            dir,
+            run_id,
+            started: jiff::Timestamp::now(),
+            point: point.map(|p| PointInfo {
+                label: p.label.clone(),
+                values: p.values.iter().cloned().collect(),
+            }),
+        })
+    }
+
+    /// Copies the stages' report files out of the cache and writes `manifest.json`.
+    pub fn finish(&self, exp: &Experiment, outcome: &Outcome, cache: &Cache) -> Result<()> {
+        let mut report_files = BTreeMap::new();
+        for s in &outcome.stages {
+            // The Slurm job's log, for stages that ran (or failed) as a job.
+            if let (Some(log), Some(job)) = (&s.slurm_log, &s.slurm_job)
+                && log.is_file()
+            {
+                let dest = format!("{}.slurm-{job}.log", s.name);
+                fs::copy(log, self.dir.join(&dest))
+                    .with_context(|| format!("cannot copy the Slurm log of stage `{}`", s.name))?;
+                report_files.insert(dest, s.name.clone());
+            }
+            let Some(record) = &s.record else { continue };
+            for name in record.files.keys() {
+                let dest = format!("{}{name}", exp.graph.file_prefix(&s.name));
+                // A copy, not a link: editing a report must never touch the cache.
+                fs::copy(cache.file_path(&record.key, name), self.dir.join(&dest)).with_context(
+                    || format!("cannot copy `{name}` of stage `{}` into the report", s.name),
+                )?;
+                report_files.insert(dest, s.name.clone());
+            }
+        }
+        if let Some(name) = report_files
+            .keys()
+            .find(|n| *n == "loss.csv" || n.ends_with(".loss.csv"))
+        {
+            let history = crate::artifact::read_losses(&self.dir.join(name))?;
+            let title = match &self.point {
+                Some(p) => format!("{} — {}", exp.name, p.label),
+                None => format!("{} — {}", exp.name, self.run_id),
+            };
+            let label = self
+                .point
+                .as_ref()
+                .map_or_else(|| self.run_id.clone(), |p| p.label.clone());
+            let svg = crate::music::plot::loss_chart(&title, &[(label, history)])?;
+            fs::write(self.dir.join("loss.svg"), svg).with_context(|| {
+                format!("cannot write `{}`", self.dir.join("loss.svg").display())
+            })?;
+        }
+        let manifest = Manifest::new(self, exp, outcome, report_files);
+        let path = self.dir.join(MANIFEST);
+        fs::write(&path, serde_json::to_vec_pretty(&manifest)?)
+            .with_context(|| format!("cannot write `{}`", path.display()))?;
+        Ok(())
+    }
+}
+
+impl Manifest {
+    fn new(
+        report: &Report,
+        exp: &Experiment,
+        outcome: &Outcome,
+        files: BTreeMap<String, String>,
+    ) -> Self {
+        let crates = env!("PIPELINE_CRATE_VERSIONS")
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let stages: Vec<StageEntry> = outcome
+            .stages
+            .iter()
+            .map(|s| StageEntry {
+                name: s.name.clone(),
+                kind: s.kind,
+                status: Some(s.status),
+                reason: explain(&s.reasons),
+                reasons: s.reasons.clone(),
+                params: exp
+                    .graph
+                    .index_of(&s.name)
+                    .map(|i| exp.graph.stages[i].stage().params())
+                    .unwrap_or_default(),
+                shared_by: s.shared_by,
+                fingerprint: s.fingerprint,
+                output_hash: s.record.as_ref().map(|r| r.output.hash),
+                output_bytes: s.record.as_ref().map(|r| r.output.bytes),
+                seconds: s.seconds,
+                summary: s.record.as_ref().map(|r| r.summary.clone()),
+                warnings: s
+                    .record
+                    .as_ref()
+                    .map_or_else(Vec::new, |r| r.warnings.clone()),
+                error: s.error.clone(),
+            })
+            .collect();
+        let of_kind = |kind: StageKind| stages.iter().filter(move |s| s.kind == kind);
+        let skipped_files = of_kind(StageKind::MidiSource)
+            .filter_map(|s| s.summary_as::<SourceSummary>())
+            .flat_map(|s| s.skipped_files)
+            .collect();
+        let windows = of_kind(StageKind::Window).find_map(|s| s.summary_as::<WindowSummary>());
+        let devices: Vec<String> = of_kind(StageKind::Train)
+            .filter_map(|s| s.summary_as::<TrainSummary>())
+            .map(|t| t.device)
+            .collect();
+        let device = if devices.is_empty() {
+            "cpu".to_string()
+        } else {
+            devices.join(",")
+        };
+        Manifest {
+            experiment: exp.name.clone(),
+            run_id: report.run_id.clone(),
+            point: report.point.clone(),
+            experiment_file: exp.path.display().to_string(),
+            overrides: exp
+                .overrides
+                .iter()
+                .map(|o| format!("{}={}", o.key, o.value))
+                .collect(),
+            started: report.started.to_string(),
+            finished: jiff::Timestamp::now().to_string(),
+            status: Some(RunStatus::of(outcome)),
+            tool: Tool {
+                name: env!("CARGO_PKG_NAME").to_string(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            },
+            crates,
+            device,
+            stages,
+            skipped_files,
+            windows,
+            files,
+        }
+    }
+}
+
+/// A sweep's summary in its folder: `sweep.json` (the points, their folders and outcome), `summary.csv` (the
+/// comparison table of the points) and `loss.svg` (every point's curves in one chart).
+pub fn write_sweep_summary(
+    dir: &Path,
+    study: &crate::spec::sweep::Study,
+    reports: &[Report],
+    outcomes: &[Outcome],
+) -> Result<()> {
+    let reports_root = dir.parent().and_then(Path::parent).unwrap_or(dir);
+    let mut points = Vec::new();
+    let mut runs = Vec::new();
+    for ((point, report), outcome) in study.points.iter().zip(reports).zip(outcomes) {
+        let failed = outcome.failed();
+        points.push(SweepPointRecord {
+            dir: report
+                .dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned()),
+            error: failed
+                .map(|f| format!("stage `{}`: {}", f.name, f.error.as_deref().unwrap_or(""))),
+            label: point.label.clone(),
+            status: RunStatus::of(outcome),
+            values: point.values.iter().cloned().collect(),
+        });
+        if let Ok(r) = crate::runs::compare::RunSummary::read(&report.dir, reports_root) {
+            runs.push(r);
+        }
+    }
+    let sweep = study.sweep.as_ref();
+    let summary = SweepRecord {
+        axes: sweep.map(|s| {
+            s.axes
+                .iter()
+                .map(|a| {
+                    (
+                        a.key.clone(),
+                        a.values.iter().map(|v| v.0.clone()).collect(),
+                    )
+                })
+                .collect()
+        }),
+        experiment: study.name.clone(),
+        mode: sweep.map(|s| match s.mode {
+            crate::spec::sweep::Mode::Zip => "zip".to_string(),
+            crate::spec::sweep::Mode::Grid => "grid".to_string(),
+        }),
+        points,
+        repeat: sweep.map(|s| s.repeat),
+    };
+    fs::write(dir.join(SWEEP), serde_json::to_vec_pretty(&summary)?)
+        .with_context(|| format!("cannot write into `{}`", dir.display()))?;
+    if !runs.is_empty() {
+        fs::write(
+            dir.join("summary.csv"),
+            crate::runs::compare::table(&runs).to_csv()?,
+        )?;
+        let curves: Vec<(String, Vec<crate::artifact::EpochStats>)> = runs
+            .iter()
+            .filter(|r| !r.history.is_empty())
+            .map(|r| (r.name().to_string(), r.history.clone()))
+            .collect();
+        if !curves.is_empty() {
+            fs::write(
+                dir.join("loss.svg"),
+                crate::music::plot::loss_chart(&study.name, &curves)?,
+            )?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,709 @@
+//! The experiment file: TOML → checked [`Experiment`], with `--set` overrides, before anything runs.
+//!
+//! Parsing keeps every span (`toml::de::DeTable`), so each problem points at its file, line, column and key. Stage
+//! parameters are read into each kind's own struct with `deny_unknown_fields`, then range-checked; the wiring is
+//! checked by [`crate::spec::graph`]. All problems are collected and reported together.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::de::IntoDeserializer;
+use toml::Spanned;
+use toml::de::{DeArray, DeTable, DeValue};
+
+use crate::spec::diagnostic::{Diagnostic, Diagnostics, Source, did_you_mean};
+use crate::spec::graph::{Graph, StageSpec};
+use crate::spec::resources::{Resources, SlurmConfig};
+use crate::stages::{CheckContext, ParamError, StageKind};
+
+/// Keys allowed at the top of an experiment file.
+const TOP_LEVEL_KEYS: [&str; 4] = ["name", "stages", "sweep", "executor"];
+
+/// One `--set key=value` from the command line.
+#[derive(Debug, Clone)]
+pub struct Override {
+    /// `windows.seq_len`, or a top-level key such as `name`.
+    pub key: String,
+    pub value: String,
+    /// Where the value's text is in the experiment file, for values from its `[sweep]` table; `None` for `--set`.
+    pub origin: Option<Range<usize>>,
+}
+
+impl Override {
+    /// Parses every `--set` argument, as `pipeline run` does.
+    pub fn parse_all(args: &[String]) -> Result<Vec<Self>, Diagnostics> {
+        args.iter()
+            .map(|s| Self::parse(s))
+            .collect::<Result<_, _>>()
+            .map_err(Diagnostics::from)
+    }
+
+    /// Parses `stage.param=value`.
+    pub fn parse(arg: &str) -> Result<Self, Diagnostic> {
+        let Some((key, value)) = arg.split_once('=') else {
+            return Err(Diagnostic::new(format!("`--set {arg}` has no `=`"))
+                .hint("write `--set stage.parameter=value`, e.g. `--set windows.seq_len=64`"));
+        };
+        let key = key.trim();
+        let parts = key.split('.').count();
+        if key.is_empty() || parts > 2 || key.split('.').any(str::is_empty) {
+            return Err(
+                Diagnostic::new(format!("`--set {arg}`: `{key}` is not a parameter name"))
+                    .hint("write `--set stage.parameter=value`, e.g. `--set windows.seq_len=64`"),
+            );
+        }
+        Ok(Self {
+            key: key.to_string(),
+            value: value.to_string(),
+            origin: None,
+        })
+    }
+
+    fn arg(&self) -> String {
+        format!("--set {}={}", self.key, self.value)
+    }
+}
+
+/// A checked experiment, ready to plan and run.
+#[derive(Debug)]
+pub struct Experiment {
+    pub name: String,
+    /// `[executor.slurm]`: where stages run with `--executor slurm` (not part of any fingerprint).
+    pub slurm: SlurmConfig,
+    /// The experiment file as given on the command line.
+    pub path: PathBuf,
+    /// Relative paths in stage parameters start here.
+    pub base_dir: PathBuf,
+    /// The file as run: the original text with `--set` overrides applied, comments and layout kept.
+    pub text_as_run: String,
+    pub overrides: Vec<Override>,
+    pub graph: Graph,
+}
+
+impl Experiment {
+    /// Parses and checks an experiment's text (read from `path`). Every problem found is returned, each with its
+    /// location.
+    pub fn from_text(path: &Path, text: &str, overrides: &[Override]) -> Result<Self, Diagnostics> {
+        let sources = Sources::new(path, text, overrides);
+        let mut diags = Diagnostics::default();
+        let mut root = match DeTable::parse(text) {
+            Ok(t) => t.into_inner(),
+            Err(e) => return Err(toml_error(&sources, &e, None).into()),
+        };
+        apply_overrides(&mut root, overrides, &sources, &mut diags);
+
+        let default_name = path
+            .file_stem()
+            .map(|s| folder_name(&s.to_string_lossy()))
+            .unwrap_or_else(|| "experiment".into());
+        let mut name = default_name;
+        let mut slurm = SlurmConfig::default();
+        for (key, value) in &root {
+            match key.get_ref().as_ref() {
+                "name" => match value.get_ref() {
+                    DeValue::String(s) if valid_name(s) => name = s.to_string(),
+                    DeValue::String(s) => diags.push(
+                        sources
+                            .diag(
+                                format!("`{s}` is not a usable experiment name"),
+                                value.span(),
+                            )
+                            .key("name")
+                            .hint(
+                                "use letters, digits, `_`, `-` and `.`; it names the report folder",
+                            ),
+                    ),
+                    other => diags.push(
+                        sources
+                            .diag(
+                                format!("`name` must be a string, not {}", other.type_str()),
+                                value.span(),
+                            )
+                            .key("name"),
+                    ),
+                },
+                "stages" | "sweep" => {}
+                "executor" => slurm = executor_config(value, &sources, &mut diags),
+                other => {
+                    let mut d = sources
+                        .diag(format!("unknown top-level key `{other}`"), key.span())
+                        .key(other.to_string());
+                    d = d.hint(did_you_mean(other, TOP_LEVEL_KEYS).unwrap_or_else(|| {
+                        "the top level holds `name` and `[stages.NAME]` tables".into()
+                    }));
+                    diags.push(d);
+                }
+            }
+        }
+
+        let base_dir = path
+            .parent()
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let ctx = CheckContext {
+            base_dir: base_dir.clone(),
+        };
+        let mut specs = Vec::new();
+        match root.get("stages").map(|v| (v.span(), v.get_ref())) {
+            None => diags.push(
+                Diagnostic::new("the experiment declares no stages")
+                    .at(&sources.file, 0..0)
+                    .hint("add stages as `[stages.NAME]` tables with a `kind`, e.g. `[stages.source]` with `kind = \"midi_source\"`"),
+            ),
+            Some((span, DeValue::Table(stages))) => {
+                if stages.is_empty() {
+                    diags.push(sources.diag("`[stages]` is empty", span).key("stages"));
+                }
+                for (name, value) in stages {
+                    if let Some(spec) = stage_spec(name, value, &sources, &ctx, &mut diags) {
+                        specs.push(spec);
+                    }
+                }
+            }
+            Some((span, other)) => diags.push(
+                sources
+                    .diag(format!("`stages` must be a table, not {}", other.type_str()), span)
+                    .key("stages")
+                    .hint("declare stages as `[stages.NAME]` tables"),
+            ),
+        }
+
+        let graph = Graph::build(specs, &sources.file, &mut diags);
+        // Only a valid experiment is run, so only its text is needed (and only then is every override's stage a
+        // table that toml_edit can index).
+        let text_as_run = if diags.is_empty() {
+            text_as_run(text, overrides)
+        } else {
+            String::new()
+        };
+        diags.into_result(Experiment {
+            name,
+            slurm,
+            path: path.to_path_buf(),
+            base_dir,
+            text_as_run,
+            overrides: overrides.to_vec(),
+            graph,
+        })
+    }
+}
+
+/// A file stem made safe to name the report folder: other characters become `_`, leading dots go (so `..` cannot
+/// climb out of the reports directory).
+fn folder_name(stem: &str) -> String {
+    let safe = crate::paths::replace_unsafe(stem, "_-.");
+    let safe = safe.trim_start_matches('.');
+    if safe.is_empty() {
+        "experiment".into()
+    } else {
+        safe.into()
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with('.')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+}
+
+/// The texts that spans point into: the file, then each `--set` value at an offset past the file's end, so one
+/// number says both which text and where.
+struct Sources {
+    file: Source,
+    /// (start offset of the value in the shared span space, the `--set` argument, offset of the value inside it).
+    overrides: Vec<(usize, Source, usize)>,
+}
+
+impl Sources {
+    fn new(path: &Path, text: &str, overrides: &[Override]) -> Self {
+        let mut next = text.len() + 1;
+        let overrides = overrides
+            .iter()
+            .map(|o| {
+                let arg = o.arg();
+                let value_at = arg.len() - o.value.len();
+                let start = next;
+                next += o.value.len() + 1;
+                (start, Source::new("command line", arg), value_at)
+            })
+            .collect();
+        Self {
+            file: Source::new(path.display().to_string(), text),
+            overrides,
+        }
+    }
+
+    fn diag(&self, message: impl Into<String>, span: Range<usize>) -> Diagnostic {
+        let d = Diagnostic::new(message);
+        for (start, source, value_at) in self.overrides.iter().rev() {
+            if span.start >= *start {
+                let shift = |x: usize| x - start + value_at;
+                return d.at(source, shift(span.start)..shift(span.end.max(span.start)));
+            }
+        }
+        d.at(&self.file, span)
+    }
+}
+
+/// Inserts each `--set` value into the parsed document, with spans that point at the command line.
+fn apply_overrides<'a>(
+    root: &mut DeTable<'a>,
+    overrides: &'a [Override],
+    sources: &Sources,
+    diags: &mut Diagnostics,
+) {
+    for (i, o) in overrides.iter().enumerate() {
+        // Sweep values point into the file itself; `--set` values into the command line's span space.
+        let start = o
+            .origin
+            .as_ref()
+            .map_or(sources.overrides[i].0, |r| r.start);
+        let mut value = match DeValue::parse(&o.value) {
+            Ok(v) => v,
+            // Not TOML (`data/other`): take it as the string the user meant.
+            Err(_) => Spanned::new(0..o.value.len(), DeValue::String(o.value.as_str().into())),
+        };
+        shift_spans(&mut value, start);
+        let key_span = start..start + o.value.len();
+        match o.key.split_once('.') {
+            None => {
+                root.insert(Spanned::new(key_span, o.key.as_str().into()), value);
+            }
+            Some((stage, param)) => {
+                let stage_table = root
+                    .get_mut("stages")
+                    .and_then(|s| match s.get_mut() {
+                        DeValue::Table(t) => t.get_mut(stage),
+                        _ => None,
+                    })
+                    .map(|t| t.get_mut());
+                match stage_table {
+                    Some(DeValue::Table(t)) => {
+                        t.insert(Spanned::new(key_span, param.into()), value);
+                    }
+                    // The stage exists but is no table (`source = 1`): its own check says so, at its place.
+                    Some(_) => {}
+                    None => {
+                        let names = stage_names(root);
+                        let hint = did_you_mean(stage, names.iter().map(String::as_str))
+                            .unwrap_or_else(|| format!("the stages are: {}", names.join(", ")));
+                        let (_, arg, _) = &sources.overrides[i];
+                        let at = "--set ".len();
+                        let d = Diagnostic::new(format!("there is no stage named `{stage}`"))
+                            .key(o.key.clone())
+                            .hint(hint);
+                        diags.push(match &o.origin {
+                            Some(span) => d.at(&sources.file, span.clone()),
+                            None => d.at(arg, at..at + stage.len()),
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn stage_names(root: &DeTable) -> Vec<String> {
+    match root.get("stages").map(|s| s.get_ref()) {
+        Some(DeValue::Table(t)) => t.keys().map(|k| k.get_ref().to_string()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Moves every span in a parsed `--set` value by `by`.
+fn shift_spans(value: &mut Spanned<DeValue>, by: usize) {
+    let span = value.span();
+    let mut inner = std::mem::replace(value.get_mut(), DeValue::Boolean(false));
+    match &mut inner {
+        DeValue::Array(items) => {
+            for item in items.iter_mut() {
+                shift_spans(item, by);
+            }
+        }
+        DeValue::Table(t) => {
+            let old = std::mem::take(t);
+            for (k, mut v) in old {
+                shift_spans(&mut v, by);
+                let ks = k.span();
+                t.insert(Spanned::new(ks.start + by..ks.end + by, k.into_inner()), v);
+            }
+        }
+        _ => {}
+    }
+    *value = Spanned::new(span.start + by..span.end + by, inner);
+}
+
+/// The `[executor]` table: `[executor.slurm]` resources for every stage, and `[executor.slurm.<kind>]` per kind.
+fn executor_config(
+    value: &Spanned<DeValue<'_>>,
+    sources: &Sources,
+    diags: &mut Diagnostics,
+) -> SlurmConfig {
+    let mut config = SlurmConfig::default();
+    let DeValue::Table(table) = value.get_ref() else {
+        diags.push(
+            sources
+                .diag("`executor` must be a table", value.span())
+                .key("executor")
+                .hint(
+                    "write `[executor.slurm]` with `sbatch` settings such as `partition = \"gpu\"`",
+                ),
+        );
+        return config;
+    };
+    for (key, value) in table {
+        if key.get_ref() != "slurm" {
+            diags.push(
+                sources
+                    .diag(format!("unknown executor `{}`", key.get_ref()), key.span())
+                    .key(format!("executor.{}", key.get_ref()))
+                    .hint("the executors with settings are: `slurm` (`[executor.slurm]`)"),
+            );
+            continue;
+        }
+        let DeValue::Table(slurm) = value.get_ref() else {
+            diags.push(
+                sources
+                    .diag("`executor.slurm` must be a table", value.span())
+                    .key("executor.slurm"),
+            );
+            continue;
+        };
+        let mut defaults = DeTable::new();
+        for (k, v) in slurm {
+            match (StageKind::from_name(k.get_ref()), v.get_ref()) {
+                (Some(kind), DeValue::Table(_)) => {
+                    let key = format!("executor.slurm.{}", kind.name());
+                    if let Some(r) = resources(v.clone(), &key, sources, diags) {
+                        config.per_kind.insert(kind.name(), r);
+                    }
+                }
+                (None, DeValue::Table(_)) => diags.push(
+                    sources
+                        .diag(format!("`{}` is not a stage kind", k.get_ref()), k.span())
+                        .key(format!("executor.slurm.{}", k.get_ref()))
+                        .hint(did_you_mean(k.get_ref(), StageKind::ALL.map(|k| k.name())).unwrap_or_else(|| {
+                            "per-kind settings go in tables named after a stage kind, e.g. `[executor.slurm.train]`"
+                                .into()
+                        })),
+                ),
+                _ => {
+                    defaults.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        let defaults = Spanned::new(value.span(), DeValue::Table(defaults));
+        if let Some(r) = resources(defaults, "executor.slurm", sources, diags) {
+            config.defaults = r;
+        }
+    }
+    config
+}
+
+fn resources(
+    value: Spanned<DeValue<'_>>,
+    key: &str,
+    sources: &Sources,
+    diags: &mut Diagnostics,
+) -> Option<Resources> {
+    match <Resources as serde::Deserialize>::deserialize(value.into_deserializer()) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            let mut d = toml_error(sources, &e, Some(key.to_string()));
+            if let Some(field) = unknown_field(e.message()) {
+                d.key = Some(format!("{key}.{field}"));
+                d = d.hint(did_you_mean(field, expected_fields(e.message()).iter().map(String::as_str)).unwrap_or_else(
+                    || "`sbatch` settings are partition, account, qos, gres, cpus, mem, time and extra".into(),
+                ));
+            }
+            diags.push(d);
+            None
+        }
+    }
+}
+
+fn toml_error(sources: &Sources, e: &toml::de::Error, key: Option<String>) -> Diagnostic {
+    let mut message = e.message().trim().to_string();
+    let mut hint = None;
+    if message.contains("duplicate key") {
+        hint = Some(
+            "each stage needs its own name, and each key may appear once per table".to_string(),
+        );
+    }
+    if let Some(first) = message.get(..1) {
+        message = first.to_lowercase() + &message[1..];
+    }
+    let mut d = match e.span() {
+        Some(span) => sources.diag(message, span),
+        None => Diagnostic::new(message).at(&sources.file, 0..0),
+    };
+    if let Some(key) = key {
+        d = d.key(key);
+    }
+    if let Some(hint) = hint {
+        d = d.hint(hint);
+    }
+    d
+}
+
+fn valid_stage_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// Checks one `[stages.NAME]` table and builds its stage.
+fn stage_spec(
+    name: &Spanned<std::borrow::Cow<str>>,
+    value: &Spanned<DeValue>,
+    sources: &Sources,
+    ctx: &CheckContext,
+    diags: &mut Diagnostics,
+) -> Option<StageSpec> {
+    let stage_name = name.get_ref().to_string();
+    let key = format!("stages.{stage_name}");
+    if !valid_stage_name(&stage_name) {
+        diags.push(
+            sources
+                .diag(format!("`{stage_name}` is not a usable stage name"), name.span())
+                .key(key.clone())
+                .hint("use letters, digits, `_` and `-` (names appear in `--set NAME.key=value` and in paths)"),
+        );
+    }
+    let DeValue::Table(table) = value.get_ref() else {
+        diags.push(
+            sources
+                .diag(
+                    format!(
+                        "stage `{stage_name}` must be a table, not {}",
+                        value.get_ref().type_str()
+                    ),
+                    value.span(),
+                )
+                .key(key)
+                .hint(format!(
+                    "declare it as `[stages.{stage_name}]` with a `kind` and its parameters"
+                )),
+        );
+        return None;
+    };
+    let mut params = table.clone();
+
+    let kind = match params.remove("kind") {
+        None => {
+            let kinds: Vec<_> = StageKind::ALL.iter().map(|k| k.name()).collect();
+            diags.push(
+                sources
+                    .diag(format!("stage `{stage_name}` has no `kind`"), name.span())
+                    .key(format!("{key}.kind"))
+                    .hint(format!("add `kind = \"…\"`, one of: {}", kinds.join(", "))),
+            );
+            None
+        }
+        Some(v) => match v.get_ref() {
+            DeValue::String(s) => match StageKind::from_name(s) {
+                Some(k) => Some(k),
+                None => {
+                    let kinds: Vec<_> = StageKind::ALL.iter().map(|k| k.name()).collect();
+                    let hint = did_you_mean(s, kinds.iter().copied())
+                        .unwrap_or_else(|| format!("the kinds are: {}", kinds.join(", ")));
+                    diags.push(
+                        sources
+                            .diag(format!("unknown stage kind `{s}`"), v.span())
+                            .key(format!("{key}.kind"))
+                            .hint(hint),
+                    );
+                    None
+                }
+            },
+            other => {
+                diags.push(
+                    sources
+                        .diag(
+                            format!("`kind` must be a string, not {}", other.type_str()),
+                            v.span(),
+                        )
+                        .key(format!("{key}.kind")),
+                );
+                None
+            }
+        },
+    };
+
+    let inputs = match params.remove("inputs") {
+        None => Vec::new(),
+        Some(v) => match v.get_ref() {
+            DeValue::Array(items) => inputs_of(items, &key, sources, diags),
+            DeValue::String(s) => vec![Spanned::new(v.span(), s.to_string())],
+            other => {
+                diags.push(
+                    sources
+                        .diag(
+                            format!(
+                                "`inputs` must be a list of stage names, not {}",
+                                other.type_str()
+                            ),
+                            v.span(),
+                        )
+                        .key(format!("{key}.inputs"))
+                        .hint("e.g. `inputs = [\"source\"]`"),
+                );
+                Vec::new()
+            }
+        },
+    };
+
+    let kind = kind?;
+    let table_value = Spanned::new(value.span(), DeValue::Table(params.clone()));
+    let built = match kind.build(table_value.into_deserializer(), ctx) {
+        Ok(stage) => Some(stage),
+        Err(ParamError::Decode(e)) => {
+            // Name the parameter whose value the error points at.
+            let param = e.span().and_then(|span| {
+                params
+                    .iter()
+                    .find(|(k, v)| v.span().contains(&span.start) || k.span().contains(&span.start))
+                    .map(|(k, _)| k.get_ref().to_string())
+            });
+            let mut d = toml_error(
+                sources,
+                &e,
+                Some(param.map_or(key.clone(), |p| format!("{key}.{p}"))),
+            );
+            if let Some(field) = unknown_field(e.message()) {
+                d.key = Some(format!("{key}.{field}"));
+                d = d.hint(
+                    did_you_mean(
+                        field,
+                        expected_fields(e.message()).iter().map(String::as_str),
+                    )
+                    .unwrap_or_else(|| {
+                        format!(
+                            "`{}` takes no parameter `{field}`; see the README for its parameters",
+                            kind.name()
+                        )
+                    }),
+                );
+            } else if e.span().is_none() {
+                // Missing fields have no span of their own: point at the stage.
+                d = sources
+                    .diag(d.message.clone(), name.span())
+                    .key(key.clone());
+            }
+            diags.push(d);
+            None
+        }
+        Err(ParamError::Invalid(problems)) => {
+            for p in problems {
+                let span = params
+                    .get(p.key)
+                    .map(|v| v.span())
+                    .unwrap_or_else(|| name.span());
+                let mut d = sources
+                    .diag(p.message, span)
+                    .key(format!("{key}.{}", p.key));
+                if let Some(h) = p.hint {
+                    d = d.hint(h);
+                }
+                diags.push(d);
+            }
+            None
+        }
+    };
+    Some(StageSpec {
+        name: stage_name,
+        kind,
+        built,
+        inputs,
+        span: name.span(),
+    })
+}
+
+fn inputs_of(
+    items: &DeArray,
+    key: &str,
+    sources: &Sources,
+    diags: &mut Diagnostics,
+) -> Vec<Spanned<String>> {
+    let mut out = Vec::new();
+    for item in items.iter() {
+        match item.get_ref() {
+            DeValue::String(s) => out.push(Spanned::new(item.span(), s.to_string())),
+            other => diags.push(
+                sources
+                    .diag(
+                        format!(
+                            "an input must be a stage name (a string), not {}",
+                            other.type_str()
+                        ),
+                        item.span(),
+                    )
+                    .key(format!("{key}.inputs")),
+            ),
+        }
+    }
+    out
+}
+
+/// `unknown field `seq_lne`, expected …` → `seq_lne`.
+fn unknown_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("unknown field `")?;
+    rest.split('`').next()
+}
+
+/// The field names serde lists after "expected one of".
+fn expected_fields(message: &str) -> Vec<String> {
+    message
+        .split_once("expected")
+        .map(|(_, rest)| {
+            rest.split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The experiment text with overrides written in, keeping comments and layout (toml_edit).
+/// A sweep point's file has no `[sweep]` table: it is the plain experiment of that point, runnable as it is.
+fn text_as_run(text: &str, overrides: &[Override]) -> String {
+    let from_sweep = overrides.iter().any(|o| o.origin.is_some());
+    if overrides.is_empty() {
+        return text.to_string();
+    }
+    let Ok(mut doc) = text.parse::<toml_edit::DocumentMut>() else {
+        return text.to_string();
+    };
+    if from_sweep {
+        doc.remove("sweep");
+    }
+    for o in overrides {
+        let value = o
+            .value
+            .parse::<toml_edit::Value>()
+            .unwrap_or_else(|_| toml_edit::Value::from(o.value.as_str()));
+        match o.key.split_once('.') {
+            None => doc[o.key.as_str()] = toml_edit::Item::Value(value),
+            Some((stage, param)) => {
+                // Validation has seen a table here; never index blindly all the same.
+                if let Some(table) = doc
+                    .get_mut("stages")
+                    .and_then(|s| s.get_mut(stage))
+                    .and_then(|t| t.as_table_like_mut())
+                {
+                    table.insert(param, toml_edit::Item::Value(value));
+                }
+            }
+        }
+    }
+    doc.to_string()
+}

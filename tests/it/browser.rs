@@ -1,0 +1,147 @@
+//! The report page in a real browser: headless Chromium opens `reports/index.html` from disk, with no console errors,
+//! every image decoded, every audio file playable for the right length, every link leading to a file; a screenshot
+//! is kept as a test artifact. Needs Debian's `chromium` (`.ci/run` installs it) and a SoundFont; where no browser
+//! can be found the test says so and does nothing.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use crate::support::*;
+use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
+use headless_chrome::protocol::cdp::types::Event;
+use headless_chrome::{Browser, LaunchOptions};
+
+/// Evaluates a JavaScript expression that yields a JSON string (awaiting it if it is a promise) and parses it.
+fn json(tab: &headless_chrome::Tab, expression: &str) -> serde_json::Value {
+    let result = tab
+        .evaluate(expression, true)
+        .expect("the page runs the check");
+    let text = result
+        .value
+        .expect("a value")
+        .as_str()
+        .expect("a JSON string")
+        .to_string();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn the_report_page_loads_in_chromium_without_errors() {
+    if !require("chromium") || !require("soundfont") {
+        return;
+    }
+    let browser_path = chromium_path().expect("present");
+    let p = tiny_project();
+    let text = experiment(TINY, "length = 40\ntemperature = 1.0")
+        + "\n[stages.audio]\nkind = \"render\"\ninputs = [\"music\"]\n";
+    p.write("exp.toml", text);
+    let run = p.pipeline(&["run", "exp.toml"]).ok();
+    assert!(
+        run.report.as_ref().unwrap().join("generated.wav").is_file(),
+        "no audio was rendered; install a SoundFont (`apt install timgm6mb-soundfont`):\n{}",
+        run.stderr
+    );
+    let index = p.path("reports/index.html");
+
+    let options = LaunchOptions::default_builder()
+        .path(Some(browser_path))
+        .sandbox(false)
+        .enable_gpu(false)
+        .window_size(Some((1700, 900)))
+        .build()
+        .unwrap();
+    let browser = Browser::new(options).expect("Chromium starts");
+    let tab = browser.new_tab().unwrap();
+    let problems: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = problems.clone();
+    tab.add_event_listener(Arc::new(move |event: &Event| {
+        let problem = match event {
+            Event::LogEntryAdded(e) => {
+                let level = format!("{:?}", e.params.entry.level);
+                (level == "Error").then(|| format!("log: {}", e.params.entry.text))
+            }
+            Event::RuntimeExceptionThrown(e) => {
+                Some(format!("exception: {}", e.params.exception_details.text))
+            }
+            Event::RuntimeConsoleAPICalled(e) => {
+                let kind = format!("{:?}", e.params.Type);
+                (kind == "Error" || kind == "Warning")
+                    .then(|| format!("console.{kind}: {:?}", e.params.args))
+            }
+            _ => None,
+        };
+        if let Some(p) = problem {
+            seen.lock().unwrap().push(p);
+        }
+    }))
+    .unwrap();
+    tab.enable_log().unwrap();
+    tab.enable_runtime().unwrap();
+    tab.navigate_to(&format!("file://{}", index.display()))
+        .unwrap();
+    tab.wait_until_navigated().unwrap();
+
+    let images = json(
+        &tab,
+        "Promise.all(Array.from(document.images).map(i => i.complete ? null : new Promise(r => { i.onload = r; i.onerror = r; })))
+           .then(() => JSON.stringify(Array.from(document.images).map(i => [i.getAttribute('src'), i.naturalWidth])))",
+    );
+    let images = images.as_array().unwrap();
+    assert!(
+        images.len() >= 2,
+        "the loss chart and the piano roll: {images:?}"
+    );
+    for image in images {
+        assert!(
+            image[1].as_u64().unwrap() > 0,
+            "image did not load: {image}"
+        );
+    }
+
+    let audio = json(
+        &tab,
+        "Promise.all(Array.from(document.querySelectorAll('audio')).map(a => new Promise(r => {
+            const done = () => r([a.getAttribute('src'), a.error ? -1 : a.duration]);
+            if (a.readyState >= 1) { done(); return; }
+            a.addEventListener('loadedmetadata', done);
+            a.addEventListener('error', done);
+            a.load();
+         }))).then(JSON.stringify)",
+    );
+    let audio: Vec<(String, f64)> = audio
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a[0].as_str().unwrap().to_string(), a[1].as_f64().unwrap()))
+        .collect();
+    assert_eq!(audio.len(), 2, "{audio:?}");
+    // 40 tokens of a quarter second, and the 4-token seed window, each with 2 s of release.
+    for (suffix, seconds) in [("generated.wav", 12.0), ("seed.wav", 3.0)] {
+        let (src, duration) = audio.iter().find(|a| a.0.ends_with(suffix)).unwrap();
+        assert!((duration - seconds).abs() < 0.05, "{src}: {duration} s");
+    }
+
+    let links = json(
+        &tab,
+        "JSON.stringify(Array.from(document.links).map(a => a.href))",
+    );
+    for link in links.as_array().unwrap() {
+        let url = link.as_str().unwrap();
+        let path = url.strip_prefix("file://").expect("a file link");
+        let path = path.replace("%20", " ");
+        assert!(PathBuf::from(&path).exists(), "broken link {url}");
+    }
+
+    let png = tab
+        .capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true)
+        .unwrap();
+    let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = artifacts.join("report-page.png");
+    std::fs::write(&shot, &png).unwrap();
+    eprintln!("screenshot: {}", shot.display());
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000);
+
+    let problems = problems.lock().unwrap();
+    assert!(problems.is_empty(), "console problems: {problems:#?}");
+}

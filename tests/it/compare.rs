@@ -1,0 +1,191 @@
+//! `pipeline compare`, the loss charts and `reports/index.html`, on report folders with known contents.
+
+use std::path::Path;
+
+use crate::support::*;
+
+/// A report folder as `pipeline run` writes it, with the given train parameters and losses.
+fn fake_run(
+    p: &Project,
+    dir: &str,
+    hidden: u32,
+    layers: u32,
+    losses: &[(f64, f64)],
+    copy_rate: f64,
+) {
+    let manifest = serde_json::json!({
+        "experiment": "exp",
+        "run_id": dir,
+        "started": format!("2026-11-24T10:00:0{hidden}Z"),
+        "status": "ok",
+        "device": "cpu",
+        "stages": [
+            {"name": "windows", "kind": "window", "params": {"seq_len": 32, "seed": 42, "val_fraction": 0.1},
+             "summary": {}},
+            {"name": "model", "kind": "train", "params": {"hidden": hidden, "layers": layers, "seed": 42},
+             "summary": {"seconds": 12.5}},
+        ],
+    });
+    p.write(
+        &format!("reports/exp/{dir}/manifest.json"),
+        serde_json::to_vec(&manifest).unwrap(),
+    );
+    let mut csv = String::from("epoch,train_loss,val_loss,val_accuracy,seconds\n");
+    for (i, (t, v)) in losses.iter().enumerate() {
+        csv.push_str(&format!("{},{t},{v},0.5,1.0\n", i + 1));
+    }
+    p.write(&format!("reports/exp/{dir}/loss.csv"), csv);
+    let m = serde_json::json!({"tokens": 500, "unique_tokens": 40, "pitch_classes_used": 9, "pitch_class_entropy": 3.1,
+        "chord_ratio": 0.25, "longest_repeat": 3, "copy_rate_8": copy_rate, "longest_copy": 12});
+    let corpus = serde_json::json!({"tokens": 9000, "unique_tokens": 200, "pitch_classes_used": 12,
+        "pitch_class_entropy": 3.5, "chord_ratio": 0.3, "longest_repeat": 8});
+    p.write(
+        &format!("reports/exp/{dir}/metrics.json"),
+        serde_json::to_vec(&serde_json::json!({"generated": m, "corpus": corpus})).unwrap(),
+    );
+}
+
+fn project() -> Project {
+    let p = Project::new();
+    fake_run(&p, "a", 8, 1, &[(3.0, 3.5), (2.0, 3.1), (1.5, 3.2)], 0.1);
+    fake_run(&p, "b", 16, 1, &[(2.5, 3.0), (1.0, 2.9)], 0.9);
+    p
+}
+
+#[test]
+fn compare_prints_one_row_per_run_with_only_the_differing_parameters() {
+    let p = project();
+    let out = p.pipeline(&["compare", "exp"]).ok().stdout;
+    let header = out.lines().next().unwrap();
+    let columns: Vec<&str> = header.split_whitespace().collect();
+    assert_eq!(
+        columns[..4],
+        ["run", "model.hidden", "epochs", "final_train_loss"],
+        "{out}"
+    );
+    assert_eq!(out.lines().count(), 3);
+    assert!(
+        !header.contains("model.layers") && !header.contains("windows.seq_len"),
+        "equal params are left out"
+    );
+    let csv = p
+        .pipeline(&["compare", "exp", "--format", "csv"])
+        .ok()
+        .stdout;
+    let rows = csv_rows(&csv);
+    assert_eq!(rows.len(), 3);
+    let col = |name: &str| {
+        rows[0]
+            .iter()
+            .position(|c| c == name)
+            .unwrap_or_else(|| panic!("no column {name}"))
+    };
+    assert_eq!(rows[1][col("run")], "exp/a");
+    assert_eq!(rows[1][col("model.hidden")], "8");
+    assert_eq!(rows[1][col("epochs")], "3");
+    assert_eq!(rows[1][col("final_train_loss")], "1.5000");
+    assert_eq!(rows[1][col("best_val_loss")], "3.1000");
+    assert_eq!(rows[1][col("final_val_loss")], "3.2000");
+    assert_eq!(rows[2][col("best_train_loss")], "1.0000");
+    assert_eq!(rows[2][col("train_seconds")], "12.5000");
+    assert_eq!(rows[2][col("device")], "cpu");
+    assert_eq!(rows[2][col("copy_rate_8")], "0.9000");
+    assert_eq!(rows[2][col("longest_copy")], "12");
+}
+
+#[test]
+fn compare_sorts_and_speaks_json() {
+    let p = project();
+    let json = p
+        .pipeline(&[
+            "compare",
+            "--reports-dir",
+            "reports",
+            "--format",
+            "json",
+            "--sort",
+            "best_val_loss",
+        ])
+        .ok()
+        .stdout;
+    let rows: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        rows[0]["run"], "exp/b",
+        "sorted by best validation loss, lowest first"
+    );
+    assert_eq!(rows[1]["model.hidden"], 8);
+    let bad = p.pipeline(&["compare", "exp", "--sort", "nope"]);
+    bad.fails_with(2, "no column `nope`");
+    let missing = p.pipeline(&["compare", "nothing-here"]);
+    assert_eq!(missing.code, 2);
+    assert!(
+        missing
+            .stderr
+            .contains("neither a report folder nor an experiment"),
+        "{}",
+        missing.stderr
+    );
+}
+
+#[test]
+fn the_plot_is_a_valid_svg_with_one_curve_per_run() {
+    let p = project();
+    p.pipeline(&["compare", "exp", "--plot", "loss.svg"]).ok();
+    let svg = std::fs::read_to_string(p.path("loss.svg")).unwrap();
+    let doc = roxmltree::Document::parse(&svg).expect("well-formed XML");
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    // Each run is named once in the legend, by the parameter that differs.
+    for label in ["hidden=8", "hidden=16"] {
+        let n = doc
+            .descendants()
+            .filter(|n| n.is_text() && n.text().map(str::trim) == Some(label))
+            .count();
+        assert_eq!(n, 1, "legend entry {label}\n{svg}");
+    }
+    // One solid validation curve per run: a polyline through every epoch's point.
+    let solid: Vec<usize> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("polyline") && n.attribute("stroke-width") == Some("2"))
+        .map(|n| {
+            n.attribute("points")
+                .unwrap_or("")
+                .split_whitespace()
+                .count()
+        })
+        .filter(|&points| points >= 2)
+        .collect();
+    assert!(
+        solid.contains(&3) && solid.contains(&2),
+        "validation curves of 3 and 2 epochs: {solid:?}"
+    );
+}
+
+#[test]
+fn index_lists_every_run_and_its_links_resolve() {
+    let p = tiny_project();
+    p.pipeline(&["run", "exp.toml"]).ok();
+    p.pipeline(&["run", "exp.toml", "--set", "model.hidden=12"])
+        .ok();
+    let reports = p.path("reports");
+    let html = std::fs::read_to_string(reports.join("index.html")).unwrap();
+    assert!(!html.contains("<script"), "no JavaScript");
+    let runs = html.matches("<tr><td><a href=").count();
+    assert_eq!(runs, 2, "{html}");
+    assert!(
+        html.contains("<th>model.hidden</th>"),
+        "the differing parameter is a column"
+    );
+    let mut links = 0;
+    for attr in ["href=\"", "src=\""] {
+        for part in html.split(attr).skip(1) {
+            let target = part.split('"').next().unwrap().replace("%20", " ");
+            assert!(
+                Path::new(&reports).join(&target).exists(),
+                "broken link `{target}`"
+            );
+            links += 1;
+        }
+    }
+    assert!(links > 10, "runs link their files: {links}");
+    assert!(html.contains("generated.mid") && html.contains("loss.svg"));
+}

@@ -1,0 +1,25 @@
+//! The integration tests, in one crate (one link of the whole candle graph instead of one per file): each module
+//! runs the real `pipeline` binary on MIDI files it writes, in temporary project folders. `support` is the harness.
+//! Run one area with `cargo test --release --test it <module>::`.
+
+mod support;
+
+mod browser;
+mod cache;
+mod compare;
+mod concurrent;
+mod escape;
+mod full_disk;
+mod interrupt;
+mod layers;
+mod malformed;
+mod render;
+mod requirements;
+mod scale;
+mod slurm;
+mod stages;
+mod sweep;
+mod train;
+mod untrusted_cache;
+mod validation;
+mod window_memory;

@@ -1,0 +1,583 @@
+//! Test harness: a temporary project directory, MIDI files written with midly, and the real `pipeline` binary.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use midly::num::{u4, u7, u15, u28};
+use midly::{Format, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, TrackEventKind};
+
+/// One event of a test MIDI track, on an absolute tick.
+#[derive(Clone, Copy, Debug)]
+pub enum Ev {
+    On {
+        tick: u32,
+        ch: u8,
+        key: u8,
+        vel: u8,
+    },
+    Off {
+        tick: u32,
+        ch: u8,
+        key: u8,
+    },
+    Program {
+        tick: u32,
+        ch: u8,
+        program: u8,
+    },
+    /// A track name, to change bytes without changing notes.
+    Name {
+        tick: u32,
+        text: &'static str,
+    },
+}
+
+impl Ev {
+    fn tick(&self) -> u32 {
+        match *self {
+            Ev::On { tick, .. }
+            | Ev::Off { tick, .. }
+            | Ev::Program { tick, .. }
+            | Ev::Name { tick, .. } => tick,
+        }
+    }
+}
+
+/// A note of `len` ticks on channel `ch`.
+pub fn note(tick: u32, ch: u8, key: u8, len: u32) -> [Ev; 2] {
+    [
+        Ev::On {
+            tick,
+            ch,
+            key,
+            vel: 100,
+        },
+        Ev::Off {
+            tick: tick + len,
+            ch,
+            key,
+        },
+    ]
+}
+
+/// A melody of one note per beat (480 ticks) on channel `ch`.
+pub fn melody(ch: u8, keys: &[u8]) -> Vec<Ev> {
+    keys.iter()
+        .enumerate()
+        .flat_map(|(i, &k)| note(i as u32 * 480, ch, k, 240))
+        .collect()
+}
+
+/// The bytes of a format-1 SMF with these tracks.
+pub fn smf_bytes(tracks: &[Vec<Ev>]) -> Vec<u8> {
+    let tracks: Vec<Vec<TrackEvent<'static>>> = tracks
+        .iter()
+        .map(|events| {
+            let mut events = events.clone();
+            events.sort_by_key(Ev::tick);
+            let mut last = 0;
+            let mut out: Vec<TrackEvent<'static>> = events
+                .iter()
+                .map(|e| {
+                    let delta = u28::new(e.tick() - last);
+                    last = e.tick();
+                    let kind = match *e {
+                        Ev::On { ch, key, vel, .. } => TrackEventKind::Midi {
+                            channel: u4::new(ch),
+                            message: MidiMessage::NoteOn {
+                                key: u7::new(key),
+                                vel: u7::new(vel),
+                            },
+                        },
+                        Ev::Off { ch, key, .. } => TrackEventKind::Midi {
+                            channel: u4::new(ch),
+                            message: MidiMessage::NoteOff {
+                                key: u7::new(key),
+                                vel: u7::new(0),
+                            },
+                        },
+                        Ev::Program { ch, program, .. } => TrackEventKind::Midi {
+                            channel: u4::new(ch),
+                            message: MidiMessage::ProgramChange {
+                                program: u7::new(program),
+                            },
+                        },
+                        Ev::Name { text, .. } => {
+                            TrackEventKind::Meta(MetaMessage::TrackName(text.as_bytes()))
+                        }
+                    };
+                    TrackEvent { delta, kind }
+                })
+                .collect();
+            out.push(TrackEvent {
+                delta: u28::new(0),
+                kind: TrackEventKind::Meta(MetaMessage::EndOfTrack),
+            });
+            out
+        })
+        .collect();
+    let smf = Smf {
+        header: Header::new(Format::Parallel, Timing::Metrical(u15::new(480))),
+        tracks,
+    };
+    let mut bytes = Vec::new();
+    smf.write_std(&mut bytes).expect("writing to memory");
+    bytes
+}
+
+/// A temporary directory holding an experiment, its MIDI files, its cache and its reports.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// A project under `parent` (the Slurm tests keep theirs under `target/tmp`, beside the binary the jobs run).
+    pub fn new_in(parent: &Path) -> Self {
+        std::fs::create_dir_all(parent).unwrap();
+        Self {
+            dir: tempfile::tempdir_in(parent).expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, bytes: impl AsRef<[u8]>) -> &Self {
+        let path = self.path(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+        self
+    }
+
+    pub fn midi(&self, rel: &str, tracks: &[Vec<Ev>]) -> &Self {
+        self.write(rel, smf_bytes(tracks))
+    }
+
+    /// Runs `pipeline ARGS` in the project directory.
+    pub fn pipeline(&self, args: &[&str]) -> Run {
+        self.pipeline_with_env(args, &[])
+    }
+
+    /// Runs `pipeline ARGS` in the project directory with extra environment variables.
+    pub fn pipeline_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let output = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("PIPELINE_CACHE")
+            .env_remove("PIPELINE_REPORTS")
+            .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
+            .output()
+            .expect("the pipeline binary runs");
+        Run::new(output, self.dir.path())
+    }
+}
+
+/// The result of one invocation.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub report: Option<PathBuf>,
+}
+
+impl Run {
+    fn new(output: Output, dir: &Path) -> Self {
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let report = stdout
+            .lines()
+            .last()
+            .map(|l| dir.join(l.trim()))
+            .filter(|p| p.join("manifest.json").exists());
+        Self {
+            code: output.status.code().unwrap_or(-1),
+            stdout,
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            report,
+        }
+    }
+
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "pipeline failed\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Asserts the exit code and that stderr says `needle`.
+    #[track_caller]
+    pub fn fails_with(&self, code: i32, needle: &str) -> &Self {
+        assert_eq!(self.code, code, "exit code; stderr:\n{}", self.stderr);
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}:\n{}",
+            self.stderr
+        );
+        self
+    }
+
+    pub fn manifest(&self) -> serde_json::Value {
+        read_manifest(self.report.as_ref().expect("the run wrote a report"))
+    }
+
+    pub fn report_file(&self, name: &str) -> String {
+        std::fs::read_to_string(self.report.as_ref().expect("a report").join(name)).unwrap()
+    }
+
+    /// The trained weights in the report.
+    pub fn weights(&self) -> Vec<u8> {
+        std::fs::read(
+            self.report
+                .as_ref()
+                .expect("a report")
+                .join("model.safetensors"),
+        )
+        .unwrap()
+    }
+
+    /// `loss.csv` without its timing column (timings differ from run to run).
+    pub fn losses(&self) -> Vec<Vec<String>> {
+        csv_rows(&self.report_file("loss.csv"))
+            .into_iter()
+            .map(|row| row[..4].to_vec())
+            .collect()
+    }
+
+    /// Names of the stages with this status (`ran`, `cached`, …), in run order.
+    pub fn stages(&self, status: &str) -> Vec<String> {
+        self.manifest()["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["status"] == status)
+            .map(|s| s["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    pub fn stage(&self, name: &str) -> serde_json::Value {
+        stage_in(&self.manifest(), name).clone()
+    }
+}
+
+/// The `manifest.json` of a report folder.
+pub fn read_manifest(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
+}
+
+/// A stage's entry in a manifest.
+pub fn stage_in<'a>(manifest: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    manifest["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no stage `{name}` in the manifest"))
+}
+
+/// The whole MIDI pipeline over `midi/`, as in the README.
+pub const PIPELINE_TOML: &str = r#"
+name = "test"
+
+[stages.source]
+kind = "midi_source"
+path = "midi"
+
+[stages.no_drums]
+kind = "drop_drums"
+inputs = ["source"]
+
+[stages.melody]
+kind = "extract_instrument"
+inputs = ["no_drums"]
+top = 1
+
+[stages.tokens]
+kind = "tokenize"
+inputs = ["melody"]
+
+[stages.vocab]
+kind = "vocab"
+inputs = ["tokens"]
+
+[stages.windows]
+kind = "window"
+inputs = ["vocab"]
+seq_len = 4
+val_fraction = 0.0
+seed = 42
+"#;
+
+/// [`PIPELINE_TOML`] over two short melodies.
+pub fn midi_project() -> Project {
+    let p = Project::new();
+    p.write("exp.toml", PIPELINE_TOML);
+    p.midi(
+        "midi/a.mid",
+        &[melody(0, &[60, 62, 64, 65, 67, 69, 71, 72])],
+    );
+    p.midi(
+        "midi/b.mid",
+        &[melody(0, &[72, 71, 69, 67, 65, 64, 62, 60, 59])],
+    );
+    p
+}
+
+pub const ALL_STAGES: [&str; 6] = ["source", "no_drums", "melody", "tokens", "vocab", "windows"];
+
+/// CSV text → rows of fields, header included.
+pub fn csv_rows(text: &str) -> Vec<Vec<String>> {
+    text.lines()
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect()
+}
+
+/// The MIDI stages plus a tiny `train` and `sample`.
+pub fn experiment(train: &str, sample: &str) -> String {
+    format!(
+        "{PIPELINE_TOML}
+[stages.model]
+kind = \"train\"
+inputs = [\"windows\"]
+device = \"cpu\"
+{train}
+
+[stages.music]
+kind = \"sample\"
+inputs = [\"model\"]
+{sample}
+"
+    )
+}
+
+pub const TINY: &str = "layers = 1\nhidden = 16\ndense = 8\ndropout = 0.1\ninput = \"embedding\"\nembed_dim = 4\n\
+                    epochs = 3\nbatch_size = 8\nseed = 1";
+
+pub fn tiny_project() -> Project {
+    tiny_project_in(Project::new())
+}
+
+/// [`tiny_project`]'s files in a given project.
+pub fn tiny_project_in(p: Project) -> Project {
+    p.midi(
+        "midi/a.mid",
+        &[melody(
+            0,
+            &[
+                60, 62, 64, 65, 67, 65, 64, 62, 60, 62, 64, 65, 67, 69, 71, 72,
+            ],
+        )],
+    );
+    p.midi(
+        "midi/b.mid",
+        &[melody(0, &[72, 71, 69, 67, 65, 64, 62, 60, 62, 64, 65, 67])],
+    );
+    p.write("exp.toml", experiment(TINY, "length = 20\nseed = 3"));
+    p
+}
+
+/// A General MIDI SoundFont: `$PIPELINE_SOUNDFONT`, else the first of the system's usual places.
+pub fn soundfont_path() -> Option<PathBuf> {
+    std::env::var_os("PIPELINE_SOUNDFONT")
+        .map(PathBuf::from)
+        .or_else(|| {
+            pipeline::stages::render::SYSTEM_SOUNDFONTS
+                .iter()
+                .map(PathBuf::from)
+                .find(|p| p.is_file())
+        })
+}
+
+/// A Chromium to drive: `$PIPELINE_CHROMIUM`, else one on the `PATH`.
+pub fn chromium_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("PIPELINE_CHROMIUM") {
+        return Some(PathBuf::from(p));
+    }
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .filter_map(|name| {
+            std::env::split_paths(&std::env::var_os("PATH")?)
+                .map(|dir| dir.join(name))
+                .find(|p| p.is_file())
+        })
+        .next()
+}
+
+/// Whether a Slurm cluster answers (`sinfo` lists a node).
+pub fn slurm_up() -> bool {
+    Command::new("sinfo")
+        .args(["-h", "-o", "%t"])
+        .output()
+        .is_ok_and(|o| o.status.success() && !o.stdout.is_empty())
+}
+
+/// Whether this process may mount file systems (a tmpfs for the full-disk tests): root.
+pub fn can_mount() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// An optional requirement of the suite: its `PIPELINE_TEST_REQUIRE` name, whether it is here, which tests need it
+/// and how to get it.
+pub type Requirement = (&'static str, fn() -> bool, &'static str, &'static str);
+
+/// Every optional requirement of the suite.
+pub const REQUIREMENTS: &[Requirement] = &[
+    (
+        "soundfont",
+        || soundfont_path().is_some(),
+        "the render:: and browser:: tests",
+        "`apt install timgm6mb-soundfont`, or set PIPELINE_SOUNDFONT",
+    ),
+    (
+        "chromium",
+        || chromium_path().is_some(),
+        "the browser:: tests",
+        "install Debian's `chromium`, or set PIPELINE_CHROMIUM",
+    ),
+    (
+        "slurm",
+        slurm_up,
+        "the slurm:: tests",
+        "start a cluster with `.ci/slurm.sh up DIR` and run the `export` line it prints",
+    ),
+    (
+        "mount",
+        can_mount,
+        "the full_disk:: tests",
+        "run the tests as root: they mount small tmpfs file systems",
+    ),
+];
+
+/// [`available`] for one of [`REQUIREMENTS`], probed.
+pub fn require(what: &str) -> bool {
+    let (_, present, _, how) = REQUIREMENTS
+        .iter()
+        .find(|r| r.0 == what)
+        .unwrap_or_else(|| panic!("`{what}` is not in REQUIREMENTS"));
+    available(what, present(), how)
+}
+
+/// The names `PIPELINE_TEST_REQUIRE` lists.
+pub fn required() -> Vec<String> {
+    std::env::var("PIPELINE_TEST_REQUIRE")
+        .unwrap_or_default()
+        .split(',')
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty())
+        .collect()
+}
+
+/// Whether a test that needs something from the system (a SoundFont, Chromium, a Slurm cluster) can run. Where it is
+/// missing the test says so and does nothing, unless `PIPELINE_TEST_REQUIRE` lists it (`.ci/run` sets
+/// `soundfont,chromium,slurm`): then its absence is a failure, so CI can never pass by skipping.
+///
+/// The skip is written straight to the process's stderr, past the test harness's capture, so `cargo test` shows
+/// every skipped test by name instead of counting it as a pass (`requirements.rs` sums them up).
+pub fn available(what: &str, present: bool, how: &str) -> bool {
+    use std::io::Write as _;
+    if present {
+        return true;
+    }
+    if required().iter().any(|r| r == what) {
+        panic!("{what} is required here (PIPELINE_TEST_REQUIRE) but missing: {how}");
+    }
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a test")
+        .to_string();
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: needs {what}, missing here ({how})"
+    );
+    false
+}
+
+/// `pipeline ARGS` in the background, its stderr read as it comes, so a test waits for what the binary says (with
+/// `-v` it prints `running model` once it holds the training's lock) instead of sleeping or probing locks itself.
+pub struct Spawned {
+    pub child: Child,
+    lines: mpsc::Receiver<String>,
+    /// Everything it printed on stderr so far.
+    pub stderr: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Spawned {
+    pub fn start(p: &Project, args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+            .args(args)
+            .current_dir(p.dir.path())
+            .env_remove("PIPELINE_CACHE")
+            .env_remove("PIPELINE_REPORTS")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the pipeline binary runs");
+        let (tx, lines) = mpsc::channel();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let pipe = child.stderr.take().expect("piped");
+        let all = stderr.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                all.lock().unwrap().push_str(&(line.clone() + "\n"));
+                let _ = tx.send(line);
+            }
+        });
+        Self {
+            child,
+            lines,
+            stderr,
+            reader: Some(reader),
+        }
+    }
+
+    /// Blocks until the process prints a line containing `needle`, and returns that line.
+    #[track_caller]
+    pub fn wait_for(&self, needle: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(180)) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "the process never said {needle:?}:\n{}",
+                    self.stderr.lock().unwrap()
+                ),
+            }
+        }
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: signalling a child this test started and has not reaped.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
+    }
+
+    /// Waits for the exit: (exit code, or -1 when killed by a signal; stdout; all of stderr).
+    pub fn exit(mut self) -> (i32, String, String) {
+        let mut stdout = String::new();
+        if let Some(mut out) = self.child.stdout.take() {
+            std::io::Read::read_to_string(&mut out, &mut stdout).unwrap();
+        }
+        let status = self.child.wait().unwrap();
+        // The pipe closes when the process exits, so the reader has everything once it ends.
+        self.reader.take().unwrap().join().unwrap();
+        let stderr = self.stderr.lock().unwrap().clone();
+        (status.code().unwrap_or(-1), stdout, stderr)
+    }
+}

@@ -1,0 +1,378 @@
+//! Training and sampling through the real binary: tiny models on purpose-made MIDI, so the suite stays fast.
+
+use std::collections::BTreeSet;
+
+use crate::support::*;
+
+/// `generated.mid`, read back with the same code that reads the corpus, gives exactly `generated.csv`.
+fn assert_midi_matches_csv(run: &Run) {
+    let report = run.report.as_ref().unwrap();
+    let bytes = std::fs::read(report.join("generated.mid")).unwrap();
+    let song = pipeline::music::ingest::read_song("generated.mid", &bytes)
+        .unwrap()
+        .song;
+    let mut onsets: std::collections::BTreeMap<u64, BTreeSet<u8>> = Default::default();
+    for e in &song.events {
+        if let pipeline::artifact::Message::NoteOn { key, .. } = e.message {
+            onsets.entry(e.tick).or_default().insert(key);
+        }
+    }
+    let from_midi: Vec<String> = onsets
+        .values()
+        .map(pipeline::music::tokens::token_for)
+        .collect();
+    let from_csv: Vec<String> = csv_rows(&run.report_file("generated.csv"))[1..]
+        .iter()
+        .map(|r| r[1].clone())
+        .collect();
+    assert_eq!(from_midi, from_csv);
+    let programs: Vec<_> = song
+        .events
+        .iter()
+        .filter_map(|e| match e.message {
+            pipeline::artifact::Message::ProgramChange { program } => Some(program),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(programs, [0], "the extracted instrument's program");
+}
+
+#[test]
+fn a_full_run_trains_samples_and_caches() {
+    let p = tiny_project();
+    let run = p.pipeline(&["run", "exp.toml"]).ok();
+    let loss = csv_rows(&run.report_file("loss.csv"));
+    assert_eq!(
+        loss[0],
+        ["epoch", "train_loss", "val_loss", "val_accuracy", "seconds"]
+    );
+    assert_eq!(loss.len(), 1 + 3, "one row per epoch");
+    assert!(
+        loss[1..].iter().all(|r| r[2].is_empty() && r[3].is_empty()),
+        "no validation split: empty columns"
+    );
+    assert_eq!(csv_rows(&run.report_file("generated.csv")).len(), 1 + 20);
+    assert_midi_matches_csv(&run);
+    for f in [
+        "model.safetensors",
+        "model.json",
+        "loss.csv",
+        "generated.mid",
+        "generated.csv",
+    ] {
+        assert!(run.report.as_ref().unwrap().join(f).is_file(), "{f}");
+    }
+    assert_eq!(run.manifest()["device"], "cpu");
+
+    let again = p.pipeline(&["run", "exp.toml"]).ok();
+    assert!(
+        again.stages("ran").is_empty(),
+        "a second run is fully cached"
+    );
+    assert_eq!(
+        again.report_file("loss.csv"),
+        run.report_file("loss.csv"),
+        "cached runs still report the loss"
+    );
+
+    let hotter = p
+        .pipeline(&["run", "exp.toml", "--set", "music.temperature=0.8"])
+        .ok();
+    assert_eq!(hotter.stages("ran"), ["music"]);
+    let wider = p
+        .pipeline(&["run", "exp.toml", "--set", "model.hidden=12"])
+        .ok();
+    assert_eq!(wider.stages("ran"), ["model", "music"]);
+    assert_eq!(
+        wider.stage("model")["reason"],
+        "parameter `hidden` changed (16 → 12)"
+    );
+}
+
+#[test]
+fn the_same_seed_gives_the_same_weights_and_losses() {
+    let p = tiny_project();
+    let a = p.pipeline(&["run", "exp.toml"]).ok();
+    let b = p.pipeline(&["run", "exp.toml", "--force", "model"]).ok();
+    assert_eq!(
+        b.stages("ran"),
+        ["model", "music"],
+        "--force re-runs its dependents too"
+    );
+    assert_eq!(
+        a.stage("model")["output_hash"],
+        b.stage("model")["output_hash"],
+        "byte-identical output"
+    );
+    assert_eq!(a.weights(), b.weights());
+    assert_eq!(a.losses(), b.losses());
+    assert_eq!(
+        a.report_file("generated.csv"),
+        b.report_file("generated.csv")
+    );
+}
+
+#[test]
+fn raising_epochs_resumes_and_equals_one_longer_run() {
+    let p = tiny_project();
+    p.pipeline(&["run", "exp.toml"]).ok();
+    let resumed = p
+        .pipeline(&["run", "exp.toml", "--set", "model.epochs=5"])
+        .ok();
+    assert!(
+        resumed
+            .stderr
+            .contains("resuming from the 3 epochs already trained"),
+        "{}",
+        resumed.stderr
+    );
+    assert_eq!(resumed.stage("model")["summary"]["resumed_from_epoch"], 3);
+
+    let fresh = p
+        .pipeline(&[
+            "run",
+            "exp.toml",
+            "--set",
+            "model.epochs=5",
+            "--cache-dir",
+            "fresh",
+        ])
+        .ok();
+    assert!(fresh.stage("model")["summary"]["resumed_from_epoch"].is_null());
+    assert_eq!(
+        resumed.weights(),
+        fresh.weights(),
+        "resuming gives the weights of one uninterrupted run"
+    );
+    assert_eq!(resumed.losses(), fresh.losses());
+    assert_eq!(resumed.losses().len(), 1 + 5);
+    let seconds: Vec<f64> = csv_rows(&resumed.report_file("loss.csv"))[1..]
+        .iter()
+        .map(|r| r[4].parse().unwrap())
+        .collect();
+    assert!(
+        seconds.iter().all(|&s| s > 0.0),
+        "earlier epochs keep their timings: {seconds:?}"
+    );
+    assert_eq!(
+        resumed.stage("model")["output_hash"],
+        fresh.stage("model")["output_hash"]
+    );
+}
+
+#[test]
+fn the_model_learns_a_periodic_sequence_and_greedy_sampling_continues_it() {
+    let p = Project::new();
+    let period = [60u8, 64, 67, 72, 67, 64];
+    let keys: Vec<u8> = period
+        .iter()
+        .copied()
+        .cycle()
+        .take(period.len() * 30)
+        .collect();
+    p.midi("midi/a.mid", &[melody(0, &keys)]);
+    let train = "layers = 1\nhidden = 32\ndense = 0\ndropout = 0.0\ninput = \"embedding\"\nembed_dim = 8\n\
+                 epochs = 25\nbatch_size = 16\noptimizer = \"adam\"\nlearning_rate = 0.01\nseed = 5";
+    p.write(
+        "exp.toml",
+        experiment(train, "length = 24\nseed = 1").replace("seq_len = 4", "seq_len = 8"),
+    );
+    let run = p.pipeline(&["run", "exp.toml"]).ok();
+    let loss = csv_rows(&run.report_file("loss.csv"));
+    let first: f64 = loss[1][1].parse().unwrap();
+    let last: f64 = loss.last().unwrap()[1].parse().unwrap();
+    // The sequence is fully determined by the last two tokens, so a perfect model's loss is 0; 0.05 means the
+    // model gives the right next token about 95% probability on average (it starts near ln 4 ≈ 1.39).
+    assert!(
+        last < 0.05,
+        "final training loss {last} (first epoch {first})"
+    );
+    let tokens: Vec<String> = csv_rows(&run.report_file("generated.csv"))[1..]
+        .iter()
+        .map(|r| r[1].clone())
+        .collect();
+    let names = ["C4", "E4", "G4", "C5", "G4", "E4"];
+    let start = (0..6)
+        .find(|&s| (0..6).all(|i| tokens[i] == names[(s + i) % 6]))
+        .unwrap_or_else(|| panic!("generated tokens do not follow the period: {tokens:?}"));
+    for (i, t) in tokens.iter().enumerate() {
+        assert_eq!(t, names[(start + i) % 6], "token {i} of {tokens:?}");
+    }
+}
+
+#[test]
+fn asking_for_cuda_without_the_feature_fails_before_anything_runs() {
+    let p = tiny_project();
+    let run = p.pipeline(&["run", "exp.toml", "--set", "model.device=\"cuda\""]);
+    if cfg!(feature = "cuda") {
+        return; // a CUDA build accepts it
+    }
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("needs CUDA, but this build has no CUDA support"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("cargo build --release --features cuda"),
+        "{}",
+        run.stderr
+    );
+    assert!(!p.path("cache").exists(), "nothing ran");
+    let bad = p.pipeline(&["run", "exp.toml", "--set", "model.device=\"tpu\""]);
+    bad.fails_with(2, "unknown device `tpu`");
+}
+
+#[test]
+fn a_validation_split_fills_the_validation_columns() {
+    let p = tiny_project();
+    p.midi(
+        "midi/c.mid",
+        &[melody(0, &[60, 62, 64, 65, 67, 65, 64, 62, 60])],
+    );
+    p.write(
+        "exp.toml",
+        experiment(TINY, "length = 5").replace("val_fraction = 0.0", "val_fraction = 0.34"),
+    );
+    let run = p.pipeline(&["run", "exp.toml"]).ok();
+    let loss = csv_rows(&run.report_file("loss.csv"));
+    for row in &loss[1..] {
+        let val: f64 = row[2].parse().unwrap();
+        let acc: f64 = row[3].parse().unwrap();
+        assert!(val.is_finite() && (0.0..=1.0).contains(&acc), "{row:?}");
+    }
+}
+
+#[test]
+fn a_diverging_loss_stops_naming_the_epoch_and_keeps_the_last_good_weights() {
+    let p = tiny_project();
+    let diverging = TINY.replace(
+        "epochs = 3",
+        "epochs = 3\noptimizer = \"sgd\"\nlearning_rate = 1e30",
+    );
+    p.write("exp.toml", experiment(&diverging, "length = 5"));
+    let run = p.pipeline(&["run", "exp.toml"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("stage `model` failed: the training loss became"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("in epoch 1 (batch"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("try a lower `learning_rate`"),
+        "{}",
+        run.stderr
+    );
+    let kept = run
+        .report
+        .as_ref()
+        .unwrap()
+        .join("model.last-good.safetensors");
+    assert!(kept.is_file(), "the last good weights are kept");
+    assert_eq!(run.stages("not_run"), ["music"]);
+    assert!(
+        p.pipeline(&["status", "exp.toml"])
+            .ok()
+            .stdout
+            .contains("model     would run"),
+        "no entry was stored"
+    );
+}
+
+#[test]
+fn window_sampling_is_the_papers_and_stateful_the_default() {
+    let p = tiny_project();
+    let stateful = p.pipeline(&["run", "exp.toml"]).ok();
+    assert_eq!(stateful.stage("music")["params"]["mode"], "stateful");
+    let window = p
+        .pipeline(&["run", "exp.toml", "--set", "music.mode=\"window\""])
+        .ok();
+    assert_eq!(window.stages("ran"), ["music"]);
+    assert_midi_matches_csv(&window);
+    let bad = p.pipeline(&["run", "exp.toml", "--set", "music.mode=\"beam\""]);
+    bad.fails_with(2, "unknown variant `beam`");
+}
+
+#[test]
+fn the_benchmarks_run_and_report_their_figures() {
+    let p = Project::new();
+    for f in 0..2u32 {
+        let keys: Vec<u8> = (0..150u32).map(|i| 48 + ((i * 3 + f) % 24) as u8).collect();
+        p.midi(&format!("corpus/{f}.mid"), &[melody(0, &keys)]);
+    }
+    let prep = p
+        .pipeline(&["bench", "prep", "--corpus", "corpus", "--runs", "2"])
+        .ok();
+    assert!(
+        prep.stdout.contains("all MIDI stages, no cache: median"),
+        "{}",
+        prep.stdout
+    );
+    assert!(prep.stdout.contains("(300 tokens)"), "{}", prep.stdout);
+    let train = p
+        .pipeline(&[
+            "bench",
+            "train",
+            "--layers",
+            "1",
+            "--hidden",
+            "8",
+            "--seq-len",
+            "4",
+            "--batch",
+            "4",
+            "--steps",
+            "2",
+        ])
+        .ok();
+    for piece in [
+        "ms/step over 2 steps",
+        "windows/s",
+        "GFLOP/s of matrix products",
+        "of this machine's sgemm",
+    ] {
+        assert!(train.stdout.contains(piece), "{piece}: {}", train.stdout);
+    }
+    let plain = p
+        .pipeline(&[
+            "bench",
+            "train",
+            "--hidden",
+            "8",
+            "--seq-len",
+            "4",
+            "--steps",
+            "1",
+            "--plain",
+        ])
+        .ok();
+    assert!(plain.stdout.contains("plain LSTM"), "{}", plain.stdout);
+    if !cfg!(feature = "cuda") {
+        let cuda = p.pipeline(&["bench", "train", "--device", "cuda"]);
+        assert_eq!(cuda.code, 2);
+        assert!(cuda.stderr.contains("--features cuda"), "{}", cuda.stderr);
+    }
+}
+
+/// The largest shape the parameter checks allow (16 layers of 8192 units) needs far more memory than this machine
+/// has: the stage says how much, before allocating, instead of being killed.
+#[test]
+fn a_model_too_large_for_this_machine_fails_clearly_before_allocating() {
+    let p = tiny_project();
+    let run = p.pipeline(&[
+        "run",
+        "exp.toml",
+        "--set",
+        "model.hidden=8192",
+        "--set",
+        "model.layers=16",
+    ]);
+    run.fails_with(1, "training this model needs at least")
+        .fails_with(
+            1,
+            "GiB of memory is free; lower `hidden`, `layers` or `batch_size`",
+        );
+}

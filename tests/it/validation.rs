@@ -1,0 +1,309 @@
+//! Every validation problem exits with code 2 before anything runs, naming file, line, column and key, with a hint.
+//! One table of (TOML, expected pieces of the message).
+
+use crate::support::*;
+
+const SOURCE: &str = "[stages.source]\nkind = \"midi_source\"\npath = \"midi\"\n";
+
+/// (case, experiment text, `--set` arguments, pieces the error output must contain)
+const CASES: &[(&str, &str, &[&str], &[&str])] = &[
+    (
+        "syntax error",
+        "[stages.source\nkind = \"midi_source\"\n",
+        &[],
+        &["unclosed table", "exp.toml:1:15", "nothing was run"],
+    ),
+    (
+        "unknown parameter",
+        "[stages.source]\nkind = \"midi_source\"\npath = \"midi\"\n[stages.w]\nkind = \"window\"\ninputs = []\nseq_lne = 5\n",
+        &[],
+        &[
+            "unknown field `seq_lne`",
+            "key `stages.w.seq_lne`",
+            "exp.toml:7:1",
+            "did you mean `seq_len`?",
+        ],
+    ),
+    (
+        "wrong value type",
+        "[stages.source]\nkind = \"midi_source\"\npath = 3\n",
+        &[],
+        &[
+            "invalid type: integer `3`, expected a string",
+            "key `stages.source.path`",
+            "exp.toml:3:8",
+        ],
+    ),
+    (
+        "value out of range",
+        "[stages.source]\nkind = \"midi_source\"\npath = \"midi\"\n[stages.vocab]\nkind = \"vocab\"\ninputs = [\"source\"]\n[stages.w]\nkind = \"window\"\ninputs = [\"vocab\"]\nseq_len = 0\n",
+        &[],
+        &[
+            "must be between 1 and 1000000, got 0",
+            "key `stages.w.seq_len`",
+            "exp.toml:10:11",
+            "help:",
+        ],
+    ),
+    (
+        "fraction out of range",
+        "[stages.w]\nkind = \"window\"\ninputs = []\nval_fraction = 1.5\n",
+        &[],
+        &[
+            "must be at least 0 and below 1, got 1.5",
+            "key `stages.w.val_fraction`",
+            "exp.toml:7:16",
+        ],
+    ),
+    (
+        "out of range from --set",
+        "",
+        &["--set", "windows.seq_len=0"],
+        &[
+            "must be between 1 and 1000000, got 0",
+            "command line:1:",
+            "--set windows.seq_len=0",
+        ],
+    ),
+    (
+        "--set of an unknown stage",
+        "",
+        &["--set", "windowz.seq_len=3"],
+        &["no stage named `windowz`", "did you mean `windows`?"],
+    ),
+    (
+        "unknown kind",
+        "[stages.x]\nkind = \"windw\"\n",
+        &[],
+        &[
+            "unknown stage kind `windw`",
+            "key `stages.x.kind`",
+            "exp.toml:5:8",
+            "did you mean `window`?",
+        ],
+    ),
+    (
+        "missing kind",
+        "[stages.x]\ninputs = [\"source\"]\n",
+        &[],
+        &[
+            "stage `x` has no `kind`",
+            "key `stages.x.kind`",
+            "exp.toml:4:9",
+        ],
+    ),
+    (
+        "unknown input",
+        "[stages.no_drums]\nkind = \"drop_drums\"\ninputs = [\"sorce\"]\n",
+        &[],
+        &[
+            "there is no stage named `sorce`",
+            "key `stages.no_drums.inputs`",
+            "exp.toml:6:11",
+            "did you mean `source`?",
+        ],
+    ),
+    (
+        "duplicate name",
+        "[stages.source]\nkind = \"drop_drums\"\n",
+        &[],
+        &[
+            "duplicate key",
+            "exp.toml:4:9",
+            "each stage needs its own name",
+        ],
+    ),
+    (
+        "input of the wrong kind",
+        "[stages.windows]\nkind = \"window\"\ninputs = [\"source\"]\n",
+        &[],
+        &[
+            "stage `windows` (window) needs a vocabulary as input, but `source` (midi_source) produces MIDI files",
+            "exp.toml:6:11",
+            "feed it from a stage of kind `vocab`",
+        ],
+    ),
+    (
+        "missing input",
+        "[stages.tokens]\nkind = \"tokenize\"\n",
+        &[],
+        &[
+            "stage `tokens` (tokenize) takes one input (instrument notes), but none is given",
+            "`extract_instrument`",
+        ],
+    ),
+    (
+        "cycle",
+        "[stages.a]\nkind = \"drop_drums\"\ninputs = [\"b\"]\n[stages.b]\nkind = \"drop_drums\"\ninputs = [\"a\"]\n",
+        &[],
+        &["the stages form a cycle: a -> b -> a", "exp.toml:4:9"],
+    ),
+    (
+        "self loop",
+        "[stages.a]\nkind = \"drop_drums\"\ninputs = [\"a\"]\n",
+        &[],
+        &["the stages form a cycle: a -> a"],
+    ),
+    (
+        "unknown top-level key",
+        "[stage.x]\nkind = \"vocab\"\n",
+        &[],
+        &["unknown top-level key `stage`", "did you mean `stages`?"],
+    ),
+    (
+        "experiment name climbing out of the reports directory",
+        "name = \"../../evil\"\n[stages.source]\nkind = \"midi_source\"\npath = \"midi\"\n",
+        &[],
+        &[
+            "`../../evil` is not a usable experiment name",
+            "key `name`",
+            "exp.toml:1:8",
+        ],
+    ),
+    (
+        "experiment name from --set climbing out",
+        "",
+        &["--set", "name=../x"],
+        &["`../x` is not a usable experiment name", "key `name`"],
+    ),
+    (
+        "missing source directory",
+        "",
+        &["--set", "source.path=nowhere"],
+        &[
+            "`nowhere` does not exist",
+            "key `stages.source.path`",
+            "relative to the experiment file",
+        ],
+    ),
+    (
+        "--set into a stage that is not a table",
+        "[stages]\nsource = 1\n",
+        &["--set", "source.path=x"],
+        &[
+            "stage `source` must be a table, not integer",
+            "exp.toml:2:10",
+            "key `stages.source`",
+        ],
+    ),
+    (
+        "a sweep over a stage that is not a table",
+        "[stages]\nsource = 1\n[sweep]\n\"source.path\" = [\"a\", \"b\"]\n",
+        &[],
+        &[
+            "stage `source` must be a table, not integer",
+            "key `stages.source`",
+        ],
+    ),
+];
+
+#[test]
+fn every_validation_problem_is_reported_with_location_key_and_exit_code_2() {
+    let mut failures = Vec::new();
+    for (case, snippet, set, expected) in CASES {
+        let p = Project::new();
+        p.midi("midi/a.mid", &[melody(0, &[60, 62, 64, 65, 67])]);
+        // Snippets that declare `source` (or all of `[stages]`) replace the default one; others are appended to a valid pipeline.
+        let text = if snippet.contains("[stages.source]\nkind = \"midi_source\"")
+            || snippet.starts_with("[stages.source\n")
+            || snippet.starts_with("[stages]\n")
+        {
+            snippet.to_string()
+        } else if snippet.is_empty() {
+            PIPELINE_TOML.to_string()
+        } else {
+            format!("{SOURCE}{snippet}")
+        };
+        p.write("exp.toml", &text);
+        let mut args = vec!["run", "exp.toml"];
+        args.extend_from_slice(set);
+        let run = p.pipeline(&args);
+        let missing: Vec<_> = expected
+            .iter()
+            .filter(|e| !run.stderr.contains(**e))
+            .collect();
+        if run.code != 2 || !missing.is_empty() || p.path("cache").exists() {
+            failures.push(format!(
+                "case `{case}`: exit {} (want 2), missing {missing:?}, cache created: {}\n{}",
+                run.code,
+                p.path("cache").exists(),
+                run.stderr
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn all_problems_are_reported_together() {
+    let p = Project::new();
+    p.write(
+        "exp.toml",
+        "[stages.a]\nkind = \"windw\"\n[stages.b]\nkind = \"window\"\ninputs = [\"zz\"]\nseq_len = -1\n",
+    );
+    let run = p.pipeline(&["graph", "exp.toml"]);
+    run.fails_with(2, "unknown stage kind `windw`");
+    assert!(run.stderr.contains("no stage named `zz`"));
+    assert!(run.stderr.contains("expected u32"));
+    assert!(
+        run.stderr.contains("the experiment has 3 problems"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn graph_prints_text_and_dot() {
+    let p = Project::new();
+    p.midi("midi/a.mid", &[melody(0, &[60, 62])]);
+    p.write("exp.toml", PIPELINE_TOML);
+    let text = p.pipeline(&["graph", "exp.toml"]).ok().stdout;
+    assert!(text.starts_with("test: 6 stages\n"), "{text}");
+    assert!(
+        text.contains("windows   window              <- vocab"),
+        "{text}"
+    );
+    let dot = p
+        .pipeline(&["graph", "exp.toml", "--format", "dot"])
+        .ok()
+        .stdout;
+    assert!(dot.contains("digraph {"), "{dot}");
+    assert_eq!(dot.matches(" -> ").count(), 5, "{dot}");
+    assert!(dot.contains("label = \"windows\\lwindow\""), "{dot}");
+}
+
+#[test]
+fn a_missing_experiment_file_is_a_clear_error() {
+    let p = Project::new();
+    let run = p.pipeline(&["run", "nope.toml"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr
+            .contains("cannot read experiment file `nope.toml`"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn bench_values_out_of_range_are_usage_errors_not_panics() {
+    let p = Project::new();
+    for (flag, value) in [
+        ("--seq-len", "0"),
+        ("--vocab", "0"),
+        ("--layers", "0"),
+        ("--layers", "17"),
+        ("--batch", "0"),
+        ("--steps", "0"),
+        ("--hidden", "x"),
+    ] {
+        let run = p.pipeline(&["bench", "train", flag, value]);
+        assert_eq!(run.code, 2, "{flag} {value}: {}", run.stderr);
+        assert!(
+            run.stderr
+                .contains(&format!("`{value}` must be a whole number from")),
+            "{flag} {value}: {}",
+            run.stderr
+        );
+    }
+}
