@@ -8,7 +8,7 @@ fn the_first_run_executes_every_stage_and_the_second_none() {
     let first = p.pipeline(&["run", "exp.toml"]).ok();
     assert_eq!(first.stages("ran"), ALL_STAGES);
     for s in ALL_STAGES {
-        assert_eq!(first.stage(s)["reason"], "never ran");
+        assert_eq!(first.stage(s).reason, "never ran");
     }
     let second = p.pipeline(&["run", "exp.toml"]).ok();
     assert_eq!(second.stages("cached"), ALL_STAGES);
@@ -23,10 +23,7 @@ fn the_first_run_executes_every_stage_and_the_second_none() {
         "every run gets its own report folder"
     );
     for s in ALL_STAGES {
-        assert_eq!(
-            first.stage(s)["fingerprint"],
-            second.stage(s)["fingerprint"]
-        );
+        assert_eq!(first.stage(s).fingerprint, second.stage(s).fingerprint);
     }
 }
 
@@ -39,7 +36,7 @@ fn set_reruns_exactly_the_dependent_stages_and_says_why() {
         .ok();
     assert_eq!(run.stages("ran"), ["windows"]);
     assert_eq!(
-        run.stage("windows")["reason"],
+        run.stage("windows").reason,
         "parameter `seq_len` changed (4 → 3)"
     );
     assert!(
@@ -70,7 +67,7 @@ fn set_reruns_exactly_the_dependent_stages_and_says_why() {
         "a second program with no notes changes nothing downstream"
     );
     assert_eq!(
-        run.stage("melody")["reason"],
+        run.stage("melody").reason,
         "parameter `top` changed (1 → 2)"
     );
 }
@@ -95,8 +92,8 @@ fn an_upstream_change_reruns_its_dependents_with_the_input_named() {
         .pipeline(&["run", "exp.toml", "--set", "melody.top=2"])
         .ok();
     assert_eq!(run.stages("ran"), ["melody", "tokens", "vocab", "windows"]);
-    assert_eq!(run.stage("tokens")["reason"], "input `melody` changed");
-    assert_eq!(run.stage("windows")["reason"], "input `vocab` changed");
+    assert_eq!(run.stage("tokens").reason, "input `melody` changed");
+    assert_eq!(run.stage("windows").reason, "input `vocab` changed");
 }
 
 #[test]
@@ -138,8 +135,8 @@ kind = "midi_source"
     assert_eq!(second.stages("cached").len(), 6, "{}", second.stderr);
     for s in ALL_STAGES {
         assert_eq!(
-            first.stage(s)["fingerprint"],
-            second.stage(s)["fingerprint"],
+            first.stage(s).fingerprint,
+            second.stage(s).fingerprint,
             "{s}"
         );
     }
@@ -162,8 +159,8 @@ fn a_changed_byte_in_a_midi_file_reruns_the_source_and_only_what_it_changes() {
     p.write("midi/b.mid", &bytes);
     let run = p.pipeline(&["run", "exp.toml"]).ok();
     assert_eq!(run.stages("ran"), ["source", "no_drums", "melody"]);
-    assert_eq!(run.stage("source")["reason"], "file `midi/b.mid` changed");
-    assert_eq!(run.stage("no_drums")["reason"], "input `source` changed");
+    assert_eq!(run.stage("source").reason, "file `midi/b.mid` changed");
+    assert_eq!(run.stage("no_drums").reason, "input `source` changed");
 
     // The key byte of the last note-on: everything downstream sees it.
     let mut bytes = original;
@@ -210,7 +207,7 @@ fn added_and_removed_files_are_named() {
     p.midi("midi/sub/d.midi", &[melody(0, &[60, 61, 62, 63, 64, 65])]);
     let run = p.pipeline(&["run", "exp.toml"]).ok();
     assert_eq!(
-        run.stage("source")["reason"],
+        run.stage("source").reason,
         "file `midi/sub/d.midi` added; file `midi/a.mid` removed"
     );
 }
@@ -268,8 +265,8 @@ fn force_reruns_a_stage_and_everything_downstream() {
     p.pipeline(&["run", "exp.toml"]).ok();
     let run = p.pipeline(&["run", "exp.toml", "--force", "tokens"]).ok();
     assert_eq!(run.stages("ran"), ["tokens", "vocab", "windows"]);
-    assert_eq!(run.stage("tokens")["reason"], "forced with `--force`");
-    assert_eq!(run.stage("vocab")["reason"], "input `tokens` was forced");
+    assert_eq!(run.stage("tokens").reason, "forced with `--force`");
+    assert_eq!(run.stage("vocab").reason, "input `tokens` was forced");
     let bad = p.pipeline(&["run", "exp.toml", "--force", "tokns"]);
     bad.fails_with(2, "did you mean `tokens`?");
 }
@@ -278,10 +275,11 @@ fn force_reruns_a_stage_and_everything_downstream() {
 fn a_damaged_cache_entry_is_recomputed_not_used() {
     let p = midi_project();
     let first = p.pipeline(&["run", "exp.toml"]).ok();
-    let key = first.stage("vocab")["fingerprint"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let key = first
+        .stage("vocab")
+        .fingerprint
+        .expect("a fingerprint")
+        .hex();
     let output = p.path(&format!("cache/v1/entries/{}/{key}/output.bin", &key[..2]));
     let mut bytes = std::fs::read(&output).unwrap();
     bytes[5] ^= 1;
@@ -295,8 +293,8 @@ fn a_damaged_cache_entry_is_recomputed_not_used() {
         run.stderr
     );
     assert_eq!(
-        run.stage("vocab")["output_hash"],
-        first.stage("vocab")["output_hash"]
+        run.stage("vocab").output_hash,
+        first.stage("vocab").output_hash
     );
 }
 
@@ -327,11 +325,11 @@ fn cache_and_report_directories_can_be_moved() {
     }
     let m = run.manifest();
     assert_eq!(
-        m["windows"]["train_windows"],
+        m.windows.expect("a window summary").train_windows,
         (8 - 4) + (9 - 4),
         "windows never cross files"
     );
-    assert!(m["crates"]["midly"].is_string());
+    assert!(m.crates.contains_key("midly"), "{:?}", m.crates);
 }
 
 #[test]
@@ -368,10 +366,11 @@ fn cache_verify_finds_a_flipped_byte_and_du_counts_per_kind() {
         );
     }
 
-    let key = first.stage("tokens")["fingerprint"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let key = first
+        .stage("tokens")
+        .fingerprint
+        .expect("a fingerprint")
+        .hex();
     let output = p.path(&format!("cache/v1/entries/{}/{key}/output.bin", &key[..2]));
     let mut bytes = std::fs::read(&output).unwrap();
     bytes[3] ^= 0x10;
@@ -451,10 +450,11 @@ fn cache_gc_keeps_young_entries_and_collects_finished_checkpoints_and_job_folder
     assert!(gc.stdout.starts_with("removed 0 item(s)"), "{}", gc.stdout);
 
     // A checkpoint of a stage whose entry exists (it finished), one that no run refers to, and a job folder of each.
-    let finished = second.stage("windows")["fingerprint"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let finished = second
+        .stage("windows")
+        .fingerprint
+        .expect("a fingerprint")
+        .hex();
     let forgotten = blake3::hash(b"a stage nobody runs").to_hex().to_string();
     for key in [&finished, &forgotten] {
         p.write(

@@ -17,7 +17,7 @@ fn finish(child: Spawned) -> (String, String) {
 }
 
 /// The manifest of the report a run printed the path of.
-fn manifest(p: &Project, stdout: &str) -> serde_json::Value {
+fn manifest(p: &Project, stdout: &str) -> Manifest {
     read_manifest(&p.path(stdout.lines().last().unwrap().trim()))
 }
 
@@ -55,15 +55,12 @@ fn two_runs_of_one_experiment_compute_each_stage_once() {
     let (m1, m2) = (manifest(&p, &out1), manifest(&p, &out2));
     for name in ["source", "tokens", "windows", "model", "music"] {
         let (s1, s2) = (stage_in(&m1, name), stage_in(&m2, name));
-        let statuses = [
-            s1["status"].as_str().unwrap(),
-            s2["status"].as_str().unwrap(),
-        ];
+        let statuses = [s1.status, s2.status];
         assert!(
-            statuses.contains(&"ran") && statuses.contains(&"cached"),
+            statuses.contains(&Some(Status::Ran)) && statuses.contains(&Some(Status::Cached)),
             "{name}: {statuses:?}\n{err1}\n{err2}"
         );
-        assert_eq!(s1["output_hash"], s2["output_hash"], "{name}");
+        assert_eq!(s1.output_hash, s2.output_hash, "{name}");
     }
     let waited = [&err1, &err2]
         .iter()
@@ -87,24 +84,24 @@ fn two_experiments_sharing_stages_share_the_training() {
     let (out_a, err_a) = finish(a);
     let (out_b, err_b) = finish(b);
     let (ma, mb) = (manifest(&p, &out_a), manifest(&p, &out_b));
-    let trained: Vec<&str> = [&ma, &mb]
+    let trained: Vec<Option<Status>> = [&ma, &mb]
         .iter()
-        .map(|m| stage_in(m, "model")["status"].as_str().unwrap())
+        .map(|m| stage_in(m, "model").status)
         .collect();
     assert!(
-        trained.contains(&"ran") && trained.contains(&"cached"),
+        trained.contains(&Some(Status::Ran)) && trained.contains(&Some(Status::Cached)),
         "{trained:?}\n{err_a}\n{err_b}"
     );
     assert_eq!(
-        stage_in(&ma, "model")["output_hash"],
-        stage_in(&mb, "model")["output_hash"]
+        stage_in(&ma, "model").output_hash,
+        stage_in(&mb, "model").output_hash
     );
     // Each sampled its own piece.
-    assert_eq!(stage_in(&ma, "music")["status"], "ran");
-    assert_eq!(stage_in(&mb, "music")["status"], "ran");
+    assert_eq!(stage_in(&ma, "music").status, Some(Status::Ran));
+    assert_eq!(stage_in(&mb, "music").status, Some(Status::Ran));
     assert_ne!(
-        stage_in(&ma, "music")["output_hash"],
-        stage_in(&mb, "music")["output_hash"]
+        stage_in(&ma, "music").output_hash,
+        stage_in(&mb, "music").output_hash
     );
     assert!(
         p.pipeline(&["cache", "verify"])

@@ -132,8 +132,8 @@ fn a_read_only_cache_still_serves_what_it_holds() {
         again.stderr
     );
     assert_eq!(
-        again.stage("windows")["output_hash"],
-        first.stage("windows")["output_hash"]
+        again.stage("windows").output_hash,
+        first.stage("windows").output_hash
     );
 }
 

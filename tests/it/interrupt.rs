@@ -36,10 +36,10 @@ fn assert_cache_intact(cache: &Path) -> usize {
     count
 }
 
-fn output_hashes(run: &Run) -> Vec<serde_json::Value> {
+fn output_hashes(run: &Run) -> Vec<Option<pipeline::fingerprint::Hash>> {
     ALL_STAGES
         .iter()
-        .map(|s| run.stage(s)["output_hash"].clone())
+        .map(|s| run.stage(s).output_hash)
         .collect()
 }
 

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::support::{Project, csv_rows};
+use crate::support::{Project, SummaryJson, csv_rows};
 use pipeline::artifact::{Event, Message};
 use pipeline::music::ingest::{Ingest, read_song};
 
@@ -232,7 +232,7 @@ fn a_run_over_every_fixture_reads_repairs_or_skips_each_file() {
         assert!(run.stderr.contains(needle), "{needle}\n{}", run.stderr);
     }
     let source = run.stage("source");
-    let summary = &source["summary"];
+    let summary = source.summary();
     assert_eq!(summary["skipped_files"].as_array().unwrap().len(), 2);
     assert_eq!(summary["repaired_files"].as_array().unwrap().len(), 7);
     assert_eq!(summary["files"], 28);

@@ -94,7 +94,7 @@ fn the_render_stage_writes_both_wavs_and_only_it_reruns_for_another_soundfont() 
     assert!((duration(&report.join("generated.wav")) - 12.0).abs() < 0.01);
     assert!((duration(&report.join("seed.wav")) - 3.0).abs() < 0.01);
     assert_eq!(
-        run.stage("audio")["summary"]["soundfont"],
+        run.stage("audio").summary()["soundfont"],
         sf.file_name().unwrap().to_str().unwrap()
     );
 
@@ -115,7 +115,7 @@ fn the_render_stage_writes_both_wavs_and_only_it_reruns_for_another_soundfont() 
         )
         .ok();
     assert_eq!(again.stages("ran"), ["audio"]);
-    assert_eq!(again.stage("audio")["summary"]["soundfont"], "other.sf2");
+    assert_eq!(again.stage("audio").summary()["soundfont"], "other.sf2");
 }
 
 #[test]

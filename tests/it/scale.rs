@@ -42,7 +42,7 @@ fn ten_thousand_files_and_absurd_declared_sizes() {
         absurd_row[2], "1",
         "the note before the bad meta event is kept"
     );
-    assert_eq!(run.stage("source")["summary"]["files"], 10_001);
+    assert_eq!(run.stage("source").summary()["files"], 10_001);
     let peak = children_peak_rss();
     assert!(peak < 600 << 20, "peak memory {} MiB", peak >> 20);
 }

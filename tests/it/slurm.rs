@@ -275,7 +275,7 @@ fn a_rerun_after_a_killed_submitter_waits_for_its_job_and_submits_only_what_is_m
         .collect();
     assert_eq!(queued.len(), 1, "only the sampling is new: {queued:?}");
     assert!(queued[0].contains("queued music"), "{queued:?}");
-    assert_eq!(again.stage("model")["status"], "ran");
+    assert_eq!(again.stage("model").status, Some(Status::Ran));
 }
 
 #[test]
@@ -347,7 +347,7 @@ fn force_recomputes_on_the_node() {
     let forced = p
         .pipeline(&["run", "exp.toml", "--executor", "slurm", "--force", "model"])
         .ok();
-    assert_eq!(forced.stage("model")["reason"], "forced with `--force`");
+    assert_eq!(forced.stage("model").reason, "forced with `--force`");
     let log = job_log(&p, &forced, "model");
     assert!(
         log.contains("ran model"),
@@ -373,7 +373,12 @@ fn auto_device_is_decided_once_for_submitter_and_node() {
             + &gpu_node,
     );
     let first = p.pipeline(&["run", "exp.toml", "--executor", "slurm"]).ok();
-    assert_eq!(first.stage("model")["status"], "ran", "{}", first.stderr);
+    assert_eq!(
+        first.stage("model").status,
+        Some(Status::Ran),
+        "{}",
+        first.stderr
+    );
     assert!(
         job_log(&p, &first, "model").contains("ran model"),
         "the node trained once"

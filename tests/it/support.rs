@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use midly::num::{u4, u7, u15, u28};
 use midly::{Format, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, TrackEventKind};
+pub use pipeline::exec::Status;
+pub use pipeline::runs::manifest::{Manifest, RunStatus, StageEntry};
 
 /// One event of a test MIDI track, on an absolute tick.
 #[derive(Clone, Copy, Debug)]
@@ -231,7 +233,7 @@ impl Run {
         self
     }
 
-    pub fn manifest(&self) -> serde_json::Value {
+    pub fn manifest(&self) -> Manifest {
         read_manifest(self.report.as_ref().expect("the run wrote a report"))
     }
 
@@ -260,33 +262,49 @@ impl Run {
 
     /// Names of the stages with this status (`ran`, `cached`, …), in run order.
     pub fn stages(&self, status: &str) -> Vec<String> {
-        self.manifest()["stages"]
-            .as_array()
-            .unwrap()
+        self.manifest()
+            .stages
             .iter()
-            .filter(|s| s["status"] == status)
-            .map(|s| s["name"].as_str().unwrap().to_string())
+            .filter(|s| s.status.is_some_and(|st| status_name(st) == status))
+            .map(|s| s.name.clone())
             .collect()
     }
 
-    pub fn stage(&self, name: &str) -> serde_json::Value {
+    pub fn stage(&self, name: &str) -> StageEntry {
         stage_in(&self.manifest(), name).clone()
     }
 }
 
-/// The `manifest.json` of a report folder.
-pub fn read_manifest(dir: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
+/// A stage status as the manifest spells it (`ran`, `not_run`).
+pub fn status_name(status: Status) -> String {
+    serde_json::to_value(status)
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The `manifest.json` of a report folder, read with the type every reader of the format uses.
+pub fn read_manifest(dir: &Path) -> Manifest {
+    Manifest::read(dir).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// A stage's entry in a manifest.
-pub fn stage_in<'a>(manifest: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    manifest["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name)
+pub fn stage_in<'a>(manifest: &'a Manifest, name: &str) -> &'a StageEntry {
+    manifest
+        .stage(name)
         .unwrap_or_else(|| panic!("no stage `{name}` in the manifest"))
+}
+
+/// A stage's summary as JSON (`Null` when it has none): each stage kind has its own shape.
+pub trait SummaryJson {
+    fn summary(&self) -> &serde_json::Value;
+}
+
+impl SummaryJson for StageEntry {
+    fn summary(&self) -> &serde_json::Value {
+        self.summary.as_ref().unwrap_or(&serde_json::Value::Null)
+    }
 }
 
 /// The whole MIDI pipeline over `midi/`, as in the README.

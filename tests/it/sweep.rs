@@ -36,17 +36,17 @@ fn a_grid_sweep_runs_every_point_and_shares_common_stages() {
     ];
     for label in labels {
         let m = read_manifest(&dir.join(label));
-        assert_eq!(m["status"], "ok");
-        assert_eq!(m["point"]["label"], label);
+        assert_eq!(m.status, Some(RunStatus::Ok));
+        assert_eq!(m.point.as_ref().expect("a sweep point").label, label);
         for s in ["source", "no_drums", "melody", "tokens", "vocab"] {
             assert_eq!(
-                stage_in(&m, s)["shared_by"],
+                stage_in(&m, s).shared_by,
                 4,
                 "{s} is computed once for all points"
             );
         }
-        assert_eq!(stage_in(&m, "windows")["shared_by"], 2);
-        assert_eq!(stage_in(&m, "model")["shared_by"], 1);
+        assert_eq!(stage_in(&m, "windows").shared_by, 2);
+        assert_eq!(stage_in(&m, "model").shared_by, 1);
         assert!(dir.join(label).join("generated.mid").is_file());
         assert!(dir.join(label).join("metrics.json").is_file());
     }
@@ -159,9 +159,18 @@ fn keep_going_finishes_the_other_points_and_fail_fast_stops() {
         run.stderr
     );
     let dir = sweep_dir(&p, &run);
-    assert_eq!(read_manifest(&dir.join("seq_len=3"))["status"], "ok");
-    assert_eq!(read_manifest(&dir.join("seq_len=4"))["status"], "ok");
-    assert_eq!(read_manifest(&dir.join("seq_len=40"))["status"], "failed");
+    assert_eq!(
+        read_manifest(&dir.join("seq_len=3")).status,
+        Some(RunStatus::Ok)
+    );
+    assert_eq!(
+        read_manifest(&dir.join("seq_len=4")).status,
+        Some(RunStatus::Ok)
+    );
+    assert_eq!(
+        read_manifest(&dir.join("seq_len=40")).status,
+        Some(RunStatus::Failed)
+    );
     let summary = std::fs::read_to_string(dir.join("sweep.json")).unwrap();
     assert!(summary.contains("no training windows"), "{summary}");
 
@@ -170,8 +179,8 @@ fn keep_going_finishes_the_other_points_and_fail_fast_stops() {
     assert_eq!(run.code, 1);
     let dir = sweep_dir(&q, &run);
     assert_ne!(
-        read_manifest(&dir.join("seq_len=4"))["status"],
-        "ok",
+        read_manifest(&dir.join("seq_len=4")).status,
+        Some(RunStatus::Ok),
         "fail-fast: the last point never finished"
     );
 }
@@ -188,8 +197,8 @@ fn parallel_jobs_give_the_same_results_as_one() {
         let b = read_manifest(&sweep_dir(&p, &two).join(label));
         for s in ALL_STAGES.iter().chain(&["model", "music"]) {
             assert_eq!(
-                stage_in(&a, s)["output_hash"],
-                stage_in(&b, s)["output_hash"],
+                stage_in(&a, s).output_hash,
+                stage_in(&b, s).output_hash,
                 "{label} {s}"
             );
         }
@@ -208,11 +217,11 @@ fn repeat_runs_each_point_with_successive_seeds() {
     let dir = sweep_dir(&p, &run);
     let a = read_manifest(&dir.join("hidden=8,seed=1"));
     let b = read_manifest(&dir.join("hidden=8,seed=2"));
-    assert_eq!(stage_in(&a, "model")["params"]["seed"], 1);
-    assert_eq!(stage_in(&b, "model")["params"]["seed"], 2);
+    assert_eq!(stage_in(&a, "model").params["seed"], 1);
+    assert_eq!(stage_in(&b, "model").params["seed"], 2);
     assert_ne!(
-        stage_in(&a, "model")["output_hash"],
-        stage_in(&b, "model")["output_hash"]
+        stage_in(&a, "model").output_hash,
+        stage_in(&b, "model").output_hash
     );
 }
 

@@ -62,7 +62,7 @@ fn a_full_run_trains_samples_and_caches() {
     ] {
         assert!(run.report.as_ref().unwrap().join(f).is_file(), "{f}");
     }
-    assert_eq!(run.manifest()["device"], "cpu");
+    assert_eq!(run.manifest().device, "cpu");
 
     let again = p.pipeline(&["run", "exp.toml"]).ok();
     assert!(
@@ -84,7 +84,7 @@ fn a_full_run_trains_samples_and_caches() {
         .ok();
     assert_eq!(wider.stages("ran"), ["model", "music"]);
     assert_eq!(
-        wider.stage("model")["reason"],
+        wider.stage("model").reason,
         "parameter `hidden` changed (16 → 12)"
     );
 }
@@ -100,8 +100,8 @@ fn the_same_seed_gives_the_same_weights_and_losses() {
         "--force re-runs its dependents too"
     );
     assert_eq!(
-        a.stage("model")["output_hash"],
-        b.stage("model")["output_hash"],
+        a.stage("model").output_hash,
+        b.stage("model").output_hash,
         "byte-identical output"
     );
     assert_eq!(a.weights(), b.weights());
@@ -126,7 +126,7 @@ fn raising_epochs_resumes_and_equals_one_longer_run() {
         "{}",
         resumed.stderr
     );
-    assert_eq!(resumed.stage("model")["summary"]["resumed_from_epoch"], 3);
+    assert_eq!(resumed.stage("model").summary()["resumed_from_epoch"], 3);
 
     let fresh = p
         .pipeline(&[
@@ -138,7 +138,7 @@ fn raising_epochs_resumes_and_equals_one_longer_run() {
             "fresh",
         ])
         .ok();
-    assert!(fresh.stage("model")["summary"]["resumed_from_epoch"].is_null());
+    assert!(fresh.stage("model").summary()["resumed_from_epoch"].is_null());
     assert_eq!(
         resumed.weights(),
         fresh.weights(),
@@ -155,8 +155,8 @@ fn raising_epochs_resumes_and_equals_one_longer_run() {
         "earlier epochs keep their timings: {seconds:?}"
     );
     assert_eq!(
-        resumed.stage("model")["output_hash"],
-        fresh.stage("model")["output_hash"]
+        resumed.stage("model").output_hash,
+        fresh.stage("model").output_hash
     );
 }
 
@@ -286,7 +286,7 @@ fn a_diverging_loss_stops_naming_the_epoch_and_keeps_the_last_good_weights() {
 fn window_sampling_is_the_papers_and_stateful_the_default() {
     let p = tiny_project();
     let stateful = p.pipeline(&["run", "exp.toml"]).ok();
-    assert_eq!(stateful.stage("music")["params"]["mode"], "stateful");
+    assert_eq!(stateful.stage("music").params["mode"], "stateful");
     let window = p
         .pipeline(&["run", "exp.toml", "--set", "music.mode=\"window\""])
         .ok();

@@ -9,10 +9,7 @@ use pipeline::artifact::Artifact;
 
 /// The entry directory of a stage of the last run.
 fn entry_dir(p: &Project, run: &Run, stage: &str) -> PathBuf {
-    let hex = run.stage(stage)["fingerprint"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let hex = run.stage(stage).fingerprint.expect("a fingerprint").hex();
     p.path("cache/v1/entries").join(&hex[..2]).join(hex)
 }
 
@@ -119,7 +116,7 @@ fn a_plain_name_the_stage_kind_never_makes_is_damaged() {
         run.stderr
     );
     assert_eq!(run.stages("ran"), ["source"]);
-    assert_eq!(run.manifest()["experiment"], "test");
+    assert_eq!(run.manifest().experiment, "test");
 }
 
 #[test]
