@@ -14,19 +14,33 @@
 //! - [`music`]: the token vocabulary, MIDI in and out, General MIDI names, music metrics, charts.
 //! - [`artifact`]: the typed values stages exchange, and their validation.
 //! - [`nn`]: the LSTM model, its fast CPU layer, optimizers, devices.
-//! - base: [`paths`], [`interrupt`], [`exit`].
+//! - base: [`problem`], [`paths`], [`interrupt`], [`exit`].
 
-pub mod app;
+pub(crate) mod app;
 pub mod artifact;
-pub mod cli;
-pub mod exec;
-pub mod exit;
-pub mod fingerprint;
-pub mod interrupt;
-pub mod music;
-pub mod nn;
-pub mod paths;
-pub mod runs;
-pub mod spec;
-pub mod stages;
-pub mod store;
+pub(crate) mod cli;
+pub(crate) mod exec;
+pub(crate) mod exit;
+pub(crate) mod fingerprint;
+pub(crate) mod interrupt;
+pub(crate) mod music;
+pub(crate) mod nn;
+pub(crate) mod paths;
+pub(crate) mod problem;
+pub(crate) mod runs;
+pub(crate) mod spec;
+pub(crate) mod stages;
+pub(crate) mod store;
+
+// The public surface: what the binary, the integration tests and the fuzz targets use (and `artifact`, the values
+// stages exchange). Everything else is crate-private, so the compiler reports what nothing uses.
+pub use cli::main;
+pub use exec::Status;
+pub use fingerprint::Hash;
+pub use music::ingest::{Ingest, read_song};
+pub use music::tokens::{pitches_of, token_for};
+pub use runs::manifest::{Manifest, RunStatus, StageEntry, SweepRecord};
+pub use spec::experiment::{Experiment, Override};
+pub use spec::sweep::Study;
+pub use stages::render;
+pub use stages::{run_window, tokenize_bytes};

@@ -1,4 +1,4 @@
-//! The `pipeline` binary: the allocator and its settings, then [`pipeline::cli`].
+//! The `pipeline` binary: the allocator and its settings, then [`pipeline::main`].
 
 // mimalloc keeps freed memory for reuse: training allocates and frees the same large tensors every step, and the
 // system allocator returns them to the kernel each time (page faults and TLB shootdowns took ~10% of a step).
@@ -15,5 +15,5 @@ fn main() -> std::process::ExitCode {
         // SAFETY: called before any other thread exists; mi_option_set only stores the value.
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     }
-    pipeline::cli::main()
+    pipeline::main()
 }

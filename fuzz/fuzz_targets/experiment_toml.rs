@@ -18,14 +18,14 @@ fuzz_target!(|data: &[u8]| {
         None => (input, Vec::new()),
     };
     let path = std::path::Path::new("fuzz/experiment.toml");
-    let loaded = pipeline::spec::experiment::Override::parse_all(&sets)
-        .and_then(|o| pipeline::spec::sweep::Study::from_text(path, text, &o));
+    let loaded = pipeline::Override::parse_all(&sets)
+        .and_then(|o| pipeline::Study::from_text(path, text, &o));
     match loaded {
         Ok(study) => {
             assert!(!study.points.is_empty());
             for point in &study.points {
                 let again =
-                    pipeline::spec::experiment::Experiment::from_text(path, &point.experiment.text_as_run, &[]);
+                    pipeline::Experiment::from_text(path, &point.experiment.text_as_run, &[]);
                 if let Err(d) = again {
                     panic!(
                         "a valid point's experiment.toml does not load on its own:\n{}\n---\n{}",

@@ -4,13 +4,13 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(tokens) = pipeline::stages::tokenize_bytes(data) {
+    if let Ok(tokens) = pipeline::tokenize_bytes(data) {
         // Every token the stage emits must be a note or chord the MIDI writer can voice.
         let tokens = tokens.tokens().expect("the tokenize stage returns tokens");
         for file in &tokens.files {
             for token in &file.tokens {
                 assert!(
-                    pipeline::music::tokens::pitches_of(token).is_some(),
+                    pipeline::pitches_of(token).is_some(),
                     "{token}"
                 );
             }

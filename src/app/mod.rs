@@ -1,5 +1,32 @@
-//! The use cases behind the commands: what `pipeline` does, in terms of the layers below, with typed results that
-//! the CLI turns into text and exit codes.
+//! The use cases behind the commands, in terms of the layers below, with typed results that the CLI turns into
+//! text and exit codes: [`run`] (run and exec-stage), [`inspect`] (status and graph), [`maintenance`] (cache
+//! verify, du, gc), [`compare`], [`bench`]. Every failure is one [`error::Error`], which knows its exit code.
 
 pub mod bench;
+pub mod compare;
+pub mod error;
+pub mod inspect;
 pub mod maintenance;
+pub mod run;
+
+use std::path::Path;
+
+use crate::spec::experiment::Override;
+use crate::spec::sweep::Study;
+use crate::store::Cache;
+use error::{Error, Result};
+
+/// The experiment file with its `--set` overrides, checked: every point of its sweep.
+pub fn load(file: &Path, set: &[String]) -> Result<Study> {
+    Ok(Override::parse_all(set).and_then(|o| Study::load(file, &o))?)
+}
+
+/// The cache at `dir`; an error says how to pass another.
+pub fn open_cache(dir: &Path) -> Result<Cache> {
+    Cache::open(dir).map_err(|e| {
+        Error::environment(
+            e,
+            "pass a writable directory with `--cache-dir` or `PIPELINE_CACHE`",
+        )
+    })
+}

@@ -5,29 +5,37 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use super::{Shared, SlurmPlacement, StageResult, Status};
-use crate::exec::slurm;
+use super::events::Event;
+use super::node::Shared;
+use super::placement::Placement;
+use super::slurm;
+use super::{SlurmPlacement, StageResult, Status};
 use crate::fingerprint::{Fingerprint, Reason};
 use crate::paths::write_atomic;
-use crate::store::Lookup;
+use crate::store::{Lookup, Record};
 
-impl Shared<'_> {
+impl Placement for SlurmPlacement {
     /// Runs a stage as a Slurm job and follows it to its end; the node stores the result in the shared cache.
-    pub(super) fn run_on_slurm(
+    fn compute(
         &self,
+        run: &Shared<'_>,
         id: usize,
-        placement: &SlurmPlacement,
         fp: &Fingerprint,
+        _inputs: &[Record],
         mut result: StageResult,
         reasons: Vec<Reason>,
     ) -> StageResult {
-        let node = &self.nodes[id];
-        let target = &self.targets[node.target];
+        let placement = self;
+        run.emit(Event::Running {
+            stage: run.stage(id),
+            reasons: &reasons,
+        });
+        let node = &run.nodes[id];
+        let target = &run.targets[node.target];
         let exp = target.experiment;
         let spec = &exp.graph.stages[node.stage];
-        let tag = self.tag(id);
         let key = fp.hash();
-        let dir = match self.cache.jobs_dir() {
+        let dir = match run.cache.jobs_dir() {
             Ok(jobs) => jobs.join(key.hex()),
             Err(e) => return result.with_error(e),
         };
@@ -52,15 +60,14 @@ impl Shared<'_> {
                 .and_then(|b| serde_json::from_slice::<slurm::Submitted>(&b).ok())
                 && !slurm::state(&earlier.job_id)?.finished()
             {
-                self.say(format!(
-                    "{:>8} {}{tag}: Slurm job {}, submitted by an earlier run",
-                    "waiting", spec.name, earlier.job_id
-                ));
+                run.emit(Event::SlurmFollowing {
+                    stage: run.stage(id),
+                    job_id: &earlier.job_id,
+                });
                 return Ok(Some((earlier.job_id, false)));
             }
             // Looked up before the lock was ours: another submitter's job may have finished since.
-            if node.forced.is_none() && self.cache.peek(&key, spec.kind().report_files()).is_some()
-            {
+            if node.forced.is_none() && run.cache.peek(&key, spec.kind().report_files()).is_some() {
                 return Ok(None);
             }
             let job = slurm::JobSpec {
@@ -84,25 +91,25 @@ impl Shared<'_> {
                 &placement.exe,
                 &job_file,
             )?;
-            if self.opts.verbose {
-                self.say(format!("{:>8} {}", "", slurm::shown("sbatch", &args)));
-            }
+            run.emit(Event::SlurmCommand {
+                command: &slurm::shown("sbatch", &args),
+            });
             let job_id = slurm::submit(&args)?;
             let submitted = slurm::Submitted {
                 job_id: job_id.clone(),
             };
             write_atomic(&submitted_path, &[&serde_json::to_vec(&submitted)?], false)?;
-            self.say(format!(
-                "{:>8} {}{tag}: Slurm job {job_id}",
-                "queued", spec.name
-            ));
+            run.emit(Event::SlurmQueued {
+                stage: run.stage(id),
+                job_id: &job_id,
+            });
             Ok(Some((job_id, true)))
         })();
         let (job_id, ours) = match submitted {
             Ok(Some(s)) => s,
             Ok(None) => {
-                return match self.cache.peek(&key, spec.kind().report_files()) {
-                    Some(record) => self.found(id, fp, record, result),
+                return match run.cache.peek(&key, spec.kind().report_files()) {
+                    Some(record) => run.found(id, fp, record, result),
                     None => result.with_error(anyhow::anyhow!(
                         "the entry another run stored has gone; run again"
                     )),
@@ -115,10 +122,10 @@ impl Shared<'_> {
         result.slurm_log = Some(log.clone());
         let followed = slurm::follow(&job_id, |state| {
             if state == "RUNNING" {
-                self.say(format!(
-                    "{:>8} {}{tag}: Slurm job {job_id} started",
-                    "running", spec.name
-                ));
+                run.emit(Event::SlurmStarted {
+                    stage: run.stage(id),
+                    job_id: &job_id,
+                });
             }
         });
         let end = match followed {
@@ -126,13 +133,14 @@ impl Shared<'_> {
             Err(e) if e.downcast_ref::<crate::interrupt::Interrupted>().is_some() => {
                 if ours {
                     match slurm::cancel(&job_id) {
-                        Ok(()) => self.say(format!(
-                            "{:>8} {}{tag}: cancelled Slurm job {job_id}",
-                            "stopped", spec.name
-                        )),
-                        Err(e) => self.say(format!(
-                            "warning: could not cancel Slurm job {job_id}: {e:#}"
-                        )),
+                        Ok(()) => run.emit(Event::SlurmCancelled {
+                            stage: run.stage(id),
+                            job_id: &job_id,
+                        }),
+                        Err(e) => run.emit(Event::SlurmCancelFailed {
+                            job_id: &job_id,
+                            error: &e,
+                        }),
                     }
                     let _ = std::fs::remove_file(&submitted_path);
                 }
@@ -144,9 +152,9 @@ impl Shared<'_> {
             Err(e) => return result.with_error(e),
         };
         let _ = std::fs::remove_file(&submitted_path);
-        match self.cache.lookup(&key, spec.kind().report_files()) {
+        match run.cache.lookup(&key, spec.kind().report_files()) {
             Lookup::Hit(record) => {
-                if let Err(e) = self.remember(id, fp) {
+                if let Err(e) = run.remember(id, fp) {
                     return result.with_error(e);
                 }
                 result.status = Status::Ran;

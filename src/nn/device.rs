@@ -12,6 +12,8 @@ use std::sync::{Mutex, OnceLock};
 use candle_core::Device;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::problem::Problem;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceChoice {
     /// CUDA if built in and present, then Metal, then the CPU.
@@ -67,30 +69,19 @@ impl<'de> Deserialize<'de> for DeviceChoice {
     }
 }
 
-/// Why a device cannot be used, and what to do.
-#[derive(Debug, Clone)]
-pub struct Unavailable {
-    pub message: String,
-    pub hint: String,
+fn no_cuda(choice: DeviceChoice) -> Problem {
+    Problem::new(format!(
+        "`device = \"{choice}\"` needs CUDA, but this build has no CUDA support"
+    ))
+    .hint(
+        "rebuild with `cargo build --release --features cuda` (needs the CUDA toolkit), or set \
+               `device = \"auto\"` or `\"cpu\"`",
+    )
 }
 
-fn no_cuda(choice: DeviceChoice) -> Unavailable {
-    Unavailable {
-        message: format!("`device = \"{choice}\"` needs CUDA, but this build has no CUDA support"),
-        hint:
-            "rebuild with `cargo build --release --features cuda` (needs the CUDA toolkit), or set \
-               `device = \"auto\"` or `\"cpu\"`"
-                .into(),
-    }
-}
-
-fn no_metal(choice: DeviceChoice) -> Unavailable {
-    Unavailable {
-        message: format!("`device = \"{choice}\"` needs Metal, but this build has no Metal support"),
-        hint: "rebuild with `cargo build --release --features metal` (macOS), or set `device = \"auto\"` or \
-               `\"cpu\"`"
-            .into(),
-    }
+fn no_metal(choice: DeviceChoice) -> Problem {
+    Problem::new(format!("`device = \"{choice}\"` needs Metal, but this build has no Metal support")).hint("rebuild with `cargo build --release --features metal` (macOS), or set `device = \"auto\"` or \
+               `\"cpu\"`")
 }
 
 /// GPUs on this machine (probed once).
@@ -185,7 +176,7 @@ impl DeviceChoice {
 
     /// Checks that this build can use the device, without opening it: validation runs on machines (a Slurm
     /// submitter, a laptop) that need not have the GPU the training will get.
-    pub fn check(self) -> Result<(), Unavailable> {
+    pub fn check(self) -> Result<(), Problem> {
         match self {
             Self::Cuda(_) if !cfg!(feature = "cuda") => Err(no_cuda(self)),
             Self::Metal if !cfg!(feature = "metal") => Err(no_metal(self)),
@@ -194,7 +185,7 @@ impl DeviceChoice {
     }
 
     /// The device to use, its name (`cuda:1`), and the lease that keeps other trainings off it while it runs.
-    pub fn open(self) -> Result<(Device, String, Lease), Unavailable> {
+    pub fn open(self) -> Result<(Device, String, Lease), Problem> {
         match self {
             Self::Cpu => Ok((Device::Cpu, "cpu".into(), Lease(None))),
             Self::Cuda(pinned) => {
@@ -203,18 +194,18 @@ impl DeviceChoice {
                 }
                 let count = gpu_count();
                 if count == 0 {
-                    return Err(Unavailable {
-                        message: format!("`device = \"{self}\"`: no CUDA device found"),
-                        hint: "check `nvidia-smi`, or set `device = \"auto\"` or `\"cpu\"`".into(),
-                    });
+                    return Err(Problem::new(format!(
+                        "`device = \"{self}\"`: no CUDA device found"
+                    ))
+                    .hint("check `nvidia-smi`, or set `device = \"auto\"` or `\"cpu\"`"));
                 }
                 let lease = lease(count, pinned);
                 let n = lease.0.unwrap_or(0);
                 Device::new_cuda(n)
                     .map(|d| (d, format!("cuda:{n}"), lease))
-                    .map_err(|e| Unavailable {
-                        message: format!("cannot open CUDA device {n}: {e}"),
-                        hint: "check `nvidia-smi`, or set `device = \"auto\"` or `\"cpu\"`".into(),
+                    .map_err(|e| {
+                        Problem::new(format!("cannot open CUDA device {n}: {e}"))
+                            .hint("check `nvidia-smi`, or set `device = \"auto\"` or `\"cpu\"`")
                     })
             }
             Self::Metal => {
@@ -223,9 +214,9 @@ impl DeviceChoice {
                 }
                 Device::new_metal(0)
                     .map(|d| (d, "metal".into(), Lease(None)))
-                    .map_err(|e| Unavailable {
-                        message: format!("cannot open the Metal device: {e}"),
-                        hint: "set `device = \"auto\"` or `\"cpu\"`".into(),
+                    .map_err(|e| {
+                        Problem::new(format!("cannot open the Metal device: {e}"))
+                            .hint("set `device = \"auto\"` or `\"cpu\"`")
                     })
             }
             // Exactly the kind the fingerprint says: a GPU that fails to open is an error, never a quiet CPU run
@@ -236,7 +227,7 @@ impl DeviceChoice {
                     "metal" => Self::Metal,
                     _ => Self::Cpu,
                 };
-                chosen.open().map_err(|e| Unavailable {
+                chosen.open().map_err(|e| Problem {
                     message: format!(
                         "`device = \"auto\"` means `{}` here, but: {}",
                         auto_kind(),

@@ -278,10 +278,6 @@ impl Model {
         })
     }
 
-    pub fn config(&self) -> &ModelConfig {
-        &self.cfg
-    }
-
     /// Chooses between the fused CPU LSTM (the default) and plain candle ops, for comparisons.
     pub fn set_fast(&mut self, fast: bool) {
         self.fast = fast;

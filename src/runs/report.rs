@@ -58,14 +58,8 @@ impl Report {
         }
     }
 
-    /// Creates a run's folder and writes `experiment.toml` into it at once, so even a run that fails says what it
-    /// was.
-    pub fn create(reports_root: &Path, exp: &Experiment) -> Result<Self> {
-        let (dir, run_id) = Self::new_run_dir(reports_root, &exp.name)?;
-        Self::create_in(dir, run_id, exp, None)
-    }
-
-    /// A report in a given folder (a sweep point's, inside the sweep's folder).
+    /// A run's report in `dir` (from [`Report::new_run_dir`], or a sweep point's inside the sweep's folder), with
+    /// `experiment.toml` written into it at once, so even a run that fails says what it was.
     pub fn create_in(
         dir: PathBuf,
         run_id: String,

@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
 
+use crate::problem::Problem;
+
 /// A piece of text a diagnostic can point into: the experiment file, or one `--set` argument.
 #[derive(Debug, Clone)]
 pub struct Source {
@@ -38,20 +40,20 @@ pub struct Location {
 /// `hint:` when there is something to do.
 #[derive(Debug, Clone)]
 pub struct Diagnostic {
-    pub message: String,
+    /// What is wrong, and what to do about it.
+    pub problem: Problem,
     /// The dotted TOML key the problem is about, e.g. `stages.windows.seq_len`.
     pub key: Option<String>,
     pub location: Option<Box<Location>>,
-    pub hint: Option<String>,
 }
 
 impl Diagnostic {
-    pub fn new(message: impl Into<String>) -> Self {
+    /// A diagnostic of a message (a `String`) or of a whole [`Problem`] with its hint.
+    pub fn new(problem: impl Into<Problem>) -> Self {
         Self {
-            message: message.into(),
+            problem: problem.into(),
             key: None,
             location: None,
-            hint: None,
         }
     }
 
@@ -69,15 +71,15 @@ impl Diagnostic {
     }
 
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
+        self.problem = self.problem.hint(hint);
         self
     }
 
     /// Renders the diagnostic; `color` adds ANSI styling for terminals.
     pub fn render(&self, color: bool) -> String {
         let title = match &self.key {
-            Some(key) => format!("{} (key `{key}`)", self.message),
-            None => self.message.clone(),
+            Some(key) => format!("{} (key `{key}`)", self.problem.message),
+            None => self.problem.message.clone(),
         };
         let title = Level::ERROR.primary_title(title.as_str());
         let group = match &self.location {
@@ -92,7 +94,7 @@ impl Diagnostic {
             None => Group::with_title(title),
         };
         let mut report = vec![group];
-        if let Some(hint) = &self.hint {
+        if let Some(hint) = &self.problem.hint {
             report.push(Group::with_title(
                 Level::HELP.secondary_title(hint.as_str()),
             ));

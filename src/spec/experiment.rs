@@ -11,6 +11,7 @@ use serde::de::IntoDeserializer;
 use toml::Spanned;
 use toml::de::{DeArray, DeTable, DeValue};
 
+use crate::problem::Problem;
 use crate::spec::diagnostic::{Diagnostic, Diagnostics, Source, did_you_mean};
 use crate::spec::graph::{Graph, StageSpec};
 use crate::spec::resources::{Resources, SlurmConfig};
@@ -241,7 +242,7 @@ impl Sources {
         }
     }
 
-    fn diag(&self, message: impl Into<String>, span: Range<usize>) -> Diagnostic {
+    fn diag(&self, message: impl Into<Problem>, span: Range<usize>) -> Diagnostic {
         let d = Diagnostic::new(message);
         for (start, source, value_at) in self.overrides.iter().rev() {
             if span.start >= *start {
@@ -563,7 +564,7 @@ fn stage_spec(
 
     let kind = kind?;
     let table_value = Spanned::new(value.span(), DeValue::Table(params.clone()));
-    let built = match kind.build(table_value.into_deserializer(), ctx) {
+    let built = match kind.build(table_value, ctx) {
         Ok(stage) => Some(stage),
         Err(ParamError::Decode(e)) => {
             // Name the parameter whose value the error points at.
@@ -595,7 +596,7 @@ fn stage_spec(
             } else if e.span().is_none() {
                 // Missing fields have no span of their own: point at the stage.
                 d = sources
-                    .diag(d.message.clone(), name.span())
+                    .diag(d.problem.clone(), name.span())
                     .key(key.clone());
             }
             diags.push(d);
@@ -607,13 +608,11 @@ fn stage_spec(
                     .get(p.key)
                     .map(|v| v.span())
                     .unwrap_or_else(|| name.span());
-                let mut d = sources
-                    .diag(p.message, span)
-                    .key(format!("{key}.{}", p.key));
-                if let Some(h) = p.hint {
-                    d = d.hint(h);
-                }
-                diags.push(d);
+                diags.push(
+                    sources
+                        .diag(p.problem, span)
+                        .key(format!("{key}.{}", p.key)),
+                );
             }
             None
         }

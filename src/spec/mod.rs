@@ -1,8 +1,8 @@
 //! The experiment file, checked before anything runs: TOML → [`sweep::Study`] (the points of a sweep) →
 //! [`experiment::Experiment`] → [`graph::Graph`] of stages, with every problem a located [`diagnostic::Diagnostic`].
 
-pub mod diagnostic;
+pub(crate) mod diagnostic;
 pub mod experiment;
-pub mod graph;
-pub mod resources;
+pub(crate) mod graph;
+pub(crate) mod resources;
 pub mod sweep;

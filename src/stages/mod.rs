@@ -1,7 +1,8 @@
 //! The stage kinds: what each one takes, makes and means, behind one [`Stage`] interface the executor drives.
 //!
 //! Adding a kind is: a module with a parameter struct (serde, `deny_unknown_fields`, checked by [`Params::check`])
-//! and a [`Stage`] impl, plus one row in [`StageKind`]. The executor never looks inside a stage; it hashes
+//! and a [`Stage`] impl, plus its variant in [`StageKind`] and its row in `KINDS` (name, version, input and output
+//! artifact kinds, report files, constructor). The executor never looks inside a stage; it hashes
 //! [`Stage::params`] and the inputs, and caches whatever [`Stage::run`] returns.
 
 mod detached;
@@ -10,7 +11,7 @@ mod extract_instrument;
 mod midi_source;
 pub mod render;
 mod sample;
-pub mod tokenize;
+pub(crate) mod tokenize;
 mod train;
 mod vocab;
 mod window;
@@ -27,11 +28,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, IntoDeserializer};
 use serde::{Deserialize, Serialize};
+use toml::Spanned;
+use toml::de::DeValue;
 
 pub use crate::artifact::ReportFile;
 use crate::artifact::{Artifact, ArtifactKind};
+use crate::problem::Problem;
 
 /// Every stage kind the experiment file may name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -48,107 +52,169 @@ pub enum StageKind {
     Render,
 }
 
+/// Builds a stage of one kind from its parameter table (deserialized with `deny_unknown_fields`, then checked).
+type Builder =
+    for<'de> fn(Spanned<DeValue<'de>>, &CheckContext) -> Result<Box<dyn Stage>, ParamError>;
+
+/// Everything the checks, the executor and the cache know about a stage kind: one row each, in [`KINDS`].
+struct KindRow {
+    kind: StageKind,
+    /// The name used in `kind = "…"`.
+    name: &'static str,
+    /// Implementation version, part of every fingerprint: bump it when a change to the stage's code changes its
+    /// output, so old cache entries stop matching.
+    version: u32,
+    /// The kind of each input, in order.
+    inputs: &'static [ArtifactKind],
+    output: ArtifactKind,
+    /// Every report file a stage of this kind may make. A cache entry naming any other file is not trusted: the
+    /// names become paths in the report folder.
+    report_files: &'static [&'static str],
+    build: Builder,
+}
+
+/// The stage kinds, in the order of [`StageKind`]'s variants (checked when compiling).
+const KINDS: [KindRow; 9] = [
+    KindRow {
+        kind: StageKind::MidiSource,
+        name: "midi_source",
+        // 2: tolerant reader (repairs, containers) and ingest.csv.
+        version: 2,
+        inputs: &[],
+        output: ArtifactKind::Midi,
+        report_files: &["ingest.csv"],
+        build: build::<midi_source::MidiSource>,
+    },
+    KindRow {
+        kind: StageKind::DropDrums,
+        name: "drop_drums",
+        // 2: lists files that held only drums.
+        version: 2,
+        inputs: &[ArtifactKind::Midi],
+        output: ArtifactKind::Midi,
+        report_files: &[],
+        build: build::<drop_drums::DropDrums>,
+    },
+    KindRow {
+        kind: StageKind::ExtractInstrument,
+        name: "extract_instrument",
+        version: 1,
+        inputs: &[ArtifactKind::Midi],
+        output: ArtifactKind::Notes,
+        report_files: &["instruments.csv"],
+        build: build::<extract_instrument::ExtractInstrument>,
+    },
+    KindRow {
+        kind: StageKind::Tokenize,
+        name: "tokenize",
+        version: 1,
+        inputs: &[ArtifactKind::Notes],
+        output: ArtifactKind::Tokens,
+        report_files: &[],
+        build: build::<tokenize::Tokenize>,
+    },
+    KindRow {
+        kind: StageKind::Vocab,
+        name: "vocab",
+        version: 1,
+        inputs: &[ArtifactKind::Tokens],
+        output: ArtifactKind::Vocab,
+        report_files: &["vocab.csv"],
+        build: build::<vocab::Vocab>,
+    },
+    KindRow {
+        kind: StageKind::Window,
+        name: "window",
+        version: 1,
+        inputs: &[ArtifactKind::Vocab],
+        output: ArtifactKind::Windows,
+        report_files: &["windows.csv"],
+        build: build::<window::Window>,
+    },
+    KindRow {
+        kind: StageKind::Train,
+        name: "train",
+        // 2: fused LSTM layer op and bulk dropout masks (same maths, different rounding and random draws).
+        // 3: RMSprop, Adam and AdamW compute Keras's updates (ε placement, AdamW's decay 0.004).
+        version: 3,
+        inputs: &[ArtifactKind::Windows],
+        output: ArtifactKind::Model,
+        report_files: &["loss.csv", "model.safetensors", "model.json"],
+        build: build::<train::Train>,
+    },
+    KindRow {
+        kind: StageKind::Sample,
+        name: "sample",
+        // 2: keeps the seed window and a reference excerpt; piano rolls.
+        version: 2,
+        inputs: &[ArtifactKind::Model],
+        output: ArtifactKind::Music,
+        report_files: &[
+            "generated.mid",
+            "generated.csv",
+            "metrics.json",
+            "generated.svg",
+            "reference.svg",
+        ],
+        build: build::<sample::Sample>,
+    },
+    KindRow {
+        kind: StageKind::Render,
+        name: "render",
+        version: 1,
+        inputs: &[ArtifactKind::Music],
+        output: ArtifactKind::Audio,
+        report_files: &["generated.wav", "seed.wav"],
+        build: build::<render::Render>,
+    },
+];
+
 impl StageKind {
-    pub const ALL: [StageKind; 9] = [
-        StageKind::MidiSource,
-        StageKind::DropDrums,
-        StageKind::ExtractInstrument,
-        StageKind::Tokenize,
-        StageKind::Vocab,
-        StageKind::Window,
-        StageKind::Train,
-        StageKind::Sample,
-        StageKind::Render,
-    ];
+    /// Every kind, in [`KINDS`] order. Building it checks that each row sits at its variant's index.
+    pub const ALL: [StageKind; KINDS.len()] = {
+        let mut all = [StageKind::MidiSource; KINDS.len()];
+        let mut i = 0;
+        while i < KINDS.len() {
+            assert!(
+                KINDS[i].kind as usize == i,
+                "KINDS must list the kinds in the order of StageKind's variants"
+            );
+            all[i] = KINDS[i].kind;
+            i += 1;
+        }
+        all
+    };
+
+    fn row(self) -> &'static KindRow {
+        &KINDS[self as usize]
+    }
 
     /// The name used in `kind = "…"`.
     pub fn name(self) -> &'static str {
-        match self {
-            StageKind::MidiSource => "midi_source",
-            StageKind::DropDrums => "drop_drums",
-            StageKind::ExtractInstrument => "extract_instrument",
-            StageKind::Tokenize => "tokenize",
-            StageKind::Vocab => "vocab",
-            StageKind::Window => "window",
-            StageKind::Train => "train",
-            StageKind::Sample => "sample",
-            StageKind::Render => "render",
-        }
+        self.row().name
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.name() == name)
     }
 
-    /// Implementation version, part of every fingerprint: bump it when a change to the stage's code changes its
-    /// output, so old cache entries stop matching.
+    /// Implementation version, part of every fingerprint (see [`KindRow::version`]).
     pub fn version(self) -> u32 {
-        match self {
-            // 2: tolerant reader (repairs, containers) and ingest.csv.
-            StageKind::MidiSource => 2,
-            // 2: lists files that held only drums.
-            StageKind::DropDrums => 2,
-            StageKind::ExtractInstrument => 1,
-            StageKind::Tokenize => 1,
-            StageKind::Vocab => 1,
-            StageKind::Window => 1,
-            // 2: fused LSTM layer op and bulk dropout masks (same maths, different rounding and random draws).
-            // 3: RMSprop, Adam and AdamW compute Keras's updates (ε placement, AdamW's decay 0.004).
-            StageKind::Train => 3,
-            // 2: keeps the seed window and a reference excerpt; piano rolls.
-            StageKind::Sample => 2,
-            StageKind::Render => 1,
-        }
+        self.row().version
     }
 
     /// The kind of each input, in order.
     pub fn inputs(self) -> &'static [ArtifactKind] {
-        match self {
-            StageKind::MidiSource => &[],
-            StageKind::DropDrums => &[ArtifactKind::Midi],
-            StageKind::ExtractInstrument => &[ArtifactKind::Midi],
-            StageKind::Tokenize => &[ArtifactKind::Notes],
-            StageKind::Vocab => &[ArtifactKind::Tokens],
-            StageKind::Window => &[ArtifactKind::Vocab],
-            StageKind::Train => &[ArtifactKind::Windows],
-            StageKind::Sample => &[ArtifactKind::Model],
-            StageKind::Render => &[ArtifactKind::Music],
-        }
+        self.row().inputs
     }
 
-    /// Every report file a stage of this kind may make. A cache entry naming any other file is not trusted: the
-    /// names become paths in the report folder.
+    /// Every report file a stage of this kind may make (see [`KindRow::report_files`]).
     pub fn report_files(self) -> &'static [&'static str] {
-        match self {
-            StageKind::MidiSource => &["ingest.csv"],
-            StageKind::DropDrums => &[],
-            StageKind::ExtractInstrument => &["instruments.csv"],
-            StageKind::Tokenize => &[],
-            StageKind::Vocab => &["vocab.csv"],
-            StageKind::Window => &["windows.csv"],
-            StageKind::Train => &["loss.csv", "model.safetensors", "model.json"],
-            StageKind::Sample => &[
-                "generated.mid",
-                "generated.csv",
-                "metrics.json",
-                "generated.svg",
-                "reference.svg",
-            ],
-            StageKind::Render => &["generated.wav", "seed.wav"],
-        }
+        self.row().report_files
     }
 
     pub fn output(self) -> ArtifactKind {
-        match self {
-            StageKind::MidiSource | StageKind::DropDrums => ArtifactKind::Midi,
-            StageKind::ExtractInstrument => ArtifactKind::Notes,
-            StageKind::Tokenize => ArtifactKind::Tokens,
-            StageKind::Vocab => ArtifactKind::Vocab,
-            StageKind::Window => ArtifactKind::Windows,
-            StageKind::Train => ArtifactKind::Model,
-            StageKind::Sample => ArtifactKind::Music,
-            StageKind::Render => ArtifactKind::Audio,
-        }
+        self.row().output
     }
 
     /// The stage kinds whose output this kind can take as input `i`.
@@ -161,23 +227,12 @@ impl StageKind {
     }
 
     /// Builds the stage from its parameter table. Errors carry the offending key and the toml error (with span).
-    pub fn build<'de, D>(self, params: D, ctx: &CheckContext) -> Result<Box<dyn Stage>, ParamError>
-    where
-        D: serde::Deserializer<'de, Error = toml::de::Error>,
-    {
-        match self {
-            StageKind::MidiSource => build::<midi_source::MidiSource, _>(params, ctx),
-            StageKind::DropDrums => build::<drop_drums::DropDrums, _>(params, ctx),
-            StageKind::ExtractInstrument => {
-                build::<extract_instrument::ExtractInstrument, _>(params, ctx)
-            }
-            StageKind::Tokenize => build::<tokenize::Tokenize, _>(params, ctx),
-            StageKind::Vocab => build::<vocab::Vocab, _>(params, ctx),
-            StageKind::Window => build::<window::Window, _>(params, ctx),
-            StageKind::Train => build::<train::Train, _>(params, ctx),
-            StageKind::Sample => build::<sample::Sample, _>(params, ctx),
-            StageKind::Render => build::<render::Render, _>(params, ctx),
-        }
+    pub fn build(
+        self,
+        params: Spanned<DeValue<'_>>,
+        ctx: &CheckContext,
+    ) -> Result<Box<dyn Stage>, ParamError> {
+        (self.row().build)(params, ctx)
     }
 }
 
@@ -196,22 +251,21 @@ pub struct CheckContext {
 /// A parameter that deserialized but makes no sense (`seq_len = 0`).
 #[derive(Debug, Clone)]
 pub struct ParamProblem {
+    /// The parameter, as the experiment file names it.
     pub key: &'static str,
-    pub message: String,
-    pub hint: Option<String>,
+    pub problem: Problem,
 }
 
 impl ParamProblem {
     pub fn new(key: &'static str, message: impl Into<String>) -> Self {
         Self {
             key,
-            message: message.into(),
-            hint: None,
+            problem: Problem::new(message),
         }
     }
 
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
+        self.problem = self.problem.hint(hint);
         self
     }
 }
@@ -231,12 +285,11 @@ pub trait Params: DeserializeOwned + Serialize {
     }
 }
 
-fn build<'de, P, D>(params: D, ctx: &CheckContext) -> Result<Box<dyn Stage>, ParamError>
+fn build<P>(params: Spanned<DeValue<'_>>, ctx: &CheckContext) -> Result<Box<dyn Stage>, ParamError>
 where
     P: Params + Stage + 'static,
-    D: serde::Deserializer<'de, Error = toml::de::Error>,
 {
-    let p = P::deserialize(params).map_err(ParamError::Decode)?;
+    let p = P::deserialize(params.into_deserializer()).map_err(ParamError::Decode)?;
     let problems = p.check(ctx);
     if problems.is_empty() {
         Ok(Box::new(p))

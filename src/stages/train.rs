@@ -202,7 +202,10 @@ impl Params for Train {
             );
         }
         if let Err(e) = self.device.check() {
-            p.push(ParamProblem::new("device", e.message).hint(e.hint));
+            p.push(ParamProblem {
+                key: "device",
+                problem: e,
+            });
         }
         p
     }
@@ -316,10 +319,8 @@ impl Stage for Train {
 
     fn run(&self, ctx: &mut RunContext, inputs: &[&Artifact]) -> anyhow::Result<StageOutput> {
         let windows = inputs[0].windows()?;
-        let (device, device_name, _lease) = self
-            .device
-            .open()
-            .map_err(|e| anyhow::anyhow!("{}; {}", e.message, e.hint))?;
+        let (device, device_name, _lease) =
+            self.device.open().map_err(|e| anyhow::anyhow!("{e}"))?;
         let cfg = self.config(windows.tokens.len());
         // A shape the parameter checks allow can still be far beyond this machine (16 × 8192 units): say so
         // before allocating, instead of being killed half-way.

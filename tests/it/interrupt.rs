@@ -36,7 +36,7 @@ fn assert_cache_intact(cache: &Path) -> usize {
     count
 }
 
-fn output_hashes(run: &Run) -> Vec<Option<pipeline::fingerprint::Hash>> {
+fn output_hashes(run: &Run) -> Vec<Option<pipeline::Hash>> {
     ALL_STAGES
         .iter()
         .map(|s| run.stage(s).output_hash)

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::support::{Project, SummaryJson, csv_rows};
 use pipeline::artifact::{Event, Message};
-use pipeline::music::ingest::{Ingest, read_song};
+use pipeline::{Ingest, read_song};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/malformed");
 

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use crate::support::*;
-use pipeline::stages::render;
+use pipeline::render;
 
 fn soundfont() -> Option<PathBuf> {
     require("soundfont").then(|| soundfont_path().expect("present"))

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use midly::num::{u4, u7, u15, u28};
 use midly::{Format, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, TrackEventKind};
-pub use pipeline::exec::Status;
-pub use pipeline::runs::manifest::{Manifest, RunStatus, StageEntry};
+pub use pipeline::Status;
+pub use pipeline::{Manifest, RunStatus, StageEntry};
 
 /// One event of a test MIDI track, on an absolute tick.
 #[derive(Clone, Copy, Debug)]
@@ -413,7 +413,7 @@ pub fn soundfont_path() -> Option<PathBuf> {
     std::env::var_os("PIPELINE_SOUNDFONT")
         .map(PathBuf::from)
         .or_else(|| {
-            pipeline::stages::render::SYSTEM_SOUNDFONTS
+            pipeline::render::SYSTEM_SOUNDFONTS
                 .iter()
                 .map(PathBuf::from)
                 .find(|p| p.is_file())

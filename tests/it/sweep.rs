@@ -64,9 +64,8 @@ fn a_grid_sweep_runs_every_point_and_shares_common_stages() {
             run.stderr
         );
     }
-    let summary: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("sweep.json")).unwrap()).unwrap();
-    assert_eq!(summary["points"].as_array().unwrap().len(), 4);
+    let summary = pipeline::SweepRecord::read(&dir).unwrap();
+    assert_eq!(summary.points.len(), 4);
     let csv = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
     assert!(
         csv.starts_with("run,model.hidden,windows.seq_len,epochs,"),

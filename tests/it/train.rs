@@ -8,19 +8,14 @@ use crate::support::*;
 fn assert_midi_matches_csv(run: &Run) {
     let report = run.report.as_ref().unwrap();
     let bytes = std::fs::read(report.join("generated.mid")).unwrap();
-    let song = pipeline::music::ingest::read_song("generated.mid", &bytes)
-        .unwrap()
-        .song;
+    let song = pipeline::read_song("generated.mid", &bytes).unwrap().song;
     let mut onsets: std::collections::BTreeMap<u64, BTreeSet<u8>> = Default::default();
     for e in &song.events {
         if let pipeline::artifact::Message::NoteOn { key, .. } = e.message {
             onsets.entry(e.tick).or_default().insert(key);
         }
     }
-    let from_midi: Vec<String> = onsets
-        .values()
-        .map(pipeline::music::tokens::token_for)
-        .collect();
+    let from_midi: Vec<String> = onsets.values().map(pipeline::token_for).collect();
     let from_csv: Vec<String> = csv_rows(&run.report_file("generated.csv"))[1..]
         .iter()
         .map(|r| r[1].clone())

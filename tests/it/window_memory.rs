@@ -52,7 +52,7 @@ fn window_peak(tokens: usize, seq_len: u32) -> (usize, usize) {
     let vocab = vocabulary(tokens);
     let before = LIVE.load(Ordering::SeqCst);
     PEAK.store(before, Ordering::SeqCst);
-    let windows = pipeline::stages::run_window(vocab, seq_len, 0.1).unwrap();
+    let windows = pipeline::run_window(vocab, seq_len, 0.1).unwrap();
     let peak = PEAK.load(Ordering::SeqCst) - before;
     let set = windows.windows().unwrap();
     let count = set.count(pipeline::artifact::Split::Train)

@@ -1,0 +1,366 @@
+//! `pipeline run` and `pipeline exec-stage`: load and check the experiment, make the report folders, run the
+//! stages through the executor, write the reports and the index, and say how it went ([`RunReport`], whose
+//! [`RunStats::exit_code`] is the command's exit code).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use super::error::{Error, Result};
+use super::{load, open_cache};
+use crate::exec::events::Reporter;
+use crate::exec::{self, Executor, Outcome, SlurmPlacement, Status, Target};
+use crate::exit;
+use crate::runs::report::{self, Report};
+use crate::spec::diagnostic::{Diagnostic, did_you_mean};
+use crate::spec::sweep::Study;
+use crate::store::Cache;
+
+const REPORTS_HINT: &str = "pass a writable directory with `--reports-dir` or `PIPELINE_REPORTS`";
+
+/// What to run, and how.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub experiment: PathBuf,
+    /// `--set` overrides as given.
+    pub set: Vec<String>,
+    pub cache_dir: PathBuf,
+    pub reports_dir: PathBuf,
+    /// Stages to re-run even when cached (with everything downstream).
+    pub force: Vec<String>,
+    /// Stages run at once.
+    pub jobs: usize,
+    /// After a failure, finish everything that does not depend on it.
+    pub keep_going: bool,
+    /// Each stage as a Slurm job instead of in this process.
+    pub slurm: bool,
+}
+
+/// How many stages ended how, counting a stage that several sweep points share once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunStats {
+    pub ran: usize,
+    pub cached: usize,
+    pub failed: usize,
+    pub not_run: usize,
+    /// Ctrl-C stopped the run.
+    pub interrupted: bool,
+    /// A failure was the cache's (full, read-only), not a stage's.
+    pub cache_failure: bool,
+}
+
+impl RunStats {
+    pub fn of(outcomes: &[Outcome], interrupted: bool) -> Self {
+        // A stage shared by several points ran (or was found) once: count it once.
+        let count = |s: Status| -> usize {
+            let shares: f64 = outcomes
+                .iter()
+                .flat_map(|o| &o.stages)
+                .filter(|r| r.status == s)
+                .map(|r| 1.0 / r.shared_by.max(1) as f64)
+                .sum();
+            shares.round() as usize
+        };
+        Self {
+            ran: count(Status::Ran),
+            cached: count(Status::Cached),
+            failed: count(Status::Failed),
+            not_run: count(Status::NotRun),
+            interrupted,
+            cache_failure: outcomes
+                .iter()
+                .any(|o| o.failed().is_some_and(|f| f.cache_failure)),
+        }
+    }
+
+    /// Every stage of the run (stopped ones aside).
+    pub fn total(&self) -> usize {
+        self.ran + self.cached + self.failed + self.not_run
+    }
+
+    /// 0 when everything ran or was cached; 130 after Ctrl-C; 3 when the cache failed; 1 when a stage did.
+    pub fn exit_code(&self) -> u8 {
+        if self.interrupted {
+            exit::INTERRUPTED
+        } else if self.failed == 0 {
+            exit::SUCCESS
+        } else if self.cache_failure {
+            exit::ENVIRONMENT
+        } else {
+            exit::STAGE_FAILED
+        }
+    }
+}
+
+/// How a run went.
+#[derive(Debug)]
+pub struct RunReport {
+    /// The run's report folder (a sweep's holds one folder per point).
+    pub dir: PathBuf,
+    pub stats: RunStats,
+    /// `stage `model` [layers=2] failed: …`, one per failed point.
+    pub failures: Vec<String>,
+    /// The number of points, for a sweep.
+    pub points: Option<usize>,
+    /// The stages Ctrl-C stopped while they ran.
+    pub stopped: Vec<String>,
+    pub cache_dir: PathBuf,
+    /// `reports/index.html` could not be rewritten (the run itself is fine).
+    pub index_error: Option<anyhow::Error>,
+}
+
+/// Where the stages run.
+fn executor(request: &RunRequest) -> Result<Executor> {
+    if !request.slurm {
+        return Ok(Executor::Local);
+    }
+    let fail = |e: anyhow::Error| {
+        Error::environment(
+            e,
+            "the Slurm executor needs `sbatch` and a cache directory the nodes share",
+        )
+    };
+    let exe = std::env::current_exe()
+        .context("cannot find this program's path, which the Slurm jobs run")
+        .map_err(fail)?;
+    let cache_dir = &request.cache_dir;
+    std::fs::create_dir_all(cache_dir)
+        .with_context(|| format!("cannot create `{}`", cache_dir.display()))
+        .map_err(fail)?;
+    let cache_dir = cache_dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve `{}`", cache_dir.display()))
+        .map_err(fail)?;
+    Ok(Executor::Slurm(SlurmPlacement {
+        exe,
+        set: request.set.clone(),
+        cache_dir,
+    }))
+}
+
+/// Identities under which each point's stage history is kept.
+pub(crate) fn identity(study: &Study, label: &str) -> String {
+    if label.is_empty() {
+        study.name.clone()
+    } else {
+        format!("{}/{label}", study.name)
+    }
+}
+
+/// Runs every point of the experiment; `reporter` hears what happens as it happens.
+pub fn run(request: &RunRequest, reporter: &dyn Reporter) -> Result<RunReport> {
+    let executor = executor(request)?;
+    let slurm = matches!(executor, Executor::Slurm(_));
+    let mut opts = exec::Options {
+        force: request.force.clone(),
+        jobs: request.jobs,
+        keep_going: request.keep_going,
+        executor,
+        ..Default::default()
+    };
+    if slurm {
+        // Jobs wait in Slurm's queue, not here: follow many at once.
+        opts.jobs = opts.jobs.max(64);
+    }
+    let study = load(&request.experiment, &request.set)?;
+    let first = &study.points[0].experiment;
+    if slurm {
+        // Before anything is fingerprinted: on Slurm, `auto` is what the training's resources give it, decided here
+        // and carried by each job, so the node computes the very fingerprint this machine expects.
+        let train = first.slurm.resources(crate::stages::StageKind::Train);
+        if train.requests_gpu() && !cfg!(feature = "cuda") {
+            return Err(Diagnostic::new(
+                "the Slurm resources of `train` request a GPU, but this build has no CUDA support",
+            )
+            .hint(
+                "rebuild with `cargo build --release --features cuda`, or drop the GPU from \
+                 `[executor.slurm.train]`",
+            )
+            .into());
+        }
+        crate::nn::device::decide_auto(train.auto_device());
+    }
+    for name in &opts.force {
+        if first.graph.index_of(name).is_none() {
+            let names = first.graph.stages.iter().map(|s| s.name.as_str());
+            let hint = did_you_mean(name, names.clone()).unwrap_or_else(|| {
+                format!("the stages are: {}", names.collect::<Vec<_>>().join(", "))
+            });
+            return Err(Diagnostic::new(format!(
+                "`--force {name}`: there is no stage named `{name}`"
+            ))
+            .hint(hint)
+            .into());
+        }
+    }
+    let cache = open_cache(&request.cache_dir)?;
+    let reports_error = |e: anyhow::Error| Error::environment(e, REPORTS_HINT);
+    let (dir, run_id) =
+        Report::new_run_dir(&request.reports_dir, &study.name).map_err(reports_error)?;
+    let reports: Vec<Report> = if study.is_sweep() {
+        study
+            .points
+            .iter()
+            .map(|p| Report::create_in(dir.join(&p.label), run_id.clone(), &p.experiment, Some(p)))
+            .collect::<anyhow::Result<_>>()
+    } else {
+        Report::create_in(dir.clone(), run_id.clone(), first, None).map(|r| vec![r])
+    }
+    .map_err(reports_error)?;
+
+    let targets: Vec<Target> = study
+        .points
+        .iter()
+        .zip(&reports)
+        .map(|(p, r)| Target {
+            experiment: &p.experiment,
+            identity: identity(&study, &p.label),
+            label: p.label.clone(),
+            report_dir: r.dir.clone(),
+        })
+        .collect();
+    if slurm {
+        crate::exec::slurm::check_shared(&cache, &first.slurm.defaults).map_err(|e| {
+            Error::environment(
+                e,
+                "pass a `--cache-dir` on a filesystem the Slurm nodes share",
+            )
+        })?;
+    }
+    crate::interrupt::install();
+    let outcomes = exec::run(&targets, &cache, &opts, reporter);
+    for ((point, report), outcome) in study.points.iter().zip(&reports).zip(&outcomes) {
+        report
+            .finish(&point.experiment, outcome, &cache)
+            .map_err(reports_error)?;
+    }
+    if study.is_sweep() {
+        report::write_sweep_summary(&dir, &study, &reports, &outcomes).map_err(reports_error)?;
+    }
+    let index_error = crate::runs::index::write(&request.reports_dir).err();
+
+    let failures = study
+        .points
+        .iter()
+        .zip(&outcomes)
+        .filter_map(|(p, o)| {
+            o.failed().map(|f| {
+                let at = if p.label.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{}]", p.label)
+                };
+                format!(
+                    "stage `{}`{at} failed: {}",
+                    f.name,
+                    f.error.as_deref().unwrap_or("unknown error")
+                )
+            })
+        })
+        .collect();
+    let mut stopped: Vec<String> = outcomes
+        .iter()
+        .flat_map(|o| &o.stages)
+        .filter(|r| r.status == Status::Interrupted)
+        .map(|r| r.name.clone())
+        .collect();
+    stopped.dedup();
+    Ok(RunReport {
+        dir,
+        stats: RunStats::of(&outcomes, crate::interrupt::requested()),
+        failures,
+        points: study.is_sweep().then_some(study.points.len()),
+        stopped,
+        cache_dir: request.cache_dir.clone(),
+        index_error,
+    })
+}
+
+/// What `exec-stage` computed: the stage and its fingerprint, now in the cache.
+#[derive(Debug)]
+pub struct StageDone {
+    pub stage: String,
+    pub key: String,
+}
+
+/// `pipeline exec-stage JOB`: loads the experiment the job names, picks its sweep point, and computes that one stage
+/// (its inputs are in the cache) with the same code and atomic store as a local run. Done when the entry the
+/// submitter expects is in the cache.
+pub fn exec_stage(job_file: &Path, reporter: &dyn Reporter) -> Result<StageDone> {
+    let job: crate::exec::slurm::JobSpec = std::fs::read(job_file)
+        .with_context(|| format!("cannot read `{}`", job_file.display()))
+        .and_then(|bytes| Ok(serde_json::from_slice(&bytes)?))
+        .map_err(Error::Failed)?;
+    // Before anything is fingerprinted: `auto` means what the submitter decided, not what this node has.
+    if let Some(kind) = &job.auto_device {
+        crate::nn::device::decide_auto(kind);
+    }
+    let study = load(&job.experiment, &job.set)?;
+    (|| -> anyhow::Result<StageDone> {
+        let point = study
+            .points
+            .iter()
+            .find(|p| p.label == job.label)
+            .ok_or_else(|| {
+                anyhow::anyhow!("the experiment has no point `{}` any more", job.label)
+            })?;
+        let cache = Cache::open(&job.cache_dir)?;
+        // Live files (`loss.csv`) go to the run's report folder when this node sees it, else beside the job.
+        let report_dir = if job.report_dir.is_dir() {
+            job.report_dir.clone()
+        } else {
+            let beside = job_file.with_file_name("report");
+            std::fs::create_dir_all(&beside)?;
+            beside
+        };
+        let target = Target {
+            experiment: &point.experiment,
+            identity: identity(&study, &point.label),
+            label: point.label.clone(),
+            report_dir,
+        };
+        let expected = blake3::Hash::from_hex(&job.key)
+            .map(crate::fingerprint::Hash)
+            .map_err(|e| anyhow::anyhow!("the job's fingerprint `{}` is not one: {e}", job.key))?;
+        let opts = exec::Options {
+            only: Some(job.stage.clone()),
+            expected: Some(expected),
+            force: if job.force {
+                vec![job.stage.clone()]
+            } else {
+                Vec::new()
+            },
+            ..Default::default()
+        };
+        crate::interrupt::install();
+        let outcomes = exec::run(std::slice::from_ref(&target), &cache, &opts, reporter);
+        let stage = outcomes[0]
+            .stages
+            .iter()
+            .find(|s| s.name == job.stage)
+            .ok_or_else(|| {
+                anyhow::anyhow!("the experiment has no stage `{}` any more", job.stage)
+            })?;
+        if let Some(failed) = outcomes[0].failed() {
+            anyhow::bail!(
+                "stage `{}` failed: {}",
+                failed.name,
+                failed.error.as_deref().unwrap_or("unknown error")
+            );
+        }
+        let got = stage.fingerprint.map(|f| f.hex()).unwrap_or_default();
+        if got != job.key {
+            anyhow::bail!(
+                "this node computed fingerprint {got} for `{}`, the submitting machine {}: the experiment or its \
+                 input files differ between them (is everything on a shared filesystem?)",
+                job.stage,
+                job.key
+            );
+        }
+        Ok(StageDone {
+            stage: job.stage.clone(),
+            key: got,
+        })
+    })()
+    .map_err(Error::Failed)
+}

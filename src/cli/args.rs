@@ -1,0 +1,228 @@
+//! The command line as clap parses it: commands, their arguments, and the parsers for values clap has none for.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "pipeline",
+    version,
+    about = "Train sequence models on MIDI: declarative, cached, reported"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub(super) command: Command,
+}
+
+#[derive(clap::Args, Debug)]
+pub(super) struct ExperimentArgs {
+    /// The experiment file (TOML).
+    pub(super) file: PathBuf,
+    /// Override a parameter: `--set windows.seq_len=64` (repeatable; applies to every sweep point). Values are
+    /// TOML; anything else is a string.
+    #[arg(long = "set", value_name = "STAGE.KEY=VALUE")]
+    pub(super) set: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub(super) struct CacheArgs {
+    /// Where results are cached.
+    #[arg(long, env = "PIPELINE_CACHE", default_value = "cache")]
+    pub(super) cache_dir: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+pub(super) struct ReportsArgs {
+    /// Where report folders go.
+    #[arg(long, env = "PIPELINE_REPORTS", default_value = "reports")]
+    pub(super) reports_dir: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub(super) enum Command {
+    /// Run an experiment (every point of a sweep): every stage whose result is not cached, then write reports.
+    Run {
+        #[command(flatten)]
+        experiment: ExperimentArgs,
+        #[command(flatten)]
+        cache: CacheArgs,
+        #[command(flatten)]
+        reports: ReportsArgs,
+        /// Re-run this stage and everything downstream of it, even if cached (repeatable).
+        #[arg(long, value_name = "STAGE")]
+        force: Vec<String>,
+        /// Also list cached stages and say why each stage runs.
+        #[arg(short, long)]
+        verbose: bool,
+        /// Stages (and sweep points) to run at once; CPU training stages share one pool of threads.
+        #[arg(short, long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+        jobs: u16,
+        /// When a stage fails, finish everything that does not depend on it, then exit non-zero.
+        #[arg(long)]
+        keep_going: bool,
+        /// Where stages run: in this process, or each as a Slurm job (`[executor.slurm]` sets resources).
+        #[arg(long, value_enum, default_value_t = ExecutorKind::Local)]
+        executor: ExecutorKind,
+    },
+    /// Compute one stage from a job description in the cache: what a Slurm job runs on its node.
+    #[command(hide = true)]
+    ExecStage {
+        /// `cache/v1/jobs/<fingerprint>/job.json`.
+        job: PathBuf,
+    },
+    /// Show, per stage, whether it is cached or would run and why, without running anything.
+    Status {
+        #[command(flatten)]
+        experiment: ExperimentArgs,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+    /// Print the stage graph (and, for a sweep, its points and which stages they share).
+    Graph {
+        #[command(flatten)]
+        experiment: ExperimentArgs,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
+        format: GraphFormat,
+    },
+    /// Measure speed: `bench train`, `bench sample`, `bench prep`.
+    #[command(subcommand)]
+    Bench(Bench),
+    /// Check, measure or prune the cache.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+    /// Compare runs: one row per run with the parameters that differ, losses, time, device and music metrics.
+    Compare {
+        /// Report folders (a run's, or a sweep's) or experiment names; none: every run in the reports directory.
+        targets: Vec<String>,
+        #[command(flatten)]
+        reports: ReportsArgs,
+        /// Sort the rows by this column (e.g. `best_val_loss`).
+        #[arg(long, value_name = "COLUMN")]
+        sort: Option<String>,
+        #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+        format: TableFormat,
+        /// Also draw the runs' loss curves into this SVG file.
+        #[arg(long, value_name = "FILE.svg")]
+        plot: Option<PathBuf>,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum ExecutorKind {
+    Local,
+    Slurm,
+}
+
+#[derive(Subcommand, Debug)]
+pub(super) enum CacheCommand {
+    /// Re-hash every entry and list the damaged ones (exit 1 if any).
+    Verify {
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+    /// Size of the cache per stage kind.
+    Du {
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+    /// Remove entries that no report of the last N runs of each experiment refers to, damaged entries, and data
+    /// crashed runs left behind.
+    Gc {
+        #[command(flatten)]
+        cache: CacheArgs,
+        #[command(flatten)]
+        reports: ReportsArgs,
+        /// Runs per experiment whose results are kept.
+        #[arg(long, default_value_t = 5, value_name = "N")]
+        keep: usize,
+        /// Keep everything younger than this, e.g. `30m`, `2h`, `0s` (a run may have just made it).
+        #[arg(long, default_value = "1h", value_name = "DURATION", value_parser = parse_duration)]
+        grace: std::time::Duration,
+        /// Only say what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// `30m`, `2h 30m`, `90s`, `0s` (jiff's friendly format), for clap.
+pub(super) fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let d: jiff::SignedDuration = text
+        .parse()
+        .map_err(|e| format!("`{text}` is not a duration such as `30m`, `2h` or `0s` ({e})"))?;
+    std::time::Duration::try_from(d).map_err(|_| format!("`{text}` is negative"))
+}
+
+#[derive(Subcommand, Debug)]
+pub(super) enum Bench {
+    /// Training steps (forward, backward, RMSprop) on random data: median ms/step, windows/s, GFLOP/s and the share
+    /// of this machine's measured sgemm speed.
+    Train {
+        #[arg(long, default_value_t = 2, value_parser = within(1, 16))]
+        layers: usize,
+        #[arg(long, default_value_t = 256, value_parser = within(1, 8192))]
+        hidden: usize,
+        #[arg(long, default_value_t = 64, value_parser = within(1, 100_000))]
+        seq_len: usize,
+        #[arg(long, default_value_t = 64, value_parser = within(1, 1 << 20))]
+        batch: usize,
+        #[arg(long, value_enum, default_value_t = BenchInput::Scalar)]
+        input: BenchInput,
+        #[arg(long, default_value_t = 150, value_parser = within(1, 1 << 24))]
+        vocab: usize,
+        /// Width of the dense layer (0 = none).
+        #[arg(long, default_value_t = 256, value_parser = within(0, 8192))]
+        dense: usize,
+        #[arg(long, default_value_t = 64, value_parser = within(1, 8192))]
+        embed_dim: usize,
+        /// Timed steps, after 2 warm-up steps.
+        #[arg(long, default_value_t = 10, value_parser = within(1, 100_000))]
+        steps: usize,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Time candle's plain step-by-step LSTM instead of the fused CPU one.
+        #[arg(long)]
+        plain: bool,
+    },
+    /// Generating 500 tokens with the paper's model (3 × 512, windows of 100), stateful and window mode.
+    Sample {
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        length: u32,
+        #[arg(long, default_value_t = 5, value_parser = within(1, 1000))]
+        runs: usize,
+    },
+    /// All MIDI stages over a corpus, without the cache.
+    Prep {
+        #[arg(long, default_value = "data/openmsx")]
+        corpus: PathBuf,
+        #[arg(long, default_value_t = 7, value_parser = within(1, 1000))]
+        runs: usize,
+    },
+}
+
+/// A clap parser for a whole number in `lo..=hi`: anything else is a usage error (exit 2) naming the range.
+pub(super) fn within(lo: usize, hi: usize) -> impl Fn(&str) -> Result<usize, String> + Clone {
+    move |text| match text.parse::<usize>() {
+        Ok(n) if (lo..=hi).contains(&n) => Ok(n),
+        _ => Err(format!("`{text}` must be a whole number from {lo} to {hi}")),
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(super) enum BenchInput {
+    Scalar,
+    Embedding,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(super) enum GraphFormat {
+    Text,
+    Dot,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(super) enum TableFormat {
+    Table,
+    Csv,
+    Json,
+}

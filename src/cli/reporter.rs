@@ -1,0 +1,102 @@
+//! The executor's events as lines on stderr, between the progress bars: what ran, failed, waited or was queued;
+//! with `-v` also what was cached, why each stage runs, and the `sbatch` command lines.
+
+use indicatif::{MultiProgress, ProgressDrawTarget};
+
+use crate::exec::Status;
+use crate::exec::events::{Event, Reporter, StageRef};
+use crate::fingerprint::explain;
+
+/// Prints events to stderr.
+pub(super) struct Printer {
+    progress: MultiProgress,
+    verbose: bool,
+}
+
+impl Printer {
+    pub(super) fn new(verbose: bool) -> Self {
+        Self {
+            progress: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            verbose,
+        }
+    }
+
+    fn say(&self, line: String) {
+        self.progress.suspend(|| eprintln!("{line}"));
+    }
+
+    /// `  queued model [layers=2]: …`: a right-aligned verb, the stage and how it is shared, and what happened.
+    fn line(&self, verb: &str, stage: StageRef<'_>, rest: &str) {
+        self.say(format!("{verb:>8} {}{}{rest}", stage.name, stage.share));
+    }
+}
+
+impl Reporter for Printer {
+    fn event(&self, event: Event<'_>) {
+        match event {
+            Event::Running { stage, reasons } if self.verbose => {
+                self.line("running", stage, &format!(": {}", explain(reasons)))
+            }
+            Event::Running { .. } => {}
+            Event::WaitingForOther { stage } => {
+                self.line("waiting", stage, ": another run is computing it")
+            }
+            Event::Resuming { stage } => self.line(
+                "resuming",
+                stage,
+                ": continuing from the checkpoint of an interrupted run",
+            ),
+            Event::Damaged { stage, problem } => self.say(format!(
+                "warning: {}: the cached result was damaged ({problem}); recomputing it",
+                stage.name
+            )),
+            Event::Unrecorded { stage, error } => self.say(format!(
+                "warning: {}: cached, but the cache cannot record it ({error:#})",
+                stage.name
+            )),
+            Event::Finished { stage, result } => match result.status {
+                Status::Cached if self.verbose => self.line("cached", stage, ""),
+                Status::Ran => {
+                    let job = result
+                        .slurm_job
+                        .as_ref()
+                        .map(|j| format!(", Slurm job {j}"))
+                        .unwrap_or_default();
+                    self.line("ran", stage, &format!(" ({:.2}s{job})", result.seconds))
+                }
+                Status::Failed => self.line(
+                    "failed",
+                    stage,
+                    &format!(": {}", result.error.as_deref().unwrap_or("unknown error")),
+                ),
+                Status::Interrupted => self.line("stopped", stage, ""),
+                Status::Cached | Status::NotRun => {}
+            },
+            Event::SlurmCommand { command } if self.verbose => {
+                self.say(format!("{:>8} {command}", ""))
+            }
+            Event::SlurmCommand { .. } => {}
+            Event::SlurmQueued { stage, job_id } => {
+                self.line("queued", stage, &format!(": Slurm job {job_id}"))
+            }
+            Event::SlurmFollowing { stage, job_id } => self.line(
+                "waiting",
+                stage,
+                &format!(": Slurm job {job_id}, submitted by an earlier run"),
+            ),
+            Event::SlurmStarted { stage, job_id } => {
+                self.line("running", stage, &format!(": Slurm job {job_id} started"))
+            }
+            Event::SlurmCancelled { stage, job_id } => {
+                self.line("stopped", stage, &format!(": cancelled Slurm job {job_id}"))
+            }
+            Event::SlurmCancelFailed { job_id, error } => self.say(format!(
+                "warning: could not cancel Slurm job {job_id}: {error:#}"
+            )),
+        }
+    }
+
+    fn progress(&self) -> &MultiProgress {
+        &self.progress
+    }
+}

@@ -1,0 +1,156 @@
+//! Where a stage that is not cached is computed. The scheduler decides what runs and when; a [`Placement`] computes
+//! one node and leaves its entry in the cache: [`Local`] in this process, [`super::SlurmPlacement`] as a Slurm job
+//! (in `remote.rs`). Another cluster engine is one more implementation; the scheduler does not change.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::StageResult;
+use super::Status;
+use super::events::Event;
+use super::node::Shared;
+use crate::artifact::Artifact;
+use crate::fingerprint::{Fingerprint, Reason};
+use crate::stages::RunContext;
+use crate::store::{EntryMeta, Record};
+
+/// Computes nodes that are not cached.
+pub(super) trait Placement: Sync {
+    /// Computes node `id` of `run`, whose fingerprint is `fp` and whose inputs' records are `inputs`, for
+    /// `reasons`; returns `result` completed: ran (with the stored record), cached (another process stored it
+    /// meanwhile), failed or interrupted.
+    fn compute(
+        &self,
+        run: &Shared<'_>,
+        id: usize,
+        fp: &Fingerprint,
+        inputs: &[Record],
+        result: StageResult,
+        reasons: Vec<Reason>,
+    ) -> StageResult;
+}
+
+/// In this process, on one of the scheduler's threads.
+pub(super) struct Local;
+
+impl Placement for Local {
+    fn compute(
+        &self,
+        run: &Shared<'_>,
+        id: usize,
+        fp: &Fingerprint,
+        input_records: &[Record],
+        mut result: StageResult,
+        reasons: Vec<Reason>,
+    ) -> StageResult {
+        let node = &run.nodes[id];
+        let target = &run.targets[node.target];
+        let exp = target.experiment;
+        let spec = &exp.graph.stages[node.stage];
+        let key = fp.hash();
+        let external = match &node.external {
+            Ok(x) => x,
+            Err(e) => return result.with_error(anyhow::anyhow!("{e}")),
+        };
+        // Another process may be computing the same entry: wait for it, then take its result.
+        let _claim = match run.cache.claim(&key, || {
+            run.emit(Event::WaitingForOther {
+                stage: run.stage(id),
+            })
+        }) {
+            Ok(c) => c,
+            // The lock lives in the cache: a read-only or full cache cannot compute anything new.
+            Err(e) => {
+                result.cache_failure = e.downcast_ref::<crate::interrupt::Interrupted>().is_none();
+                return result.with_error(e);
+            }
+        };
+        if node.forced.is_none()
+            && let Some(record) = run.cache.peek(&key, spec.kind().report_files())
+        {
+            return run.found(id, fp, record, result);
+        }
+        run.emit(Event::Running {
+            stage: run.stage(id),
+            reasons: &reasons,
+        });
+
+        let mut loaded = Vec::with_capacity(node.inputs.len());
+        for (input, record) in node.inputs.iter().zip(input_records) {
+            match run.load(*input, record) {
+                Ok(a) => loaded.push(a),
+                Err(e) => return result.with_error(e),
+            }
+        }
+        let refs: Vec<&Artifact> = loaded.iter().map(|a| a.as_ref()).collect();
+        let checkpoint = run.cache.checkpoint(&key);
+        let resume = match node.forced {
+            // A forced run starts over: an interrupted run's progress does not count either.
+            Some(_) => {
+                checkpoint.clear();
+                None
+            }
+            None => run.resume(id, fp, &checkpoint),
+        };
+        let mut ctx = RunContext {
+            stage: &spec.name,
+            base_dir: &exp.base_dir,
+            external,
+            progress: run.reporter.progress(),
+            warnings: Vec::new(),
+            report_dir: &target.report_dir,
+            report_prefix: exp.graph.file_prefix(&spec.name),
+            resume,
+            checkpoint: Some(checkpoint.clone()),
+        };
+        let started = Instant::now();
+        let output = match spec.stage().run(&mut ctx, &refs) {
+            Ok(o) => o,
+            Err(e) => return result.with_error(e),
+        };
+        let seconds = started.elapsed().as_secs_f64();
+        // Lookups refuse entries naming other files, so an undeclared one would never be a hit again.
+        if let Some(f) = output
+            .files
+            .iter()
+            .find(|f| !spec.kind().report_files().contains(&f.name.as_str()))
+        {
+            return result.with_error(anyhow::anyhow!(
+                "internal error: the stage made `{}`, which `StageKind::report_files` does not list",
+                f.name
+            ));
+        }
+        let bytes = output.artifact.to_bytes();
+        let meta = EntryMeta {
+            stage: spec.name.clone(),
+            summary: output.summary,
+            warnings: std::mem::take(&mut ctx.warnings),
+            seconds,
+        };
+        let record = match run
+            .cache
+            .store(fp, &bytes, &output.files, meta, node.forced.is_some())
+        {
+            Ok(r) => r,
+            Err(e) => {
+                result.cache_failure = true;
+                return result.with_error(e.context("cannot store the result in the cache"));
+            }
+        };
+        checkpoint.clear();
+        if let Err(e) = run.remember(id, fp) {
+            result.cache_failure = true;
+            return result
+                .with_error(e.context("stored the result, but cannot record it in the cache"));
+        }
+        run.artifacts
+            .lock()
+            .expect("no panics holding artifacts")
+            .insert(id, Arc::new(output.artifact));
+        result.status = Status::Ran;
+        result.reasons = reasons;
+        result.record = Some(record);
+        result.seconds = seconds;
+        result
+    }
+}
