@@ -9,7 +9,7 @@ use anyhow::Context;
 use super::error::{Error, Result};
 use super::{load, open_cache};
 use crate::exec::events::Reporter;
-use crate::exec::{self, Executor, Outcome, SlurmPlacement, Status, Target};
+use crate::exec::{self, Cause, Executor, Outcome, SlurmPlacement, Status, Target};
 use crate::exit;
 use crate::runs::report::{self, Report};
 use crate::spec::diagnostic::{Diagnostic, did_you_mean};
@@ -67,9 +67,11 @@ impl RunStats {
             failed: count(Status::Failed),
             not_run: count(Status::NotRun),
             interrupted,
-            cache_failure: outcomes
-                .iter()
-                .any(|o| o.failed().is_some_and(|f| f.cache_failure)),
+            cache_failure: outcomes.iter().any(|o| {
+                o.failed()
+                    .and_then(|f| f.error.as_ref())
+                    .is_some_and(|e| e.cause == Cause::Cache)
+            }),
         }
     }
 
@@ -250,11 +252,7 @@ pub fn run(request: &RunRequest, reporter: &dyn Reporter) -> Result<RunReport> {
                 } else {
                     format!(" [{}]", p.label)
                 };
-                format!(
-                    "stage `{}`{at} failed: {}",
-                    f.name,
-                    f.error.as_deref().unwrap_or("unknown error")
-                )
+                format!("stage `{}`{at} failed: {}", f.name, f.message())
             })
         })
         .collect();
@@ -345,7 +343,7 @@ pub fn exec_stage(job_file: &Path, reporter: &dyn Reporter) -> Result<StageDone>
             anyhow::bail!(
                 "stage `{}` failed: {}",
                 failed.name,
-                failed.error.as_deref().unwrap_or("unknown error")
+                failed.message()
             );
         }
         let got = stage.fingerprint.map(|f| f.hex()).unwrap_or_default();

@@ -64,11 +64,7 @@ impl Reporter for Printer {
                         .unwrap_or_default();
                     self.line("ran", stage, &format!(" ({:.2}s{job})", result.seconds))
                 }
-                Status::Failed => self.line(
-                    "failed",
-                    stage,
-                    &format!(": {}", result.error.as_deref().unwrap_or("unknown error")),
-                ),
+                Status::Failed => self.line("failed", stage, &format!(": {}", result.message())),
                 Status::Interrupted => self.line("stopped", stage, ""),
                 Status::Cached | Status::NotRun => {}
             },

@@ -127,9 +127,8 @@ pub struct StageResult {
     pub fingerprint: Option<Hash>,
     pub record: Option<Record>,
     pub seconds: f64,
-    pub error: Option<String>,
-    /// The failure was the cache's (disk full, read-only), not the stage's.
-    pub cache_failure: bool,
+    /// Why it failed or stopped.
+    pub error: Option<StageError>,
     /// The Slurm job that ran the stage, and its log.
     pub slurm_job: Option<String>,
     pub slurm_log: Option<PathBuf>,
@@ -148,7 +147,6 @@ impl StageResult {
             record: None,
             seconds: 0.0,
             error: None,
-            cache_failure: false,
             slurm_job: None,
             slurm_log: None,
             shared_by: 1,
@@ -156,13 +154,50 @@ impl StageResult {
     }
 
     /// This result as failed with `e` (as interrupted when `e` is Ctrl-C's).
-    fn with_error(mut self, e: anyhow::Error) -> Self {
-        if e.downcast_ref::<crate::interrupt::Interrupted>().is_some() {
+    fn with_error(self, e: anyhow::Error) -> Self {
+        self.failed(e, Cause::Stage)
+    }
+
+    /// This result as failed because the cache could not be used (full, read-only); Ctrl-C's error still only
+    /// stops it.
+    fn with_cache_error(self, e: anyhow::Error) -> Self {
+        self.failed(e, Cause::Cache)
+    }
+
+    fn failed(mut self, e: anyhow::Error, cause: Cause) -> Self {
+        let interrupted = e.downcast_ref::<crate::interrupt::Interrupted>().is_some();
+        if interrupted {
             self.status = Status::Interrupted;
         }
-        self.error = Some(format!("{e:#}"));
+        self.error = Some(StageError {
+            message: format!("{e:#}"),
+            cause: if interrupted { Cause::Stage } else { cause },
+        });
         self
     }
+
+    /// The error's message, or `unknown error`.
+    pub fn message(&self) -> &str {
+        self.error
+            .as_ref()
+            .map_or("unknown error", |e| e.message.as_str())
+    }
+}
+
+/// Why a stage failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageError {
+    pub message: String,
+    pub cause: Cause,
+}
+
+/// Whose failure it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// The stage's own (bad input, a failed Slurm job, Ctrl-C).
+    Stage,
+    /// The cache's: it could not be written (full, read-only), so nothing new could be kept.
+    Cache,
 }
 
 #[derive(Debug)]

@@ -60,10 +60,7 @@ impl Placement for Local {
         }) {
             Ok(c) => c,
             // The lock lives in the cache: a read-only or full cache cannot compute anything new.
-            Err(e) => {
-                result.cache_failure = e.downcast_ref::<crate::interrupt::Interrupted>().is_none();
-                return result.with_error(e);
-            }
+            Err(e) => return result.with_cache_error(e),
         };
         if node.forced.is_none()
             && let Some(record) = run.cache.peek(&key, spec.kind().report_files())
@@ -133,15 +130,14 @@ impl Placement for Local {
         {
             Ok(r) => r,
             Err(e) => {
-                result.cache_failure = true;
-                return result.with_error(e.context("cannot store the result in the cache"));
+                return result.with_cache_error(e.context("cannot store the result in the cache"));
             }
         };
         checkpoint.clear();
         if let Err(e) = run.remember(id, fp) {
-            result.cache_failure = true;
-            return result
-                .with_error(e.context("stored the result, but cannot record it in the cache"));
+            return result.with_cache_error(
+                e.context("stored the result, but cannot record it in the cache"),
+            );
         }
         run.artifacts
             .lock()

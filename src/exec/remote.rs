@@ -9,7 +9,7 @@ use super::events::Event;
 use super::node::Shared;
 use super::placement::Placement;
 use super::slurm;
-use super::{SlurmPlacement, StageResult, Status};
+use super::{Cause, SlurmPlacement, StageError, StageResult, Status};
 use crate::fingerprint::{Fingerprint, Reason};
 use crate::paths::write_atomic;
 use crate::store::{Lookup, Record};
@@ -145,7 +145,10 @@ impl Placement for SlurmPlacement {
                     let _ = std::fs::remove_file(&submitted_path);
                 }
                 result.status = Status::Interrupted;
-                result.error = Some("interrupted".into());
+                result.error = Some(StageError {
+                    message: "interrupted".into(),
+                    cause: Cause::Stage,
+                });
                 return result;
             }
             // The job may still be running: its record stays, so the next run follows it instead of submitting.
@@ -179,11 +182,14 @@ impl Placement for SlurmPlacement {
                         if exit.is_empty() { "unknown" } else { &exit }
                     )
                 };
-                result.error = Some(format!(
-                    "Slurm job {job_id} {how} without storing a result; the end of its log `{}`:\n{}",
-                    log.display(),
-                    slurm::tail(&log, 15)
-                ));
+                result.error = Some(StageError {
+                    cause: Cause::Stage,
+                    message: format!(
+                        "Slurm job {job_id} {how} without storing a result; the end of its log `{}`:\n{}",
+                        log.display(),
+                        slurm::tail(&log, 15)
+                    ),
+                });
                 result
             }
         }

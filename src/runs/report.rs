@@ -166,7 +166,7 @@ impl Manifest {
                     .record
                     .as_ref()
                     .map_or_else(Vec::new, |r| r.warnings.clone()),
-                error: s.error.clone(),
+                error: s.error.as_ref().map(|e| e.message.clone()),
             })
             .collect();
         let of_kind = |kind: StageKind| stages.iter().filter(move |s| s.kind == kind);
@@ -229,8 +229,13 @@ pub fn write_sweep_summary(
                 .dir
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned()),
-            error: failed
-                .map(|f| format!("stage `{}`: {}", f.name, f.error.as_deref().unwrap_or(""))),
+            error: failed.map(|f| {
+                format!(
+                    "stage `{}`: {}",
+                    f.name,
+                    f.error.as_ref().map_or("", |e| e.message.as_str())
+                )
+            }),
             label: point.label.clone(),
             status: RunStatus::of(outcome),
             values: point.values.iter().cloned().collect(),
