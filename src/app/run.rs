@@ -13,6 +13,7 @@ use crate::exec::{self, Cause, Executor, Outcome, SlurmPlacement, Status, Target
 use crate::exit;
 use crate::runs::report::{self, Report};
 use crate::spec::diagnostic::{Diagnostic, did_you_mean};
+use crate::spec::experiment::Experiment;
 use crate::spec::sweep::Study;
 use crate::store::Cache;
 
@@ -166,50 +167,10 @@ pub fn run(request: &RunRequest, reporter: &dyn Reporter) -> Result<RunReport> {
     }
     let study = load(&request.experiment, &request.set)?;
     let first = &study.points[0].experiment;
-    if slurm {
-        // Before anything is fingerprinted: on Slurm, `auto` is what the training's resources give it, decided here
-        // and carried by each job, so the node computes the very fingerprint this machine expects.
-        let train = first.slurm.resources(crate::stages::StageKind::Train);
-        if train.requests_gpu() && !cfg!(feature = "cuda") {
-            return Err(Diagnostic::new(
-                "the Slurm resources of `train` request a GPU, but this build has no CUDA support",
-            )
-            .hint(
-                "rebuild with `cargo build --release --features cuda`, or drop the GPU from \
-                 `[executor.slurm.train]`",
-            )
-            .into());
-        }
-        crate::nn::device::decide_auto(train.auto_device());
-    }
-    for name in &opts.force {
-        if first.graph.index_of(name).is_none() {
-            let names = first.graph.stages.iter().map(|s| s.name.as_str());
-            let hint = did_you_mean(name, names.clone()).unwrap_or_else(|| {
-                format!("the stages are: {}", names.collect::<Vec<_>>().join(", "))
-            });
-            return Err(Diagnostic::new(format!(
-                "`--force {name}`: there is no stage named `{name}`"
-            ))
-            .hint(hint)
-            .into());
-        }
-    }
+    check(first, &opts.force, slurm)?;
     let cache = open_cache(&request.cache_dir)?;
+    let (dir, reports) = create_reports(&study, &request.reports_dir)?;
     let reports_error = |e: anyhow::Error| Error::environment(e, REPORTS_HINT);
-    let (dir, run_id) =
-        Report::new_run_dir(&request.reports_dir, &study.name).map_err(reports_error)?;
-    let reports: Vec<Report> = if study.is_sweep() {
-        study
-            .points
-            .iter()
-            .map(|p| Report::create_in(dir.join(&p.label), run_id.clone(), &p.experiment, Some(p)))
-            .collect::<anyhow::Result<_>>()
-    } else {
-        Report::create_in(dir.clone(), run_id.clone(), first, None).map(|r| vec![r])
-    }
-    .map_err(reports_error)?;
-
     let targets: Vec<Target> = study
         .points
         .iter()
@@ -240,22 +201,6 @@ pub fn run(request: &RunRequest, reporter: &dyn Reporter) -> Result<RunReport> {
         report::write_sweep_summary(&dir, &study, &reports, &outcomes).map_err(reports_error)?;
     }
     let index_error = crate::runs::index::write(&request.reports_dir).err();
-
-    let failures = study
-        .points
-        .iter()
-        .zip(&outcomes)
-        .filter_map(|(p, o)| {
-            o.failed().map(|f| {
-                let at = if p.label.is_empty() {
-                    String::new()
-                } else {
-                    format!(" [{}]", p.label)
-                };
-                format!("stage `{}`{at} failed: {}", f.name, f.message())
-            })
-        })
-        .collect();
     let mut stopped: Vec<String> = outcomes
         .iter()
         .flat_map(|o| &o.stages)
@@ -266,12 +211,84 @@ pub fn run(request: &RunRequest, reporter: &dyn Reporter) -> Result<RunReport> {
     Ok(RunReport {
         dir,
         stats: RunStats::of(&outcomes, crate::interrupt::requested()),
-        failures,
+        failures: failures(&study, &outcomes),
         points: study.is_sweep().then_some(study.points.len()),
         stopped,
         cache_dir: request.cache_dir.clone(),
         index_error,
     })
+}
+
+/// What is checked before anything is fingerprinted: `--force` names stages, and on Slurm, what `auto` means and
+/// that this build can give the training the GPU its resources ask for.
+fn check(first: &Experiment, force: &[String], slurm: bool) -> Result<()> {
+    if slurm {
+        // Before anything is fingerprinted: on Slurm, `auto` is what the training's resources give it, decided here
+        // and carried by each job, so the node computes the very fingerprint this machine expects.
+        let train = first.slurm.resources(crate::stages::StageKind::Train);
+        if train.requests_gpu() && !cfg!(feature = "cuda") {
+            return Err(Diagnostic::new(
+                "the Slurm resources of `train` request a GPU, but this build has no CUDA support",
+            )
+            .hint(
+                "rebuild with `cargo build --release --features cuda`, or drop the GPU from \
+                 `[executor.slurm.train]`",
+            )
+            .into());
+        }
+        crate::nn::device::decide_auto(train.auto_device());
+    }
+    for name in force {
+        if first.graph.index_of(name).is_none() {
+            let names = first.graph.stages.iter().map(|s| s.name.as_str());
+            let hint = did_you_mean(name, names.clone()).unwrap_or_else(|| {
+                format!("the stages are: {}", names.collect::<Vec<_>>().join(", "))
+            });
+            return Err(Diagnostic::new(format!(
+                "`--force {name}`: there is no stage named `{name}`"
+            ))
+            .hint(hint)
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// The run's report folder, and one report per point (the folder itself, or a folder per point inside it).
+fn create_reports(study: &Study, reports_dir: &Path) -> Result<(PathBuf, Vec<Report>)> {
+    let reports_error = |e: anyhow::Error| Error::environment(e, REPORTS_HINT);
+    let first = &study.points[0].experiment;
+    let (dir, run_id) = Report::new_run_dir(reports_dir, &study.name).map_err(reports_error)?;
+    let reports = if study.is_sweep() {
+        study
+            .points
+            .iter()
+            .map(|p| Report::create_in(dir.join(&p.label), run_id.clone(), &p.experiment, Some(p)))
+            .collect::<anyhow::Result<_>>()
+    } else {
+        Report::create_in(dir.clone(), run_id.clone(), first, None).map(|r| vec![r])
+    }
+    .map_err(reports_error)?;
+    Ok((dir, reports))
+}
+
+/// `stage `model` [layers=2] failed: …`, one line per point with a failed stage.
+fn failures(study: &Study, outcomes: &[Outcome]) -> Vec<String> {
+    study
+        .points
+        .iter()
+        .zip(outcomes)
+        .filter_map(|(p, o)| {
+            o.failed().map(|f| {
+                let at = if p.label.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{}]", p.label)
+                };
+                format!("stage `{}`{at} failed: {}", f.name, f.message())
+            })
+        })
+        .collect()
 }
 
 /// What `exec-stage` computed: the stage and its fingerprint, now in the cache.

@@ -1,6 +1,6 @@
-//! Running stages as Slurm jobs: the `[executor.slurm]` settings, `sbatch` command lines, the job description a node
-//! reads (`pipeline exec-stage`), following a job with `scontrol` until it ends, and the check that the cache
-//! directory is shared with the nodes. Slurm's own tools are the interface; nothing here schedules anything.
+//! The Slurm driver: `sbatch` command lines from the experiment's resources ([`crate::spec::resources`]), the job
+//! description a node reads (`pipeline exec-stage`), asking Slurm how a job stands (the follower in `follow.rs`), and
+//! the check that the cache directory is shared with the nodes. Slurm's own tools are the interface; nothing here schedules anything.
 //!
 //! Jobs live under `cache/v1/jobs/<fingerprint>/` ([`Cache::jobs_dir`]): `job.json` (what to run), `submitted.json`
 //! (the job id, so a later invocation waits for a job that is still queued or running instead of submitting it
