@@ -1,11 +1,21 @@
-//! Music metrics: objective numbers that say whether a generated piece is varied, and whether it is copied from
-//! the training data. Each is defined in one line in the README and tested on hand-made sequences.
+//! Music metrics: objective numbers that say whether a generated piece is varied, whether it is copied from the
+//! training data, and whether it is shaped like music at all. Each is defined in one line in the README and tested
+//! on hand-made sequences.
+//!
+//! Token metrics read the tokens; structural metrics read the piece as onsets (when, and which keys sound): melodic
+//! intervals between successive onsets' top notes, leaps, scale consistency, range, polyphony, inter-onset intervals,
+//! and how far the piece's interval histogram is from the held-out files'. [`report`] computes them for the piece and
+//! for references made the same way: the training corpus, the held-out files, the held-out files shuffled (same
+//! notes, order destroyed) and a uniform random token stream — a number means something only beside those.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
+use rand::SeedableRng;
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::music::tokens::{is_chord, parse_pitch_name};
+use crate::music::tokens::{is_chord, parse_pitch_name, pitches_of};
 
 /// The n of the n-grams `copy_rate_8` counts.
 pub const COPY_NGRAM: usize = 8;
@@ -30,6 +40,172 @@ pub struct Metrics {
     /// Length of the longest span of the piece that occurs verbatim in the training sequences.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub longest_copy: Option<usize>,
+    /// Best share, over the 24 major and minor scales, of sounding notes that belong to the scale.
+    #[serde(default)]
+    pub scale_consistency: f64,
+    /// Mean |semitones| between successive onsets' top notes.
+    #[serde(default)]
+    pub mean_interval: f64,
+    /// Share of those steps that leap more than an octave.
+    #[serde(default)]
+    pub leap_share: f64,
+    /// Highest minus lowest key, in semitones.
+    #[serde(default)]
+    pub pitch_range: u8,
+    /// Mean number of keys sounding at an onset.
+    #[serde(default)]
+    pub polyphony: f64,
+    /// Distinct inter-onset intervals (in 1/48 beats).
+    #[serde(default)]
+    pub distinct_iois: usize,
+    /// Shannon entropy in bits of the inter-onset intervals.
+    #[serde(default)]
+    pub ioi_entropy: f64,
+    /// Jensen–Shannon divergence in bits (0 = the same, 1 = nothing shared) between the histogram of |melodic
+    /// intervals| (0–24 semitones, wider ones as 24) and the held-out files'.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_distance: Option<f64>,
+}
+
+/// One onset of a piece: when (in beats) and which keys sound.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Onset {
+    pub beat: f64,
+    pub keys: Vec<u8>,
+}
+
+/// The onsets of a token sequence in which every token sounds `step` beats after the one before (the paper's
+/// tokens); tokens that play nothing are skipped.
+pub fn onsets(tokens: &[String], step: f64) -> Vec<Onset> {
+    tokens
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| {
+            pitches_of(t).filter(|k| !k.is_empty()).map(|keys| Onset {
+                beat: i as f64 * step,
+                keys,
+            })
+        })
+        .collect()
+}
+
+/// The widest |interval| the histogram tells apart; wider ones count as this.
+const WIDEST: usize = 24;
+
+/// Successive onsets' top-note intervals, never across two files.
+fn intervals(files: &[Vec<Onset>]) -> Vec<i32> {
+    files
+        .iter()
+        .flat_map(|f| {
+            f.windows(2).map(|w| {
+                let top = |o: &Onset| i32::from(*o.keys.iter().max().expect("an onset sounds"));
+                top(&w[1]) - top(&w[0])
+            })
+        })
+        .collect()
+}
+
+/// The normalized histogram of |intervals|, 0..=WIDEST.
+fn interval_histogram(files: &[Vec<Onset>]) -> [f64; WIDEST + 1] {
+    let mut h = [0.0; WIDEST + 1];
+    let all = intervals(files);
+    for i in &all {
+        h[(i.unsigned_abs() as usize).min(WIDEST)] += 1.0;
+    }
+    let n = all.len().max(1) as f64;
+    h.map(|x| x / n)
+}
+
+/// Jensen–Shannon divergence of two distributions, in bits (0 to 1).
+fn js_divergence(p: &[f64], q: &[f64]) -> f64 {
+    let kl = |a: &[f64], m: &[f64]| -> f64 {
+        a.iter()
+            .zip(m)
+            .filter(|(x, _)| **x > 0.0)
+            .map(|(x, y)| x * (x / y).log2())
+            .sum()
+    };
+    let m: Vec<f64> = p.iter().zip(q).map(|(a, b)| (a + b) / 2.0).collect();
+    (kl(p, &m) + kl(q, &m)) / 2.0
+}
+
+/// Shannon entropy in bits of a histogram of counts.
+fn entropy<'a>(counts: impl IntoIterator<Item = &'a usize>) -> f64 {
+    let counts: Vec<usize> = counts.into_iter().copied().filter(|&n| n > 0).collect();
+    let total: usize = counts.iter().sum();
+    counts
+        .iter()
+        .map(|&n| {
+            let p = n as f64 / total as f64;
+            p * (1.0 / p).log2()
+        })
+        .sum()
+}
+
+/// The structural metrics of `files` (each a piece or a corpus file, intervals never crossing two) into `m`.
+fn structure(m: &mut Metrics, files: &[Vec<Onset>]) {
+    let keys: Vec<u8> = files
+        .iter()
+        .flatten()
+        .flat_map(|o| o.keys.iter().copied())
+        .collect();
+    let mut classes = [0usize; 12];
+    for k in &keys {
+        classes[usize::from(k % 12)] += 1;
+    }
+    const MAJOR: [usize; 7] = [0, 2, 4, 5, 7, 9, 11];
+    const MINOR: [usize; 7] = [0, 2, 3, 5, 7, 8, 10];
+    let best_in_scale = (0..12)
+        .flat_map(|tonic| {
+            [MAJOR, MINOR].map(|scale| {
+                scale
+                    .iter()
+                    .map(|d| classes[(tonic + d) % 12])
+                    .sum::<usize>()
+            })
+        })
+        .max()
+        .unwrap_or(0);
+    m.scale_consistency = if keys.is_empty() {
+        0.0
+    } else {
+        best_in_scale as f64 / keys.len() as f64
+    };
+    let steps = intervals(files);
+    m.mean_interval = if steps.is_empty() {
+        0.0
+    } else {
+        steps
+            .iter()
+            .map(|i| f64::from(i.unsigned_abs()))
+            .sum::<f64>()
+            / steps.len() as f64
+    };
+    m.leap_share = if steps.is_empty() {
+        0.0
+    } else {
+        steps.iter().filter(|i| i.unsigned_abs() > 12).count() as f64 / steps.len() as f64
+    };
+    m.pitch_range = match (keys.iter().min(), keys.iter().max()) {
+        (Some(lo), Some(hi)) => hi - lo,
+        _ => 0,
+    };
+    let onsets = files.iter().map(Vec::len).sum::<usize>();
+    m.polyphony = if onsets == 0 {
+        0.0
+    } else {
+        keys.len() as f64 / onsets as f64
+    };
+    let mut iois: BTreeMap<i64, usize> = BTreeMap::new();
+    for f in files {
+        for w in f.windows(2) {
+            *iois
+                .entry(((w[1].beat - w[0].beat) * 48.0).round() as i64)
+                .or_default() += 1;
+        }
+    }
+    m.distinct_iois = iois.len();
+    m.ioi_entropy = entropy(iois.values());
 }
 
 /// The pitch classes of a token: a note's one, a chord's listed ones.
@@ -81,13 +257,12 @@ fn shape_metrics(tokens: &[String]) -> Metrics {
             tokens.iter().filter(|t| is_chord(t)).count() as f64 / tokens.len() as f64
         },
         longest_repeat,
-        copy_rate_8: None,
-        longest_copy: None,
+        ..Metrics::default()
     }
 }
 
-/// Metrics of the training corpus itself (its sequences taken together).
-pub fn corpus(sequences: &[Vec<String>]) -> Metrics {
+/// Metrics of a corpus (its sequences taken together; nothing spans two of them), each token `step` beats long.
+pub fn corpus(sequences: &[Vec<String>], step: f64) -> Metrics {
     let all: Vec<String> = sequences.iter().flatten().cloned().collect();
     let mut m = shape_metrics(&all);
     // A run never continues across a file boundary.
@@ -96,12 +271,15 @@ pub fn corpus(sequences: &[Vec<String>]) -> Metrics {
         .map(|s| shape_metrics(s).longest_repeat)
         .max()
         .unwrap_or(0);
+    let files: Vec<Vec<Onset>> = sequences.iter().map(|s| onsets(s, step)).collect();
+    structure(&mut m, &files);
     m
 }
 
 /// Metrics of a generated piece against the training sequences (n-grams never span two sequences).
-pub fn generated(piece: &[String], training: &[Vec<String>]) -> Metrics {
+pub fn generated(piece: &[String], step: f64, training: &[Vec<String>]) -> Metrics {
     let mut m = shape_metrics(piece);
+    structure(&mut m, &[onsets(piece, step)]);
     let grams: HashSet<&[String]> = training
         .iter()
         .flat_map(|s| s.windows(COPY_NGRAM))
@@ -146,11 +324,82 @@ fn longest_copy(piece: &[String], training: &[Vec<String>]) -> usize {
     best
 }
 
-/// `metrics.json`: the piece and, for reading it against, the corpus it was trained on.
+/// `metrics.json`: the piece and, for reading it against, the corpus it was trained on, the held-out files, and the
+/// held-out files' shuffled and uniform-random references.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MetricsReport {
     pub generated: Metrics,
+    /// The training files.
     pub corpus: Metrics,
+    /// The files held out from training (the training files when none are: `reference` says which).
+    #[serde(default)]
+    pub held_out: Option<Metrics>,
+    /// The held-out files with each file's tokens shuffled: the same notes, their order destroyed.
+    #[serde(default)]
+    pub shuffled: Option<Metrics>,
+    /// Tokens drawn uniformly from the vocabulary, as many per file as the held-out files have.
+    #[serde(default)]
+    pub uniform: Option<Metrics>,
+    /// `validation` or `training`: which files `held_out` and the references are made from.
+    #[serde(default)]
+    pub reference: Option<String>,
+}
+
+/// Every metric of `piece` (each token `step` beats long) and of the references, seeded by `seed`.
+pub fn report(
+    piece: &[String],
+    step: f64,
+    training: &[Vec<String>],
+    held_out: &[Vec<String>],
+    vocabulary: &[String],
+    seed: u64,
+) -> MetricsReport {
+    let (reference, name) = if held_out.iter().any(|f| f.len() > 1) {
+        (held_out, "validation")
+    } else {
+        (training, "training")
+    };
+    let target = interval_histogram(
+        &reference
+            .iter()
+            .map(|s| onsets(s, step))
+            .collect::<Vec<_>>(),
+    );
+    let distance = |files: &[Vec<String>]| -> f64 {
+        let files: Vec<Vec<Onset>> = files.iter().map(|s| onsets(s, step)).collect();
+        js_divergence(&interval_histogram(&files), &target)
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let shuffled: Vec<Vec<String>> = reference
+        .iter()
+        .map(|f| {
+            let mut f = f.clone();
+            f.shuffle(&mut rng);
+            f
+        })
+        .collect();
+    let uniform: Vec<Vec<String>> = reference
+        .iter()
+        .map(|f| {
+            (0..f.len())
+                .filter_map(|_| vocabulary.choose(&mut rng).cloned())
+                .collect()
+        })
+        .collect();
+    let with_distance = |mut m: Metrics, files: &[Vec<String>]| {
+        m.interval_distance = Some(distance(files));
+        m
+    };
+    let mut generated = generated(piece, step, training);
+    generated.interval_distance = Some(distance(&[piece.to_vec()]));
+    MetricsReport {
+        generated,
+        corpus: corpus(training, step),
+        held_out: Some(with_distance(corpus(reference, step), reference)),
+        shuffled: Some(with_distance(corpus(&shuffled, step), &shuffled)),
+        uniform: Some(with_distance(corpus(&uniform, step), &uniform)),
+        reference: Some(name.to_string()),
+    }
 }
 
 /// Flattens metrics for tables: (name, value) in the order of the README.
@@ -163,6 +412,14 @@ pub fn columns(m: &Metrics) -> Vec<(&'static str, serde_json::Value)> {
         ("longest_repeat", m.longest_repeat.into()),
         ("copy_rate_8", m.copy_rate_8.into()),
         ("longest_copy", m.longest_copy.into()),
+        ("scale_consistency", m.scale_consistency.into()),
+        ("mean_interval", m.mean_interval.into()),
+        ("leap_share", m.leap_share.into()),
+        ("pitch_range", m.pitch_range.into()),
+        ("polyphony", m.polyphony.into()),
+        ("distinct_iois", m.distinct_iois.into()),
+        ("ioi_entropy", m.ioi_entropy.into()),
+        ("interval_distance", m.interval_distance.into()),
     ]
 }
 
@@ -176,7 +433,7 @@ mod tests {
 
     #[test]
     fn unique_tokens_and_pitch_classes() {
-        let m = generated(&seq("C4 C5 E4 0.4.7 C4"), &[]);
+        let m = generated(&seq("C4 C5 E4 0.4.7 C4"), 0.5, &[]);
         assert_eq!(m.unique_tokens, 4);
         // C, E from notes; C, E, G from the chord.
         assert_eq!(m.pitch_classes_used, 3);
@@ -186,18 +443,24 @@ mod tests {
     #[test]
     fn entropy_in_bits() {
         // Four equally frequent pitch classes: 2 bits; one class only: 0 bits.
-        assert!((generated(&seq("C4 D4 E4 F4"), &[]).pitch_class_entropy - 2.0).abs() < 1e-12);
-        assert_eq!(generated(&seq("C4 C5 C3"), &[]).pitch_class_entropy, 0.0);
+        assert!((generated(&seq("C4 D4 E4 F4"), 0.5, &[]).pitch_class_entropy - 2.0).abs() < 1e-12);
+        assert_eq!(
+            generated(&seq("C4 C5 C3"), 0.5, &[]).pitch_class_entropy,
+            0.0
+        );
         // C counted twice (note and chord), E and G once: H(1/2, 1/4, 1/4) = 1.5 bits.
-        assert!((generated(&seq("C4 0.4.7"), &[]).pitch_class_entropy - 1.5).abs() < 1e-12);
+        assert!((generated(&seq("C4 0.4.7"), 0.5, &[]).pitch_class_entropy - 1.5).abs() < 1e-12);
     }
 
     #[test]
     fn longest_repeat_counts_back_to_back_runs() {
-        assert_eq!(generated(&seq("C4 C4 D4 D4 D4 C4"), &[]).longest_repeat, 3);
-        assert_eq!(generated(&seq("C4"), &[]).longest_repeat, 1);
         assert_eq!(
-            corpus(&[seq("C4 C4"), seq("C4 C4 C4 D4")]).longest_repeat,
+            generated(&seq("C4 C4 D4 D4 D4 C4"), 0.5, &[]).longest_repeat,
+            3
+        );
+        assert_eq!(generated(&seq("C4"), 0.5, &[]).longest_repeat, 1);
+        assert_eq!(
+            corpus(&[seq("C4 C4"), seq("C4 C4 C4 D4")], 0.5).longest_repeat,
             3,
             "runs stop at file ends"
         );
@@ -208,16 +471,122 @@ mod tests {
         let training = vec![seq("a b c d e f g h i j")];
         // 10 tokens → 3 n-grams: "a…h" and "b…i" are in the training data, "b…i x"-ending is not.
         let piece = seq("a b c d e f g h i x");
-        let m = generated(&piece, &training);
+        let m = generated(&piece, 0.5, &training);
         assert!((m.copy_rate_8.unwrap() - 2.0 / 3.0).abs() < 1e-12);
         assert_eq!(m.longest_copy, Some(9));
-        assert_eq!(generated(&seq("x y"), &training).copy_rate_8, Some(0.0));
+        assert_eq!(
+            generated(&seq("x y"), 0.5, &training).copy_rate_8,
+            Some(0.0)
+        );
     }
 
     #[test]
     fn copies_never_span_two_training_files() {
         let training = vec![seq("a b c"), seq("d e f")];
-        assert_eq!(generated(&seq("b c d e"), &training).longest_copy, Some(2));
-        assert_eq!(generated(&seq("z"), &training).longest_copy, Some(0));
+        assert_eq!(
+            generated(&seq("b c d e"), 0.5, &training).longest_copy,
+            Some(2)
+        );
+        assert_eq!(generated(&seq("z"), 0.5, &training).longest_copy, Some(0));
+    }
+
+    /// Scale-wise melodies in C major, each 64 notes: the kind of structure music has and noise lacks.
+    fn melodies() -> Vec<Vec<String>> {
+        let scale = ["C4", "D4", "E4", "F4", "G4", "A4", "B4", "C5"];
+        (0..6)
+            .map(|f| {
+                (0..64)
+                    .map(|i| {
+                        // Up and down the scale, starting at a different degree in each file.
+                        let pos = (i + f) % 14;
+                        let degree = if pos < 8 { pos } else { 14 - pos };
+                        scale[degree].to_string()
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn structural_metrics_rank_music_above_its_shuffle_and_noise() {
+        let files = melodies();
+        let (training, held_out) = files.split_at(4);
+        // A wide vocabulary, as a real one is: every key from C2 to C7.
+        let vocabulary: Vec<String> = (36u8..=96).map(crate::music::tokens::pitch_name).collect();
+        let r = report(&held_out[0], 0.5, training, held_out, &vocabulary, 1);
+        assert_eq!(r.reference.as_deref(), Some("validation"));
+        let (music, shuffled, uniform) =
+            (r.held_out.unwrap(), r.shuffled.unwrap(), r.uniform.unwrap());
+        assert!(
+            music.mean_interval < shuffled.mean_interval,
+            "{music:?}\n{shuffled:?}"
+        );
+        assert!(
+            shuffled.mean_interval < uniform.mean_interval,
+            "{shuffled:?}\n{uniform:?}"
+        );
+        assert!(
+            music.leap_share <= shuffled.leap_share && shuffled.leap_share < uniform.leap_share
+        );
+        let distance = |m: &Metrics| m.interval_distance.unwrap();
+        assert_eq!(distance(&music), 0.0);
+        assert!(distance(&music) < distance(&shuffled) && distance(&shuffled) < distance(&uniform));
+        // Shuffling keeps the notes: the scale and the range stay; noise has neither.
+        assert_eq!(music.scale_consistency, 1.0);
+        assert_eq!(shuffled.scale_consistency, 1.0);
+        assert!(uniform.scale_consistency < 0.8, "{uniform:?}");
+        assert_eq!(music.pitch_range, 12);
+        assert!(uniform.pitch_range > 40);
+        // A piece copied from one held-out file is next to the held-out files and far from the shuffle.
+        let copied = r.generated.interval_distance.unwrap();
+        assert!(
+            copied < 0.001 && copied < distance(&shuffled) / 10.0,
+            "{copied}"
+        );
+    }
+
+    #[test]
+    fn intervals_leaps_polyphony_and_iois_on_a_known_piece() {
+        let piece = seq("C4 C6 E4 G4");
+        let m = generated(&piece, 0.5, &[]);
+        // |C6-C4| = 24, |E4-C6| = 20, |G4-E4| = 3.
+        assert!((m.mean_interval - 47.0 / 3.0).abs() < 1e-12);
+        assert!((m.leap_share - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(m.pitch_range, 24);
+        assert_eq!(m.polyphony, 1.0);
+        // One token per step: one inter-onset interval, no entropy.
+        assert_eq!(m.distinct_iois, 1);
+        assert_eq!(m.ioi_entropy, 0.0);
+        let onsets = [
+            Onset {
+                beat: 0.0,
+                keys: vec![60, 64],
+            },
+            Onset {
+                beat: 1.0,
+                keys: vec![62],
+            },
+            Onset {
+                beat: 1.5,
+                keys: vec![64],
+            },
+            Onset {
+                beat: 2.5,
+                keys: vec![65],
+            },
+        ];
+        let mut m = Metrics::default();
+        structure(&mut m, &[onsets.to_vec()]);
+        assert_eq!(m.polyphony, 5.0 / 4.0);
+        // Intervals of 1, 0.5 and 1 beats: two distinct, H(2/3, 1/3).
+        assert_eq!(m.distinct_iois, 2);
+        let h = (2.0 / 3.0) * (1.5f64).log2() + (1.0 / 3.0) * 3f64.log2();
+        assert!((m.ioi_entropy - h).abs() < 1e-12);
+    }
+
+    #[test]
+    fn jensen_shannon_is_zero_for_equal_and_one_for_disjoint_histograms() {
+        assert_eq!(js_divergence(&[0.5, 0.5, 0.0], &[0.5, 0.5, 0.0]), 0.0);
+        assert!((js_divergence(&[1.0, 0.0], &[0.0, 1.0]) - 1.0).abs() < 1e-12);
     }
 }

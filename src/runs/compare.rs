@@ -29,6 +29,8 @@ pub struct RunSummary {
     pub train_seconds: Option<f64>,
     pub device: String,
     pub metrics: Option<Metrics>,
+    /// The same metrics of the references `metrics.json` holds (held-out files, shuffled, uniform), by name.
+    pub references: Vec<(&'static str, Metrics)>,
 }
 
 /// The first file in `dir` named `name` or `<stage>.name`.
@@ -59,10 +61,29 @@ impl RunSummary {
             Some(p) => crate::artifact::read_losses(&p)?,
             None => Vec::new(),
         };
-        let metrics = find_file(dir, "metrics.json")
+        let report = find_file(dir, "metrics.json")
             .and_then(|p| std::fs::read(p).ok())
-            .and_then(|b| serde_json::from_slice::<MetricsReport>(&b).ok())
-            .map(|m| m.generated);
+            .and_then(|b| serde_json::from_slice::<MetricsReport>(&b).ok());
+        let references = report
+            .as_ref()
+            .map(|r| {
+                // With nothing held out, the references are made from the training files (`reference` says so).
+                let own = if r.reference.as_deref() == Some("training") {
+                    "training"
+                } else {
+                    "held-out"
+                };
+                [
+                    (own, &r.held_out),
+                    ("shuffled", &r.shuffled),
+                    ("uniform", &r.uniform),
+                ]
+                .into_iter()
+                .filter_map(|(name, m)| m.clone().map(|m| (name, m)))
+                .collect()
+            })
+            .unwrap_or_default();
+        let metrics = report.map(|m| m.generated);
         let id = dir
             .strip_prefix(reports_dir)
             .unwrap_or(dir)
@@ -82,6 +103,7 @@ impl RunSummary {
             train_seconds,
             device: manifest.device,
             metrics,
+            references,
         })
     }
 

@@ -207,12 +207,31 @@ fn media(html: &mut String, r: &RunSummary, reports_dir: &Path) {
     }
     if let Some(m) = &r.metrics {
         html.push_str("<div><div class=\"caption\">music metrics</div><dl>");
-        for (name, value) in crate::music::metrics::columns(m) {
+        let references: Vec<(&str, Vec<(&str, serde_json::Value)>)> = r
+            .references
+            .iter()
+            .map(|(name, m)| (*name, crate::music::metrics::columns(m)))
+            .collect();
+        for (i, (name, value)) in crate::music::metrics::columns(m).into_iter().enumerate() {
+            // Beside each number, the references' (where they have one): a number means little alone.
+            let beside: Vec<String> = references
+                .iter()
+                .filter_map(|(reference, columns)| {
+                    let v = &columns[i].1;
+                    (!v.is_null()).then(|| format!("{reference} {}", cell(v)))
+                })
+                .collect();
+            let beside = if beside.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", beside.join(", "))
+            };
             let _ = write!(
                 html,
-                "<dt>{}</dt><dd>{}</dd>",
+                "<dt>{}</dt><dd>{}{}</dd>",
                 text(&name.replace('_', " ")),
-                text(&cell(&value))
+                text(&cell(&value)),
+                text(&beside)
             );
         }
         html.push_str("</dl></div>");

@@ -146,7 +146,8 @@ const KINDS: [KindRow; 9] = [
         kind: StageKind::Sample,
         name: "sample",
         // 2: keeps the seed window and a reference excerpt; piano rolls.
-        version: 2,
+        // 3: structural metrics, and the held-out, shuffled and uniform references in metrics.json.
+        version: 3,
         inputs: &[ArtifactKind::Model],
         output: ArtifactKind::Music,
         report_files: &[

@@ -21,7 +21,7 @@ use super::{
     params_of,
 };
 use crate::artifact::{Artifact, Music, Split};
-use crate::music::metrics::{self, MetricsReport};
+use crate::music::metrics;
 use crate::music::midi;
 use crate::music::plot::RollPart;
 
@@ -217,22 +217,29 @@ impl Stage for Sample {
         for (i, t) in tokens.iter().enumerate() {
             csv.push_str(&format!("{i},{t}\n"));
         }
-        // Copies are judged against what the model trained on: the training files, each on its own.
-        let training: Vec<Vec<String>> = windows
-            .files
-            .iter()
-            .filter(|f| f.split == Split::Train)
-            .map(|f| {
-                windows.ids[f.offset..f.offset + f.len]
-                    .iter()
-                    .map(|&id| windows.tokens[id as usize].clone())
-                    .collect()
-            })
-            .collect();
-        let report = MetricsReport {
-            generated: metrics::generated(&tokens, &training),
-            corpus: metrics::corpus(&training),
+        // Copies are judged against what the model trained on (the training files, each on its own); structure
+        // against the files it never saw.
+        let files_of = |split: Split| -> Vec<Vec<String>> {
+            windows
+                .files
+                .iter()
+                .filter(|f| f.split == split)
+                .map(|f| {
+                    windows.ids[f.offset..f.offset + f.len]
+                        .iter()
+                        .map(|&id| windows.tokens[id as usize].clone())
+                        .collect()
+                })
+                .collect()
         };
+        let report = metrics::report(
+            &tokens,
+            self.step,
+            &files_of(Split::Train),
+            &files_of(Split::Validation),
+            &windows.tokens,
+            self.seed,
+        );
         let name = |id: &u32| windows.tokens[*id as usize].clone();
         let seed: Vec<String> = window.iter().map(name).collect();
         // The first minute of the file the seed came from (120 bpm: two beats a second).

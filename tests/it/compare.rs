@@ -188,4 +188,14 @@ fn index_lists_every_run_and_its_links_resolve() {
     }
     assert!(links > 10, "runs link their files: {links}");
     assert!(html.contains("generated.mid") && html.contains("loss.svg"));
+    // Each music metric stands beside the references made the same way (from the training files: this project
+    // holds nothing out).
+    let interval = html
+        .split("<dt>mean interval</dt><dd>")
+        .nth(1)
+        .and_then(|rest| rest.split("</dd>").next())
+        .expect("the mean interval is shown");
+    for reference in ["training ", "shuffled ", "uniform "] {
+        assert!(interval.contains(reference), "{interval}");
+    }
 }
