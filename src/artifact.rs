@@ -405,15 +405,21 @@ pub struct EpochStats {
 }
 
 /// The format of `loss.csv`, one row per [`EpochStats`]: written by the train stage as it goes, read back by reports
-/// and `compare`. Its header:
-pub const LOSS_HEADER: &str = "epoch,train_loss,val_loss,val_accuracy,seconds\n";
+/// and `compare`. `best` is 1 on the epoch with the lowest validation loss (marked once training is done; empty
+/// while it runs and without validation). Its header:
+pub const LOSS_HEADER: &str = "epoch,train_loss,val_loss,val_accuracy,seconds,best\n";
 
 impl EpochStats {
-    /// This epoch as a `loss.csv` row (empty validation columns without a validation split).
-    pub fn loss_row(&self) -> String {
+    /// This epoch as a `loss.csv` row (empty validation columns without a validation split); `best` marks it.
+    pub fn loss_row(&self, best: Option<bool>) -> String {
         let opt = |v: Option<f64>| v.map(|v| format!("{v:.6}")).unwrap_or_default();
+        let best = match best {
+            Some(true) => "1",
+            Some(false) => "0",
+            None => "",
+        };
         format!(
-            "{},{:.6},{},{},{:.6}\n",
+            "{},{:.6},{},{},{:.6},{best}\n",
             self.epoch,
             self.train_loss,
             opt(self.val_loss),
@@ -421,6 +427,15 @@ impl EpochStats {
             self.seconds
         )
     }
+}
+
+/// The epoch (numbered from 1) with the lowest validation loss, the first of equals; `None` without validation.
+pub fn best_epoch(history: &[EpochStats]) -> Option<usize> {
+    history
+        .iter()
+        .filter_map(|h| h.val_loss.map(|v| (h.epoch, v)))
+        .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
+        .map(|(epoch, _)| epoch)
 }
 
 /// Reads a `loss.csv`.

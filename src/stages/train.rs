@@ -20,7 +20,9 @@ use super::{
     CheckContext, ParamProblem, Params, ReportFile, RunContext, Stage, StageKind, StageOutput,
     params_of,
 };
-use crate::artifact::{Artifact, EpochStats, LOSS_HEADER, Split, TrainedModel, WindowSet};
+use crate::artifact::{
+    Artifact, EpochStats, LOSS_HEADER, Split, TrainedModel, WindowSet, best_epoch,
+};
 use crate::fingerprint::Fingerprint;
 use crate::nn::device::DeviceChoice;
 use crate::nn::model::{Dropout, InputMode, Model, ModelConfig, Trainable};
@@ -53,6 +55,21 @@ pub struct Train {
     pub seed: u64,
     #[serde(default = "d::device")]
     pub device: DeviceChoice,
+    /// Stop after this many epochs without a lower validation loss; 0 = never (the paper). Left out of the
+    /// fingerprint when 0, so trainings from before it existed stay cached.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub patience: u32,
+    /// Store the weights (and optimizer state) of the epoch with the lowest validation loss instead of the last.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub restore_best: bool,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Defaults: the paper's model and training.
@@ -128,6 +145,10 @@ pub struct TrainSummary {
     pub final_val_accuracy: Option<f64>,
     /// Training time, summed over epochs (across resumptions).
     pub seconds: f64,
+    /// The epoch with the lowest validation loss (the stored model's with `restore_best`).
+    pub best_epoch: Option<usize>,
+    /// Whether `patience` ended the training before `epochs`.
+    pub stopped_early: bool,
 }
 
 impl Params for Train {
@@ -175,6 +196,14 @@ impl Params for Train {
         );
         in_range(
             &mut p,
+            "patience",
+            self.patience,
+            0,
+            1_000_000,
+            "the epochs without a lower validation loss after which training stops (0 = never)",
+        );
+        in_range(
+            &mut p,
             "batch_size",
             self.batch_size,
             1,
@@ -212,6 +241,12 @@ impl Params for Train {
 }
 
 impl Train {
+    /// Whether `patience` ends the training here: that many epochs since the lowest validation loss.
+    fn stops(&self, history: &[EpochStats]) -> bool {
+        self.patience > 0
+            && best_epoch(history).is_some_and(|b| history.len() - b >= self.patience as usize)
+    }
+
     fn config(&self, vocab: usize) -> ModelConfig {
         ModelConfig {
             vocab,
@@ -357,10 +392,6 @@ impl Stage for Train {
                 let t = Trainable::from_safetensors(&cfg, &prev.weights, &device)?;
                 let mut o = optimizer_of(&t)?;
                 o.load_state(&prev.optimizer)?;
-                ctx.note(format!(
-                    "resuming from the {} epochs already trained",
-                    prev.epochs()
-                ));
                 // Epoch timings live in the previous run's `loss.csv`, not in the model.
                 let timings: Vec<EpochStats> = ctx
                     .resume
@@ -368,7 +399,7 @@ impl Stage for Train {
                     .and_then(|r| r.files.get("loss.csv"))
                     .and_then(|p| crate::artifact::read_losses(p).ok())
                     .unwrap_or_default();
-                let history = prev
+                let mut history: Vec<EpochStats> = prev
                     .history
                     .iter()
                     .map(|h| EpochStats {
@@ -379,6 +410,17 @@ impl Stage for Train {
                         ..h.clone()
                     })
                     .collect();
+                // With `restore_best` what was kept is the best epoch's state: go on from there. The epochs after it
+                // run again, exactly as they ran before (every epoch's randomness depends only on its number).
+                if self.restore_best
+                    && let Some(best) = best_epoch(&history)
+                {
+                    history.truncate(best);
+                }
+                ctx.note(format!(
+                    "resuming from the {} epochs already trained",
+                    history.len()
+                ));
                 (t, o, history)
             }
             None => {
@@ -388,13 +430,21 @@ impl Stage for Train {
             }
         };
         let model = &trainable.model;
+        let resumed_from_epoch = resumed.map(|_| history.len());
+        if self.patience > 0 && windows.starts(Split::Validation).next().is_none() {
+            bail!(
+                "`patience = {}` stops on the validation loss, but there are no validation windows; set \
+                 `val_fraction` above 0 in the window stage, or `patience = 0`",
+                self.patience
+            );
+        }
 
         let loss_path = ctx.report_file("loss.csv");
         let mut loss_csv = std::fs::File::create(&loss_path)
             .with_context(|| format!("cannot write `{}`", loss_path.display()))?;
         loss_csv.write_all(LOSS_HEADER.as_bytes())?;
         for s in &history {
-            loss_csv.write_all(s.loss_row().as_bytes())?;
+            loss_csv.write_all(s.loss_row(None).as_bytes())?;
         }
         loss_csv.flush()?;
 
@@ -405,17 +455,24 @@ impl Stage for Train {
         bar.set_position((history.len() * batches) as u64);
         let mut last_good = trainable.to_safetensors()?;
         // The model as it stands: what a checkpoint holds after each epoch, and what the stage returns at the end.
-        let snapshot = |weights: &[u8], optimizer: &Optimizer, history: Vec<EpochStats>| {
-            anyhow::Ok(TrainedModel {
+        let snapshot =
+            |weights: &[u8], optimizer: Vec<u8>, history: Vec<EpochStats>| TrainedModel {
                 config: cfg.clone(),
                 weights: weights.to_vec(),
-                optimizer: optimizer.state_bytes()?,
+                optimizer,
                 history,
                 windows: windows.clone(),
-            })
-        };
+            };
+        // With `restore_best`, the weights and optimizer state of the best epoch so far: what is stored.
+        let mut kept: Option<(Vec<u8>, Vec<u8>)> = None;
+        if self.restore_best && !history.is_empty() && best_epoch(&history) == Some(history.len()) {
+            kept = Some((last_good.clone(), optimizer.state_bytes()?));
+        }
 
         for epoch in history.len()..self.epochs as usize {
+            if self.stops(&history) {
+                break;
+            }
             let started = Instant::now();
             let mut order = train_starts.clone();
             order.shuffle(&mut rng_for(self.seed, epoch, 0));
@@ -461,12 +518,19 @@ impl Stage for Train {
                 val_accuracy: val.map(|v| v.1),
                 seconds: started.elapsed().as_secs_f64(),
             };
-            let row = stats.loss_row();
+            let row = stats.loss_row(None);
             history.push(stats);
             last_good = trainable.to_safetensors()?;
+            if self.restore_best && best_epoch(&history) == Some(history.len()) {
+                kept = Some((last_good.clone(), optimizer.state_bytes()?));
+            }
             if let Some(checkpoint) = &ctx.checkpoint {
                 // Timings are kept here (not in the final output) so a resumed loss.csv still has them.
-                let progress = snapshot(&last_good, &optimizer, history.clone())?;
+                let (weights, state) = match &kept {
+                    Some((w, o)) => (w.clone(), o.clone()),
+                    None => (last_good.clone(), optimizer.state_bytes()?),
+                };
+                let progress = snapshot(&weights, state, history.clone());
                 checkpoint.save(&Artifact::Model(Box::new(progress)))?;
             }
             // The row goes out after the checkpoint, so an epoch the live loss.csv shows is never lost to a kill.
@@ -476,20 +540,23 @@ impl Stage for Train {
         bar.finish_and_clear();
 
         let last = history.last().expect("at least one epoch");
+        let best = best_epoch(&history);
         let summary = serde_json::to_value(TrainSummary {
             device: device_name.clone(),
             parameters: cfg.parameter_count(),
             epochs: history.len(),
-            resumed_from_epoch: resumed.map(|p| p.epochs()),
+            resumed_from_epoch,
             train_windows: train_starts.len(),
             final_train_loss: last.train_loss,
             final_val_loss: last.val_loss,
             final_val_accuracy: last.val_accuracy,
             seconds: history.iter().map(|h| h.seconds).sum::<f64>(),
+            best_epoch: best,
+            stopped_early: history.len() < self.epochs as usize,
         })?;
         let mut loss_bytes = LOSS_HEADER.as_bytes().to_vec();
         for s in &history {
-            loss_bytes.extend_from_slice(s.loss_row().as_bytes());
+            loss_bytes.extend_from_slice(s.loss_row(best.map(|b| b == s.epoch)).as_bytes());
         }
         let model_json = serde_json::to_vec_pretty(&serde_json::json!({
             "config": cfg,
@@ -507,7 +574,11 @@ impl Stage for Train {
             .into_iter()
             .map(|h| EpochStats { seconds: 0.0, ..h })
             .collect();
-        let trained = snapshot(&last_good, &optimizer, untimed)?;
+        let (weights, state) = match kept {
+            Some(k) => k,
+            None => (last_good, optimizer.state_bytes()?),
+        };
+        let trained = snapshot(&weights, state, untimed);
         Ok(StageOutput {
             summary,
             files: vec![
@@ -517,7 +588,7 @@ impl Stage for Train {
                 },
                 ReportFile {
                     name: "model.safetensors".into(),
-                    bytes: last_good,
+                    bytes: weights,
                 },
                 ReportFile {
                     name: "model.json".into(),

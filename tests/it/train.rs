@@ -39,9 +39,20 @@ fn a_full_run_trains_samples_and_caches() {
     let loss = csv_rows(&run.report_file("loss.csv"));
     assert_eq!(
         loss[0],
-        ["epoch", "train_loss", "val_loss", "val_accuracy", "seconds"]
+        [
+            "epoch",
+            "train_loss",
+            "val_loss",
+            "val_accuracy",
+            "seconds",
+            "best"
+        ]
     );
     assert_eq!(loss.len(), 1 + 3, "one row per epoch");
+    assert!(
+        loss[1..].iter().all(|r| r[5].is_empty()),
+        "no best epoch without validation"
+    );
     assert!(
         loss[1..].iter().all(|r| r[2].is_empty() && r[3].is_empty()),
         "no validation split: empty columns"
@@ -370,4 +381,116 @@ fn a_model_too_large_for_this_machine_fails_clearly_before_allocating() {
             1,
             "GiB of memory is free; lower `hidden`, `layers` or `batch_size`",
         );
+}
+
+/// A project with a held-out file unlike the training ones, so a model that fits the training files soon gets worse
+/// on it; `train` is the tiny model with the given extra settings.
+fn overfitting_project(train: &str) -> Project {
+    let p = tiny_project();
+    p.midi(
+        "midi/c.mid",
+        &[melody(0, &[60, 62, 64, 65, 67, 65, 64, 62, 60, 62, 64, 65])],
+    );
+    p.midi(
+        "midi/d.mid",
+        &[melody(0, &[61, 70, 63, 58, 66, 73, 59, 68, 61, 70, 63, 58])],
+    );
+    let settings = format!("{TINY}\nlearning_rate = 0.03\n{train}").replace("epochs = 3\n", "");
+    p.write(
+        "exp.toml",
+        experiment(&settings, "length = 5").replace("val_fraction = 0.0", "val_fraction = 0.25"),
+    );
+    p
+}
+
+/// The `best` column of `loss.csv`: the epochs it marks.
+fn marked_best(run: &Run) -> Vec<usize> {
+    let rows = csv_rows(&run.report_file("loss.csv"));
+    assert_eq!(rows[0].last().map(String::as_str), Some("best"), "{rows:?}");
+    rows[1..]
+        .iter()
+        .filter(|r| r.last().map(String::as_str) == Some("1"))
+        .map(|r| r[0].parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn patience_stops_on_the_validation_loss_and_restore_best_stores_the_best_epoch() {
+    let p = overfitting_project("epochs = 60\npatience = 3\nrestore_best = true");
+    let run = p.pipeline(&["run", "exp.toml"]).ok();
+    let summary = run.stage("model").summary().clone();
+    let best = summary["best_epoch"].as_u64().expect("a best epoch") as usize;
+    let epochs = summary["epochs"].as_u64().unwrap() as usize;
+    assert_eq!(summary["stopped_early"], true, "{summary}");
+    assert_eq!(epochs, best + 3, "stops `patience` epochs after the best");
+    assert_eq!(run.losses().len(), 1 + epochs);
+    assert_eq!(marked_best(&run), [best]);
+
+    // The stored weights are the best epoch's: those of a training that ends there.
+    let settings = format!("epochs = {best}");
+    let q = overfitting_project(&settings);
+    let short = q.pipeline(&["run", "exp.toml"]).ok();
+    assert_eq!(short.stage("model").summary()["stopped_early"], false);
+    assert_eq!(
+        run.weights(),
+        short.weights(),
+        "restore_best keeps epoch {best}"
+    );
+
+    // Without restore_best, the last epoch's.
+    let last = overfitting_project("epochs = 60\npatience = 3");
+    let plain = last.pipeline(&["run", "exp.toml"]).ok();
+    assert_eq!(plain.stage("model").summary()["epochs"], epochs as u64);
+    assert_ne!(plain.weights(), run.weights());
+    assert_eq!(plain.losses(), run.losses(), "the same epochs ran");
+}
+
+#[test]
+fn raising_epochs_after_an_early_stop_gives_the_result_of_one_longer_run() {
+    let p = overfitting_project("epochs = 60\npatience = 3\nrestore_best = true");
+    let first = p.pipeline(&["run", "exp.toml"]).ok();
+    let best = first.stage("model").summary()["best_epoch"]
+        .as_u64()
+        .unwrap();
+    // Resumed from the stored (best) epoch; the epochs after it run again and stop at the same place.
+    let resumed = p
+        .pipeline(&["run", "exp.toml", "--set", "model.epochs=80"])
+        .ok();
+    assert!(
+        resumed
+            .stderr
+            .contains(&format!("resuming from the {best} epochs already trained")),
+        "{}",
+        resumed.stderr
+    );
+    let fresh = p
+        .pipeline(&[
+            "run",
+            "exp.toml",
+            "--set",
+            "model.epochs=80",
+            "--cache-dir",
+            "fresh",
+        ])
+        .ok();
+    assert_eq!(resumed.weights(), fresh.weights());
+    assert_eq!(resumed.losses(), fresh.losses());
+    assert_eq!(resumed.losses(), first.losses());
+    assert_eq!(
+        resumed.stage("model").output_hash,
+        fresh.stage("model").output_hash
+    );
+}
+
+#[test]
+fn patience_without_validation_windows_fails_and_says_what_to_set() {
+    let p = tiny_project();
+    p.write(
+        "exp.toml",
+        experiment(&format!("{TINY}\npatience = 2"), "length = 5"),
+    );
+    p.pipeline(&["run", "exp.toml"]).fails_with(
+        1,
+        "there are no validation windows; set `val_fraction` above 0",
+    );
 }

@@ -46,6 +46,16 @@ const CASES: &[(&str, &str, &[&str], &[&str])] = &[
         ],
     ),
     (
+        "patience out of range",
+        "[stages.m]\nkind = \"train\"\ninputs = []\npatience = 2000000\n",
+        &[],
+        &[
+            "must be between 0 and 1000000, got 2000000",
+            "key `stages.m.patience`",
+            "exp.toml:7:12",
+        ],
+    ),
+    (
         "fraction out of range",
         "[stages.w]\nkind = \"window\"\ninputs = []\nval_fraction = 1.5\n",
         &[],
