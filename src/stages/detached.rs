@@ -17,6 +17,7 @@ pub fn sample_params(length: u32, mode: sample::Mode) -> sample::Sample {
         length,
         temperature: 0.0,
         top_k: 0,
+        top_p: 1.0,
         step: 0.5,
         seed: 7,
         mode,

@@ -37,6 +37,10 @@ pub struct Sample {
     /// Sample only among the k most likely tokens; 0 = all.
     #[serde(default)]
     pub top_k: u32,
+    /// Nucleus sampling: only among the most likely tokens whose probabilities add up to `top_p`; 1 = all. Left out
+    /// of the fingerprint at 1, so samples from before it existed stay cached.
+    #[serde(default = "d::top_p", skip_serializing_if = "d::is_one")]
+    pub top_p: f64,
     /// Beats between successive tokens (the paper: 0.5).
     #[serde(default = "d::step")]
     pub step: f64,
@@ -62,6 +66,12 @@ mod d {
     }
     pub fn step() -> f64 {
         0.5
+    }
+    pub fn top_p() -> f64 {
+        1.0
+    }
+    pub fn is_one(x: &f64) -> bool {
+        *x == 1.0
     }
     pub fn seed() -> u64 {
         7
@@ -91,6 +101,15 @@ impl Params for Sample {
                 ),
             );
         }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            p.push(
+                ParamProblem::new(
+                    "top_p",
+                    format!("must be above 0 and at most 1, got {}", self.top_p),
+                )
+                .hint("`top_p` keeps the most likely tokens whose probabilities add up to it (0.9 is common); 1 keeps all"),
+            );
+        }
         let ticks = self.step * f64::from(midi::TICKS_PER_BEAT);
         if !(ticks.is_finite() && ticks >= 1.0 && self.step <= 64.0) {
             p.push(
@@ -106,8 +125,14 @@ impl Params for Sample {
 }
 
 /// Picks the next token from logits: argmax at temperature 0, else a draw from the tempered softmax of the `top_k`
-/// most likely tokens (all when 0).
-pub fn choose(logits: &[f32], temperature: f64, top_k: usize, rng: &mut impl Rng) -> usize {
+/// most likely tokens (all when 0), cut to the most likely ones whose probabilities reach `top_p` (all at 1).
+pub fn choose(
+    logits: &[f32],
+    temperature: f64,
+    top_k: usize,
+    top_p: f64,
+    rng: &mut impl Rng,
+) -> usize {
     let argmax = || {
         logits
             .iter()
@@ -124,10 +149,23 @@ pub fn choose(logits: &[f32], temperature: f64, top_k: usize, rng: &mut impl Rng
         order.truncate(top_k);
     }
     let max = f64::from(logits[order[0]]);
-    let weights: Vec<f64> = order
+    let mut weights: Vec<f64> = order
         .iter()
         .map(|&i| ((f64::from(logits[i]) - max) / temperature).exp())
         .collect();
+    if top_p < 1.0 {
+        // The nucleus: the shortest prefix (most likely first) whose share of the mass reaches top_p.
+        let total: f64 = weights.iter().sum();
+        let mut mass = 0.0;
+        let keep = weights
+            .iter()
+            .position(|w| {
+                mass += w / total;
+                mass >= top_p
+            })
+            .map_or(weights.len(), |i| i + 1);
+        weights.truncate(keep);
+    }
     match WeightedIndex::new(&weights) {
         Ok(dist) => order[dist.sample(rng)],
         Err(_) => argmax(),
@@ -146,7 +184,13 @@ pub fn generate<R: Rng>(
     let mut generated = Vec::with_capacity(params.length as usize);
     let pick = |logits: Tensor, rng: &mut R| -> anyhow::Result<u32> {
         let logits: Vec<f32> = logits.to_dtype(candle_core::DType::F32)?.to_vec1()?;
-        Ok(choose(&logits, params.temperature, params.top_k as usize, rng) as u32)
+        Ok(choose(
+            &logits,
+            params.temperature,
+            params.top_k as usize,
+            params.top_p,
+            rng,
+        ) as u32)
     };
     match params.mode {
         Mode::Stateful => {
@@ -310,5 +354,36 @@ impl Stage for Sample {
                 step: self.step,
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How often each token is drawn from `logits` in 4,000 draws.
+    fn draws(logits: &[f32], top_k: usize, top_p: f64) -> Vec<usize> {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut counts = vec![0; logits.len()];
+        for _ in 0..4000 {
+            counts[choose(logits, 1.0, top_k, top_p, &mut rng)] += 1;
+        }
+        counts
+    }
+
+    #[test]
+    fn top_p_keeps_the_smallest_set_of_likely_tokens_that_reaches_it() {
+        // Probabilities 0.5, 0.3, 0.2 at temperature 1.
+        let logits = [0.5f32.ln(), 0.3f32.ln(), 0.2f32.ln()];
+        let all = draws(&logits, 0, 1.0);
+        assert!(all.iter().all(|&n| n > 500), "{all:?}");
+        // 0.5 < 0.75 ≤ 0.5 + 0.3: the nucleus is the first two.
+        let nucleus = draws(&logits, 0, 0.75);
+        assert_eq!(nucleus[2], 0, "{nucleus:?}");
+        assert!(nucleus[0] > nucleus[1] && nucleus[1] > 1000, "{nucleus:?}");
+        // A nucleus below the top token's share is the top token alone.
+        assert_eq!(draws(&logits, 0, 0.1), [4000, 0, 0]);
+        // With top_k as well, both cuts apply.
+        assert_eq!(draws(&logits, 1, 0.9), [4000, 0, 0]);
     }
 }

@@ -494,3 +494,23 @@ fn patience_without_validation_windows_fails_and_says_what_to_set() {
         "there are no validation windows; set `val_fraction` above 0",
     );
 }
+
+#[test]
+fn changing_top_p_reruns_only_sampling_and_leaves_old_fingerprints_alone() {
+    let p = tiny_project();
+    let first = p.pipeline(&["run", "exp.toml"]).ok();
+    // At its default of 1 the parameter is not in the fingerprint, so results from before it existed match.
+    assert!(!first.stage("music").params.contains_key("top_p"));
+    let again = p
+        .pipeline(&[
+            "run",
+            "exp.toml",
+            "--set",
+            "music.top_p=0.5",
+            "--set",
+            "music.temperature=1.0",
+        ])
+        .ok();
+    assert_eq!(again.stages("ran"), ["music"]);
+    assert_eq!(again.stage("music").params["top_p"], 0.5);
+}

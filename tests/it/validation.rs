@@ -56,6 +56,16 @@ const CASES: &[(&str, &str, &[&str], &[&str])] = &[
         ],
     ),
     (
+        "nucleus out of range",
+        "[stages.s]\nkind = \"sample\"\ninputs = []\ntop_p = 0\n",
+        &[],
+        &[
+            "must be above 0 and at most 1, got 0",
+            "key `stages.s.top_p`",
+            "exp.toml:7:9",
+        ],
+    ),
+    (
         "fraction out of range",
         "[stages.w]\nkind = \"window\"\ninputs = []\nval_fraction = 1.5\n",
         &[],
