@@ -274,6 +274,17 @@ pub struct TokenSet {
 pub struct TokenFile {
     pub path: String,
     pub tokens: Vec<String>,
+    /// For a transposed copy (`augment`): the file it was made from and by how much; `None` for a file as read.
+    pub origin: Option<Origin>,
+}
+
+/// Where a transposed copy came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// The original file's path.
+    pub source: String,
+    /// Semitones, never 0.
+    pub shift: i8,
 }
 
 /// The id ↔ token mapping and every file's tokens as ids.
@@ -291,6 +302,15 @@ pub struct Vocabulary {
 pub struct IdFile {
     pub path: String,
     pub ids: Vec<u32>,
+    /// As [`TokenFile::origin`].
+    pub origin: Option<Origin>,
+}
+
+impl IdFile {
+    /// The file this one is, or is a copy of: what the validation split is decided by.
+    pub fn source(&self) -> &str {
+        self.origin.as_ref().map_or(&self.path, |o| &o.source)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -62,6 +62,25 @@ pub fn pitches_of(token: &str) -> Option<Vec<u8>> {
 }
 
 /// Whether a token is a chord (`0.4.7`) rather than a note (`C4`).
+/// `token` moved by `shift` semitones: a note to another note (`None` when it would leave 0–127), a chord to the
+/// chord of its pitch classes moved (they wrap around the octave).
+pub fn transpose(token: &str, shift: i8) -> Option<String> {
+    if is_chord(token) {
+        let classes: std::collections::BTreeSet<u8> = token
+            .split('.')
+            .map(|c| {
+                c.parse::<i32>()
+                    .ok()
+                    .map(|c| (c + i32::from(shift)).rem_euclid(12) as u8)
+            })
+            .collect::<Option<_>>()?;
+        let names: Vec<String> = classes.iter().map(u8::to_string).collect();
+        return Some(names.join("."));
+    }
+    let key = i32::from(parse_pitch_name(token)?) + i32::from(shift);
+    u8::try_from(key).ok().filter(|k| *k <= 127).map(pitch_name)
+}
+
 pub fn is_chord(token: &str) -> bool {
     token.starts_with(|c: char| c.is_ascii_digit())
 }

@@ -5,6 +5,7 @@
 //! artifact kinds, report files, constructor). The executor never looks inside a stage; it hashes
 //! [`Stage::params`] and the inputs, and caches whatever [`Stage::run`] returns.
 
+mod augment;
 mod detached;
 mod drop_drums;
 mod extract_instrument;
@@ -45,6 +46,7 @@ pub enum StageKind {
     DropDrums,
     ExtractInstrument,
     Tokenize,
+    Augment,
     Vocab,
     Window,
     Train,
@@ -74,7 +76,7 @@ struct KindRow {
 }
 
 /// The stage kinds, in the order of [`StageKind`]'s variants (checked when compiling).
-const KINDS: [KindRow; 9] = [
+const KINDS: [KindRow; 10] = [
     KindRow {
         kind: StageKind::MidiSource,
         name: "midi_source",
@@ -107,16 +109,27 @@ const KINDS: [KindRow; 9] = [
     KindRow {
         kind: StageKind::Tokenize,
         name: "tokenize",
-        version: 1,
+        // 2: files carry where a transposed copy came from (`augment`).
+        version: 2,
         inputs: &[ArtifactKind::Notes],
         output: ArtifactKind::Tokens,
         report_files: &[],
         build: build::<tokenize::Tokenize>,
     },
     KindRow {
+        kind: StageKind::Augment,
+        name: "augment",
+        version: 1,
+        inputs: &[ArtifactKind::Tokens],
+        output: ArtifactKind::Tokens,
+        report_files: &[],
+        build: build::<augment::Augment>,
+    },
+    KindRow {
         kind: StageKind::Vocab,
         name: "vocab",
-        version: 1,
+        // 2: files carry where a transposed copy came from.
+        version: 2,
         inputs: &[ArtifactKind::Tokens],
         output: ArtifactKind::Vocab,
         report_files: &["vocab.csv"],

@@ -44,6 +44,7 @@ impl Stage for Tokenize {
             .map(|f| TokenFile {
                 path: f.path.clone(),
                 tokens: tokenize_notes(&f.notes),
+                origin: None,
             })
             .collect();
         let total: usize = files.iter().map(|f| f.tokens.len()).sum();

@@ -46,6 +46,7 @@ impl Stage for Vocab {
             .map(|f| IdFile {
                 path: f.path.clone(),
                 ids: f.tokens.iter().map(|t| ids[t.as_str()]).collect(),
+                origin: f.origin.clone(),
             })
             .collect();
         let rows = counts

@@ -15,7 +15,7 @@ use super::{
     ParamProblem, Params, ReportFile, RunContext, Stage, StageKind, StageOutput, csv_bytes,
     params_of,
 };
-use crate::artifact::{Artifact, Split, WindowFile, WindowSet};
+use crate::artifact::{Artifact, IdFile, Split, WindowFile, WindowSet};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -106,7 +106,15 @@ impl Stage for Window {
     fn run(&self, ctx: &mut RunContext, inputs: &[&Artifact]) -> anyhow::Result<StageOutput> {
         let vocab = inputs[0].vocab()?;
         let seq_len = self.seq_len as usize;
-        let n = vocab.files.len();
+        // Sources in order of first appearance: without `augment`, the files themselves.
+        let mut seen = std::collections::HashSet::new();
+        let sources: Vec<&str> = vocab
+            .files
+            .iter()
+            .map(IdFile::source)
+            .filter(|s| seen.insert(*s))
+            .collect();
+        let n = sources.len();
         let val_count = validation_count(n, self.val_fraction);
         if val_count >= n && val_count > 0 {
             bail!(
@@ -115,16 +123,29 @@ impl Stage for Window {
                 self.val_fraction
             );
         }
+        // The split is by source file: a held-out file is validated as it is, and none of its transposed copies is
+        // trained on (or validated: a copy is the same music).
         let held_out = validation_files(n, val_count, self.seed);
+        let held: BTreeMap<&str, bool> = sources.iter().copied().zip(held_out).collect();
         let mut ids = Vec::with_capacity(vocab.files.iter().map(|f| f.ids.len()).sum());
-        let mut files = Vec::with_capacity(n);
-        for (file, &val) in vocab.files.iter().zip(&held_out) {
-            files.push(WindowFile {
+        let mut files = Vec::with_capacity(vocab.files.len());
+        let mut copy_windows = 0;
+        for file in &vocab.files {
+            let split = match (held[file.source()], &file.origin) {
+                (true, Some(_)) => continue,
+                (true, None) => Split::Validation,
+                (false, _) => Split::Train,
+            };
+            let f = WindowFile {
                 path: file.path.clone(),
                 offset: ids.len(),
                 len: file.ids.len(),
-                split: if val { Split::Validation } else { Split::Train },
-            });
+                split,
+            };
+            if file.origin.is_some() {
+                copy_windows += f.window_count(seq_len);
+            }
+            files.push(f);
             ids.extend_from_slice(&file.ids);
         }
         let set = WindowSet {
@@ -162,6 +183,7 @@ impl Stage for Window {
                 validation_windows: val,
                 train_files: n - val_count,
                 validation_files: val_count,
+                train_windows_from_copies: copy_windows,
             })?,
             files: vec![ReportFile {
                 name: "windows.csv".into(),
@@ -181,6 +203,13 @@ pub struct WindowSummary {
     pub validation_windows: usize,
     pub train_files: usize,
     pub validation_files: usize,
+    /// Training windows cut from transposed copies (`augment`); left out when 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub train_windows_from_copies: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]

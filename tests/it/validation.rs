@@ -66,6 +66,16 @@ const CASES: &[(&str, &str, &[&str], &[&str])] = &[
         ],
     ),
     (
+        "transposition the wrong way round",
+        "[stages.a]\nkind = \"augment\"\ninputs = []\ntranspose = [3, -3]\n",
+        &[],
+        &[
+            "must be [lo, hi] with -24 ≤ lo ≤ hi ≤ 24, got [3, -3]",
+            "key `stages.a.transpose`",
+            "exp.toml:7:13",
+        ],
+    ),
+    (
         "fraction out of range",
         "[stages.w]\nkind = \"window\"\ninputs = []\nval_fraction = 1.5\n",
         &[],

@@ -33,6 +33,7 @@ static ALLOC: Counting = Counting;
 fn vocabulary(tokens: usize) -> Artifact {
     let files = (0..20)
         .map(|f| IdFile {
+            origin: None,
             path: format!("song{f}.mid"),
             ids: (0..tokens / 20)
                 .map(|i| ((i * 31 + f * 7) % 150) as u32)
