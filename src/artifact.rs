@@ -258,6 +258,9 @@ pub struct NoteFile {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Note {
     pub tick: u64,
+    /// How long it sounds, in ticks: to its note-off, to the next note-on of the same key and channel, or to the
+    /// file's last event when it is never ended.
+    pub ticks: u64,
     pub key: u8,
     pub velocity: u8,
     pub program: u8,

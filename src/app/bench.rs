@@ -139,7 +139,7 @@ pub fn sample_seconds(
         .collect();
     let params = crate::stages::sample_params(length, mode);
     let start = Instant::now();
-    let out = crate::stages::generate(&t.model, &window, &params, &mut rng, || {})?;
+    let out = crate::stages::generate(&t.model, &window, &params, &[], &mut rng, || {})?;
     anyhow::ensure!(
         out.len() == length as usize,
         "generated {} tokens",

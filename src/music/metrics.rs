@@ -15,7 +15,7 @@ use rand::seq::{IndexedRandom, SliceRandom};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::music::tokens::{is_chord, parse_pitch_name, pitches_of};
+use crate::music::tokens::{is_chord, parse_pitch_name, pitches_of, timeline};
 
 /// The n of the n-grams `copy_rate_8` counts.
 pub const COPY_NGRAM: usize = 8;
@@ -74,17 +74,13 @@ pub struct Onset {
     pub keys: Vec<u8>,
 }
 
-/// The onsets of a token sequence in which every token sounds `step` beats after the one before (the paper's
-/// tokens); tokens that play nothing are skipped.
+/// The onsets of a token sequence ([`timeline`]: time tokens where there are, else one token per `step` beats).
 pub fn onsets(tokens: &[String], step: f64) -> Vec<Onset> {
-    tokens
-        .iter()
-        .enumerate()
-        .filter_map(|(i, t)| {
-            pitches_of(t).filter(|k| !k.is_empty()).map(|keys| Onset {
-                beat: i as f64 * step,
-                keys,
-            })
+    timeline(tokens, step)
+        .into_iter()
+        .map(|p| Onset {
+            beat: p.beat,
+            keys: p.keys,
         })
         .collect()
 }
@@ -251,10 +247,10 @@ fn shape_metrics(tokens: &[String]) -> Metrics {
         unique_tokens: unique.len(),
         pitch_classes_used: histogram.iter().filter(|&&n| n > 0).count(),
         pitch_class_entropy: entropy,
-        chord_ratio: if tokens.is_empty() {
-            0.0
-        } else {
-            tokens.iter().filter(|t| is_chord(t)).count() as f64 / tokens.len() as f64
+        // Of the tokens that play something (time tokens aside).
+        chord_ratio: match tokens.iter().filter(|t| pitches_of(t).is_some()).count() {
+            0 => 0.0,
+            playing => tokens.iter().filter(|t| is_chord(t)).count() as f64 / playing as f64,
         },
         longest_repeat,
         ..Metrics::default()

@@ -3,29 +3,46 @@
 use midly::num::{u4, u7, u15, u24, u28};
 use midly::{Format, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, TrackEventKind};
 
-use crate::music::tokens::pitches_of;
+use crate::music::tokens::{pitches_of, time_token, timeline};
 
 /// Resolution of the files this tool writes.
 pub const TICKS_PER_BEAT: u16 = 480;
 
-/// A format-1 Standard MIDI File at 120 bpm playing `tokens` one after another, each `step_beats` long, on channel 1
-/// with GM `program`. Track 0 holds the tempo, track 1 the notes.
+/// A format-1 Standard MIDI File at 120 bpm playing `tokens` on channel 1 with GM `program`: with time tokens (the
+/// timed scheme) as they say, else one after another, each `step_beats` long. Track 0 holds the tempo, track 1 the
+/// notes.
 pub fn write_tokens(tokens: &[String], program: u8, step_beats: f64) -> anyhow::Result<Vec<u8>> {
     let step = (step_beats * f64::from(TICKS_PER_BEAT)).round() as u64;
     anyhow::ensure!(
         step >= 1,
         "a step of {step_beats} beats is shorter than one tick"
     );
+    if let Some(bad) = tokens
+        .iter()
+        .find(|t| pitches_of(t).is_none() && time_token(t).is_none())
+    {
+        anyhow::bail!("`{bad}` is not a note, chord or time token");
+    }
     let channel = u4::new(0);
     // (tick, is_note_on, key): note-offs sort before note-ons on the same tick, so repeated notes re-strike.
     let mut events: Vec<(u64, bool, u8)> = Vec::new();
-    for (i, token) in tokens.iter().enumerate() {
-        let keys = pitches_of(token)
-            .ok_or_else(|| anyhow::anyhow!("`{token}` is not a note or chord token"))?;
-        let start = i as u64 * step;
-        for k in keys {
-            events.push((start, true, k));
-            events.push((start + step, false, k));
+    if tokens.iter().any(|t| time_token(t).is_some()) {
+        let ticks = |beats: f64| (beats * f64::from(TICKS_PER_BEAT)).round() as u64;
+        for played in timeline(tokens, step_beats) {
+            let start = ticks(played.beat);
+            for k in played.keys {
+                events.push((start, true, k));
+                events.push((start + ticks(played.beats).max(1), false, k));
+            }
+        }
+    } else {
+        for (i, token) in tokens.iter().enumerate() {
+            let keys = pitches_of(token).expect("checked above");
+            let start = i as u64 * step;
+            for k in keys {
+                events.push((start, true, k));
+                events.push((start + step, false, k));
+            }
         }
     }
     events.sort();

@@ -129,31 +129,47 @@ pub struct RollPart<'a> {
     pub label: String,
 }
 
-/// A piano roll: time across (seconds at 120 bpm, `step` beats per token), pitch up, each token's notes as bars
-/// voiced as the generated MIDI file plays them (chords in the octave from C4), the parts one after another, each
-/// in its own colour.
+/// A piano roll: time across (seconds at 120 bpm), pitch up, each onset's notes as bars as the generated MIDI file
+/// plays them ([`crate::music::tokens::timeline`]: with time tokens their onsets and lengths, else `step` beats per
+/// token; chords in the octave from C4), the parts one after another, each in its own colour.
 pub fn piano_roll(title: &str, parts: &[RollPart], step: f64) -> Result<String> {
-    let seconds_per_token = step * 0.5;
-    let mut notes: Vec<(usize, f64, u8)> = Vec::new();
-    let mut at = 0usize;
+    const SECONDS_PER_BEAT: f64 = 0.5;
+    // (part, start, length, pitch), in seconds.
+    let mut notes: Vec<(usize, f64, f64, u8)> = Vec::new();
+    let mut offset = 0.0;
     for (i, part) in parts.iter().enumerate() {
-        for token in part.tokens {
-            for pitch in crate::music::tokens::pitches_of(token).unwrap_or_default() {
-                notes.push((i, at as f64 * seconds_per_token, pitch));
+        let played = crate::music::tokens::timeline(part.tokens, step);
+        let timed = part
+            .tokens
+            .iter()
+            .any(|t| crate::music::tokens::time_token(t).is_some());
+        for p in &played {
+            for &pitch in &p.keys {
+                notes.push((
+                    i,
+                    (offset + p.beat) * SECONDS_PER_BEAT,
+                    p.beats * SECONDS_PER_BEAT,
+                    pitch,
+                ));
             }
-            at += 1;
         }
+        // The next part starts where this one ends: after its last note, or one step per token.
+        offset += if timed {
+            played.iter().map(|p| p.beat + p.beats).fold(0.0, f64::max)
+        } else {
+            part.tokens.len() as f64 * step
+        };
     }
-    let end = (at as f64 * seconds_per_token).max(seconds_per_token);
+    let end = (offset * SECONDS_PER_BEAT).max(step * SECONDS_PER_BEAT);
     let lo = notes
         .iter()
-        .map(|n| n.2)
+        .map(|n| n.3)
         .min()
         .unwrap_or(60)
         .saturating_sub(2);
     let hi = notes
         .iter()
-        .map(|n| n.2)
+        .map(|n| n.3)
         .max()
         .unwrap_or(72)
         .saturating_add(3)
@@ -188,12 +204,9 @@ pub fn piano_roll(title: &str, parts: &[RollPart], step: f64) -> Result<String> 
             .map_err(|e| anyhow!("{e}"))?;
         for (i, part) in parts.iter().enumerate() {
             let c = colour(i);
-            let bars = notes.iter().filter(|n| n.0 == i).map(|&(_, t, p)| {
+            let bars = notes.iter().filter(|n| n.0 == i).map(|&(_, t, len, p)| {
                 Rectangle::new(
-                    [
-                        (t, f64::from(p)),
-                        (t + seconds_per_token * 0.92, f64::from(p) + 0.9),
-                    ],
+                    [(t, f64::from(p)), (t + len * 0.92, f64::from(p) + 0.9)],
                     c.filled(),
                 )
             });

@@ -1,6 +1,10 @@
 //! The note and chord tokens of the paper's vocabulary: pitch names (MIDI 60 = `C4`), chord tokens (sorted distinct
 //! pitch classes, `0.4.7`), and the keys a token plays when written back to MIDI. The tokenize stage makes them; MIDI
 //! writing, piano rolls and music metrics read them.
+//!
+//! The timed scheme adds two kinds of token around each onset's note or chord: `+3/4` (the time since the previous
+//! onset, in beats) before it and `~1/2` (how long it sounds) after it, as fractions of a beat on the tokenizer's
+//! grid. [`timeline`] reads either scheme back as onsets in time.
 
 use std::collections::BTreeSet;
 
@@ -61,7 +65,6 @@ pub fn pitches_of(token: &str) -> Option<Vec<u8>> {
     Some(keys)
 }
 
-/// Whether a token is a chord (`0.4.7`) rather than a note (`C4`).
 /// `token` moved by `shift` semitones: a note to another note (`None` when it would leave 0–127), a chord to the
 /// chord of its pitch classes moved (they wrap around the octave).
 pub fn transpose(token: &str, shift: i8) -> Option<String> {
@@ -81,6 +84,7 @@ pub fn transpose(token: &str, shift: i8) -> Option<String> {
     u8::try_from(key).ok().filter(|k| *k <= 127).map(pitch_name)
 }
 
+/// Whether a token is a chord (`0.4.7`) rather than a note (`C4`).
 pub fn is_chord(token: &str) -> bool {
     token.starts_with(|c: char| c.is_ascii_digit())
 }
@@ -126,4 +130,84 @@ mod tests {
         assert_eq!(token_for(&set(&[64])), "E4");
         assert!(is_chord("0.4.7") && is_chord("0") && !is_chord("C#4"));
     }
+}
+
+/// A time token's kind.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TimeToken {
+    /// `+x`: the time from the previous onset to the next, in beats.
+    Shift(f64),
+    /// `~x`: how long the onset before it sounds, in beats.
+    Duration(f64),
+}
+
+/// `steps` grid steps of `1/grid` beat as a reduced fraction of a beat: `1/4`, `3/2`, `2`.
+pub fn beats_text(steps: u32, grid: u32) -> String {
+    fn gcd(a: u32, b: u32) -> u32 {
+        if b == 0 { a } else { gcd(b, a % b) }
+    }
+    let g = gcd(steps, grid).max(1);
+    let (n, d) = (steps / g, grid / g);
+    if d == 1 {
+        n.to_string()
+    } else {
+        format!("{n}/{d}")
+    }
+}
+
+/// `+3/4` → a shift of 0.75 beats, `~2` → a duration of 2 beats; anything else is not a time token.
+pub fn time_token(token: &str) -> Option<TimeToken> {
+    let (kind, rest) = token.split_at_checked(1)?;
+    let beats = match rest.split_once('/') {
+        Some((n, d)) => {
+            let (n, d) = (n.parse::<u32>().ok()?, d.parse::<u32>().ok()?);
+            (d > 0).then(|| f64::from(n) / f64::from(d))?
+        }
+        None => f64::from(rest.parse::<u32>().ok()?),
+    };
+    match kind {
+        "+" => Some(TimeToken::Shift(beats)),
+        "~" => Some(TimeToken::Duration(beats)),
+        _ => None,
+    }
+}
+
+/// One onset of a token sequence: when (beats from the start), the keys it plays, and for how long (beats).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Played {
+    pub beat: f64,
+    pub keys: Vec<u8>,
+    pub beats: f64,
+}
+
+/// The onsets a token sequence plays. With time tokens (the timed scheme), `+x` moves time on and `~x` sets the
+/// length of the onset before it (an onset without one lasts `step`); without them (the paper's tokens) every token
+/// sounds `step` beats after the one before, for `step`. Tokens that play nothing are skipped.
+pub fn timeline(tokens: &[String], step: f64) -> Vec<Played> {
+    let timed = tokens.iter().any(|t| time_token(t).is_some());
+    let mut out: Vec<Played> = Vec::new();
+    let mut now = 0.0;
+    for (i, t) in tokens.iter().enumerate() {
+        match time_token(t) {
+            Some(TimeToken::Shift(b)) => now += b,
+            Some(TimeToken::Duration(b)) => {
+                if let Some(last) = out.last_mut() {
+                    last.beats = b;
+                }
+            }
+            None => {
+                if !timed {
+                    now = i as f64 * step;
+                }
+                if let Some(keys) = pitches_of(t).filter(|k| !k.is_empty()) {
+                    out.push(Played {
+                        beat: now,
+                        keys,
+                        beats: step,
+                    });
+                }
+            }
+        }
+    }
+    out
 }

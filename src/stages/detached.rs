@@ -49,7 +49,12 @@ fn tokens_of(ctx: &mut RunContext, midi: &Artifact) -> anyhow::Result<Artifact> 
     let notes = extract_instrument::ExtractInstrument { top: 1 }
         .run(ctx, &[&no_drums])?
         .artifact;
-    Ok(tokenize::Tokenize {}.run(ctx, &[&notes])?.artifact)
+    let paper = tokenize::Tokenize {
+        scheme: tokenize::Scheme::Chord,
+        grid: 12,
+        max_beats: 4,
+    };
+    Ok(paper.run(ctx, &[&notes])?.artifact)
 }
 
 /// The token stage's output for one MIDI file's bytes, outside the executor (for the fuzz target): ingest, drop

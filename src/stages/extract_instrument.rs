@@ -53,6 +53,51 @@ pub struct Rank {
 }
 
 /// Calls `f(event_index, program)` for every note-on of a song, with the program in force on its channel.
+/// For each event that is a note-on, the tick its note ends: its note-off, the next note-on of the same key on the
+/// same channel (a re-strike), or the last event of the file.
+fn note_ends(song: &Song) -> Vec<u64> {
+    let last = song.events.last().map_or(0, |e| e.tick);
+    let mut ends = vec![last; song.events.len()];
+    let mut open: std::collections::HashMap<(u8, u8), usize> = std::collections::HashMap::new();
+    for (i, e) in song.events.iter().enumerate() {
+        match e.message {
+            Message::NoteOn { key, .. } => {
+                if let Some(j) = open.insert((e.channel, key), i) {
+                    ends[j] = e.tick;
+                }
+            }
+            Message::NoteOff { key } => {
+                if let Some(j) = open.remove(&(e.channel, key)) {
+                    ends[j] = e.tick;
+                }
+            }
+            Message::ProgramChange { .. } => {}
+        }
+    }
+    ends
+}
+
+/// The notes of `song` whose program `keep` marks, with their durations.
+pub(super) fn notes_of(song: &Song, keep: &[bool; 128]) -> Vec<Note> {
+    let mut notes = Vec::new();
+    let ends = note_ends(song);
+    for_each_note_on(song, |i, program| {
+        if let (true, Message::NoteOn { key, velocity }) =
+            (keep[usize::from(program)], song.events[i].message)
+        {
+            let tick = song.events[i].tick;
+            notes.push(Note {
+                tick,
+                ticks: ends[i] - tick,
+                key,
+                velocity,
+                program,
+            });
+        }
+    });
+    notes
+}
+
 fn for_each_note_on(song: &Song, mut f: impl FnMut(usize, u8)) {
     let mut program = [0u8; 16];
     for (i, e) in song.events.iter().enumerate() {
@@ -116,19 +161,7 @@ impl Stage for ExtractInstrument {
             .files
             .iter()
             .map(|song| {
-                let mut notes = Vec::new();
-                for_each_note_on(song, |i, program| {
-                    if let (true, Message::NoteOn { key, velocity }) =
-                        (keep[usize::from(program)], song.events[i].message)
-                    {
-                        notes.push(Note {
-                            tick: song.events[i].tick,
-                            key,
-                            velocity,
-                            program,
-                        });
-                    }
-                });
+                let notes = notes_of(song, &keep);
                 NoteFile {
                     path: song.path.clone(),
                     ticks_per_beat: song.ticks_per_beat,

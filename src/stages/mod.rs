@@ -100,7 +100,8 @@ const KINDS: [KindRow; 10] = [
     KindRow {
         kind: StageKind::ExtractInstrument,
         name: "extract_instrument",
-        version: 1,
+        // 2: notes keep their durations.
+        version: 2,
         inputs: &[ArtifactKind::Midi],
         output: ArtifactKind::Notes,
         report_files: &["instruments.csv"],

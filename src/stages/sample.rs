@@ -172,25 +172,76 @@ pub fn choose(
     }
 }
 
-/// Generates `params.length` token ids after `window`.
+/// What kind of token an id is, for the timed scheme's order: shift, note or chord, duration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Shift,
+    Sound,
+    Duration,
+}
+
+/// For a vocabulary with time tokens (the timed scheme), each id's class; `None` for the paper's tokens.
+fn classes(vocabulary: &[String]) -> Option<Vec<Class>> {
+    use crate::music::tokens::{TimeToken, time_token};
+    let classes: Vec<Class> = vocabulary
+        .iter()
+        .map(|t| match time_token(t) {
+            Some(TimeToken::Shift(_)) => Class::Shift,
+            Some(TimeToken::Duration(_)) => Class::Duration,
+            None => Class::Sound,
+        })
+        .collect();
+    classes
+        .iter()
+        .any(|c| *c != Class::Sound)
+        .then_some(classes)
+}
+
+/// The class that must follow `class`: a sound is followed by its duration, a duration by the shift to the next
+/// onset, a shift by a sound.
+fn next_class(class: Class) -> Class {
+    match class {
+        Class::Sound => Class::Duration,
+        Class::Duration => Class::Shift,
+        Class::Shift => Class::Sound,
+    }
+}
+
+/// Generates `params.length` token ids after `window`. With time tokens in `vocabulary`, each token is drawn only
+/// among the class the scheme's order allows next, so the piece reads as onsets and round-trips through MIDI.
 pub fn generate<R: Rng>(
     model: &crate::nn::model::Model,
     window: &[u32],
     params: &Sample,
+    vocabulary: &[String],
     rng: &mut R,
     mut tick: impl FnMut(),
 ) -> anyhow::Result<Vec<u32>> {
     let device = Device::Cpu;
     let mut generated = Vec::with_capacity(params.length as usize);
-    let pick = |logits: Tensor, rng: &mut R| -> anyhow::Result<u32> {
-        let logits: Vec<f32> = logits.to_dtype(candle_core::DType::F32)?.to_vec1()?;
-        Ok(choose(
+    let classes = classes(vocabulary);
+    let mut last = window.last().copied();
+    let mut pick = |logits: Tensor, rng: &mut R| -> anyhow::Result<u32> {
+        let mut logits: Vec<f32> = logits.to_dtype(candle_core::DType::F32)?.to_vec1()?;
+        if let (Some(classes), Some(last)) = (&classes, last)
+            && let Some(&class) = classes.get(last as usize)
+        {
+            let allowed = next_class(class);
+            for (l, c) in logits.iter_mut().zip(classes) {
+                if *c != allowed {
+                    *l = f32::NEG_INFINITY;
+                }
+            }
+        }
+        let next = choose(
             &logits,
             params.temperature,
             params.top_k as usize,
             params.top_p,
             rng,
-        ) as u32)
+        ) as u32;
+        last = Some(next);
+        Ok(next)
     };
     match params.mode {
         Mode::Stateful => {
@@ -248,7 +299,9 @@ impl Stage for Sample {
         let window: Vec<u32> = windows.window(start).0.to_vec();
 
         let bar = ctx.bar(u64::from(self.length), "tokens");
-        let generated = generate(&model, &window, self, &mut rng, || bar.inc(1))?;
+        let generated = generate(&model, &window, self, &windows.tokens, &mut rng, || {
+            bar.inc(1)
+        })?;
         bar.finish_and_clear();
 
         let tokens: Vec<String> = generated

@@ -1,7 +1,12 @@
-//! `tokenize`: turns each file's notes into note and chord tokens, grouping notes by exact onset tick.
+//! `tokenize`: turns each file's notes into note and chord tokens.
 //!
 //! One distinct pitch at an onset is a note token named with octave and sharps (MIDI 60 = `C4`); two or more are a
 //! chord token, the sorted distinct pitch classes joined by `.` (C4+E4+G4 → `0.4.7`, C4+C5 → `0`), as in the paper.
+//!
+//! `scheme = "chord"` (the default, the paper's) groups notes by exact onset tick and keeps nothing of time.
+//! `scheme = "timed"` puts every onset on a grid of `grid` steps per beat (notes on one step are one chord) and
+//! writes, per onset, the time since the previous one (`+1/2`), the note or chord, and how long it sounds (`~1/4`,
+//! its longest note), both capped at `max_beats`: rhythm and rests survive, as in miditok's TSD.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -9,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Params, RunContext, Stage, StageKind, StageOutput, params_of};
 use crate::artifact::{Artifact, Note, TokenFile, TokenSet};
-use crate::music::tokens::{is_chord, token_for};
+use crate::music::tokens::{beats_text, is_chord, time_token, token_for};
 
 /// Tokens of one file, in onset order.
 pub fn tokenize_notes(notes: &[Note]) -> Vec<String> {
@@ -20,19 +25,107 @@ pub fn tokenize_notes(notes: &[Note]) -> Vec<String> {
     onsets.values().map(token_for).collect()
 }
 
+/// The timed tokens of one file whose beat is `ticks_per_beat` ticks long.
+pub fn tokenize_timed(
+    notes: &[Note],
+    ticks_per_beat: u16,
+    grid: u32,
+    max_beats: u32,
+) -> Vec<String> {
+    let step = f64::from(ticks_per_beat) / f64::from(grid);
+    let cap = grid * max_beats;
+    let steps = |ticks: u64| (ticks as f64 / step).round() as u64;
+    // Grid step → (keys, longest duration in steps).
+    let mut onsets: BTreeMap<u64, (BTreeSet<u8>, u64)> = BTreeMap::new();
+    for n in notes {
+        let slot = onsets.entry(steps(n.tick)).or_default();
+        slot.0.insert(n.key);
+        slot.1 = slot.1.max(steps(n.ticks));
+    }
+    let mut tokens = Vec::with_capacity(onsets.len() * 3);
+    let mut previous = None;
+    for (at, (keys, length)) in &onsets {
+        if let Some(p) = previous {
+            let shift = u32::try_from(at - p).unwrap_or(u32::MAX).min(cap);
+            tokens.push(format!("+{}", beats_text(shift, grid)));
+        }
+        tokens.push(token_for(keys));
+        let length = u32::try_from(*length).unwrap_or(u32::MAX).clamp(1, cap);
+        tokens.push(format!("~{}", beats_text(length, grid)));
+        previous = Some(*at);
+    }
+    tokens
+}
+
+/// How notes become tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scheme {
+    /// The paper's: one note or chord token per onset, no time.
+    #[default]
+    Chord,
+    /// Time since the previous onset, note or chord, duration.
+    Timed,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Tokenize {}
+pub struct Tokenize {
+    #[serde(default)]
+    pub scheme: Scheme,
+    /// Grid steps per beat for `timed` (12: sixteenths and eighth-note triplets).
+    #[serde(default = "default_grid")]
+    pub grid: u32,
+    /// The longest shift or duration `timed` writes, in beats; longer ones are cut to it.
+    #[serde(default = "default_max_beats")]
+    pub max_beats: u32,
+}
 
-impl Params for Tokenize {}
+fn default_grid() -> u32 {
+    12
+}
+
+fn default_max_beats() -> u32 {
+    4
+}
+
+/// Files without a metrical timing (SMPTE time code) are read as if a beat were this many ticks.
+const FALLBACK_TICKS_PER_BEAT: u16 = 480;
+
+impl Params for Tokenize {
+    fn check(&self, _: &super::CheckContext) -> Vec<super::ParamProblem> {
+        let mut p = Vec::new();
+        if !(1..=96).contains(&self.grid) {
+            p.push(
+                super::ParamProblem::new("grid", format!("must be between 1 and 96, got {}", self.grid))
+                    .hint("`grid` is the steps per beat onsets and durations are rounded to (12: sixteenths and triplets)"),
+            );
+        }
+        if !(1..=64).contains(&self.max_beats) {
+            p.push(
+                super::ParamProblem::new(
+                    "max_beats",
+                    format!("must be between 1 and 64, got {}", self.max_beats),
+                )
+                .hint("`max_beats` caps the rests and durations `timed` writes, in beats"),
+            );
+        }
+        p
+    }
+}
 
 impl Stage for Tokenize {
     fn kind(&self) -> StageKind {
         StageKind::Tokenize
     }
 
+    /// Nothing for the paper's scheme (so its results from before the timed scheme stay cached); the grid and cap
+    /// only for `timed`.
     fn params(&self) -> BTreeMap<String, serde_json::Value> {
-        params_of(self)
+        match self.scheme {
+            Scheme::Chord => BTreeMap::new(),
+            Scheme::Timed => params_of(self),
+        }
     }
 
     fn run(&self, _ctx: &mut RunContext, inputs: &[&Artifact]) -> anyhow::Result<StageOutput> {
@@ -43,7 +136,15 @@ impl Stage for Tokenize {
             .filter(|f| !f.notes.is_empty())
             .map(|f| TokenFile {
                 path: f.path.clone(),
-                tokens: tokenize_notes(&f.notes),
+                tokens: match self.scheme {
+                    Scheme::Chord => tokenize_notes(&f.notes),
+                    Scheme::Timed => tokenize_timed(
+                        &f.notes,
+                        f.ticks_per_beat.unwrap_or(FALLBACK_TICKS_PER_BEAT),
+                        self.grid,
+                        self.max_beats,
+                    ),
+                },
                 origin: None,
             })
             .collect();
@@ -53,12 +154,18 @@ impl Stage for Tokenize {
             .flat_map(|f| &f.tokens)
             .filter(|t| is_chord(t))
             .count();
+        let times: usize = files
+            .iter()
+            .flat_map(|f| &f.tokens)
+            .filter(|t| time_token(t).is_some())
+            .count();
         Ok(StageOutput {
             summary: serde_json::json!({
                 "files": files.len(),
                 "tokens": total,
-                "note_tokens": total - chords,
+                "note_tokens": total - chords - times,
                 "chord_tokens": chords,
+                "time_tokens": times,
             }),
             artifact: Artifact::Tokens(TokenSet {
                 programs: notes.programs.clone(),
@@ -77,6 +184,7 @@ mod tests {
     fn notes_group_by_exact_onset() {
         let n = |tick, key| Note {
             tick,
+            ticks: 1,
             key,
             velocity: 100,
             program: 0,
@@ -90,5 +198,85 @@ mod tests {
             n(480, 55),
         ];
         assert_eq!(tokenize_notes(&notes), ["0.4", "E4", "7"]);
+    }
+
+    fn note(tick: u64, ticks: u64, key: u8) -> Note {
+        Note {
+            tick,
+            ticks,
+            key,
+            velocity: 90,
+            program: 0,
+        }
+    }
+
+    /// Tokens → a MIDI file → its notes (as `extract_instrument` reads them) → timed tokens again.
+    fn round_trip(tokens: &[String], grid: u32) -> Vec<String> {
+        let bytes = crate::music::midi::write_tokens(tokens, 0, 0.5).unwrap();
+        let song = crate::music::ingest::read_song("x.mid", &bytes)
+            .unwrap()
+            .song;
+        let notes = super::super::extract_instrument::notes_of(&song, &[true; 128]);
+        tokenize_timed(&notes, song.ticks_per_beat.unwrap(), grid, 4)
+    }
+
+    fn seq(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn timed_tokens_say_when_what_and_how_long() {
+        // 480 ticks a beat, grid 12 (40 ticks a step): C4 for a beat, an eighth-note triplet chord a beat later
+        // (nudged by 7 ticks, rounded to the grid), a rest of 9 beats (cut to 4), then a sixteenth.
+        let notes = [
+            note(0, 480, 60),
+            note(487, 160, 60),
+            note(480, 150, 64),
+            note(480, 160, 67),
+            note(487 + 9 * 480, 120, 72),
+        ];
+        assert_eq!(
+            tokenize_timed(&notes, 480, 12, 4),
+            seq("C4 ~1 +1 0.4.7 ~1/3 +4 C5 ~1/4")
+        );
+    }
+
+    #[test]
+    fn timed_tokens_round_trip_through_midi() {
+        for tokens in [
+            "C4 ~1 +1 0.4.7 ~1/3 +1/3 D4 ~2/3 +2/3 0 ~1/2 +4 B3 ~4",
+            "A#2 ~1/12 +1/12 A#2 ~1/12 +1/12 C7 ~3/2",
+            "E4 ~1/4",
+        ] {
+            assert_eq!(round_trip(&seq(tokens), 12), seq(tokens), "{tokens}");
+        }
+    }
+
+    #[test]
+    fn a_real_file_round_trips_once_its_overlaps_are_resolved() {
+        // A key struck again while it still sounds ends there (MIDI cannot play one key twice on a channel), so
+        // the first trip may shorten such durations; after it, the tokens are a fixed point.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/openmsx");
+        let Some(path) = std::fs::read_dir(&dir).ok().and_then(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "mid"))
+                .min()
+        }) else {
+            panic!("no MIDI files under {}", dir.display());
+        };
+        let bytes = std::fs::read(&path).unwrap();
+        let song = crate::music::ingest::read_song("song.mid", &bytes)
+            .unwrap()
+            .song;
+        let notes = super::super::extract_instrument::notes_of(&song, &[true; 128]);
+        let tokens = tokenize_timed(&notes, song.ticks_per_beat.unwrap_or(480), 12, 4);
+        assert!(tokens.len() > 100, "{}", path.display());
+        let once = round_trip(&tokens, 12);
+        assert_eq!(round_trip(&once, 12), once, "{}", path.display());
+        // Onsets and pitches survive the first trip untouched.
+        let sounds = |t: &[String]| -> Vec<String> {
+            t.iter().filter(|t| !t.starts_with('~')).cloned().collect()
+        };
+        assert_eq!(sounds(&once), sounds(&tokens));
     }
 }

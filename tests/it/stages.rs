@@ -358,8 +358,14 @@ fn the_manifest_file_keeps_its_field_names() {
 /// [`PIPELINE_TOML`] with an `augment` stage between `tokens` and `vocab`, over four melodies, one held out.
 fn augmented_project(transpose: &str) -> Project {
     let p = midi_project();
-    p.midi("midi/c.mid", &[melody(0, &[60, 64, 67, 72, 67, 64, 60, 62])]);
-    p.midi("midi/d.mid", &[melody(0, &[65, 69, 72, 77, 72, 69, 65, 67])]);
+    p.midi(
+        "midi/c.mid",
+        &[melody(0, &[60, 64, 67, 72, 67, 64, 60, 62])],
+    );
+    p.midi(
+        "midi/d.mid",
+        &[melody(0, &[65, 69, 72, 77, 72, 69, 65, 67])],
+    );
     let toml = PIPELINE_TOML
         .replace(
             "[stages.vocab]\nkind = \"vocab\"\ninputs = [\"tokens\"]",
@@ -381,12 +387,17 @@ fn augment_transposes_and_a_held_out_file_never_trains_in_any_key() {
     let rows = csv_rows(&run.report_file("windows.csv"));
     let col = |name: &str| rows[0].iter().position(|c| c == name).unwrap();
     let (file, split) = (col("file"), col("split"));
-    let held: Vec<&Vec<String>> = rows[1..].iter().filter(|r| r[split] == "validation").collect();
+    let held: Vec<&Vec<String>> = rows[1..]
+        .iter()
+        .filter(|r| r[split] == "validation")
+        .collect();
     assert_eq!(held.len(), 1, "one file held out, untransposed: {rows:?}");
     let source = held[0][file].clone();
     assert!(!source.contains('@'), "{source}");
     assert!(
-        rows[1..].iter().all(|r| !r[file].starts_with(&format!("{source}@"))),
+        rows[1..]
+            .iter()
+            .all(|r| !r[file].starts_with(&format!("{source}@"))),
         "no copy of the held-out `{source}` in training or validation: {rows:?}"
     );
     // The three training files, each with its 5 copies.
@@ -412,12 +423,18 @@ fn augment_transposes_and_a_held_out_file_never_trains_in_any_key() {
 fn without_augment_the_split_and_the_windows_are_what_they_were() {
     let p = augmented_project("[0, 0]");
     let with = p.pipeline(&["run", "exp.toml"]).ok();
-    assert_eq!(with.manifest().windows.unwrap().train_windows_from_copies, 0);
+    assert_eq!(
+        with.manifest().windows.unwrap().train_windows_from_copies,
+        0
+    );
     let csv = with.report_file("windows.csv");
     // The same experiment without the stage cuts the same windows.
     let toml = std::fs::read_to_string(p.path("exp.toml")).unwrap();
     let plain = toml
-        .replace("[stages.more]\nkind = \"augment\"\ninputs = [\"tokens\"]\ntranspose = [0, 0]\n\n", "")
+        .replace(
+            "[stages.more]\nkind = \"augment\"\ninputs = [\"tokens\"]\ntranspose = [0, 0]\n\n",
+            "",
+        )
         .replace("inputs = [\"more\"]", "inputs = [\"tokens\"]");
     p.write("plain.toml", plain);
     let without = p.pipeline(&["run", "plain.toml"]).ok();

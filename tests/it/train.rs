@@ -514,3 +514,86 @@ fn changing_top_p_reruns_only_sampling_and_leaves_old_fingerprints_alone() {
     assert_eq!(again.stages("ran"), ["music"]);
     assert_eq!(again.stage("music").params["top_p"], 0.5);
 }
+
+/// Beats from a time token's text (`+3/4` → 0.75).
+fn beats(text: &str) -> f64 {
+    match text.split_once('/') {
+        Some((n, d)) => n.parse::<f64>().unwrap() / d.parse::<f64>().unwrap(),
+        None => text.parse().unwrap(),
+    }
+}
+
+#[test]
+fn timed_tokens_keep_rhythm_from_the_files_to_the_generated_midi() {
+    let p = Project::new();
+    // Quarter, eighth, eighth, dotted half, then a rest of one beat: a rhythm the paper's tokens cannot say.
+    let rhythm: [(u32, u32); 4] = [(0, 480), (480, 240), (720, 240), (960, 1440)];
+    let mut events = Vec::new();
+    for bar in 0..6u32 {
+        for (i, (at, len)) in rhythm.iter().enumerate() {
+            events.extend(note(
+                bar * 2880 + at,
+                0,
+                60 + 2 * i as u8 + bar as u8 % 3,
+                *len,
+            ));
+        }
+    }
+    p.midi("midi/a.mid", &[events.clone()]);
+    p.midi("midi/b.mid", &[events]);
+    let toml = experiment(TINY, "length = 60\ntemperature = 1.0\nseed = 2")
+        .replace(
+            "[stages.tokens]\nkind = \"tokenize\"\ninputs = [\"melody\"]",
+            "[stages.tokens]\nkind = \"tokenize\"\ninputs = [\"melody\"]\nscheme = \"timed\"",
+        )
+        .replace("epochs = 3", "epochs = 30");
+    p.write("exp.toml", toml);
+    let run = p.pipeline(&["run", "exp.toml"]).ok();
+    let vocab = run.report_file("vocab.csv");
+    for token in ["+1/2", "~1/2", "~3", "+4"] {
+        assert!(vocab.contains(&format!(",{token},")), "{token} in\n{vocab}");
+    }
+    let tokens: Vec<String> = csv_rows(&run.report_file("generated.csv"))[1..]
+        .iter()
+        .map(|r| r[1].clone())
+        .collect();
+    // The sampler keeps the scheme's order: sound, duration, shift, sound, …
+    let class = |t: &str| match t.chars().next() {
+        Some('+') => 2,
+        Some('~') => 1,
+        _ => 0,
+    };
+    for pair in tokens.windows(2) {
+        assert_eq!((class(&pair[0]) + 1) % 3, class(&pair[1]), "{tokens:?}");
+    }
+    // The MIDI file plays the onsets the tokens say, on the beat they say.
+    let mut expected = Vec::new();
+    let mut now = 0.0;
+    for t in &tokens {
+        if let Some(b) = t.strip_prefix('+') {
+            now += beats(b);
+        } else if !t.starts_with('~') {
+            expected.push(((now * 480.0_f64).round() as u64, t.clone()));
+        }
+    }
+    let bytes = std::fs::read(run.report.as_ref().unwrap().join("generated.mid")).unwrap();
+    let song = pipeline::read_song("generated.mid", &bytes).unwrap().song;
+    let mut onsets: std::collections::BTreeMap<u64, BTreeSet<u8>> = Default::default();
+    for e in &song.events {
+        if let pipeline::artifact::Message::NoteOn { key, .. } = e.message {
+            onsets.entry(e.tick).or_default().insert(key);
+        }
+    }
+    let played: Vec<(u64, String)> = onsets
+        .iter()
+        .map(|(tick, keys)| (*tick, pipeline::token_for(keys)))
+        .collect();
+    assert_eq!(played, expected);
+    let metrics: serde_json::Value =
+        serde_json::from_str(&run.report_file("metrics.json")).unwrap();
+    assert!(
+        metrics["corpus"]["distinct_iois"].as_u64().unwrap() >= 3,
+        "{}",
+        metrics["corpus"]
+    );
+}

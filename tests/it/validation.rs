@@ -76,6 +76,25 @@ const CASES: &[(&str, &str, &[&str], &[&str])] = &[
         ],
     ),
     (
+        "grid out of range",
+        "[stages.t]\nkind = \"tokenize\"\ninputs = []\nscheme = \"timed\"\ngrid = 0\n",
+        &[],
+        &[
+            "must be between 1 and 96, got 0",
+            "key `stages.t.grid`",
+            "exp.toml:8:8",
+        ],
+    ),
+    (
+        "unknown tokenization scheme",
+        "[stages.t]\nkind = \"tokenize\"\ninputs = []\nscheme = \"tsd\"\n",
+        &[],
+        &[
+            "unknown variant `tsd`, expected `chord` or `timed`",
+            "key `stages.t.scheme`",
+        ],
+    ),
+    (
         "fraction out of range",
         "[stages.w]\nkind = \"window\"\ninputs = []\nval_fraction = 1.5\n",
         &[],
