@@ -66,8 +66,11 @@ pub fn pitches_of(token: &str) -> Option<Vec<u8>> {
 }
 
 /// `token` moved by `shift` semitones: a note to another note (`None` when it would leave 0–127), a chord to the
-/// chord of its pitch classes moved (they wrap around the octave).
+/// chord of its pitch classes moved (they wrap around the octave); time tokens stay as they are.
 pub fn transpose(token: &str, shift: i8) -> Option<String> {
+    if time_token(token).is_some() {
+        return Some(token.to_string());
+    }
     if is_chord(token) {
         let classes: std::collections::BTreeSet<u8> = token
             .split('.')

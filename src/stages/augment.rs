@@ -118,7 +118,11 @@ mod tests {
     fn every_shift_that_stays_on_the_keyboard_makes_a_tagged_copy() {
         let set = TokenSet {
             programs: vec![0],
-            files: vec![file("a.mid", "C4 E4 0.4.7"), file("top.mid", "G9 C4")],
+            files: vec![
+                file("a.mid", "C4 E4 0.4.7"),
+                file("top.mid", "G9 C4"),
+                file("timed.mid", "C4 ~1/2 +1/2 0.4.7 ~3"),
+            ],
         };
         let out = augment(&set, [-2, 1]);
         let paths: Vec<&str> = out.files.iter().map(|f| f.path.as_str()).collect();
@@ -132,9 +136,15 @@ mod tests {
                 "a.mid@+1",
                 "top.mid",
                 "top.mid@-2",
-                "top.mid@-1"
+                "top.mid@-1",
+                "timed.mid",
+                "timed.mid@-2",
+                "timed.mid@-1",
+                "timed.mid@+1"
             ]
         );
+        // Time tokens keep their time.
+        assert_eq!(out.files[8].tokens, ["A#3", "~1/2", "+1/2", "2.5.10", "~3"]);
         assert_eq!(out.files[1].tokens, ["A#3", "D4", "2.5.10"]);
         assert_eq!(out.files[3].tokens, ["C#4", "F4", "1.5.8"]);
         assert_eq!(

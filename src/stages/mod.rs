@@ -120,7 +120,8 @@ const KINDS: [KindRow; 10] = [
     KindRow {
         kind: StageKind::Augment,
         name: "augment",
-        version: 1,
+        // 2: time tokens are kept as they are (version 1 made no copy of a timed file).
+        version: 2,
         inputs: &[ArtifactKind::Tokens],
         output: ArtifactKind::Tokens,
         report_files: &[],
