@@ -27,6 +27,8 @@ pub struct RunSummary {
     pub params: BTreeMap<String, Value>,
     pub history: Vec<EpochStats>,
     pub train_seconds: Option<f64>,
+    /// The last training's validation loss per onset (comparable across tokenization schemes).
+    pub val_loss_per_onset: Option<f64>,
     pub device: String,
     pub metrics: Option<Metrics>,
     /// The same metrics of the references `metrics.json` holds (held-out files, shuffled, uniform), by name.
@@ -57,6 +59,13 @@ impl RunSummary {
         let manifest = Manifest::read(dir)?;
         let params = manifest.params();
         let train_seconds = manifest.train_seconds();
+        let val_loss_per_onset = manifest
+            .stages
+            .iter()
+            .rev()
+            .filter(|s| s.kind == crate::stages::StageKind::Train)
+            .find_map(|s| s.summary_as::<crate::stages::TrainSummary>())
+            .and_then(|t| t.final_val_loss_per_onset);
         let history = match find_file(dir, "loss.csv") {
             Some(p) => crate::artifact::read_losses(&p)?,
             None => Vec::new(),
@@ -101,6 +110,7 @@ impl RunSummary {
             params,
             history,
             train_seconds,
+            val_loss_per_onset,
             device: manifest.device,
             metrics,
             references,
@@ -190,13 +200,14 @@ pub struct Table {
 }
 
 /// The columns after the varying parameters, in order.
-pub const FIXED_COLUMNS: [&str; 9] = [
+pub const FIXED_COLUMNS: [&str; 10] = [
     "epochs",
     "final_train_loss",
     "best_train_loss",
     "final_val_loss",
     "best_val_loss",
     "val_accuracy",
+    "val_loss_per_onset",
     "train_seconds",
     "device",
     "status",
@@ -249,6 +260,7 @@ pub fn table(runs: &[RunSummary]) -> Table {
             row.push(last.and_then(|l| l.val_loss).into());
             row.push(r.best_val_loss().into());
             row.push(last.and_then(|l| l.val_accuracy).into());
+            row.push(r.val_loss_per_onset.into());
             row.push(r.train_seconds.into());
             row.push(Value::from(r.device.as_str()));
             row.push(Value::from(r.status.as_str()));

@@ -149,6 +149,10 @@ pub struct TrainSummary {
     pub best_epoch: Option<usize>,
     /// Whether `patience` ended the training before `epochs`.
     pub stopped_early: bool,
+    /// The final validation loss per onset: the held-out negative log-likelihood over every predicted token, divided
+    /// by the predicted tokens that are notes or chords. Equal to `final_val_loss` for the paper's tokens; with timed
+    /// tokens (three per onset) it is what compares with them.
+    pub final_val_loss_per_onset: Option<f64>,
 }
 
 impl Params for Train {
@@ -553,6 +557,19 @@ impl Stage for Train {
             seconds: history.iter().map(|h| h.seconds).sum::<f64>(),
             best_epoch: best,
             stopped_early: history.len() < self.epochs as usize,
+            final_val_loss_per_onset: last.val_loss.and_then(|loss| {
+                let targets: Vec<u32> = windows
+                    .starts(Split::Validation)
+                    .map(|s| windows.window(s).1)
+                    .collect();
+                let sounds = targets
+                    .iter()
+                    .filter(|&&t| {
+                        crate::music::tokens::time_token(&windows.tokens[t as usize]).is_none()
+                    })
+                    .count();
+                (sounds > 0).then(|| loss * targets.len() as f64 / sounds as f64)
+            }),
         })?;
         let mut loss_bytes = LOSS_HEADER.as_bytes().to_vec();
         for s in &history {

@@ -597,3 +597,39 @@ fn timed_tokens_keep_rhythm_from_the_files_to_the_generated_midi() {
         metrics["corpus"]
     );
 }
+
+#[test]
+fn validation_loss_per_onset_compares_timed_with_chord_tokens() {
+    let p = tiny_project();
+    p.midi(
+        "midi/c.mid",
+        &[melody(0, &[60, 62, 64, 65, 67, 65, 64, 62, 60, 62, 64, 65])],
+    );
+    let chord = experiment(TINY, "length = 5").replace("val_fraction = 0.0", "val_fraction = 0.34");
+    p.write("chord.toml", &chord);
+    let timed = chord.replace(
+        "[stages.tokens]\nkind = \"tokenize\"\ninputs = [\"melody\"]",
+        "[stages.tokens]\nkind = \"tokenize\"\ninputs = [\"melody\"]\nscheme = \"timed\"",
+    );
+    p.write("timed.toml", &timed);
+    let summary = |file: &str| {
+        p.pipeline(&["run", file])
+            .ok()
+            .stage("model")
+            .summary()
+            .clone()
+    };
+    let chord = summary("chord.toml");
+    // One token per onset: the two losses are one.
+    assert_eq!(chord["final_val_loss_per_onset"], chord["final_val_loss"]);
+    // Three tokens per onset (after the first): about three times the per-token loss.
+    let timed = summary("timed.toml");
+    let ratio = timed["final_val_loss_per_onset"].as_f64().unwrap()
+        / timed["final_val_loss"].as_f64().unwrap();
+    assert!((2.5..=3.5).contains(&ratio), "{ratio}: {timed}");
+    let table = p.pipeline(&["compare", "--format", "csv"]).ok().stdout;
+    assert!(
+        table.lines().next().unwrap().contains("val_loss_per_onset"),
+        "{table}"
+    );
+}
