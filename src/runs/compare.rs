@@ -29,6 +29,8 @@ pub struct RunSummary {
     pub train_seconds: Option<f64>,
     /// The last training's validation loss per onset (comparable across tokenization schemes).
     pub val_loss_per_onset: Option<f64>,
+    /// Training windows cut from transposed copies (`augment`).
+    pub copy_windows: Option<usize>,
     pub device: String,
     pub metrics: Option<Metrics>,
     /// The same metrics of the references `metrics.json` holds (held-out files, shuffled, uniform), by name.
@@ -111,6 +113,10 @@ impl RunSummary {
             history,
             train_seconds,
             val_loss_per_onset,
+            copy_windows: manifest
+                .windows
+                .as_ref()
+                .map(|w| w.train_windows_from_copies),
             device: manifest.device,
             metrics,
             references,
@@ -200,7 +206,7 @@ pub struct Table {
 }
 
 /// The columns after the varying parameters, in order.
-pub const FIXED_COLUMNS: [&str; 10] = [
+pub const FIXED_COLUMNS: [&str; 11] = [
     "epochs",
     "final_train_loss",
     "best_train_loss",
@@ -209,6 +215,7 @@ pub const FIXED_COLUMNS: [&str; 10] = [
     "val_accuracy",
     "val_loss_per_onset",
     "train_seconds",
+    "copy_windows",
     "device",
     "status",
 ];
@@ -262,6 +269,7 @@ pub fn table(runs: &[RunSummary]) -> Table {
             row.push(last.and_then(|l| l.val_accuracy).into());
             row.push(r.val_loss_per_onset.into());
             row.push(r.train_seconds.into());
+            row.push(r.copy_windows.into());
             row.push(Value::from(r.device.as_str()));
             row.push(Value::from(r.status.as_str()));
             match r.metrics.as_ref() {

@@ -412,6 +412,13 @@ fn augment_transposes_and_a_held_out_file_never_trains_in_any_key() {
         "each original has as many windows as each of its copies"
     );
 
+    let table = p.pipeline(&["compare", "--format", "json"]).ok().stdout;
+    let rows: serde_json::Value = serde_json::from_str(&table).unwrap();
+    assert_eq!(
+        rows[0]["copy_windows"], windows.train_windows_from_copies as u64,
+        "compare says how many training windows came from copies"
+    );
+
     // Changing the transposition re-runs augment and what follows, never the MIDI stages.
     let again = p
         .pipeline(&["run", "exp.toml", "--set", "more.transpose=[-1, 1]"])
