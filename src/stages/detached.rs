@@ -18,6 +18,7 @@ pub fn sample_params(length: u32, mode: sample::Mode) -> sample::Sample {
         temperature: 0.0,
         top_k: 0,
         top_p: 1.0,
+        count: 1,
         step: 0.5,
         seed: 7,
         mode,

@@ -41,6 +41,10 @@ pub struct Sample {
     /// of the fingerprint at 1, so samples from before it existed stay cached.
     #[serde(default = "d::top_p", skip_serializing_if = "d::is_one")]
     pub top_p: f64,
+    /// Pieces to generate, each from its own starting window: `generated.mid`, `generated-2.mid`, … (with their
+    /// CSV, metrics and piano roll). Left out of the fingerprint at 1.
+    #[serde(default = "d::count", skip_serializing_if = "d::is_single")]
+    pub count: u32,
     /// Beats between successive tokens (the paper: 0.5).
     #[serde(default = "d::step")]
     pub step: f64,
@@ -72,6 +76,12 @@ mod d {
     }
     pub fn is_one(x: &f64) -> bool {
         *x == 1.0
+    }
+    pub fn count() -> u32 {
+        1
+    }
+    pub fn is_single(n: &u32) -> bool {
+        *n == 1
     }
     pub fn seed() -> u64 {
         7
@@ -110,6 +120,12 @@ impl Params for Sample {
                 .hint("`top_p` keeps the most likely tokens whose probabilities add up to it (0.9 is common); 1 keeps all"),
             );
         }
+        if !(1..=MAX_PIECES).contains(&self.count) {
+            p.push(ParamProblem::new(
+                "count",
+                format!("must be between 1 and {MAX_PIECES}, got {}", self.count),
+            ));
+        }
         let ticks = self.step * f64::from(midi::TICKS_PER_BEAT);
         if !(ticks.is_finite() && ticks >= 1.0 && self.step <= 64.0) {
             p.push(
@@ -123,6 +139,9 @@ impl Params for Sample {
         p
     }
 }
+
+/// The most pieces one `sample` stage makes (their report files are listed in the stage table).
+pub const MAX_PIECES: u32 = 8;
 
 /// Picks the next token from logits: argmax at temperature 0, else a draw from the tempered softmax of the `top_k`
 /// most likely tokens (all when 0), cut to the most likely ones whose probabilities reach `top_p` (all at 1).
@@ -359,6 +378,61 @@ impl Stage for Sample {
             ],
             self.step,
         )?;
+        // Further pieces, each from a start drawn after the first piece's (so piece 1 is what `count = 1` makes).
+        let mut more = Vec::new();
+        for n in 2..=self.count {
+            let start = starts[rng.random_range(0..starts.len())];
+            let from = windows
+                .files
+                .iter()
+                .find(|f| (f.offset..f.offset + f.len).contains(&start))
+                .expect("a window lies in a file");
+            let window: Vec<u32> = windows.window(start).0.to_vec();
+            let bar = ctx.bar(u64::from(self.length), "tokens");
+            let ids = generate(&model, &window, self, &windows.tokens, &mut rng, || {
+                bar.inc(1)
+            })?;
+            bar.finish_and_clear();
+            let piece: Vec<String> = ids.iter().map(name).collect();
+            let mut csv = String::from("index,token\n");
+            for (i, t) in piece.iter().enumerate() {
+                csv.push_str(&format!("{i},{t}\n"));
+            }
+            let report = metrics::report(
+                &piece,
+                self.step,
+                &files_of(Split::Train),
+                &files_of(Split::Validation),
+                &windows.tokens,
+                self.seed,
+            );
+            let seed: Vec<String> = window.iter().map(name).collect();
+            let roll = crate::music::plot::piano_roll(
+                &format!("piece {n}, after a training excerpt from {}", from.path),
+                &[
+                    RollPart {
+                        tokens: &seed,
+                        label: "seed window (training data)".into(),
+                    },
+                    RollPart {
+                        tokens: &piece,
+                        label: "generated".into(),
+                    },
+                ],
+                self.step,
+            )?;
+            let file = |name: String, bytes: Vec<u8>| ReportFile { name, bytes };
+            more.push(file(
+                format!("generated-{n}.mid"),
+                midi::write_tokens(&piece, program, self.step)?,
+            ));
+            more.push(file(format!("generated-{n}.csv"), csv.into_bytes()));
+            more.push(file(
+                format!("metrics-{n}.json"),
+                serde_json::to_vec_pretty(&report)?,
+            ));
+            more.push(file(format!("generated-{n}.svg"), roll.into_bytes()));
+        }
         let reference_roll = crate::music::plot::piano_roll(
             &format!("training data: the first minute of {}", file.path),
             &[RollPart {
@@ -396,7 +470,10 @@ impl Stage for Sample {
                     name: "reference.svg".into(),
                     bytes: reference_roll.into_bytes(),
                 },
-            ],
+            ]
+            .into_iter()
+            .chain(more)
+            .collect(),
             artifact: Artifact::Music(Music {
                 tokens,
                 start_file: file.path.clone(),

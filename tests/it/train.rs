@@ -633,3 +633,68 @@ fn validation_loss_per_onset_compares_timed_with_chord_tokens() {
         "{table}"
     );
 }
+
+#[test]
+fn count_makes_several_pieces_and_the_first_is_the_single_piece() {
+    let p = tiny_project();
+    let one = p
+        .pipeline(&["run", "exp.toml", "--set", "music.temperature=1.0"])
+        .ok();
+    let three = p
+        .pipeline(&[
+            "run",
+            "exp.toml",
+            "--set",
+            "music.temperature=1.0",
+            "--set",
+            "music.count=3",
+        ])
+        .ok();
+    assert_eq!(three.stages("ran"), ["music"]);
+    assert_eq!(
+        three.report_file("generated.csv"),
+        one.report_file("generated.csv"),
+        "piece 1 is what count = 1 makes"
+    );
+    for n in 2..=3 {
+        for file in [
+            format!("generated-{n}.mid"),
+            format!("generated-{n}.csv"),
+            format!("metrics-{n}.json"),
+            format!("generated-{n}.svg"),
+        ] {
+            assert!(
+                three.report.as_ref().unwrap().join(&file).is_file(),
+                "{file}"
+            );
+        }
+    }
+    assert_ne!(
+        three.report_file("generated-2.csv"),
+        three.report_file("generated-3.csv")
+    );
+    assert!(
+        !three
+            .report
+            .as_ref()
+            .unwrap()
+            .join("generated-4.mid")
+            .exists()
+    );
+    // Its entry is trusted when read back: the same command is cached.
+    let again = p
+        .pipeline(&[
+            "run",
+            "exp.toml",
+            "--set",
+            "music.temperature=1.0",
+            "--set",
+            "music.count=3",
+        ])
+        .ok();
+    assert!(again.stages("ran").is_empty(), "{}", again.stderr);
+    assert_eq!(
+        again.report_file("generated-3.csv"),
+        three.report_file("generated-3.csv")
+    );
+}

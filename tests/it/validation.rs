@@ -95,6 +95,16 @@ const CASES: &[(&str, &str, &[&str], &[&str])] = &[
         ],
     ),
     (
+        "too many pieces",
+        "[stages.s]\nkind = \"sample\"\ninputs = []\ncount = 9\n",
+        &[],
+        &[
+            "must be between 1 and 8, got 9",
+            "key `stages.s.count`",
+            "exp.toml:7:9",
+        ],
+    ),
+    (
         "fraction out of range",
         "[stages.w]\nkind = \"window\"\ninputs = []\nval_fraction = 1.5\n",
         &[],
