@@ -10,9 +10,21 @@ use super::events::{Event, Reporter, Share, StageRef};
 use super::plan::{Decision, Node, Probe, decide, fingerprint_of};
 use super::{Options, StageResult, Status, Target};
 use crate::artifact::Artifact;
-use crate::fingerprint::{Fingerprint, InputHash};
-use crate::stages::Resume;
+use crate::fingerprint::{Fingerprint, InputHash, Reason};
+use crate::stages::{ExternalInputs, Resume};
 use crate::store::{Cache, Checkpoint, Record};
+
+/// One node to compute, as the scheduler hands it over.
+pub(super) struct Job<'a> {
+    pub(super) id: usize,
+    pub(super) fp: &'a Fingerprint,
+    /// The records of its inputs, in order.
+    pub(super) inputs: &'a [Record],
+    /// Its files outside the cache, read and hashed.
+    pub(super) external: &'a ExternalInputs,
+    /// Why it runs.
+    pub(super) reasons: Vec<Reason>,
+}
 
 /// What executing a node needs: the run's nodes and targets, the store, and where events go.
 pub(super) struct Shared<'a> {
@@ -189,14 +201,14 @@ impl Shared<'_> {
                         problem,
                     });
                 }
-                self.opts.executor.placement().compute(
-                    self,
+                let job = Job {
                     id,
-                    &fp,
-                    input_records,
-                    result,
+                    fp: &fp,
+                    inputs: input_records,
+                    external,
                     reasons,
-                )
+                };
+                self.opts.executor.placement().compute(self, job, result)
             }
         }
     }

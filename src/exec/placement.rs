@@ -8,50 +8,35 @@ use std::time::Instant;
 use super::StageResult;
 use super::Status;
 use super::events::Event;
-use super::node::Shared;
+use super::node::{Job, Shared};
 use crate::artifact::Artifact;
-use crate::fingerprint::{Fingerprint, Reason};
 use crate::stages::RunContext;
-use crate::store::{EntryMeta, Record};
+use crate::store::EntryMeta;
 
 /// Computes nodes that are not cached.
 pub(super) trait Placement: Sync {
-    /// Computes node `id` of `run`, whose fingerprint is `fp` and whose inputs' records are `inputs`, for
-    /// `reasons`; returns `result` completed: ran (with the stored record), cached (another process stored it
-    /// meanwhile), failed or interrupted.
-    fn compute(
-        &self,
-        run: &Shared<'_>,
-        id: usize,
-        fp: &Fingerprint,
-        inputs: &[Record],
-        result: StageResult,
-        reasons: Vec<Reason>,
-    ) -> StageResult;
+    /// Computes `job` of `run`; returns `result` completed: ran (with the stored record), cached (another process
+    /// stored it meanwhile), failed or interrupted.
+    fn compute(&self, run: &Shared<'_>, job: Job<'_>, result: StageResult) -> StageResult;
 }
 
 /// In this process, on one of the scheduler's threads.
 pub(super) struct Local;
 
 impl Placement for Local {
-    fn compute(
-        &self,
-        run: &Shared<'_>,
-        id: usize,
-        fp: &Fingerprint,
-        input_records: &[Record],
-        mut result: StageResult,
-        reasons: Vec<Reason>,
-    ) -> StageResult {
+    fn compute(&self, run: &Shared<'_>, job: Job<'_>, mut result: StageResult) -> StageResult {
+        let Job {
+            id,
+            fp,
+            inputs: input_records,
+            external,
+            reasons,
+        } = job;
         let node = &run.nodes[id];
         let target = &run.targets[node.target];
         let exp = target.experiment;
         let spec = &exp.graph.stages[node.stage];
         let key = fp.hash();
-        let external = match &node.external {
-            Ok(x) => x,
-            Err(e) => return result.with_error(anyhow::anyhow!("{e}")),
-        };
         // Another process may be computing the same entry: wait for it, then take its result.
         let _claim = match run.cache.claim(&key, || {
             run.emit(Event::WaitingForOther {

@@ -6,25 +6,20 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 use super::events::Event;
-use super::node::Shared;
+use super::node::{Job, Shared};
 use super::placement::Placement;
 use super::slurm;
 use super::{Cause, SlurmPlacement, StageError, StageResult, Status};
-use crate::fingerprint::{Fingerprint, Reason};
 use crate::paths::write_atomic;
-use crate::store::{Lookup, Record};
+use crate::store::Lookup;
 
 impl Placement for SlurmPlacement {
     /// Runs a stage as a Slurm job and follows it to its end; the node stores the result in the shared cache.
-    fn compute(
-        &self,
-        run: &Shared<'_>,
-        id: usize,
-        fp: &Fingerprint,
-        _inputs: &[Record],
-        mut result: StageResult,
-        reasons: Vec<Reason>,
-    ) -> StageResult {
+    fn compute(&self, run: &Shared<'_>, job: Job<'_>, mut result: StageResult) -> StageResult {
+        // The node reads the inputs and external files itself, from the shared cache and filesystem.
+        let Job {
+            id, fp, reasons, ..
+        } = job;
         let placement = self;
         run.emit(Event::Running {
             stage: run.stage(id),

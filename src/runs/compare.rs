@@ -60,14 +60,9 @@ impl RunSummary {
     pub fn read(dir: &Path, reports_dir: &Path) -> Result<Self> {
         let manifest = Manifest::read(dir)?;
         let params = manifest.params();
-        let train_seconds = manifest.train_seconds();
-        let val_loss_per_onset = manifest
-            .stages
-            .iter()
-            .rev()
-            .filter(|s| s.kind == crate::stages::StageKind::Train)
-            .find_map(|s| s.summary_as::<crate::stages::TrainSummary>())
-            .and_then(|t| t.final_val_loss_per_onset);
+        let train = manifest.train_summary();
+        let train_seconds = train.as_ref().map(|t| t.seconds);
+        let val_loss_per_onset = train.and_then(|t| t.final_val_loss_per_onset);
         let history = match find_file(dir, "loss.csv") {
             Some(p) => crate::artifact::read_losses(&p)?,
             None => Vec::new(),

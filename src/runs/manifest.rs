@@ -178,14 +178,13 @@ impl Manifest {
             .collect()
     }
 
-    /// Training time of the run's (last) `train` stage.
-    pub fn train_seconds(&self) -> Option<f64> {
+    /// The summary of the run's (last) `train` stage.
+    pub fn train_summary(&self) -> Option<TrainSummary> {
         self.stages
             .iter()
             .rev()
             .filter(|s| s.kind == StageKind::Train)
             .find_map(|s| s.summary_as::<TrainSummary>())
-            .map(|t| t.seconds)
     }
 }
 

@@ -140,6 +140,16 @@ impl Params for Sample {
     }
 }
 
+/// One generated piece: where it started, its tokens and seed window, its metrics and its report files.
+struct Piece<'a> {
+    file: &'a crate::artifact::WindowFile,
+    start: usize,
+    tokens: Vec<String>,
+    seed: Vec<String>,
+    report: metrics::MetricsReport,
+    files: Vec<ReportFile>,
+}
+
 /// The most pieces one `sample` stage makes (their report files are listed in the stage table).
 pub const MAX_PIECES: u32 = 8;
 
@@ -309,30 +319,8 @@ impl Stage for Sample {
 
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         let starts: Vec<usize> = windows.starts(Split::Train).collect();
-        let start = starts[rng.random_range(0..starts.len())];
-        let file = windows
-            .files
-            .iter()
-            .find(|f| (f.offset..f.offset + f.len).contains(&start))
-            .expect("a window lies in a file");
-        let window: Vec<u32> = windows.window(start).0.to_vec();
-
-        let bar = ctx.bar(u64::from(self.length), "tokens");
-        let generated = generate(&model, &window, self, &windows.tokens, &mut rng, || {
-            bar.inc(1)
-        })?;
-        bar.finish_and_clear();
-
-        let tokens: Vec<String> = generated
-            .iter()
-            .map(|&id| windows.tokens[id as usize].clone())
-            .collect();
         let program = windows.programs.first().copied().unwrap_or(0);
-        let mid = midi::write_tokens(&tokens, program, self.step)?;
-        let mut csv = String::from("index,token\n");
-        for (i, t) in tokens.iter().enumerate() {
-            csv.push_str(&format!("{i},{t}\n"));
-        }
+        let name = |id: &u32| windows.tokens[*id as usize].clone();
         // Copies are judged against what the model trained on (the training files, each on its own); structure
         // against the files it never saw.
         let files_of = |split: Split| -> Vec<Vec<String>> {
@@ -343,46 +331,17 @@ impl Stage for Sample {
                 .map(|f| {
                     windows.ids[f.offset..f.offset + f.len]
                         .iter()
-                        .map(|&id| windows.tokens[id as usize].clone())
+                        .map(name)
                         .collect()
                 })
                 .collect()
         };
-        let report = metrics::report(
-            &tokens,
-            self.step,
-            &files_of(Split::Train),
-            &files_of(Split::Validation),
-            &windows.tokens,
-            self.seed,
-        );
-        let name = |id: &u32| windows.tokens[*id as usize].clone();
-        let seed: Vec<String> = window.iter().map(name).collect();
-        // The first minute of the file the seed came from (120 bpm: two beats a second).
-        let minute = (120.0 / self.step).ceil() as usize;
-        let reference: Vec<String> = windows.ids[file.offset..file.offset + file.len.min(minute)]
-            .iter()
-            .map(name)
-            .collect();
-        let roll = crate::music::plot::piano_roll(
-            &format!("generated, after a training excerpt from {}", file.path),
-            &[
-                RollPart {
-                    tokens: &seed,
-                    label: "seed window (training data)".into(),
-                },
-                RollPart {
-                    tokens: &tokens,
-                    label: "generated".into(),
-                },
-            ],
-            self.step,
-        )?;
-        // Further pieces, each from a start drawn after the first piece's (so piece 1 is what `count = 1` makes).
-        let mut more = Vec::new();
-        for n in 2..=self.count {
+        let (training, held_out) = (files_of(Split::Train), files_of(Split::Validation));
+        // Piece `n`: a start drawn from the one generator, in order, so piece 1 is what `count = 1` makes; its files
+        // are `generated.mid` … for piece 1 and `generated-n.mid` … after it.
+        let mut compose = |n: u32| -> anyhow::Result<Piece> {
             let start = starts[rng.random_range(0..starts.len())];
-            let from = windows
+            let file = windows
                 .files
                 .iter()
                 .find(|f| (f.offset..f.offset + f.len).contains(&start))
@@ -393,46 +352,83 @@ impl Stage for Sample {
                 bar.inc(1)
             })?;
             bar.finish_and_clear();
-            let piece: Vec<String> = ids.iter().map(name).collect();
+            let tokens: Vec<String> = ids.iter().map(name).collect();
+            let seed: Vec<String> = window.iter().map(name).collect();
             let mut csv = String::from("index,token\n");
-            for (i, t) in piece.iter().enumerate() {
+            for (i, t) in tokens.iter().enumerate() {
                 csv.push_str(&format!("{i},{t}\n"));
             }
             let report = metrics::report(
-                &piece,
+                &tokens,
                 self.step,
-                &files_of(Split::Train),
-                &files_of(Split::Validation),
+                &training,
+                &held_out,
                 &windows.tokens,
                 self.seed,
             );
-            let seed: Vec<String> = window.iter().map(name).collect();
+            let (suffix, title) = match n {
+                1 => (String::new(), "generated".to_string()),
+                n => (format!("-{n}"), format!("piece {n}")),
+            };
             let roll = crate::music::plot::piano_roll(
-                &format!("piece {n}, after a training excerpt from {}", from.path),
+                &format!("{title}, after a training excerpt from {}", file.path),
                 &[
                     RollPart {
                         tokens: &seed,
                         label: "seed window (training data)".into(),
                     },
                     RollPart {
-                        tokens: &piece,
+                        tokens: &tokens,
                         label: "generated".into(),
                     },
                 ],
                 self.step,
             )?;
-            let file = |name: String, bytes: Vec<u8>| ReportFile { name, bytes };
-            more.push(file(
-                format!("generated-{n}.mid"),
-                midi::write_tokens(&piece, program, self.step)?,
-            ));
-            more.push(file(format!("generated-{n}.csv"), csv.into_bytes()));
-            more.push(file(
-                format!("metrics-{n}.json"),
-                serde_json::to_vec_pretty(&report)?,
-            ));
-            more.push(file(format!("generated-{n}.svg"), roll.into_bytes()));
-        }
+            let files = vec![
+                ReportFile {
+                    name: format!("generated{suffix}.mid"),
+                    bytes: midi::write_tokens(&tokens, program, self.step)?,
+                },
+                ReportFile {
+                    name: format!("generated{suffix}.csv"),
+                    bytes: csv.into_bytes(),
+                },
+                ReportFile {
+                    name: format!("metrics{suffix}.json"),
+                    bytes: serde_json::to_vec_pretty(&report)?,
+                },
+                ReportFile {
+                    name: format!("generated{suffix}.svg"),
+                    bytes: roll.into_bytes(),
+                },
+            ];
+            Ok(Piece {
+                file,
+                start,
+                tokens,
+                seed,
+                report,
+                files,
+            })
+        };
+        let first = compose(1)?;
+        let more = (2..=self.count)
+            .map(&mut compose)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let Piece {
+            file,
+            start,
+            tokens,
+            seed,
+            report,
+            files,
+        } = first;
+        // The first minute of the file the seed came from (120 bpm: two beats a second).
+        let minute = (120.0 / self.step).ceil() as usize;
+        let reference: Vec<String> = windows.ids[file.offset..file.offset + file.len.min(minute)]
+            .iter()
+            .map(name)
+            .collect();
         let reference_roll = crate::music::plot::piano_roll(
             &format!("training data: the first minute of {}", file.path),
             &[RollPart {
@@ -449,31 +445,14 @@ impl Stage for Sample {
                 "start_offset": start - file.offset,
                 "program": program,
             }),
-            files: vec![
-                ReportFile {
-                    name: "generated.mid".into(),
-                    bytes: mid,
-                },
-                ReportFile {
-                    name: "generated.csv".into(),
-                    bytes: csv.into_bytes(),
-                },
-                ReportFile {
-                    name: "metrics.json".into(),
-                    bytes: serde_json::to_vec_pretty(&report)?,
-                },
-                ReportFile {
-                    name: "generated.svg".into(),
-                    bytes: roll.into_bytes(),
-                },
-                ReportFile {
+            files: files
+                .into_iter()
+                .chain([ReportFile {
                     name: "reference.svg".into(),
                     bytes: reference_roll.into_bytes(),
-                },
-            ]
-            .into_iter()
-            .chain(more)
-            .collect(),
+                }])
+                .chain(more.into_iter().flat_map(|p| p.files))
+                .collect(),
             artifact: Artifact::Music(Music {
                 tokens,
                 start_file: file.path.clone(),
