@@ -86,6 +86,7 @@ impl Artifact {
     pub fn validate(&self) -> Result<(), String> {
         match self {
             Artifact::Midi(c) => c.files.iter().try_for_each(|f| {
+                tempo_in_range(f.tempo, &f.path)?;
                 f.events.iter().try_for_each(|e| {
                     let (a, b) = match e.message {
                         Message::NoteOn { key, velocity } => (key, velocity),
@@ -101,6 +102,7 @@ impl Artifact {
             Artifact::Notes(n) => {
                 programs_in_range(&n.programs)?;
                 n.files.iter().try_for_each(|f| {
+                    tempo_in_range(f.tempo, &f.path)?;
                     if f.notes
                         .iter()
                         .any(|n| n.key > 127 || n.velocity > 127 || n.program > 127)
@@ -110,7 +112,12 @@ impl Artifact {
                     Ok(())
                 })
             }
-            Artifact::Tokens(t) => programs_in_range(&t.programs),
+            Artifact::Tokens(t) => {
+                programs_in_range(&t.programs)?;
+                t.files
+                    .iter()
+                    .try_for_each(|f| tempo_in_range(f.tempo, &f.path))
+            }
             Artifact::Vocab(v) => {
                 programs_in_range(&v.programs)?;
                 if v.counts.len() != v.tokens.len() {
@@ -120,9 +127,10 @@ impl Artifact {
                         v.tokens.len()
                     ));
                 }
-                v.files
-                    .iter()
-                    .try_for_each(|f| ids_in_range(&f.ids, v.tokens.len(), &f.path))
+                v.files.iter().try_for_each(|f| {
+                    tempo_in_range(f.tempo, &f.path)?;
+                    ids_in_range(&f.ids, v.tokens.len(), &f.path)
+                })
             }
             Artifact::Windows(w) => w.validate(),
             Artifact::Model(m) => {
@@ -144,7 +152,7 @@ impl Artifact {
                 if !(m.step.is_finite() && m.step > 0.0) {
                     return Err(format!("a step of {} beats", m.step));
                 }
-                Ok(())
+                tempo_in_range(m.tempo, "the generated music")
             }
             Artifact::Audio(a) => {
                 if !(a.generated_seconds.is_finite() && a.seed_seconds.is_finite()) {
@@ -211,7 +219,30 @@ pub struct Song {
     pub path: String,
     /// Ticks per quarter note (metrical timing), or `None` for SMPTE timecode files.
     pub ticks_per_beat: Option<u16>,
+    /// The file's first tempo, in microseconds per quarter note ([`DEFAULT_TEMPO`] when it sets none).
+    pub tempo: u32,
     pub events: Vec<Event>,
+}
+
+/// MIDI's tempo when a file sets none: 500 000 µs per quarter note, 120 bpm.
+pub const DEFAULT_TEMPO: u32 = 500_000;
+
+/// The largest tempo a MIDI file can hold (a 24-bit field).
+pub const MAX_TEMPO: u32 = 0xff_ffff;
+
+/// Beats per minute of a tempo in microseconds per quarter note.
+pub fn bpm(tempo: u32) -> f64 {
+    60_000_000.0 / f64::from(tempo.max(1))
+}
+
+fn tempo_in_range(tempo: u32, what: &str) -> Result<(), String> {
+    if (1..=MAX_TEMPO).contains(&tempo) {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{what}` has a tempo of {tempo} µs per beat, outside MIDI's 1–{MAX_TEMPO}"
+        ))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -251,6 +282,8 @@ pub struct NoteSet {
 pub struct NoteFile {
     pub path: String,
     pub ticks_per_beat: Option<u16>,
+    /// As [`Song::tempo`].
+    pub tempo: u32,
     /// In time order (ties keep file order).
     pub notes: Vec<Note>,
 }
@@ -270,12 +303,25 @@ pub struct Note {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TokenSet {
     pub programs: Vec<u8>,
+    /// How the tokens were made, so a primer file can be tokenized the same way.
+    pub scheme: TokenScheme,
     pub files: Vec<TokenFile>,
+}
+
+/// How notes became tokens (the `tokenize` stage's settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TokenScheme {
+    /// One note or chord token per onset, no time (the paper's).
+    Chord,
+    /// Shift, note or chord, duration per onset, on `grid` steps per beat, capped at `max_beats`.
+    Timed { grid: u32, max_beats: u32 },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TokenFile {
     pub path: String,
+    /// As [`Song::tempo`].
+    pub tempo: u32,
     pub tokens: Vec<String>,
     /// For a transposed copy (`augment`): the file it was made from and by how much; `None` for a file as read.
     pub origin: Option<Origin>,
@@ -294,6 +340,7 @@ pub struct Origin {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Vocabulary {
     pub programs: Vec<u8>,
+    pub scheme: TokenScheme,
     /// `tokens[id]` is the token with that id; sorted.
     pub tokens: Vec<String>,
     /// `counts[id]`: occurrences in the corpus.
@@ -304,6 +351,8 @@ pub struct Vocabulary {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IdFile {
     pub path: String,
+    /// As [`Song::tempo`].
+    pub tempo: u32,
     pub ids: Vec<u32>,
     /// As [`TokenFile::origin`].
     pub origin: Option<Origin>,
@@ -338,6 +387,7 @@ impl fmt::Display for Split {
 pub struct WindowSet {
     pub seq_len: usize,
     pub programs: Vec<u8>,
+    pub scheme: TokenScheme,
     /// The vocabulary, `tokens[id]`.
     pub tokens: Vec<String>,
     /// Every file's ids, concatenated in file order.
@@ -348,6 +398,8 @@ pub struct WindowSet {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WindowFile {
     pub path: String,
+    /// As [`Song::tempo`].
+    pub tempo: u32,
     /// Where the file's ids start in [`WindowSet::ids`].
     pub offset: usize,
     pub len: usize,
@@ -369,6 +421,7 @@ impl WindowSet {
         }
         programs_in_range(&self.programs)?;
         for f in &self.files {
+            tempo_in_range(f.tempo, &f.path)?;
             match f.offset.checked_add(f.len) {
                 Some(end) if end <= self.ids.len() => {}
                 _ => {
@@ -505,6 +558,8 @@ pub struct Music {
     pub program: u8,
     /// Beats between successive tokens.
     pub step: f64,
+    /// Microseconds per quarter note: the tempo of the file generation started from.
+    pub tempo: u32,
 }
 
 /// What the render stage made (the WAV files themselves are its report files).

@@ -9,6 +9,7 @@ use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::music::metrics::{Metrics, MetricsReport};
 use crate::nn::model::{Dropout, InputMode, ModelConfig, Trainable};
 use crate::nn::optim::{Optimizer, OptimizerKind};
 
@@ -246,4 +247,244 @@ pub fn prep_report(corpus: &Path, runs: usize) -> Result<String> {
         corpus.display(),
         median(times) * 1e3
     ))
+}
+
+/// How a metric of the pieces is judged against the references (the baseline's targets, from issue 14).
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// Nearer the held-out files' value than the shuffled reference's is.
+    NearerThanShuffled,
+    /// Within this much of the held-out files' value.
+    Within(f64),
+    AtLeast(f64),
+    AtMost(f64),
+    /// Shown, not judged.
+    None,
+}
+
+impl Target {
+    fn text(self) -> String {
+        match self {
+            Target::NearerThanShuffled => "nearer held-out than shuffled is".into(),
+            Target::Within(d) => format!("within {d} of held-out"),
+            Target::AtLeast(n) => format!("at least {n}"),
+            Target::AtMost(n) => format!("at most {n}"),
+            Target::None => String::new(),
+        }
+    }
+
+    /// Whether `value` meets the target; `None` when there is nothing to judge or no reference to judge by.
+    fn met(self, value: f64, held_out: Option<f64>, shuffled: Option<f64>) -> Option<bool> {
+        match self {
+            Target::NearerThanShuffled => {
+                let (h, s) = (held_out?, shuffled?);
+                // Equal to the held-out value is as near as can be, even where the shuffle is as near.
+                Some((value - h).abs() < (s - h).abs() || value == h)
+            }
+            Target::Within(d) => Some((value - held_out?).abs() <= d),
+            Target::AtLeast(n) => Some(value >= n),
+            Target::AtMost(n) => Some(value <= n),
+            Target::None => None,
+        }
+    }
+}
+
+/// The rows of `bench music`: a metric's name, how to read it from a metrics object, and its target.
+/// Reads one metric from a piece's (or a reference's) metrics.
+type Metric = fn(&Metrics) -> Option<f64>;
+
+const MUSIC_ROWS: [(&str, Metric, Target); 10] = [
+    (
+        "mean_interval",
+        |m| Some(m.mean_interval),
+        Target::NearerThanShuffled,
+    ),
+    (
+        "leap_share",
+        |m| Some(m.leap_share),
+        Target::NearerThanShuffled,
+    ),
+    (
+        "scale_consistency",
+        |m| Some(m.scale_consistency),
+        Target::Within(0.05),
+    ),
+    (
+        "distinct_iois",
+        |m| Some(m.distinct_iois as f64),
+        Target::AtLeast(4.0),
+    ),
+    ("copy_rate_8", |m| m.copy_rate_8, Target::AtMost(0.2)),
+    ("interval_distance", |m| m.interval_distance, Target::None),
+    ("ioi_entropy", |m| Some(m.ioi_entropy), Target::None),
+    (
+        "pitch_range",
+        |m| Some(f64::from(m.pitch_range)),
+        Target::None,
+    ),
+    ("polyphony", |m| Some(m.polyphony), Target::None),
+    (
+        "unique_tokens",
+        |m| Some(m.unique_tokens as f64),
+        Target::None,
+    ),
+];
+
+/// The metrics files of one run folder: `metrics.json`, `metrics-2.json`, … (with a stage's report prefix).
+fn metrics_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let Some(stem) = name.strip_suffix(".json") else {
+                return false;
+            };
+            stem.ends_with("metrics")
+                || stem
+                    .rsplit_once("metrics-")
+                    .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+fn figure(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e6 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// `bench music`: for each run (sweep point) of `target`, every piece's metrics summed up as median (low–high)
+/// beside the references of its first metrics file, and each target met or missed.
+pub fn music_report(target: &str, reports_dir: &Path) -> super::error::Result<String> {
+    use super::error::Error;
+    let usage = |m: String| Error::Usage(anyhow::anyhow!(m));
+    let dir = {
+        let as_path = Path::new(target);
+        if as_path.is_dir() {
+            as_path.to_path_buf()
+        } else {
+            let experiment = reports_dir.join(target);
+            // The newest run: run folders are named by their start time.
+            let newest = std::fs::read_dir(&experiment)
+                .ok()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .max();
+            newest.ok_or_else(|| {
+                usage(format!(
+                    "`{target}` is neither a report folder nor an experiment with runs under `{}`; run it first \
+                     (`pipeline run experiments/{target}.toml`) or give a folder `pipeline run` printed",
+                    reports_dir.display()
+                ))
+            })?
+        }
+    };
+    let runs = crate::runs::compare::runs_under(&dir);
+    let mut out = String::new();
+    let mut judged = 0;
+    for run in &runs {
+        let files = metrics_files(run);
+        if files.is_empty() {
+            continue;
+        }
+        let reports: Vec<MetricsReport> = files
+            .iter()
+            .map(|f| {
+                let text = std::fs::read_to_string(f)
+                    .map_err(|e| usage(format!("cannot read `{}`: {e}", f.display())))?;
+                serde_json::from_str(&text).map_err(|e| {
+                    usage(format!(
+                        "`{}` is not a metrics file this version reads ({e}); run the experiment again",
+                        f.display()
+                    ))
+                })
+            })
+            .collect::<super::error::Result<_>>()?;
+        let first = &reports[0];
+        let reference = first.reference.as_deref().unwrap_or("validation");
+        out.push_str(&format!(
+            "{}: {} piece(s); references from the {reference} files\n",
+            crate::paths::display_path("", &run.display().to_string()),
+            reports.len()
+        ));
+        let mut rows = vec![[
+            "metric".to_string(),
+            "pieces: median (low–high)".into(),
+            "held-out".into(),
+            "shuffled".into(),
+            "uniform".into(),
+            "target".into(),
+            "".into(),
+        ]];
+        let (mut met, mut targets) = (0, 0);
+        for (name, get, target) in MUSIC_ROWS {
+            let values: Vec<f64> = reports.iter().filter_map(|r| get(&r.generated)).collect();
+            if values.is_empty() {
+                continue;
+            }
+            let (lo, hi) = (
+                values.iter().copied().fold(f64::INFINITY, f64::min),
+                values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            );
+            let mid = median(values.clone());
+            let reference = |m: &Option<Metrics>| m.as_ref().and_then(get);
+            let (h, s, u) = (
+                reference(&first.held_out),
+                reference(&first.shuffled),
+                reference(&first.uniform),
+            );
+            let verdict = match target.met(mid, h, s) {
+                Some(true) => "met",
+                Some(false) => "missed",
+                None => "",
+            };
+            if !verdict.is_empty() {
+                targets += 1;
+                met += usize::from(verdict == "met");
+            }
+            let show = |v: Option<f64>| v.map_or("—".to_string(), figure);
+            rows.push([
+                name.to_string(),
+                format!("{} ({}–{})", figure(mid), figure(lo), figure(hi)),
+                show(h),
+                show(s),
+                show(u),
+                target.text(),
+                verdict.to_string(),
+            ]);
+        }
+        let widths: Vec<usize> = (0..7)
+            .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+            .collect();
+        for row in &rows {
+            let line: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(cell, w)| format!("{cell:<w$}"))
+                .collect();
+            out.push_str(line.join("  ").trim_end());
+            out.push('\n');
+        }
+        out.push_str(&format!("targets met: {met} of {targets}\n\n"));
+        judged += 1;
+    }
+    if judged == 0 {
+        return Err(usage(format!(
+            "no generated music (metrics.json) under `{}`; the experiment needs a `sample` stage",
+            dir.display()
+        )));
+    }
+    Ok(out)
 }

@@ -85,7 +85,7 @@ pub(super) enum Command {
         #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
         format: GraphFormat,
     },
-    /// Measure speed: `bench train`, `bench sample`, `bench prep`.
+    /// Measure: speed (`bench train`, `bench sample`, `bench prep`) and music (`bench music`).
     #[command(subcommand)]
     Bench(Bench),
     /// Check, measure or prune the cache.
@@ -190,6 +190,15 @@ pub(super) enum Bench {
         length: u32,
         #[arg(long, default_value_t = 5, value_parser = within(1, 1000))]
         runs: usize,
+    },
+    /// The music metrics of a run's pieces (their median, low and high) beside the held-out files, their
+    /// shuffled and uniform references, and whether each of the baseline's targets is met.
+    Music {
+        /// A run's report folder, or an experiment name (its newest run).
+        #[arg(default_value = "baseline")]
+        target: String,
+        #[command(flatten)]
+        reports: ReportsArgs,
     },
     /// All MIDI stages over a corpus, without the cache.
     Prep {

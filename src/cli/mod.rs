@@ -333,6 +333,12 @@ fn bench(what: Bench) -> Result<u8> {
         }
         Bench::Sample { length, runs } => crate::app::bench::sample_report(length, runs),
         Bench::Prep { corpus, runs } => crate::app::bench::prep_report(&corpus, runs),
+        Bench::Music { target, reports } => {
+            return crate::app::bench::music_report(&target, &reports.reports_dir).map(|text| {
+                print!("{text}");
+                exit::SUCCESS
+            });
+        }
     };
     print!("{}", report.map_err(Error::Failed)?);
     Ok(exit::SUCCESS)

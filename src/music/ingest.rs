@@ -15,9 +15,9 @@ use std::collections::HashMap;
 use std::io::Read;
 
 use midly::num::u7;
-use midly::{EventIter, Format, MidiMessage, Timing, TrackEventKind};
+use midly::{EventIter, Format, MetaMessage, MidiMessage, Timing, TrackEventKind};
 
-use crate::artifact::{Event, Message, Song};
+use crate::artifact::{DEFAULT_TEMPO, Event, Message, Song};
 
 /// A file that could not be read at all; the message says why, in a few words.
 #[derive(Debug, thiserror::Error)]
@@ -63,18 +63,26 @@ pub fn read_song(path: &str, bytes: &[u8]) -> Result<Ingest, MidiError> {
     let mut events = Vec::new();
     let mut track_start = 0u64;
     let mut wire_bytes = 0usize;
+    let mut tempo = FirstTempo::default();
     for (n, data) in layout.tracks.iter().enumerate() {
         let end = read_track(
             data,
             n + 1,
             track_start,
             &mut events,
+            &mut tempo,
             &mut found.repairs,
             &mut wire_bytes,
         );
         if sequential {
             track_start = end;
         }
+    }
+    if tempo.zeros > 0 {
+        found.repairs.push(format!(
+            "ignored {} tempo event(s) of 0 µs per beat, which no player can play",
+            tempo.zeros
+        ));
     }
     if wire_bytes > 0 {
         // Once per file: a file from a MIDI recorder can hold thousands of clock bytes.
@@ -93,6 +101,7 @@ pub fn read_song(path: &str, bytes: &[u8]) -> Result<Ingest, MidiError> {
         song: Song {
             path: path.to_string(),
             ticks_per_beat,
+            tempo: tempo.first.map_or(DEFAULT_TEMPO, |(_, t)| t),
             events,
         },
         repairs: found.repairs,
@@ -276,11 +285,22 @@ fn ends_with_end_of_track(track: &[u8]) -> bool {
 
 /// Reads one track's events into `out`, from tick `start`; returns the tick where the track ends. System common and
 /// real-time messages skipped on the way are counted in `wire_bytes`.
+/// The earliest tempo event of a file, over all its tracks (a format 1 file keeps its tempo map in track 1, but not
+/// every writer does).
+#[derive(Default)]
+struct FirstTempo {
+    /// (tick, µs per beat).
+    first: Option<(u64, u32)>,
+    /// Tempo events of 0 µs per beat, which are skipped.
+    zeros: usize,
+}
+
 fn read_track(
     data: &[u8],
     n: usize,
     start: u64,
     out: &mut Vec<Event>,
+    tempo: &mut FirstTempo,
     repairs: &mut Vec<String>,
     wire_bytes: &mut usize,
 ) -> u64 {
@@ -292,14 +312,24 @@ fn read_track(
         match it.next() {
             Some(Ok(ev)) => {
                 tick += u64::from(ev.delta.as_int());
-                if let TrackEventKind::Midi { channel, message } = ev.kind
-                    && let Some(message) = message_of(message)
-                {
-                    out.push(Event {
-                        tick,
-                        channel: channel.as_int(),
-                        message,
-                    });
+                match ev.kind {
+                    TrackEventKind::Midi { channel, message } => {
+                        if let Some(message) = message_of(message) {
+                            out.push(Event {
+                                tick,
+                                channel: channel.as_int(),
+                                message,
+                            });
+                        }
+                    }
+                    TrackEventKind::Meta(MetaMessage::Tempo(t)) => match t.as_int() {
+                        0 => tempo.zeros += 1,
+                        t if tempo.first.is_none_or(|(at, _)| tick < at) => {
+                            tempo.first = Some((tick, t));
+                        }
+                        _ => {}
+                    },
+                    _ => {}
                 }
             }
             None if before.is_empty() => break,

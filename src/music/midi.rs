@@ -8,10 +8,19 @@ use crate::music::tokens::{pitches_of, time_token, timeline};
 /// Resolution of the files this tool writes.
 pub const TICKS_PER_BEAT: u16 = 480;
 
-/// A format-1 Standard MIDI File at 120 bpm playing `tokens` on channel 1 with GM `program`: with time tokens (the
-/// timed scheme) as they say, else one after another, each `step_beats` long. Track 0 holds the tempo, track 1 the
-/// notes.
-pub fn write_tokens(tokens: &[String], program: u8, step_beats: f64) -> anyhow::Result<Vec<u8>> {
+/// A format-1 Standard MIDI File at `tempo` (µs per quarter note) playing `tokens` on channel 1 with GM `program`:
+/// with time tokens (the timed scheme) as they say, else one after another, each `step_beats` long. Track 0 holds
+/// the tempo, track 1 the notes.
+pub fn write_tokens(
+    tokens: &[String],
+    program: u8,
+    step_beats: f64,
+    tempo: u32,
+) -> anyhow::Result<Vec<u8>> {
+    anyhow::ensure!(
+        (1..=crate::artifact::MAX_TEMPO).contains(&tempo),
+        "a tempo of {tempo} µs per beat does not fit a MIDI file"
+    );
     let step = (step_beats * f64::from(TICKS_PER_BEAT)).round() as u64;
     anyhow::ensure!(
         step >= 1,
@@ -92,7 +101,7 @@ pub fn write_tokens(tokens: &[String], program: u8, step_beats: f64) -> anyhow::
     let tempo = vec![
         TrackEvent {
             delta: u28::new(0),
-            kind: TrackEventKind::Meta(MetaMessage::Tempo(u24::new(500_000))),
+            kind: TrackEventKind::Meta(MetaMessage::Tempo(u24::new(tempo))),
         },
         end(0),
     ];

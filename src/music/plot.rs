@@ -129,11 +129,11 @@ pub struct RollPart<'a> {
     pub label: String,
 }
 
-/// A piano roll: time across (seconds at 120 bpm), pitch up, each onset's notes as bars as the generated MIDI file
+/// A piano roll: time across (seconds at `tempo`, µs per quarter note), pitch up, each onset's notes as bars as the generated MIDI file
 /// plays them ([`crate::music::tokens::timeline`]: with time tokens their onsets and lengths, else `step` beats per
 /// token; chords in the octave from C4), the parts one after another, each in its own colour.
-pub fn piano_roll(title: &str, parts: &[RollPart], step: f64) -> Result<String> {
-    const SECONDS_PER_BEAT: f64 = 0.5;
+pub fn piano_roll(title: &str, parts: &[RollPart], step: f64, tempo: u32) -> Result<String> {
+    let seconds_per_beat = 60.0 / crate::artifact::bpm(tempo);
     // (part, start, length, pitch), in seconds.
     let mut notes: Vec<(usize, f64, f64, u8)> = Vec::new();
     let mut offset = 0.0;
@@ -147,8 +147,8 @@ pub fn piano_roll(title: &str, parts: &[RollPart], step: f64) -> Result<String> 
             for &pitch in &p.keys {
                 notes.push((
                     i,
-                    (offset + p.beat) * SECONDS_PER_BEAT,
-                    p.beats * SECONDS_PER_BEAT,
+                    (offset + p.beat) * seconds_per_beat,
+                    p.beats * seconds_per_beat,
                     pitch,
                 ));
             }
@@ -160,7 +160,7 @@ pub fn piano_roll(title: &str, parts: &[RollPart], step: f64) -> Result<String> 
             part.tokens.len() as f64 * step
         };
     }
-    let end = (offset * SECONDS_PER_BEAT).max(step * SECONDS_PER_BEAT);
+    let end = (offset * seconds_per_beat).max(step * seconds_per_beat);
     let lo = notes
         .iter()
         .map(|n| n.3)

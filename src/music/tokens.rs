@@ -97,6 +97,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn within_beats_counts_the_tokens_that_start_in_time() {
+        let tokens: Vec<String> = [
+            "C4", "~1", "+1", "D4", "~1/2", "+1/2", "E4", "~1", "+2", "F4", "~1",
+        ]
+        .map(String::from)
+        .to_vec();
+        // C4 at 0, D4 at 1, E4 at 1.5, F4 at 3.5.
+        assert_eq!(within_beats(&tokens, 0.5, 1.0), 2);
+        assert_eq!(within_beats(&tokens, 0.5, 2.0), 8);
+        assert_eq!(within_beats(&tokens, 0.5, 60.0), tokens.len());
+        // Chord tokens: one per `step` beats.
+        let chords: Vec<String> = ["C4", "D4", "E4", "F4"].map(String::from).to_vec();
+        assert_eq!(within_beats(&chords, 0.5, 1.0), 2);
+        assert_eq!(within_beats(&chords, 0.5, 1.2), 3);
+        assert_eq!(within_beats(&chords, 0.5, 60.0), 4);
+    }
+
+    #[test]
     fn pitch_names_cover_the_midi_range() {
         assert_eq!(pitch_name(0), "C-1");
         assert_eq!(pitch_name(60), "C4");
@@ -173,6 +191,23 @@ pub fn time_token(token: &str) -> Option<TimeToken> {
         "~" => Some(TimeToken::Duration(beats)),
         _ => None,
     }
+}
+
+/// How many of `tokens`, from the first, start within the first `beats` beats as [`timeline`] times them.
+pub fn within_beats(tokens: &[String], step: f64, beats: f64) -> usize {
+    if !tokens.iter().any(|t| time_token(t).is_some()) {
+        return ((beats / step).ceil() as usize).min(tokens.len());
+    }
+    let mut now = 0.0;
+    for (i, t) in tokens.iter().enumerate() {
+        if let Some(TimeToken::Shift(b)) = time_token(t) {
+            now += b;
+            if now >= beats {
+                return i;
+            }
+        }
+    }
+    tokens.len()
 }
 
 /// One onset of a token sequence: when (beats from the start), the keys it plays, and for how long (beats).

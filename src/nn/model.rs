@@ -75,11 +75,13 @@ impl ModelConfig {
     /// A lower bound on the memory a training step of `batch` windows of `seq_len` needs, in bytes: weights,
     /// gradients and two optimizer moments (f32), and each layer's gates and states for every step (kept for the
     /// backward pass, twice over for their gradients).
-    pub fn training_bytes(&self, batch: usize, seq_len: usize) -> u128 {
+    /// With `every` (a loss at every step), the dense layer and the logits are kept for every step too.
+    pub fn training_bytes(&self, batch: usize, seq_len: usize, every: bool) -> u128 {
         let params = self.parameter_count() as u128;
         let activations =
             (batch * seq_len) as u128 * (6 * self.hidden as u128) * self.layers as u128 * 2;
-        (params * 4 + activations + (batch * self.vocab) as u128 * 2) * 4
+        let heads = if every { batch * seq_len } else { batch } as u128;
+        (params * 4 + activations + heads * (self.vocab + self.dense) as u128 * 2) * 4
     }
 
     /// Parameter count, from the shapes alone.
@@ -320,12 +322,22 @@ impl Model {
 
     /// Logits over the vocabulary `(batch, vocab)` for the token after each window `(batch, steps)`. With
     /// `dropout`, training-mode dropout is applied.
-    pub fn forward(&self, ids: &Tensor, mut dropout: Option<&mut Dropout>) -> Result<Tensor> {
+    pub fn forward(&self, ids: &Tensor, dropout: Option<&mut Dropout>) -> Result<Tensor> {
+        self.run(ids, dropout, false)
+    }
+
+    /// Logits `(batch, steps, vocab)` for the token after every prefix of each window: step `t`'s predict the
+    /// window's token `t + 1` (the last step's, the token after the window, as [`Model::forward`]).
+    pub fn forward_every(&self, ids: &Tensor, dropout: Option<&mut Dropout>) -> Result<Tensor> {
+        self.run(ids, dropout, true)
+    }
+
+    fn run(&self, ids: &Tensor, mut dropout: Option<&mut Dropout>, every: bool) -> Result<Tensor> {
         let mut x = self.features(ids)?;
         let last = self.lstms.len() - 1;
         for (l, lstm) in self.lstms.iter().enumerate() {
             let out = lstm.forward_from_zero(&x, self.fast)?;
-            x = if l == last {
+            x = if l == last && !every {
                 out.narrow(1, out.dim(1)? - 1, 1)?.squeeze(1)?
             } else {
                 out

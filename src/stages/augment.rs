@@ -48,6 +48,7 @@ fn copy_of(file: &TokenFile, shift: i8) -> Option<TokenFile> {
         .collect::<Option<Vec<_>>>()?;
     Some(TokenFile {
         path: format!("{}@{shift:+}", file.path),
+        tempo: file.tempo,
         tokens,
         origin: Some(Origin {
             source: file.path.clone(),
@@ -72,6 +73,7 @@ pub fn augment(set: &TokenSet, [lo, hi]: [i8; 2]) -> TokenSet {
     }
     TokenSet {
         programs: set.programs.clone(),
+        scheme: set.scheme,
         files,
     }
 }
@@ -109,6 +111,7 @@ mod tests {
     fn file(path: &str, tokens: &str) -> TokenFile {
         TokenFile {
             path: path.into(),
+            tempo: crate::artifact::DEFAULT_TEMPO,
             tokens: tokens.split_whitespace().map(str::to_string).collect(),
             origin: None,
         }
@@ -118,6 +121,7 @@ mod tests {
     fn every_shift_that_stays_on_the_keyboard_makes_a_tagged_copy() {
         let set = TokenSet {
             programs: vec![0],
+            scheme: crate::artifact::TokenScheme::Chord,
             files: vec![
                 file("a.mid", "C4 E4 0.4.7"),
                 file("top.mid", "G9 C4"),

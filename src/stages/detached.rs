@@ -21,6 +21,7 @@ pub fn sample_params(length: u32, mode: sample::Mode) -> sample::Sample {
         count: 1,
         step: 0.5,
         seed: 7,
+        primer: None,
         mode,
     }
 }

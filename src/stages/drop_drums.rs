@@ -54,6 +54,7 @@ impl Stage for DropDrums {
                 Song {
                     path: song.path.clone(),
                     ticks_per_beat: song.ticks_per_beat,
+                    tempo: song.tempo,
                     events,
                 }
             })

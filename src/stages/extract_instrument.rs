@@ -165,6 +165,7 @@ impl Stage for ExtractInstrument {
                 NoteFile {
                     path: song.path.clone(),
                     ticks_per_beat: song.ticks_per_beat,
+                    tempo: song.tempo,
                     notes,
                 }
             })

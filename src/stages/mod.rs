@@ -81,7 +81,8 @@ const KINDS: [KindRow; 10] = [
         kind: StageKind::MidiSource,
         name: "midi_source",
         // 2: tolerant reader (repairs, containers) and ingest.csv.
-        version: 2,
+        // 3: files keep their first tempo.
+        version: 3,
         inputs: &[],
         output: ArtifactKind::Midi,
         report_files: &["ingest.csv"],
@@ -91,7 +92,8 @@ const KINDS: [KindRow; 10] = [
         kind: StageKind::DropDrums,
         name: "drop_drums",
         // 2: lists files that held only drums.
-        version: 2,
+        // 3: files keep their tempo.
+        version: 3,
         inputs: &[ArtifactKind::Midi],
         output: ArtifactKind::Midi,
         report_files: &[],
@@ -101,7 +103,8 @@ const KINDS: [KindRow; 10] = [
         kind: StageKind::ExtractInstrument,
         name: "extract_instrument",
         // 2: notes keep their durations.
-        version: 2,
+        // 3: files keep their tempo.
+        version: 3,
         inputs: &[ArtifactKind::Midi],
         output: ArtifactKind::Notes,
         report_files: &["instruments.csv"],
@@ -111,7 +114,8 @@ const KINDS: [KindRow; 10] = [
         kind: StageKind::Tokenize,
         name: "tokenize",
         // 2: files carry where a transposed copy came from (`augment`).
-        version: 2,
+        // 3: files keep their tempo; the set records its scheme.
+        version: 3,
         inputs: &[ArtifactKind::Notes],
         output: ArtifactKind::Tokens,
         report_files: &[],
@@ -121,7 +125,8 @@ const KINDS: [KindRow; 10] = [
         kind: StageKind::Augment,
         name: "augment",
         // 2: time tokens are kept as they are (version 1 made no copy of a timed file).
-        version: 2,
+        // 3: copies keep their file's tempo.
+        version: 3,
         inputs: &[ArtifactKind::Tokens],
         output: ArtifactKind::Tokens,
         report_files: &[],
@@ -131,7 +136,8 @@ const KINDS: [KindRow; 10] = [
         kind: StageKind::Vocab,
         name: "vocab",
         // 2: files carry where a transposed copy came from.
-        version: 2,
+        // 3: files keep their tempo; the vocabulary records the scheme.
+        version: 3,
         inputs: &[ArtifactKind::Tokens],
         output: ArtifactKind::Vocab,
         report_files: &["vocab.csv"],
@@ -140,7 +146,8 @@ const KINDS: [KindRow; 10] = [
     KindRow {
         kind: StageKind::Window,
         name: "window",
-        version: 1,
+        // 2: files keep their tempo; the set records the scheme.
+        version: 2,
         inputs: &[ArtifactKind::Vocab],
         output: ArtifactKind::Windows,
         report_files: &["windows.csv"],
@@ -162,7 +169,8 @@ const KINDS: [KindRow; 10] = [
         name: "sample",
         // 2: keeps the seed window and a reference excerpt; piano rolls.
         // 3: structural metrics, and the held-out, shuffled and uniform references in metrics.json.
-        version: 3,
+        // 4: pieces play at the tempo of the file they start from; `primer`.
+        version: 4,
         inputs: &[ArtifactKind::Model],
         output: ArtifactKind::Music,
         // Pieces 2 to `sample::MAX_PIECES` (with `count`) add their own four.

@@ -147,10 +147,11 @@ pub fn render_tokens(
     tokens: &[String],
     program: u8,
     step: f64,
+    tempo: u32,
     sample_rate: u32,
     gain: f64,
 ) -> anyhow::Result<Wav> {
-    let mid = midi::write_tokens(tokens, program, step)?;
+    let mid = midi::write_tokens(tokens, program, step, tempo)?;
     let midi_file = Arc::new(
         MidiFile::new(&mut Cursor::new(mid))
             .map_err(|e| anyhow!("cannot play the MIDI file: {e}"))?,
@@ -271,6 +272,7 @@ impl Stage for Render {
                 tokens,
                 music.program,
                 music.step,
+                music.tempo,
                 self.sample_rate,
                 self.gain,
             )

@@ -1,5 +1,6 @@
-//! `sample`: generates new music from a trained model, starting from a randomly chosen training window, and writes
-//! it as `generated.mid` and `generated.csv`.
+//! `sample`: generates new music from a trained model, starting from a randomly chosen training window (or the
+//! start of a user's MIDI file, `primer`), and writes it as `generated.mid` and `generated.csv`, at the tempo of the
+//! file it started from.
 //!
 //! By default the model reads the starting window once and then one token at a time, keeping its LSTM state (O(1)
 //! per token); `mode = "window"` re-runs it over the last `seq_len` tokens for every token, as the paper did.
@@ -16,14 +17,21 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::drop_drums::DRUM_CHANNEL;
+use super::extract_instrument::notes_of;
+use super::tokenize::tokens_of;
 use super::{
-    CheckContext, ParamProblem, Params, ReportFile, RunContext, Stage, StageKind, StageOutput,
-    params_of,
+    CheckContext, ExternalInputs, ParamProblem, Params, ReportFile, RunContext, Stage, StageKind,
+    StageOutput, params_of,
 };
-use crate::artifact::{Artifact, Music, Split};
+use crate::artifact::{Artifact, Music, Split, TokenScheme, WindowSet};
+use crate::fingerprint::Hash;
+use crate::music::gm::program_name;
+use crate::music::ingest::read_song;
 use crate::music::metrics;
 use crate::music::midi;
 use crate::music::plot::RollPart;
+use crate::music::tokens::{TimeToken, time_token, within_beats};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,6 +59,11 @@ pub struct Sample {
     /// Picks the starting window and drives sampling.
     #[serde(default = "d::seed")]
     pub seed: u64,
+    /// A MIDI file (relative to the experiment file) whose first `seq_len` tokens, made as the training tokens
+    /// were, start every piece instead of a random training window. Hashed as an external input; left out of the
+    /// fingerprint when not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primer: Option<String>,
     /// "stateful": keep the LSTM state and feed one token at a time (O(1) per token); "window": re-run the model
     /// over the last `seq_len` tokens for every token, as the paper did.
     #[serde(default = "d::mode")]
@@ -92,8 +105,18 @@ mod d {
 }
 
 impl Params for Sample {
-    fn check(&self, _: &CheckContext) -> Vec<ParamProblem> {
+    fn check(&self, ctx: &CheckContext) -> Vec<ParamProblem> {
         let mut p = Vec::new();
+        if let Some(primer) = &self.primer {
+            let at = ctx.base_dir.join(primer);
+            if !at.is_file() {
+                p.push(
+                    ParamProblem::new("primer", format!("no file at `{}`", at.display())).hint(
+                        "`primer` is a MIDI file to start from, relative to the experiment file",
+                    ),
+                );
+            }
+        }
         if !(1..=1_000_000).contains(&self.length) {
             p.push(ParamProblem::new(
                 "length",
@@ -140,14 +163,126 @@ impl Params for Sample {
     }
 }
 
+/// Where a piece starts: a window of a training file, or the primer.
+struct Start {
+    /// The file, as the corpus or the experiment names it.
+    path: String,
+    /// The window's first token in that file.
+    offset: usize,
+    window: Vec<u32>,
+    /// The file's ids, from its first (for the reference excerpt).
+    file_ids: Vec<u32>,
+    tempo: u32,
+    primed: bool,
+}
+
 /// One generated piece: where it started, its tokens and seed window, its metrics and its report files.
-struct Piece<'a> {
-    file: &'a crate::artifact::WindowFile,
-    start: usize,
+struct Piece {
+    start: Start,
     tokens: Vec<String>,
     seed: Vec<String>,
     report: metrics::MetricsReport,
     files: Vec<ReportFile>,
+}
+
+/// The first `windows.seq_len` ids of the primer file, tokenized as the training files were: its notes on the
+/// model's instruments (all its notes off the drum channel when it has none there). Onsets with a token the
+/// vocabulary lacks are skipped whole (a timed onset's shift, sound and duration together), and reported.
+fn primer(ctx: &mut RunContext, windows: &WindowSet, rel: &str) -> anyhow::Result<Start> {
+    let abs = ctx
+        .external
+        .locations
+        .get(rel)
+        .ok_or_else(|| anyhow::anyhow!("the primer `{rel}` was not hashed before the run"))?;
+    let bytes = ctx.external.read(rel, abs)?;
+    let ingest = read_song(rel, &bytes)
+        .map_err(|e| anyhow::anyhow!("cannot read the primer `{rel}`: {e}; choose a MIDI file"))?;
+    for repair in &ingest.repairs {
+        ctx.warn(format!("primer `{rel}`: {repair}"));
+    }
+    let mut song = ingest.song;
+    song.events.retain(|e| e.channel != DRUM_CHANNEL);
+    let mut keep = [false; 128];
+    for &p in &windows.programs {
+        keep[usize::from(p & 127)] = true;
+    }
+    let mut notes = notes_of(&song, &keep);
+    if notes.is_empty() {
+        notes = notes_of(&song, &[true; 128]);
+        if !notes.is_empty() {
+            let names: Vec<&str> = windows.programs.iter().map(|&p| program_name(p)).collect();
+            ctx.note(format!(
+                "the primer `{rel}` plays none of the model's instruments ({}): all its {} notes off the drum \
+                 channel start the pieces",
+                names.join(", "),
+                notes.len()
+            ));
+        }
+    }
+    anyhow::ensure!(
+        !notes.is_empty(),
+        "the primer `{rel}` has no notes off the drum channel; choose a file with a melody"
+    );
+    let tokens = tokens_of(&notes, song.ticks_per_beat, windows.scheme);
+    let id = |t: &String| windows.tokens.binary_search(t).ok().map(|i| i as u32);
+    // Onsets: a timed one is its shift (none for the first), sound and duration; a chord-scheme one is one token.
+    let mut onsets: Vec<&[String]> = Vec::new();
+    let mut from = 0;
+    for i in 1..=tokens.len() {
+        let boundary = i == tokens.len()
+            || match windows.scheme {
+                TokenScheme::Chord => true,
+                TokenScheme::Timed { .. } => {
+                    matches!(time_token(&tokens[i]), Some(TimeToken::Shift(_)))
+                }
+            };
+        if boundary {
+            onsets.push(&tokens[from..i]);
+            from = i;
+        }
+    }
+    let mut ids = Vec::new();
+    let mut unseen: std::collections::BTreeSet<&str> = Default::default();
+    let mut skipped = 0;
+    for onset in &onsets {
+        match onset.iter().map(id).collect::<Option<Vec<u32>>>() {
+            Some(known) => ids.extend(known),
+            None => {
+                skipped += 1;
+                unseen.extend(onset.iter().filter(|t| id(t).is_none()).map(String::as_str));
+            }
+        }
+    }
+    if skipped > 0 {
+        let shown: Vec<String> = unseen.iter().take(8).map(|t| format!("`{t}`")).collect();
+        let more = if unseen.len() > 8 { ", …" } else { "" };
+        ctx.warn(format!(
+            "the primer `{rel}`: {skipped} of its {} onsets use {} token(s) the model never saw ({}{more}) and \
+             were skipped",
+            onsets.len(),
+            unseen.len(),
+            shown.join(", ")
+        ));
+    }
+    anyhow::ensure!(
+        !ids.is_empty(),
+        "none of the primer `{rel}`'s tokens is in the model's vocabulary; choose a file in the corpus's style"
+    );
+    if ids.len() < windows.seq_len {
+        ctx.note(format!(
+            "the primer `{rel}` gives {} tokens, fewer than `seq_len = {}`: the pieces start from all of them",
+            ids.len(),
+            windows.seq_len
+        ));
+    }
+    Ok(Start {
+        path: rel.to_string(),
+        offset: 0,
+        window: ids[..ids.len().min(windows.seq_len)].to_vec(),
+        file_ids: ids,
+        tempo: song.tempo,
+        primed: true,
+    })
 }
 
 /// The most pieces one `sample` stage makes (their report files are listed in the stage table).
@@ -310,6 +445,20 @@ impl Stage for Sample {
         params_of(self)
     }
 
+    fn external_inputs(&self, base_dir: &std::path::Path) -> anyhow::Result<ExternalInputs> {
+        let Some(primer) = &self.primer else {
+            return Ok(ExternalInputs::default());
+        };
+        let at = base_dir.join(primer);
+        let bytes = std::fs::read(&at)
+            .with_context(|| format!("cannot read the primer `{}`", at.display()))?;
+        Ok(ExternalInputs {
+            display_root: String::new(),
+            files: [(primer.clone(), Hash::of(&bytes))].into(),
+            locations: [(primer.clone(), at)].into(),
+        })
+    }
+
     fn run(&self, ctx: &mut RunContext, inputs: &[&Artifact]) -> anyhow::Result<StageOutput> {
         let trained = inputs[0].model()?;
         let windows = &trained.windows;
@@ -337,18 +486,43 @@ impl Stage for Sample {
                 .collect()
         };
         let (training, held_out) = (files_of(Split::Train), files_of(Split::Validation));
-        // Piece `n`: a start drawn from the one generator, in order, so piece 1 is what `count = 1` makes; its files
-        // are `generated.mid` … for piece 1 and `generated-n.mid` … after it.
+        let primed = match &self.primer {
+            Some(rel) => Some(primer(ctx, windows, rel)?),
+            None => None,
+        };
+        // Piece `n`: a start drawn from the one generator, in order, so piece 1 is what `count = 1` makes (with a
+        // primer, every piece starts from it); its files are `generated.mid` … for piece 1 and `generated-n.mid` …
+        // after it.
         let mut compose = |n: u32| -> anyhow::Result<Piece> {
-            let start = starts[rng.random_range(0..starts.len())];
-            let file = windows
-                .files
-                .iter()
-                .find(|f| (f.offset..f.offset + f.len).contains(&start))
-                .expect("a window lies in a file");
-            let window: Vec<u32> = windows.window(start).0.to_vec();
+            let start = match &primed {
+                Some(p) => Start {
+                    path: p.path.clone(),
+                    offset: p.offset,
+                    window: p.window.clone(),
+                    file_ids: p.file_ids.clone(),
+                    tempo: p.tempo,
+                    primed: true,
+                },
+                None => {
+                    let at = starts[rng.random_range(0..starts.len())];
+                    let file = windows
+                        .files
+                        .iter()
+                        .find(|f| (f.offset..f.offset + f.len).contains(&at))
+                        .expect("a window lies in a file");
+                    Start {
+                        path: file.path.clone(),
+                        offset: at - file.offset,
+                        window: windows.window(at).0.to_vec(),
+                        file_ids: windows.ids[file.offset..file.offset + file.len].to_vec(),
+                        tempo: file.tempo,
+                        primed: false,
+                    }
+                }
+            };
+            let window = &start.window;
             let bar = ctx.bar(u64::from(self.length), "tokens");
-            let ids = generate(&model, &window, self, &windows.tokens, &mut rng, || {
+            let ids = generate(&model, window, self, &windows.tokens, &mut rng, || {
                 bar.inc(1)
             })?;
             bar.finish_and_clear();
@@ -370,12 +544,17 @@ impl Stage for Sample {
                 1 => (String::new(), "generated".to_string()),
                 n => (format!("-{n}"), format!("piece {n}")),
             };
+            let (after, seed_label) = if start.primed {
+                ("the start of", "primer")
+            } else {
+                ("a training excerpt from", "seed window (training data)")
+            };
             let roll = crate::music::plot::piano_roll(
-                &format!("{title}, after a training excerpt from {}", file.path),
+                &format!("{title}, after {after} {}", start.path),
                 &[
                     RollPart {
                         tokens: &seed,
-                        label: "seed window (training data)".into(),
+                        label: seed_label.into(),
                     },
                     RollPart {
                         tokens: &tokens,
@@ -383,11 +562,12 @@ impl Stage for Sample {
                     },
                 ],
                 self.step,
+                start.tempo,
             )?;
             let files = vec![
                 ReportFile {
                     name: format!("generated{suffix}.mid"),
-                    bytes: midi::write_tokens(&tokens, program, self.step)?,
+                    bytes: midi::write_tokens(&tokens, program, self.step, start.tempo)?,
                 },
                 ReportFile {
                     name: format!("generated{suffix}.csv"),
@@ -403,7 +583,6 @@ impl Stage for Sample {
                 },
             ];
             Ok(Piece {
-                file,
                 start,
                 tokens,
                 seed,
@@ -416,33 +595,39 @@ impl Stage for Sample {
             .map(&mut compose)
             .collect::<anyhow::Result<Vec<_>>>()?;
         let Piece {
-            file,
             start,
             tokens,
             seed,
             report,
             files,
         } = first;
-        // The first minute of the file the seed came from (120 bpm: two beats a second).
-        let minute = (120.0 / self.step).ceil() as usize;
-        let reference: Vec<String> = windows.ids[file.offset..file.offset + file.len.min(minute)]
-            .iter()
-            .map(name)
-            .collect();
+        // The first minute of the file the seed came from, at its tempo.
+        let whole: Vec<String> = start.file_ids.iter().map(name).collect();
+        let minute = within_beats(&whole, self.step, crate::artifact::bpm(start.tempo));
+        let reference = whole[..minute].to_vec();
+        let what = if start.primed {
+            "the primer"
+        } else {
+            "training data"
+        };
         let reference_roll = crate::music::plot::piano_roll(
-            &format!("training data: the first minute of {}", file.path),
+            &format!("{what}: the first minute of {}", start.path),
             &[RollPart {
                 tokens: &reference,
-                label: file.path.clone(),
+                label: start.path.clone(),
             }],
             self.step,
+            start.tempo,
         )?;
         Ok(StageOutput {
             summary: serde_json::json!({
                 "tokens": tokens.len(),
                 "metrics": report.generated,
-                "start_file": file.path,
-                "start_offset": start - file.offset,
+                "start_file": start.path,
+                "start_offset": start.offset,
+                "primer": start.primed,
+                "seed": seed.join(" "),
+                "tempo_bpm": crate::artifact::bpm(start.tempo),
                 "program": program,
             }),
             files: files
@@ -455,12 +640,13 @@ impl Stage for Sample {
                 .collect(),
             artifact: Artifact::Music(Music {
                 tokens,
-                start_file: file.path.clone(),
-                start_offset: start - file.offset,
+                start_file: start.path.clone(),
+                start_offset: start.offset,
                 seed,
                 reference,
                 program,
                 step: self.step,
+                tempo: start.tempo,
             }),
         })
     }

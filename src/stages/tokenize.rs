@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::{Params, RunContext, Stage, StageKind, StageOutput, params_of};
-use crate::artifact::{Artifact, Note, TokenFile, TokenSet};
+use crate::artifact::{Artifact, Note, TokenFile, TokenScheme, TokenSet};
 use crate::music::tokens::{beats_text, is_chord, time_token, token_for};
 
 /// Tokens of one file, in onset order.
@@ -57,6 +57,19 @@ pub fn tokenize_timed(
     tokens
 }
 
+/// The tokens of one file's notes under `scheme` (a file without metrical timing is read as 480 ticks a beat).
+pub fn tokens_of(notes: &[Note], ticks_per_beat: Option<u16>, scheme: TokenScheme) -> Vec<String> {
+    match scheme {
+        TokenScheme::Chord => tokenize_notes(notes),
+        TokenScheme::Timed { grid, max_beats } => tokenize_timed(
+            notes,
+            ticks_per_beat.unwrap_or(FALLBACK_TICKS_PER_BEAT),
+            grid,
+            max_beats,
+        ),
+    }
+}
+
 /// How notes become tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -79,6 +92,19 @@ pub struct Tokenize {
     /// The longest shift or duration `timed` writes, in beats; longer ones are cut to it.
     #[serde(default = "default_max_beats")]
     pub max_beats: u32,
+}
+
+impl Tokenize {
+    /// The settings the tokens record, so a primer file can be tokenized the same way later.
+    pub fn scheme(&self) -> TokenScheme {
+        match self.scheme {
+            Scheme::Chord => TokenScheme::Chord,
+            Scheme::Timed => TokenScheme::Timed {
+                grid: self.grid,
+                max_beats: self.max_beats,
+            },
+        }
+    }
 }
 
 fn default_grid() -> u32 {
@@ -136,15 +162,8 @@ impl Stage for Tokenize {
             .filter(|f| !f.notes.is_empty())
             .map(|f| TokenFile {
                 path: f.path.clone(),
-                tokens: match self.scheme {
-                    Scheme::Chord => tokenize_notes(&f.notes),
-                    Scheme::Timed => tokenize_timed(
-                        &f.notes,
-                        f.ticks_per_beat.unwrap_or(FALLBACK_TICKS_PER_BEAT),
-                        self.grid,
-                        self.max_beats,
-                    ),
-                },
+                tempo: f.tempo,
+                tokens: tokens_of(&f.notes, f.ticks_per_beat, self.scheme()),
                 origin: None,
             })
             .collect();
@@ -169,6 +188,7 @@ impl Stage for Tokenize {
             }),
             artifact: Artifact::Tokens(TokenSet {
                 programs: notes.programs.clone(),
+                scheme: self.scheme(),
                 files,
             }),
             files: Vec::new(),
@@ -212,7 +232,9 @@ mod tests {
 
     /// Tokens → a MIDI file → its notes (as `extract_instrument` reads them) → timed tokens again.
     fn round_trip(tokens: &[String], grid: u32) -> Vec<String> {
-        let bytes = crate::music::midi::write_tokens(tokens, 0, 0.5).unwrap();
+        let bytes =
+            crate::music::midi::write_tokens(tokens, 0, 0.5, crate::artifact::DEFAULT_TEMPO)
+                .unwrap();
         let song = crate::music::ingest::read_song("x.mid", &bytes)
             .unwrap()
             .song;

@@ -62,6 +62,31 @@ pub struct Train {
     /// Store the weights (and optimizer state) of the epoch with the lowest validation loss instead of the last.
     #[serde(default, skip_serializing_if = "is_false")]
     pub restore_best: bool,
+    /// Train each epoch on this many training windows, drawn afresh from the epoch's shuffle; 0 = all of them (the
+    /// paper). Transposed copies multiply the windows; this keeps an epoch's cost while every epoch sees other
+    /// keys. Left out of the fingerprint when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub epoch_windows: u32,
+    /// What a window is trained to predict: `last`, the token after it (the paper), or `all`, the token after
+    /// every prefix of it — `seq_len` targets for about the cost of one. Validation always scores the token after
+    /// the window, so the two compare. Left out of the fingerprint at `last`.
+    #[serde(default, skip_serializing_if = "Targets::is_last")]
+    pub targets: Targets,
+}
+
+/// See [`Train::targets`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Targets {
+    #[default]
+    Last,
+    All,
+}
+
+impl Targets {
+    fn is_last(&self) -> bool {
+        *self == Targets::Last
+    }
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -140,6 +165,8 @@ pub struct TrainSummary {
     /// The checkpoint it went on from, if it did.
     pub resumed_from_epoch: Option<usize>,
     pub train_windows: usize,
+    /// The training windows each epoch trained on (`epoch_windows`, or all of them).
+    pub windows_per_epoch: usize,
     pub final_train_loss: f64,
     pub final_val_loss: Option<f64>,
     pub final_val_accuracy: Option<f64>,
@@ -205,6 +232,14 @@ impl Params for Train {
             0,
             1_000_000,
             "the epochs without a lower validation loss after which training stops (0 = never)",
+        );
+        in_range(
+            &mut p,
+            "epoch_windows",
+            self.epoch_windows,
+            0,
+            1 << 30,
+            "the training windows each epoch draws (0 = all)",
         );
         in_range(
             &mut p,
@@ -292,6 +327,25 @@ pub fn batch_tensors(
     ))
 }
 
+/// The `(batch, seq_len)` inputs and the `(batch, seq_len)` tokens that follow each of their prefixes.
+fn batch_tensors_every(
+    windows: &WindowSet,
+    starts: &[usize],
+    device: &Device,
+) -> candle_core::Result<(Tensor, Tensor)> {
+    let n = windows.seq_len;
+    let mut inputs = Vec::with_capacity(starts.len() * n);
+    let mut targets = Vec::with_capacity(starts.len() * n);
+    for &s in starts {
+        inputs.extend_from_slice(&windows.ids[s..s + n]);
+        targets.extend_from_slice(&windows.ids[s + 1..s + n + 1]);
+    }
+    Ok((
+        Tensor::from_vec(inputs, (starts.len(), n), device)?,
+        Tensor::from_vec(targets, starts.len() * n, device)?,
+    ))
+}
+
 /// Mean loss and accuracy over the validation windows, without dropout.
 fn evaluate(
     model: &Model,
@@ -363,7 +417,11 @@ impl Stage for Train {
         let cfg = self.config(windows.tokens.len());
         // A shape the parameter checks allow can still be far beyond this machine (16 × 8192 units): say so
         // before allocating, instead of being killed half-way.
-        let needed = cfg.training_bytes(self.batch_size as usize, windows.seq_len);
+        let needed = cfg.training_bytes(
+            self.batch_size as usize,
+            windows.seq_len,
+            self.targets == Targets::All,
+        );
         if device.is_cpu()
             && let Some(free) = crate::nn::device::available_memory()
             && needed > free
@@ -453,8 +511,12 @@ impl Stage for Train {
         loss_csv.flush()?;
 
         let train_starts: Vec<usize> = windows.starts(Split::Train).collect();
+        let per_epoch = match self.epoch_windows as usize {
+            0 => train_starts.len(),
+            n => n.min(train_starts.len()),
+        };
         let batch = self.batch_size as usize;
-        let batches = train_starts.len().div_ceil(batch);
+        let batches = per_epoch.div_ceil(batch);
         let bar = ctx.bar((self.epochs as usize * batches) as u64, "batches");
         bar.set_position((history.len() * batches) as u64);
         let mut last_good = trainable.to_safetensors()?;
@@ -480,12 +542,23 @@ impl Stage for Train {
             let started = Instant::now();
             let mut order = train_starts.clone();
             order.shuffle(&mut rng_for(self.seed, epoch, 0));
+            order.truncate(per_epoch);
             let mut dropout = Dropout::new(cfg.dropout, rng_for(self.seed, epoch, 1));
             let mut total = 0.0;
             for (b, chunk) in order.chunks(batch).enumerate() {
                 crate::interrupt::check()?;
-                let (x, y) = batch_tensors(windows, chunk, &device)?;
-                let logits = model.forward(&x, Some(&mut dropout))?;
+                let (y, logits) = match self.targets {
+                    Targets::Last => {
+                        let (x, y) = batch_tensors(windows, chunk, &device)?;
+                        (y, model.forward(&x, Some(&mut dropout))?)
+                    }
+                    Targets::All => {
+                        let (x, y) = batch_tensors_every(windows, chunk, &device)?;
+                        let logits = model.forward_every(&x, Some(&mut dropout))?;
+                        let logits = logits.reshape((y.dim(0)?, cfg.vocab))?;
+                        (y, logits)
+                    }
+                };
                 let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
                 let value = f64::from(loss.to_scalar::<f32>()?);
                 if !value.is_finite() {
@@ -517,7 +590,7 @@ impl Stage for Train {
             let val = evaluate(model, windows, batch, &device)?;
             let stats = EpochStats {
                 epoch: epoch + 1,
-                train_loss: total / train_starts.len() as f64,
+                train_loss: total / per_epoch as f64,
                 val_loss: val.map(|v| v.0),
                 val_accuracy: val.map(|v| v.1),
                 seconds: started.elapsed().as_secs_f64(),
@@ -551,6 +624,7 @@ impl Stage for Train {
             epochs: history.len(),
             resumed_from_epoch,
             train_windows: train_starts.len(),
+            windows_per_epoch: per_epoch,
             final_train_loss: last.train_loss,
             final_val_loss: last.val_loss,
             final_val_accuracy: last.val_accuracy,

@@ -45,6 +45,7 @@ impl Stage for Vocab {
             .iter()
             .map(|f| IdFile {
                 path: f.path.clone(),
+                tempo: f.tempo,
                 ids: f.tokens.iter().map(|t| ids[t.as_str()]).collect(),
                 origin: f.origin.clone(),
             })
@@ -62,6 +63,7 @@ impl Stage for Vocab {
             }],
             artifact: Artifact::Vocab(Vocabulary {
                 programs: set.programs.clone(),
+                scheme: set.scheme,
                 tokens: counts.keys().map(|t| t.to_string()).collect(),
                 counts: counts.values().copied().collect(),
                 files,

@@ -138,6 +138,7 @@ impl Stage for Window {
             };
             let f = WindowFile {
                 path: file.path.clone(),
+                tempo: file.tempo,
                 offset: ids.len(),
                 len: file.ids.len(),
                 split,
@@ -151,6 +152,7 @@ impl Stage for Window {
         let set = WindowSet {
             seq_len,
             programs: vocab.programs.clone(),
+            scheme: vocab.scheme,
             tokens: vocab.tokens.clone(),
             ids,
             files,

@@ -419,6 +419,7 @@ mod tests {
             files: vec![Song {
                 path: "a.mid".into(),
                 ticks_per_beat: Some(480),
+                tempo: crate::artifact::DEFAULT_TEMPO,
                 events: vec![],
             }],
         })

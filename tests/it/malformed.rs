@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::support::{Project, SummaryJson, csv_rows};
+use crate::support::{Ev, Project, SummaryJson, csv_rows, melody, smf_bytes};
 use pipeline::artifact::{Event, Message};
 use pipeline::{Ingest, read_song};
 
@@ -382,4 +382,34 @@ fn non_utf8_file_names_that_look_alike_are_both_kept() {
         3,
         "a header and two files:\n{ingest}"
     );
+}
+
+#[test]
+fn the_first_playable_tempo_is_kept_and_a_zero_tempo_is_reported() {
+    let bytes = smf_bytes(&[
+        vec![
+            Ev::Tempo { tick: 0, micros: 0 },
+            Ev::Tempo {
+                tick: 480,
+                micros: 600_000,
+            },
+            Ev::Tempo {
+                tick: 960,
+                micros: 300_000,
+            },
+        ],
+        melody(0, &[60, 62, 64]),
+    ]);
+    let read = read_song("zero.mid", &bytes).unwrap();
+    assert_eq!(read.song.tempo, 600_000);
+    assert!(
+        read.repairs
+            .iter()
+            .any(|r| r.contains("1 tempo event(s) of 0 µs per beat")),
+        "{:?}",
+        read.repairs
+    );
+    let plain = read_song("plain.mid", &smf_bytes(&[melody(0, &[60])])).unwrap();
+    assert_eq!(plain.song.tempo, pipeline::artifact::DEFAULT_TEMPO);
+    assert!(plain.repairs.is_empty());
 }

@@ -36,7 +36,7 @@ fn rendered_audio_is_valid_as_long_as_the_music_and_louder_where_notes_are_dense
     let tokens: Vec<String> = (0..500)
         .map(|i| ["C4", "E4", "G4", "B4", "0.4.7"][i % 5].to_string())
         .collect();
-    let wav = render::render_tokens(&sf, &tokens, 0, 0.5, 44_100, 1.0).unwrap();
+    let wav = render::render_tokens(&sf, &tokens, 0, 0.5, 500_000, 44_100, 1.0).unwrap();
     let (spec, samples) = read_wav(&wav.bytes);
     assert_eq!(
         (spec.sample_rate, spec.channels, spec.bits_per_sample),
@@ -50,7 +50,7 @@ fn rendered_audio_is_valid_as_long_as_the_music_and_louder_where_notes_are_dense
     // Four-note chords for 10 s, then single notes for 10 s: the chords are louder.
     let mut dense: Vec<String> = vec!["0.4.7.10".to_string(); 40];
     dense.extend(std::iter::repeat_n("C4".to_string(), 40));
-    let wav = render::render_tokens(&sf, &dense, 0, 0.5, 44_100, 1.0).unwrap();
+    let wav = render::render_tokens(&sf, &dense, 0, 0.5, 500_000, 44_100, 1.0).unwrap();
     let (_, samples) = read_wav(&wav.bytes);
     let second = |s: f64| (s * 44_100.0 * 2.0) as usize;
     let (chords, singles) = (
@@ -159,7 +159,7 @@ fn audio_beyond_what_a_wav_can_hold_is_refused_before_allocating() {
     let bytes = std::fs::read(&path).unwrap();
     let sf = render::load_soundfont(&bytes, &path).unwrap();
     let tokens = vec!["C4".to_string(); 2000];
-    let err = render::render_tokens(&sf, &tokens, 0, 64.0, 192_000, 1.0)
+    let err = render::render_tokens(&sf, &tokens, 0, 64.0, 500_000, 192_000, 1.0)
         .err()
         .expect("refused");
     let text = format!("{err:#}");

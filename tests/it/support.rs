@@ -8,7 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
-use midly::num::{u4, u7, u15, u28};
+use midly::num::{u4, u7, u15, u24, u28};
 use midly::{Format, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, TrackEventKind};
 pub use pipeline::Status;
 pub use pipeline::{Manifest, RunStatus, StageEntry};
@@ -37,6 +37,11 @@ pub enum Ev {
         tick: u32,
         text: &'static str,
     },
+    /// A tempo: microseconds per quarter note.
+    Tempo {
+        tick: u32,
+        micros: u32,
+    },
 }
 
 impl Ev {
@@ -45,7 +50,8 @@ impl Ev {
             Ev::On { tick, .. }
             | Ev::Off { tick, .. }
             | Ev::Program { tick, .. }
-            | Ev::Name { tick, .. } => tick,
+            | Ev::Name { tick, .. }
+            | Ev::Tempo { tick, .. } => tick,
         }
     }
 }
@@ -111,6 +117,9 @@ pub fn smf_bytes(tracks: &[Vec<Ev>]) -> Vec<u8> {
                         },
                         Ev::Name { text, .. } => {
                             TrackEventKind::Meta(MetaMessage::TrackName(text.as_bytes()))
+                        }
+                        Ev::Tempo { micros, .. } => {
+                            TrackEventKind::Meta(MetaMessage::Tempo(u24::new(micros)))
                         }
                     };
                     TrackEvent { delta, kind }

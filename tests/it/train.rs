@@ -698,3 +698,299 @@ fn count_makes_several_pieces_and_the_first_is_the_single_piece() {
         three.report_file("generated-3.csv")
     );
 }
+
+/// The tempo `generated.mid` (or another report file) plays at, in µs per beat.
+fn tempo_of(run: &Run, file: &str) -> u32 {
+    let bytes = std::fs::read(run.report.as_ref().unwrap().join(file)).unwrap();
+    pipeline::read_song(file, &bytes).unwrap().song.tempo
+}
+
+#[test]
+fn pieces_play_at_the_first_tempo_of_the_file_they_start_from() {
+    let p = Project::new();
+    let mut a = melody(0, &[60, 62, 64, 65, 67, 65, 64, 62, 60, 62, 64, 65]);
+    a.push(Ev::Tempo {
+        tick: 0,
+        micros: 666_667,
+    });
+    p.midi("midi/a.mid", &[a]);
+    // A tempo track, as format 1 files have: its first tempo counts, not the later change.
+    p.midi(
+        "midi/b.mid",
+        &[
+            vec![
+                Ev::Tempo {
+                    tick: 0,
+                    micros: 400_000,
+                },
+                Ev::Tempo {
+                    tick: 960,
+                    micros: 1_000_000,
+                },
+            ],
+            melody(0, &[72, 71, 69, 67, 65, 64, 62, 60, 62, 64, 65, 67]),
+        ],
+    );
+    p.write("exp.toml", experiment(TINY, "length = 20"));
+    let mut seen = BTreeSet::new();
+    for seed in 1..=12 {
+        let run = p
+            .pipeline(&["run", "exp.toml", "--set", &format!("music.seed={seed}")])
+            .ok();
+        let music = run.stage("music");
+        let file = music.summary()["start_file"].as_str().unwrap().to_string();
+        let expected = match file.as_str() {
+            "a.mid" => 666_667,
+            "b.mid" => 400_000,
+            other => panic!("started from {other}"),
+        };
+        assert_eq!(tempo_of(&run, "generated.mid"), expected, "from {file}");
+        let bpm = music.summary()["tempo_bpm"].as_f64().unwrap();
+        assert!((bpm - 60e6 / f64::from(expected)).abs() < 1e-6, "{bpm}");
+        seen.insert(file);
+        if seen.len() == 2 {
+            return;
+        }
+    }
+    panic!("twelve seeds all started from {seen:?}");
+}
+
+#[test]
+fn a_file_without_a_tempo_plays_at_120_bpm() {
+    let p = tiny_project();
+    let run = p.pipeline(&["run", "exp.toml"]).ok();
+    assert_eq!(tempo_of(&run, "generated.mid"), 500_000);
+}
+
+#[test]
+fn a_primer_starts_every_piece_and_its_unseen_tokens_are_named_and_skipped() {
+    let p = tiny_project();
+    // F#6 (90) is in no training file; the primer plays at 75 bpm.
+    let mut primer = melody(0, &[64, 65, 90, 67, 65, 64, 62]);
+    primer.push(Ev::Tempo {
+        tick: 0,
+        micros: 800_000,
+    });
+    p.midi("primer.mid", &[primer]);
+    p.write(
+        "exp.toml",
+        experiment(
+            TINY,
+            "length = 20\ntemperature = 1.0\ncount = 2\nprimer = \"primer.mid\"",
+        ),
+    );
+    let run = p.pipeline(&["run", "exp.toml"]).ok();
+    assert!(
+        run.stderr.contains(
+            "the primer `primer.mid`: 1 of its 7 onsets use 1 token(s) the model never saw (`F#6`) and were skipped"
+        ),
+        "{}",
+        run.stderr
+    );
+    let music = run.stage("music");
+    let summary = music.summary();
+    assert_eq!(summary["start_file"], "primer.mid");
+    assert_eq!(summary["primer"], true);
+    // The first `seq_len = 4` known tokens.
+    assert_eq!(summary["seed"], "E4 F4 G4 F4");
+    assert!(music.warnings.iter().any(|w| w.contains("F#6")));
+    for file in ["generated.mid", "generated-2.mid"] {
+        assert_eq!(tempo_of(&run, file), 800_000, "{file}");
+    }
+    assert!(run.report_file("generated.svg").contains("primer"));
+    assert_ne!(
+        run.report_file("generated.csv"),
+        run.report_file("generated-2.csv")
+    );
+
+    // The primer is an input: the same file is cached, an edited one re-runs sampling only and says why.
+    let again = p.pipeline(&["run", "exp.toml"]).ok();
+    assert!(again.stages("ran").is_empty(), "{}", again.stderr);
+    p.midi("primer.mid", &[melody(0, &[60, 62, 64, 65, 67])]);
+    let status = p.pipeline(&["status", "exp.toml"]).ok();
+    assert!(status.stdout.contains("primer.mid"), "{}", status.stdout);
+    let edited = p.pipeline(&["run", "exp.toml"]).ok();
+    assert_eq!(edited.stages("ran"), ["music"]);
+    assert_eq!(edited.stage("music").summary()["seed"], "C4 D4 E4 F4");
+    assert_eq!(tempo_of(&edited, "generated.mid"), 500_000);
+}
+
+#[test]
+fn a_primer_with_nothing_to_start_from_fails_and_says_why() {
+    let p = tiny_project();
+    p.write("not-midi.mid", "this is not a MIDI file");
+    p.midi("drums.mid", &[melody(9, &[36, 38, 36, 38])]);
+    // Every note is one the model never saw.
+    p.midi("alien.mid", &[melody(0, &[100, 101, 102])]);
+    for (file, needle) in [
+        ("not-midi.mid", "cannot read the primer `not-midi.mid`"),
+        (
+            "drums.mid",
+            "the primer `drums.mid` has no notes off the drum channel",
+        ),
+        (
+            "alien.mid",
+            "none of the primer `alien.mid`'s tokens is in the model's vocabulary",
+        ),
+    ] {
+        p.write(
+            "exp.toml",
+            experiment(TINY, &format!("length = 5\nprimer = \"{file}\"")),
+        );
+        p.pipeline(&["run", "exp.toml"]).fails_with(1, needle);
+    }
+}
+
+#[test]
+fn bench_music_sums_up_the_pieces_and_judges_each_target() {
+    let p = tiny_project();
+    let run = p
+        .pipeline(&[
+            "run",
+            "exp.toml",
+            "--set",
+            "music.count=3",
+            "--set",
+            "music.temperature=1.0",
+        ])
+        .ok();
+    let dir = run.report.clone().unwrap();
+    let bench = p.pipeline(&["bench", "music", dir.to_str().unwrap()]).ok();
+    // The same table for the experiment's newest run, by name.
+    let by_name = p.pipeline(&["bench", "music", "test"]).ok();
+    let body = |text: &str| text.lines().skip(1).collect::<Vec<_>>().join("\n");
+    assert_eq!(body(&bench.stdout), body(&by_name.stdout));
+    assert!(bench.stdout.contains("3 piece(s)"), "{}", bench.stdout);
+    let metrics: Vec<serde_json::Value> = ["metrics.json", "metrics-2.json", "metrics-3.json"]
+        .iter()
+        .map(|f| serde_json::from_str(&run.report_file(f)).unwrap())
+        .collect();
+    let row = |name: &str| {
+        bench
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} row in\n{}", bench.stdout))
+            .to_string()
+    };
+    // Each metric's median, low and high over the three files, as the second column prints them.
+    let summed_up = |name: &str| {
+        let mut values: Vec<f64> = metrics
+            .iter()
+            .map(|m| m["generated"][name].as_f64().unwrap())
+            .collect();
+        values.sort_by(f64::total_cmp);
+        let line = row(name);
+        let printed: Vec<f64> = line
+            .split_whitespace()
+            .skip(1)
+            .take(2)
+            .flat_map(|c| c.trim_matches(['(', ')']).split('–'))
+            .map(|x| x.parse().unwrap())
+            .collect();
+        let expected = [values[1], values[0], values[2]];
+        assert!(
+            printed
+                .iter()
+                .zip(expected)
+                .all(|(a, b)| (a - b).abs() < 1e-3),
+            "{line} vs {values:?}"
+        );
+        (values[1], line)
+    };
+    summed_up("mean_interval");
+    summed_up("interval_distance");
+    let (copies, line) = summed_up("copy_rate_8");
+    let verdict = if copies <= 0.2 { "met" } else { "missed" };
+    assert!(line.trim_end().ends_with(verdict), "{line}");
+    // Interval steps are judged against the held-out and shuffled references of the first file.
+    let line = row("mean_interval");
+    assert!(line.contains("nearer held-out than shuffled is"), "{line}");
+    assert!(
+        line.trim_end().ends_with("met") || line.trim_end().ends_with("missed"),
+        "{line}"
+    );
+    assert!(bench.stdout.contains("targets met: "), "{}", bench.stdout);
+    p.pipeline(&["bench", "music", "no-such-experiment"])
+        .fails_with(
+            2,
+            "`no-such-experiment` is neither a report folder nor an experiment",
+        );
+}
+
+#[test]
+fn a_loss_at_every_step_learns_the_periodic_sequence_too() {
+    let p = Project::new();
+    let period = [60u8, 64, 67, 72, 67, 64];
+    let keys: Vec<u8> = period
+        .iter()
+        .copied()
+        .cycle()
+        .take(period.len() * 30)
+        .collect();
+    p.midi("midi/a.mid", &[melody(0, &keys)]);
+    let train = "layers = 1\nhidden = 32\ndense = 0\ndropout = 0.0\ninput = \"embedding\"\nembed_dim = 8\n\
+                 epochs = 25\nbatch_size = 16\noptimizer = \"adam\"\nlearning_rate = 0.01\nseed = 5\n\
+                 targets = \"all\"";
+    p.write(
+        "exp.toml",
+        experiment(train, "length = 24\nseed = 1").replace("seq_len = 4", "seq_len = 8"),
+    );
+    let run = p.pipeline(&["run", "exp.toml"]).ok();
+    assert_eq!(run.stage("model").params["targets"], "all");
+    let loss = csv_rows(&run.report_file("loss.csv"));
+    let last: f64 = loss.last().unwrap()[1].parse().unwrap();
+    // A window's first step sees one token, which does not tell 67 after 64 from 60 after 64: half a bit of loss
+    // there, none elsewhere, so the mean over the 8 steps ends near ln 2 / 2 / 8 ≈ 0.04 — far below the ln 4 ≈ 1.39
+    // it starts near.
+    assert!(last < 0.1, "final training loss {last}");
+    let tokens: Vec<String> = csv_rows(&run.report_file("generated.csv"))[1..]
+        .iter()
+        .map(|r| r[1].clone())
+        .collect();
+    let names = ["C4", "E4", "G4", "C5", "G4", "E4"];
+    let start = (0..6)
+        .find(|&s| (0..6).all(|i| tokens[i] == names[(s + i) % 6]))
+        .unwrap_or_else(|| panic!("generated tokens do not follow the period: {tokens:?}"));
+    for (i, t) in tokens.iter().enumerate() {
+        assert_eq!(t, names[(start + i) % 6], "token {i} of {tokens:?}");
+    }
+}
+
+#[test]
+fn epoch_windows_draws_that_many_each_epoch_and_resumes_as_one_longer_run() {
+    let p = tiny_project();
+    let plain = p.pipeline(&["run", "exp.toml"]).ok();
+    let params = &plain.stage("model").params;
+    assert!(
+        params.get("targets").is_none() && params.get("epoch_windows").is_none(),
+        "the defaults stay out of the fingerprint: {params:?}"
+    );
+    let all = plain.stage("model").summary()["train_windows"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(plain.stage("model").summary()["windows_per_epoch"], all);
+    let set = [
+        "--set",
+        "model.epoch_windows=5",
+        "--set",
+        "model.targets=\"all\"",
+    ];
+    let args = |extra: &[&'static str]| {
+        let mut a = vec!["run", "exp.toml"];
+        a.extend(set);
+        a.extend(extra);
+        a
+    };
+    let short = p.pipeline(&args(&[])).ok();
+    assert_eq!(short.stage("model").summary()["windows_per_epoch"], 5);
+    assert_eq!(short.stage("model").summary()["train_windows"], all);
+    let resumed = p.pipeline(&args(&["--set", "model.epochs=5"])).ok();
+    assert_eq!(resumed.stage("model").summary()["resumed_from_epoch"], 3);
+    let fresh = p
+        .pipeline(&args(&["--set", "model.epochs=5", "--cache-dir", "fresh"]))
+        .ok();
+    assert_eq!(resumed.weights(), fresh.weights());
+    assert_eq!(resumed.losses(), fresh.losses());
+    assert_ne!(resumed.weights(), plain.weights());
+}

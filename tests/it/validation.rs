@@ -105,6 +105,27 @@ const CASES: &[(&str, &str, &[&str], &[&str])] = &[
         ],
     ),
     (
+        "unknown training targets",
+        "[stages.m]\nkind = \"train\"\ninputs = []\ntargets = \"every\"\n",
+        &[],
+        &[
+            "unknown variant `every`, expected `last` or `all`",
+            "key `stages.m.targets`",
+        ],
+    ),
+    (
+        "primer that is not there",
+        "[stages.s]\nkind = \"sample\"\ninputs = []\nprimer = \"nope.mid\"\n",
+        &[],
+        &[
+            "no file at",
+            "nope.mid",
+            "key `stages.s.primer`",
+            "exp.toml:7:10",
+            "a MIDI file to start from",
+        ],
+    ),
+    (
         "fraction out of range",
         "[stages.w]\nkind = \"window\"\ninputs = []\nval_fraction = 1.5\n",
         &[],

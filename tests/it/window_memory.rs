@@ -35,6 +35,7 @@ fn vocabulary(tokens: usize) -> Artifact {
         .map(|f| IdFile {
             origin: None,
             path: format!("song{f}.mid"),
+            tempo: pipeline::artifact::DEFAULT_TEMPO,
             ids: (0..tokens / 20)
                 .map(|i| ((i * 31 + f * 7) % 150) as u32)
                 .collect(),
@@ -42,6 +43,7 @@ fn vocabulary(tokens: usize) -> Artifact {
         .collect();
     Artifact::Vocab(Vocabulary {
         programs: vec![0],
+        scheme: pipeline::artifact::TokenScheme::Chord,
         tokens: (0..150).map(|i| format!("{i}")).collect(),
         counts: vec![1; 150],
         files,
