@@ -29,6 +29,8 @@ pub struct RunSummary {
     pub train_seconds: Option<f64>,
     /// The last training's validation loss per onset (comparable across tokenization schemes).
     pub val_loss_per_onset: Option<f64>,
+    /// The same for the epoch with the lowest validation loss.
+    pub best_val_loss_per_onset: Option<f64>,
     /// Training windows cut from transposed copies (`augment`).
     pub copy_windows: Option<usize>,
     pub device: String,
@@ -62,7 +64,8 @@ impl RunSummary {
         let params = manifest.params();
         let train = manifest.train_summary();
         let train_seconds = train.as_ref().map(|t| t.seconds);
-        let val_loss_per_onset = train.and_then(|t| t.final_val_loss_per_onset);
+        let val_loss_per_onset = train.as_ref().and_then(|t| t.final_val_loss_per_onset);
+        let best_val_loss_per_onset = train.as_ref().and_then(|t| t.best_val_loss_per_onset);
         let history = match find_file(dir, "loss.csv") {
             Some(p) => crate::artifact::read_losses(&p)?,
             None => Vec::new(),
@@ -108,6 +111,7 @@ impl RunSummary {
             history,
             train_seconds,
             val_loss_per_onset,
+            best_val_loss_per_onset,
             copy_windows: manifest
                 .windows
                 .as_ref()
@@ -201,7 +205,7 @@ pub struct Table {
 }
 
 /// The columns after the varying parameters, in order.
-pub const FIXED_COLUMNS: [&str; 11] = [
+pub const FIXED_COLUMNS: [&str; 12] = [
     "epochs",
     "final_train_loss",
     "best_train_loss",
@@ -209,6 +213,7 @@ pub const FIXED_COLUMNS: [&str; 11] = [
     "best_val_loss",
     "val_accuracy",
     "val_loss_per_onset",
+    "best_val_loss_per_onset",
     "train_seconds",
     "copy_windows",
     "device",
@@ -263,6 +268,7 @@ pub fn table(runs: &[RunSummary]) -> Table {
             row.push(r.best_val_loss().into());
             row.push(last.and_then(|l| l.val_accuracy).into());
             row.push(r.val_loss_per_onset.into());
+            row.push(r.best_val_loss_per_onset.into());
             row.push(r.train_seconds.into());
             row.push(r.copy_windows.into());
             row.push(Value::from(r.device.as_str()));

@@ -180,6 +180,8 @@ pub struct TrainSummary {
     /// by the predicted tokens that are notes or chords. Equal to `final_val_loss` for the paper's tokens; with timed
     /// tokens (three per onset) it is what compares with them.
     pub final_val_loss_per_onset: Option<f64>,
+    /// The same for the epoch with the lowest validation loss (the stored one, with `restore_best`).
+    pub best_val_loss_per_onset: Option<f64>,
 }
 
 impl Params for Train {
@@ -618,6 +620,20 @@ impl Stage for Train {
 
         let last = history.last().expect("at least one epoch");
         let best = best_epoch(&history);
+        // Validation targets per predicted note or chord: what turns a per-token loss into one per onset.
+        let per_onset = |loss: f64| {
+            let targets: Vec<u32> = windows
+                .starts(Split::Validation)
+                .map(|s| windows.window(s).1)
+                .collect();
+            let sounds = targets
+                .iter()
+                .filter(|&&t| {
+                    crate::music::tokens::time_token(&windows.tokens[t as usize]).is_none()
+                })
+                .count();
+            (sounds > 0).then(|| loss * targets.len() as f64 / sounds as f64)
+        };
         let summary = serde_json::to_value(TrainSummary {
             device: device_name.clone(),
             parameters: cfg.parameter_count(),
@@ -631,19 +647,10 @@ impl Stage for Train {
             seconds: history.iter().map(|h| h.seconds).sum::<f64>(),
             best_epoch: best,
             stopped_early: history.len() < self.epochs as usize,
-            final_val_loss_per_onset: last.val_loss.and_then(|loss| {
-                let targets: Vec<u32> = windows
-                    .starts(Split::Validation)
-                    .map(|s| windows.window(s).1)
-                    .collect();
-                let sounds = targets
-                    .iter()
-                    .filter(|&&t| {
-                        crate::music::tokens::time_token(&windows.tokens[t as usize]).is_none()
-                    })
-                    .count();
-                (sounds > 0).then(|| loss * targets.len() as f64 / sounds as f64)
-            }),
+            final_val_loss_per_onset: last.val_loss.and_then(per_onset),
+            best_val_loss_per_onset: best
+                .and_then(|b| history[b - 1].val_loss)
+                .and_then(per_onset),
         })?;
         let mut loss_bytes = LOSS_HEADER.as_bytes().to_vec();
         for s in &history {

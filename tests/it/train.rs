@@ -622,11 +622,22 @@ fn validation_loss_per_onset_compares_timed_with_chord_tokens() {
     let chord = summary("chord.toml");
     // One token per onset: the two losses are one.
     assert_eq!(chord["final_val_loss_per_onset"], chord["final_val_loss"]);
+    let best = chord["best_epoch"].as_u64().unwrap() as usize;
+    let losses = csv_rows(
+        &p.pipeline(&["run", "chord.toml"])
+            .ok()
+            .report_file("loss.csv"),
+    );
+    let best_loss: f64 = losses[best][2].parse().unwrap();
+    assert!((chord["best_val_loss_per_onset"].as_f64().unwrap() - best_loss).abs() < 1e-5);
     // Three tokens per onset (after the first): about three times the per-token loss.
     let timed = summary("timed.toml");
     let ratio = timed["final_val_loss_per_onset"].as_f64().unwrap()
         / timed["final_val_loss"].as_f64().unwrap();
     assert!((2.5..=3.5).contains(&ratio), "{ratio}: {timed}");
+    let best_ratio = timed["best_val_loss_per_onset"].as_f64().unwrap()
+        / timed["final_val_loss_per_onset"].as_f64().unwrap();
+    assert!(best_ratio <= 1.0 + 1e-9, "the best is no worse: {timed}");
     let table = p.pipeline(&["compare", "--format", "csv"]).ok().stdout;
     assert!(
         table.lines().next().unwrap().contains("val_loss_per_onset"),
