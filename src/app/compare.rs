@@ -27,8 +27,29 @@ pub fn compare(
         .collect::<anyhow::Result<_>>()
         .map_err(Error::Usage)?;
     let mut table = compare::table(&runs);
-    if let Some(column) = sort {
-        table.sort_by(column).map_err(Error::Usage)?;
+    // A pruned search's trials sort by the metric they were ranked by, best first, unless told otherwise.
+    let search = runs
+        .iter()
+        .find_map(|r| r.trial.as_ref())
+        .map(|t| (format!("search_{}", t.metric), t.metric == "val_accuracy"));
+    match (sort, search) {
+        (Some(column), _) => table.sort_by(column).map_err(Error::Usage)?,
+        (None, Some((column, descending))) => {
+            table.sort_by(&column).map_err(Error::Usage)?;
+            if descending {
+                // Missing values stay last.
+                let i = table
+                    .columns
+                    .iter()
+                    .position(|c| *c == column)
+                    .expect("added");
+                let (mut with, without): (Vec<_>, Vec<_>) =
+                    table.rows.drain(..).partition(|r| !r[i].is_null());
+                with.reverse();
+                table.rows = with.into_iter().chain(without).collect();
+            }
+        }
+        (None, None) => {}
     }
     Ok((runs, table))
 }

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::error::Result;
-use super::run::identity;
+use super::identity;
 use super::{load, open_cache};
 use crate::exec::{self, PlanLine, Target};
 use crate::spec::sweep::{Mode, Study};
@@ -63,7 +63,7 @@ impl SweepOverview {
             axes: sweep
                 .axes
                 .iter()
-                .map(|a| (a.key.clone(), a.values.len()))
+                .map(|a| (a.key.clone(), a.describe().len()))
                 .collect(),
             repeat: sweep.repeat,
             variants: exec::variants(&targets),

@@ -8,6 +8,7 @@ pub mod error;
 pub mod inspect;
 pub mod maintenance;
 pub mod run;
+pub mod search;
 
 use std::path::Path;
 
@@ -29,4 +30,13 @@ pub fn open_cache(dir: &Path) -> Result<Cache> {
             "pass a writable directory with `--cache-dir` or `PIPELINE_CACHE`",
         )
     })
+}
+
+/// Identities under which each point's stage history is kept.
+pub(crate) fn identity(study: &Study, label: &str) -> String {
+    if label.is_empty() {
+        study.name.clone()
+    } else {
+        format!("{}/{label}", study.name)
+    }
 }

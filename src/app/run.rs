@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::error::{Error, Result};
-use super::{load, open_cache};
+use super::{identity, load, open_cache};
 use crate::exec::events::Reporter;
 use crate::exec::{self, Cause, Executor, Outcome, SlurmPlacement, Status, Target};
 use crate::exit;
@@ -110,6 +110,8 @@ pub struct RunReport {
     pub cache_dir: PathBuf,
     /// `reports/index.html` could not be rewritten (the run itself is fine).
     pub index_error: Option<anyhow::Error>,
+    /// With `[sweep.prune]`: how each trial ended, a line each.
+    pub search_lines: Vec<String>,
 }
 
 /// Where the stages run.
@@ -141,14 +143,6 @@ fn executor(request: &RunRequest) -> Result<Executor> {
     }))
 }
 
-/// Identities under which each point's stage history is kept.
-pub(crate) fn identity(study: &Study, label: &str) -> String {
-    if label.is_empty() {
-        study.name.clone()
-    } else {
-        format!("{}/{label}", study.name)
-    }
-}
 
 /// Runs every point of the experiment; `reporter` hears what happens as it happens.
 pub fn run(request: &RunRequest, reporter: &dyn Reporter) -> Result<RunReport> {
@@ -169,7 +163,7 @@ pub fn run(request: &RunRequest, reporter: &dyn Reporter) -> Result<RunReport> {
     let first = &study.points[0].experiment;
     check(first, &opts.force, slurm)?;
     let cache = open_cache(&request.cache_dir)?;
-    let (dir, reports) = create_reports(&study, &request.reports_dir)?;
+    let (dir, mut reports) = create_reports(&study, &request.reports_dir)?;
     let reports_error = |e: anyhow::Error| Error::environment(e, REPORTS_HINT);
     let targets: Vec<Target> = study
         .points
@@ -191,14 +185,35 @@ pub fn run(request: &RunRequest, reporter: &dyn Reporter) -> Result<RunReport> {
         })?;
     }
     crate::interrupt::install();
-    let outcomes = exec::run(&targets, &cache, &opts, reporter);
-    for ((point, report), outcome) in study.points.iter().zip(&reports).zip(&outcomes) {
-        report
-            .finish(&point.experiment, outcome, &cache)
-            .map_err(reports_error)?;
-    }
+    let mut search_lines = Vec::new();
+    let mut search_record = None;
+    let outcomes = if study.prune().is_some() {
+        drop(targets);
+        let found = super::search::search(&study, &reports, &cache, &opts, &request.set, reporter)?;
+        let mut outcomes = Vec::with_capacity(found.trials.len());
+        for ((point, report), end) in study.points.iter().zip(&mut reports).zip(found.trials) {
+            report.trial = end.info;
+            let experiment = end.experiment.as_ref().unwrap_or(&point.experiment);
+            report
+                .finish(experiment, &end.outcome, &cache)
+                .map_err(reports_error)?;
+            outcomes.push(end.outcome);
+        }
+        search_lines = found.lines;
+        search_record = Some(found.record);
+        outcomes
+    } else {
+        let outcomes = exec::run(&targets, &cache, &opts, reporter);
+        for ((point, report), outcome) in study.points.iter().zip(&reports).zip(&outcomes) {
+            report
+                .finish(&point.experiment, outcome, &cache)
+                .map_err(reports_error)?;
+        }
+        outcomes
+    };
     if study.is_sweep() {
-        report::write_sweep_summary(&dir, &study, &reports, &outcomes).map_err(reports_error)?;
+        report::write_sweep_summary(&dir, &study, &reports, &outcomes, search_record)
+            .map_err(reports_error)?;
     }
     let index_error = crate::runs::index::write(&request.reports_dir).err();
     let mut stopped: Vec<String> = outcomes
@@ -216,6 +231,7 @@ pub fn run(request: &RunRequest, reporter: &dyn Reporter) -> Result<RunReport> {
         stopped,
         cache_dir: request.cache_dir.clone(),
         index_error,
+        search_lines,
     })
 }
 

@@ -121,6 +121,9 @@ fn finish_run(report: &RunReport) -> u8 {
     if let Some(e) = &report.index_error {
         eprintln!("warning: could not update the reports index: {e:#}");
     }
+    for line in &report.search_lines {
+        eprintln!("  trial {line}");
+    }
     let stats = &report.stats;
     let (ran, cached) = (stats.ran, stats.cached);
     let points = report

@@ -27,6 +27,8 @@ pub struct RunSummary {
     pub params: BTreeMap<String, Value>,
     pub history: Vec<EpochStats>,
     pub train_seconds: Option<f64>,
+    /// For a trial of a pruned search: how it ended.
+    pub trial: Option<crate::runs::manifest::TrialInfo>,
     /// The last training's validation loss per onset (comparable across tokenization schemes).
     pub val_loss_per_onset: Option<f64>,
     /// The same for the epoch with the lowest validation loss.
@@ -112,6 +114,7 @@ impl RunSummary {
             train_seconds,
             val_loss_per_onset,
             best_val_loss_per_onset,
+            trial: manifest.trial.clone(),
             copy_windows: manifest
                 .windows
                 .as_ref()
@@ -247,9 +250,17 @@ pub fn table(runs: &[RunSummary]) -> Table {
         .into_iter()
         .map(|(name, _)| name)
         .collect();
+    // Trials of a pruned search add the metric they were ranked by, after their status.
+    let search = runs
+        .iter()
+        .find_map(|r| r.trial.as_ref())
+        .map(|t| t.metric.clone());
     let mut columns = vec!["run".to_string()];
     columns.extend(varying.iter().cloned());
     columns.extend(FIXED_COLUMNS.iter().map(|s| s.to_string()));
+    if let Some(metric) = &search {
+        columns.push(format!("search_{metric}"));
+    }
     columns.extend(metric_names.iter().map(|s| s.to_string()));
     let rows = runs
         .iter()
@@ -272,7 +283,13 @@ pub fn table(runs: &[RunSummary]) -> Table {
             row.push(r.train_seconds.into());
             row.push(r.copy_windows.into());
             row.push(Value::from(r.device.as_str()));
-            row.push(Value::from(r.status.as_str()));
+            match &r.trial {
+                Some(t) => row.push(Value::from(t.status())),
+                None => row.push(Value::from(r.status.as_str())),
+            }
+            if search.is_some() {
+                row.push(r.trial.as_ref().and_then(|t| t.value).into());
+            }
             match r.metrics.as_ref() {
                 Some(m) => row.extend(metrics::columns(m).into_iter().map(|(_, v)| v)),
                 None => row.extend(metric_names.iter().map(|_| Value::Null)),

@@ -56,6 +56,9 @@ pub struct Manifest {
     /// Report file → the stage that made it.
     #[serde(default)]
     pub files: BTreeMap<String, String>,
+    /// For a trial of a pruned search: how it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial: Option<TrialInfo>,
 }
 
 /// Which sweep point a run is.
@@ -63,6 +66,59 @@ pub struct Manifest {
 pub struct PointInfo {
     pub label: String,
     pub values: BTreeMap<String, String>,
+}
+
+/// How a trial of a pruned search ended (`[sweep.prune]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrialInfo {
+    pub fate: crate::runs::asha::Fate,
+    /// The metric pruning ranks by, and the trial's best value of it at its last rung.
+    pub metric: String,
+    pub value: Option<f64>,
+    /// `pruned at epoch 3: val_loss 3.9120, rank 7 of 9 at rung 3 (kept: best 3)`.
+    pub explanation: String,
+    /// The best of the trials that trained to the end.
+    #[serde(default)]
+    pub winner: bool,
+}
+
+impl TrialInfo {
+    /// `complete`, `pruned at 3`, `stopped early at 3`: for tables.
+    pub fn status(&self) -> String {
+        use crate::runs::asha::Fate;
+        match &self.fate {
+            Fate::Complete { .. } => "complete".into(),
+            Fate::Pruned { epochs, .. } => format!("pruned at {epochs}"),
+            Fate::StoppedEarly { epochs } => format!("stopped early at {epochs}"),
+        }
+    }
+}
+
+/// A pruned search in `sweep.json`: its settings, every promotion, and how each trial ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchRecord {
+    pub method: String,
+    pub metric: String,
+    pub min_epochs: u32,
+    pub reduction: u32,
+    /// The epochs of each rung.
+    pub rungs: Vec<u32>,
+    /// Every promotion to a higher rung, by rung and in the order decided there.
+    pub promotions: Vec<crate::runs::asha::Promotion>,
+    pub trials: Vec<TrialRecord>,
+    pub winner: Option<String>,
+    /// Epochs trained by this run (0 when it found everything in the cache).
+    pub epochs_trained: usize,
+    /// Every training reported (false after an interruption).
+    pub finished: bool,
+}
+
+/// One trial in [`SearchRecord`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrialRecord {
+    pub label: String,
+    pub info: Option<TrialInfo>,
+    pub explanation: String,
 }
 
 /// The tool that wrote a manifest.
@@ -248,6 +304,9 @@ pub struct SweepRecord {
     pub mode: Option<String>,
     pub points: Vec<SweepPointRecord>,
     pub repeat: Option<u32>,
+    /// With `[sweep.prune]`: the search's decisions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<SearchRecord>,
 }
 
 /// One point of a sweep.

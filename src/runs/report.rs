@@ -25,6 +25,8 @@ pub struct Report {
     pub run_id: String,
     started: jiff::Timestamp,
     point: Option<PointInfo>,
+    /// Set before [`Report::finish`] for a trial of a pruned search.
+    pub trial: Option<crate::runs::manifest::TrialInfo>,
 }
 
 impl Report {
@@ -78,6 +80,7 @@ impl Report {
                 label: p.label.clone(),
                 values: p.values.iter().cloned().collect(),
             }),
+            trial: None,
         })
     }
 
@@ -207,6 +210,7 @@ impl Manifest {
             skipped_files,
             windows,
             files,
+            trial: report.trial.clone(),
         }
     }
 }
@@ -218,6 +222,7 @@ pub fn write_sweep_summary(
     study: &crate::spec::sweep::Study,
     reports: &[Report],
     outcomes: &[Outcome],
+    search: Option<crate::runs::manifest::SearchRecord>,
 ) -> Result<()> {
     let reports_root = dir.parent().and_then(Path::parent).unwrap_or(dir);
     let mut points = Vec::new();
@@ -249,21 +254,14 @@ pub fn write_sweep_summary(
         axes: sweep.map(|s| {
             s.axes
                 .iter()
-                .map(|a| {
-                    (
-                        a.key.clone(),
-                        a.values.iter().map(|v| v.0.clone()).collect(),
-                    )
-                })
+                .map(|a| (a.key.clone(), a.describe()))
                 .collect()
         }),
         experiment: study.name.clone(),
-        mode: sweep.map(|s| match s.mode {
-            crate::spec::sweep::Mode::Zip => "zip".to_string(),
-            crate::spec::sweep::Mode::Grid => "grid".to_string(),
-        }),
+        mode: sweep.map(|s| s.mode.name().to_string()),
         points,
         repeat: sweep.map(|s| s.repeat),
+        search,
     };
     fs::write(dir.join(SWEEP), serde_json::to_vec_pretty(&summary)?)
         .with_context(|| format!("cannot write into `{}`", dir.display()))?;

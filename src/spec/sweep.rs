@@ -4,17 +4,23 @@
 //! [sweep]
 //! "model.layers" = [1, 2, 3]
 //! "windows.seq_len" = [32, 64]
-//! mode = "grid"   # every combination (default) | "zip": lists side by side
+//! mode = "grid"   # every combination (default) | "zip": lists side by side | "random": `trials` draws
 //! repeat = 1      # each point N times, the seed of every `train` stage + 0, 1, …
 //! ```
+//!
+//! In `mode = "random"` a key may also be a distribution — `{ uniform = [a, b] }`, `{ log_uniform = [a, b] }`,
+//! `{ int = [lo, hi] }` or `{ choice = [..] }` (a list is a choice) — and `trials = N` points are drawn from a
+//! generator seeded by `seed`. `[sweep.prune]` adds successive-halving pruning (see [`Prune`]).
 //!
 //! A point is the experiment with its values applied as overrides whose spans point into the `[sweep]` table, so a
 //! bad value is reported where it is written.
 
 use std::collections::HashSet;
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
@@ -26,14 +32,109 @@ use crate::stages::StageKind;
 pub enum Mode {
     Grid,
     Zip,
+    Random,
 }
 
-/// One swept parameter and its values (as TOML text, with their spans in the file).
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Grid => "grid",
+            Mode::Zip => "zip",
+            Mode::Random => "random",
+        }
+    }
+}
+
+/// The values one swept parameter takes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Domain {
+    /// Values as written (TOML text, with their spans in the file); in random mode, a choice among them.
+    List(Vec<(String, Range<usize>)>),
+    Uniform(f64, f64),
+    LogUniform(f64, f64),
+    /// Whole numbers, both ends included.
+    Int(i64, i64),
+}
+
+/// One swept parameter.
 #[derive(Debug, Clone)]
 pub struct Axis {
     /// `model.layers`.
     pub key: String,
-    pub values: Vec<(String, Range<usize>)>,
+    pub domain: Domain,
+    /// Where it is written (the list or the distribution's table).
+    pub span: Range<usize>,
+}
+
+impl Axis {
+    /// How the values read in `sweep.json`: the list as written, or the distribution (`log_uniform [0.0001, 0.01]`).
+    pub fn describe(&self) -> Vec<String> {
+        match &self.domain {
+            Domain::List(values) => values.iter().map(|v| v.0.clone()).collect(),
+            Domain::Uniform(a, b) => vec![format!("uniform [{a}, {b}]")],
+            Domain::LogUniform(a, b) => vec![format!("log_uniform [{a}, {b}]")],
+            Domain::Int(a, b) => vec![format!("int [{a}, {b}]")],
+        }
+    }
+}
+
+/// `[sweep.prune]`: asynchronous successive halving (ASHA) over the trials' training.
+///
+/// ```toml
+/// [sweep.prune]
+/// method = "asha"        # the only one
+/// metric = "val_loss"    # or "val_loss_per_onset", "train_loss" (minimised), "val_accuracy" (maximised)
+/// min_epochs = 1         # the first rung
+/// reduction = 3          # η: rungs at min_epochs·η^k, and 1/η of the trials go on from each
+/// ```
+///
+/// The maximum is each trial's own `epochs`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prune {
+    pub metric: Metric,
+    pub min_epochs: u32,
+    pub reduction: u32,
+    /// The `[sweep.prune]` table, for errors found once the points are built.
+    pub span: Range<usize>,
+    pub min_epochs_span: Range<usize>,
+    pub metric_span: Range<usize>,
+}
+
+/// What pruning ranks trials by: a column of `loss.csv`, or the per-onset validation loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    ValLoss,
+    ValLossPerOnset,
+    ValAccuracy,
+    TrainLoss,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 4] = [
+        Metric::ValLoss,
+        Metric::ValLossPerOnset,
+        Metric::ValAccuracy,
+        Metric::TrainLoss,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::ValLoss => "val_loss",
+            Metric::ValLossPerOnset => "val_loss_per_onset",
+            Metric::ValAccuracy => "val_accuracy",
+            Metric::TrainLoss => "train_loss",
+        }
+    }
+
+    /// Higher is better (accuracy); else lower is.
+    pub fn maximised(self) -> bool {
+        self == Metric::ValAccuracy
+    }
+
+    /// Needs validation windows.
+    pub fn needs_validation(self) -> bool {
+        self != Metric::TrainLoss
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -41,16 +142,25 @@ pub struct Sweep {
     pub axes: Vec<Axis>,
     pub mode: Mode,
     pub repeat: u32,
+    /// Points drawn in random mode.
+    pub trials: u32,
+    /// Seeds random mode's draws.
+    pub seed: u64,
+    pub prune: Option<Prune>,
 }
 
 /// One variant of the experiment.
 #[derive(Debug)]
 pub struct Point {
-    /// `layers=2,seq_len=64`: the varied values, also the name of its report folder. Empty without a sweep.
+    /// `layers=2,seq_len=64`: the varied values (drawn ones rounded), also the name of its report folder. Empty
+    /// without a sweep.
     pub label: String,
-    /// The varied parameters and their values, for summaries.
+    /// The varied parameters and their exact values, for summaries.
     pub values: Vec<(String, String)>,
     pub experiment: Experiment,
+    /// Everything applied to the file to make this point (`--set` and the point's values), to make it again with
+    /// other epochs (a pruning rung).
+    pub overrides: Vec<Override>,
 }
 
 /// An experiment file with all its points.
@@ -59,11 +169,29 @@ pub struct Study {
     pub name: String,
     pub sweep: Option<Sweep>,
     pub points: Vec<Point>,
+    path: PathBuf,
+    text: String,
 }
 
 impl Study {
     pub fn is_sweep(&self) -> bool {
         self.sweep.is_some()
+    }
+
+    /// The pruning settings, if the sweep prunes.
+    pub fn prune(&self) -> Option<&Prune> {
+        self.sweep.as_ref().and_then(|s| s.prune.as_ref())
+    }
+
+    /// Point `i` with its `train` stage `stage` trained for `epochs` instead (a pruning rung).
+    pub fn at_epochs(&self, i: usize, stage: &str, epochs: u32) -> Result<Experiment, Diagnostics> {
+        let mut overrides = self.points[i].overrides.clone();
+        overrides.push(Override {
+            key: format!("{stage}.epochs"),
+            value: epochs.to_string(),
+            origin: None,
+        });
+        Experiment::from_text(&self.path, &self.text, &overrides)
     }
 
     /// Reads an experiment file; with a `[sweep]` table, builds and checks every point.
@@ -98,7 +226,10 @@ impl Study {
                     label: String::new(),
                     values: Vec::new(),
                     experiment,
+                    overrides: overrides.to_vec(),
                 }],
+                path: path.to_path_buf(),
+                text: text.to_string(),
             });
         };
 
@@ -107,7 +238,7 @@ impl Study {
             if let Some(axis) = sweep.axes.iter().find(|a| a.key == o.key) {
                 diags.push(
                     Diagnostic::new(format!("`--set {}` changes a swept parameter", o.key))
-                        .at(&source, axis.values[0].1.clone())
+                        .at(&source, axis.span.clone())
                         .hint("remove it from `[sweep]`, or drop the `--set`"),
                 );
             }
@@ -116,22 +247,18 @@ impl Study {
         let mut seen = HashSet::new();
         for combo in combinations(&sweep) {
             let mut all: Vec<Override> = overrides.to_vec();
-            all.extend(combo.iter().map(|(axis, i)| {
-                let (value, span) = &sweep.axes[*axis].values[*i];
-                Override {
-                    key: sweep.axes[*axis].key.clone(),
-                    value: value.clone(),
-                    origin: Some(span.clone()),
-                }
+            all.extend(combo.iter().map(|(axis, v)| Override {
+                key: sweep.axes[*axis].key.clone(),
+                value: v.text.clone(),
+                origin: Some(v.span.clone()),
             }));
             let values: Vec<(String, String)> = combo
                 .iter()
-                .map(|(axis, i)| {
-                    (
-                        sweep.axes[*axis].key.clone(),
-                        sweep.axes[*axis].values[*i].0.clone(),
-                    )
-                })
+                .map(|(axis, v)| (sweep.axes[*axis].key.clone(), v.text.clone()))
+                .collect();
+            let shown: Vec<(String, String)> = combo
+                .iter()
+                .map(|(axis, v)| (sweep.axes[*axis].key.clone(), v.shown.clone()))
                 .collect();
             let experiment = match Experiment::from_text(path, text, &all) {
                 Ok(e) => e,
@@ -147,9 +274,10 @@ impl Study {
             };
             if sweep.repeat == 1 {
                 points.push(Point {
-                    label: label(&values),
+                    label: label(&shown),
                     values,
                     experiment,
+                    overrides: all,
                 });
                 continue;
             }
@@ -171,10 +299,12 @@ impl Study {
                 .collect();
             for r in 0..u64::from(sweep.repeat) {
                 let mut vals = values.clone();
+                let mut shown_vals = shown.clone();
                 let mut with_seed = all.clone();
                 for (key, seed) in &seeds {
                     let value = (seed + r).to_string();
                     vals.push((key.clone(), value.clone()));
+                    shown_vals.push((key.clone(), value.clone()));
                     with_seed.push(Override {
                         key: key.clone(),
                         value,
@@ -182,9 +312,10 @@ impl Study {
                     });
                 }
                 points.push(Point {
-                    label: label(&vals),
+                    label: label(&shown_vals),
                     values: vals,
                     experiment: Experiment::from_text(path, text, &with_seed)?,
+                    overrides: with_seed,
                 });
             }
         }
@@ -204,6 +335,9 @@ impl Study {
                 .hint("remove `repeat`, or add a `train` stage"),
             );
         }
+        if let Some(prune) = &sweep.prune {
+            check_prune(prune, &points, &source, &mut diags);
+        }
         unique_labels(&mut points);
         let name = points
             .first()
@@ -213,6 +347,8 @@ impl Study {
             name,
             sweep: Some(sweep),
             points,
+            path: path.to_path_buf(),
+            text: text.to_string(),
         })
     }
 }
@@ -253,30 +389,214 @@ fn unique_labels(points: &mut [Point]) {
     }
 }
 
-/// The points as lists of (axis, value index).
-fn combinations(sweep: &Sweep) -> Vec<Vec<(usize, usize)>> {
+/// One value of a point: the TOML text applied, where it comes from, and how its label shows it.
+#[derive(Debug, Clone)]
+struct Value {
+    text: String,
+    span: Range<usize>,
+    shown: String,
+}
+
+impl Value {
+    fn written((text, span): &(String, Range<usize>)) -> Self {
+        Self {
+            text: text.clone(),
+            span: span.clone(),
+            shown: text.clone(),
+        }
+    }
+}
+
+/// A drawn float as TOML text (exact: Rust prints the shortest text that reads back as the same number) and as a
+/// label shows it (4 significant digits).
+fn float_value(v: f64, span: &Range<usize>) -> Value {
+    let text = format!("{v:?}");
+    let shown = if v != 0.0 && (v.abs() < 1e-3 || v.abs() >= 1e6) {
+        format!("{v:.3e}")
+    } else {
+        let decimals = (3 - v.abs().log10().floor() as i32).max(0) as usize;
+        let fixed = format!("{v:.decimals$}");
+        if fixed.contains('.') {
+            fixed
+                .trim_end_matches('0')
+                .trim_end_matches('.')
+                .to_string()
+        } else {
+            fixed
+        }
+    };
+    Value {
+        text,
+        span: span.clone(),
+        shown,
+    }
+}
+
+/// One value of `axis` drawn from `rng`.
+fn draw(axis: &Axis, rng: &mut ChaCha8Rng) -> Value {
+    match &axis.domain {
+        Domain::List(values) => Value::written(&values[rng.random_range(0..values.len())]),
+        Domain::Uniform(a, b) => float_value(a + rng.random::<f64>() * (b - a), &axis.span),
+        Domain::LogUniform(a, b) => {
+            let (la, lb) = (a.ln(), b.ln());
+            float_value((la + rng.random::<f64>() * (lb - la)).exp(), &axis.span)
+        }
+        Domain::Int(a, b) => {
+            let v = rng.random_range(*a..=*b).to_string();
+            Value {
+                text: v.clone(),
+                span: axis.span.clone(),
+                shown: v,
+            }
+        }
+    }
+}
+
+/// The points as lists of (axis, value).
+fn combinations(sweep: &Sweep) -> Vec<Vec<(usize, Value)>> {
+    let list = |a: &Axis| match &a.domain {
+        Domain::List(values) => values.clone(),
+        // Distributions outside random mode were refused when parsing.
+        _ => Vec::new(),
+    };
     match sweep.mode {
+        Mode::Random => {
+            // One generator for the whole sweep, drawn trial by trial and axis by axis in file order: the same seed
+            // gives the same trials.
+            let mut rng = ChaCha8Rng::seed_from_u64(sweep.seed);
+            (0..sweep.trials)
+                .map(|_| {
+                    (0..sweep.axes.len())
+                        .map(|a| (a, draw(&sweep.axes[a], &mut rng)))
+                        .collect()
+                })
+                .collect()
+        }
         Mode::Zip => {
-            let n = sweep.axes.first().map_or(0, |a| a.values.len());
+            let lists: Vec<_> = sweep.axes.iter().map(list).collect();
+            let n = lists.first().map_or(0, Vec::len);
             (0..n)
-                .map(|i| (0..sweep.axes.len()).map(|a| (a, i)).collect())
+                .map(|i| {
+                    (0..lists.len())
+                        .map(|a| (a, Value::written(&lists[a][i])))
+                        .collect()
+                })
                 .collect()
         }
         Mode::Grid => {
-            let mut out: Vec<Vec<(usize, usize)>> = vec![Vec::new()];
+            let mut out: Vec<Vec<(usize, Value)>> = vec![Vec::new()];
             for (a, axis) in sweep.axes.iter().enumerate() {
+                let values = list(axis);
                 out = out
                     .into_iter()
                     .flat_map(|prefix| {
-                        (0..axis.values.len()).map(move |i| {
+                        values.iter().map(move |v| {
                             let mut p = prefix.clone();
-                            p.push((a, i));
+                            p.push((a, Value::written(v)));
                             p
                         })
                     })
                     .collect();
             }
             out
+        }
+    }
+}
+
+/// What `[sweep.prune]` needs of the points: one `train` stage, at least `min_epochs` epochs each, and a
+/// validation split when the metric is a validation one.
+fn check_prune(prune: &Prune, points: &[Point], source: &Source, diags: &mut Diagnostics) {
+    let Some(first) = points.first() else { return };
+    let trains: Vec<&str> = first
+        .experiment
+        .graph
+        .stages
+        .iter()
+        .filter(|s| s.kind() == StageKind::Train)
+        .map(|s| s.name.as_str())
+        .collect();
+    if trains.len() != 1 {
+        diags.push(
+            Diagnostic::new(format!(
+                "`[sweep.prune]` prunes one `train` stage, but the experiment has {}",
+                trains.len()
+            ))
+            .at(source, prune.span.clone())
+            .key("sweep.prune")
+            .hint("pruning stops trainings early: the experiment needs exactly one `train` stage"),
+        );
+        return;
+    }
+    let train = trains[0];
+    let epochs_of = |p: &Point| {
+        p.experiment.graph.index_of(train).and_then(|i| {
+            p.experiment.graph.stages[i]
+                .stage()
+                .params()
+                .get("epochs")
+                .and_then(serde_json::Value::as_u64)
+        })
+    };
+    if points.iter().any(|p| epochs_of(p) != epochs_of(first)) {
+        diags.push(
+            Diagnostic::new(format!(
+                "with `[sweep.prune]` every trial trains to the same `{train}.epochs`, the last rung; the sweep varies it"
+            ))
+            .at(source, prune.span.clone())
+            .key("sweep.prune")
+            .hint("remove `epochs` from the sweep: pruning decides how long each trial trains"),
+        );
+        return;
+    }
+    for point in points {
+        let exp = &point.experiment;
+        let Some(i) = exp.graph.index_of(train) else {
+            continue;
+        };
+        let epochs = exp.graph.stages[i]
+            .stage()
+            .params()
+            .get("epochs")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
+        if u64::from(prune.min_epochs) > epochs {
+            let at = if point.label.is_empty() {
+                String::new()
+            } else {
+                format!(" (point `{}`)", point.label)
+            };
+            diags.push(
+                Diagnostic::new(format!(
+                    "`min_epochs = {}` is above `{train}.epochs = {epochs}`{at}, the most a trial trains",
+                    prune.min_epochs
+                ))
+                .at(source, prune.min_epochs_span.clone())
+                .key("sweep.prune.min_epochs")
+                .hint("the first rung must come before the last epoch: lower `min_epochs` or raise `epochs`"),
+            );
+            return;
+        }
+        if prune.metric.needs_validation() {
+            let no_split = exp.graph.stages.iter().any(|s| {
+                s.kind() == StageKind::Window
+                    && s.stage()
+                        .params()
+                        .get("val_fraction")
+                        .and_then(serde_json::Value::as_f64)
+                        == Some(0.0)
+            });
+            if no_split {
+                diags.push(
+                    Diagnostic::new(format!(
+                        "pruning on `{}` needs validation windows, but `val_fraction = 0` holds out no file",
+                        prune.metric.name()
+                    ))
+                    .at(source, prune.metric_span.clone())
+                    .key("sweep.prune.metric")
+                    .hint("set `val_fraction` above 0 in the window stage, or prune on `train_loss`"),
+                );
+                return;
+            }
         }
     }
 }
@@ -291,20 +611,34 @@ fn parse_sweep(value: &Spanned<DeValue>, source: &Source) -> Result<Sweep, Diagn
             .into());
     };
     let mut mode = Mode::Grid;
+    let mut mode_span = value.span();
     let mut repeat = 1;
+    let mut trials: Option<(u32, Range<usize>)> = None;
+    let mut seed = 0u64;
+    let mut prune = None;
     let mut axes = Vec::new();
+    let whole = |v: &Spanned<DeValue>| -> Option<i64> {
+        match v.get_ref() {
+            DeValue::Integer(_) => source.text[v.span()].replace('_', "").parse().ok(),
+            _ => None,
+        }
+    };
     for (key, v) in table {
         match (key.get_ref().as_ref(), v.get_ref()) {
-            ("mode", DeValue::String(s)) => match s.as_ref() {
-                "grid" => mode = Mode::Grid,
-                "zip" => mode = Mode::Zip,
-                other => diags.push(
-                    Diagnostic::new(format!("unknown sweep mode `{other}`"))
-                        .at(source, v.span())
-                        .key("sweep.mode")
-                        .hint("use \"grid\" (every combination) or \"zip\" (lists side by side)"),
-                ),
-            },
+            ("mode", DeValue::String(s)) => {
+                mode_span = v.span();
+                match s.as_ref() {
+                    "grid" => mode = Mode::Grid,
+                    "zip" => mode = Mode::Zip,
+                    "random" => mode = Mode::Random,
+                    other => diags.push(
+                        Diagnostic::new(format!("unknown sweep mode `{other}`"))
+                            .at(source, v.span())
+                            .key("sweep.mode")
+                            .hint("use \"grid\" (every combination), \"zip\" (lists side by side) or \"random\" (`trials` draws)"),
+                    ),
+                }
+            }
             ("repeat", DeValue::Integer(i)) => match i.as_str().parse::<u32>() {
                 Ok(n) if (1..=1000).contains(&n) => repeat = n,
                 _ => diags.push(
@@ -316,7 +650,31 @@ fn parse_sweep(value: &Spanned<DeValue>, source: &Source) -> Result<Sweep, Diagn
                     .key("sweep.repeat"),
                 ),
             },
-            ("mode" | "repeat", other) => diags.push(
+            ("trials", DeValue::Integer(_)) => match whole(v) {
+                Some(n) if (1..=10_000).contains(&n) => trials = Some((n as u32, v.span())),
+                _ => diags.push(
+                    Diagnostic::new(format!(
+                        "`trials` must be between 1 and 10000, got {}",
+                        &source.text[v.span()]
+                    ))
+                    .at(source, v.span())
+                    .key("sweep.trials")
+                    .hint("`trials` is how many points random mode draws"),
+                ),
+            },
+            ("seed", DeValue::Integer(_)) => match whole(v) {
+                Some(n) if n >= 0 => seed = n as u64,
+                _ => diags.push(
+                    Diagnostic::new(format!(
+                        "`seed` must be 0 or more, got {}",
+                        &source.text[v.span()]
+                    ))
+                    .at(source, v.span())
+                    .key("sweep.seed"),
+                ),
+            },
+            ("prune", DeValue::Table(t)) => prune = parse_prune(t, v.span(), source, &mut diags),
+            ("mode" | "repeat" | "trials" | "seed" | "prune", other) => diags.push(
                 Diagnostic::new(format!(
                     "`{}` cannot be {}",
                     key.get_ref(),
@@ -325,6 +683,8 @@ fn parse_sweep(value: &Spanned<DeValue>, source: &Source) -> Result<Sweep, Diagn
                 .at(source, v.span())
                 .key(format!("sweep.{}", key.get_ref())),
             ),
+            // `"model.lr" = { uniform = [..] }`: a distribution.
+            (k, DeValue::Table(_)) if k.contains('.') => axis(k, v, source, &mut axes, &mut diags),
             // `model.layers = [...]` without quotes is a nested table in TOML: accept it too.
             (stage, DeValue::Table(params)) => {
                 for (param, list) in params {
@@ -348,27 +708,170 @@ fn parse_sweep(value: &Spanned<DeValue>, source: &Source) -> Result<Sweep, Diagn
                 .hint("add lines like `\"model.layers\" = [1, 2, 3]`"),
         );
     }
+    if mode == Mode::Random {
+        if trials.is_none() {
+            diags.push(
+                Diagnostic::new("`mode = \"random\"` needs `trials`, the number of points to draw")
+                    .at(source, mode_span)
+                    .key("sweep.trials")
+                    .hint("add e.g. `trials = 9` to `[sweep]`"),
+            );
+        }
+    } else {
+        if let Some((_, span)) = &trials {
+            diags.push(
+                Diagnostic::new("`trials` is for `mode = \"random\"`")
+                    .at(source, span.clone())
+                    .key("sweep.trials")
+                    .hint("add `mode = \"random\"`, or remove `trials`"),
+            );
+        }
+        for a in &axes {
+            if !matches!(a.domain, Domain::List(_)) {
+                diags.push(
+                    Diagnostic::new(format!(
+                        "`{}` is a distribution, which only `mode = \"random\"` draws from",
+                        a.key
+                    ))
+                    .at(source, a.span.clone())
+                    .key(format!("sweep.\"{}\"", a.key))
+                    .hint("add `mode = \"random\"` and `trials = N`, or give a list of values"),
+                );
+            }
+        }
+    }
     if mode == Mode::Zip
         && let Some(first) = axes.first()
     {
+        let len = |a: &Axis| match &a.domain {
+            Domain::List(v) => v.len(),
+            _ => 0,
+        };
         for a in &axes[1..] {
-            if a.values.len() != first.values.len() {
+            if len(a) != len(first) {
                 diags.push(
                     Diagnostic::new(format!(
                         "with `mode = \"zip\"` every list needs the same length: `{}` has {} values, `{}` has {}",
                         first.key,
-                        first.values.len(),
+                        len(first),
                         a.key,
-                        a.values.len()
+                        len(a)
                     ))
-                    .at(source, a.values[0].1.start..a.values.last().expect("non-empty").1.end)
+                    .at(source, a.span.clone())
                     .key(format!("sweep.\"{}\"", a.key))
                     .hint("give every list as many values, or use `mode = \"grid\"` for every combination"),
                 );
             }
         }
     }
-    diags.into_result(Sweep { axes, mode, repeat })
+    diags.into_result(Sweep {
+        axes,
+        mode,
+        repeat,
+        trials: trials.map_or(0, |t| t.0),
+        seed,
+        prune,
+    })
+}
+
+/// `[sweep.prune]`, checked as far as it can be without the points.
+fn parse_prune(
+    table: &DeTable,
+    span: Range<usize>,
+    source: &Source,
+    diags: &mut Diagnostics,
+) -> Option<Prune> {
+    let mut prune = Prune {
+        metric: Metric::ValLoss,
+        min_epochs: 1,
+        reduction: 3,
+        span: span.clone(),
+        min_epochs_span: span.clone(),
+        metric_span: span.clone(),
+    };
+    let mut ok = true;
+    for (key, v) in table {
+        let at = |d: Diagnostic| {
+            d.at(source, v.span())
+                .key(format!("sweep.prune.{}", key.get_ref()))
+        };
+        let text = &source.text[v.span()];
+        let number = || match v.get_ref() {
+            DeValue::Integer(_) => text.replace('_', "").parse::<u32>().ok(),
+            _ => None,
+        };
+        match key.get_ref().as_ref() {
+            "method" => match v.get_ref() {
+                DeValue::String(m) if m.as_ref() == "asha" => {}
+                _ => {
+                    ok = false;
+                    diags.push(at(Diagnostic::new(format!(
+                        "unknown pruning method {text}"
+                    ))
+                    .hint("use `method = \"asha\"` (asynchronous successive halving)")));
+                }
+            },
+            "metric" => match v.get_ref() {
+                DeValue::String(m) => match Metric::ALL.iter().find(|x| x.name() == m.as_ref()) {
+                    Some(&metric) => {
+                        prune.metric = metric;
+                        prune.metric_span = v.span();
+                    }
+                    None => {
+                        ok = false;
+                        let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
+                        diags.push(at(Diagnostic::new(format!(
+                            "there is no metric `{m}` to prune on"
+                        ))
+                        .hint(format!("use one of: {}", names.join(", ")))));
+                    }
+                },
+                other => {
+                    ok = false;
+                    diags.push(at(Diagnostic::new(format!(
+                        "`metric` cannot be {}",
+                        other.type_str()
+                    ))));
+                }
+            },
+            "min_epochs" => match number() {
+                Some(n) if n >= 1 => {
+                    prune.min_epochs = n;
+                    prune.min_epochs_span = v.span();
+                }
+                _ => {
+                    ok = false;
+                    diags.push(at(Diagnostic::new(format!(
+                        "`min_epochs` must be 1 or more, got {text}"
+                    ))
+                    .hint("`min_epochs` is the first rung: the epochs every trial trains")));
+                }
+            },
+            "reduction" => match number() {
+                Some(n) if (2..=100).contains(&n) => prune.reduction = n,
+                _ => {
+                    ok = false;
+                    diags.push(at(Diagnostic::new(format!("`reduction` must be between 2 and 100, got {text}"))
+                        .hint("`reduction` (η) is how many trials reach a rung for each that goes on (3 is usual)")));
+                }
+            },
+            other => {
+                ok = false;
+                let hint = crate::spec::diagnostic::did_you_mean(
+                    other,
+                    ["method", "metric", "min_epochs", "reduction"],
+                )
+                .unwrap_or_else(|| {
+                    "the keys are `method`, `metric`, `min_epochs` and `reduction`".into()
+                });
+                diags.push(at(Diagnostic::new(format!(
+                    "unknown key `{other}` in `[sweep.prune]`"
+                ))
+                .hint(hint)));
+            }
+        }
+    }
+    ok.then_some(prune)
 }
 
 fn axis(
@@ -388,21 +891,169 @@ fn axis(
         );
         return;
     }
-    match v.get_ref() {
-        DeValue::Array(items) if !items.is_empty() => axes.push(Axis {
-            key: key.to_string(),
-            values: items
-                .iter()
-                .map(|item| (source.text[item.span()].to_string(), item.span()))
-                .collect(),
+    let written = |items: &[Spanned<DeValue>]| -> Vec<(String, Range<usize>)> {
+        items
+            .iter()
+            .map(|item| (source.text[item.span()].to_string(), item.span()))
+            .collect()
+    };
+    let domain = match v.get_ref() {
+        DeValue::Array(items) if !items.is_empty() => Some(Domain::List(written(items))),
+        DeValue::Table(t) => distribution(key, t, v.span(), source, diags).map(|d| match d {
+            Distribution::Choice(items) => Domain::List(written(items)),
+            Distribution::Other(d) => d,
         }),
-        _ => diags.push(
-            Diagnostic::new(format!(
-                "`{key}` in `[sweep]` must be a non-empty list of values"
-            ))
-            .at(source, v.span())
-            .key(format!("sweep.\"{key}\""))
-            .hint(format!("e.g. `\"{key}\" = [1, 2, 3]`")),
+        _ => {
+            diags.push(
+                Diagnostic::new(format!(
+                    "`{key}` in `[sweep]` must be a non-empty list of values, or a distribution"
+                ))
+                .at(source, v.span())
+                .key(format!("sweep.\"{key}\""))
+                .hint(format!(
+                    "e.g. `\"{key}\" = [1, 2, 3]`, or with `mode = \"random\"` `{{ uniform = [0.1, 0.5] }}`"
+                )),
+            );
+            None
+        }
+    };
+    if let Some(domain) = domain {
+        axes.push(Axis {
+            key: key.to_string(),
+            domain,
+            span: v.span(),
+        });
+    }
+}
+
+enum Distribution<'a, 'b> {
+    Choice(&'b [Spanned<DeValue<'a>>]),
+    Other(Domain),
+}
+
+/// `{ uniform = [a, b] }`, `{ log_uniform = [a, b] }`, `{ int = [lo, hi] }` or `{ choice = [..] }`.
+fn distribution<'a, 'b>(
+    key: &str,
+    table: &'b DeTable<'a>,
+    span: Range<usize>,
+    source: &Source,
+    diags: &mut Diagnostics,
+) -> Option<Distribution<'a, 'b>> {
+    fn fail<T>(
+        diags: &mut Diagnostics,
+        source: &Source,
+        key: &str,
+        message: String,
+        at: Range<usize>,
+    ) -> Option<T> {
+        diags.push(
+            Diagnostic::new(message)
+                .at(source, at)
+                .key(format!("sweep.\"{key}\""))
+                .hint("a distribution is one of `{ uniform = [a, b] }`, `{ log_uniform = [a, b] }`, `{ int = [lo, hi] }`, `{ choice = [x, y, …] }`"),
+        );
+        None
+    }
+    let mut entries = table.iter();
+    let (Some((kind, value)), None) = (entries.next(), entries.next()) else {
+        return fail(
+            diags,
+            source,
+            key,
+            format!("`{key}` must be one distribution"),
+            span,
+        );
+    };
+    let items = match value.get_ref() {
+        DeValue::Array(items) if !items.is_empty() => &items[..],
+        _ => {
+            return fail(
+                diags,
+                source,
+                key,
+                format!("`{}` needs a non-empty list", kind.get_ref()),
+                value.span(),
+            );
+        }
+    };
+    let number = |item: &Spanned<DeValue>| -> Option<f64> {
+        match item.get_ref() {
+            DeValue::Integer(_) | DeValue::Float(_) => source.text[item.span()]
+                .replace('_', "")
+                .parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite()),
+            _ => None,
+        }
+    };
+    let pair = |diags: &mut Diagnostics| -> Option<(f64, f64)> {
+        match items {
+            [a, b] => match (number(a), number(b)) {
+                (Some(a), Some(b)) if a <= b => Some((a, b)),
+                (Some(_), Some(_)) => fail(
+                    diags,
+                    source,
+                    key,
+                    format!("`{}` needs [low, high] with low ≤ high", kind.get_ref()),
+                    value.span(),
+                ),
+                _ => fail(
+                    diags,
+                    source,
+                    key,
+                    format!("`{}` needs two numbers", kind.get_ref()),
+                    value.span(),
+                ),
+            },
+            _ => fail(
+                diags,
+                source,
+                key,
+                format!(
+                    "`{}` needs exactly two numbers, [low, high]",
+                    kind.get_ref()
+                ),
+                value.span(),
+            ),
+        }
+    };
+    match kind.get_ref().as_ref() {
+        "choice" => Some(Distribution::Choice(items)),
+        "uniform" => pair(diags).map(|(a, b)| Distribution::Other(Domain::Uniform(a, b))),
+        "log_uniform" => match pair(diags)? {
+            (a, b) if a > 0.0 => Some(Distribution::Other(Domain::LogUniform(a, b))),
+            _ => fail(
+                diags,
+                source,
+                key,
+                "`log_uniform` needs [low, high] above 0".into(),
+                value.span(),
+            ),
+        },
+        "int" => {
+            let (a, b) = pair(diags)?;
+            if a.fract() != 0.0
+                || b.fract() != 0.0
+                || !items
+                    .iter()
+                    .all(|i| matches!(i.get_ref(), DeValue::Integer(_)))
+            {
+                return fail(
+                    diags,
+                    source,
+                    key,
+                    "`int` needs two whole numbers, [lo, hi]".into(),
+                    value.span(),
+                );
+            }
+            Some(Distribution::Other(Domain::Int(a as i64, b as i64)))
+        }
+        other => fail(
+            diags,
+            source,
+            key,
+            format!("unknown distribution `{other}`"),
+            kind.span(),
         ),
     }
 }

@@ -1,0 +1,339 @@
+//! A sweep with `[sweep.prune]`: the trials' trainings run rung by rung through the executor, and ASHA
+//! ([`crate::runs::asha`]) decides which go on. A rung is the trial's experiment with fewer `epochs`, so each is
+//! an ordinary cache entry, and going on to the next rung resumes the training from the last (no epoch is trained
+//! twice). Only a trial that reaches the last rung runs the stages after training (sampling, audio).
+
+use std::sync::{Condvar, Mutex};
+
+use anyhow::{Context, anyhow};
+
+use super::error::{Error, Result};
+use crate::exec::events::Reporter;
+use crate::exec::{self, Executor, Options, Outcome, Status, Target};
+use crate::runs::asha::{self, Asha, Fate, Job};
+use crate::runs::manifest::{SearchRecord, TrialInfo, TrialRecord};
+use crate::runs::report::Report;
+use crate::spec::experiment::Experiment;
+use crate::spec::sweep::{Metric, Study};
+use crate::stages::{StageKind, TrainSummary};
+use crate::store::Cache;
+
+/// What one trial ended with: the experiment its last training ran when that was a rung below the last (`None`: the
+/// point's own experiment), that run's outcome, and what the report says of it.
+pub struct TrialEnd {
+    pub experiment: Option<Experiment>,
+    pub outcome: Outcome,
+    pub info: Option<TrialInfo>,
+}
+
+/// The search's result: one end per trial (in point order), the record for `sweep.json`, and one line per trial
+/// for the terminal.
+pub struct SearchOutcome {
+    pub trials: Vec<TrialEnd>,
+    pub record: SearchRecord,
+    pub lines: Vec<String>,
+}
+
+/// What a finished training says at its rung.
+struct Reported {
+    result: asha::Result,
+    /// The metric as `loss.csv` has it (not oriented).
+    value: f64,
+    /// Epochs this training actually trained (0 when it was cached).
+    trained: usize,
+}
+
+/// The trial's metric after its training to a rung: the best value over the epochs so far (one noisy epoch does not
+/// decide), from the `loss.csv` the training stored with its result.
+fn reported(metric: Metric, outcome: &Outcome, cache: &Cache) -> anyhow::Result<Reported> {
+    let train = outcome
+        .stages
+        .iter()
+        .find(|s| s.kind == StageKind::Train)
+        .ok_or_else(|| anyhow!("the trial has no train stage"))?;
+    if let Some(failed) = outcome.failed() {
+        return Err(anyhow!(
+            "stage `{}` failed: {}",
+            failed.name,
+            failed.message()
+        ));
+    }
+    let record = train
+        .record
+        .as_ref()
+        .ok_or_else(|| anyhow!("the training of the trial did not finish"))?;
+    let summary: TrainSummary = serde_json::from_value(record.summary.clone())
+        .context("the training's summary cannot be read")?;
+    let history = crate::artifact::read_losses(&cache.file_path(&record.key, "loss.csv"))?;
+    let per_onset = match (summary.final_val_loss_per_onset, summary.final_val_loss) {
+        (Some(o), Some(v)) if v > 0.0 => o / v,
+        _ => 1.0,
+    };
+    let values = history.iter().filter_map(|e| match metric {
+        Metric::ValLoss => e.val_loss,
+        Metric::ValLossPerOnset => e.val_loss.map(|v| v * per_onset),
+        Metric::ValAccuracy => e.val_accuracy,
+        Metric::TrainLoss => Some(e.train_loss),
+    });
+    let value = if metric.maximised() {
+        values.fold(f64::NEG_INFINITY, f64::max)
+    } else {
+        values.fold(f64::INFINITY, f64::min)
+    };
+    if !value.is_finite() {
+        return Err(anyhow!("the training recorded no {}", metric.name()));
+    }
+    let trained = match train.status {
+        Status::Ran => summary.epochs - summary.resumed_from_epoch.unwrap_or(0),
+        _ => 0,
+    };
+    Ok(Reported {
+        result: asha::Result {
+            score: if metric.maximised() { -value } else { value },
+            stopped_early: summary.stopped_early,
+        },
+        value,
+        trained,
+    })
+}
+
+/// Runs the search over every point of `study` (each point a trial), `opts.jobs` trainings at a time.
+pub fn search(
+    study: &Study,
+    reports: &[Report],
+    cache: &Cache,
+    opts: &Options,
+    slurm_set: &[String],
+    reporter: &dyn Reporter,
+) -> Result<SearchOutcome> {
+    let prune = study.prune().expect("a pruned sweep");
+    let first = &study.points[0].experiment;
+    let train = first
+        .graph
+        .stages
+        .iter()
+        .find(|s| s.kind() == StageKind::Train)
+        .map(|s| s.name.clone())
+        .expect("checked: one train stage");
+    let max = first.graph.stages[first.graph.index_of(&train).expect("found")]
+        .stage()
+        .params()
+        .get("epochs")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(1) as u32;
+    let rungs = asha::rungs(prune.min_epochs, prune.reduction, max);
+    // Every trial at every rung below the last, made and checked before anything runs.
+    let mut below: Vec<Vec<Experiment>> = Vec::with_capacity(study.points.len());
+    for i in 0..study.points.len() {
+        let mut at = Vec::new();
+        for &epochs in &rungs[..rungs.len() - 1] {
+            at.push(study.at_epochs(i, &train, epochs)?);
+        }
+        below.push(at);
+    }
+    let experiment_at = |job: Job| -> &Experiment {
+        if job.rung + 1 == rungs.len() {
+            &study.points[job.trial].experiment
+        } else {
+            &below[job.trial][job.rung]
+        }
+    };
+
+    struct State {
+        asha: Asha,
+        /// Per trial: the rung and outcome of its latest training.
+        last: Vec<Option<(usize, Outcome)>>,
+        values: Vec<Vec<Option<f64>>>,
+        trained: usize,
+        errors: Vec<Option<String>>,
+        stopped: bool,
+    }
+    let n = study.points.len();
+    let state = Mutex::new(State {
+        asha: Asha::new(n, rungs.clone(), prune.reduction),
+        last: (0..n).map(|_| None).collect(),
+        values: vec![vec![None; rungs.len()]; n],
+        trained: 0,
+        errors: vec![None; n],
+        stopped: false,
+    });
+    let wake = Condvar::new();
+    let work = || {
+        loop {
+            let job = {
+                let mut s = state.lock().expect("not poisoned");
+                loop {
+                    if s.stopped || crate::interrupt::requested() {
+                        s.stopped = true;
+                        break None;
+                    }
+                    if let Some(job) = s.asha.next_job() {
+                        break Some(job);
+                    }
+                    if s.asha.finished() {
+                        break None;
+                    }
+                    s = wake.wait(s).expect("not poisoned");
+                }
+            };
+            let Some(job) = job else {
+                wake.notify_all();
+                return;
+            };
+            let point = &study.points[job.trial];
+            let target = Target {
+                experiment: experiment_at(job),
+                identity: super::identity(study, &point.label),
+                label: point.label.clone(),
+                report_dir: reports[job.trial].dir.clone(),
+            };
+            let mut o = opts.clone();
+            o.jobs = 1;
+            if job.rung + 1 < rungs.len() {
+                // Below the last rung only the training (and what it needs) runs.
+                o.only = Some(train.clone());
+            }
+            if let Executor::Slurm(slurm) = &mut o.executor {
+                // The job re-reads the experiment on the node: it must make the same rung.
+                slurm.set = slurm_set.to_vec();
+                slurm
+                    .set
+                    .push(format!("{train}.epochs={}", rungs[job.rung]));
+            }
+            let outcome = exec::run(std::slice::from_ref(&target), cache, &o, reporter)
+                .pop()
+                .expect("one target, one outcome");
+            let interrupted = outcome
+                .stages
+                .iter()
+                .any(|s| s.status == Status::Interrupted);
+            let got = reported(prune.metric, &outcome, cache);
+            let mut s = state.lock().expect("not poisoned");
+            match got {
+                Ok(r) => {
+                    s.trained += r.trained;
+                    s.values[job.trial][job.rung] = Some(r.value);
+                    s.asha.report(job, r.result);
+                }
+                Err(_) if interrupted => s.stopped = true,
+                Err(e) => {
+                    // A training that fails (a diverging loss) ends its trial; the search goes on without it.
+                    s.errors[job.trial] = Some(format!("{e:#}"));
+                    s.asha.report(
+                        job,
+                        asha::Result {
+                            score: f64::INFINITY,
+                            stopped_early: true,
+                        },
+                    );
+                }
+            }
+            s.last[job.trial] = Some((job.rung, outcome));
+            if interrupted {
+                s.stopped = true;
+            }
+            drop(s);
+            wake.notify_all();
+        }
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..opts.jobs.max(1) {
+            scope.spawn(work);
+        }
+    });
+
+    let s = state.into_inner().expect("not poisoned");
+    let mut below = below;
+    let metric = prune.metric.name();
+    let complete = |t: usize| matches!(s.asha.fate(t), Some(Fate::Complete { .. }));
+    // The winner: the best metric among the trials that trained to the end.
+    let winner = (0..n)
+        .filter(|&t| complete(t) && s.errors[t].is_none())
+        .min_by(|&a, &b| {
+            let score = |t: usize| s.asha.last(t).map_or(f64::INFINITY, |(_, r)| r.score);
+            score(a).total_cmp(&score(b)).then(a.cmp(&b))
+        });
+    let mut trials = Vec::with_capacity(n);
+    let mut records = Vec::with_capacity(n);
+    let mut lines = Vec::new();
+    let last_outcomes: Vec<Option<(usize, Outcome)>> = s.last;
+    for (t, last) in last_outcomes.into_iter().enumerate() {
+        let label = study.points[t].label.clone();
+        let fate = s.asha.fate(t);
+        let value = s.asha.last(t).and_then(|(rung, _)| s.values[t][rung]);
+        let explanation = match (&s.errors[t], &fate, value) {
+            (Some(e), _, _) => format!("failed: {e}"),
+            (None, Some(Fate::Complete { epochs }), Some(v)) => format!(
+                "complete: {epochs} epochs, {metric} {v:.4}{}",
+                if winner == Some(t) { " (the best)" } else { "" }
+            ),
+            (
+                None,
+                Some(Fate::Pruned {
+                    epochs,
+                    rank,
+                    of,
+                    kept,
+                }),
+                Some(v),
+            ) => format!(
+                "pruned at epoch {epochs}: {metric} {v:.4}, rank {rank} of {of} at rung {epochs} (kept: best {kept})"
+            ),
+            (None, Some(Fate::StoppedEarly { epochs }), Some(v)) => {
+                format!("stopped early (patience) before epoch {epochs}: {metric} {v:.4}")
+            }
+            _ => "interrupted before its training finished; run the same command again to continue"
+                .to_string(),
+        };
+        lines.push(format!("{label}: {explanation}"));
+        let info = fate.clone().map(|fate| TrialInfo {
+            fate,
+            metric: metric.to_string(),
+            value,
+            explanation: explanation.clone(),
+            winner: winner == Some(t),
+        });
+        records.push(TrialRecord {
+            label: label.clone(),
+            info: info.clone(),
+            explanation,
+        });
+        let (experiment, outcome) = match last {
+            Some((rung, outcome)) if rung + 1 < rungs.len() => {
+                (Some(below[t].swap_remove(rung)), outcome)
+            }
+            Some((_, outcome)) => (None, outcome),
+            // Never started (interrupted first): nothing of it ran.
+            None => (None, Outcome { stages: Vec::new() }),
+        };
+        trials.push(TrialEnd {
+            experiment,
+            outcome,
+            info,
+        });
+    }
+    let record = SearchRecord {
+        method: "asha".into(),
+        metric: metric.to_string(),
+        min_epochs: prune.min_epochs,
+        reduction: prune.reduction,
+        rungs,
+        promotions: s.asha.decisions(),
+        trials: records,
+        winner: winner.map(|t| study.points[t].label.clone()),
+        epochs_trained: s.trained,
+        finished: s.asha.finished(),
+    };
+    if !record.finished && !s.stopped {
+        return Err(Error::Failed(anyhow!(
+            "the search ended before every training reported (a bug): {} of {} trials decided",
+            (0..n).filter(|&t| s.asha.fate(t).is_some()).count(),
+            n
+        )));
+    }
+    Ok(SearchOutcome {
+        trials,
+        record,
+        lines,
+    })
+}
