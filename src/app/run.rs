@@ -143,7 +143,6 @@ fn executor(request: &RunRequest) -> Result<Executor> {
     }))
 }
 
-
 /// Runs every point of the experiment; `reporter` hears what happens as it happens.
 pub fn run(request: &RunRequest, reporter: &dyn Reporter) -> Result<RunReport> {
     let executor = executor(request)?;

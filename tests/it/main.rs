@@ -16,6 +16,7 @@ mod malformed;
 mod render;
 mod requirements;
 mod scale;
+mod search;
 mod slurm;
 mod stages;
 mod sweep;

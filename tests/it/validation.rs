@@ -126,6 +126,100 @@ const CASES: &[(&str, &str, &[&str], &[&str])] = &[
         ],
     ),
     (
+        "distribution on a non-numeric parameter",
+        concat!(
+            "[stages]\n[stages.source]\nkind = \"midi_source\"\npath = \"midi\"\n",
+            "[stages.melody]\nkind = \"extract_instrument\"\ninputs = [\"source\"]\n",
+            "[stages.tokens]\nkind = \"tokenize\"\ninputs = [\"melody\"]\n",
+            "[stages.vocab]\nkind = \"vocab\"\ninputs = [\"tokens\"]\n",
+            "[stages.windows]\nkind = \"window\"\ninputs = [\"vocab\"]\nseq_len = 2\nval_fraction = 0.3\n",
+            "[stages.model]\nkind = \"train\"\ninputs = [\"windows\"]\nepochs = 2\n",
+            "[sweep]\nmode = \"random\"\ntrials = 2\n\"tokens.scheme\" = { uniform = [0, 1] }\n"
+        ),
+        &[],
+        &["key `stages.tokens.scheme`", "exp.toml:26:19"],
+    ),
+    (
+        "no trials",
+        concat!(
+            "[stages]\n[stages.source]\nkind = \"midi_source\"\npath = \"midi\"\n",
+            "[stages.melody]\nkind = \"extract_instrument\"\ninputs = [\"source\"]\n",
+            "[stages.tokens]\nkind = \"tokenize\"\ninputs = [\"melody\"]\n",
+            "[stages.vocab]\nkind = \"vocab\"\ninputs = [\"tokens\"]\n",
+            "[stages.windows]\nkind = \"window\"\ninputs = [\"vocab\"]\nseq_len = 2\nval_fraction = 0.3\n",
+            "[stages.model]\nkind = \"train\"\ninputs = [\"windows\"]\nepochs = 2\n",
+            "[sweep]\nmode = \"random\"\ntrials = 0\n\"model.hidden\" = { int = [4, 8] }\n"
+        ),
+        &[],
+        &[
+            "`trials` must be between 1 and 10000, got 0",
+            "key `sweep.trials`",
+        ],
+    ),
+    (
+        "unknown pruning metric",
+        concat!(
+            "[stages]\n[stages.source]\nkind = \"midi_source\"\npath = \"midi\"\n",
+            "[stages.melody]\nkind = \"extract_instrument\"\ninputs = [\"source\"]\n",
+            "[stages.tokens]\nkind = \"tokenize\"\ninputs = [\"melody\"]\n",
+            "[stages.vocab]\nkind = \"vocab\"\ninputs = [\"tokens\"]\n",
+            "[stages.windows]\nkind = \"window\"\ninputs = [\"vocab\"]\nseq_len = 2\nval_fraction = 0.3\n",
+            "[stages.model]\nkind = \"train\"\ninputs = [\"windows\"]\nepochs = 2\n",
+            "[sweep]\n\"model.hidden\" = [4, 8]\n[sweep.prune]\nmetric = \"val_los\"\n"
+        ),
+        &[],
+        &[
+            "there is no metric `val_los` to prune on",
+            "key `sweep.prune.metric`",
+            "val_loss_per_onset",
+        ],
+    ),
+    (
+        "first rung above the maximum",
+        concat!(
+            "[stages]\n[stages.source]\nkind = \"midi_source\"\npath = \"midi\"\n",
+            "[stages.melody]\nkind = \"extract_instrument\"\ninputs = [\"source\"]\n",
+            "[stages.tokens]\nkind = \"tokenize\"\ninputs = [\"melody\"]\n",
+            "[stages.vocab]\nkind = \"vocab\"\ninputs = [\"tokens\"]\n",
+            "[stages.windows]\nkind = \"window\"\ninputs = [\"vocab\"]\nseq_len = 2\nval_fraction = 0.3\n",
+            "[stages.model]\nkind = \"train\"\ninputs = [\"windows\"]\nepochs = 2\n",
+            "[sweep]\n\"model.hidden\" = [4, 8]\n[sweep.prune]\nmin_epochs = 5\n"
+        ),
+        &[],
+        &[
+            "`min_epochs = 5` is above `model.epochs = 2`",
+            "key `sweep.prune.min_epochs`",
+        ],
+    ),
+    (
+        "pruning without a validation split",
+        concat!(
+            "[stages]\n[stages.source]\nkind = \"midi_source\"\npath = \"midi\"\n",
+            "[stages.melody]\nkind = \"extract_instrument\"\ninputs = [\"source\"]\n",
+            "[stages.tokens]\nkind = \"tokenize\"\ninputs = [\"melody\"]\n",
+            "[stages.vocab]\nkind = \"vocab\"\ninputs = [\"tokens\"]\n",
+            "[stages.windows]\nkind = \"window\"\ninputs = [\"vocab\"]\nseq_len = 2\nval_fraction = 0.0\n",
+            "[stages.model]\nkind = \"train\"\ninputs = [\"windows\"]\nepochs = 2\n",
+            "[sweep]\n\"model.hidden\" = [4, 8]\n[sweep.prune]\nmetric = \"val_loss\"\n"
+        ),
+        &[],
+        &["needs validation windows", "key `sweep.prune.metric`"],
+    ),
+    (
+        "distribution outside random mode",
+        concat!(
+            "[stages]\n[stages.source]\nkind = \"midi_source\"\npath = \"midi\"\n",
+            "[stages.melody]\nkind = \"extract_instrument\"\ninputs = [\"source\"]\n",
+            "[stages.tokens]\nkind = \"tokenize\"\ninputs = [\"melody\"]\n",
+            "[stages.vocab]\nkind = \"vocab\"\ninputs = [\"tokens\"]\n",
+            "[stages.windows]\nkind = \"window\"\ninputs = [\"vocab\"]\nseq_len = 2\nval_fraction = 0.3\n",
+            "[stages.model]\nkind = \"train\"\ninputs = [\"windows\"]\nepochs = 2\n",
+            "[sweep]\n\"model.hidden\" = { int = [4, 8] }\n"
+        ),
+        &[],
+        &["is a distribution, which only", "draws from"],
+    ),
+    (
         "fraction out of range",
         "[stages.w]\nkind = \"window\"\ninputs = []\nval_fraction = 1.5\n",
         &[],
