@@ -49,6 +49,16 @@ where
 
 /// An SVG chart of the loss curves of `runs` (label, history): validation solid, training dashed.
 pub fn loss_chart(title: &str, runs: &[(String, Vec<EpochStats>)]) -> Result<String> {
+    loss_chart_faded(title, runs, &[])
+}
+
+/// [`loss_chart`], with the runs `faded` marks (a pruned search's trials) drawn pale and thin, so the trials that
+/// trained to the end stand out.
+pub fn loss_chart_faded(
+    title: &str,
+    runs: &[(String, Vec<EpochStats>)],
+    faded: &[bool],
+) -> Result<String> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (900, 540)).into_drawing_area();
@@ -95,7 +105,9 @@ pub fn loss_chart(title: &str, runs: &[(String, Vec<EpochStats>)]) -> Result<Str
             .draw()
             .map_err(|e| anyhow!("{e}"))?;
         for (i, (label, history)) in runs.iter().enumerate() {
-            let c = colour(i);
+            let pale = faded.get(i).copied().unwrap_or(false);
+            let c = colour(i).mix(if pale { 0.3 } else { 1.0 });
+            let width = if pale { 1 } else { 2 };
             let train: Vec<(f64, f64)> = history
                 .iter()
                 .map(|e| (e.epoch as f64, e.train_loss))
@@ -105,17 +117,17 @@ pub fn loss_chart(title: &str, runs: &[(String, Vec<EpochStats>)]) -> Result<Str
                 .filter_map(|e| e.val_loss.map(|v| (e.epoch as f64, v)))
                 .collect();
             chart
-                .draw_series(DashedLineSeries::new(train, 6, 4, c.stroke_width(2)))
+                .draw_series(DashedLineSeries::new(train, 6, 4, c.stroke_width(width)))
                 .map_err(|e| anyhow!("{e}"))?;
             // The legend names each run once, on its solid (validation) line, or its training line without one.
             let series = if val.is_empty() {
                 chart.draw_series(std::iter::empty::<PathElement<(f64, f64)>>())
             } else {
-                chart.draw_series(LineSeries::new(val, c.stroke_width(2)))
+                chart.draw_series(LineSeries::new(val, c.stroke_width(width)))
             }
             .map_err(|e| anyhow!("{e}"))?;
             series.label(label.clone()).legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
+                PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(width))
             });
         }
         finish(&mut chart, &root)?;

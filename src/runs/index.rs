@@ -13,7 +13,7 @@ use crate::runs::compare::{RunSummary, cell, find_file, runs_under, varying_para
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}\
 table{border-collapse:collapse;margin-bottom:2em}td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;\
 text-align:left}th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}\
-.failed{color:#b00}img{width:240px;background:#fff}img.roll{width:420px}ul{margin:0;padding-left:1.2em}\
+.failed{color:#b00}.pruned{color:#888}.winner{font-weight:bold}img{width:240px;background:#fff}img.roll{width:420px}ul{margin:0;padding-left:1.2em}\
 audio{width:300px;display:block;margin-bottom:6px}.caption{font-size:85%;color:#555;margin:2px 0}\
 .media{display:flex;flex-wrap:wrap;gap:24px;align-items:flex-start}ul.files{columns:2}\
 dl{margin:0;display:grid;grid-template-columns:auto auto;gap:0 8px;font-size:90%}dt{white-space:nowrap}dd{margin:0}";
@@ -88,21 +88,31 @@ pub fn write(reports_dir: &Path) -> Result<PathBuf> {
         );
         for r in &runs {
             let link = href(&r.dir, reports_dir);
-            let status_class = if r.status == "ok" {
-                ""
-            } else {
-                " class=\"failed\""
+            // A pruned search's trial says how it ended; the best is marked.
+            let (status, status_class) = match &r.trial {
+                Some(t) if t.winner => (format!("{} ★ best", t.status()), " class=\"winner\""),
+                Some(t) => (
+                    t.status(),
+                    if matches!(t.fate, crate::runs::asha::Fate::Complete { .. }) {
+                        ""
+                    } else {
+                        " class=\"pruned\""
+                    },
+                ),
+                None if r.status == "ok" => (r.status.clone(), ""),
+                None => (r.status.clone(), " class=\"failed\""),
             };
             let _ = write!(
                 html,
-                "<tr><td><a href=\"{}/\">{}</a></td><td>{}</td><td{status_class}>{}</td>",
+                "<tr><td><a href=\"{}/\">{}</a></td><td>{}</td><td{status_class} title=\"{}\">{}</td>",
                 attr(&link),
                 text(
                     r.id.strip_prefix(&format!("{experiment}/"))
                         .unwrap_or(&r.id)
                 ),
                 text(&r.started.get(..19).unwrap_or(&r.started).replace('T', " ")),
-                text(&r.status)
+                attr(r.trial.as_ref().map_or("", |t| t.explanation.as_str())),
+                text(&status)
             );
             for p in &varying {
                 let _ = write!(

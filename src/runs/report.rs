@@ -270,15 +270,34 @@ pub fn write_sweep_summary(
             dir.join("summary.csv"),
             crate::runs::compare::table(&runs).to_csv()?,
         )?;
-        let curves: Vec<(String, Vec<crate::artifact::EpochStats>)> = runs
+        let drawn: Vec<&crate::runs::compare::RunSummary> =
+            runs.iter().filter(|r| !r.history.is_empty()).collect();
+        let curves: Vec<(String, Vec<crate::artifact::EpochStats>)> = drawn
             .iter()
-            .filter(|r| !r.history.is_empty())
-            .map(|r| (r.name().to_string(), r.history.clone()))
+            .map(|r| {
+                let label = match &r.trial {
+                    Some(t) if t.winner => format!("{} (best)", r.name()),
+                    Some(t) if !matches!(t.fate, crate::runs::asha::Fate::Complete { .. }) => {
+                        format!("{} ({})", r.name(), t.status())
+                    }
+                    _ => r.name().to_string(),
+                };
+                (label, r.history.clone())
+            })
+            .collect();
+        // A pruned search's stopped trials are drawn pale.
+        let faded: Vec<bool> = drawn
+            .iter()
+            .map(|r| {
+                r.trial
+                    .as_ref()
+                    .is_some_and(|t| !matches!(t.fate, crate::runs::asha::Fate::Complete { .. }))
+            })
             .collect();
         if !curves.is_empty() {
             fs::write(
                 dir.join("loss.svg"),
-                crate::music::plot::loss_chart(&study.name, &curves)?,
+                crate::music::plot::loss_chart_faded(&study.name, &curves, &faded)?,
             )?;
         }
     }

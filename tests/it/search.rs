@@ -185,6 +185,19 @@ fn a_pruned_search_trains_each_epoch_once_and_decides_the_same_with_any_jobs() {
     assert_eq!(sweep_record(&p, &again).search.unwrap().epochs_trained, 0);
     assert!(again.stderr.contains("nothing to do"), "{}", again.stderr);
 
+    // The index page marks the winner and says how the others ended; the sweep's chart names them.
+    let index = std::fs::read_to_string(p.path("reports/index.html")).unwrap();
+    assert!(index.contains("complete ★ best"), "{index}");
+    assert!(
+        index.contains("pruned at 1") && index.contains("rank 9 of 9 at rung 1"),
+        "{index}"
+    );
+    let chart = std::fs::read_to_string(sweep_dir(&p, &again).join("loss.svg")).unwrap();
+    assert!(
+        chart.contains(&format!("{winner} (best)")) && chart.contains("(pruned at 3)"),
+        "{chart}"
+    );
+
     // compare: status and the ranking metric, best first.
     let table = p
         .pipeline(&[
