@@ -236,8 +236,14 @@ pub fn search(
             wake.notify_all();
         }
     };
+    // Under Slurm one worker: several workers of one process following the same upstream job (the MIDI stages every
+    // trial shares) do not all see it finish yet, so the search submits one training at a time there.
+    let workers = match opts.executor {
+        Executor::Slurm(_) => 1,
+        Executor::Local => opts.jobs.max(1),
+    };
     std::thread::scope(|scope| {
-        for _ in 0..opts.jobs.max(1) {
+        for _ in 0..workers {
             scope.spawn(work);
         }
     });

@@ -495,7 +495,8 @@ fn cache_gc_keeps_young_entries_and_collects_finished_checkpoints_and_job_folder
 #[test]
 fn cache_gc_in_a_loop_beside_a_running_sweep_never_breaks_it() {
     let p = tiny_project();
-    let sweep = experiment(TINY, "length = 20\nseed = 3")
+    // Long enough trainings (30 epochs) that gc runs several times while they go on, even on a loaded machine.
+    let sweep = experiment(TINY, "length = 20\nseed = 3").replace("epochs = 3", "epochs = 30")
         + "\n[sweep]\n\"model.hidden\" = [8, 12, 16]\n\"windows.seq_len\" = [3, 4]\n";
     p.write("exp.toml", &sweep);
     // gc refuses to run without reports: give it an earlier run to keep nothing of.

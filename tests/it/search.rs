@@ -7,18 +7,23 @@ use std::collections::BTreeSet;
 use crate::support::*;
 use pipeline::SweepRecord;
 
-/// Three files (one held out for validation), the tiny model trained up to 9 epochs, and `sweep`.
-fn project(sweep: &str) -> Project {
-    let p = tiny_project();
+/// `p` (a [`tiny_project_in`]) with a third file, held out for validation, the tiny model trained up to `epochs`,
+/// and `extra` (a `[sweep]`) after the experiment.
+pub fn with_validation(p: Project, epochs: u32, extra: &str) -> Project {
     p.midi(
         "midi/c.mid",
         &[melody(0, &[60, 62, 64, 65, 67, 65, 64, 62, 60, 62, 64, 65])],
     );
     let toml = experiment(TINY, "length = 5")
         .replace("val_fraction = 0.0", "val_fraction = 0.34")
-        .replace("epochs = 3", "epochs = 9");
-    p.write("exp.toml", format!("{toml}\n{sweep}"));
+        .replace("epochs = 3", &format!("epochs = {epochs}"));
+    p.write("exp.toml", format!("{toml}\n{extra}"));
     p
+}
+
+/// The tiny project with validation, up to 9 epochs, and `sweep`.
+fn project(sweep: &str) -> Project {
+    with_validation(tiny_project(), 9, sweep)
 }
 
 const GRID_SEARCH: &str = "[sweep]\n\"model.learning_rate\" = [0.001, 0.01, 0.05]\n\"model.hidden\" = [4, 8, 16]\n\n\

@@ -488,3 +488,53 @@ fn two_submitters_at_once_submit_one_job() {
         );
     }
 }
+
+#[test]
+fn a_pruned_search_through_slurm_decides_as_a_local_one() {
+    let Some(_cluster) = cluster() else {
+        return;
+    };
+    let p = crate::search::with_validation(
+        project(),
+        4,
+        &format!(
+            "{RESOURCES}\n[sweep]\n\"model.learning_rate\" = [0.001, 0.02]\n\"model.hidden\" = [4, 8]\n\n\
+             [sweep.prune]\nmin_epochs = 1\nreduction = 2\n"
+        ),
+    );
+    let local = p
+        .pipeline(&["run", "exp.toml", "--cache-dir", "local"])
+        .ok();
+    let slurm = p
+        .pipeline(&[
+            "run",
+            "exp.toml",
+            "--executor",
+            "slurm",
+            "--cache-dir",
+            "shared-cache",
+        ])
+        .ok();
+    let record = |run: &Run| {
+        pipeline::SweepRecord::read(&p.path(run.stdout.lines().last().unwrap().trim()))
+            .unwrap()
+            .search
+            .unwrap()
+    };
+    let (a, b) = (record(&local), record(&slurm));
+    assert_eq!(a.rungs, [1, 2, 4]);
+    assert_eq!(a.promotions, b.promotions);
+    let explained = |r: &pipeline::SearchRecord| {
+        r.trials
+            .iter()
+            .map(|t| t.explanation.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(explained(&a), explained(&b));
+    assert_eq!(a.epochs_trained, b.epochs_trained);
+    assert!(
+        slurm.stderr.contains(", Slurm job "),
+        "the trainings ran as jobs: {}",
+        slurm.stderr
+    );
+}
