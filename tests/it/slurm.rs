@@ -29,6 +29,18 @@ fn project() -> Project {
     ))
 }
 
+/// `pipeline run exp.toml --executor slurm` with the cache in `cache`.
+fn run_on_slurm(p: &Project, cache: &str) -> Run {
+    p.pipeline(&[
+        "run",
+        "exp.toml",
+        "--executor",
+        "slurm",
+        "--cache-dir",
+        cache,
+    ])
+}
+
 /// Entry keys in a cache.
 fn entries(cache: &Path) -> BTreeSet<String> {
     walkdir::WalkDir::new(cache.join("v1/entries"))
@@ -133,16 +145,7 @@ fn a_sweep_through_slurm_gives_the_same_entries_and_reports_as_a_local_run() {
         assert_eq!(logs, 8, "one Slurm log per stage in {point}");
     }
     // Everything is cached now: nothing is submitted.
-    let again = p
-        .pipeline(&[
-            "run",
-            "exp.toml",
-            "--executor",
-            "slurm",
-            "--cache-dir",
-            "remote",
-        ])
-        .ok();
+    let again = run_on_slurm(&p, "remote").ok();
     assert!(!again.stderr.contains("queued"), "{}", again.stderr);
 }
 
@@ -505,16 +508,7 @@ fn a_pruned_search_through_slurm_decides_as_a_local_one() {
     let local = p
         .pipeline(&["run", "exp.toml", "--cache-dir", "local"])
         .ok();
-    let slurm = p
-        .pipeline(&[
-            "run",
-            "exp.toml",
-            "--executor",
-            "slurm",
-            "--cache-dir",
-            "shared-cache",
-        ])
-        .ok();
+    let slurm = run_on_slurm(&p, "shared-cache").ok();
     let record = |run: &Run| {
         pipeline::SweepRecord::read(&p.path(run.stdout.lines().last().unwrap().trim()))
             .unwrap()
