@@ -34,21 +34,9 @@ pub fn compare(
         .map(|t| (format!("search_{}", t.metric), t.metric == "val_accuracy"));
     match (sort, search) {
         (Some(column), _) => table.sort_by(column).map_err(Error::Usage)?,
-        (None, Some((column, descending))) => {
-            table.sort_by(&column).map_err(Error::Usage)?;
-            if descending {
-                // Missing values stay last.
-                let i = table
-                    .columns
-                    .iter()
-                    .position(|c| *c == column)
-                    .expect("added");
-                let (mut with, without): (Vec<_>, Vec<_>) =
-                    table.rows.drain(..).partition(|r| !r[i].is_null());
-                with.reverse();
-                table.rows = with.into_iter().chain(without).collect();
-            }
-        }
+        (None, Some((column, descending))) => table
+            .sort_by_order(&column, descending)
+            .map_err(Error::Usage)?,
         (None, None) => {}
     }
     Ok((runs, table))

@@ -108,19 +108,10 @@ pub fn search(
 ) -> Result<SearchOutcome> {
     let prune = study.prune().expect("a pruned sweep");
     let first = &study.points[0].experiment;
-    let train = first
-        .graph
-        .stages
-        .iter()
-        .find(|s| s.kind() == StageKind::Train)
-        .map(|s| s.name.clone())
+    let (train, max) = crate::spec::sweep::trainings(first)
+        .first()
+        .map(|&(name, epochs)| (name.to_string(), epochs as u32))
         .expect("checked: one train stage");
-    let max = first.graph.stages[first.graph.index_of(&train).expect("found")]
-        .stage()
-        .params()
-        .get("epochs")
-        .and_then(serde_json::Value::as_u64)
-        .unwrap_or(1) as u32;
     let rungs = asha::rungs(prune.min_epochs, prune.reduction, max);
     // Every trial at every rung below the last, made and checked before anything runs.
     let mut below: Vec<Vec<Experiment>> = Vec::with_capacity(study.points.len());

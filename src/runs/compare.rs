@@ -303,6 +303,11 @@ pub fn table(runs: &[RunSummary]) -> Table {
 impl Table {
     /// Sorts rows by a column: numbers numerically, missing values last.
     pub fn sort_by(&mut self, column: &str) -> Result<()> {
+        self.sort_by_order(column, false)
+    }
+
+    /// [`Table::sort_by`], highest first when `descending`; missing values stay last either way.
+    pub fn sort_by_order(&mut self, column: &str, descending: bool) -> Result<()> {
         let Some(i) = self.columns.iter().position(|c| c == column) else {
             bail!(
                 "no column `{column}`; the columns are: {}",
@@ -313,11 +318,16 @@ impl Table {
             (Value::Null, Value::Null) => std::cmp::Ordering::Equal,
             (Value::Null, _) => std::cmp::Ordering::Greater,
             (_, Value::Null) => std::cmp::Ordering::Less,
-            (Value::Number(x), Value::Number(y)) => x
-                .as_f64()
-                .unwrap_or(0.0)
-                .total_cmp(&y.as_f64().unwrap_or(0.0)),
-            (x, y) => cell(x).cmp(&cell(y)),
+            (x, y) => {
+                let order = match (x, y) {
+                    (Value::Number(x), Value::Number(y)) => x
+                        .as_f64()
+                        .unwrap_or(0.0)
+                        .total_cmp(&y.as_f64().unwrap_or(0.0)),
+                    (x, y) => cell(x).cmp(&cell(y)),
+                };
+                if descending { order.reverse() } else { order }
+            }
         });
         Ok(())
     }

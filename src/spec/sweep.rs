@@ -503,19 +503,29 @@ fn combinations(sweep: &Sweep) -> Vec<Vec<(usize, Value)>> {
     }
 }
 
+/// The experiment's `train` stages by name, each with the `epochs` it trains (what pruning's rungs end at).
+pub fn trainings(exp: &Experiment) -> Vec<(&str, u64)> {
+    exp.graph
+        .stages
+        .iter()
+        .filter(|s| s.kind() == StageKind::Train)
+        .map(|s| {
+            let epochs = s
+                .stage()
+                .params()
+                .get("epochs")
+                .and_then(serde_json::Value::as_u64);
+            (s.name.as_str(), epochs.unwrap_or(0))
+        })
+        .collect()
+}
+
 /// What `[sweep.prune]` needs of the points: one `train` stage, at least `min_epochs` epochs each, and a
 /// validation split when the metric is a validation one.
 fn check_prune(prune: &Prune, points: &[Point], source: &Source, diags: &mut Diagnostics) {
     let Some(first) = points.first() else { return };
-    let trains: Vec<&str> = first
-        .experiment
-        .graph
-        .stages
-        .iter()
-        .filter(|s| s.kind() == StageKind::Train)
-        .map(|s| s.name.as_str())
-        .collect();
-    if trains.len() != 1 {
+    let trains = trainings(&first.experiment);
+    let [(train, epochs)] = trains[..] else {
         diags.push(
             Diagnostic::new(format!(
                 "`[sweep.prune]` prunes one `train` stage, but the experiment has {}",
@@ -526,18 +536,8 @@ fn check_prune(prune: &Prune, points: &[Point], source: &Source, diags: &mut Dia
             .hint("pruning stops trainings early: the experiment needs exactly one `train` stage"),
         );
         return;
-    }
-    let train = trains[0];
-    let epochs_of = |p: &Point| {
-        p.experiment.graph.index_of(train).and_then(|i| {
-            p.experiment.graph.stages[i]
-                .stage()
-                .params()
-                .get("epochs")
-                .and_then(serde_json::Value::as_u64)
-        })
     };
-    if points.iter().any(|p| epochs_of(p) != epochs_of(first)) {
+    if points.iter().any(|p| trainings(&p.experiment) != trains) {
         diags.push(
             Diagnostic::new(format!(
                 "with `[sweep.prune]` every trial trains to the same `{train}.epochs`, the last rung; the sweep varies it"
@@ -548,34 +548,20 @@ fn check_prune(prune: &Prune, points: &[Point], source: &Source, diags: &mut Dia
         );
         return;
     }
+    if u64::from(prune.min_epochs) > epochs {
+        diags.push(
+            Diagnostic::new(format!(
+                "`min_epochs = {}` is above `{train}.epochs = {epochs}`, the most a trial trains",
+                prune.min_epochs
+            ))
+            .at(source, prune.min_epochs_span.clone())
+            .key("sweep.prune.min_epochs")
+            .hint("the first rung must come before the last epoch: lower `min_epochs` or raise `epochs`"),
+        );
+        return;
+    }
     for point in points {
         let exp = &point.experiment;
-        let Some(i) = exp.graph.index_of(train) else {
-            continue;
-        };
-        let epochs = exp.graph.stages[i]
-            .stage()
-            .params()
-            .get("epochs")
-            .and_then(serde_json::Value::as_u64)
-            .unwrap_or(0);
-        if u64::from(prune.min_epochs) > epochs {
-            let at = if point.label.is_empty() {
-                String::new()
-            } else {
-                format!(" (point `{}`)", point.label)
-            };
-            diags.push(
-                Diagnostic::new(format!(
-                    "`min_epochs = {}` is above `{train}.epochs = {epochs}`{at}, the most a trial trains",
-                    prune.min_epochs
-                ))
-                .at(source, prune.min_epochs_span.clone())
-                .key("sweep.prune.min_epochs")
-                .hint("the first rung must come before the last epoch: lower `min_epochs` or raise `epochs`"),
-            );
-            return;
-        }
         if prune.metric.needs_validation() {
             let no_split = exp.graph.stages.iter().any(|s| {
                 s.kind() == StageKind::Window

@@ -164,6 +164,7 @@ impl Params for Sample {
 }
 
 /// Where a piece starts: a window of a training file, or the primer.
+#[derive(Clone)]
 struct Start {
     /// The file, as the corpus or the experiment names it.
     path: String,
@@ -495,14 +496,7 @@ impl Stage for Sample {
         // after it.
         let mut compose = |n: u32| -> anyhow::Result<Piece> {
             let start = match &primed {
-                Some(p) => Start {
-                    path: p.path.clone(),
-                    offset: p.offset,
-                    window: p.window.clone(),
-                    file_ids: p.file_ids.clone(),
-                    tempo: p.tempo,
-                    primed: true,
-                },
+                Some(p) => p.clone(),
                 None => {
                     let at = starts[rng.random_range(0..starts.len())];
                     let file = windows

@@ -621,7 +621,7 @@ impl Stage for Train {
         let last = history.last().expect("at least one epoch");
         let best = best_epoch(&history);
         // Validation targets per predicted note or chord: what turns a per-token loss into one per onset.
-        let per_onset = |loss: f64| {
+        let onset_ratio = {
             let targets: Vec<u32> = windows
                 .starts(Split::Validation)
                 .map(|s| windows.window(s).1)
@@ -632,8 +632,9 @@ impl Stage for Train {
                     crate::music::tokens::time_token(&windows.tokens[t as usize]).is_none()
                 })
                 .count();
-            (sounds > 0).then(|| loss * targets.len() as f64 / sounds as f64)
+            (sounds > 0).then(|| targets.len() as f64 / sounds as f64)
         };
+        let per_onset = |loss: f64| onset_ratio.map(|r| loss * r);
         let summary = serde_json::to_value(TrainSummary {
             device: device_name.clone(),
             parameters: cfg.parameter_count(),

@@ -5,6 +5,23 @@ use crate::support::*;
 
 const SOURCE: &str = "[stages.source]\nkind = \"midi_source\"\npath = \"midi\"\n";
 
+/// A whole experiment up to a 2-epoch `train` stage (the window stage holding out `$val` of the files), then `$sweep`:
+/// for the `[sweep]` cases, whose points must build.
+macro_rules! trained {
+    ($val:literal, $sweep:literal) => {
+        concat!(
+            "[stages]\n[stages.source]\nkind = \"midi_source\"\npath = \"midi\"\n",
+            "[stages.melody]\nkind = \"extract_instrument\"\ninputs = [\"source\"]\n",
+            "[stages.tokens]\nkind = \"tokenize\"\ninputs = [\"melody\"]\n",
+            "[stages.vocab]\nkind = \"vocab\"\ninputs = [\"tokens\"]\n",
+            "[stages.windows]\nkind = \"window\"\ninputs = [\"vocab\"]\nseq_len = 2\nval_fraction = ",
+            $val,
+            "\n[stages.model]\nkind = \"train\"\ninputs = [\"windows\"]\nepochs = 2\n",
+            $sweep
+        )
+    };
+}
+
 /// (case, experiment text, `--set` arguments, pieces the error output must contain)
 const CASES: &[(&str, &str, &[&str], &[&str])] = &[
     (
@@ -127,13 +144,8 @@ const CASES: &[(&str, &str, &[&str], &[&str])] = &[
     ),
     (
         "distribution on a non-numeric parameter",
-        concat!(
-            "[stages]\n[stages.source]\nkind = \"midi_source\"\npath = \"midi\"\n",
-            "[stages.melody]\nkind = \"extract_instrument\"\ninputs = [\"source\"]\n",
-            "[stages.tokens]\nkind = \"tokenize\"\ninputs = [\"melody\"]\n",
-            "[stages.vocab]\nkind = \"vocab\"\ninputs = [\"tokens\"]\n",
-            "[stages.windows]\nkind = \"window\"\ninputs = [\"vocab\"]\nseq_len = 2\nval_fraction = 0.3\n",
-            "[stages.model]\nkind = \"train\"\ninputs = [\"windows\"]\nepochs = 2\n",
+        trained!(
+            0.3,
             "[sweep]\nmode = \"random\"\ntrials = 2\n\"tokens.scheme\" = { uniform = [0, 1] }\n"
         ),
         &[],
@@ -141,13 +153,8 @@ const CASES: &[(&str, &str, &[&str], &[&str])] = &[
     ),
     (
         "no trials",
-        concat!(
-            "[stages]\n[stages.source]\nkind = \"midi_source\"\npath = \"midi\"\n",
-            "[stages.melody]\nkind = \"extract_instrument\"\ninputs = [\"source\"]\n",
-            "[stages.tokens]\nkind = \"tokenize\"\ninputs = [\"melody\"]\n",
-            "[stages.vocab]\nkind = \"vocab\"\ninputs = [\"tokens\"]\n",
-            "[stages.windows]\nkind = \"window\"\ninputs = [\"vocab\"]\nseq_len = 2\nval_fraction = 0.3\n",
-            "[stages.model]\nkind = \"train\"\ninputs = [\"windows\"]\nepochs = 2\n",
+        trained!(
+            0.3,
             "[sweep]\nmode = \"random\"\ntrials = 0\n\"model.hidden\" = { int = [4, 8] }\n"
         ),
         &[],
@@ -158,13 +165,8 @@ const CASES: &[(&str, &str, &[&str], &[&str])] = &[
     ),
     (
         "unknown pruning metric",
-        concat!(
-            "[stages]\n[stages.source]\nkind = \"midi_source\"\npath = \"midi\"\n",
-            "[stages.melody]\nkind = \"extract_instrument\"\ninputs = [\"source\"]\n",
-            "[stages.tokens]\nkind = \"tokenize\"\ninputs = [\"melody\"]\n",
-            "[stages.vocab]\nkind = \"vocab\"\ninputs = [\"tokens\"]\n",
-            "[stages.windows]\nkind = \"window\"\ninputs = [\"vocab\"]\nseq_len = 2\nval_fraction = 0.3\n",
-            "[stages.model]\nkind = \"train\"\ninputs = [\"windows\"]\nepochs = 2\n",
+        trained!(
+            0.3,
             "[sweep]\n\"model.hidden\" = [4, 8]\n[sweep.prune]\nmetric = \"val_los\"\n"
         ),
         &[],
@@ -176,13 +178,8 @@ const CASES: &[(&str, &str, &[&str], &[&str])] = &[
     ),
     (
         "first rung above the maximum",
-        concat!(
-            "[stages]\n[stages.source]\nkind = \"midi_source\"\npath = \"midi\"\n",
-            "[stages.melody]\nkind = \"extract_instrument\"\ninputs = [\"source\"]\n",
-            "[stages.tokens]\nkind = \"tokenize\"\ninputs = [\"melody\"]\n",
-            "[stages.vocab]\nkind = \"vocab\"\ninputs = [\"tokens\"]\n",
-            "[stages.windows]\nkind = \"window\"\ninputs = [\"vocab\"]\nseq_len = 2\nval_fraction = 0.3\n",
-            "[stages.model]\nkind = \"train\"\ninputs = [\"windows\"]\nepochs = 2\n",
+        trained!(
+            0.3,
             "[sweep]\n\"model.hidden\" = [4, 8]\n[sweep.prune]\nmin_epochs = 5\n"
         ),
         &[],
@@ -193,13 +190,8 @@ const CASES: &[(&str, &str, &[&str], &[&str])] = &[
     ),
     (
         "pruning without a validation split",
-        concat!(
-            "[stages]\n[stages.source]\nkind = \"midi_source\"\npath = \"midi\"\n",
-            "[stages.melody]\nkind = \"extract_instrument\"\ninputs = [\"source\"]\n",
-            "[stages.tokens]\nkind = \"tokenize\"\ninputs = [\"melody\"]\n",
-            "[stages.vocab]\nkind = \"vocab\"\ninputs = [\"tokens\"]\n",
-            "[stages.windows]\nkind = \"window\"\ninputs = [\"vocab\"]\nseq_len = 2\nval_fraction = 0.0\n",
-            "[stages.model]\nkind = \"train\"\ninputs = [\"windows\"]\nepochs = 2\n",
+        trained!(
+            0.0,
             "[sweep]\n\"model.hidden\" = [4, 8]\n[sweep.prune]\nmetric = \"val_loss\"\n"
         ),
         &[],
@@ -207,15 +199,7 @@ const CASES: &[(&str, &str, &[&str], &[&str])] = &[
     ),
     (
         "distribution outside random mode",
-        concat!(
-            "[stages]\n[stages.source]\nkind = \"midi_source\"\npath = \"midi\"\n",
-            "[stages.melody]\nkind = \"extract_instrument\"\ninputs = [\"source\"]\n",
-            "[stages.tokens]\nkind = \"tokenize\"\ninputs = [\"melody\"]\n",
-            "[stages.vocab]\nkind = \"vocab\"\ninputs = [\"tokens\"]\n",
-            "[stages.windows]\nkind = \"window\"\ninputs = [\"vocab\"]\nseq_len = 2\nval_fraction = 0.3\n",
-            "[stages.model]\nkind = \"train\"\ninputs = [\"windows\"]\nepochs = 2\n",
-            "[sweep]\n\"model.hidden\" = { int = [4, 8] }\n"
-        ),
+        trained!(0.3, "[sweep]\n\"model.hidden\" = { int = [4, 8] }\n"),
         &[],
         &["is a distribution, which only", "draws from"],
     ),
