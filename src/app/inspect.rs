@@ -15,9 +15,14 @@ pub struct Status {
 }
 
 /// `pipeline status`.
-pub fn status(file: &Path, set: &[String], cache_dir: &Path) -> Result<Status> {
+pub fn status(
+    file: &Path,
+    set: &[String],
+    cache_dir: &Path,
+    remote: Option<&crate::store::RemoteConfig>,
+) -> Result<Status> {
     let study = load(file, set)?;
-    let cache = open_cache(cache_dir)?;
+    let cache = open_cache(cache_dir, remote)?;
     let points = study
         .points
         .iter()

@@ -15,7 +15,7 @@ use crate::runs::report::{self, Report};
 use crate::spec::diagnostic::{Diagnostic, did_you_mean};
 use crate::spec::experiment::Experiment;
 use crate::spec::sweep::Study;
-use crate::store::Cache;
+use crate::store::{Cache, RemoteConfig, RemoteSummary};
 
 const REPORTS_HINT: &str = "pass a writable directory with `--reports-dir` or `PIPELINE_REPORTS`";
 
@@ -26,6 +26,8 @@ pub struct RunRequest {
     /// `--set` overrides as given.
     pub set: Vec<String>,
     pub cache_dir: PathBuf,
+    /// A remote cache behind the local one.
+    pub remote: Option<RemoteConfig>,
     pub reports_dir: PathBuf,
     /// Stages to re-run even when cached (with everything downstream).
     pub force: Vec<String>,
@@ -48,6 +50,8 @@ pub struct RunStats {
     pub interrupted: bool,
     /// A failure was the cache's (full, read-only), not a stage's.
     pub cache_failure: bool,
+    /// `--remote-required`, and the remote could not be used.
+    pub remote_failure: bool,
 }
 
 impl RunStats {
@@ -68,6 +72,7 @@ impl RunStats {
             failed: count(Status::Failed),
             not_run: count(Status::NotRun),
             interrupted,
+            remote_failure: false,
             cache_failure: outcomes.iter().any(|o| {
                 o.failed()
                     .and_then(|f| f.error.as_ref())
@@ -85,6 +90,8 @@ impl RunStats {
     pub fn exit_code(&self) -> u8 {
         if self.interrupted {
             exit::INTERRUPTED
+        } else if self.remote_failure {
+            exit::ENVIRONMENT
         } else if self.failed == 0 {
             exit::SUCCESS
         } else if self.cache_failure {
@@ -112,6 +119,8 @@ pub struct RunReport {
     pub index_error: Option<anyhow::Error>,
     /// With `[sweep.prune]`: how each trial ended, a line each.
     pub search_lines: Vec<String>,
+    /// What the run did with the remote, when one was set.
+    pub remote: Option<RemoteSummary>,
 }
 
 /// Where the stages run.
@@ -161,7 +170,7 @@ pub fn run(request: &RunRequest, reporter: &dyn Reporter) -> Result<RunReport> {
     let study = load(&request.experiment, &request.set)?;
     let first = &study.points[0].experiment;
     check(first, &opts.force, slurm)?;
-    let cache = open_cache(&request.cache_dir)?;
+    let cache = open_cache(&request.cache_dir, request.remote.as_ref())?;
     let (dir, mut reports) = create_reports(&study, &request.reports_dir)?;
     let reports_error = |e: anyhow::Error| Error::environment(e, REPORTS_HINT);
     let targets: Vec<Target> = study
@@ -175,7 +184,8 @@ pub fn run(request: &RunRequest, reporter: &dyn Reporter) -> Result<RunReport> {
             report_dir: r.dir.clone(),
         })
         .collect();
-    if slurm {
+    // With a remote, the nodes need not see this cache: each job uses a cache of its own and the remote.
+    if slurm && request.remote.is_none() {
         crate::exec::slurm::check_shared(&cache, &first.slurm.defaults).map_err(|e| {
             Error::environment(
                 e,
@@ -214,6 +224,8 @@ pub fn run(request: &RunRequest, reporter: &dyn Reporter) -> Result<RunReport> {
         report::write_sweep_summary(&dir, &study, &reports, &outcomes, search_record)
             .map_err(reports_error)?;
     }
+    // Uploads still in flight finish before the run says it is done.
+    let remote = cache.finish_remote();
     let index_error = crate::runs::index::write(&request.reports_dir).err();
     let mut stopped: Vec<String> = outcomes
         .iter()
@@ -222,9 +234,17 @@ pub fn run(request: &RunRequest, reporter: &dyn Reporter) -> Result<RunReport> {
         .map(|r| r.name.clone())
         .collect();
     stopped.dedup();
+    let mut stats = RunStats::of(&outcomes, crate::interrupt::requested());
+    if let Some(r) = &remote
+        && r.required
+        && (r.down.is_some() || !r.failed_uploads.is_empty())
+    {
+        stats.remote_failure = true;
+    }
     Ok(RunReport {
+        remote,
         dir,
-        stats: RunStats::of(&outcomes, crate::interrupt::requested()),
+        stats,
         failures: failures(&study, &outcomes),
         points: study.is_sweep().then_some(study.points.len()),
         stopped,

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::store::PushPolicy;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "pipeline",
@@ -30,6 +32,61 @@ pub(super) struct CacheArgs {
     /// Where results are cached.
     #[arg(long, env = "PIPELINE_CACHE", default_value = "cache")]
     pub(super) cache_dir: PathBuf,
+    #[command(flatten)]
+    pub(super) remote: RemoteArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub(super) struct RemoteArgs {
+    /// A remote cache behind the local one, shared with other machines: `s3://BUCKET/PREFIX` (endpoint, region
+    /// and credentials from the `AWS_*` environment variables) or `file:///DIR`.
+    #[arg(long, env = "PIPELINE_REMOTE", value_name = "URL")]
+    pub(super) remote: Option<String>,
+    /// Which results are uploaded to the remote: `all`, `none`, or stage kinds separated by commas (default: all
+    /// but `render`, whose audio is large and quick to make again).
+    #[arg(long, env = "PIPELINE_PUSH", value_name = "all|none|KINDS", value_parser = parse_push)]
+    pub(super) push: Option<PushPolicy>,
+    /// Results larger than this stay local, e.g. `200MB` or `1GiB`.
+    #[arg(long, env = "PIPELINE_PUSH_MAX", value_name = "SIZE", value_parser = parse_size)]
+    pub(super) push_max: Option<u64>,
+    /// Fail (exit 3) when the remote cannot be used, instead of going on with the local cache alone.
+    #[arg(long, env = "PIPELINE_REMOTE_REQUIRED")]
+    pub(super) remote_required: bool,
+}
+
+/// `all`, `none` or `train,sample`: stage kinds by name.
+pub(super) fn parse_push(text: &str) -> Result<PushPolicy, String> {
+    match text.trim() {
+        "all" => return Ok(PushPolicy::All),
+        "none" => return Ok(PushPolicy::None),
+        _ => {}
+    }
+    let kinds: Vec<&str> = crate::stages::StageKind::ALL
+        .iter()
+        .map(|k| k.name())
+        .collect();
+    let mut chosen = std::collections::BTreeSet::new();
+    for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if !kinds.contains(&name) {
+            return Err(format!(
+                "`{name}` is not a stage kind; write `all`, `none`, or some of {} separated by commas",
+                kinds.join(", ")
+            ));
+        }
+        chosen.insert(name.to_string());
+    }
+    if chosen.is_empty() {
+        return Err("write `all`, `none`, or stage kinds separated by commas".into());
+    }
+    Ok(PushPolicy::Kinds(chosen))
+}
+
+/// `200MB`, `1GiB`, `5000` (bytes), for clap.
+pub(super) fn parse_size(text: &str) -> Result<u64, String> {
+    text.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| format!("`{text}` is not a size like `200MB` or `1GiB` ({e})"))
 }
 
 #[derive(clap::Args, Debug)]
@@ -116,18 +173,39 @@ pub(super) enum ExecutorKind {
 
 #[derive(Subcommand, Debug)]
 pub(super) enum CacheCommand {
-    /// Re-hash every entry and list the damaged ones (exit 1 if any).
+    /// Re-hash every entry and list the damaged ones (exit 1 if any); with a remote set, the remote's entries.
     Verify {
         #[command(flatten)]
         cache: CacheArgs,
     },
-    /// Size of the cache per stage kind.
+    /// Size of the cache per stage kind; with a remote set, of the remote.
     Du {
         #[command(flatten)]
         cache: CacheArgs,
     },
+    /// Upload to the remote every result the reports refer to (of one experiment, or all) that it lacks.
+    Push {
+        #[command(flatten)]
+        cache: CacheArgs,
+        #[command(flatten)]
+        reports: ReportsArgs,
+        /// Only the results of this experiment's reports.
+        #[arg(long, value_name = "NAME")]
+        experiment: Option<String>,
+    },
+    /// Download from the remote every result the reports refer to (of one experiment, or all) that is not here.
+    Pull {
+        #[command(flatten)]
+        cache: CacheArgs,
+        #[command(flatten)]
+        reports: ReportsArgs,
+        /// Only the results of this experiment's reports.
+        #[arg(long, value_name = "NAME")]
+        experiment: Option<String>,
+    },
     /// Remove entries that no report of the last N runs of each experiment refers to, damaged entries, and data
-    /// crashed runs left behind.
+    /// crashed runs left behind. With a remote set, this cleans the remote instead: the reports named with
+    /// `--reports-dir` decide what stays.
     Gc {
         #[command(flatten)]
         cache: CacheArgs,
@@ -136,9 +214,10 @@ pub(super) enum CacheCommand {
         /// Runs per experiment whose results are kept.
         #[arg(long, default_value_t = 5, value_name = "N")]
         keep: usize,
-        /// Keep everything younger than this, e.g. `30m`, `2h`, `0s` (a run may have just made it).
-        #[arg(long, default_value = "1h", value_name = "DURATION", value_parser = parse_duration)]
-        grace: std::time::Duration,
+        /// Keep everything younger than this, e.g. `30m`, `2h`, `0s` (a run may have just made it); default `1h`,
+        /// and `7d` on a remote, which other machines' runs write to.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        grace: Option<std::time::Duration>,
         /// Only say what would be removed.
         #[arg(long)]
         dry_run: bool,

@@ -73,6 +73,7 @@ fn dispatch(cli: Cli) -> u8 {
             let request = RunRequest {
                 experiment: experiment.file,
                 set: experiment.set,
+                remote: remote_config(&cache.remote),
                 cache_dir: cache.cache_dir,
                 reports_dir: reports.reports_dir,
                 force,
@@ -92,7 +93,7 @@ fn dispatch(cli: Cli) -> u8 {
                 exit::SUCCESS
             })
         }
-        Command::Status { experiment, cache } => status(&experiment, &cache.cache_dir),
+        Command::Status { experiment, cache } => status(&experiment, &cache),
         Command::Graph { experiment, format } => graph(&experiment, format),
         Command::Bench(b) => bench(b),
         Command::Cache(c) => cache_command(c),
@@ -166,31 +167,104 @@ fn finish_run(report: &RunReport) -> u8 {
             stats.total()
         );
     }
+    if let Some(remote) = &report.remote {
+        for line in &remote.failed_uploads {
+            eprintln!("warning: {line}");
+        }
+        match &remote.down {
+            Some(why) if remote.required => eprintln!(
+                "error: the remote `{}` could not be used ({why}) and `--remote-required` is set",
+                remote.url
+            ),
+            Some(_) => eprintln!(
+                "remote `{}`: not used after it failed; what this run made is in the local cache only (`pipeline \
+                 cache push` uploads it later)",
+                remote.url
+            ),
+            None => eprintln!(
+                "remote `{}`: fetched {} result(s) ({}), uploaded {} ({}), {} request(s)",
+                remote.url,
+                remote.fetched_entries,
+                indicatif::HumanBytes(remote.fetched_bytes),
+                remote.pushed_entries,
+                indicatif::HumanBytes(remote.pushed_bytes),
+                remote.requests
+            ),
+        }
+    }
     eprintln!("report: {}", report.dir.display());
     println!("{}", report.dir.display());
     stats.exit_code()
 }
 
+/// The remote the arguments name, if any (an empty `--remote ''` turns off a `PIPELINE_REMOTE`).
+fn remote_config(args: &args::RemoteArgs) -> Option<crate::store::RemoteConfig> {
+    let url = args.remote.as_deref().filter(|u| !u.trim().is_empty())?;
+    let kinds: Vec<&str> = crate::stages::StageKind::ALL
+        .iter()
+        .map(|k| k.name())
+        .collect();
+    Some(crate::store::RemoteConfig {
+        url: url.trim().to_string(),
+        push: args
+            .push
+            .clone()
+            .unwrap_or_else(|| crate::store::PushPolicy::default_kinds(&kinds)),
+        max_push_bytes: args.push_max,
+        required: args.remote_required,
+        notify: std::sync::Arc::new(|message| eprintln!("warning: {message}")),
+    })
+}
+
+fn open(cache: &args::CacheArgs) -> Result<crate::store::Cache> {
+    crate::app::open_cache(&cache.cache_dir, remote_config(&cache.remote).as_ref())
+}
+
 fn cache_command(command: CacheCommand) -> Result<u8> {
-    use crate::app::maintenance;
+    use crate::app::{maintenance, remote};
     let failed = |error: anyhow::Error| Error::Environment { error, hint: None };
+    let code = |ok: bool| if ok { exit::SUCCESS } else { exit::STAGE_FAILED };
     match command {
         CacheCommand::Verify { cache } => {
-            let (report, intact) =
-                maintenance::verify(&crate::app::open_cache(&cache.cache_dir)?).map_err(failed)?;
-            print!("{report}");
-            Ok(if intact {
-                exit::SUCCESS
+            let opened = open(&cache)?;
+            let (report, intact) = if opened.remote().is_some() {
+                remote::verify(&opened)
             } else {
-                exit::STAGE_FAILED
-            })
+                maintenance::verify(&opened)
+            }
+            .map_err(failed)?;
+            print!("{report}");
+            Ok(code(intact))
         }
         CacheCommand::Du { cache } => {
-            print!(
-                "{}",
-                maintenance::du(&crate::app::open_cache(&cache.cache_dir)?).map_err(failed)?
-            );
+            let opened = open(&cache)?;
+            let report = if opened.remote().is_some() {
+                remote::du(&opened)
+            } else {
+                maintenance::du(&opened)
+            };
+            print!("{}", report.map_err(failed)?);
             Ok(exit::SUCCESS)
+        }
+        CacheCommand::Push {
+            cache,
+            reports,
+            experiment,
+        } => {
+            let (report, ok) = remote::push(&open(&cache)?, &reports.reports_dir, experiment.as_deref())
+                .map_err(failed)?;
+            print!("{report}");
+            Ok(code(ok))
+        }
+        CacheCommand::Pull {
+            cache,
+            reports,
+            experiment,
+        } => {
+            let (report, ok) = remote::pull(&open(&cache)?, &reports.reports_dir, experiment.as_deref())
+                .map_err(failed)?;
+            print!("{report}");
+            Ok(code(ok))
         }
         CacheCommand::Gc {
             cache,
@@ -199,23 +273,35 @@ fn cache_command(command: CacheCommand) -> Result<u8> {
             grace,
             dry_run,
         } => {
-            let cache = crate::app::open_cache(&cache.cache_dir)?;
-            let policy = maintenance::GcPolicy {
-                keep,
-                grace,
-                dry_run,
+            let opened = open(&cache)?;
+            let report = if opened.remote().is_some() {
+                let policy = remote::RemoteGc {
+                    keep,
+                    grace: grace.unwrap_or(std::time::Duration::from_secs(7 * 24 * 3600)),
+                    dry_run,
+                };
+                remote::gc(&opened, &reports.reports_dir, policy)
+            } else {
+                let policy = maintenance::GcPolicy {
+                    keep,
+                    grace: grace.unwrap_or(std::time::Duration::from_secs(3600)),
+                    dry_run,
+                };
+                maintenance::gc(&opened, &reports.reports_dir, policy)
             };
-            print!(
-                "{}",
-                maintenance::gc(&cache, &reports.reports_dir, policy).map_err(failed)?
-            );
+            print!("{}", report.map_err(failed)?);
             Ok(exit::SUCCESS)
         }
     }
 }
 
-fn status(args: &ExperimentArgs, cache_dir: &std::path::Path) -> Result<u8> {
-    let status = crate::app::inspect::status(&args.file, &args.set, cache_dir)?;
+fn status(args: &ExperimentArgs, cache: &args::CacheArgs) -> Result<u8> {
+    let status = crate::app::inspect::status(
+        &args.file,
+        &args.set,
+        &cache.cache_dir,
+        remote_config(&cache.remote).as_ref(),
+    )?;
     if let Some(overview) = &status.overview {
         print!("{}", overview_text(overview));
     }

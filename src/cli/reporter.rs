@@ -55,6 +55,13 @@ impl Reporter for Printer {
                 stage.name
             )),
             Event::Finished { stage, result } => match result.status {
+                Status::Cached if result.fetched => {
+                    let bytes = result.record.as_ref().map_or(0, |r| {
+                        r.output.bytes + r.files.values().map(|f| f.bytes).sum::<u64>()
+                    });
+                    let size = indicatif::HumanBytes(bytes);
+                    self.line("fetched", stage, &format!(" from the remote ({size})"))
+                }
                 Status::Cached if self.verbose => self.line("cached", stage, ""),
                 Status::Ran => {
                     let job = result

@@ -134,6 +134,8 @@ pub struct StageResult {
     pub slurm_log: Option<PathBuf>,
     /// How many points share this stage's result (1 outside sweeps).
     pub shared_by: usize,
+    /// Cached because it was downloaded from the remote.
+    pub fetched: bool,
 }
 
 impl StageResult {
@@ -150,6 +152,7 @@ impl StageResult {
             slurm_job: None,
             slurm_log: None,
             shared_by: 1,
+            fetched: false,
         }
     }
 

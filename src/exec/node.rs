@@ -60,6 +60,7 @@ impl Shared<'_> {
         id: usize,
         fp: &Fingerprint,
         record: Record,
+        fetched: bool,
         mut result: StageResult,
     ) -> StageResult {
         if let Err(e) = self.remember(id, fp) {
@@ -69,6 +70,7 @@ impl Shared<'_> {
             });
         }
         result.status = Status::Cached;
+        result.fetched = fetched;
         result.record = Some(record);
         result
     }
@@ -182,6 +184,9 @@ impl Shared<'_> {
         }
         // From here until this process exits, `cache gc` keeps this entry (found, computed or waited for).
         self.cache.pin(&key);
+        if let Some(why) = self.cache.remote_refused() {
+            return result.with_cache_error(anyhow::anyhow!(why));
+        }
 
         let decision = decide(
             self.cache,
@@ -193,7 +198,7 @@ impl Shared<'_> {
             Probe::Take,
         );
         match decision {
-            Decision::Cached(record) => self.found(id, &fp, *record, result),
+            Decision::Cached { record, fetched } => self.found(id, &fp, *record, fetched, result),
             Decision::Run { reasons, damaged } => {
                 if let Some(problem) = &damaged {
                     self.emit(Event::Damaged {

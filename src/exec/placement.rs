@@ -50,7 +50,7 @@ impl Placement for Local {
         if node.forced.is_none()
             && let Some(record) = run.cache.peek(&key, spec.kind().report_files())
         {
-            return run.found(id, fp, record, result);
+            return run.found(id, fp, record, false, result);
         }
         run.emit(Event::Running {
             stage: run.stage(id),

@@ -15,8 +15,8 @@ use crate::store::{Cache, Lookup, Record};
 /// Whether a stage is cached, and if not, why it must run.
 #[derive(Debug)]
 pub(crate) enum Decision {
-    /// Its entry is in the cache and intact.
-    Cached(Box<Record>),
+    /// Its entry is in the cache and intact (`fetched`: it came from the remote, or for `status`, is there).
+    Cached { record: Box<Record>, fetched: bool },
     /// It must run, for these reasons. `damaged`: why the entry that was there could not be used.
     Run {
         reasons: Vec<Reason>,
@@ -57,11 +57,27 @@ pub(crate) fn decide(
     };
     match probe {
         Probe::Look => match cache.peek(&key, kind.report_files()) {
-            Some(record) => Decision::Cached(Box::new(record)),
-            None => miss(),
+            Some(record) => Decision::Cached {
+                record: Box::new(record),
+                fetched: false,
+            },
+            None => match cache.peek_remote(&key, kind.report_files()) {
+                Some(record) => Decision::Cached {
+                    record: Box::new(record),
+                    fetched: true,
+                },
+                None => miss(),
+            },
         },
         Probe::Take => match cache.lookup(&key, kind.report_files()) {
-            Lookup::Hit(record) => Decision::Cached(record),
+            Lookup::Hit(record) => Decision::Cached {
+                record,
+                fetched: false,
+            },
+            Lookup::Fetched(record) => Decision::Cached {
+                record,
+                fetched: true,
+            },
             Lookup::Miss => miss(),
             Lookup::Damaged(problem) => Decision::Run {
                 reasons: vec![Reason::EntryMissing],
@@ -323,9 +339,9 @@ pub fn plan(exp: &Experiment, identity: &str, cache: &Cache) -> Vec<PlanLine> {
             None,
             Probe::Look,
         ) {
-            Decision::Cached(record) => {
+            Decision::Cached { record, fetched } => {
                 line.cached = true;
-                line.reason = "cached".into();
+                line.reason = if fetched { "cached (remote)" } else { "cached" }.into();
                 hashes.insert(i, record.output.hash);
             }
             Decision::Run { reasons, .. } => {

@@ -104,7 +104,7 @@ impl Placement for SlurmPlacement {
             Ok(Some(s)) => s,
             Ok(None) => {
                 return match run.cache.peek(&key, spec.kind().report_files()) {
-                    Some(record) => run.found(id, fp, record, result),
+                    Some(record) => run.found(id, fp, record, false, result),
                     None => result.with_error(anyhow::anyhow!(
                         "the entry another run stored has gone; run again"
                     )),
@@ -150,8 +150,9 @@ impl Placement for SlurmPlacement {
             Err(e) => return result.with_error(e),
         };
         let _ = std::fs::remove_file(&submitted_path);
+        // On a node without the submitter's file system, the job stored it on the remote, which this finds.
         match run.cache.lookup(&key, spec.kind().report_files()) {
-            Lookup::Hit(record) => {
+            Lookup::Hit(record) | Lookup::Fetched(record) => {
                 if let Err(e) = run.remember(id, fp) {
                     return result.with_error(e);
                 }

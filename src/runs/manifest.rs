@@ -194,6 +194,19 @@ pub struct StageEntry {
     #[serde(default)]
     pub warnings: Vec<String>,
     pub error: Option<String>,
+    /// Where the result came from: `computed` by this run, the `local` cache, or the `remote` one (absent for a
+    /// stage that failed or did not run, and in manifests older than the remote cache).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+}
+
+/// Where a stage's result came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    Computed,
+    Local,
+    Remote,
 }
 
 fn one() -> usize {
@@ -288,6 +301,41 @@ pub fn referenced_keys(reports: &Path, keep: usize) -> Result<(HashSet<String>, 
         }
     }
     Ok((kept, found))
+}
+
+/// Every stage result the reports under `reports` refer to (of the experiment `experiment`, or of all): its
+/// fingerprint and kind, once each, for `cache push` and `cache pull`. The second value counts the manifests read.
+pub fn referenced_stages(
+    reports: &Path,
+    experiment: Option<&str>,
+) -> Result<(Vec<(Hash, StageKind)>, usize)> {
+    // By hex, so the order is stable and each result comes once.
+    let mut out = BTreeMap::new();
+    let mut manifests = 0;
+    if !reports.is_dir() {
+        return Ok((Vec::new(), 0));
+    }
+    for entry in walkdir::WalkDir::new(reports).max_depth(4) {
+        let entry = entry.with_context(|| format!("cannot list `{}`", reports.display()))?;
+        if entry.file_name() != MANIFEST {
+            continue;
+        }
+        let Some(manifest) = entry.path().parent().and_then(|d| Manifest::read(d).ok()) else {
+            continue;
+        };
+        if experiment.is_some_and(|e| e != manifest.experiment) {
+            continue;
+        }
+        manifests += 1;
+        for stage in &manifest.stages {
+            if let Some(key) = stage.fingerprint
+                && matches!(stage.status, Some(Status::Ran | Status::Cached))
+            {
+                out.insert(key.hex(), (key, stage.kind));
+            }
+        }
+    }
+    Ok((out.into_values().collect(), manifests))
 }
 
 /// The file name of a sweep's record inside the sweep's folder.

@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::exec::Outcome;
+use crate::exec::{Outcome, Status};
 use crate::fingerprint::explain;
 use crate::runs::manifest::{
+    Origin,
     MANIFEST, Manifest, PointInfo, RunStatus, SWEEP, StageEntry, SweepPointRecord, SweepRecord,
     Tool,
 };
@@ -170,6 +171,12 @@ impl Manifest {
                     .as_ref()
                     .map_or_else(Vec::new, |r| r.warnings.clone()),
                 error: s.error.as_ref().map(|e| e.message.clone()),
+                origin: match s.status {
+                    Status::Ran => Some(Origin::Computed),
+                    Status::Cached if s.fetched => Some(Origin::Remote),
+                    Status::Cached => Some(Origin::Local),
+                    _ => None,
+                },
             })
             .collect();
         let of_kind = |kind: StageKind| stages.iter().filter(move |s| s.kind == kind);

@@ -1,11 +1,14 @@
-//! Checkpoints: where a long stage saves its progress while it runs (`v1/checkpoints/<key>.bin`).
+//! Checkpoints: where a long stage saves its progress while it runs (`v1/checkpoints/<key>.bin`), and, with a
+//! remote, on the remote too, so a training killed on one machine resumes on another.
 
 use std::fs;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
 use super::Cache;
+use super::remote::Remote;
 use crate::artifact::Artifact;
 use crate::fingerprint::Hash;
 use crate::paths::write_atomic_via;
@@ -18,39 +21,78 @@ pub struct Checkpoint {
     path: PathBuf,
     /// The cache's `tmp/`: a save killed half-way leaves its partial file there, where `cache gc` clears it.
     staging: PathBuf,
+    /// The remote it is also saved to, and the stage's fingerprint.
+    remote: Option<(Arc<Remote>, Hash)>,
 }
 
 impl Checkpoint {
+    /// Saves locally, then (waiting for it: the next epoch may be on another machine) on the remote. A remote that
+    /// fails is said once and skipped from then on; the local checkpoint is what counts here.
     pub fn save(&self, artifact: &Artifact) -> Result<()> {
         let bytes = artifact.to_bytes();
+        let hash = Hash::of(&bytes);
         write_atomic_via(
             &self.staging,
             &self.path,
-            &[Hash::of(&bytes).as_bytes(), &bytes],
+            &[hash.as_bytes(), &bytes],
             true,
         )
-        .context("cannot write a checkpoint")
+        .context("cannot write a checkpoint")?;
+        if let Some((remote, key)) = &self.remote {
+            let mut framed = Vec::with_capacity(32 + bytes.len());
+            framed.extend_from_slice(hash.as_bytes());
+            framed.extend_from_slice(&bytes);
+            let _ = remote.block_on(remote.put(&remote.checkpoint_path(key), framed, false));
+        }
+        Ok(())
     }
 
-    /// The saved artifact, if there is one and it is intact; a damaged one is removed.
+    /// The saved artifact, if there is one and it is intact: the local one, else the remote's (kept locally once
+    /// checked). A damaged one is removed.
     pub fn load(&self) -> Option<Artifact> {
-        let bytes = fs::read(&self.path).ok()?;
-        let intact = bytes.len() >= 32 && Hash::of(&bytes[32..]).as_bytes()[..] == bytes[..32];
-        match intact
-            .then(|| Artifact::from_bytes(&bytes[32..]).ok())
-            .flatten()
-            .filter(|a| a.validate().is_ok())
-        {
-            Some(a) => Some(a),
+        if let Some(a) = fs::read(&self.path).ok().and_then(|b| self.decode(&b)) {
+            return Some(a);
+        }
+        self.clear_local();
+        let (remote, key) = self.remote.as_ref()?;
+        let path = remote.checkpoint_path(key);
+        let bytes = remote.block_on(remote.get(&path)).ok()?;
+        match self.decode(&bytes) {
+            Some(a) => {
+                let _ = write_atomic_via(&self.staging, &self.path, &[&bytes], true);
+                Some(a)
+            }
             None => {
-                self.clear();
+                let _ = remote.block_on(remote.delete(&path));
                 None
             }
         }
     }
 
-    pub fn clear(&self) {
+    /// The artifact of a checkpoint file's bytes (the blake3 of the rest, then the rest), if intact and valid.
+    fn decode(&self, bytes: &[u8]) -> Option<Artifact> {
+        let intact = bytes.len() >= 32 && Hash::of(&bytes[32..]).as_bytes()[..] == bytes[..32];
+        intact
+            .then(|| Artifact::from_bytes(&bytes[32..]).ok())
+            .flatten()
+            .filter(|a| a.validate().is_ok())
+    }
+
+    fn clear_local(&self) {
         let _ = fs::remove_file(&self.path);
+    }
+
+    /// Removes it here and (in the background) on the remote: the stage finished, or starts over.
+    pub fn clear(&self) {
+        self.clear_local();
+        if let Some((remote, key)) = &self.remote {
+            let path = remote.checkpoint_path(key);
+            let r = remote.clone();
+            remote.spawn(async move {
+                let _ = r.delete(&path).await;
+                Ok(())
+            });
+        }
     }
 }
 
@@ -60,6 +102,11 @@ impl Cache {
         Checkpoint {
             path: self.checkpoints_dir().join(format!("{}.bin", key.hex())),
             staging: self.tmp_dir(),
+            remote: self
+                .remote
+                .as_ref()
+                .filter(|r| r.config.push != super::PushPolicy::None)
+                .map(|r| (r.clone(), *key)),
         }
     }
 }

@@ -28,8 +28,11 @@ use crate::fingerprint::{Fingerprint, Hash};
 mod checkpoint;
 mod history;
 mod locks;
+pub mod remote;
+mod sync;
 
 pub use checkpoint::Checkpoint;
+pub use remote::{PushPolicy, Remote, RemoteConfig, RemoteSummary};
 
 /// Change this when the layout or the record format changes; old trees are then ignored, not misread.
 const LAYOUT: &str = "v1";
@@ -69,6 +72,8 @@ pub struct Record {
 #[derive(Debug)]
 pub enum Lookup {
     Hit(Box<Record>),
+    /// Not here, but on the remote: downloaded, checked and installed locally.
+    Fetched(Box<Record>),
     Miss,
     /// An entry exists but cannot be trusted; it has been removed.
     Damaged(String),
@@ -79,6 +84,8 @@ pub struct Cache {
     root: PathBuf,
     /// This process's live file, made on the first [`Cache::pin`] (commands that only read never make one).
     live: Arc<Mutex<Option<fs::File>>>,
+    /// Where entries are also looked up and uploaded to, if anywhere.
+    remote: Option<Arc<Remote>>,
 }
 
 impl Cache {
@@ -97,7 +104,14 @@ impl Cache {
         Ok(Self {
             root,
             live: Arc::default(),
+            remote: None,
         })
+    }
+
+    /// This cache with a remote behind it.
+    pub fn with_remote(mut self, remote: Remote) -> Self {
+        self.remote = Some(Arc::new(remote));
+        self
     }
 
     /// `<cache dir>/v1`.
@@ -123,18 +137,38 @@ impl Cache {
     /// Finds a complete, intact entry. Every file is re-hashed (blake3 reads gigabytes per second; entries are
     /// small next to the work they save), so a damaged entry is never used.
     /// `report_files` are the names the stage kind may make (any other is damage).
+    ///
+    /// With a remote: a local hit the remote lacks is uploaded in the background (one HEAD when it has it); a local
+    /// miss is looked up remotely (one GET of the record) and, if it is there, downloaded and checked.
     pub fn lookup(&self, key: &Hash, report_files: &[&str]) -> Lookup {
         let dir = self.entry_dir(key);
-        if !dir.exists() {
-            return Lookup::Miss;
-        }
-        match self.verify(key, &dir, Some(report_files)) {
-            Ok(record) => Lookup::Hit(Box::new(record)),
-            Err(problem) => {
-                // Move it aside first so a concurrent reader never sees it half-deleted.
-                let _ = self.discard(&dir);
-                Lookup::Damaged(problem)
+        let local = if !dir.exists() {
+            Lookup::Miss
+        } else {
+            match self.verify(key, &dir, Some(report_files)) {
+                Ok(record) => Lookup::Hit(Box::new(record)),
+                Err(problem) => {
+                    // Move it aside first so a concurrent reader never sees it half-deleted.
+                    let _ = self.discard(&dir);
+                    Lookup::Damaged(problem)
+                }
             }
+        };
+        let Some(remote) = self.remote.clone() else {
+            return local;
+        };
+        match local {
+            Lookup::Hit(record) => {
+                self.push(&record);
+                Lookup::Hit(record)
+            }
+            Lookup::Miss => self.fetch(&remote, key, report_files),
+            Lookup::Damaged(problem) => match self.fetch(&remote, key, report_files) {
+                Lookup::Miss => Lookup::Damaged(problem),
+                Lookup::Damaged(theirs) => Lookup::Damaged(format!("{problem}; {theirs}")),
+                found => found,
+            },
+            fetched @ Lookup::Fetched(_) => fetched,
         }
     }
 
@@ -154,23 +188,7 @@ impl Cache {
         let text = fs::read(dir.join(RECORD)).map_err(|e| format!("no readable record ({e})"))?;
         let record: Record =
             serde_json::from_slice(&text).map_err(|e| format!("unreadable record ({e})"))?;
-        if record.key != *key || record.fingerprint.hash() != *key {
-            return Err("the record belongs to another fingerprint".into());
-        }
-        // The names become paths (in the entry, then in a report folder): one plain file name each, never a way
-        // out of either directory.
-        if let Some(name) = record.files.keys().find(|n| !plain_file_name(n)) {
-            return Err(format!(
-                "the record names a report file `{name}`, which is not a plain file name"
-            ));
-        }
-        if let Some(name) = report_files
-            .and_then(|allowed| record.files.keys().find(|n| !allowed.contains(&n.as_str())))
-        {
-            return Err(format!(
-                "the record names a report file `{name}`, which its stage kind never makes"
-            ));
-        }
+        check_record(&record, key, report_files)?;
         let output = check_file(&dir.join(OUTPUT), &record.output)?;
         for (name, file) in &record.files {
             check_file(&dir.join(FILES).join(name), file)?;
@@ -245,13 +263,21 @@ impl Cache {
             &serde_json::to_vec_pretty(&record)?,
         )?;
 
+        self.install(tmp, &key, replace)?;
+        self.push(&record);
+        Ok(record)
+    }
+
+    /// Moves a complete entry built in `tmp` into place for `key` in one rename. When an intact entry is there
+    /// already, it stays (unless `replace`): whoever stored the same result first, theirs is as good as ours.
+    fn install(&self, tmp: tempfile::TempDir, key: &Hash, replace: bool) -> Result<()> {
+        let key = *key;
         let dest = self.entry_dir(&key);
         fs::create_dir_all(dest.parent().expect("entries have a parent"))?;
         if dest.exists() {
             let intact = self.verify(&key, &dest, None).is_ok();
             if intact && !replace {
-                // Someone else stored the same result first; theirs is as good as ours.
-                return Ok(record);
+                return Ok(());
             }
             self.discard(&dest)?;
         }
@@ -269,7 +295,7 @@ impl Cache {
             }
         }
         sync_dir(dest.parent().expect("entries have a parent"));
-        Ok(record)
+        Ok(())
     }
 
     /// Every entry directory with the key its name gives (`None`: a name that is not a key).
@@ -336,6 +362,41 @@ pub struct EntryMeta {
     pub summary: serde_json::Value,
     pub warnings: Vec<String>,
     pub seconds: f64,
+}
+
+/// What a record must be, wherever it was read from: its own fingerprint's, and naming only plain file names (with
+/// `report_files`, only those).
+fn check_record(
+    record: &Record,
+    key: &Hash,
+    report_files: Option<&[&str]>,
+) -> std::result::Result<(), String> {
+    if record.key != *key || record.fingerprint.hash() != *key {
+        return Err("the record belongs to another fingerprint".into());
+    }
+    // The names become paths (in the entry, then in a report folder): one plain file name each, never a way
+    // out of either directory.
+    if let Some(name) = record.files.keys().find(|n| !plain_file_name(n)) {
+        return Err(format!(
+            "the record names a report file `{name}`, which is not a plain file name"
+        ));
+    }
+    if let Some(name) = report_files
+        .and_then(|allowed| record.files.keys().find(|n| !allowed.contains(&n.as_str())))
+    {
+        return Err(format!(
+            "the record names a report file `{name}`, which its stage kind never makes"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether downloaded bytes are the file the record names.
+fn check_bytes(bytes: &[u8], expected: &FileRecord, name: &str) -> std::result::Result<(), String> {
+    if bytes.len() as u64 != expected.bytes || Hash::of(bytes) != expected.hash {
+        return Err(format!("`{name}` does not match its recorded hash"));
+    }
+    Ok(())
 }
 
 /// The file's bytes, if they match the record.

@@ -1,0 +1,307 @@
+//! The remote cache's commands: `cache push` and `cache pull` (the results reports refer to), and `cache verify`,
+//! `cache du` and `cache gc` when a remote is set. Listing the bucket happens here, never on a run's path.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::fingerprint::Hash;
+use crate::stages::StageKind;
+use crate::store::Cache;
+use crate::store::remote::Remote;
+
+fn remote_of(cache: &Cache) -> Result<&Remote> {
+    cache
+        .remote()
+        .map(|r| r.as_ref())
+        .context("no remote is set: pass `--remote s3://BUCKET/PREFIX` or `--remote file:///DIR` (or set `PIPELINE_REMOTE`)")
+}
+
+fn human(bytes: u64) -> String {
+    indicatif::HumanBytes(bytes).to_string()
+}
+
+/// The results the reports refer to, or an error saying there are none.
+fn referenced(reports: &Path, experiment: Option<&str>) -> Result<Vec<(Hash, StageKind)>> {
+    let (stages, manifests) = crate::runs::manifest::referenced_stages(reports, experiment)?;
+    if manifests == 0 {
+        match experiment {
+            Some(e) => anyhow::bail!(
+                "no report of the experiment `{e}` under `{}`; run it first, or pass `--reports-dir`",
+                reports.display()
+            ),
+            None => anyhow::bail!(
+                "no reports under `{}`; run an experiment first, or pass `--reports-dir`",
+                reports.display()
+            ),
+        }
+    }
+    Ok(stages)
+}
+
+/// `cache push`: uploads every local result the reports refer to that the remote lacks. The second value: whether
+/// everything went up.
+pub fn push(cache: &Cache, reports: &Path, experiment: Option<&str>) -> Result<(String, bool)> {
+    let remote = remote_of(cache)?;
+    let wanted = referenced(reports, experiment)?;
+    let mut out = String::new();
+    let (mut absent, mut failed) = (0, 0);
+    for (key, kind) in &wanted {
+        let Some(record) = cache.peek(key, kind.report_files()) else {
+            absent += 1;
+            continue;
+        };
+        if let Err(e) = cache.push_now(&record) {
+            failed += 1;
+            writeln!(out, "failed {} {}: {e}", kind.name(), key.short())?;
+        }
+    }
+    let summary = remote.summary(Vec::new());
+    if let Some(why) = &summary.down {
+        anyhow::bail!("the remote `{}` cannot be used ({why})", remote.url());
+    }
+    let present = wanted.len() - absent - failed - summary.pushed_entries as usize;
+    let mut head = format!(
+        "pushed {} result(s) ({}) to `{}`; {present} were there already",
+        summary.pushed_entries,
+        human(summary.pushed_bytes),
+        remote.url()
+    );
+    if absent > 0 {
+        write!(head, "; {absent} are not in the local cache (gc'd?)")?;
+    }
+    Ok((format!("{head}\n{out}"), failed == 0))
+}
+
+/// `cache pull`: downloads every result the reports refer to that the local cache lacks.
+pub fn pull(cache: &Cache, reports: &Path, experiment: Option<&str>) -> Result<(String, bool)> {
+    let remote = remote_of(cache)?;
+    let wanted = referenced(reports, experiment)?;
+    let mut out = String::new();
+    let (mut fetched, mut here, mut failed) = (0, 0, 0);
+    for (key, kind) in &wanted {
+        match cache.pull(key, kind.report_files()) {
+            Ok(true) => fetched += 1,
+            Ok(false) => here += 1,
+            Err(e) => {
+                failed += 1;
+                writeln!(out, "missing {} {}: {e}", kind.name(), key.short())?;
+            }
+        }
+        if let Some(why) = remote.down() {
+            anyhow::bail!("the remote `{}` cannot be used ({why})", remote.url());
+        }
+    }
+    let bytes = remote.summary(Vec::new()).fetched_bytes;
+    Ok((
+        format!(
+            "pulled {fetched} result(s) ({}) from `{}`; {here} were here already{}\n{out}",
+            human(bytes),
+            remote.url(),
+            if failed > 0 {
+                format!("; {failed} could not be pulled")
+            } else {
+                String::new()
+            }
+        ),
+        failed == 0,
+    ))
+}
+
+/// Every entry key on the remote, with its record's age.
+fn remote_entries(remote: &Remote) -> Result<Vec<(Hash, jiff::Timestamp)>> {
+    let mut out = Vec::new();
+    for meta in remote.list(&remote.entries_prefix())? {
+        if let Some(key) = remote.key_of_record(&meta.location) {
+            let at = jiff::Timestamp::from_second(meta.last_modified.timestamp())
+                .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+            out.push((key, at));
+        }
+    }
+    Ok(out)
+}
+
+/// `cache verify` against the remote: downloads and re-hashes every entry, as a lookup would.
+pub fn verify(cache: &Cache) -> Result<(String, bool)> {
+    let remote = remote_of(cache)?;
+    let entries = remote_entries(remote)?;
+    let mut damaged = Vec::new();
+    let mut bytes = 0;
+    for (key, _) in &entries {
+        match cache.verify_remote(key) {
+            Ok(record) => match StageKind::from_name(&record.fingerprint.kind) {
+                Some(kind) => {
+                    if let Some(name) = record
+                        .files
+                        .keys()
+                        .find(|n| !kind.report_files().contains(&n.as_str()))
+                    {
+                        damaged.push((*key, format!("it names a file `{name}` its kind never makes")));
+                    } else {
+                        bytes += record.output.bytes + record.files.values().map(|f| f.bytes).sum::<u64>();
+                    }
+                }
+                None => damaged.push((*key, format!("an unknown stage kind `{}`", record.fingerprint.kind))),
+            },
+            Err(Some(problem)) => damaged.push((*key, problem)),
+            Err(None) => anyhow::bail!(
+                "the remote `{}` cannot be used ({})",
+                remote.url(),
+                remote.down().unwrap_or("unknown error")
+            ),
+        }
+    }
+    let mut out = format!(
+        "checked {} entries on `{}` ({}): {} intact, {} damaged\n",
+        entries.len(),
+        remote.url(),
+        human(bytes),
+        entries.len() - damaged.len(),
+        damaged.len()
+    );
+    for (key, why) in &damaged {
+        writeln!(out, "damaged {}: {why}", key.short())?;
+    }
+    if !damaged.is_empty() {
+        out.push_str(
+            "A damaged remote entry is never used: the next run that needs it discards its record and recomputes \
+             it.\n",
+        );
+    }
+    Ok((out, damaged.is_empty()))
+}
+
+/// `cache du` against the remote: entries per stage kind (by their records), blobs and checkpoints.
+pub fn du(cache: &Cache) -> Result<String> {
+    let remote = remote_of(cache)?;
+    let mut per_kind: BTreeMap<String, (usize, u64)> = BTreeMap::new();
+    let entries = remote_entries(remote)?;
+    for (key, _) in &entries {
+        let (kind, bytes) = match cache.peek_remote_record(key) {
+            Some(r) => (
+                r.fingerprint.kind.clone(),
+                r.output.bytes + r.files.values().map(|f| f.bytes).sum::<u64>(),
+            ),
+            None => ("(unreadable)".into(), 0),
+        };
+        let slot = per_kind.entry(kind).or_default();
+        slot.0 += 1;
+        slot.1 += bytes;
+    }
+    let blobs = remote.list(&remote.blobs_prefix())?;
+    let stored: u64 = blobs.iter().map(|m| m.size).sum();
+    let mut out = format!("remote `{}`\n{:<20} {:>8} {:>12}\n", remote.url(), "kind", "entries", "size");
+    for (kind, (n, bytes)) in &per_kind {
+        writeln!(out, "{kind:<20} {n:>8} {:>12}", human(*bytes))?;
+    }
+    let checkpoints = remote.list(&remote.checkpoints_prefix())?;
+    if !checkpoints.is_empty() {
+        let size: u64 = checkpoints.iter().map(|m| m.size).sum();
+        writeln!(out, "{:<20} {:>8} {:>12}", "(checkpoints)", checkpoints.len(), human(size))?;
+    }
+    writeln!(
+        out,
+        "stored: {} blob(s), {} (identical files are stored once)",
+        blobs.len(),
+        human(stored)
+    )?;
+    Ok(out)
+}
+
+/// How `cache gc` treats the remote.
+#[derive(Debug, Clone, Copy)]
+pub struct RemoteGc {
+    pub keep: usize,
+    pub grace: Duration,
+    pub dry_run: bool,
+}
+
+/// `cache gc` against the remote: a mark phase from the reports under `reports` (the last `keep` runs of each
+/// experiment), then a sweep of the records nothing marks, then of the blobs no remaining record names, then of
+/// stale checkpoints, never touching anything younger than `grace` (another machine may have just made it).
+pub fn gc(cache: &Cache, reports: &Path, policy: RemoteGc) -> Result<String> {
+    let remote = remote_of(cache)?;
+    let (kept, runs) = crate::runs::manifest::referenced_keys(reports, policy.keep)?;
+    anyhow::ensure!(
+        runs > 0,
+        "no reports found under `{}`, so nothing on the remote would be kept; name the reports whose results \
+         to keep with `--reports-dir`",
+        reports.display()
+    );
+    let now = jiff::Timestamp::now();
+    let young = |at: jiff::Timestamp| {
+        now.duration_since(at)
+            .try_into()
+            .map(|d: Duration| d < policy.grace)
+            .unwrap_or(true)
+    };
+    let verb = if policy.dry_run { "would remove" } else { "removed" };
+    let mut lines = String::new();
+    let mut removed = 0;
+    let mut live: Vec<Hash> = Vec::new();
+    for (key, at) in remote_entries(remote)? {
+        if kept.contains(&key.hex()) || young(at) {
+            live.push(key);
+            continue;
+        }
+        writeln!(lines, "  entry {} (no kept report refers to it)", key.short())?;
+        removed += 1;
+        if !policy.dry_run {
+            cache.delete_remote_record(&key)?;
+        }
+    }
+    // Blobs are shared: one is garbage only when no remaining record names it.
+    let mut named: HashSet<String> = HashSet::new();
+    for key in &live {
+        let record = cache
+            .peek_remote_record(key)
+            .with_context(|| format!("cannot read the remote record of {}", key.short()))?;
+        named.insert(record.output.hash.hex());
+        named.extend(record.files.values().map(|f| f.hash.hex()));
+    }
+    let (mut blobs, mut blob_bytes) = (0, 0);
+    for meta in remote.list(&remote.blobs_prefix())? {
+        let at = jiff::Timestamp::from_second(meta.last_modified.timestamp())
+            .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        let Some(hash) = remote.hash_of_blob(&meta.location) else {
+            continue;
+        };
+        if named.contains(&hash.hex()) || young(at) {
+            continue;
+        }
+        blobs += 1;
+        blob_bytes += meta.size;
+        if !policy.dry_run {
+            cache.delete_remote_object(&meta.location)?;
+        }
+    }
+    let mut checkpoints = 0;
+    for meta in remote.list(&remote.checkpoints_prefix())? {
+        let at = jiff::Timestamp::from_second(meta.last_modified.timestamp())
+            .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        if young(at) {
+            continue;
+        }
+        checkpoints += 1;
+        if !policy.dry_run {
+            cache.delete_remote_object(&meta.location)?;
+        }
+    }
+    Ok(format!(
+        "remote `{}`: {verb} {removed} entr{} and {blobs} unreferenced blob(s) ({}), {checkpoints} stale \
+         checkpoint(s); kept {} entries that the last {} run(s) of each experiment in `{}` refer to or that are \
+         younger than {}\n{lines}",
+        remote.url(),
+        if removed == 1 { "y" } else { "ies" },
+        human(blob_bytes),
+        live.len(),
+        policy.keep,
+        reports.display(),
+        jiff::SignedDuration::try_from(policy.grace)
+            .map(|d| format!("{d:#}"))
+            .unwrap_or_else(|_| format!("{:?}", policy.grace)),
+    ))
+}

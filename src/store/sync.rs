@@ -1,0 +1,319 @@
+//! The cache and its remote together: read-through (a local miss is looked up remotely by one GET of the record,
+//! then downloaded, re-hashed and checked exactly like a local entry before it is installed locally) and
+//! write-behind (a stored entry, or a local hit the remote lacks, is uploaded in the background: blobs first, the
+//! record last with a create-only put, so a half-uploaded entry is never visible and the first writer wins).
+
+use std::fs;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::remote::{Failure, Remote};
+use super::{Cache, FILES, FileRecord, Lookup, OUTPUT, RECORD, Record, check_bytes, check_file};
+use crate::fingerprint::Hash;
+
+impl Cache {
+    /// The remote, when one is set and still usable.
+    pub fn remote(&self) -> Option<&Arc<Remote>> {
+        self.remote.as_ref()
+    }
+
+    /// Downloads the entry `key` and checks everything but its artifact: the record is its fingerprint's and names
+    /// plain files (with `report_files`, only those), and every file matches the record's size and hash.
+    fn download(&self, remote: &Remote, key: &Hash, report_files: Option<&[&str]>) -> Got {
+        let text = match remote.block_on(remote.get(&remote.record_path(key))) {
+            Ok(t) => t,
+            Err(Failure::NotFound) => return Got::Missing,
+            Err(_) => return Got::Unusable,
+        };
+        let record: Record = match serde_json::from_slice(&text) {
+            Ok(r) => r,
+            Err(e) => return Got::Damaged(format!("unreadable record ({e})")),
+        };
+        if let Err(problem) = super::check_record(&record, key, report_files) {
+            return Got::Damaged(problem);
+        }
+        let mut wanted: Vec<(Option<String>, FileRecord)> = vec![(None, record.output.clone())];
+        wanted.extend(record.files.iter().map(|(n, f)| (Some(n.clone()), f.clone())));
+        let paths = wanted
+            .iter()
+            .map(|(_, f)| remote.blob_path(&f.hash))
+            .collect();
+        let got = remote.block_on(remote.get_all(paths));
+        let mut files = Vec::with_capacity(wanted.len());
+        for ((name, expected), bytes) in wanted.into_iter().zip(got) {
+            let label = name.clone().unwrap_or_else(|| OUTPUT.to_string());
+            let bytes = match bytes {
+                Ok(b) => b,
+                Err(Failure::NotFound) => return Got::Damaged(format!("its file `{label}` is missing")),
+                Err(_) => return Got::Unusable,
+            };
+            if let Err(problem) = check_bytes(&bytes, &expected, &label) {
+                return Got::Damaged(problem);
+            }
+            files.push((name, bytes));
+        }
+        Got::Entry(Downloaded {
+            text,
+            record,
+            files,
+        })
+    }
+
+    /// Deletes a damaged remote entry's record, so that no machine trusts it again (its blobs may be shared with
+    /// intact entries and stay; `cache gc --remote` clears what nothing refers to).
+    fn discard_remote(&self, remote: &Remote, key: &Hash) {
+        let _ = remote.block_on(remote.delete(&remote.record_path(key)));
+    }
+
+    /// Looks `key` up on the remote and, when it is there and intact, installs it locally, checked exactly as a
+    /// local entry is (the artifact decodes and is valid too). A damaged remote entry has its record deleted and is
+    /// a [`Lookup::Damaged`].
+    pub(super) fn fetch(&self, remote: &Remote, key: &Hash, report_files: &[&str]) -> Lookup {
+        let damaged = |problem: String| {
+            self.discard_remote(remote, key);
+            Lookup::Damaged(format!(
+                "the remote's copy was damaged ({problem}); its record was removed from the remote"
+            ))
+        };
+        let entry = match self.download(remote, key, Some(report_files)) {
+            Got::Entry(e) => e,
+            Got::Missing | Got::Unusable => return Lookup::Miss,
+            Got::Damaged(problem) => return damaged(problem),
+        };
+        let Ok(staged) = tempfile::Builder::new()
+            .prefix("fetch-")
+            .tempdir_in(self.tmp_dir())
+        else {
+            return Lookup::Miss;
+        };
+        let mut bytes_in = entry.text.len() as u64;
+        for (name, bytes) in &entry.files {
+            bytes_in += bytes.len() as u64;
+            let path = match name {
+                None => staged.path().join(OUTPUT),
+                Some(n) => {
+                    let _ = fs::create_dir_all(staged.path().join(FILES));
+                    staged.path().join(FILES).join(n)
+                }
+            };
+            if super::write_synced(&path, bytes).is_err() {
+                return Lookup::Miss;
+            }
+        }
+        if super::write_synced(&staged.path().join(RECORD), &entry.text).is_err() {
+            return Lookup::Miss;
+        }
+        if let Err(problem) = self.verify(key, staged.path(), Some(report_files)) {
+            return damaged(problem);
+        }
+        if self.install(staged, key, false).is_err() {
+            return Lookup::Miss;
+        }
+        let c = &remote.counters;
+        c.fetched_entries.fetch_add(1, Ordering::Relaxed);
+        c.fetched_bytes.fetch_add(bytes_in, Ordering::Relaxed);
+        Lookup::Fetched(Box::new(entry.record))
+    }
+
+    /// Fetches the entry `key` into the local cache if it is not here (`cache pull`): `Ok(true)` when it came
+    /// down, `Ok(false)` when it was here already.
+    pub fn pull(&self, key: &Hash, report_files: &[&str]) -> std::result::Result<bool, String> {
+        if self.peek(key, report_files).is_some() {
+            return Ok(false);
+        }
+        let remote = self.remote.clone().ok_or("no remote is set")?;
+        match self.fetch(&remote, key, report_files) {
+            Lookup::Fetched(_) | Lookup::Hit(_) => Ok(true),
+            Lookup::Damaged(problem) => Err(problem),
+            Lookup::Miss => Err(match remote.down() {
+                Some(why) => format!("the remote cannot be used ({why})"),
+                None => "the remote does not have it".into(),
+            }),
+        }
+    }
+
+    /// Checks the remote entry `key` as a lookup would, changing nothing (`cache verify --remote`); its record
+    /// when intact. `Err(None)`: the remote cannot be used.
+    pub fn verify_remote(&self, key: &Hash) -> std::result::Result<Record, Option<String>> {
+        let remote = self.remote.clone().ok_or(None)?;
+        let entry = match self.download(&remote, key, None) {
+            Got::Entry(e) => e,
+            Got::Missing => return Err(Some("its record disappeared while checking".into())),
+            Got::Unusable => return Err(None),
+            Got::Damaged(problem) => return Err(Some(problem)),
+        };
+        let output = &entry.files[0].1;
+        crate::artifact::Artifact::from_bytes(output)
+            .map_err(|e| Some(format!("its output cannot be decoded ({e})")))?
+            .validate()
+            .map_err(|e| Some(format!("its output is invalid: {e}")))?;
+        Ok(entry.record)
+    }
+
+    /// Whether the remote has an entry for `key` (its record, checked; the files are checked when it is fetched).
+    /// What `pipeline status` asks, changing nothing.
+    pub fn peek_remote(&self, key: &Hash, report_files: &[&str]) -> Option<Record> {
+        let remote = self.remote.as_ref()?;
+        let text = remote
+            .block_on(remote.get(&remote.record_path(key)))
+            .ok()?;
+        let record: Record = serde_json::from_slice(&text).ok()?;
+        super::check_record(&record, key, Some(report_files)).ok()?;
+        Some(record)
+    }
+
+    /// The remote record of `key`, if it reads as its fingerprint's (maintenance: `cache du`, `cache gc`).
+    pub fn peek_remote_record(&self, key: &Hash) -> Option<Record> {
+        let remote = self.remote.as_ref()?;
+        let text = remote
+            .block_on(remote.get(&remote.record_path(key)))
+            .ok()?;
+        let record: Record = serde_json::from_slice(&text).ok()?;
+        super::check_record(&record, key, None).ok()?;
+        Some(record)
+    }
+
+    /// Deletes the remote entry `key` (its record: the entry is gone at once).
+    pub fn delete_remote_record(&self, key: &Hash) -> anyhow::Result<()> {
+        let remote = self.remote.as_ref().ok_or_else(|| anyhow::anyhow!("no remote is set"))?;
+        self.delete_remote_object(&remote.record_path(key))
+    }
+
+    /// Deletes one object of the remote.
+    pub fn delete_remote_object(&self, path: &object_store::path::Path) -> anyhow::Result<()> {
+        let remote = self.remote.as_ref().ok_or_else(|| anyhow::anyhow!("no remote is set"))?;
+        remote
+            .block_on(remote.delete(path))
+            .map_err(|_| anyhow::anyhow!("cannot delete `{path}` on the remote `{}`", remote.url()))
+    }
+
+    /// Uploads the local entry `record` in the background, if the push policy takes its kind and size and the
+    /// remote lacks it (one HEAD when it has it).
+    pub(super) fn push(&self, record: &Record) {
+        let Some(remote) = &self.remote else { return };
+        if remote.down().is_some() || !remote.config.push.allows(&record.fingerprint.kind) {
+            return;
+        }
+        let bytes = record.output.bytes + record.files.values().map(|f| f.bytes).sum::<u64>();
+        if remote.config.max_push_bytes.is_some_and(|cap| bytes > cap) {
+            return;
+        }
+        let task = push_entry(remote.clone(), self.entry_dir(&record.key), record.clone());
+        remote.spawn(task);
+    }
+
+    /// Uploads the local entry `record` now, unless the remote has it (`cache push`; no policy applies: it was
+    /// asked for).
+    pub fn push_now(&self, record: &Record) -> std::result::Result<(), String> {
+        let Some(remote) = &self.remote else {
+            return Ok(());
+        };
+        let task = push_entry(remote.clone(), self.entry_dir(&record.key), record.clone());
+        remote.block_on(task)
+    }
+
+    /// Why nothing may run any more: the remote is required (`--remote-required`) and cannot be used.
+    pub fn remote_refused(&self) -> Option<String> {
+        let remote = self.remote.as_ref()?;
+        let why = remote.down()?;
+        remote.config.required.then(|| {
+            format!(
+                "the remote `{}` cannot be used ({why}) and `--remote-required` is set",
+                remote.url()
+            )
+        })
+    }
+
+    /// Waits for the background uploads and says what this process did with the remote (`None`: no remote).
+    pub fn finish_remote(&self) -> Option<super::remote::RemoteSummary> {
+        let remote = self.remote.as_ref()?;
+        let failed = remote.wait();
+        Some(remote.summary(failed))
+    }
+}
+
+/// What [`Cache::download`] found.
+enum Got {
+    Missing,
+    /// The remote cannot be used (said once already).
+    Unusable,
+    Damaged(String),
+    Entry(Downloaded),
+}
+
+/// A remote entry, downloaded and checked against its record: the record's text, the record, and every file's
+/// bytes, the output first (`None`), then the report files by name.
+struct Downloaded {
+    text: Vec<u8>,
+    record: Record,
+    files: Vec<(Option<String>, Vec<u8>)>,
+}
+
+/// Uploads one local entry unless the remote has it: its files as blobs, then its record, create-only. When another
+/// writer's record got there first, theirs stays: it must hold the same result (else a warning says the stage is
+/// not deterministic), and either way the local entry stays as it is.
+async fn push_entry(
+    remote: Arc<Remote>,
+    dir: PathBuf,
+    record: Record,
+) -> std::result::Result<(), String> {
+    let key = record.key;
+    let record_path = remote.record_path(&key);
+    let name = format!("`{}` ({})", record.stage, key.short());
+    match remote.head(&record_path).await {
+        Ok(_) => return Ok(()),
+        Err(Failure::NotFound) => {}
+        // Said once already; the run's summary says it again.
+        Err(_) => return Ok(()),
+    }
+    let mut files: Vec<(PathBuf, &FileRecord)> = vec![(dir.join(OUTPUT), &record.output)];
+    files.extend(
+        record
+            .files
+            .iter()
+            .map(|(n, f)| (dir.join(FILES).join(n), f)),
+    );
+    let mut sent = 0u64;
+    for (path, expected) in files {
+        // The local copy is checked again: what goes up must be what the record says.
+        let bytes = check_file(&path, expected)
+            .map_err(|e| format!("cannot upload {name}: the local entry changed ({e})"))?;
+        match remote.put_blob(bytes).await {
+            Ok(n) => sent += n,
+            Err(Failure::Down) => return Ok(()),
+            Err(_) => return Err(format!("cannot upload {name}: a file could not be written")),
+        }
+    }
+    let text = fs::read(dir.join(RECORD))
+        .map_err(|e| format!("cannot upload {name}: its local record is unreadable ({e})"))?;
+    match remote.put(&record_path, text.clone(), true).await {
+        Ok(()) => {
+            remote
+                .counters
+                .pushed_entries
+                .fetch_add(1, Ordering::Relaxed);
+            remote
+                .counters
+                .pushed_bytes
+                .fetch_add(sent + text.len() as u64, Ordering::Relaxed);
+            Ok(())
+        }
+        Err(Failure::Exists) => {
+            let theirs = remote
+                .get(&record_path)
+                .await
+                .ok()
+                .and_then(|t| serde_json::from_slice::<Record>(&t).ok());
+            match theirs {
+                Some(t) if t.output == record.output && t.files == record.files => Ok(()),
+                _ => Err(format!(
+                    "the remote already holds another result for {name} (is the stage not deterministic?); \
+                     the first one stays there, this machine keeps its own"
+                )),
+            }
+        }
+        Err(Failure::Down) => Ok(()),
+        Err(Failure::NotFound) => Err(format!("cannot upload {name}: the bucket is not there")),
+    }
+}
