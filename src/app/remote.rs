@@ -139,12 +139,19 @@ pub fn verify(cache: &Cache) -> Result<(String, bool)> {
                         .keys()
                         .find(|n| !kind.report_files().contains(&n.as_str()))
                     {
-                        damaged.push((*key, format!("it names a file `{name}` its kind never makes")));
+                        damaged.push((
+                            *key,
+                            format!("it names a file `{name}` its kind never makes"),
+                        ));
                     } else {
-                        bytes += record.output.bytes + record.files.values().map(|f| f.bytes).sum::<u64>();
+                        bytes += record.output.bytes
+                            + record.files.values().map(|f| f.bytes).sum::<u64>();
                     }
                 }
-                None => damaged.push((*key, format!("an unknown stage kind `{}`", record.fingerprint.kind))),
+                None => damaged.push((
+                    *key,
+                    format!("an unknown stage kind `{}`", record.fingerprint.kind),
+                )),
             },
             Err(Some(problem)) => damaged.push((*key, problem)),
             Err(None) => anyhow::bail!(
@@ -193,14 +200,26 @@ pub fn du(cache: &Cache) -> Result<String> {
     }
     let blobs = remote.list(&remote.blobs_prefix())?;
     let stored: u64 = blobs.iter().map(|m| m.size).sum();
-    let mut out = format!("remote `{}`\n{:<20} {:>8} {:>12}\n", remote.url(), "kind", "entries", "size");
+    let mut out = format!(
+        "remote `{}`\n{:<20} {:>8} {:>12}\n",
+        remote.url(),
+        "kind",
+        "entries",
+        "size"
+    );
     for (kind, (n, bytes)) in &per_kind {
         writeln!(out, "{kind:<20} {n:>8} {:>12}", human(*bytes))?;
     }
     let checkpoints = remote.list(&remote.checkpoints_prefix())?;
     if !checkpoints.is_empty() {
         let size: u64 = checkpoints.iter().map(|m| m.size).sum();
-        writeln!(out, "{:<20} {:>8} {:>12}", "(checkpoints)", checkpoints.len(), human(size))?;
+        writeln!(
+            out,
+            "{:<20} {:>8} {:>12}",
+            "(checkpoints)",
+            checkpoints.len(),
+            human(size)
+        )?;
     }
     writeln!(
         out,
@@ -238,7 +257,11 @@ pub fn gc(cache: &Cache, reports: &Path, policy: RemoteGc) -> Result<String> {
             .map(|d: Duration| d < policy.grace)
             .unwrap_or(true)
     };
-    let verb = if policy.dry_run { "would remove" } else { "removed" };
+    let verb = if policy.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
     let mut lines = String::new();
     let mut removed = 0;
     let mut live: Vec<Hash> = Vec::new();
@@ -247,7 +270,11 @@ pub fn gc(cache: &Cache, reports: &Path, policy: RemoteGc) -> Result<String> {
             live.push(key);
             continue;
         }
-        writeln!(lines, "  entry {} (no kept report refers to it)", key.short())?;
+        writeln!(
+            lines,
+            "  entry {} (no kept report refers to it)",
+            key.short()
+        )?;
         removed += 1;
         if !policy.dry_run {
             cache.delete_remote_record(&key)?;

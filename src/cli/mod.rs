@@ -223,7 +223,13 @@ fn open(cache: &args::CacheArgs) -> Result<crate::store::Cache> {
 fn cache_command(command: CacheCommand) -> Result<u8> {
     use crate::app::{maintenance, remote};
     let failed = |error: anyhow::Error| Error::Environment { error, hint: None };
-    let code = |ok: bool| if ok { exit::SUCCESS } else { exit::STAGE_FAILED };
+    let code = |ok: bool| {
+        if ok {
+            exit::SUCCESS
+        } else {
+            exit::STAGE_FAILED
+        }
+    };
     match command {
         CacheCommand::Verify { cache } => {
             let opened = open(&cache)?;
@@ -251,8 +257,9 @@ fn cache_command(command: CacheCommand) -> Result<u8> {
             reports,
             experiment,
         } => {
-            let (report, ok) = remote::push(&open(&cache)?, &reports.reports_dir, experiment.as_deref())
-                .map_err(failed)?;
+            let (report, ok) =
+                remote::push(&open(&cache)?, &reports.reports_dir, experiment.as_deref())
+                    .map_err(failed)?;
             print!("{report}");
             Ok(code(ok))
         }
@@ -261,8 +268,9 @@ fn cache_command(command: CacheCommand) -> Result<u8> {
             reports,
             experiment,
         } => {
-            let (report, ok) = remote::pull(&open(&cache)?, &reports.reports_dir, experiment.as_deref())
-                .map_err(failed)?;
+            let (report, ok) =
+                remote::pull(&open(&cache)?, &reports.reports_dir, experiment.as_deref())
+                    .map_err(failed)?;
             print!("{report}");
             Ok(code(ok))
         }

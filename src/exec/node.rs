@@ -184,9 +184,6 @@ impl Shared<'_> {
         }
         // From here until this process exits, `cache gc` keeps this entry (found, computed or waited for).
         self.cache.pin(&key);
-        if let Some(why) = self.cache.remote_refused() {
-            return result.with_cache_error(anyhow::anyhow!(why));
-        }
 
         let decision = decide(
             self.cache,
@@ -197,6 +194,10 @@ impl Shared<'_> {
             node.forced.as_ref(),
             Probe::Take,
         );
+        // The lookup is where a required remote is found unusable: nothing goes on without it.
+        if let Some(why) = self.cache.remote_refused() {
+            return result.with_cache_error(anyhow::anyhow!(why));
+        }
         match decision {
             Decision::Cached { record, fetched } => self.found(id, &fp, *record, fetched, result),
             Decision::Run { reasons, damaged } => {

@@ -10,9 +10,8 @@ use anyhow::{Context, Result};
 use crate::exec::{Outcome, Status};
 use crate::fingerprint::explain;
 use crate::runs::manifest::{
-    Origin,
-    MANIFEST, Manifest, PointInfo, RunStatus, SWEEP, StageEntry, SweepPointRecord, SweepRecord,
-    Tool,
+    MANIFEST, Manifest, Origin, PointInfo, RunStatus, SWEEP, StageEntry, SweepPointRecord,
+    SweepRecord, Tool,
 };
 use crate::spec::experiment::Experiment;
 use crate::spec::sweep::Point;

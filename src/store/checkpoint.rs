@@ -31,13 +31,8 @@ impl Checkpoint {
     pub fn save(&self, artifact: &Artifact) -> Result<()> {
         let bytes = artifact.to_bytes();
         let hash = Hash::of(&bytes);
-        write_atomic_via(
-            &self.staging,
-            &self.path,
-            &[hash.as_bytes(), &bytes],
-            true,
-        )
-        .context("cannot write a checkpoint")?;
+        write_atomic_via(&self.staging, &self.path, &[hash.as_bytes(), &bytes], true)
+            .context("cannot write a checkpoint")?;
         if let Some((remote, key)) = &self.remote {
             let mut framed = Vec::with_capacity(32 + bytes.len());
             framed.extend_from_slice(hash.as_bytes());

@@ -150,26 +150,31 @@ impl Remote {
     /// URL and builds the client.
     pub fn open(config: RemoteConfig) -> Result<Self> {
         let url = config.url.as_str();
-        let (store, prefix): (Arc<dyn ObjectStore>, String) =
-            if let Some(rest) = url.strip_prefix("s3://") {
-                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-                anyhow::ensure!(
-                    !bucket.is_empty(),
-                    "the remote `{url}` names no bucket; write `s3://BUCKET/PREFIX`"
-                );
-                let retry = object_store::RetryConfig {
-                    backoff: object_store::BackoffConfig {
-                        init_backoff: Duration::from_millis(100),
-                        max_backoff: Duration::from_secs(5),
-                        base: 2.0,
-                    },
-                    max_retries: 4,
-                    retry_timeout: Duration::from_secs(60),
-                };
-                let client = object_store::ClientOptions::new()
-                    .with_connect_timeout(Duration::from_secs(5))
-                    .with_timeout(Duration::from_secs(300));
-                let s3 = object_store::aws::AmazonS3Builder::from_env()
+        let (store, prefix): (Arc<dyn ObjectStore>, String) = if let Some(rest) =
+            url.strip_prefix("s3://")
+        {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            anyhow::ensure!(
+                !bucket.is_empty(),
+                "the remote `{url}` names no bucket; write `s3://BUCKET/PREFIX`"
+            );
+            let retry = object_store::RetryConfig {
+                backoff: object_store::BackoffConfig {
+                    init_backoff: Duration::from_millis(100),
+                    max_backoff: Duration::from_secs(5),
+                    base: 2.0,
+                },
+                max_retries: 4,
+                retry_timeout: Duration::from_secs(60),
+            };
+            // Client options given here replace the ones `from_env` read, so `AWS_ALLOW_HTTP` is read again.
+            let allow_http = std::env::var("AWS_ALLOW_HTTP")
+                .is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
+            let client = object_store::ClientOptions::new()
+                .with_allow_http(allow_http)
+                .with_connect_timeout(Duration::from_secs(5))
+                .with_timeout(Duration::from_secs(300));
+            let s3 = object_store::aws::AmazonS3Builder::from_env()
                     .with_bucket_name(bucket)
                     .with_retry(retry)
                     .with_client_options(client)
@@ -181,22 +186,20 @@ impl Remote {
                              `AWS_ACCESS_KEY_ID`; a plain-http endpoint needs `AWS_ALLOW_HTTP=true`)"
                         )
                     })?;
-                (Arc::new(s3), prefix.trim_matches('/').to_string())
-            } else if let Some(path) = url.strip_prefix("file://") {
-                anyhow::ensure!(
-                    path.starts_with('/'),
-                    "the remote `{url}` is not an absolute path; write `file:///absolute/dir`"
-                );
-                std::fs::create_dir_all(path)
-                    .with_context(|| format!("cannot create the remote directory `{path}`"))?;
-                let local = object_store::local::LocalFileSystem::new_with_prefix(path)
-                    .with_context(|| format!("cannot use the remote directory `{path}`"))?;
-                (Arc::new(local), String::new())
-            } else {
-                anyhow::bail!(
-                    "the remote `{url}` is neither `s3://BUCKET/PREFIX` nor `file:///DIR`"
-                );
-            };
+            (Arc::new(s3), prefix.trim_matches('/').to_string())
+        } else if let Some(path) = url.strip_prefix("file://") {
+            anyhow::ensure!(
+                path.starts_with('/'),
+                "the remote `{url}` is not an absolute path; write `file:///absolute/dir`"
+            );
+            std::fs::create_dir_all(path)
+                .with_context(|| format!("cannot create the remote directory `{path}`"))?;
+            let local = object_store::local::LocalFileSystem::new_with_prefix(path)
+                .with_context(|| format!("cannot use the remote directory `{path}`"))?;
+            (Arc::new(local), String::new())
+        } else {
+            anyhow::bail!("the remote `{url}` is neither `s3://BUCKET/PREFIX` nor `file:///DIR`");
+        };
         let root = if prefix.is_empty() {
             ObjPath::from("v1")
         } else {
@@ -230,7 +233,11 @@ impl Remote {
     }
 
     pub(crate) fn record_path(&self, key: &Hash) -> ObjPath {
-        self.root.clone().join("entries").join(key.hex()).join("record.json")
+        self.root
+            .clone()
+            .join("entries")
+            .join(key.hex())
+            .join("record.json")
     }
 
     pub(crate) fn blob_path(&self, hash: &Hash) -> ObjPath {

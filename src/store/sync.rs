@@ -34,7 +34,12 @@ impl Cache {
             return Got::Damaged(problem);
         }
         let mut wanted: Vec<(Option<String>, FileRecord)> = vec![(None, record.output.clone())];
-        wanted.extend(record.files.iter().map(|(n, f)| (Some(n.clone()), f.clone())));
+        wanted.extend(
+            record
+                .files
+                .iter()
+                .map(|(n, f)| (Some(n.clone()), f.clone())),
+        );
         let paths = wanted
             .iter()
             .map(|(_, f)| remote.blob_path(&f.hash))
@@ -45,19 +50,24 @@ impl Cache {
             let label = name.clone().unwrap_or_else(|| OUTPUT.to_string());
             let bytes = match bytes {
                 Ok(b) => b,
-                Err(Failure::NotFound) => return Got::Damaged(format!("its file `{label}` is missing")),
+                Err(Failure::NotFound) => {
+                    return Got::Damaged(format!("its file `{label}` is missing"));
+                }
                 Err(_) => return Got::Unusable,
             };
             if let Err(problem) = check_bytes(&bytes, &expected, &label) {
+                // A blob is named by its content: one that does not hash to its name is wrong for every entry
+                // that names it, and must go, or a re-upload of the same result would find it "already there".
+                let _ = remote.block_on(remote.delete(&remote.blob_path(&expected.hash)));
                 return Got::Damaged(problem);
             }
             files.push((name, bytes));
         }
-        Got::Entry(Downloaded {
+        Got::Entry(Box::new(Downloaded {
             text,
             record,
             files,
-        })
+        }))
     }
 
     /// Deletes a damaged remote entry's record, so that no machine trusts it again (its blobs may be shared with
@@ -155,9 +165,7 @@ impl Cache {
     /// What `pipeline status` asks, changing nothing.
     pub fn peek_remote(&self, key: &Hash, report_files: &[&str]) -> Option<Record> {
         let remote = self.remote.as_ref()?;
-        let text = remote
-            .block_on(remote.get(&remote.record_path(key)))
-            .ok()?;
+        let text = remote.block_on(remote.get(&remote.record_path(key))).ok()?;
         let record: Record = serde_json::from_slice(&text).ok()?;
         super::check_record(&record, key, Some(report_files)).ok()?;
         Some(record)
@@ -166,9 +174,7 @@ impl Cache {
     /// The remote record of `key`, if it reads as its fingerprint's (maintenance: `cache du`, `cache gc`).
     pub fn peek_remote_record(&self, key: &Hash) -> Option<Record> {
         let remote = self.remote.as_ref()?;
-        let text = remote
-            .block_on(remote.get(&remote.record_path(key)))
-            .ok()?;
+        let text = remote.block_on(remote.get(&remote.record_path(key))).ok()?;
         let record: Record = serde_json::from_slice(&text).ok()?;
         super::check_record(&record, key, None).ok()?;
         Some(record)
@@ -176,13 +182,19 @@ impl Cache {
 
     /// Deletes the remote entry `key` (its record: the entry is gone at once).
     pub fn delete_remote_record(&self, key: &Hash) -> anyhow::Result<()> {
-        let remote = self.remote.as_ref().ok_or_else(|| anyhow::anyhow!("no remote is set"))?;
+        let remote = self
+            .remote
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("no remote is set"))?;
         self.delete_remote_object(&remote.record_path(key))
     }
 
     /// Deletes one object of the remote.
     pub fn delete_remote_object(&self, path: &object_store::path::Path) -> anyhow::Result<()> {
-        let remote = self.remote.as_ref().ok_or_else(|| anyhow::anyhow!("no remote is set"))?;
+        let remote = self
+            .remote
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("no remote is set"))?;
         remote
             .block_on(remote.delete(path))
             .map_err(|_| anyhow::anyhow!("cannot delete `{path}` on the remote `{}`", remote.url()))
@@ -239,7 +251,7 @@ enum Got {
     /// The remote cannot be used (said once already).
     Unusable,
     Damaged(String),
-    Entry(Downloaded),
+    Entry(Box<Downloaded>),
 }
 
 /// A remote entry, downloaded and checked against its record: the record's text, the record, and every file's
@@ -306,7 +318,8 @@ async fn push_entry(
                 .ok()
                 .and_then(|t| serde_json::from_slice::<Record>(&t).ok());
             match theirs {
-                Some(t) if t.output == record.output && t.files == record.files => Ok(()),
+                // The artifact is the result; report files may differ in what they time (`loss.csv`).
+                Some(t) if t.output == record.output => Ok(()),
                 _ => Err(format!(
                     "the remote already holds another result for {name} (is the stage not deterministic?); \
                      the first one stays there, this machine keeps its own"

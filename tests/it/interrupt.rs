@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::support::*;
 
 /// Every entry directory holds a record whose hashes match its files. Returns how many there are.
-fn assert_cache_intact(cache: &Path) -> usize {
+pub(crate) fn assert_cache_intact(cache: &Path) -> usize {
     let mut count = 0;
     let entries = cache.join("v1/entries");
     let Ok(shards) = std::fs::read_dir(&entries) else {
@@ -93,7 +93,7 @@ fn sigkill_at_any_moment_leaves_no_trusted_partial_entry() {
 }
 
 /// Music for a training that takes a couple of seconds: ~40 epochs of ~50 ms.
-fn training_project() -> Project {
+pub(crate) fn training_project() -> Project {
     let p = Project::new();
     for f in 0..10u32 {
         let keys: Vec<u8> = (0..600u32)
@@ -108,7 +108,7 @@ fn training_project() -> Project {
 }
 
 /// Rows of the live `loss.csv` of the (only) run under `reports`.
-fn epochs_done(reports: &Path) -> usize {
+pub(crate) fn epochs_done(reports: &Path) -> usize {
     let Ok(runs) = std::fs::read_dir(reports.join("test")) else {
         return 0;
     };

@@ -13,6 +13,7 @@ mod full_disk;
 mod interrupt;
 mod layers;
 mod malformed;
+mod remote;
 mod render;
 mod requirements;
 mod scale;

@@ -328,6 +328,7 @@ fn the_manifest_file_keeps_its_field_names() {
             "fingerprint",
             "kind",
             "name",
+            "origin",
             "output_bytes",
             "output_hash",
             "params",

@@ -188,6 +188,7 @@ impl Project {
             .current_dir(self.dir.path())
             .env_remove("PIPELINE_CACHE")
             .env_remove("PIPELINE_REPORTS")
+            .env_remove("PIPELINE_REMOTE")
             .env("NO_COLOR", "1")
             .envs(env.iter().copied())
             .output()
@@ -488,7 +489,203 @@ pub const REQUIREMENTS: &[Requirement] = &[
         "the full_disk:: tests",
         "run the tests as root: they mount small tmpfs file systems",
     ),
+    (
+        "s3",
+        s3_up,
+        "the remote::s3_ tests",
+        "`pip install 'moto[server]'`, start `moto_server -H 127.0.0.1 -p PORT`, then export \
+         PIPELINE_TEST_S3=http://127.0.0.1:PORT and PIPELINE_TEST_MOTO_SERVER=$(command -v moto_server)",
+    ),
 ];
+
+/// The S3 server the tests share (`PIPELINE_TEST_S3`, a moto server `.ci/run` starts), if it answers, and the
+/// `moto_server` program (`PIPELINE_TEST_MOTO_SERVER`) for the tests that start and stop one of their own.
+pub fn s3_up() -> bool {
+    let Ok(endpoint) = std::env::var("PIPELINE_TEST_S3") else {
+        return false;
+    };
+    let moto =
+        std::env::var_os("PIPELINE_TEST_MOTO_SERVER").is_some_and(|m| Path::new(&m).is_file());
+    moto && http_request(&endpoint, "GET", "/", b"").is_some()
+}
+
+/// One plain HTTP/1.1 request to `endpoint` (`http://127.0.0.1:PORT`): the status code and body. moto accepts
+/// unsigned requests, so the tests create buckets and damage objects through it without an S3 client.
+pub fn http_request(
+    endpoint: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Option<(u16, Vec<u8>)> {
+    use std::io::{Read, Write};
+    let host = endpoint.strip_prefix("http://")?.trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(host).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).ok()?;
+    stream.write_all(body).ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let text_end = response.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let status = std::str::from_utf8(&response[..text_end])
+        .ok()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some((status, response[text_end + 4..].to_vec()))
+}
+
+/// A bucket of its own on an S3 server, and the environment a `pipeline` process needs to reach it.
+pub struct Bucket {
+    pub endpoint: String,
+    pub name: String,
+}
+
+impl Bucket {
+    /// A fresh bucket on the shared server, or `None` (after a SKIPPED line) where there is none.
+    pub fn shared() -> Option<Self> {
+        if !require("s3") {
+            return None;
+        }
+        Some(Self::on(&std::env::var("PIPELINE_TEST_S3").unwrap()))
+    }
+
+    /// A fresh bucket on the server at `endpoint`.
+    pub fn on(endpoint: &str) -> Self {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let name = format!(
+            "t{}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos()
+        );
+        let (status, body) =
+            http_request(endpoint, "PUT", &format!("/{name}"), b"").expect("the S3 server answers");
+        assert_eq!(
+            status,
+            200,
+            "creating bucket {name}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        Self {
+            endpoint: endpoint.to_string(),
+            name,
+        }
+    }
+
+    /// The remote URL the tests pass: a prefix inside the bucket, as a team would use one.
+    pub fn url(&self) -> String {
+        format!("s3://{}/team", self.name)
+    }
+
+    /// The variables a user sets for a plain-http S3-compatible server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("AWS_REGION", "us-east-1".into()),
+        ]
+    }
+
+    /// Every object key under the bucket's `team/` prefix.
+    pub fn keys(&self) -> Vec<String> {
+        let (status, body) = http_request(
+            &self.endpoint,
+            "GET",
+            &format!("/{}?list-type=2&prefix=team/&max-keys=1000", self.name),
+            b"",
+        )
+        .expect("the S3 server answers");
+        assert_eq!(status, 200);
+        let text = String::from_utf8_lossy(&body);
+        text.split("<Key>")
+            .skip(1)
+            .filter_map(|rest| rest.split("</Key>").next())
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub fn get(&self, key: &str) -> Vec<u8> {
+        let (status, body) =
+            http_request(&self.endpoint, "GET", &format!("/{}/{key}", self.name), b"")
+                .expect("the S3 server answers");
+        assert_eq!(status, 200, "GET {key}");
+        body
+    }
+
+    pub fn put(&self, key: &str, bytes: &[u8]) {
+        let (status, _) = http_request(
+            &self.endpoint,
+            "PUT",
+            &format!("/{}/{key}", self.name),
+            bytes,
+        )
+        .expect("the S3 server answers");
+        assert_eq!(status, 200, "PUT {key}");
+    }
+}
+
+/// A moto server of a test's own, on a free port, stopped when dropped (or earlier, with [`Moto::stop`]).
+pub struct Moto {
+    child: Option<Child>,
+    pub endpoint: String,
+}
+
+impl Moto {
+    pub fn start() -> Self {
+        let program = std::env::var("PIPELINE_TEST_MOTO_SERVER")
+            .expect("s3 is required before starting moto");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(program)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let started = std::time::Instant::now();
+        while http_request(&endpoint, "GET", "/", b"").is_none() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "moto_server never answered"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self {
+            child: Some(child),
+            endpoint,
+        }
+    }
+
+    /// Stops the server: every request after this fails to connect.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
 
 /// [`available`] for one of [`REQUIREMENTS`], probed.
 pub fn require(what: &str) -> bool {
@@ -546,12 +743,19 @@ pub struct Spawned {
 
 impl Spawned {
     pub fn start(p: &Project, args: &[&str]) -> Self {
+        Self::start_with_env(p, args, &[])
+    }
+
+    /// [`Spawned::start`] with extra environment variables.
+    pub fn start_with_env(p: &Project, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_pipeline"))
             .args(args)
             .current_dir(p.dir.path())
             .env_remove("PIPELINE_CACHE")
             .env_remove("PIPELINE_REPORTS")
+            .env_remove("PIPELINE_REMOTE")
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -1,0 +1,532 @@
+//! The remote cache: separate local caches share results through an object store — a real S3 server (moto, which
+//! `.ci/run` starts; the `s3_` tests) through the same `s3://` code path users get, and a `file://` directory. What
+//! comes back from the remote is checked like a local entry; an upload killed half-way is never visible; a remote
+//! that fails is a warning (exit 3 with `--remote-required`); a training killed on one machine resumes on another.
+
+use std::time::{Duration, Instant};
+
+use crate::interrupt::{epochs_done, training_project};
+use crate::support::*;
+
+/// `pipeline ARGS --remote URL` with the bucket's environment.
+fn with_remote(p: &Project, args: &[&str], url: &str, env: &[(&'static str, String)]) -> Run {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--remote", url]);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    p.pipeline_with_env(&all, &env)
+}
+
+fn origins(run: &Run) -> Vec<String> {
+    run.manifest()
+        .stages
+        .iter()
+        .map(|s| {
+            serde_json::to_value(s.origin)
+                .unwrap()
+                .as_str()
+                .unwrap_or("none")
+                .to_string()
+        })
+        .collect()
+}
+
+/// The summary line's request count: `…, N request(s)`.
+fn requests(run: &Run) -> usize {
+    run.stderr
+        .lines()
+        .find(|l| l.starts_with("remote `"))
+        .and_then(|l| l.rsplit(", ").next())
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no remote summary line:\n{}", run.stderr))
+}
+
+/// Two caches, one remote: the second run computes nothing, fetches every result, and its results are the first's.
+fn share_through(url: &str, env: &[(&'static str, String)]) {
+    let p = tiny_project();
+    let first = with_remote(&p, &["run", "exp.toml", "--cache-dir", "laptop"], url, env).ok();
+    assert!(
+        origins(&first).iter().all(|o| o == "computed"),
+        "{:?}",
+        origins(&first)
+    );
+    let second = with_remote(&p, &["run", "exp.toml", "--cache-dir", "cluster"], url, env).ok();
+    assert!(second.stages("ran").is_empty(), "{}", second.stderr);
+    assert!(
+        origins(&second).iter().all(|o| o == "remote"),
+        "{:?}",
+        origins(&second)
+    );
+    assert!(
+        second.stderr.contains("fetched model from the remote"),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(second.weights(), first.weights());
+    let midi =
+        |run: &Run| std::fs::read(run.report.as_ref().unwrap().join("generated.mid")).unwrap();
+    assert_eq!(midi(&second), midi(&first));
+    // Everything is local now: a re-run asks the remote at most once per stage (whether it has the entry).
+    let third = with_remote(&p, &["run", "exp.toml", "--cache-dir", "cluster"], url, env).ok();
+    assert!(origins(&third).iter().all(|o| o == "local"));
+    let stages = third.manifest().stages.len();
+    assert!(
+        requests(&third) <= stages,
+        "{} requests for {stages} stages",
+        requests(&third)
+    );
+    // `status` on a third machine says what the remote has, without downloading it.
+    let status = with_remote(
+        &p,
+        &["status", "exp.toml", "--cache-dir", "fresh"],
+        url,
+        env,
+    )
+    .ok();
+    assert_eq!(
+        status.stdout.matches("cached (remote)").count(),
+        stages,
+        "{}",
+        status.stdout
+    );
+    assert!(!p.path("fresh/v1/entries").read_dir().unwrap().any(|_| true));
+}
+
+#[test]
+fn two_caches_share_results_through_a_file_remote() {
+    let remote = tempfile::tempdir().unwrap();
+    share_through(&format!("file://{}", remote.path().display()), &[]);
+}
+
+#[test]
+fn s3_two_caches_share_results_through_a_bucket() {
+    let Some(bucket) = Bucket::shared() else {
+        return;
+    };
+    share_through(&bucket.url(), &bucket.env());
+    let keys = bucket.keys();
+    assert!(keys.iter().any(|k| k.ends_with("/record.json")), "{keys:?}");
+    assert!(keys.iter().any(|k| k.contains("/v1/blobs/")), "{keys:?}");
+    assert!(
+        !keys.iter().any(|k| k.contains("/checkpoints/")),
+        "finished trainings leave no checkpoint: {keys:?}"
+    );
+}
+
+#[test]
+fn a_damaged_or_truncated_remote_file_is_detected_discarded_and_recomputed() {
+    let remote = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", remote.path().display());
+    let p = tiny_project();
+    let first = with_remote(&p, &["run", "exp.toml", "--cache-dir", "a"], &url, &[]).ok();
+    // Damage the model's output blob (flip a byte) and truncate the sampled music's.
+    let blob = |stage: &str| {
+        let hash = first.stage(stage).output_hash.unwrap().to_string();
+        remote.path().join("v1/blobs").join(hash)
+    };
+    let mut bytes = std::fs::read(blob("model")).unwrap();
+    bytes[40] ^= 0x20;
+    std::fs::write(blob("model"), bytes).unwrap();
+    let bytes = std::fs::read(blob("music")).unwrap();
+    std::fs::write(blob("music"), &bytes[..bytes.len() / 2]).unwrap();
+
+    let second = with_remote(&p, &["run", "exp.toml", "--cache-dir", "b"], &url, &[]).ok();
+    assert!(
+        second.stderr.contains("the remote's copy was damaged"),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(
+        second.stages("ran"),
+        ["model", "music"],
+        "{}",
+        second.stderr
+    );
+    assert_eq!(
+        second.weights(),
+        first.weights(),
+        "recomputed, the same result"
+    );
+    // The recomputed entries went up again: a third cache finds everything intact remotely.
+    let verify = with_remote(&p, &["cache", "verify", "--cache-dir", "c"], &url, &[]).ok();
+    assert!(verify.stdout.contains(" 0 damaged"), "{}", verify.stdout);
+    let third = with_remote(&p, &["run", "exp.toml", "--cache-dir", "c"], &url, &[]).ok();
+    assert!(third.stages("ran").is_empty(), "{}", third.stderr);
+}
+
+#[test]
+fn a_remote_record_naming_a_path_outside_the_entry_is_refused() {
+    let remote = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", remote.path().display());
+    let p = tiny_project();
+    let first = with_remote(&p, &["run", "exp.toml", "--cache-dir", "a"], &url, &[]).ok();
+    let key = first.stage("model").fingerprint.unwrap().to_string();
+    let record_path = remote.path().join(format!("v1/entries/{key}/record.json"));
+    let mut record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record_path).unwrap()).unwrap();
+    let files = record["files"].as_object_mut().unwrap();
+    let (_, any) = files
+        .iter()
+        .next()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .unwrap();
+    files.insert("../../escape.txt".into(), any);
+    std::fs::write(&record_path, serde_json::to_vec(&record).unwrap()).unwrap();
+    let second = with_remote(&p, &["run", "exp.toml", "--cache-dir", "b"], &url, &[]).ok();
+    assert!(
+        second.stderr.contains("not a plain file name"),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(second.stages("ran"), ["model"]);
+    assert!(!p.path("escape.txt").exists() && !p.path("b/escape.txt").exists());
+}
+
+#[test]
+fn s3_a_killed_run_never_leaves_a_visible_half_uploaded_entry() {
+    let Some(bucket) = Bucket::shared() else {
+        return;
+    };
+    let p = training_project();
+    let env = bucket.env();
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let url = bucket.url();
+    // Killed as each stage starts, while the uploads of the ones before are in flight.
+    for round in 0..3 {
+        let run = Spawned::start_with_env(
+            &p,
+            &[
+                "run",
+                "exp.toml",
+                "--cache-dir",
+                &format!("k{round}"),
+                "-v",
+                "--remote",
+                &url,
+            ],
+            &env_ref,
+        );
+        for _ in 0..=round {
+            run.wait_for("running ");
+        }
+        run.signal(libc::SIGKILL);
+        run.exit();
+        let verify = with_remote(&p, &["cache", "verify", "--cache-dir", "check"], &url, &env).ok();
+        assert!(
+            verify.stdout.contains(" 0 damaged"),
+            "round {round}: {}",
+            verify.stdout
+        );
+    }
+    let done = with_remote(&p, &["run", "exp.toml", "--cache-dir", "last"], &url, &env).ok();
+    let again = with_remote(&p, &["run", "exp.toml", "--cache-dir", "after"], &url, &env).ok();
+    assert!(again.stages("ran").is_empty(), "{}", again.stderr);
+    assert_eq!(again.weights(), done.weights());
+}
+
+#[test]
+fn s3_two_concurrent_uploaders_of_one_entry_both_succeed_and_the_first_record_stays() {
+    let Some(bucket) = Bucket::shared() else {
+        return;
+    };
+    let p = tiny_project();
+    let url = bucket.url();
+    let env = bucket.env();
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let a = Spawned::start_with_env(
+        &p,
+        &["run", "exp.toml", "--cache-dir", "a", "--remote", &url],
+        &env_ref,
+    );
+    let b = Spawned::start_with_env(
+        &p,
+        &["run", "exp.toml", "--cache-dir", "b", "--remote", &url],
+        &env_ref,
+    );
+    let (code_a, _, err_a) = a.exit();
+    let (code_b, _, err_b) = b.exit();
+    assert_eq!((code_a, code_b), (0, 0), "{err_a}\n{err_b}");
+    assert!(!err_a.contains("another result") && !err_b.contains("another result"));
+    // Each remote record is byte for byte one of the two local ones: one writer's, never a mix. (Pulled into a third
+    // cache, which keeps the record's bytes as the remote has them.)
+    with_remote(&p, &["cache", "pull", "--cache-dir", "c"], &url, &env).ok();
+    let records = bucket
+        .keys()
+        .into_iter()
+        .filter(|k| k.ends_with("record.json"))
+        .count();
+    assert_eq!(
+        records,
+        a_stages(&p),
+        "every stage's record is on the remote"
+    );
+    let record = |cache: &str, hex: &str| {
+        std::fs::read(p.path(&format!(
+            "{cache}/v1/entries/{}/{hex}/record.json",
+            &hex[..2]
+        )))
+        .ok()
+    };
+    for shard in std::fs::read_dir(p.path("c/v1/entries")).unwrap() {
+        for entry in std::fs::read_dir(shard.unwrap().path()).unwrap() {
+            let hex = entry.unwrap().file_name().into_string().unwrap();
+            let remote = record("c", &hex);
+            assert!(
+                remote == record("a", &hex) || remote == record("b", &hex),
+                "{hex}: the remote record is neither writer's"
+            );
+        }
+    }
+}
+
+/// How many stages the tiny experiment has that the remote keeps (all but audio, which it has none of).
+fn a_stages(p: &Project) -> usize {
+    p.pipeline(&["status", "exp.toml", "--cache-dir", "a"])
+        .ok()
+        .stdout
+        .matches("cached")
+        .count()
+}
+
+#[test]
+fn s3_a_remote_that_disappears_mid_run_degrades_to_the_local_cache() {
+    if !require("s3") {
+        return;
+    }
+    let mut moto = Moto::start();
+    let bucket = Bucket::on(&moto.endpoint);
+    let env = bucket.env();
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let p = training_project();
+    let url = bucket.url();
+    let run = Spawned::start_with_env(
+        &p,
+        &[
+            "run",
+            "exp.toml",
+            "--cache-dir",
+            "c",
+            "-v",
+            "--remote",
+            &url,
+        ],
+        &env_ref,
+    );
+    run.wait_for("running model");
+    moto.stop();
+    let (code, _, stderr) = run.exit();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stderr.matches("cannot be used").count(),
+        1,
+        "said once:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("continuing with the local cache only"),
+        "{stderr}"
+    );
+    // The results are local; a run without the remote finds them.
+    let local = p.pipeline(&["run", "exp.toml", "--cache-dir", "c"]).ok();
+    assert!(local.stages("ran").is_empty(), "{}", local.stderr);
+
+    // An unreachable remote from the start: a warning, or exit 3 with `--remote-required`.
+    let warned = with_remote(&p, &["run", "exp.toml", "--cache-dir", "d"], &url, &env).ok();
+    assert!(
+        warned
+            .stderr
+            .contains("continuing with the local cache only"),
+        "{}",
+        warned.stderr
+    );
+    let mut args = vec!["run", "exp.toml", "--cache-dir", "e", "--remote-required"];
+    args.extend(["--remote", &url]);
+    let required = p.pipeline_with_env(&args, &env_ref);
+    required.fails_with(3, "`--remote-required` is set");
+    assert!(
+        required.stages("ran").is_empty(),
+        "nothing runs without the required remote"
+    );
+}
+
+#[test]
+fn s3_a_training_killed_on_one_machine_resumes_on_another() {
+    let Some(bucket) = Bucket::shared() else {
+        return;
+    };
+    let p = training_project();
+    let url = bucket.url();
+    let env = bucket.env();
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let reference = p
+        .pipeline(&[
+            "run",
+            "exp.toml",
+            "--cache-dir",
+            "reference",
+            "--reports-dir",
+            "ref-reports",
+        ])
+        .ok();
+    let run = Spawned::start_with_env(
+        &p,
+        &["run", "exp.toml", "--cache-dir", "one", "--remote", &url],
+        &env_ref,
+    );
+    let started = Instant::now();
+    // Each epoch's checkpoint goes up before the next epoch starts: three epochs in the live loss.csv means the
+    // second one's is on the remote.
+    while epochs_done(&p.path("reports")) < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "training never got going"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    run.signal(libc::SIGKILL);
+    run.exit();
+    assert!(
+        bucket.keys().iter().any(|k| k.contains("/checkpoints/")),
+        "{:?}",
+        bucket.keys()
+    );
+    let resumed = with_remote(&p, &["run", "exp.toml", "--cache-dir", "two"], &url, &env).ok();
+    let from = resumed
+        .stderr
+        .split("resuming from the ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or_else(|| panic!("the second machine did not resume:\n{}", resumed.stderr));
+    assert!(from >= 2, "resumed after {from} epochs");
+    assert_eq!(resumed.weights(), reference.weights());
+    assert_eq!(resumed.losses(), reference.losses());
+    assert!(
+        !bucket.keys().iter().any(|k| k.contains("/checkpoints/")),
+        "cleared once stored"
+    );
+}
+
+#[test]
+fn s3_push_pull_du_and_gc_work_from_the_reports() {
+    let Some(bucket) = Bucket::shared() else {
+        return;
+    };
+    let p = tiny_project();
+    let url = bucket.url();
+    let env = bucket.env();
+    // Computed without a remote, then pushed: what the report refers to goes up.
+    let run = p.pipeline(&["run", "exp.toml", "--cache-dir", "a"]).ok();
+    let stages = run.manifest().stages.len();
+    let push = with_remote(
+        &p,
+        &["cache", "push", "--cache-dir", "a", "--experiment", "test"],
+        &url,
+        &env,
+    )
+    .ok();
+    assert!(
+        push.stdout.contains(&format!("pushed {stages} result(s)")),
+        "{}",
+        push.stdout
+    );
+    let again = with_remote(&p, &["cache", "push", "--cache-dir", "a"], &url, &env).ok();
+    assert!(
+        again.stdout.contains(&format!(
+            "pushed 0 result(s) (0 B) to `{url}`; {stages} were there"
+        )),
+        "{}",
+        again.stdout
+    );
+    with_remote(
+        &p,
+        &["cache", "push", "--cache-dir", "a", "--experiment", "nope"],
+        &url,
+        &env,
+    )
+    .fails_with(3, "no report of the experiment `nope`");
+    // Pulled into another cache: everything the report names, then a run there computes nothing.
+    let pull = with_remote(&p, &["cache", "pull", "--cache-dir", "b"], &url, &env).ok();
+    assert!(
+        pull.stdout.contains(&format!("pulled {stages} result(s)")),
+        "{}",
+        pull.stdout
+    );
+    let local = p.pipeline(&["run", "exp.toml", "--cache-dir", "b"]).ok();
+    assert!(local.stages("ran").is_empty());
+    let du = with_remote(&p, &["cache", "du", "--cache-dir", "b"], &url, &env).ok();
+    assert!(
+        du.stdout.contains("train ") && du.stdout.contains("blob(s)"),
+        "{}",
+        du.stdout
+    );
+    // gc marks from the reports: with them, nothing goes; with an empty reports folder it refuses; with another
+    // experiment's reports and no grace, the entries go (dry run first).
+    let kept = with_remote(
+        &p,
+        &["cache", "gc", "--cache-dir", "b", "--grace", "0s"],
+        &url,
+        &env,
+    )
+    .ok();
+    assert!(kept.stdout.contains("removed 0 entries"), "{}", kept.stdout);
+    std::fs::create_dir_all(p.path("empty")).unwrap();
+    with_remote(
+        &p,
+        &["cache", "gc", "--cache-dir", "b", "--reports-dir", "empty"],
+        &url,
+        &env,
+    )
+    .fails_with(3, "nothing on the remote would be kept");
+    // Other music: other fingerprints all the way (a fingerprint is content, not the experiment's name).
+    let other = midi_project();
+    other
+        .pipeline(&[
+            "run",
+            "exp.toml",
+            "--reports-dir",
+            p.path("other").to_str().unwrap(),
+        ])
+        .ok();
+    let args = [
+        "cache",
+        "gc",
+        "--cache-dir",
+        "b",
+        "--reports-dir",
+        "other",
+        "--grace",
+        "0s",
+    ];
+    let young = with_remote(
+        &p,
+        &["cache", "gc", "--cache-dir", "b", "--reports-dir", "other"],
+        &url,
+        &env,
+    )
+    .ok();
+    assert!(
+        young.stdout.contains("removed 0 entries"),
+        "the default grace keeps young entries: {}",
+        young.stdout
+    );
+    let mut dry: Vec<&str> = args.to_vec();
+    dry.push("--dry-run");
+    let dry = with_remote(&p, &dry, &url, &env).ok();
+    assert!(
+        dry.stdout
+            .contains(&format!("would remove {stages} entries")),
+        "{}",
+        dry.stdout
+    );
+    let gone = with_remote(&p, &args, &url, &env).ok();
+    assert!(
+        gone.stdout.contains(&format!("removed {stages} entries")),
+        "{}",
+        gone.stdout
+    );
+    assert!(
+        bucket.keys().is_empty(),
+        "records and blobs gone: {:?}",
+        bucket.keys()
+    );
+}
