@@ -184,8 +184,9 @@ pub fn run(request: &RunRequest, reporter: &dyn Reporter) -> Result<RunReport> {
             report_dir: r.dir.clone(),
         })
         .collect();
-    // With a remote, the nodes need not see this cache: each job uses a cache of its own and the remote.
-    if slurm && request.remote.is_none() {
+    // The nodes compute into this cache directory, so they must see it, remote or not (the submitter uploads what
+    // they store when it takes the results).
+    if slurm {
         crate::exec::slurm::check_shared(&cache, &first.slurm.defaults).map_err(|e| {
             Error::environment(
                 e,
