@@ -149,6 +149,15 @@ fn executor(request: &RunRequest) -> Result<Executor> {
         exe,
         set: request.set.clone(),
         cache_dir,
+        remote: request
+            .remote
+            .as_ref()
+            .map(|r| crate::exec::slurm::RemoteJob {
+                url: r.url.clone(),
+                push: r.push.clone(),
+                max_push_bytes: r.max_push_bytes,
+                required: r.required,
+            }),
     }))
 }
 
@@ -184,9 +193,9 @@ pub fn run(request: &RunRequest, reporter: &dyn Reporter) -> Result<RunReport> {
             report_dir: r.dir.clone(),
         })
         .collect();
-    // The nodes compute into this cache directory, so they must see it, remote or not (the submitter uploads what
-    // they store when it takes the results).
-    if slurm {
+    // Without a remote the nodes compute into this cache directory, so they must see it; with one, each job uses a
+    // cache of its own on its node and the remote.
+    if slurm && request.remote.is_none() {
         crate::exec::slurm::check_shared(&cache, &first.slurm.defaults).map_err(|e| {
             Error::environment(
                 e,
@@ -334,14 +343,38 @@ pub struct StageDone {
     pub key: String,
 }
 
+/// Where `exec-stage` finds its job: a file in the shared cache, or the description itself (no shared cache).
+pub enum JobSource {
+    File(PathBuf),
+    Inline(String),
+}
+
 /// `pipeline exec-stage JOB`: loads the experiment the job names, picks its sweep point, and computes that one stage
 /// (its inputs are in the cache) with the same code and atomic store as a local run. Done when the entry the
-/// submitter expects is in the cache.
-pub fn exec_stage(job_file: &Path, reporter: &dyn Reporter) -> Result<StageDone> {
-    let job: crate::exec::slurm::JobSpec = std::fs::read(job_file)
-        .with_context(|| format!("cannot read `{}`", job_file.display()))
-        .and_then(|bytes| Ok(serde_json::from_slice(&bytes)?))
-        .map_err(Error::Failed)?;
+/// submitter expects is in the cache (and, with a remote, uploaded to it).
+///
+/// With a remote the node uses a cache directory of its own (`PIPELINE_NODE_CACHE`, else `pipeline-cache` in the
+/// node's temporary directory), reads the inputs through the remote and waits for its upload before it ends.
+pub fn exec_stage(
+    source: &JobSource,
+    notify: crate::store::remote::Notify,
+    reporter: &dyn Reporter,
+) -> Result<StageDone> {
+    let (job, job_file): (crate::exec::slurm::JobSpec, Option<&Path>) = match source {
+        JobSource::File(path) => (
+            std::fs::read(path)
+                .with_context(|| format!("cannot read `{}`", path.display()))
+                .and_then(|bytes| Ok(serde_json::from_slice(&bytes)?))
+                .map_err(Error::Failed)?,
+            Some(path),
+        ),
+        JobSource::Inline(text) => (
+            serde_json::from_str(text)
+                .context("cannot read the job description given with `--inline`")
+                .map_err(Error::Failed)?,
+            None,
+        ),
+    };
     // Before anything is fingerprinted: `auto` means what the submitter decided, not what this node has.
     if let Some(kind) = &job.auto_device {
         crate::nn::device::decide_auto(kind);
@@ -355,12 +388,31 @@ pub fn exec_stage(job_file: &Path, reporter: &dyn Reporter) -> Result<StageDone>
             .ok_or_else(|| {
                 anyhow::anyhow!("the experiment has no point `{}` any more", job.label)
             })?;
-        let cache = Cache::open(&job.cache_dir)?;
+        let cache = match &job.remote {
+            None => Cache::open(&job.cache_dir)?,
+            Some(r) => {
+                let dir = std::env::var_os("PIPELINE_NODE_CACHE")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| std::env::temp_dir().join("pipeline-cache"));
+                let config = RemoteConfig {
+                    url: r.url.clone(),
+                    push: r.push.clone(),
+                    max_push_bytes: r.max_push_bytes,
+                    // The submitter needs the result on the remote: a job that cannot upload it fails.
+                    required: true,
+                    notify,
+                };
+                Cache::open(&dir)?.with_remote(crate::store::Remote::open(config)?)
+            }
+        };
         // Live files (`loss.csv`) go to the run's report folder when this node sees it, else beside the job.
         let report_dir = if job.report_dir.is_dir() {
             job.report_dir.clone()
         } else {
-            let beside = job_file.with_file_name("report");
+            let beside = match job_file {
+                Some(file) => file.with_file_name("report"),
+                None => cache.root().join("tmp").join(format!("report-{}", job.key)),
+            };
             std::fs::create_dir_all(&beside)?;
             beside
         };
@@ -385,6 +437,14 @@ pub fn exec_stage(job_file: &Path, reporter: &dyn Reporter) -> Result<StageDone>
         };
         crate::interrupt::install();
         let outcomes = exec::run(std::slice::from_ref(&target), &cache, &opts, reporter);
+        if let Some(remote) = cache.finish_remote() {
+            if let Some(why) = &remote.down {
+                anyhow::bail!("the remote `{}` cannot be used ({why})", remote.url);
+            }
+            if let Some(first) = remote.failed_uploads.first() {
+                anyhow::bail!("{first}");
+            }
+        }
         let stage = outcomes[0]
             .stages
             .iter()

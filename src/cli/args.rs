@@ -126,7 +126,11 @@ pub(super) enum Command {
     #[command(hide = true)]
     ExecStage {
         /// `cache/v1/jobs/<fingerprint>/job.json`.
-        job: PathBuf,
+        #[arg(required_unless_present = "inline")]
+        job: Option<PathBuf>,
+        /// The job description itself (JSON), for nodes that do not share the cache directory.
+        #[arg(long, conflicts_with = "job")]
+        inline: Option<String>,
     },
     /// Show, per stage, whether it is cached or would run and why, without running anything.
     Status {

@@ -83,8 +83,19 @@ fn dispatch(cli: Cli) -> u8 {
             };
             crate::app::run::run(&request, &Printer::new(verbose)).map(|report| finish_run(&report))
         }
-        Command::ExecStage { job } => {
-            crate::app::run::exec_stage(&job, &Printer::new(false)).map(|done| {
+        Command::ExecStage { job, inline } => {
+            use crate::app::run::JobSource;
+            let source = match (job, inline) {
+                (_, Some(text)) => JobSource::Inline(text),
+                (Some(path), None) => JobSource::File(path),
+                (None, None) => {
+                    eprintln!("error: `exec-stage` needs a job file or `--inline JSON`");
+                    return exit::INVALID_EXPERIMENT;
+                }
+            };
+            let notify: crate::store::remote::Notify =
+                std::sync::Arc::new(|message| eprintln!("warning: {message}"));
+            crate::app::run::exec_stage(&source, notify, &Printer::new(false)).map(|done| {
                 eprintln!(
                     "stage `{}` is in the cache ({})",
                     done.stage,

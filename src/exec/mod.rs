@@ -81,6 +81,8 @@ pub struct SlurmPlacement {
     pub set: Vec<String>,
     /// The cache directory, absolute.
     pub cache_dir: PathBuf,
+    /// With a remote, the nodes need not see `cache_dir`: each job uses a cache of its own and the remote.
+    pub remote: Option<slurm::RemoteJob>,
 }
 
 impl Default for Options {

@@ -18,7 +18,11 @@ impl Placement for SlurmPlacement {
     fn compute(&self, run: &Shared<'_>, job: Job<'_>, mut result: StageResult) -> StageResult {
         // The node reads the inputs and external files itself, from the shared cache and filesystem.
         let Job {
-            id, fp, reasons, ..
+            id,
+            fp,
+            reasons,
+            inputs: job_inputs,
+            ..
         } = job;
         let placement = self;
         run.emit(Event::Running {
@@ -65,6 +69,20 @@ impl Placement for SlurmPlacement {
             if node.forced.is_none() && run.cache.peek(&key, spec.kind().report_files()).is_some() {
                 return Ok(None);
             }
+            // A node without this cache reads the inputs from the remote: they must be there before the job starts
+            // (uploads otherwise go up in the background). One HEAD each when they are.
+            if placement.remote.is_some() {
+                for record in job_inputs {
+                    run.cache.push_now(record).map_err(|e| {
+                        anyhow::anyhow!("an input the job needs is not on the remote: {e}")
+                    })?;
+                }
+                if let Some(why) = run.cache.remote().and_then(|r| r.down()) {
+                    anyhow::bail!(
+                        "the job would read its inputs from the remote, which cannot be used ({why})"
+                    );
+                }
+            }
             let job = slurm::JobSpec {
                 experiment: std::path::absolute(&exp.path)?,
                 set: placement.set.clone(),
@@ -75,16 +93,22 @@ impl Placement for SlurmPlacement {
                 report_dir: std::path::absolute(&target.report_dir)?,
                 auto_device: Some(exp.slurm.resources(spec.kind()).auto_device().to_string()),
                 force: node.forced.is_some(),
+                remote: placement.remote.clone(),
             };
             let job_file = dir.join("job.json");
             write_atomic(&job_file, &[&serde_json::to_vec_pretty(&job)?], false)?;
+            let (log, job_arg) = match placement.remote {
+                None => (dir.join("slurm-%j.log"), slurm::JobArg::File(&job_file)),
+                // The node cannot see `dir`: the description goes in the batch script, the log on the node.
+                Some(_) => (node_log(), slurm::JobArg::Inline(&job)),
+            };
             let args = slurm::sbatch_args(
                 &exp.slurm.resources(spec.kind()),
                 &spec.name,
-                &dir.join("slurm-%j.log"),
+                &log,
                 &std::path::absolute(&exp.base_dir)?,
                 &placement.exe,
-                &job_file,
+                job_arg,
             )?;
             run.emit(Event::SlurmCommand {
                 command: &slurm::shown("sbatch", &args),
@@ -113,7 +137,10 @@ impl Placement for SlurmPlacement {
             Err(e) => return result.with_error(e.context("cannot submit the Slurm job")),
         };
         result.slurm_job = Some(job_id.clone());
-        let log = dir.join(format!("slurm-{job_id}.log"));
+        let log = match placement.remote {
+            None => dir.join(format!("slurm-{job_id}.log")),
+            Some(_) => node_log().with_file_name(format!("pipeline-slurm-{job_id}.log")),
+        };
         result.slurm_log = Some(log.clone());
         let followed = slurm::follow(&job_id, |state| {
             if state == "RUNNING" {
@@ -190,4 +217,10 @@ impl Placement for SlurmPlacement {
             }
         }
     }
+}
+
+/// Where a job without the shared cache writes its log: the node's temporary directory (as this machine names it;
+/// a node's may differ, and then the log is only on the node).
+fn node_log() -> std::path::PathBuf {
+    std::env::temp_dir().join("pipeline-slurm-%j.log")
 }

@@ -34,7 +34,8 @@ const TRANSFERS: usize = 8;
 const HEAD_BEFORE_PUT: usize = 1 << 20;
 
 /// Which stage kinds' results are uploaded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PushPolicy {
     All,
     None,

@@ -205,6 +205,65 @@ fn a_cache_directory_the_nodes_do_not_share_is_refused() {
     assert!(entries(&cache).is_empty());
 }
 
+#[test]
+fn with_a_remote_the_nodes_need_not_see_the_cache_directory() {
+    let Some(_cluster) = cluster() else {
+        return;
+    };
+    let Some(bucket) = Bucket::shared() else {
+        return;
+    };
+    let unshared = std::env::var_os("PIPELINE_TEST_UNSHARED_DIR");
+    if !available(
+        "slurm",
+        unshared.is_some(),
+        "PIPELINE_TEST_UNSHARED_DIR is not set (`.ci/slurm.sh up` prints it)",
+    ) {
+        return;
+    }
+    let p = project();
+    let local = p
+        .pipeline(&["run", "exp.toml", "--cache-dir", "local"])
+        .ok();
+    // The cache lives where the jobs cannot see it (their node has its own tmpfs there); the remote is all they share.
+    let private = tempfile::tempdir_in(unshared.unwrap()).unwrap();
+    let cache = private.path().join("cache");
+    let node_cache = private.path().join("node-cache");
+    let url = bucket.url();
+    let owned = bucket.env();
+    let mut env: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.push(("PIPELINE_NODE_CACHE", node_cache.to_str().unwrap()));
+    let args = [
+        "run",
+        "exp.toml",
+        "--executor",
+        "slurm",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--remote",
+        &url,
+    ];
+    let slurm = p.pipeline_with_env(&args, &env).ok();
+    assert_eq!(
+        slurm.stages("ran").len(),
+        local.manifest().stages.len(),
+        "{}",
+        slurm.stderr
+    );
+    assert!(slurm.stderr.contains("Slurm job"), "{}", slurm.stderr);
+    assert_eq!(
+        slurm.weights(),
+        local.weights(),
+        "the same result as a local run"
+    );
+    // The submitter took every result from the remote into its own cache; this machine never saw the node's.
+    assert_eq!(entries(&cache), entries(&p.path("local")));
+    // The node's cache is on its own tmpfs: none of it shows here (else the test would not test a private disk).
+    assert!(!node_cache.exists(), "the node's cache is the node's");
+    let again = p.pipeline_with_env(&args, &env).ok();
+    assert!(again.stages("ran").is_empty(), "{}", again.stderr);
+}
+
 /// A training long enough to interrupt and to outlast a killed submitter (several seconds).
 fn slow_project() -> Project {
     let p = project();

@@ -41,6 +41,26 @@ pub struct JobSpec {
     /// `--force`d: recompute even if the node finds the entry cached.
     #[serde(default)]
     pub force: bool,
+    /// With a remote: the node does not see `cache_dir`; it computes into a cache of its own with this remote
+    /// behind it, and the submitter takes the result from the remote.
+    #[serde(default)]
+    pub remote: Option<RemoteJob>,
+}
+
+/// The remote a job uses, as the submitter was given it (credentials travel in the job's environment, which
+/// `sbatch` exports).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemoteJob {
+    pub url: String,
+    pub push: crate::store::PushPolicy,
+    pub max_push_bytes: Option<u64>,
+    pub required: bool,
+}
+
+/// How a job gets its description: a file in the shared cache, or inline in the batch script (no shared cache).
+pub enum JobArg<'a> {
+    File(&'a Path),
+    Inline(&'a JobSpec),
 }
 
 /// A submitted job, remembered in the cache.
@@ -56,7 +76,7 @@ pub fn sbatch_args(
     log: &Path,
     workdir: &Path,
     exe: &Path,
-    job_file: &Path,
+    job: JobArg<'_>,
 ) -> Result<Vec<String>> {
     let quote = |p: &Path| -> Result<String> {
         let s = p
@@ -73,11 +93,16 @@ pub fn sbatch_args(
         format!("--chdir={}", workdir.display()),
     ];
     args.extend(resources.sbatch_options());
-    args.push(format!(
-        "--wrap=exec {} exec-stage {}",
-        quote(exe)?,
-        quote(job_file)?
-    ));
+    let job = match job {
+        JobArg::File(path) => quote(path)?,
+        JobArg::Inline(spec) => {
+            let json = serde_json::to_string(spec)?;
+            let quoted =
+                shlex::try_quote(&json).map_err(|e| anyhow!("cannot quote the job: {e}"))?;
+            format!("--inline {quoted}")
+        }
+    };
+    args.push(format!("--wrap=exec {} exec-stage {job}", quote(exe)?));
     Ok(args)
 }
 
