@@ -480,3 +480,53 @@ impl Remote {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remote(dir: &std::path::Path) -> Remote {
+        Remote::open(RemoteConfig {
+            url: format!("file://{}", dir.display()),
+            push: PushPolicy::All,
+            max_push_bytes: None,
+            required: false,
+            notify: Arc::new(|_| {}),
+        })
+        .unwrap()
+    }
+
+    /// A large blob goes up in parts and comes back whole; a second upload of it is one HEAD.
+    #[test]
+    fn large_files_go_up_in_parts_and_come_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = remote(dir.path());
+        let bytes: Vec<u8> = (0..MULTIPART_FROM + PART + 12345)
+            .map(|i| (i * 31 % 251) as u8)
+            .collect();
+        let hash = Hash::of(&bytes);
+        assert_eq!(
+            r.block_on(r.put_blob(bytes.clone())).ok(),
+            Some(bytes.len() as u64)
+        );
+        let back = r.block_on(r.get(&r.blob_path(&hash))).ok().unwrap();
+        assert!(back == bytes, "the blob came back different");
+        let before = r.counters.requests.load(Ordering::Relaxed);
+        assert_eq!(r.block_on(r.put_blob(bytes)).ok(), Some(0));
+        assert_eq!(r.counters.requests.load(Ordering::Relaxed) - before, 1);
+    }
+
+    /// A create-only put over an existing object fails as `Exists`, leaving the first one.
+    #[test]
+    fn a_create_only_put_keeps_the_first_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = remote(dir.path());
+        let path = r.record_path(&Hash::of(b"k"));
+        assert!(r.block_on(r.put(&path, b"first".to_vec(), true)).is_ok());
+        assert!(matches!(
+            r.block_on(r.put(&path, b"second".to_vec(), true)),
+            Err(Failure::Exists)
+        ));
+        assert_eq!(r.block_on(r.get(&path)).ok().unwrap(), b"first");
+    }
+}

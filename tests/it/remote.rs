@@ -530,3 +530,95 @@ fn s3_push_pull_du_and_gc_work_from_the_reports() {
         bucket.keys()
     );
 }
+
+#[test]
+fn the_push_policy_and_size_cap_decide_what_goes_up() {
+    let p = tiny_project();
+    let blobs = |dir: &std::path::Path| {
+        std::fs::read_dir(dir.join("v1/entries"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let none = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", none.path().display());
+    let run = p
+        .pipeline(&[
+            "run",
+            "exp.toml",
+            "--cache-dir",
+            "a",
+            "--remote",
+            &url,
+            "--push",
+            "none",
+        ])
+        .ok();
+    assert_eq!(blobs(none.path()), 0, "{}", run.stderr);
+    // Only the kinds named.
+    let some = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", some.path().display());
+    p.pipeline(&[
+        "run",
+        "exp.toml",
+        "--cache-dir",
+        "a",
+        "--remote",
+        &url,
+        "--push",
+        "train,sample",
+    ])
+    .ok();
+    let fresh = p
+        .pipeline(&[
+            "run",
+            "exp.toml",
+            "--cache-dir",
+            "b",
+            "--remote",
+            &url,
+            "--push",
+            "none",
+        ])
+        .ok();
+    assert_eq!(
+        fresh.stages("ran"),
+        ["source", "no_drums", "melody", "tokens", "vocab", "windows"]
+    );
+    assert_eq!(origins(&fresh)[6..], ["remote", "remote"]);
+    // Nothing larger than the cap: the model (kilobytes) stays local, the small MIDI stages go up.
+    let capped = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", capped.path().display());
+    p.pipeline(&[
+        "run",
+        "exp.toml",
+        "--cache-dir",
+        "a",
+        "--remote",
+        &url,
+        "--push-max",
+        "2KB",
+    ])
+    .ok();
+    let fresh = p
+        .pipeline(&["run", "exp.toml", "--cache-dir", "c", "--remote", &url])
+        .ok();
+    assert!(
+        fresh.stages("ran").contains(&"model".to_string()),
+        "{}",
+        fresh.stderr
+    );
+    assert!(
+        origins(&fresh).contains(&"remote".to_string()),
+        "{:?}",
+        origins(&fresh)
+    );
+    // Bad values are refused with what to write instead.
+    p.pipeline(&["run", "exp.toml", "--remote", &url, "--push", "trian"])
+        .fails_with(2, "`trian` is not a stage kind");
+    p.pipeline(&["run", "exp.toml", "--remote", &url, "--push-max", "lots"])
+        .fails_with(2, "`lots` is not a size");
+    p.pipeline(&["run", "exp.toml", "--remote", "ftp://host/x"])
+        .fails_with(3, "is neither `s3://BUCKET/PREFIX` nor `file:///DIR`");
+    p.pipeline(&["cache", "push", "--cache-dir", "a"])
+        .fails_with(3, "no remote is set");
+}
