@@ -152,6 +152,11 @@ pub(super) enum Command {
     /// Check, measure or prune the cache.
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Print a shell completion script: `pipeline completions bash > ~/.local/share/bash-completion/completions/pipeline`.
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
     /// Compare runs: one row per run with the parameters that differ, losses, time, device and music metrics.
     Compare {
         /// Report folders (a run's, or a sweep's) or experiment names; none: every run in the reports directory.
@@ -167,6 +172,13 @@ pub(super) enum Command {
         #[arg(long, value_name = "FILE.svg")]
         plot: Option<PathBuf>,
     },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

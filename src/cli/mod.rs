@@ -108,6 +108,10 @@ fn dispatch(cli: Cli) -> u8 {
         Command::Graph { experiment, format } => graph(&experiment, format),
         Command::Bench(b) => bench(b),
         Command::Cache(c) => cache_command(c),
+        Command::Completions { shell } => {
+            completions(shell);
+            Ok(exit::SUCCESS)
+        }
         Command::Compare {
             targets,
             reports,
@@ -126,6 +130,22 @@ fn dispatch(cli: Cli) -> u8 {
         show(&e);
         e.code()
     })
+}
+
+/// Writes the completion script for `shell` to stdout (clap_complete, from the same definitions clap parses).
+fn completions(shell: args::Shell) {
+    use clap::CommandFactory;
+    let generator = match shell {
+        args::Shell::Bash => clap_complete::Shell::Bash,
+        args::Shell::Zsh => clap_complete::Shell::Zsh,
+        args::Shell::Fish => clap_complete::Shell::Fish,
+    };
+    clap_complete::generate(
+        generator,
+        &mut Cli::command(),
+        "pipeline",
+        &mut std::io::stdout(),
+    );
 }
 
 /// What a finished run prints: its failures, or how many stages ran; the report folder (on stdout too, for scripts).

@@ -7,6 +7,7 @@ mod support;
 mod browser;
 mod cache;
 mod compare;
+mod completions;
 mod concurrent;
 mod escape;
 mod full_disk;
