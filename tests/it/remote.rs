@@ -622,3 +622,24 @@ fn the_push_policy_and_size_cap_decide_what_goes_up() {
     p.pipeline(&["cache", "push", "--cache-dir", "a"])
         .fails_with(3, "no remote is set");
 }
+
+#[test]
+fn s3_a_result_above_the_multipart_threshold_goes_up_in_parts_and_comes_back_whole() {
+    let Some(bucket) = Bucket::shared() else {
+        return;
+    };
+    let p = tiny_project();
+    // A model of ~5 million parameters: its output is over 16 MiB, which goes up as a multipart upload.
+    let big = TINY
+        .replace("hidden = 16", "hidden = 1100")
+        .replace("epochs = 3", "epochs = 1");
+    p.write("exp.toml", experiment(&big, "length = 5\nseed = 3"));
+    let url = bucket.url();
+    let env = bucket.env();
+    let first = with_remote(&p, &["run", "exp.toml", "--cache-dir", "a"], &url, &env).ok();
+    let bytes = first.stage("model").output_bytes.unwrap();
+    assert!(bytes > 16 << 20, "the model is only {bytes} bytes");
+    let second = with_remote(&p, &["run", "exp.toml", "--cache-dir", "b"], &url, &env).ok();
+    assert!(second.stages("ran").is_empty(), "{}", second.stderr);
+    assert_eq!(second.weights(), first.weights());
+}
