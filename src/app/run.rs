@@ -152,12 +152,7 @@ fn executor(request: &RunRequest) -> Result<Executor> {
         remote: request
             .remote
             .as_ref()
-            .map(|r| crate::exec::slurm::RemoteJob {
-                url: r.url.clone(),
-                push: r.push.clone(),
-                max_push_bytes: r.max_push_bytes,
-                required: r.required,
-            }),
+            .map(|r| crate::exec::slurm::RemoteJob { url: r.url.clone() }),
     }))
 }
 
@@ -394,11 +389,12 @@ pub fn exec_stage(
                 let dir = std::env::var_os("PIPELINE_NODE_CACHE")
                     .map(PathBuf::from)
                     .unwrap_or_else(|| std::env::temp_dir().join("pipeline-cache"));
+                // The submitter needs the result on the remote, whatever its kind and size: the job uploads it
+                // (and what it makes on the way) whatever `--push` says, and fails if it cannot.
                 let config = RemoteConfig {
                     url: r.url.clone(),
-                    push: r.push.clone(),
-                    max_push_bytes: r.max_push_bytes,
-                    // The submitter needs the result on the remote: a job that cannot upload it fails.
+                    push: crate::store::PushPolicy::All,
+                    max_push_bytes: None,
                     required: true,
                     notify,
                 };

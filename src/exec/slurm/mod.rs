@@ -47,14 +47,11 @@ pub struct JobSpec {
     pub remote: Option<RemoteJob>,
 }
 
-/// The remote a job uses, as the submitter was given it (credentials travel in the job's environment, which
-/// `sbatch` exports).
+/// The remote a job uses (credentials travel in the job's environment, which `sbatch` exports). The job uploads
+/// everything it makes and fails if it cannot, whatever the submitter's `--push`: the submitter needs the result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RemoteJob {
     pub url: String,
-    pub push: crate::store::PushPolicy,
-    pub max_push_bytes: Option<u64>,
-    pub required: bool,
 }
 
 /// How a job gets its description: a file in the shared cache, or inline in the batch script (no shared cache).
