@@ -152,6 +152,9 @@ pub(super) enum Command {
     /// Check, measure or prune the cache.
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Print a JSON Schema (draft 2020-12) of the experiment file, for editors: `pipeline schema >
+    /// experiment.schema.json`, then `#:schema ./experiment.schema.json` atop a TOML file.
+    Schema,
     /// Print a shell completion script: `pipeline completions bash > ~/.local/share/bash-completion/completions/pipeline`.
     Completions {
         #[arg(value_enum)]

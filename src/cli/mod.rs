@@ -108,6 +108,14 @@ fn dispatch(cli: Cli) -> u8 {
         Command::Graph { experiment, format } => graph(&experiment, format),
         Command::Bench(b) => bench(b),
         Command::Cache(c) => cache_command(c),
+        Command::Schema => {
+            let schema = crate::spec::schema::experiment_schema();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema).expect("a JSON value prints")
+            );
+            Ok(exit::SUCCESS)
+        }
         Command::Completions { shell } => {
             completions(shell);
             Ok(exit::SUCCESS)

@@ -55,6 +55,21 @@ impl fmt::Display for DeviceChoice {
     }
 }
 
+/// `auto`, `cpu`, `cuda`, `cuda:N` or `metal`, as [`DeviceChoice::from_str`] reads it.
+impl schemars::JsonSchema for DeviceChoice {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "DeviceChoice".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^(auto|cpu|cuda(:[0-9]+)?|metal)$",
+            "description": "Where to train: `auto` (CUDA, else Metal, else CPU), `cpu`, `cuda`, `cuda:N` or `metal`."
+        })
+    }
+}
+
 impl Serialize for DeviceChoice {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)

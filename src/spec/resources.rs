@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::stages::StageKind;
 
 /// `sbatch` resources: under `[executor.slurm]` for every stage, under `[executor.slurm.<kind>]` per stage kind.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Resources {
     pub partition: Option<String>,

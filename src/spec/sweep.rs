@@ -761,6 +761,9 @@ fn parse_sweep(value: &Spanned<DeValue>, source: &Source) -> Result<Sweep, Diagn
 }
 
 /// `[sweep.prune]`, checked as far as it can be without the points.
+/// The keys `[sweep.prune]` takes (the parser's and the schema's list).
+pub const PRUNE_KEYS: &[&str] = &["method", "metric", "min_epochs", "reduction"];
+
 fn parse_prune(
     table: &DeTable,
     span: Range<usize>,
@@ -843,13 +846,10 @@ fn parse_prune(
             },
             other => {
                 ok = false;
-                let hint = crate::spec::diagnostic::did_you_mean(
-                    other,
-                    ["method", "metric", "min_epochs", "reduction"],
-                )
-                .unwrap_or_else(|| {
-                    "the keys are `method`, `metric`, `min_epochs` and `reduction`".into()
-                });
+                let hint = crate::spec::diagnostic::did_you_mean(other, PRUNE_KEYS.iter().copied())
+                    .unwrap_or_else(|| {
+                        "the keys are `method`, `metric`, `min_epochs` and `reduction`".into()
+                    });
                 diags.push(at(Diagnostic::new(format!(
                     "unknown key `{other}` in `[sweep.prune]`"
                 ))

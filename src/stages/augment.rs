@@ -12,10 +12,11 @@ use super::{
 use crate::artifact::{Artifact, Origin, TokenFile, TokenSet};
 use crate::music::tokens::transpose;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Augment {
     /// The lowest and highest shift in semitones, both included (e.g. `[-5, 6]`: every key of the octave).
+    #[schemars(inner(range(min = -WIDEST, max = WIDEST)))]
     pub transpose: [i8; 2],
 }
 

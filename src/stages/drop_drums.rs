@@ -10,7 +10,7 @@ use crate::artifact::{Artifact, Event, Message, MidiCorpus, Song};
 /// GM channel 10, counted from 0.
 pub const DRUM_CHANNEL: u8 = 9;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DropDrums {}
 

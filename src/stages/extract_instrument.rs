@@ -15,11 +15,12 @@ use super::{
 use crate::artifact::{Artifact, Message, Note, NoteFile, NoteSet, Song};
 use crate::music::gm::program_name;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExtractInstrument {
     /// Keep the N most frequent programs.
     #[serde(default = "default_top")]
+    #[schemars(range(min = 1, max = 128))]
     pub top: u32,
 }
 

@@ -14,7 +14,7 @@ use crate::artifact::{Artifact, Message, MidiCorpus};
 use crate::fingerprint::Hash;
 use crate::music::ingest;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MidiSource {
     /// A directory (searched recursively for `*.mid` / `*.midi`) or a glob, relative to the experiment file.

@@ -73,6 +73,8 @@ struct KindRow {
     /// names become paths in the report folder.
     report_files: &'static [&'static str],
     build: Builder,
+    /// The JSON Schema of its parameters (`pipeline schema`), from the same struct `build` reads them into.
+    schema: fn() -> schemars::Schema,
 }
 
 /// The stage kinds, in the order of [`StageKind`]'s variants (checked when compiling).
@@ -87,6 +89,7 @@ const KINDS: [KindRow; 10] = [
         output: ArtifactKind::Midi,
         report_files: &["ingest.csv"],
         build: build::<midi_source::MidiSource>,
+        schema: schema_of::<midi_source::MidiSource>,
     },
     KindRow {
         kind: StageKind::DropDrums,
@@ -98,6 +101,7 @@ const KINDS: [KindRow; 10] = [
         output: ArtifactKind::Midi,
         report_files: &[],
         build: build::<drop_drums::DropDrums>,
+        schema: schema_of::<drop_drums::DropDrums>,
     },
     KindRow {
         kind: StageKind::ExtractInstrument,
@@ -109,6 +113,7 @@ const KINDS: [KindRow; 10] = [
         output: ArtifactKind::Notes,
         report_files: &["instruments.csv"],
         build: build::<extract_instrument::ExtractInstrument>,
+        schema: schema_of::<extract_instrument::ExtractInstrument>,
     },
     KindRow {
         kind: StageKind::Tokenize,
@@ -120,6 +125,7 @@ const KINDS: [KindRow; 10] = [
         output: ArtifactKind::Tokens,
         report_files: &[],
         build: build::<tokenize::Tokenize>,
+        schema: schema_of::<tokenize::Tokenize>,
     },
     KindRow {
         kind: StageKind::Augment,
@@ -131,6 +137,7 @@ const KINDS: [KindRow; 10] = [
         output: ArtifactKind::Tokens,
         report_files: &[],
         build: build::<augment::Augment>,
+        schema: schema_of::<augment::Augment>,
     },
     KindRow {
         kind: StageKind::Vocab,
@@ -142,6 +149,7 @@ const KINDS: [KindRow; 10] = [
         output: ArtifactKind::Vocab,
         report_files: &["vocab.csv"],
         build: build::<vocab::Vocab>,
+        schema: schema_of::<vocab::Vocab>,
     },
     KindRow {
         kind: StageKind::Window,
@@ -152,6 +160,7 @@ const KINDS: [KindRow; 10] = [
         output: ArtifactKind::Windows,
         report_files: &["windows.csv"],
         build: build::<window::Window>,
+        schema: schema_of::<window::Window>,
     },
     KindRow {
         kind: StageKind::Train,
@@ -163,6 +172,7 @@ const KINDS: [KindRow; 10] = [
         output: ArtifactKind::Model,
         report_files: &["loss.csv", "model.safetensors", "model.json"],
         build: build::<train::Train>,
+        schema: schema_of::<train::Train>,
     },
     KindRow {
         kind: StageKind::Sample,
@@ -210,6 +220,7 @@ const KINDS: [KindRow; 10] = [
             "generated-8.svg",
         ],
         build: build::<sample::Sample>,
+        schema: schema_of::<sample::Sample>,
     },
     KindRow {
         kind: StageKind::Render,
@@ -219,6 +230,7 @@ const KINDS: [KindRow; 10] = [
         output: ArtifactKind::Audio,
         report_files: &["generated.wav", "seed.wav"],
         build: build::<render::Render>,
+        schema: schema_of::<render::Render>,
     },
 ];
 
@@ -249,6 +261,11 @@ impl StageKind {
 
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// The JSON Schema of its parameters (see [`KindRow::schema`]).
+    pub fn params_schema(self) -> schemars::Schema {
+        (self.row().schema)()
     }
 
     /// Implementation version, part of every fingerprint (see [`KindRow::version`]).
@@ -336,6 +353,13 @@ pub trait Params: DeserializeOwned + Serialize {
     fn check(&self, _ctx: &CheckContext) -> Vec<ParamProblem> {
         Vec::new()
     }
+}
+
+/// The JSON Schema of a kind's parameters, as schemars derives it from the struct serde reads them into (doc
+/// comments become descriptions, `serde(default = …)` defaults, `schemars(range)` the ranges `check` enforces).
+fn schema_of<P: schemars::JsonSchema>() -> schemars::Schema {
+    schemars::SchemaGenerator::new(schemars::generate::SchemaSettings::draft2020_12())
+        .into_root_schema_for::<P>()
 }
 
 fn build<P>(params: Spanned<DeValue<'_>>, ctx: &CheckContext) -> Result<Box<dyn Stage>, ParamError>

@@ -23,16 +23,19 @@ use crate::artifact::{Artifact, Audio};
 use crate::fingerprint::Hash;
 use crate::music::midi;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Render {
     /// A `.sf2` file, relative to the experiment file. Default: `$PIPELINE_SOUNDFONT`, then the system's.
     #[serde(default)]
     pub soundfont: Option<String>,
+    /// Samples per second of the WAV file.
     #[serde(default = "d::sample_rate")]
+    #[schemars(range(min = 16_000, max = 192_000))]
     pub sample_rate: u32,
     /// Multiplies the synthesizer's output (which leaves headroom for chords at 1).
     #[serde(default = "d::gain")]
+    #[schemars(range(max = 16.0), extend("exclusiveMinimum" = 0.0))]
     pub gain: f64,
 }
 

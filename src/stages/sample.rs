@@ -33,14 +33,16 @@ use crate::music::midi;
 use crate::music::plot::RollPart;
 use crate::music::tokens::{TimeToken, time_token, within_beats};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Sample {
     /// Tokens to generate (the paper: 500).
     #[serde(default = "d::length")]
+    #[schemars(range(min = 1, max = 1_000_000))]
     pub length: u32,
     /// 0 = always the most likely token (the paper); above 0, sample from softmax(logits / temperature).
     #[serde(default)]
+    #[schemars(range(min = 0.0))]
     pub temperature: f64,
     /// Sample only among the k most likely tokens; 0 = all.
     #[serde(default)]
@@ -48,13 +50,16 @@ pub struct Sample {
     /// Nucleus sampling: only among the most likely tokens whose probabilities add up to `top_p`; 1 = all. Left out
     /// of the fingerprint at 1, so samples from before it existed stay cached.
     #[serde(default = "d::top_p", skip_serializing_if = "d::is_one")]
+    #[schemars(range(max = 1.0), extend("exclusiveMinimum" = 0.0))]
     pub top_p: f64,
     /// Pieces to generate, each from its own starting window: `generated.mid`, `generated-2.mid`, … (with their
     /// CSV, metrics and piano roll). Left out of the fingerprint at 1.
     #[serde(default = "d::count", skip_serializing_if = "d::is_single")]
+    #[schemars(range(min = 1, max = MAX_PIECES))]
     pub count: u32,
     /// Beats between successive tokens (the paper: 0.5).
     #[serde(default = "d::step")]
+    #[schemars(range(min = 1.0 / 480.0, max = 64.0))]
     pub step: f64,
     /// Picks the starting window and drives sampling.
     #[serde(default = "d::seed")]
@@ -70,7 +75,7 @@ pub struct Sample {
     pub mode: Mode,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     Stateful,

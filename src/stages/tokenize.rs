@@ -71,7 +71,9 @@ pub fn tokens_of(notes: &[Note], ticks_per_beat: Option<u16>, scheme: TokenSchem
 }
 
 /// How notes become tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Scheme {
     /// The paper's: one note or chord token per onset, no time.
@@ -81,16 +83,18 @@ pub enum Scheme {
     Timed,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Tokenize {
     #[serde(default)]
     pub scheme: Scheme,
     /// Grid steps per beat for `timed` (12: sixteenths and eighth-note triplets).
     #[serde(default = "default_grid")]
+    #[schemars(range(min = 1, max = 96))]
     pub grid: u32,
     /// The longest shift or duration `timed` writes, in beats; longer ones are cut to it.
     #[serde(default = "default_max_beats")]
+    #[schemars(range(min = 1, max = 64))]
     pub max_beats: u32,
 }
 

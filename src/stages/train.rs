@@ -28,29 +28,46 @@ use crate::nn::device::DeviceChoice;
 use crate::nn::model::{Dropout, InputMode, Model, ModelConfig, Trainable};
 use crate::nn::optim::{Optimizer, OptimizerKind};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Train {
+    /// Stacked LSTM layers (the paper: 3).
     #[serde(default = "d::layers")]
+    #[schemars(range(min = 1, max = 16))]
     pub layers: u32,
+    /// Units per LSTM layer (the paper: 512).
     #[serde(default = "d::hidden")]
+    #[schemars(range(min = 1, max = 8192))]
     pub hidden: u32,
+    /// Dropout after each LSTM layer, 0 to below 1 (the paper: 0.3).
     #[serde(default = "d::dropout")]
+    #[schemars(range(min = 0.0), extend("exclusiveMaximum" = 1.0))]
     pub dropout: f64,
+    /// Units of the dense layer before the output (the paper: 256).
     #[serde(default = "d::dense")]
+    #[schemars(range(min = 0, max = 8192))]
     pub dense: u32,
     #[serde(default = "d::input")]
     pub input: InputMode,
+    /// Size of a token's embedding with `input = "embedding"`.
     #[serde(default = "d::embed_dim")]
+    #[schemars(range(min = 1, max = 8192))]
     pub embed_dim: u32,
+    /// Passes over the training windows (the paper: 200).
     #[serde(default = "d::epochs")]
+    #[schemars(range(min = 1, max = 1_000_000))]
     pub epochs: u32,
+    /// Windows per training step (the paper: 64).
     #[serde(default = "d::batch_size")]
+    #[schemars(range(min = 1, max = 1_048_576))]
     pub batch_size: u32,
     #[serde(default = "d::optimizer")]
     pub optimizer: OptimizerKind,
+    /// The optimizer's step size (the paper: RMSprop at 0.001).
     #[serde(default = "d::learning_rate")]
+    #[schemars(extend("exclusiveMinimum" = 0.0))]
     pub learning_rate: f64,
+    /// Drives the initial weights, each epoch's shuffle and dropout.
     #[serde(default = "d::seed")]
     pub seed: u64,
     #[serde(default = "d::device")]
@@ -58,6 +75,7 @@ pub struct Train {
     /// Stop after this many epochs without a lower validation loss; 0 = never (the paper). Left out of the
     /// fingerprint when 0, so trainings from before it existed stay cached.
     #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(range(min = 0, max = 1_000_000))]
     pub patience: u32,
     /// Store the weights (and optimizer state) of the epoch with the lowest validation loss instead of the last.
     #[serde(default, skip_serializing_if = "is_false")]
@@ -66,6 +84,7 @@ pub struct Train {
     /// paper). Transposed copies multiply the windows; this keeps an epoch's cost while every epoch sees other
     /// keys. Left out of the fingerprint when 0.
     #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(range(min = 0, max = 1_073_741_824))]
     pub epoch_windows: u32,
     /// What a window is trained to predict: `last`, the token after it (the paper), or `all`, the token after
     /// every prefix of it — `seq_len` targets for about the cost of one. Validation always scores the token after
@@ -75,7 +94,9 @@ pub struct Train {
 }
 
 /// See [`Train::targets`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Targets {
     #[default]

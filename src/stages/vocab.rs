@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{Params, ReportFile, RunContext, Stage, StageKind, StageOutput, csv_bytes, params_of};
 use crate::artifact::{Artifact, IdFile, Vocabulary};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Vocab {}
 

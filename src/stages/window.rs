@@ -17,14 +17,16 @@ use super::{
 };
 use crate::artifact::{Artifact, IdFile, Split, WindowFile, WindowSet};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Window {
     /// Ids per input window.
     #[serde(default = "default_seq_len")]
+    #[schemars(range(min = 1, max = 1_000_000))]
     pub seq_len: u32,
     /// Share of files held out for validation (0 = train on everything).
     #[serde(default = "default_val_fraction")]
+    #[schemars(range(min = 0.0), extend("exclusiveMaximum" = 1.0))]
     pub val_fraction: f64,
     /// Drives which files are held out.
     #[serde(default = "default_seed")]

@@ -18,6 +18,7 @@ mod remote;
 mod render;
 mod requirements;
 mod scale;
+mod schema;
 mod search;
 mod slurm;
 mod stages;

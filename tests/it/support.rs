@@ -496,7 +496,26 @@ pub const REQUIREMENTS: &[Requirement] = &[
         "`pip install 'moto[server]'`, start `moto_server -H 127.0.0.1 -p PORT`, then export \
          PIPELINE_TEST_S3=http://127.0.0.1:PORT and PIPELINE_TEST_MOTO_SERVER=$(command -v moto_server)",
     ),
+    (
+        "taplo",
+        || taplo_path().is_some(),
+        "the schema::taplo_ test",
+        "`npm install --prefix DIR @taplo/cli` (or `cargo install taplo-cli`), then put `taplo` on PATH or set \
+         PIPELINE_TEST_TAPLO to it",
+    ),
 ];
+
+/// The `taplo` CLI (Even Better TOML's engine): `$PIPELINE_TEST_TAPLO`, else `taplo` on PATH.
+pub fn taplo_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("PIPELINE_TEST_TAPLO") {
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("taplo"))
+            .find(|p| p.is_file())
+    })
+}
 
 /// The S3 server the tests share (`PIPELINE_TEST_S3`, a moto server `.ci/run` starts), if it answers, and the
 /// `moto_server` program (`PIPELINE_TEST_MOTO_SERVER`) for the tests that start and stop one of their own.

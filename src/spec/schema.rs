@@ -1,0 +1,178 @@
+//! `pipeline schema`: a JSON Schema (draft 2020-12) of the experiment file, for editors (Even Better TOML / taplo
+//! read it from a `#:schema` line). Each stage kind's parameters come from the very struct its constructor reads
+//! them into (`stages::StageKind::params_schema`, derived by schemars: types, defaults, doc comments, enums,
+//! ranges); `[executor.slurm]` from `spec::resources::Resources`; `[sweep]` is written here beside the parser's key
+//! lists and metric names, which it reads, so a key added to one is in both.
+
+use serde_json::{Map, Value, json};
+
+use super::sweep::{Metric, PRUNE_KEYS};
+use crate::stages::StageKind;
+
+/// The whole schema, as JSON.
+pub fn experiment_schema() -> Value {
+    let mut defs = Map::new();
+    let mut kinds = Vec::new();
+    for kind in StageKind::ALL {
+        let mut params = kind.params_schema().to_value();
+        // Nested definitions (enums such as `input` or `optimizer`) move to the top, where `$ref`s find them.
+        if let Some(Value::Object(nested)) = params.as_object_mut().and_then(|o| o.remove("$defs"))
+        {
+            defs.extend(nested);
+        }
+        let Value::Object(mut params) = params else {
+            continue;
+        };
+        params.remove("$schema");
+        params.remove("title");
+        let properties = params
+            .entry("properties")
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .expect("a struct's schema has properties");
+        properties.insert(
+            "kind".into(),
+            json!({ "const": kind.name(), "description": "The stage kind." }),
+        );
+        if !kind.inputs().is_empty() {
+            properties.insert(
+                "inputs".into(),
+                json!({
+                    "type": "array",
+                    "items": { "type": "string" },
+                    "minItems": kind.inputs().len(),
+                    "maxItems": kind.inputs().len(),
+                    "description": format!(
+                        "The stage(s) this one reads: {}.",
+                        kind.inputs().iter().map(|i| format!("{i:?}")).collect::<Vec<_>>().join(", ")
+                    ),
+                }),
+            );
+        }
+        let mut required = vec![json!("kind")];
+        if !kind.inputs().is_empty() {
+            required.push(json!("inputs"));
+        }
+        params.insert("required".into(), Value::Array(required));
+        params.insert("additionalProperties".into(), json!(false));
+        params.insert("title".into(), json!(format!("a `{}` stage", kind.name())));
+        let name = format!("stage_{}", kind.name());
+        defs.insert(name.clone(), Value::Object(params));
+        kinds.push(json!({
+            "if": { "properties": { "kind": { "const": kind.name() } }, "required": ["kind"] },
+            "then": { "$ref": format!("#/$defs/{name}") }
+        }));
+    }
+    let kind_names: Vec<&str> = StageKind::ALL.iter().map(|k| k.name()).collect();
+    let mut resources =
+        schemars::SchemaGenerator::new(schemars::generate::SchemaSettings::draft2020_12())
+            .into_root_schema_for::<super::resources::Resources>()
+            .to_value();
+    if let Some(o) = resources.as_object_mut() {
+        o.remove("$schema");
+        o.remove("title");
+    }
+    let mut slurm = resources.clone();
+    if let Some(props) = slurm.get_mut("properties").and_then(Value::as_object_mut) {
+        for kind in &kind_names {
+            props.insert(
+                (*kind).to_string(),
+                json!({ "$ref": "#/$defs/resources", "description": format!("Resources of every `{kind}` stage, over the defaults.") }),
+            );
+        }
+    }
+    if let Some(o) = slurm.as_object_mut() {
+        o.insert("additionalProperties".into(), json!(false));
+    }
+    if let Some(o) = resources.as_object_mut() {
+        o.insert("additionalProperties".into(), json!(false));
+    }
+    defs.insert("resources".into(), resources);
+    defs.insert("sweep".into(), sweep_schema());
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://github.com/pipeline/experiment.schema.json",
+        "title": "pipeline experiment",
+        "description": "An experiment file of `pipeline`: stages from MIDI files to a trained LSTM and new music.",
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+            "name": {
+                "type": "string",
+                "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.-]*$",
+                "description": "Names the report folder (default: the file's name)."
+            },
+            "stages": {
+                "type": "object",
+                "description": "The stages, by name: each has a `kind` and its parameters.",
+                "propertyNames": { "pattern": "^[A-Za-z0-9_][A-Za-z0-9_-]*$" },
+                "additionalProperties": {
+                    "type": "object",
+                    "required": ["kind"],
+                    "properties": { "kind": { "enum": kind_names } },
+                    "allOf": kinds
+                }
+            },
+            "sweep": { "$ref": "#/$defs/sweep" },
+            "executor": {
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "slurm": {
+                        "description": "`sbatch` settings for every stage; a table per stage kind overrides them.",
+                        "allOf": [slurm]
+                    }
+                }
+            }
+        },
+        "$defs": defs
+    })
+}
+
+/// `[sweep]`: its settings, `[sweep.prune]`, and any other key a parameter to sweep (`"stage.key"`) with a list of
+/// values or (random mode) a distribution.
+fn sweep_schema() -> Value {
+    let metrics: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
+    let pair =
+        json!({ "type": "array", "items": { "type": "number" }, "minItems": 2, "maxItems": 2 });
+    let mut prune = Map::new();
+    for key in PRUNE_KEYS {
+        let schema = match *key {
+            "method" => {
+                json!({ "const": "asha", "description": "Asynchronous successive halving." })
+            }
+            "metric" => {
+                json!({ "enum": metrics, "description": "What decides which trials go on." })
+            }
+            "min_epochs" => {
+                json!({ "type": "integer", "minimum": 1, "description": "The first rung: epochs every trial trains." })
+            }
+            "reduction" => {
+                json!({ "type": "integer", "minimum": 2, "maximum": 100, "description": "η: how many trials reach a rung for each that goes on." })
+            }
+            other => json!({ "description": format!("`{other}`") }),
+        };
+        prune.insert((*key).to_string(), schema);
+    }
+    json!({
+        "type": "object",
+        "description": "Parameters to sweep, `\"stage.key\" = [values]`, and how to combine them.",
+        "properties": {
+            "mode": { "enum": ["grid", "zip", "random"], "default": "grid", "description": "`grid`: every combination; `zip`: lists side by side; `random`: `trials` draws." },
+            "repeat": { "type": "integer", "minimum": 1, "default": 1, "description": "Runs per point, with seeds 0, 1, …" },
+            "trials": { "type": "integer", "minimum": 1, "description": "Random mode: how many points to draw." },
+            "seed": { "type": "integer", "minimum": 0, "default": 0, "description": "Random mode: the draws' seed." },
+            "prune": { "type": "object", "additionalProperties": false, "properties": prune, "description": "Stop unpromising trials early (ASHA)." }
+        },
+        "propertyNames": { "pattern": "^(mode|repeat|trials|seed|prune|[A-Za-z0-9_-]+\\.[A-Za-z0-9_]+)$" },
+        "additionalProperties": {
+            "oneOf": [
+                { "type": "array", "minItems": 1, "description": "The values to take." },
+                { "type": "object", "additionalProperties": false, "required": ["uniform"], "properties": { "uniform": pair } },
+                { "type": "object", "additionalProperties": false, "required": ["log_uniform"], "properties": { "log_uniform": pair } },
+                { "type": "object", "additionalProperties": false, "required": ["int"], "properties": { "int": { "type": "array", "items": { "type": "integer" }, "minItems": 2, "maxItems": 2 } } },
+                { "type": "object", "additionalProperties": false, "required": ["choice"], "properties": { "choice": { "type": "array", "minItems": 1 } } }
+            ]
+        }
+    })
+}
