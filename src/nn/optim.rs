@@ -17,6 +17,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{Device, Result, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
+/// The optimizer: `rmsprop` (the paper), `adam`, `adamw` or `sgd`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OptimizerKind {

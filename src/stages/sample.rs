@@ -75,6 +75,7 @@ pub struct Sample {
     pub mode: Mode,
 }
 
+/// How `sample` feeds the model: `stateful` (one token at a time) or `window` (the last `seq_len` tokens, as the paper).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {

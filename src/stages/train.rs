@@ -93,7 +93,7 @@ pub struct Train {
     pub targets: Targets,
 }
 
-/// See [`Train::targets`].
+/// What a window is trained to predict: the token after it (`last`, the paper) or after every prefix (`all`).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
 )]
