@@ -111,13 +111,18 @@ pub fn pull(cache: &Cache, reports: &Path, experiment: Option<&str>) -> Result<(
     ))
 }
 
+/// When an object was last written (the epoch for a time jiff cannot hold: then it is never young).
+fn modified(meta: &object_store::ObjectMeta) -> jiff::Timestamp {
+    jiff::Timestamp::from_second(meta.last_modified.timestamp())
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}
+
 /// Every entry key on the remote, with its record's age.
 fn remote_entries(remote: &Remote) -> Result<Vec<(Hash, jiff::Timestamp)>> {
     let mut out = Vec::new();
     for meta in remote.list(&remote.entries_prefix())? {
         if let Some(key) = remote.key_of_record(&meta.location) {
-            let at = jiff::Timestamp::from_second(meta.last_modified.timestamp())
-                .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+            let at = modified(&meta);
             out.push((key, at));
         }
     }
@@ -144,8 +149,7 @@ pub fn verify(cache: &Cache) -> Result<(String, bool)> {
                             format!("it names a file `{name}` its kind never makes"),
                         ));
                     } else {
-                        bytes += record.output.bytes
-                            + record.files.values().map(|f| f.bytes).sum::<u64>();
+                        bytes += record.bytes();
                     }
                 }
                 None => damaged.push((
@@ -187,11 +191,8 @@ pub fn du(cache: &Cache) -> Result<String> {
     let mut per_kind: BTreeMap<String, (usize, u64)> = BTreeMap::new();
     let entries = remote_entries(remote)?;
     for (key, _) in &entries {
-        let (kind, bytes) = match cache.peek_remote_record(key) {
-            Some(r) => (
-                r.fingerprint.kind.clone(),
-                r.output.bytes + r.files.values().map(|f| f.bytes).sum::<u64>(),
-            ),
+        let (kind, bytes) = match cache.peek_remote(key, None) {
+            Some(r) => (r.fingerprint.kind.clone(), r.bytes()),
             None => ("(unreadable)".into(), 0),
         };
         let slot = per_kind.entry(kind).or_default();
@@ -284,15 +285,14 @@ pub fn gc(cache: &Cache, reports: &Path, policy: RemoteGc) -> Result<String> {
     let mut named: HashSet<String> = HashSet::new();
     for key in &live {
         let record = cache
-            .peek_remote_record(key)
+            .peek_remote(key, None)
             .with_context(|| format!("cannot read the remote record of {}", key.short()))?;
         named.insert(record.output.hash.hex());
         named.extend(record.files.values().map(|f| f.hash.hex()));
     }
     let (mut blobs, mut blob_bytes) = (0, 0);
     for meta in remote.list(&remote.blobs_prefix())? {
-        let at = jiff::Timestamp::from_second(meta.last_modified.timestamp())
-            .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        let at = modified(&meta);
         let Some(hash) = remote.hash_of_blob(&meta.location) else {
             continue;
         };
@@ -307,8 +307,7 @@ pub fn gc(cache: &Cache, reports: &Path, policy: RemoteGc) -> Result<String> {
     }
     let mut checkpoints = 0;
     for meta in remote.list(&remote.checkpoints_prefix())? {
-        let at = jiff::Timestamp::from_second(meta.last_modified.timestamp())
-            .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        let at = modified(&meta);
         if young(at) {
             continue;
         }

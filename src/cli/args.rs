@@ -190,6 +190,18 @@ pub(super) enum ExecutorKind {
     Slurm,
 }
 
+/// What `cache push` and `cache pull` move: the results of the reports (of one experiment, or all).
+#[derive(clap::Args, Debug)]
+pub(super) struct TransferArgs {
+    #[command(flatten)]
+    pub(super) cache: CacheArgs,
+    #[command(flatten)]
+    pub(super) reports: ReportsArgs,
+    /// Only the results of this experiment's reports.
+    #[arg(long, value_name = "NAME")]
+    pub(super) experiment: Option<String>,
+}
+
 #[derive(Subcommand, Debug)]
 pub(super) enum CacheCommand {
     /// Re-hash every entry and list the damaged ones (exit 1 if any); with a remote set, the remote's entries.
@@ -203,25 +215,9 @@ pub(super) enum CacheCommand {
         cache: CacheArgs,
     },
     /// Upload to the remote every result the reports refer to (of one experiment, or all) that it lacks.
-    Push {
-        #[command(flatten)]
-        cache: CacheArgs,
-        #[command(flatten)]
-        reports: ReportsArgs,
-        /// Only the results of this experiment's reports.
-        #[arg(long, value_name = "NAME")]
-        experiment: Option<String>,
-    },
+    Push(TransferArgs),
     /// Download from the remote every result the reports refer to (of one experiment, or all) that is not here.
-    Pull {
-        #[command(flatten)]
-        cache: CacheArgs,
-        #[command(flatten)]
-        reports: ReportsArgs,
-        /// Only the results of this experiment's reports.
-        #[arg(long, value_name = "NAME")]
-        experiment: Option<String>,
-    },
+    Pull(TransferArgs),
     /// Remove entries that no report of the last N runs of each experiment refers to, damaged entries, and data
     /// crashed runs left behind. With a remote set, this cleans the remote instead: the reports named with
     /// `--reports-dir` decide what stays.

@@ -259,6 +259,26 @@ fn open(cache: &args::CacheArgs) -> Result<crate::store::Cache> {
     crate::app::open_cache(&cache.cache_dir, remote_config(&cache.remote).as_ref())
 }
 
+/// `app::remote::push` or `app::remote::pull`: the cache, the reports directory, the experiment.
+type Transfer =
+    fn(&crate::store::Cache, &std::path::Path, Option<&str>) -> anyhow::Result<(String, bool)>;
+
+/// `cache push` or `cache pull` (`how`): its report on stdout; exit 1 when something could not be moved.
+fn transfer(args: &args::TransferArgs, how: Transfer) -> Result<u8> {
+    let (report, ok) = how(
+        &open(&args.cache)?,
+        &args.reports.reports_dir,
+        args.experiment.as_deref(),
+    )
+    .map_err(|error| Error::Environment { error, hint: None })?;
+    print!("{report}");
+    Ok(if ok {
+        exit::SUCCESS
+    } else {
+        exit::STAGE_FAILED
+    })
+}
+
 fn cache_command(command: CacheCommand) -> Result<u8> {
     use crate::app::{maintenance, remote};
     let failed = |error: anyhow::Error| Error::Environment { error, hint: None };
@@ -291,28 +311,8 @@ fn cache_command(command: CacheCommand) -> Result<u8> {
             print!("{}", report.map_err(failed)?);
             Ok(exit::SUCCESS)
         }
-        CacheCommand::Push {
-            cache,
-            reports,
-            experiment,
-        } => {
-            let (report, ok) =
-                remote::push(&open(&cache)?, &reports.reports_dir, experiment.as_deref())
-                    .map_err(failed)?;
-            print!("{report}");
-            Ok(code(ok))
-        }
-        CacheCommand::Pull {
-            cache,
-            reports,
-            experiment,
-        } => {
-            let (report, ok) =
-                remote::pull(&open(&cache)?, &reports.reports_dir, experiment.as_deref())
-                    .map_err(failed)?;
-            print!("{report}");
-            Ok(code(ok))
-        }
+        CacheCommand::Push(args) => transfer(&args, remote::push),
+        CacheCommand::Pull(args) => transfer(&args, remote::pull),
         CacheCommand::Gc {
             cache,
             reports,

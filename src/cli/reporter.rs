@@ -56,10 +56,8 @@ impl Reporter for Printer {
             )),
             Event::Finished { stage, result } => match result.status {
                 Status::Cached if result.fetched => {
-                    let bytes = result.record.as_ref().map_or(0, |r| {
-                        r.output.bytes + r.files.values().map(|f| f.bytes).sum::<u64>()
-                    });
-                    let size = indicatif::HumanBytes(bytes);
+                    let size =
+                        indicatif::HumanBytes(result.record.as_ref().map_or(0, |r| r.bytes()));
                     self.line("fetched", stage, &format!(" from the remote ({size})"))
                 }
                 Status::Cached if self.verbose => self.line("cached", stage, ""),

@@ -61,7 +61,7 @@ pub(crate) fn decide(
                 record: Box::new(record),
                 fetched: false,
             },
-            None => match cache.peek_remote(&key, kind.report_files()) {
+            None => match cache.peek_remote(&key, Some(kind.report_files())) {
                 Some(record) => Decision::Cached {
                     record: Box::new(record),
                     fetched: true,

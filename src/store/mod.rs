@@ -68,6 +68,13 @@ pub struct Record {
     pub created: String,
 }
 
+impl Record {
+    /// The size of every file of the entry together (its output and report files).
+    pub fn bytes(&self) -> u64 {
+        self.output.bytes + self.files.values().map(|f| f.bytes).sum::<u64>()
+    }
+}
+
 /// The result of looking a fingerprint up.
 #[derive(Debug)]
 pub enum Lookup {
@@ -193,11 +200,7 @@ impl Cache {
         for (name, file) in &record.files {
             check_file(&dir.join(FILES).join(name), file)?;
         }
-        // Intact bytes can still be an old format or a crafted value that would panic where it is used.
-        Artifact::from_bytes(&output)
-            .map_err(|e| format!("its output cannot be decoded ({e})"))?
-            .validate()
-            .map_err(|e| format!("its output is invalid: {e}"))?;
+        check_artifact(&output)?;
         Ok(record)
     }
 
@@ -389,6 +392,15 @@ fn check_record(
         ));
     }
     Ok(())
+}
+
+/// Whether an entry's output bytes decode and validate: intact bytes can still be an old format or a crafted value
+/// that would panic where it is used.
+fn check_artifact(output: &[u8]) -> std::result::Result<(), String> {
+    Artifact::from_bytes(output)
+        .map_err(|e| format!("its output cannot be decoded ({e})"))?
+        .validate()
+        .map_err(|e| format!("its output is invalid: {e}"))
 }
 
 /// Whether downloaded bytes are the file the record names.

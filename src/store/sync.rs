@@ -9,11 +9,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::remote::{Failure, Remote};
-use super::{Cache, FILES, FileRecord, Lookup, OUTPUT, RECORD, Record, check_bytes, check_file};
+use super::{
+    Cache, FILES, FileRecord, Lookup, OUTPUT, RECORD, Record, check_artifact, check_bytes,
+    check_file,
+};
 use crate::fingerprint::Hash;
+use anyhow::Context as _;
 
 impl Cache {
-    /// The remote, when one is set and still usable.
+    /// The remote, when one is set (usable or not: see [`Remote::down`]).
     pub fn remote(&self) -> Option<&Arc<Remote>> {
         self.remote.as_ref()
     }
@@ -86,11 +90,15 @@ impl Cache {
                 "the remote's copy was damaged ({problem}); its record was removed from the remote"
             ))
         };
+        // `download` checked the record and every file's hash; what is left of a local entry's checks is the artifact.
         let entry = match self.download(remote, key, Some(report_files)) {
             Got::Entry(e) => e,
             Got::Missing | Got::Unusable => return Lookup::Miss,
             Got::Damaged(problem) => return damaged(problem),
         };
+        if let Err(problem) = check_artifact(&entry.files[0].1) {
+            return damaged(problem);
+        }
         let Ok(staged) = tempfile::Builder::new()
             .prefix("fetch-")
             .tempdir_in(self.tmp_dir())
@@ -113,9 +121,6 @@ impl Cache {
         }
         if super::write_synced(&staged.path().join(RECORD), &entry.text).is_err() {
             return Lookup::Miss;
-        }
-        if let Err(problem) = self.verify(key, staged.path(), Some(report_files)) {
-            return damaged(problem);
         }
         if self.install(staged, key, false).is_err() {
             return Lookup::Miss;
@@ -153,48 +158,30 @@ impl Cache {
             Got::Unusable => return Err(None),
             Got::Damaged(problem) => return Err(Some(problem)),
         };
-        let output = &entry.files[0].1;
-        crate::artifact::Artifact::from_bytes(output)
-            .map_err(|e| Some(format!("its output cannot be decoded ({e})")))?
-            .validate()
-            .map_err(|e| Some(format!("its output is invalid: {e}")))?;
+        check_artifact(&entry.files[0].1).map_err(Some)?;
         Ok(entry.record)
     }
 
-    /// Whether the remote has an entry for `key` (its record, checked; the files are checked when it is fetched).
-    /// What `pipeline status` asks, changing nothing.
-    pub fn peek_remote(&self, key: &Hash, report_files: &[&str]) -> Option<Record> {
+    /// The remote's record of `key`, if it reads as its fingerprint's and (with `report_files`) names only those
+    /// files; the files themselves are checked when the entry is fetched. What `status`, `cache du` and `cache gc`
+    /// ask, changing nothing.
+    pub fn peek_remote(&self, key: &Hash, report_files: Option<&[&str]>) -> Option<Record> {
         let remote = self.remote.as_ref()?;
         let text = remote.block_on(remote.get(&remote.record_path(key))).ok()?;
         let record: Record = serde_json::from_slice(&text).ok()?;
-        super::check_record(&record, key, Some(report_files)).ok()?;
-        Some(record)
-    }
-
-    /// The remote record of `key`, if it reads as its fingerprint's (maintenance: `cache du`, `cache gc`).
-    pub fn peek_remote_record(&self, key: &Hash) -> Option<Record> {
-        let remote = self.remote.as_ref()?;
-        let text = remote.block_on(remote.get(&remote.record_path(key))).ok()?;
-        let record: Record = serde_json::from_slice(&text).ok()?;
-        super::check_record(&record, key, None).ok()?;
+        super::check_record(&record, key, report_files).ok()?;
         Some(record)
     }
 
     /// Deletes the remote entry `key` (its record: the entry is gone at once).
     pub fn delete_remote_record(&self, key: &Hash) -> anyhow::Result<()> {
-        let remote = self
-            .remote
-            .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("no remote is set"))?;
+        let remote = self.remote.as_ref().context("no remote is set")?;
         self.delete_remote_object(&remote.record_path(key))
     }
 
     /// Deletes one object of the remote.
     pub fn delete_remote_object(&self, path: &object_store::path::Path) -> anyhow::Result<()> {
-        let remote = self
-            .remote
-            .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("no remote is set"))?;
+        let remote = self.remote.as_ref().context("no remote is set")?;
         remote
             .block_on(remote.delete(path))
             .map_err(|_| anyhow::anyhow!("cannot delete `{path}` on the remote `{}`", remote.url()))
@@ -207,8 +194,11 @@ impl Cache {
         if remote.down().is_some() || !remote.config.push.allows(&record.fingerprint.kind) {
             return;
         }
-        let bytes = record.output.bytes + record.files.values().map(|f| f.bytes).sum::<u64>();
-        if remote.config.max_push_bytes.is_some_and(|cap| bytes > cap) {
+        if remote
+            .config
+            .max_push_bytes
+            .is_some_and(|cap| record.bytes() > cap)
+        {
             return;
         }
         let task = push_entry(remote.clone(), self.entry_dir(&record.key), record.clone());

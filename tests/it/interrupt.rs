@@ -160,13 +160,7 @@ fn stop_training_and_resume(signal: i32) -> std::process::Output {
     assert_eq!(checkpoints.len(), 1, "one training checkpoint");
 
     let resumed = p.pipeline(&["run", "exp.toml", "--cache-dir", "live"]).ok();
-    let from = resumed
-        .stderr
-        .split("resuming from the ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|n| n.parse::<usize>().ok())
-        .unwrap_or_else(|| panic!("the second run did not resume:\n{}", resumed.stderr));
+    let from = resumed_after(&resumed.stderr);
     assert!(from >= 2, "resumed from epoch {from}");
     assert_eq!(resumed.weights(), reference.weights());
     assert_eq!(resumed.losses(), reference.losses());

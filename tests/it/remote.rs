@@ -12,8 +12,7 @@ use crate::support::*;
 fn with_remote(p: &Project, args: &[&str], url: &str, env: &[(&'static str, String)]) -> Run {
     let mut all: Vec<&str> = args.to_vec();
     all.extend(["--remote", url]);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    p.pipeline_with_env(&all, &env)
+    p.pipeline_with_env(&all, &env_refs(env))
 }
 
 fn origins(run: &Run) -> Vec<String> {
@@ -189,7 +188,7 @@ fn s3_a_killed_run_never_leaves_a_visible_half_uploaded_entry() {
     };
     let p = training_project();
     let env = bucket.env();
-    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let env_ref = env_refs(&env);
     let url = bucket.url();
     // Killed as each stage starts, while the uploads of the ones before are in flight.
     for round in 0..3 {
@@ -232,7 +231,7 @@ fn s3_two_concurrent_uploaders_of_one_entry_both_succeed_and_the_first_record_st
     let p = tiny_project();
     let url = bucket.url();
     let env = bucket.env();
-    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let env_ref = env_refs(&env);
     let a = Spawned::start_with_env(
         &p,
         &["run", "exp.toml", "--cache-dir", "a", "--remote", &url],
@@ -296,7 +295,7 @@ fn s3_a_remote_that_disappears_mid_run_degrades_to_the_local_cache() {
     let mut moto = Moto::start();
     let bucket = Bucket::on(&moto.endpoint);
     let env = bucket.env();
-    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let env_ref = env_refs(&env);
     let p = training_project();
     let url = bucket.url();
     let run = Spawned::start_with_env(
@@ -356,7 +355,7 @@ fn s3_a_training_killed_on_one_machine_resumes_on_another() {
     let p = training_project();
     let url = bucket.url();
     let env = bucket.env();
-    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let env_ref = env_refs(&env);
     let reference = p
         .pipeline(&[
             "run",
@@ -390,13 +389,7 @@ fn s3_a_training_killed_on_one_machine_resumes_on_another() {
         bucket.keys()
     );
     let resumed = with_remote(&p, &["run", "exp.toml", "--cache-dir", "two"], &url, &env).ok();
-    let from = resumed
-        .stderr
-        .split("resuming from the ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|n| n.parse::<usize>().ok())
-        .unwrap_or_else(|| panic!("the second machine did not resume:\n{}", resumed.stderr));
+    let from = resumed_after(&resumed.stderr);
     assert!(from >= 2, "resumed after {from} epochs");
     assert_eq!(resumed.weights(), reference.weights());
     assert_eq!(resumed.losses(), reference.losses());

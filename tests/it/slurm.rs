@@ -187,15 +187,9 @@ fn a_cache_directory_the_nodes_do_not_share_is_refused() {
         return;
     };
     // The harness mounts a tmpfs of its own over this directory for the jobs: a node-local disk.
-    let unshared = std::env::var_os("PIPELINE_TEST_UNSHARED_DIR");
-    if !available(
-        "slurm",
-        unshared.is_some(),
-        "PIPELINE_TEST_UNSHARED_DIR is not set (`.ci/slurm.sh up` prints it)",
-    ) {
+    let Some(unshared) = unshared_dir() else {
         return;
-    }
-    let unshared = unshared.expect("present");
+    };
     let p = project();
     let private = tempfile::tempdir_in(unshared).unwrap();
     let cache = private.path().join("cache");
@@ -213,25 +207,20 @@ fn with_a_remote_the_nodes_need_not_see_the_cache_directory() {
     let Some(bucket) = Bucket::shared() else {
         return;
     };
-    let unshared = std::env::var_os("PIPELINE_TEST_UNSHARED_DIR");
-    if !available(
-        "slurm",
-        unshared.is_some(),
-        "PIPELINE_TEST_UNSHARED_DIR is not set (`.ci/slurm.sh up` prints it)",
-    ) {
+    let Some(unshared) = unshared_dir() else {
         return;
-    }
+    };
     let p = project();
     let local = p
         .pipeline(&["run", "exp.toml", "--cache-dir", "local"])
         .ok();
     // The cache lives where the jobs cannot see it (their node has its own tmpfs there); the remote is all they share.
-    let private = tempfile::tempdir_in(unshared.unwrap()).unwrap();
+    let private = tempfile::tempdir_in(unshared).unwrap();
     let cache = private.path().join("cache");
     let node_cache = private.path().join("node-cache");
     let url = bucket.url();
     let owned = bucket.env();
-    let mut env: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut env = env_refs(&owned);
     env.push(("PIPELINE_NODE_CACHE", node_cache.to_str().unwrap()));
     let args = [
         "run",
@@ -262,6 +251,19 @@ fn with_a_remote_the_nodes_need_not_see_the_cache_directory() {
     assert!(!node_cache.exists(), "the node's cache is the node's");
     let again = p.pipeline_with_env(&args, &env).ok();
     assert!(again.stages("ran").is_empty(), "{}", again.stderr);
+}
+
+/// The directory the cluster's node sees as a disk of its own (a tmpfs `.ci/slurm.sh` mounts over it for the jobs),
+/// or `None` (the test skips, or fails where Slurm is required) without one.
+fn unshared_dir() -> Option<std::ffi::OsString> {
+    let unshared = std::env::var_os("PIPELINE_TEST_UNSHARED_DIR");
+    available(
+        "slurm",
+        unshared.is_some(),
+        "PIPELINE_TEST_UNSHARED_DIR is not set (`.ci/slurm.sh up` prints it)",
+    )
+    .then_some(unshared)
+    .flatten()
 }
 
 /// A training long enough to interrupt and to outlast a killed submitter (several seconds).

@@ -517,6 +517,22 @@ pub fn taplo_path() -> Option<PathBuf> {
     })
 }
 
+/// How many epochs a run said it resumed after (`resuming from the N epochs already trained`).
+#[track_caller]
+pub fn resumed_after(stderr: &str) -> usize {
+    stderr
+        .split("resuming from the ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or_else(|| panic!("the run did not resume:\n{stderr}"))
+}
+
+/// `(name, value)` pairs as `pipeline_with_env` and `Spawned::start_with_env` take them.
+pub fn env_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'a str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
 /// The S3 server the tests share (`PIPELINE_TEST_S3`, a moto server `.ci/run` starts), if it answers, and the
 /// `moto_server` program (`PIPELINE_TEST_MOTO_SERVER`) for the tests that start and stop one of their own.
 pub fn s3_up() -> bool {
