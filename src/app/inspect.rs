@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::error::Result;
+use super::error::{Error, Result};
 use super::identity;
 use super::{load, open_cache};
 use crate::exec::{self, PlanLine, Target};
@@ -81,4 +81,14 @@ pub fn graph(file: &Path, set: &[String]) -> Result<(Study, Option<SweepOverview
     let study = load(file, set)?;
     let overview = SweepOverview::of(&study);
     Ok((study, overview))
+}
+
+/// `pipeline ps`: the runs in progress on the cache at `cache_dir`, from the files they keep up to date.
+pub fn ps(cache_dir: &Path) -> Result<Vec<crate::runs::progress::Followed>> {
+    crate::runs::progress::on_cache(cache_dir).map_err(|e| {
+        Error::environment(
+            e,
+            "pass the cache the runs use with `--cache-dir` or `PIPELINE_CACHE`",
+        )
+    })
 }

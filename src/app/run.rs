@@ -9,8 +9,10 @@ use anyhow::Context;
 use super::error::{Error, Result};
 use super::{identity, load, open_cache};
 use crate::exec::events::Reporter;
+use crate::exec::progress::Progress;
 use crate::exec::{self, Cause, Executor, Outcome, SlurmPlacement, Status, Target};
 use crate::exit;
+use crate::runs::progress::LiveFiles;
 use crate::runs::report::{self, Report};
 use crate::spec::diagnostic::{Diagnostic, did_you_mean};
 use crate::spec::experiment::Experiment;
@@ -198,6 +200,24 @@ pub fn run(request: &RunRequest, reporter: &dyn Reporter) -> Result<RunReport> {
             )
         })?;
     }
+    // From here on the run keeps `progress.json` (and the pointer `pipeline ps` follows) up to date.
+    let progress = crate::exec::progress::Progress::new(
+        &study.name,
+        &reports[0].run_id,
+        study
+            .points
+            .iter()
+            .map(|p| {
+                let graph = &p.experiment.graph;
+                let names = graph.order().iter().map(|&i| graph.stages[i].name.clone());
+                (p.label.clone(), names.collect())
+            })
+            .collect(),
+    );
+    let tracked = Tracked::start(reporter, &dir, &cache, progress);
+    // The index shows the run as in progress while it runs.
+    let _ = crate::runs::index::write(&request.reports_dir);
+    let reporter: &dyn Reporter = &tracked;
     crate::interrupt::install();
     let mut search_lines = Vec::new();
     let mut search_record = None;
@@ -231,6 +251,7 @@ pub fn run(request: &RunRequest, reporter: &dyn Reporter) -> Result<RunReport> {
     }
     // Uploads still in flight finish before the run says it is done.
     let remote = cache.finish_remote();
+    drop(tracked);
     let index_error = crate::runs::index::write(&request.reports_dir).err();
     let mut stopped: Vec<String> = outcomes
         .iter()
@@ -257,6 +278,45 @@ pub fn run(request: &RunRequest, reporter: &dyn Reporter) -> Result<RunReport> {
         index_error,
         search_lines,
     })
+}
+
+/// The reporter a run hears through: keeps the board of the run ([`Progress`]) and its files up to date, then passes
+/// every event (and the board) on.
+struct Tracked<'a> {
+    inner: &'a dyn Reporter,
+    state: std::sync::Mutex<(Progress, LiveFiles)>,
+}
+
+impl<'a> Tracked<'a> {
+    fn start(inner: &'a dyn Reporter, dir: &Path, cache: &Cache, progress: Progress) -> Self {
+        let files = LiveFiles::start(dir, cache, &progress);
+        inner.progress_changed(&progress);
+        Self {
+            inner,
+            state: std::sync::Mutex::new((progress, files)),
+        }
+    }
+}
+
+impl Reporter for Tracked<'_> {
+    fn event(&self, event: crate::exec::events::Event<'_>) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (progress, files) = &mut *state;
+        let changed = progress.apply(&event);
+        if changed {
+            // Epochs can stream in fast; everything else is written at once.
+            let now = !matches!(event, crate::exec::events::Event::Epoch { .. });
+            files.write(progress, now);
+        }
+        self.inner.event(event);
+        if changed {
+            self.inner.progress_changed(progress);
+        }
+    }
+
+    fn progress(&self) -> &indicatif::MultiProgress {
+        self.inner.progress()
+    }
 }
 
 /// What is checked before anything is fingerprinted: `--force` names stages, and on Slurm, what `auto` means and

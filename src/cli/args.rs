@@ -132,6 +132,12 @@ pub(super) enum Command {
         #[arg(long, conflicts_with = "job")]
         inline: Option<String>,
     },
+    /// List the runs in progress on this cache (from any shell): each running point's stage, epoch, losses, ETA.
+    Ps {
+        /// The cache the runs use.
+        #[arg(long, env = "PIPELINE_CACHE", default_value = "cache")]
+        cache_dir: PathBuf,
+    },
     /// Show, per stage, whether it is cached or would run and why, without running anything.
     Status {
         #[command(flatten)]

@@ -58,6 +58,32 @@ fn show(error: &Error) {
     }
 }
 
+/// `pipeline ps`: every live run on the cache, its running points and totals.
+fn ps(cache_dir: &std::path::Path) -> Result<u8> {
+    let runs = crate::app::inspect::ps(cache_dir)?;
+    if runs.is_empty() {
+        println!("no runs in progress on `{}`", cache_dir.display());
+    }
+    let now = jiff::Timestamp::now();
+    for run in &runs {
+        let p = &run.progress;
+        let age = (now - p.started).total(jiff::Unit::Second).unwrap_or(0.0);
+        println!(
+            "{} {}  pid {}  started {} ago  {}",
+            p.experiment,
+            p.run_id,
+            p.pid,
+            crate::exec::progress::duration(age.max(0.0)),
+            run.dir.display()
+        );
+        for line in p.lines(now) {
+            println!("  {line}");
+        }
+        println!("  {} points: {}", p.points.len(), p.totals());
+    }
+    Ok(exit::SUCCESS)
+}
+
 fn dispatch(cli: Cli) -> u8 {
     let result = match cli.command {
         Command::Run {
@@ -81,8 +107,12 @@ fn dispatch(cli: Cli) -> u8 {
                 keep_going,
                 slurm: executor == ExecutorKind::Slurm,
             };
-            crate::app::run::run(&request, &Printer::new(verbose)).map(|report| finish_run(&report))
+            let printer = Printer::new(verbose);
+            let result = crate::app::run::run(&request, &printer);
+            printer.clear_board();
+            result.map(|report| finish_run(&report))
         }
+        Command::Ps { cache_dir } => ps(&cache_dir),
         Command::ExecStage { job, inline } => {
             use crate::app::run::JobSource;
             let source = match (job, inline) {

@@ -1,16 +1,21 @@
 //! The executor's events as lines on stderr, between the progress bars: what ran, failed, waited or was queued;
 //! with `-v` also what was cached, why each stage runs, and the `sbatch` command lines.
 
-use indicatif::{MultiProgress, ProgressDrawTarget};
+use std::sync::Mutex;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::exec::Status;
 use crate::exec::events::{Event, Reporter, StageRef};
+use crate::exec::progress::Progress;
 use crate::fingerprint::explain;
 
-/// Prints events to stderr.
+/// Prints events to stderr; on a terminal, also the live board: a line per running point and the totals.
 pub(super) struct Printer {
     progress: MultiProgress,
     verbose: bool,
+    /// The board's lines, drawn by indicatif (so only on a terminal) above the stages' own progress bars.
+    board: Mutex<Vec<ProgressBar>>,
 }
 
 impl Printer {
@@ -18,6 +23,20 @@ impl Printer {
         Self {
             progress: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
             verbose,
+            board: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Takes the board off the screen (the run is over; its summary follows).
+    pub(super) fn clear_board(&self) {
+        for bar in self
+            .board
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            bar.finish_and_clear();
+            self.progress.remove(&bar);
         }
     }
 
@@ -73,6 +92,7 @@ impl Reporter for Printer {
                 Status::Interrupted => self.line("stopped", stage, ""),
                 Status::Cached | Status::NotRun => {}
             },
+            Event::Epoch { .. } => {}
             Event::SlurmCommand { command } if self.verbose => {
                 self.say(format!("{:>8} {command}", ""))
             }
@@ -99,5 +119,36 @@ impl Reporter for Printer {
 
     fn progress(&self) -> &MultiProgress {
         &self.progress
+    }
+
+    fn progress_changed(&self, progress: &Progress) {
+        if self.progress.is_hidden() {
+            return;
+        }
+        let mut lines = progress.lines(jiff::Timestamp::now());
+        if progress.points.len() > 1 {
+            lines.push(format!(
+                "{} points: {}",
+                progress.points.len(),
+                progress.totals()
+            ));
+        }
+        let mut board = self.board.lock().unwrap_or_else(|e| e.into_inner());
+        while board.len() > lines.len() {
+            let bar = board.pop().expect("longer than lines");
+            bar.finish_and_clear();
+            self.progress.remove(&bar);
+        }
+        while board.len() < lines.len() {
+            // Inserted above the stages' bars, in order.
+            let bar = self
+                .progress
+                .insert(board.len(), ProgressBar::new_spinner());
+            bar.set_style(ProgressStyle::with_template("{msg}").expect("static template"));
+            board.push(bar);
+        }
+        for (bar, line) in board.iter().zip(lines) {
+            bar.set_message(line);
+        }
     }
 }

@@ -7,7 +7,9 @@ use std::fmt;
 use indicatif::MultiProgress;
 
 use super::StageResult;
+use super::progress::Progress;
 use crate::fingerprint::Reason;
+use crate::stages::EpochProgress;
 
 /// How a stage stands among the points of a sweep.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,8 +18,8 @@ pub enum Share {
     Alone,
     /// The stage of one sweep point.
     Point(String),
-    /// One result for this many points.
-    SharedBy(usize),
+    /// One result for these points (their labels).
+    SharedBy(Vec<String>),
 }
 
 /// ` [layers=2]` for one point's stage, ` (shared by 3 points)` for a shared one: what follows a stage's name.
@@ -26,7 +28,7 @@ impl fmt::Display for Share {
         match self {
             Share::Alone => Ok(()),
             Share::Point(label) => write!(f, " [{label}]"),
-            Share::SharedBy(n) => write!(f, " (shared by {n} points)"),
+            Share::SharedBy(points) => write!(f, " (shared by {} points)", points.len()),
         }
     }
 }
@@ -60,6 +62,11 @@ pub enum Event<'a> {
     Unrecorded {
         stage: StageRef<'a>,
         error: &'a anyhow::Error,
+    },
+    /// A training finished an epoch (or, resumed, starts from where it stood).
+    Epoch {
+        stage: StageRef<'a>,
+        progress: &'a EpochProgress,
     },
     /// A stage is done: cached, ran, failed or stopped.
     Finished {
@@ -101,4 +108,7 @@ pub trait Reporter: Sync {
 
     /// Where stages draw their progress bars, so that the reporter's lines and the bars do not overwrite each other.
     fn progress(&self) -> &MultiProgress;
+
+    /// Where the run stands now, after an event changed it (the caller keeps the board; see [`Progress`]).
+    fn progress_changed(&self, _progress: &Progress) {}
 }

@@ -22,6 +22,7 @@ pub(crate) mod events;
 mod node;
 mod placement;
 mod plan;
+pub mod progress;
 mod remote;
 pub(crate) mod slurm;
 
@@ -290,7 +291,12 @@ pub fn run(
             1 if !targets[node.target].label.is_empty() => {
                 Share::Point(targets[node.target].label.clone())
             }
-            n if n > 1 && targets.len() > 1 => Share::SharedBy(n),
+            n if n > 1 && targets.len() > 1 => Share::SharedBy(
+                node.members
+                    .iter()
+                    .map(|&(t, _)| targets[t].label.clone())
+                    .collect(),
+            ),
             _ => Share::Alone,
         })
         .collect();

@@ -74,6 +74,12 @@ impl Placement for Local {
             }
             None => run.resume(id, fp, &checkpoint),
         };
+        let on_epoch = |progress: &crate::stages::EpochProgress| {
+            run.emit(Event::Epoch {
+                stage: run.stage(id),
+                progress,
+            })
+        };
         let mut ctx = RunContext {
             stage: &spec.name,
             base_dir: &exp.base_dir,
@@ -84,6 +90,7 @@ impl Placement for Local {
             report_prefix: exp.graph.file_prefix(&spec.name),
             resume,
             checkpoint: Some(checkpoint.clone()),
+            on_epoch: &on_epoch,
         };
         let started = Instant::now();
         let output = match spec.stage().run(&mut ctx, &refs) {

@@ -5,4 +5,5 @@ pub(crate) mod asha;
 pub(crate) mod compare;
 pub(crate) mod index;
 pub mod manifest;
+pub mod progress;
 pub(crate) mod report;

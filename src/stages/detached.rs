@@ -87,6 +87,7 @@ fn detached<R>(
         report_prefix: String::new(),
         resume: None,
         checkpoint: None,
+        on_epoch: &|_| {},
     };
     f(&mut ctx)
 }

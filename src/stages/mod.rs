@@ -433,6 +433,21 @@ pub struct RunContext<'a> {
     pub resume: Option<Resume>,
     /// Where a long stage saves its progress as it goes (none outside the executor).
     pub checkpoint: Option<crate::store::Checkpoint>,
+    /// Hears each finished epoch of a training, for the live view and `pipeline ps`.
+    pub on_epoch: &'a dyn Fn(&EpochProgress),
+}
+
+/// Where a training stands after an epoch (or, resumed, before its first one).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EpochProgress {
+    /// Epochs done, counting the ones a resumed training started from.
+    pub epoch: usize,
+    /// The epochs asked for.
+    pub epochs: usize,
+    pub train_loss: f64,
+    pub val_loss: Option<f64>,
+    /// How long the last epoch took (0 for the epochs a resumed training starts from).
+    pub seconds: f64,
 }
 
 impl RunContext<'_> {

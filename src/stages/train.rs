@@ -17,8 +17,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CheckContext, ParamProblem, Params, ReportFile, RunContext, Stage, StageKind, StageOutput,
-    params_of,
+    CheckContext, EpochProgress, ParamProblem, Params, ReportFile, RunContext, Stage, StageKind,
+    StageOutput, params_of,
 };
 use crate::artifact::{
     Artifact, EpochStats, LOSS_HEADER, Split, TrainedModel, WindowSet, best_epoch,
@@ -322,6 +322,18 @@ impl Train {
     }
 }
 
+/// Where a training stands after the last epoch of `history`.
+fn progress_of(history: &[EpochStats], epochs: u32) -> EpochProgress {
+    let last = history.last().expect("at least one epoch");
+    EpochProgress {
+        epoch: history.len(),
+        epochs: epochs as usize,
+        train_loss: last.train_loss,
+        val_loss: last.val_loss,
+        seconds: last.seconds,
+    }
+}
+
 /// A generator for one purpose in one epoch, so every epoch's randomness is independent of where training started.
 fn rng_for(seed: u64, epoch: usize, purpose: u64) -> ChaCha8Rng {
     let mut key = [0u8; 24];
@@ -533,6 +545,13 @@ impl Stage for Train {
         }
         loss_csv.flush()?;
 
+        if !history.is_empty() {
+            (ctx.on_epoch)(&EpochProgress {
+                seconds: 0.0,
+                ..progress_of(&history, self.epochs)
+            });
+        }
+
         let train_starts: Vec<usize> = windows.starts(Split::Train).collect();
         let per_epoch = match self.epoch_windows as usize {
             0 => train_starts.len(),
@@ -636,6 +655,7 @@ impl Stage for Train {
             // The row goes out after the checkpoint, so an epoch the live loss.csv shows is never lost to a kill.
             loss_csv.write_all(row.as_bytes())?;
             loss_csv.flush()?;
+            (ctx.on_epoch)(&progress_of(&history, self.epochs));
         }
         bar.finish_and_clear();
 

@@ -43,6 +43,8 @@ const CHECKPOINTS: &str = "checkpoints";
 const LOCKS: &str = "locks";
 const JOBS: &str = "jobs";
 const LIVE: &str = "live";
+/// Pointers to the report folders of runs in progress on this cache, for `pipeline ps`.
+const RUNS: &str = "runs";
 const GC_LOCK: &str = "gc.lock";
 
 /// A file of an entry: its size and content hash.
@@ -99,7 +101,16 @@ impl Cache {
     /// Opens (creating if needed) a cache directory.
     pub fn open(dir: &Path) -> Result<Self> {
         let root = dir.join(LAYOUT);
-        for sub in ["entries", "tmp", "stages", CHECKPOINTS, LOCKS, JOBS, LIVE] {
+        for sub in [
+            "entries",
+            "tmp",
+            "stages",
+            CHECKPOINTS,
+            LOCKS,
+            JOBS,
+            LIVE,
+            RUNS,
+        ] {
             fs::create_dir_all(root.join(sub)).with_context(|| {
                 format!(
                     "cannot create the cache directory `{}`",
@@ -341,6 +352,16 @@ impl Cache {
 
     /// Where the Slurm executor keeps what it knows of jobs: one folder per fingerprint (description, submitted
     /// job id, log) and the shared-cache probes. Absolute, since jobs run in other directories.
+    /// Where runs in progress leave a pointer to their report folder (`pipeline ps` reads them).
+    pub fn runs_dir(&self) -> PathBuf {
+        self.root.join(RUNS)
+    }
+
+    /// [`Cache::runs_dir`] of the cache at `dir`, without opening (or creating) it.
+    pub fn runs_dir_of(dir: &Path) -> PathBuf {
+        dir.join(LAYOUT).join(RUNS)
+    }
+
     pub fn jobs_dir(&self) -> Result<PathBuf> {
         Ok(std::path::absolute(&self.root)?.join(JOBS))
     }

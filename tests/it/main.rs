@@ -13,6 +13,7 @@ mod escape;
 mod full_disk;
 mod interrupt;
 mod layers;
+mod live;
 mod malformed;
 mod remote;
 mod render;

@@ -497,6 +497,12 @@ pub const REQUIREMENTS: &[Requirement] = &[
          PIPELINE_TEST_S3=http://127.0.0.1:PORT and PIPELINE_TEST_MOTO_SERVER=$(command -v moto_server)",
     ),
     (
+        "pty",
+        || find_on_path("script").is_some(),
+        "the live:: test of the board on a terminal",
+        "install util-linux, whose `script` runs the binary under a pseudo-terminal",
+    ),
+    (
         "taplo",
         || taplo_path().is_some(),
         "the schema::taplo_ test",
@@ -504,6 +510,13 @@ pub const REQUIREMENTS: &[Requirement] = &[
          PIPELINE_TEST_TAPLO to it",
     ),
 ];
+
+/// `name` in one of PATH's directories.
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
 
 /// The `taplo` CLI (Even Better TOML's engine): `$PIPELINE_TEST_TAPLO`, else `taplo` on PATH.
 pub fn taplo_path() -> Option<PathBuf> {

@@ -1,0 +1,511 @@
+//! Where a run stands, point by point, built from its events: which stage each sweep point is at, the epoch of its
+//! training with the last losses and an ETA, and how many points are done, running, queued or failed. One model for
+//! the live view on a terminal, `progress.json` in the report folder, `pipeline ps` and the index page, so they
+//! always agree; it is plain data (serde) so another process can read it back.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use super::Status;
+use super::events::{Event, Share, StageRef};
+use crate::stages::EpochProgress;
+
+/// A run in progress: every point and where it stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    pub experiment: String,
+    pub run_id: String,
+    pub pid: u32,
+    pub started: jiff::Timestamp,
+    pub updated: jiff::Timestamp,
+    pub points: Vec<PointProgress>,
+}
+
+/// One point of the run (the only one outside a sweep, with an empty label).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PointProgress {
+    pub label: String,
+    /// Each stage of the point, in run order, and how it stands.
+    pub stages: Vec<StageProgress>,
+    /// The last epoch a training of this point reported.
+    pub epoch: Option<EpochAt>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageProgress {
+    pub name: String,
+    pub state: StageState,
+    /// When it started running (or waiting for another run, or for its Slurm job).
+    pub since: Option<jiff::Timestamp>,
+    /// What it waits for, when it is not computing here: another run's claim, a Slurm job.
+    pub note: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageState {
+    Queued,
+    Running,
+    Done,
+    Failed,
+    Stopped,
+}
+
+/// A training's last epoch, and the mean time of the epochs this run computed (for the ETA).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochAt {
+    pub stage: String,
+    #[serde(flatten)]
+    pub progress: EpochProgress,
+    pub epochs_timed: usize,
+    pub mean_epoch_seconds: f64,
+}
+
+/// How a point stands as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PointState {
+    /// Nothing of it has started.
+    Queued,
+    Running,
+    /// Some stages done, none running now (a pruned search's trial between rungs).
+    Waiting,
+    Done,
+    Failed,
+    Stopped,
+}
+
+impl PointProgress {
+    pub fn state(&self) -> PointState {
+        let any = |s: StageState| self.stages.iter().any(|st| st.state == s);
+        if any(StageState::Failed) {
+            PointState::Failed
+        } else if any(StageState::Stopped) {
+            PointState::Stopped
+        } else if any(StageState::Running) {
+            PointState::Running
+        } else if self.stages.iter().all(|s| s.state == StageState::Done) {
+            PointState::Done
+        } else if any(StageState::Done) {
+            PointState::Waiting
+        } else {
+            PointState::Queued
+        }
+    }
+
+    /// The stage it is at: the last one running, in run order.
+    pub fn current(&self) -> Option<&StageProgress> {
+        self.stages
+            .iter()
+            .rev()
+            .find(|s| s.state == StageState::Running)
+    }
+
+    /// The first failure.
+    pub fn failure(&self) -> Option<&StageProgress> {
+        self.stages.iter().find(|s| s.state == StageState::Failed)
+    }
+
+    /// Seconds until the current training ends, from the mean epoch time of this run's epochs.
+    pub fn eta_seconds(&self) -> Option<f64> {
+        let at = self.epoch.as_ref()?;
+        let current = self.current()?;
+        (at.stage == current.name && at.epochs_timed > 0).then(|| {
+            at.progress.epochs.saturating_sub(at.progress.epoch) as f64 * at.mean_epoch_seconds
+        })
+    }
+}
+
+/// Points per state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub done: usize,
+    pub running: usize,
+    pub waiting: usize,
+    pub queued: usize,
+    pub failed: usize,
+    pub stopped: usize,
+}
+
+impl std::fmt::Display for Totals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} done, {} running, {} queued, {} failed",
+            self.done, self.running, self.queued, self.failed
+        )?;
+        if self.waiting > 0 {
+            write!(f, ", {} waiting", self.waiting)?;
+        }
+        if self.stopped > 0 {
+            write!(f, ", {} stopped", self.stopped)?;
+        }
+        Ok(())
+    }
+}
+
+impl Progress {
+    /// A run about to start: each point (label) with its stages in run order, all queued.
+    pub fn new(experiment: &str, run_id: &str, points: Vec<(String, Vec<String>)>) -> Self {
+        let now = jiff::Timestamp::now();
+        Self {
+            experiment: experiment.to_string(),
+            run_id: run_id.to_string(),
+            pid: std::process::id(),
+            started: now,
+            updated: now,
+            points: points
+                .into_iter()
+                .map(|(label, stages)| PointProgress {
+                    label,
+                    stages: stages
+                        .into_iter()
+                        .map(|name| StageProgress {
+                            name,
+                            state: StageState::Queued,
+                            since: None,
+                            note: None,
+                            error: None,
+                        })
+                        .collect(),
+                    epoch: None,
+                })
+                .collect(),
+        }
+    }
+
+    /// Takes an event in; whether it changed anything.
+    pub fn apply(&mut self, event: &Event<'_>) -> bool {
+        let now = jiff::Timestamp::now();
+        let changed = match event {
+            Event::Running { stage, .. } => self.set(stage, StageState::Running, None, None),
+            Event::Resuming { stage } => self.set(stage, StageState::Running, None, None),
+            Event::WaitingForOther { stage } => self.set(
+                stage,
+                StageState::Running,
+                Some("waiting for another run".into()),
+                None,
+            ),
+            Event::SlurmQueued { stage, job_id } | Event::SlurmFollowing { stage, job_id } => self
+                .set(
+                    stage,
+                    StageState::Running,
+                    Some(format!("Slurm job {job_id} queued")),
+                    None,
+                ),
+            Event::SlurmStarted { stage, job_id } => self.set(
+                stage,
+                StageState::Running,
+                Some(format!("Slurm job {job_id}")),
+                None,
+            ),
+            Event::Epoch { stage, progress } => {
+                for point in self.points_mut(stage) {
+                    let timed = progress.seconds > 0.0;
+                    let (n, mean) = match &point.epoch {
+                        Some(at) if at.stage == stage.name => {
+                            (at.epochs_timed, at.mean_epoch_seconds)
+                        }
+                        _ => (0, 0.0),
+                    };
+                    let (n, mean) = if timed {
+                        (n + 1, (mean * n as f64 + progress.seconds) / (n + 1) as f64)
+                    } else {
+                        (n, mean)
+                    };
+                    point.epoch = Some(EpochAt {
+                        stage: stage.name.to_string(),
+                        progress: **progress,
+                        epochs_timed: n,
+                        mean_epoch_seconds: mean,
+                    });
+                }
+                true
+            }
+            Event::Finished { stage, result } => {
+                let state = match result.status {
+                    Status::Cached | Status::Ran => StageState::Done,
+                    Status::Failed => StageState::Failed,
+                    Status::Interrupted => StageState::Stopped,
+                    // An input failed or the run stopped: it stays queued, and the point shows the failure.
+                    Status::NotRun => StageState::Queued,
+                };
+                let error = (state == StageState::Failed).then(|| result.message().to_string());
+                self.set(stage, state, None, error)
+            }
+            Event::Damaged { .. }
+            | Event::Unrecorded { .. }
+            | Event::SlurmCommand { .. }
+            | Event::SlurmCancelled { .. }
+            | Event::SlurmCancelFailed { .. } => false,
+        };
+        if changed {
+            self.updated = now;
+        }
+        changed
+    }
+
+    fn set(
+        &mut self,
+        stage: &StageRef<'_>,
+        state: StageState,
+        note: Option<String>,
+        error: Option<String>,
+    ) -> bool {
+        let now = jiff::Timestamp::now();
+        let name = stage.name;
+        for point in self.points_mut(stage) {
+            if let Some(s) = point.stages.iter_mut().find(|s| s.name == name) {
+                // A stage that ran once and runs again (the next rung of a pruned search) starts its clock anew.
+                if state == StageState::Running
+                    && (s.state != StageState::Running || s.since.is_none())
+                {
+                    s.since = Some(now);
+                }
+                if state != StageState::Running {
+                    s.since = None;
+                }
+                s.state = state;
+                s.note = note.clone();
+                s.error = error.clone();
+            }
+        }
+        true
+    }
+
+    /// The points a stage event is about.
+    fn points_mut<'s>(
+        &'s mut self,
+        stage: &StageRef<'_>,
+    ) -> impl Iterator<Item = &'s mut PointProgress> {
+        let share = stage.share.clone();
+        self.points.iter_mut().filter(move |p| match &share {
+            Share::Alone => true,
+            Share::Point(label) => p.label == *label,
+            Share::SharedBy(labels) => labels.contains(&p.label),
+        })
+    }
+
+    pub fn totals(&self) -> Totals {
+        let mut t = Totals::default();
+        for p in &self.points {
+            match p.state() {
+                PointState::Done => t.done += 1,
+                PointState::Running => t.running += 1,
+                PointState::Waiting => t.waiting += 1,
+                PointState::Queued => t.queued += 1,
+                PointState::Failed => t.failed += 1,
+                PointState::Stopped => t.stopped += 1,
+            }
+        }
+        t
+    }
+
+    /// One line per running point: label, stage, epoch k/N, the last losses and the ETA (or what it waits for);
+    /// and one per failed point, which stays while the others run.
+    pub fn lines(&self, now: jiff::Timestamp) -> Vec<String> {
+        let shown: Vec<&PointProgress> = self
+            .points
+            .iter()
+            .filter(|p| matches!(p.state(), PointState::Running | PointState::Failed))
+            .collect();
+        let width = shown
+            .iter()
+            .map(|p| self.label_of(p).chars().count())
+            .max()
+            .unwrap_or(0);
+        shown
+            .into_iter()
+            .map(|p| {
+                let label = self.label_of(p);
+                if let Some(failed) = p.failure() {
+                    let error = failed.error.as_deref().unwrap_or("unknown error");
+                    let first = error.lines().next().unwrap_or_default();
+                    return format!(
+                        "{label:<width$}  {}  failed: {}",
+                        failed.name,
+                        clip(first, 80)
+                    );
+                }
+                let stage = p.current().expect("a running point has a running stage");
+                let mut line = format!("{label:<width$}  {}", stage.name);
+                match (&p.epoch, &stage.note) {
+                    (_, Some(note)) => {
+                        let _ = write!(line, ": {note}");
+                    }
+                    (Some(at), None) if at.stage == stage.name => {
+                        let e = &at.progress;
+                        let _ = write!(line, "  epoch {}/{}", e.epoch, e.epochs);
+                        let _ = write!(line, "  train {:.4}", e.train_loss);
+                        if let Some(v) = e.val_loss {
+                            let _ = write!(line, "  val {v:.4}");
+                        }
+                        if let Some(eta) = p.eta_seconds() {
+                            let _ = write!(line, "  ETA {}", duration(eta));
+                        }
+                        return line;
+                    }
+                    _ => {}
+                }
+                if let Some(since) = stage.since {
+                    let secs = (now - since).total(jiff::Unit::Second).unwrap_or(0.0);
+                    let _ = write!(line, "  {}", duration(secs.max(0.0)));
+                }
+                line
+            })
+            .collect()
+    }
+
+    /// The point's label, or the experiment's name outside a sweep.
+    pub fn label_of<'p>(&'p self, point: &'p PointProgress) -> &'p str {
+        if point.label.is_empty() {
+            &self.experiment
+        } else {
+            &point.label
+        }
+    }
+}
+
+/// The first `max` characters of `text`, with `…` when cut.
+fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
+    }
+}
+
+/// `42s`, `3m 05s`, `1h 02m`.
+pub fn duration(seconds: f64) -> String {
+    let s = seconds.round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {:02}s", s / 60, s % 60),
+        _ => format!("{}h {:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::StageResult;
+    use crate::stages::StageKind;
+
+    fn board() -> Progress {
+        let stages = || vec!["windows".to_string(), "train".to_string()];
+        Progress::new(
+            "sweep",
+            "run",
+            vec![("a".into(), stages()), ("b".into(), stages())],
+        )
+    }
+
+    fn epoch(epoch: usize, seconds: f64) -> EpochProgress {
+        EpochProgress {
+            epoch,
+            epochs: 10,
+            train_loss: 2.5,
+            val_loss: Some(2.75),
+            seconds,
+        }
+    }
+
+    #[test]
+    fn events_move_points_from_queued_to_done_or_failed() {
+        let mut p = board();
+        let shared = Share::SharedBy(vec!["a".into(), "b".into()]);
+        let windows = StageRef {
+            name: "windows",
+            share: &shared,
+        };
+        p.apply(&Event::Running {
+            stage: windows,
+            reasons: &[],
+        });
+        assert_eq!(p.totals().running, 2);
+        let ok = StageResult::new("windows", StageKind::Window, Status::Ran);
+        p.apply(&Event::Finished {
+            stage: windows,
+            result: &ok,
+        });
+        assert_eq!(p.totals().waiting, 2);
+
+        let a = Share::Point("a".into());
+        let train_a = StageRef {
+            name: "train",
+            share: &a,
+        };
+        p.apply(&Event::Running {
+            stage: train_a,
+            reasons: &[],
+        });
+        p.apply(&Event::Epoch {
+            stage: train_a,
+            progress: &epoch(2, 3.0),
+        });
+        p.apply(&Event::Epoch {
+            stage: train_a,
+            progress: &epoch(3, 5.0),
+        });
+        // Seven epochs left at a mean of four seconds.
+        assert_eq!(p.points[0].eta_seconds(), Some(28.0));
+        let lines = p.lines(jiff::Timestamp::now());
+        assert_eq!(
+            lines,
+            ["a  train  epoch 3/10  train 2.5000  val 2.7500  ETA 28s"]
+        );
+
+        let b = Share::Point("b".into());
+        let failed = StageResult::new("train", StageKind::Train, Status::Failed)
+            .with_error(anyhow::anyhow!("the loss became NaN"));
+        p.apply(&Event::Finished {
+            stage: StageRef {
+                name: "train",
+                share: &b,
+            },
+            result: &failed,
+        });
+        assert_eq!(
+            p.points[1].failure().and_then(|s| s.error.as_deref()),
+            Some("the loss became NaN")
+        );
+        let t = p.totals();
+        assert_eq!((t.running, t.failed, t.done), (1, 1, 0));
+        // The failed point keeps its line while the other runs.
+        assert_eq!(
+            p.lines(jiff::Timestamp::now())[1],
+            "b  train  failed: the loss became NaN"
+        );
+        assert_eq!(t.to_string(), "0 done, 1 running, 0 queued, 1 failed");
+    }
+
+    #[test]
+    fn a_resumed_training_has_no_eta_until_an_epoch_is_timed() {
+        let mut p = board();
+        let a = Share::Point("a".into());
+        let train = StageRef {
+            name: "train",
+            share: &a,
+        };
+        p.apply(&Event::Resuming { stage: train });
+        p.apply(&Event::Epoch {
+            stage: train,
+            progress: &epoch(5, 0.0),
+        });
+        assert_eq!(p.points[0].eta_seconds(), None);
+        p.apply(&Event::Epoch {
+            stage: train,
+            progress: &epoch(6, 2.0),
+        });
+        assert_eq!(p.points[0].eta_seconds(), Some(8.0));
+    }
+
+    #[test]
+    fn durations_read_like_a_clock() {
+        assert_eq!(duration(42.4), "42s");
+        assert_eq!(duration(185.0), "3m 05s");
+        assert_eq!(duration(3720.0), "1h 02m");
+    }
+}
