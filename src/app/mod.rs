@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod compare;
 pub mod error;
+pub mod export;
 pub mod inspect;
 pub mod maintenance;
 pub mod remote;

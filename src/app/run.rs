@@ -209,8 +209,19 @@ pub fn run(request: &RunRequest, reporter: &dyn Reporter) -> Result<RunReport> {
             .iter()
             .map(|p| {
                 let graph = &p.experiment.graph;
-                let names = graph.order().iter().map(|&i| graph.stages[i].name.clone());
-                (p.label.clone(), names.collect())
+                let order = graph.order().iter().map(|&i| &graph.stages[i]);
+                crate::exec::progress::PlannedPoint {
+                    label: p.label.clone(),
+                    stages: order.clone().map(|s| s.name.clone()).collect(),
+                    params: order
+                        .flat_map(|s| {
+                            let params = s.stage().params();
+                            params
+                                .into_iter()
+                                .map(move |(k, v)| (format!("{}.{k}", s.name), v))
+                        })
+                        .collect(),
+                }
             })
             .collect(),
     );

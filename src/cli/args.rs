@@ -121,6 +121,11 @@ pub(super) enum Command {
         /// Where stages run: in this process, or each as a Slurm job (`[executor.slurm]` sets resources).
         #[arg(long, value_enum, default_value_t = ExecutorKind::Local)]
         executor: ExecutorKind,
+        /// At the end, export the run (every sweep point) to this tracker, as `pipeline export` does.
+        #[arg(long, value_enum, value_name = "TRACKER")]
+        export: Option<Tracker>,
+        #[command(flatten)]
+        tracking: TrackingArgs,
     },
     /// Compute one stage from a job description in the cache: what a Slurm job runs on its node.
     #[command(hide = true)]
@@ -166,6 +171,9 @@ pub(super) enum Command {
         #[arg(value_enum)]
         shell: Shell,
     },
+    /// Send runs to the tracker people already use (MLflow).
+    #[command(subcommand)]
+    Export(ExportCommand),
     /// Compare runs: one row per run with the parameters that differ, losses, time, device and music metrics.
     Compare {
         /// Report folders (a run's, or a sweep's) or experiment names; none: every run in the reports directory.
@@ -180,6 +188,35 @@ pub(super) enum Command {
         /// Also draw the runs' loss curves into this SVG file.
         #[arg(long, value_name = "FILE.svg")]
         plot: Option<PathBuf>,
+    },
+}
+
+/// Where `--export` sends runs.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Tracker {
+    /// An MLflow tracking server (`--tracking-uri`).
+    Mlflow,
+}
+
+#[derive(clap::Args, Debug)]
+pub(super) struct TrackingArgs {
+    /// The MLflow tracking server, e.g. `http://127.0.0.1:5000` (credentials from MLFLOW_TRACKING_USERNAME and
+    /// MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN).
+    #[arg(long, env = "MLFLOW_TRACKING_URI", value_name = "URL")]
+    pub(super) tracking_uri: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub(super) enum ExportCommand {
+    /// Every selected run (and sweep point) as an MLflow run: parameters, per-epoch losses, music metrics, tags
+    /// and the report's files. Exporting again only adds what is new (a run that was still training).
+    Mlflow {
+        /// Report folders (a run's, or a sweep's) or experiment names; none: every run in the reports directory.
+        runs: Vec<String>,
+        #[command(flatten)]
+        tracking: TrackingArgs,
+        #[command(flatten)]
+        reports: ReportsArgs,
     },
 }
 

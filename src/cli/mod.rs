@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::app::error::{Error, Result};
+use crate::app::export::ExportRequest;
 use crate::app::inspect::SweepOverview;
 use crate::app::run::{RunReport, RunRequest};
 use crate::exit;
@@ -58,6 +59,80 @@ fn show(error: &Error) {
     }
 }
 
+/// `run --export mlflow`: the request, checked before anything runs (a server that does not answer now is only
+/// warned about: the run is worth having, and `pipeline export mlflow` sends it later).
+fn start_export(
+    tracking: &args::TrackingArgs,
+    reports_dir: &std::path::Path,
+) -> Result<ExportRequest> {
+    let uri = tracking.tracking_uri.clone().ok_or_else(|| {
+        crate::app::error::Error::Usage(anyhow::anyhow!(
+            "`--export mlflow` needs the server: pass `--tracking-uri http://HOST:PORT` or set MLFLOW_TRACKING_URI"
+        ))
+    })?;
+    if let Err(e) = crate::runs::mlflow::Client::new(&uri).and_then(|c| c.ping()) {
+        eprintln!("warning: {e}; the run goes on, and `pipeline export mlflow` can send it later");
+    }
+    Ok(ExportRequest {
+        targets: Vec::new(),
+        reports_dir: reports_dir.to_path_buf(),
+        tracking_uri: Some(uri),
+    })
+}
+
+/// Exports runs and says how each went (on stdout for `export`, on stderr after a run, whose stdout is its
+/// report folder); the exit code.
+fn export_runs(request: &ExportRequest, to_stdout: bool) -> u8 {
+    let say = |line: String| {
+        if to_stdout {
+            println!("{line}")
+        } else {
+            eprintln!("{line}")
+        }
+    };
+    let report = match crate::app::export::mlflow(request) {
+        Ok(r) => r,
+        Err(e) => {
+            show(&e);
+            return e.code();
+        }
+    };
+    use crate::runs::mlflow::Done;
+    let (mut created, mut updated, mut unchanged) = (0, 0, 0);
+    for (key, done) in &report.done {
+        match done {
+            Done::Created { epochs, files } => {
+                created += 1;
+                say(format!("created {key} ({epochs} epochs, {files} files)"));
+            }
+            Done::Updated { epochs, files } => {
+                updated += 1;
+                say(format!("updated {key} ({epochs} epochs, {files} files)"));
+            }
+            Done::Unchanged => {
+                unchanged += 1;
+                say(format!("unchanged {key}"));
+            }
+        }
+    }
+    for s in &report.skipped {
+        eprintln!("skipped {s}");
+    }
+    for f in &report.failed {
+        eprintln!("error: {f}");
+    }
+    eprintln!(
+        "MLflow `{}`: {created} created, {updated} updated, {unchanged} unchanged, {} failed",
+        report.uri,
+        report.failed.len()
+    );
+    if report.failed.is_empty() {
+        exit::SUCCESS
+    } else {
+        exit::STAGE_FAILED
+    }
+}
+
 /// `pipeline ps`: every live run on the cache, its running points and totals.
 fn ps(cache_dir: &std::path::Path) -> Result<u8> {
     let runs = crate::app::inspect::ps(cache_dir)?;
@@ -95,6 +170,8 @@ fn dispatch(cli: Cli) -> u8 {
             jobs,
             keep_going,
             executor,
+            export,
+            tracking,
         } => {
             let request = RunRequest {
                 experiment: experiment.file,
@@ -107,11 +184,49 @@ fn dispatch(cli: Cli) -> u8 {
                 keep_going,
                 slurm: executor == ExecutorKind::Slurm,
             };
+            let export = match export {
+                Some(args::Tracker::Mlflow) => {
+                    match start_export(&tracking, &request.reports_dir) {
+                        Ok(e) => Some(e),
+                        Err(e) => {
+                            show(&e);
+                            return e.code();
+                        }
+                    }
+                }
+                None => None,
+            };
             let printer = Printer::new(verbose);
             let result = crate::app::run::run(&request, &printer);
             printer.clear_board();
-            result.map(|report| finish_run(&report))
+            result.map(|report| {
+                let code = finish_run(&report);
+                match export {
+                    Some(mut e) if !report.stats.interrupted => {
+                        e.targets = vec![report.dir.display().to_string()];
+                        let exported = export_runs(&e, false);
+                        if code == exit::SUCCESS {
+                            exported
+                        } else {
+                            code
+                        }
+                    }
+                    _ => code,
+                }
+            })
         }
+        Command::Export(args::ExportCommand::Mlflow {
+            runs,
+            tracking,
+            reports,
+        }) => Ok(export_runs(
+            &ExportRequest {
+                targets: runs,
+                reports_dir: reports.reports_dir,
+                tracking_uri: tracking.tracking_uri,
+            },
+            true,
+        )),
         Command::Ps { cache_dir } => ps(&cache_dir),
         Command::ExecStage { job, inline } => {
             use crate::app::run::JobSource;

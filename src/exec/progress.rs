@@ -30,6 +30,10 @@ pub struct PointProgress {
     pub stages: Vec<StageProgress>,
     /// The last epoch a training of this point reported.
     pub epoch: Option<EpochAt>,
+    /// Every stage parameter as `stage.param` → value (defaults filled in), as the manifest will have them: what
+    /// an export of the run in progress needs.
+    #[serde(default)]
+    pub params: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,6 +123,13 @@ impl PointProgress {
     }
 }
 
+/// A point as the run starts: its label, its stages in run order, its parameters.
+pub struct PlannedPoint {
+    pub label: String,
+    pub stages: Vec<String>,
+    pub params: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
 /// Points per state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Totals {
@@ -149,7 +160,7 @@ impl std::fmt::Display for Totals {
 
 impl Progress {
     /// A run about to start: each point (label) with its stages in run order, all queued.
-    pub fn new(experiment: &str, run_id: &str, points: Vec<(String, Vec<String>)>) -> Self {
+    pub fn new(experiment: &str, run_id: &str, points: Vec<PlannedPoint>) -> Self {
         let now = jiff::Timestamp::now();
         Self {
             experiment: experiment.to_string(),
@@ -159,20 +170,27 @@ impl Progress {
             updated: now,
             points: points
                 .into_iter()
-                .map(|(label, stages)| PointProgress {
-                    label,
-                    stages: stages
-                        .into_iter()
-                        .map(|name| StageProgress {
-                            name,
-                            state: StageState::Queued,
-                            since: None,
-                            note: None,
-                            error: None,
-                        })
-                        .collect(),
-                    epoch: None,
-                })
+                .map(
+                    |PlannedPoint {
+                         label,
+                         stages,
+                         params,
+                     }| PointProgress {
+                        label,
+                        params,
+                        stages: stages
+                            .into_iter()
+                            .map(|name| StageProgress {
+                                name,
+                                state: StageState::Queued,
+                                since: None,
+                                note: None,
+                                error: None,
+                            })
+                            .collect(),
+                        epoch: None,
+                    },
+                )
                 .collect(),
         }
     }
@@ -394,12 +412,12 @@ mod tests {
     use crate::stages::StageKind;
 
     fn board() -> Progress {
-        let stages = || vec!["windows".to_string(), "train".to_string()];
-        Progress::new(
-            "sweep",
-            "run",
-            vec![("a".into(), stages()), ("b".into(), stages())],
-        )
+        let point = |label: &str| PlannedPoint {
+            label: label.into(),
+            stages: vec!["windows".to_string(), "train".to_string()],
+            params: Default::default(),
+        };
+        Progress::new("sweep", "run", vec![point("a"), point("b")])
     }
 
     fn epoch(epoch: usize, seconds: f64) -> EpochProgress {

@@ -5,5 +5,6 @@ pub(crate) mod asha;
 pub(crate) mod compare;
 pub(crate) mod index;
 pub mod manifest;
+pub mod mlflow;
 pub mod progress;
 pub(crate) mod report;

@@ -15,6 +15,7 @@ mod interrupt;
 mod layers;
 mod live;
 mod malformed;
+mod mlflow;
 mod remote;
 mod render;
 mod requirements;

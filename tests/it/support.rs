@@ -497,6 +497,13 @@ pub const REQUIREMENTS: &[Requirement] = &[
          PIPELINE_TEST_S3=http://127.0.0.1:PORT and PIPELINE_TEST_MOTO_SERVER=$(command -v moto_server)",
     ),
     (
+        "mlflow",
+        || crate::mlflow::mlflow_uri().is_some(),
+        "the mlflow:: tests",
+        "`pip install mlflow`, start `mlflow server --host 127.0.0.1 --port PORT`, then export \
+         PIPELINE_TEST_MLFLOW=http://127.0.0.1:PORT",
+    ),
+    (
         "pty",
         || find_on_path("script").is_some(),
         "the live:: test of the board on a terminal",

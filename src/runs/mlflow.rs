@@ -1,0 +1,788 @@
+//! Report folders as MLflow runs, through MLflow's REST API (`/api/2.0/mlflow/…`, artifacts through the server's
+//! proxy, `/api/2.0/mlflow-artifacts/…`): what a run becomes ([`RunExport`], from a finished report or from a run
+//! still in progress) and the client that writes it, idempotently.
+//!
+//! One report folder is one MLflow run in the experiment named after the pipeline experiment, found again by its
+//! tag `pipeline.key` (the folder's path under the reports directory). Exporting again logs only what the MLflow
+//! run lacks: parameters it does not have, the epochs after its last logged step, artifacts it does not have at
+//! that size. A run is marked `pipeline.export = complete` only once everything is there; until then it says
+//! `partial`, in the MLflow UI too, and the next export finishes it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use serde_json::{Value, json};
+
+use crate::exec::progress::PointProgress;
+use crate::runs::compare::{RunSummary, find_file};
+use crate::runs::manifest::Manifest;
+
+/// MLflow's limits per `runs/log-batch` call.
+const MAX_METRICS: usize = 1000;
+const MAX_PARAMS: usize = 100;
+const MAX_TAGS: usize = 100;
+/// MLflow's longest parameter value (6000 before MLflow 2.x's 8000): longer ones are cut, and said to be.
+const MAX_PARAM_VALUE: usize = 6000;
+
+pub const KEY_TAG: &str = "pipeline.key";
+pub const EXPORT_TAG: &str = "pipeline.export";
+
+/// How an MLflow run ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    Running,
+    Finished,
+    Failed,
+}
+
+impl RunState {
+    fn as_str(self) -> &'static str {
+        match self {
+            RunState::Running => "RUNNING",
+            RunState::Finished => "FINISHED",
+            RunState::Failed => "FAILED",
+        }
+    }
+}
+
+/// One metric value at one step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    pub key: String,
+    pub value: f64,
+    pub step: i64,
+    /// Milliseconds since the epoch.
+    pub timestamp: i64,
+}
+
+/// Everything one report folder gives MLflow.
+#[derive(Debug, Clone)]
+pub struct RunExport {
+    /// The folder under the reports directory, `/`-separated: the tag it is found again by.
+    pub key: String,
+    pub experiment: String,
+    pub run_name: String,
+    pub state: RunState,
+    pub start_ms: i64,
+    pub end_ms: Option<i64>,
+    pub params: BTreeMap<String, String>,
+    /// Per-epoch values (step = epoch).
+    pub history: Vec<Point>,
+    /// Values logged once, when the run has finished (music metrics, per-onset losses).
+    pub summary: Vec<Point>,
+    pub tags: BTreeMap<String, String>,
+    /// The report's files: artifact path → file.
+    pub files: Vec<(String, PathBuf)>,
+}
+
+/// Files of a report folder that are not the run's results.
+fn is_result_file(name: &str) -> bool {
+    !name.starts_with('.') && name != super::progress::PROGRESS && name != "progress.lock"
+}
+
+fn millis(t: jiff::Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+/// A parameter value as MLflow shows it: strings bare, everything else as JSON.
+fn param_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The folder relative to the reports directory with `/` separators.
+pub fn key_of(dir: &Path, reports_dir: &Path) -> String {
+    let rel = match dir.strip_prefix(reports_dir) {
+        Ok(rel) => rel.to_path_buf(),
+        // Paths given differently (`./reports/…`, absolute) still name the same folder.
+        Err(_) => match (std::path::absolute(dir), std::path::absolute(reports_dir)) {
+            (Ok(d), Ok(r)) => d.strip_prefix(&r).map_or(d.clone(), Path::to_path_buf),
+            _ => dir.to_path_buf(),
+        },
+    };
+    rel.components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The per-epoch columns of `loss.csv` as metrics: every numeric column but `epoch` (its step), so columns a later
+/// version adds are exported too. `seconds` becomes `epoch_seconds`; timestamps run from `start_ms` by the epochs'
+/// seconds.
+fn history_of(loss_csv: Option<PathBuf>, start_ms: i64) -> Result<Vec<Point>> {
+    let Some(path) = loss_csv else {
+        return Ok(Vec::new());
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(&path)
+        .with_context(|| format!("cannot read `{}`", path.display()))?;
+    let headers = reader.headers()?.clone();
+    let epoch_col = headers
+        .iter()
+        .position(|h| h == "epoch")
+        .ok_or_else(|| anyhow!("`{}` has no `epoch` column", path.display()))?;
+    let seconds_col = headers.iter().position(|h| h == "seconds");
+    let mut points = Vec::new();
+    let mut elapsed = 0.0;
+    for row in reader.records() {
+        // A live loss.csv may end in a row being written: stop there.
+        let Ok(row) = row else { break };
+        let Some(step) = row.get(epoch_col).and_then(|e| e.parse::<i64>().ok()) else {
+            break;
+        };
+        if let Some(s) = seconds_col.and_then(|c| row.get(c)?.parse::<f64>().ok()) {
+            elapsed += s;
+        }
+        let timestamp = start_ms + (elapsed * 1000.0) as i64;
+        for (i, name) in headers.iter().enumerate() {
+            // `best` marks the best epoch's row: a flag, not a curve.
+            if i == epoch_col || name == "best" {
+                continue;
+            }
+            let Some(value) = row
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|v| v.is_finite())
+            else {
+                continue;
+            };
+            let key = if name == "seconds" {
+                "epoch_seconds".to_string()
+            } else {
+                name.to_string()
+            };
+            points.push(Point {
+                key,
+                value,
+                step,
+                timestamp,
+            });
+        }
+    }
+    Ok(points)
+}
+
+fn files_of(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let mut files = Vec::new();
+    for item in
+        std::fs::read_dir(dir).with_context(|| format!("cannot list `{}`", dir.display()))?
+    {
+        let item = item?;
+        let name = item.file_name().to_string_lossy().into_owned();
+        if item.file_type()?.is_file() && is_result_file(&name) {
+            files.push((name, item.path()));
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+impl RunExport {
+    /// A finished run (or sweep point) from its report folder.
+    pub fn finished(dir: &Path, reports_dir: &Path) -> Result<Self> {
+        let summary = RunSummary::read(dir, reports_dir)?;
+        let manifest = Manifest::read(dir)?;
+        let started = manifest
+            .started
+            .parse::<jiff::Timestamp>()
+            .with_context(|| format!("`{}`: the start time is not a time", dir.display()))?;
+        let end_ms = manifest
+            .finished
+            .parse::<jiff::Timestamp>()
+            .ok()
+            .map(millis);
+        let start_ms = millis(started);
+        let done_ms = end_ms.unwrap_or(start_ms);
+        let mut values = Vec::new();
+        if let Some(m) = &summary.metrics
+            && let Ok(Value::Object(fields)) = serde_json::to_value(m)
+        {
+            for (name, v) in fields {
+                if let Some(value) = v.as_f64() {
+                    values.push((format!("music.{name}"), value));
+                }
+            }
+        }
+        for (name, v) in [
+            ("val_loss_per_onset", summary.val_loss_per_onset),
+            ("best_val_loss_per_onset", summary.best_val_loss_per_onset),
+            ("train_seconds", summary.train_seconds),
+        ] {
+            if let Some(v) = v {
+                values.push((name.to_string(), v));
+            }
+        }
+        let mut tags = Self::base_tags(&summary.experiment, &manifest.run_id, &summary.label);
+        tags.insert("pipeline.status".into(), summary.status.clone());
+        tags.insert(
+            "pipeline.tool_version".into(),
+            manifest.tool.version.clone(),
+        );
+        tags.insert("pipeline.device".into(), summary.device.clone());
+        tags.insert(
+            "pipeline.experiment_file".into(),
+            manifest.experiment_file.clone(),
+        );
+        for s in &manifest.stages {
+            if let Some(fp) = &s.fingerprint {
+                tags.insert(format!("pipeline.fingerprint.{}", s.name), fp.hex());
+            }
+        }
+        Ok(Self {
+            key: key_of(dir, reports_dir),
+            run_name: run_name(&manifest.run_id, &summary.label),
+            experiment: summary.experiment.clone(),
+            state: if summary.status == "ok" {
+                RunState::Finished
+            } else {
+                RunState::Failed
+            },
+            start_ms,
+            end_ms,
+            params: summary
+                .params
+                .iter()
+                .map(|(k, v)| (k.clone(), param_text(v)))
+                .collect(),
+            history: history_of(find_file(dir, "loss.csv"), start_ms)?,
+            summary: values
+                .into_iter()
+                .map(|(key, value)| Point {
+                    key,
+                    value,
+                    step: 0,
+                    timestamp: done_ms,
+                })
+                .collect(),
+            tags,
+            files: files_of(dir)?,
+        })
+    }
+
+    /// A point of a run still in progress, from its board and its live files (`loss.csv`).
+    pub fn in_progress(
+        dir: &Path,
+        reports_dir: &Path,
+        experiment: &str,
+        run_id: &str,
+        started: jiff::Timestamp,
+        point: &PointProgress,
+    ) -> Result<Self> {
+        let start_ms = millis(started);
+        let mut tags = Self::base_tags(experiment, run_id, &point.label);
+        tags.insert("pipeline.status".into(), "running".into());
+        tags.insert(
+            "pipeline.tool_version".into(),
+            env!("CARGO_PKG_VERSION").into(),
+        );
+        Ok(Self {
+            key: key_of(dir, reports_dir),
+            run_name: run_name(run_id, &point.label),
+            experiment: experiment.to_string(),
+            state: RunState::Running,
+            start_ms,
+            end_ms: None,
+            params: point
+                .params
+                .iter()
+                .map(|(k, v)| (k.clone(), param_text(v)))
+                .collect(),
+            history: history_of(find_file(dir, "loss.csv"), start_ms)?,
+            summary: Vec::new(),
+            tags,
+            files: files_of(dir)?,
+        })
+    }
+
+    fn base_tags(experiment: &str, run_id: &str, label: &str) -> BTreeMap<String, String> {
+        let mut tags = BTreeMap::new();
+        tags.insert("pipeline.experiment".into(), experiment.to_string());
+        tags.insert("pipeline.run_id".into(), run_id.to_string());
+        if !label.is_empty() {
+            tags.insert("pipeline.sweep_label".into(), label.to_string());
+        }
+        tags.insert("mlflow.source.name".into(), "pipeline".into());
+        tags
+    }
+}
+
+fn run_name(run_id: &str, label: &str) -> String {
+    if label.is_empty() {
+        run_id.to_string()
+    } else {
+        format!("{run_id} {label}")
+    }
+}
+
+/// What an export did to one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Done {
+    Created {
+        epochs: usize,
+        files: usize,
+    },
+    Updated {
+        epochs: usize,
+        files: usize,
+    },
+    /// Already complete in MLflow: nothing was sent.
+    Unchanged,
+}
+
+/// An MLflow run as the server has it.
+struct Existing {
+    id: String,
+    artifact_uri: String,
+    params: HashMap<String, String>,
+    tags: HashMap<String, String>,
+}
+
+/// Why a call failed, for the caller's exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum MlflowError {
+    /// The server cannot be reached, or refused our credentials: nothing about this run.
+    #[error("{0}")]
+    Server(String),
+    /// This run could not be exported (a refused value, a failed upload).
+    #[error("{0}")]
+    Run(String),
+}
+
+/// A client of one MLflow tracking server.
+pub struct Client {
+    base: String,
+    agent: ureq::Agent,
+    auth: Option<String>,
+    experiments: std::sync::Mutex<HashMap<String, String>>,
+}
+
+impl Client {
+    /// A client of the server at `uri` (`http://…` or `https://…`), with the credentials MLflow's own clients read:
+    /// `MLFLOW_TRACKING_TOKEN`, or `MLFLOW_TRACKING_USERNAME` and `MLFLOW_TRACKING_PASSWORD`.
+    pub fn new(uri: &str) -> Result<Self, MlflowError> {
+        let base = uri.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(MlflowError::Server(format!(
+                "`{uri}` is not the address of an MLflow server; give one like `http://127.0.0.1:5000` (a \
+                 `file:` or `databricks` tracking URI cannot be written through the REST API)"
+            )));
+        }
+        let auth = match (
+            std::env::var("MLFLOW_TRACKING_TOKEN").ok(),
+            std::env::var("MLFLOW_TRACKING_USERNAME").ok(),
+        ) {
+            (Some(token), _) => Some(format!("Bearer {token}")),
+            (None, Some(user)) => {
+                use base64::Engine as _;
+                let password = std::env::var("MLFLOW_TRACKING_PASSWORD").unwrap_or_default();
+                let pair =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+                Some(format!("Basic {pair}"))
+            }
+            (None, None) => None,
+        };
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .timeout_global(Some(Duration::from_secs(600)))
+            .build()
+            .into();
+        Ok(Self {
+            base,
+            agent,
+            auth,
+            experiments: Default::default(),
+        })
+    }
+
+    pub fn uri(&self) -> &str {
+        &self.base
+    }
+
+    /// A request's failure in words: unreachable, refused credentials, or what the server said.
+    fn failure(&self, what: &str, e: ureq::Error) -> MlflowError {
+        MlflowError::Server(format!(
+            "cannot reach the MLflow server at `{}` ({what}: {e})",
+            self.base
+        ))
+    }
+
+    fn check(&self, what: &str, status: u16, body: &str) -> Result<Value, MlflowError> {
+        if status == 401 || status == 403 {
+            return Err(MlflowError::Server(format!(
+                "the MLflow server at `{}` refused the request ({what}: HTTP {status}); set \
+                 MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN",
+                self.base
+            )));
+        }
+        let value: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+        if !(200..300).contains(&status) {
+            let code = value["error_code"].as_str().unwrap_or("");
+            let message = value["message"].as_str().unwrap_or(body);
+            let message: String = message.chars().take(500).collect();
+            let error = format!("{what}: HTTP {status} {code}: {message}");
+            return Err(if status >= 500 || status == 404 && code.is_empty() {
+                MlflowError::Server(format!(
+                    "the MLflow server at `{}` failed ({error}); is it an MLflow tracking server?",
+                    self.base
+                ))
+            } else {
+                MlflowError::Run(error)
+            });
+        }
+        Ok(value)
+    }
+
+    fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, MlflowError> {
+        let mut request = self.agent.get(format!("{}{path}", self.base));
+        for (k, v) in query {
+            request = request.query(*k, *v);
+        }
+        if let Some(auth) = &self.auth {
+            request = request.header("Authorization", auth);
+        }
+        let mut response = request.call().map_err(|e| self.failure(path, e))?;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| self.failure(path, e))?;
+        self.check(path, status, &body)
+    }
+
+    fn post(&self, path: &str, body: &Value) -> Result<Value, MlflowError> {
+        let mut request = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Content-Type", "application/json");
+        if let Some(auth) = &self.auth {
+            request = request.header("Authorization", auth);
+        }
+        let mut response = request
+            .send(body.to_string().as_bytes())
+            .map_err(|e| self.failure(path, e))?;
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| self.failure(path, e))?;
+        self.check(path, status, &text)
+    }
+
+    /// Answers at all: the first call of an export, so a wrong address fails before anything is read.
+    pub fn ping(&self) -> Result<(), MlflowError> {
+        self.get(
+            "/api/2.0/mlflow/experiments/search",
+            &[("max_results", "1")],
+        )
+        .map(|_| ())
+    }
+
+    /// The id of the experiment `name`, created if missing.
+    pub fn experiment_id(&self, name: &str) -> Result<String, MlflowError> {
+        if let Some(id) = self.experiments.lock().expect("not poisoned").get(name) {
+            return Ok(id.clone());
+        }
+        let found = match self.get(
+            "/api/2.0/mlflow/experiments/get-by-name",
+            &[("experiment_name", name)],
+        ) {
+            Ok(v) => v["experiment"]["experiment_id"]
+                .as_str()
+                .map(str::to_string),
+            Err(MlflowError::Run(e)) if e.contains("RESOURCE_DOES_NOT_EXIST") => None,
+            Err(e) => return Err(e),
+        };
+        let id = match found {
+            Some(id) => id,
+            None => match self.post(
+                "/api/2.0/mlflow/experiments/create",
+                &json!({ "name": name }),
+            ) {
+                Ok(v) => v["experiment_id"]
+                    .as_str()
+                    .ok_or_else(|| MlflowError::Run("experiments/create gave no id".into()))?
+                    .to_string(),
+                // Another export created it meanwhile.
+                Err(MlflowError::Run(e)) if e.contains("RESOURCE_ALREADY_EXISTS") => self.get(
+                    "/api/2.0/mlflow/experiments/get-by-name",
+                    &[("experiment_name", name)],
+                )?["experiment"]["experiment_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                Err(e) => return Err(e),
+            },
+        };
+        self.experiments
+            .lock()
+            .expect("not poisoned")
+            .insert(name.to_string(), id.clone());
+        Ok(id)
+    }
+
+    /// The run tagged with `key` in experiment `experiment_id`.
+    fn find(&self, experiment_id: &str, key: &str) -> Result<Option<Existing>, MlflowError> {
+        let quoted = if key.contains('\'') {
+            format!("\"{key}\"")
+        } else {
+            format!("'{key}'")
+        };
+        let found = self.post(
+            "/api/2.0/mlflow/runs/search",
+            &json!({
+                "experiment_ids": [experiment_id],
+                "filter": format!("tags.`{KEY_TAG}` = {quoted}"),
+                "max_results": 2,
+            }),
+        )?;
+        let Some(run) = found["runs"].as_array().and_then(|r| r.first()) else {
+            return Ok(None);
+        };
+        let pairs = |v: &Value| -> HashMap<String, String> {
+            v.as_array()
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(|i| {
+                            Some((
+                                i["key"].as_str()?.to_string(),
+                                i["value"].as_str()?.to_string(),
+                            ))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        Ok(Some(Existing {
+            id: run["info"]["run_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            artifact_uri: run["info"]["artifact_uri"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            params: pairs(&run["data"]["params"]),
+            tags: pairs(&run["data"]["tags"]),
+        }))
+    }
+
+    /// The highest step logged for `key` in the run, if any.
+    fn last_step(&self, run_id: &str, key: &str) -> Result<Option<i64>, MlflowError> {
+        let history = self.get(
+            "/api/2.0/mlflow/metrics/get-history",
+            &[("run_id", run_id), ("metric_key", key)],
+        )?;
+        Ok(history["metrics"]
+            .as_array()
+            .and_then(|m| m.iter().filter_map(|p| p["step"].as_i64()).max()))
+    }
+
+    /// Every artifact of the run, with its size.
+    fn artifacts(&self, run_id: &str) -> Result<HashMap<String, u64>, MlflowError> {
+        let mut out = HashMap::new();
+        let mut dirs = vec![String::new()];
+        while let Some(dir) = dirs.pop() {
+            let mut query = vec![("run_id", run_id)];
+            if !dir.is_empty() {
+                query.push(("path", dir.as_str()));
+            }
+            let listed = self.get("/api/2.0/mlflow/artifacts/list", &query)?;
+            for f in listed["files"].as_array().into_iter().flatten() {
+                let Some(path) = f["path"].as_str() else {
+                    continue;
+                };
+                if f["is_dir"].as_bool() == Some(true) {
+                    dirs.push(path.to_string());
+                } else {
+                    out.insert(path.to_string(), f["file_size"].as_u64().unwrap_or(0));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn upload(&self, artifact_uri: &str, name: &str, file: &Path) -> Result<(), MlflowError> {
+        let Some(rest) = artifact_uri.strip_prefix("mlflow-artifacts:") else {
+            return Err(MlflowError::Run(format!(
+                "the server keeps this run's artifacts at `{artifact_uri}`, which only it can write; start \
+                 `mlflow server` with artifact proxying (`--serve-artifacts`, the default since MLflow 2)"
+            )));
+        };
+        let bytes = std::fs::read(file)
+            .map_err(|e| MlflowError::Run(format!("cannot read `{}`: {e}", file.display())))?;
+        let rest = rest.trim_start_matches('/');
+        let path = format!("/api/2.0/mlflow-artifacts/artifacts/{rest}/{name}");
+        let mut request = self
+            .agent
+            .put(format!("{}{path}", self.base))
+            .header("Content-Type", "application/octet-stream");
+        if let Some(auth) = &self.auth {
+            request = request.header("Authorization", auth);
+        }
+        let mut response = request
+            .send(&bytes[..])
+            .map_err(|e| self.failure(&path, e))?;
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        self.check(&format!("uploading `{name}`"), status, &text)
+            .map(|_| ())
+    }
+
+    /// `runs/log-batch` within MLflow's limits per call.
+    fn log(
+        &self,
+        run_id: &str,
+        metrics: &[Point],
+        params: &[(String, String)],
+        tags: &[(String, String)],
+    ) -> Result<(), MlflowError> {
+        let (mut m, mut p, mut t) = (metrics, params, tags);
+        while !(m.is_empty() && p.is_empty() && t.is_empty()) {
+            let (pn, tn) = (p.len().min(MAX_PARAMS), t.len().min(MAX_TAGS));
+            let mn = m.len().min(MAX_METRICS - pn - tn);
+            let body = json!({
+                "run_id": run_id,
+                "metrics": m[..mn].iter().map(|x| json!({
+                    "key": x.key, "value": x.value, "step": x.step, "timestamp": x.timestamp
+                })).collect::<Vec<_>>(),
+                "params": p[..pn].iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
+                "tags": t[..tn].iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
+            });
+            self.post("/api/2.0/mlflow/runs/log-batch", &body)?;
+            (m, p, t) = (&m[mn..], &p[pn..], &t[tn..]);
+        }
+        Ok(())
+    }
+
+    /// Makes the MLflow run of `run` complete (or, for a run in progress, as complete as it is now).
+    pub fn export(&self, run: &RunExport) -> Result<Done, MlflowError> {
+        let experiment_id = self.experiment_id(&run.experiment)?;
+        let existing = self.find(&experiment_id, &run.key)?;
+        if let Some(e) = &existing
+            && e.tags.get(EXPORT_TAG).map(String::as_str) == Some("complete")
+        {
+            return Ok(Done::Unchanged);
+        }
+        let created = existing.is_none();
+        let existing = match existing {
+            Some(e) => e,
+            None => {
+                let made = self.post(
+                    "/api/2.0/mlflow/runs/create",
+                    &json!({
+                        "experiment_id": experiment_id,
+                        "run_name": run.run_name,
+                        "start_time": run.start_ms,
+                        "tags": [
+                            {"key": KEY_TAG, "value": run.key},
+                            {"key": EXPORT_TAG, "value": "partial"},
+                        ],
+                    }),
+                )?;
+                let info = &made["run"]["info"];
+                Existing {
+                    id: info["run_id"].as_str().unwrap_or_default().to_string(),
+                    artifact_uri: info["artifact_uri"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    params: HashMap::new(),
+                    tags: HashMap::new(),
+                }
+            }
+        };
+        self.fill(run, &existing).map_err(|e| match e {
+            MlflowError::Run(why) | MlflowError::Server(why) => MlflowError::Run(format!(
+                "{why}; MLflow run {} of `{}` is only partly exported (tagged `{EXPORT_TAG} = partial`): export \
+                 again to finish it",
+                existing.id, run.key
+            )),
+        })?;
+        let epochs = run
+            .history
+            .iter()
+            .map(|p| p.step)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        let files = run.files.len();
+        Ok(if created {
+            Done::Created { epochs, files }
+        } else {
+            Done::Updated { epochs, files }
+        })
+    }
+
+    /// Logs what the MLflow run lacks, uploads the files it does not have, then marks it.
+    fn fill(&self, run: &RunExport, existing: &Existing) -> Result<(), MlflowError> {
+        let mut params = Vec::new();
+        for (k, v) in &run.params {
+            let v: String = v.chars().take(MAX_PARAM_VALUE).collect();
+            match existing.params.get(k) {
+                None => params.push((k.clone(), v)),
+                Some(old) if *old == v => {}
+                Some(old) => {
+                    return Err(MlflowError::Run(format!(
+                        "parameter `{k}` is `{old}` in MLflow but `{v}` in the report; MLflow cannot change a \
+                         parameter, so delete that MLflow run to export this one afresh"
+                    )));
+                }
+            }
+        }
+        // Per-epoch values after the last step each key has (a run exported while it trained has some).
+        let mut after: HashMap<&str, i64> = HashMap::new();
+        if !existing.tags.is_empty() {
+            let keys: std::collections::BTreeSet<&str> =
+                run.history.iter().map(|p| p.key.as_str()).collect();
+            for key in keys {
+                if let Some(step) = self.last_step(&existing.id, key)? {
+                    after.insert(key, step);
+                }
+            }
+        }
+        let mut metrics: Vec<Point> = run
+            .history
+            .iter()
+            .filter(|p| after.get(p.key.as_str()).is_none_or(|&s| p.step > s))
+            .cloned()
+            .collect();
+        if run.state != RunState::Running {
+            metrics.extend(run.summary.iter().cloned());
+        }
+        let mut tags: Vec<(String, String)> = run
+            .tags
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        tags.push((EXPORT_TAG.to_string(), "partial".to_string()));
+        self.log(&existing.id, &metrics, &params, &tags)?;
+
+        let have = self.artifacts(&existing.id)?;
+        for (name, path) in &run.files {
+            let size = std::fs::metadata(path).map(|m| m.len()).ok();
+            if have.get(name).copied() != size {
+                self.upload(&existing.artifact_uri, name, path)?;
+            }
+        }
+        if run.state != RunState::Running {
+            let mut update = json!({ "run_id": existing.id, "status": run.state.as_str() });
+            if let Some(end) = run.end_ms {
+                update["end_time"] = json!(end);
+            }
+            self.post("/api/2.0/mlflow/runs/update", &update)?;
+            self.log(
+                &existing.id,
+                &[],
+                &[],
+                &[(EXPORT_TAG.to_string(), "complete".to_string())],
+            )?;
+        }
+        Ok(())
+    }
+}
