@@ -28,19 +28,6 @@ pub struct ExportReport {
     pub failed: Vec<String>,
 }
 
-/// The folders under `dir` with a live run's board (`progress.json`).
-fn live_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = walkdir::WalkDir::new(dir)
-        .max_depth(3)
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_file() && e.file_name() == crate::runs::progress::PROGRESS)
-        .filter_map(|e| e.path().parent().map(Path::to_path_buf))
-        .collect();
-    out.sort();
-    out
-}
-
 /// The folders `targets` name, as `compare` reads them: (finished run folders, live run folders).
 fn select(targets: &[String], reports_dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     let roots: Vec<PathBuf> = if targets.is_empty() {
@@ -67,7 +54,7 @@ fn select(targets: &[String], reports_dir: &Path) -> Result<(Vec<PathBuf>, Vec<P
     let (mut finished, mut live) = (Vec::new(), Vec::new());
     for root in &roots {
         let f = crate::runs::compare::runs_under(root);
-        let l = live_under(root);
+        let l = crate::runs::progress::under(root);
         if f.is_empty() && l.is_empty() {
             return Err(Error::Usage(anyhow::anyhow!(
                 "no runs under `{}`: a report folder holds a `manifest.json` once its run has finished, and a \

@@ -225,9 +225,7 @@ pub fn run(request: &RunRequest, reporter: &dyn Reporter) -> Result<RunReport> {
             })
             .collect(),
     );
-    let tracked = Tracked::start(reporter, &dir, &cache, progress);
-    // The index shows the run as in progress while it runs.
-    let _ = crate::runs::index::write(&request.reports_dir);
+    let tracked = Tracked::start(reporter, &dir, &cache, progress, &request.reports_dir);
     let reporter: &dyn Reporter = &tracked;
     crate::interrupt::install();
     let mut search_lines = Vec::new();
@@ -296,15 +294,31 @@ pub fn run(request: &RunRequest, reporter: &dyn Reporter) -> Result<RunReport> {
 struct Tracked<'a> {
     inner: &'a dyn Reporter,
     state: std::sync::Mutex<(Progress, LiveFiles)>,
+    /// The reports directory, whose index is rewritten as stages finish (at most every few seconds).
+    reports_dir: PathBuf,
+    index_written: std::sync::Mutex<std::time::Instant>,
 }
 
+/// How often a run rewrites `index.html` at most while it runs (it also does when it starts and ends).
+const INDEX_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl<'a> Tracked<'a> {
-    fn start(inner: &'a dyn Reporter, dir: &Path, cache: &Cache, progress: Progress) -> Self {
+    fn start(
+        inner: &'a dyn Reporter,
+        dir: &Path,
+        cache: &Cache,
+        progress: Progress,
+        reports_dir: &Path,
+    ) -> Self {
         let files = LiveFiles::start(dir, cache, &progress);
         inner.progress_changed(&progress);
+        // The index shows the run as in progress from its start.
+        let _ = crate::runs::index::write(reports_dir);
         Self {
             inner,
             state: std::sync::Mutex::new((progress, files)),
+            reports_dir: reports_dir.to_path_buf(),
+            index_written: std::sync::Mutex::new(std::time::Instant::now()),
         }
     }
 }
@@ -319,9 +333,18 @@ impl Reporter for Tracked<'_> {
             let now = !matches!(event, crate::exec::events::Event::Epoch { .. });
             files.write(progress, now);
         }
+        let finished = matches!(event, crate::exec::events::Event::Finished { .. });
         self.inner.event(event);
         if changed {
             self.inner.progress_changed(progress);
+        }
+        drop(state);
+        if finished {
+            let mut last = self.index_written.lock().unwrap_or_else(|e| e.into_inner());
+            if last.elapsed() >= INDEX_EVERY {
+                let _ = crate::runs::index::write(&self.reports_dir);
+                *last = std::time::Instant::now();
+            }
         }
     }
 

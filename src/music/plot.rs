@@ -59,6 +59,23 @@ pub fn loss_chart_faded(
     runs: &[(String, Vec<EpochStats>)],
     faded: &[bool],
 ) -> Result<String> {
+    chart_of(title, runs, faded, true)
+}
+
+/// The validation loss of every run in one chart (the training loss, dashed, only for a run without validation):
+/// the overlay at the top of an experiment's section of the index page.
+pub fn val_loss_chart(title: &str, runs: &[(String, Vec<EpochStats>)]) -> Result<String> {
+    chart_of(title, runs, &[], false)
+}
+
+fn chart_of(
+    title: &str,
+    runs: &[(String, Vec<EpochStats>)],
+    faded: &[bool],
+    with_train: bool,
+) -> Result<String> {
+    // Which runs draw their training line: all of them, or only those with no validation line to draw.
+    let train_line = |h: &[EpochStats]| with_train || h.iter().all(|e| e.val_loss.is_none());
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (900, 540)).into_drawing_area();
@@ -71,7 +88,11 @@ pub fn loss_chart_faded(
             .max(2);
         let losses: Vec<f64> = runs
             .iter()
-            .flat_map(|(_, h)| h.iter().flat_map(|e| [Some(e.train_loss), e.val_loss]))
+            .flat_map(|(_, h)| {
+                let train = train_line(h);
+                h.iter()
+                    .flat_map(move |e| [Some(e.train_loss).filter(|_| train), e.val_loss])
+            })
             .flatten()
             .filter(|v| v.is_finite())
             .collect();
@@ -101,7 +122,13 @@ pub fn loss_chart_faded(
                 }
             })
             .x_desc("epoch")
-            .y_desc("loss (validation solid, training dashed)")
+            .y_desc(if with_train {
+                "loss (validation solid, training dashed)"
+            } else if runs.iter().any(|(_, h)| train_line(h)) {
+                "validation loss (dashed: training loss of runs without validation)"
+            } else {
+                "validation loss"
+            })
             .draw()
             .map_err(|e| anyhow!("{e}"))?;
         for (i, (label, history)) in runs.iter().enumerate() {
@@ -116,9 +143,11 @@ pub fn loss_chart_faded(
                 .iter()
                 .filter_map(|e| e.val_loss.map(|v| (e.epoch as f64, v)))
                 .collect();
-            chart
-                .draw_series(DashedLineSeries::new(train, 6, 4, c.stroke_width(width)))
-                .map_err(|e| anyhow!("{e}"))?;
+            if train_line(history) {
+                chart
+                    .draw_series(DashedLineSeries::new(train, 6, 4, c.stroke_width(width)))
+                    .map_err(|e| anyhow!("{e}"))?;
+            }
             // The legend names each run once, on its solid (validation) line, or its training line without one.
             let series = if val.is_empty() {
                 chart.draw_series(std::iter::empty::<PathElement<(f64, f64)>>())

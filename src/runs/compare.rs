@@ -39,6 +39,10 @@ pub struct RunSummary {
     pub metrics: Option<Metrics>,
     /// The same metrics of the references `metrics.json` holds (held-out files, shuffled, uniform), by name.
     pub references: Vec<(&'static str, Metrics)>,
+    /// Each stage's name and fingerprint, in run order: two runs with the same made the same results.
+    pub fingerprints: Vec<(String, String)>,
+    /// Whether any stage ran (rather than came from the cache).
+    pub computed: bool,
 }
 
 /// The first file in `dir` named `name` or `<stage>.name`.
@@ -95,6 +99,20 @@ impl RunSummary {
             })
             .unwrap_or_default();
         let metrics = report.map(|m| m.generated);
+        let fingerprints = manifest
+            .stages
+            .iter()
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    s.fingerprint.map(|f| f.hex()).unwrap_or_default(),
+                )
+            })
+            .collect();
+        let computed = manifest
+            .stages
+            .iter()
+            .any(|s| s.status != Some(crate::exec::Status::Cached));
         let id = dir
             .strip_prefix(reports_dir)
             .unwrap_or(dir)
@@ -122,7 +140,18 @@ impl RunSummary {
             device: manifest.device,
             metrics,
             references,
+            fingerprints,
+            computed,
         })
+    }
+
+    /// Whether this run only reproduced `earlier`: nothing computed, every stage at the same fingerprint.
+    pub fn reproduces(&self, earlier: &RunSummary) -> bool {
+        !self.computed
+            && self.status == "ok"
+            && earlier.status == "ok"
+            && self.fingerprints == earlier.fingerprints
+            && self.started > earlier.started
     }
 
     /// The lowest training loss of any epoch.

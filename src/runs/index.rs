@@ -1,5 +1,8 @@
-//! `reports/index.html`: a static page (no server, no JavaScript) listing every run with its parameters, losses,
-//! loss chart and files, rewritten after every run.
+//! `reports/index.html`: a static page (no server; a few lines of inline JavaScript sort its tables, so it works
+//! opened from disk) comparing the runs of each experiment: the runs in progress, one chart of every run's
+//! validation loss, a table of runs with their parameters and losses whose media (piece, audio, charts, files) fold
+//! out on demand, re-runs counted under the run they reproduced. Rewritten when a run starts, as it goes and when it
+//! ends.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -9,6 +12,7 @@ use anyhow::Result;
 use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
 
 use crate::runs::compare::{RunSummary, cell, find_file, runs_under, varying_params};
+use crate::runs::progress::{self, Followed};
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}\
 table{border-collapse:collapse;margin-bottom:2em}td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;\
@@ -16,7 +20,7 @@ text-align:left}th{background:#f4f4f4}td.num{text-align:right;font-variant-numer
 .failed{color:#b00}.pruned{color:#888}.winner{font-weight:bold}img{width:240px;background:#fff}img.roll{width:420px}ul{margin:0;padding-left:1.2em}\
 audio{width:300px;display:block;margin-bottom:6px}.caption{font-size:85%;color:#555;margin:2px 0}\
 .media{display:flex;flex-wrap:wrap;gap:24px;align-items:flex-start}ul.files{columns:2}\
-dl{margin:0;display:grid;grid-template-columns:auto auto;gap:0 8px;font-size:90%}dt{white-space:nowrap}dd{margin:0}";
+dl{margin:0;display:grid;grid-template-columns:auto auto;gap:0 8px;font-size:90%}dt{white-space:nowrap}dd{margin:0}thead th{cursor:pointer;user-select:none}th[aria-sort=ascending]::after{content:' ▲'}th[aria-sort=descending]::after{content:' ▼'}tr.media-row td{border-top:none;padding:2px 8px}tr.media-row summary{cursor:pointer;color:#555;font-size:85%}figure.overlay{margin:0 0 1em 0}figure.overlay svg{max-width:900px;width:100%;height:auto}.live{margin:0 0 1em 0}.live pre{margin:4px 0 0 0;font-size:85%}.badge{background:#e8f0fe;color:#1a56c4;padding:1px 6px;border-radius:8px;font-size:85%}.stopped .badge{background:#fdecea;color:#b00}";
 
 /// A link target relative to the reports directory, with `/` separators and spaces escaped.
 fn href(path: &Path, reports_dir: &Path) -> String {
@@ -46,134 +50,324 @@ fn files_of(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Writes `index.html` into `reports_dir` and returns its path.
+/// Sorts a table's runs (one `<tbody>` each: the row and its folded media) by the clicked column, numbers as
+/// numbers (a cell's `data-v` when it has one); a second click reverses. Inline, so the page works opened from disk.
+const SORT_SCRIPT: &str = "document.querySelectorAll('table.runs').forEach(function (table) {\n\
+  var heads = table.querySelectorAll('thead th');\n\
+  heads.forEach(function (th, i) {\n\
+    th.addEventListener('click', function () {\n\
+      var desc = th.getAttribute('aria-sort') === 'ascending';\n\
+      heads.forEach(function (h) { h.removeAttribute('aria-sort'); });\n\
+      th.setAttribute('aria-sort', desc ? 'descending' : 'ascending');\n\
+      var key = function (body) {\n\
+        var cell = body.rows[0].cells[i];\n\
+        var v = cell.getAttribute('data-v');\n\
+        return v === null ? cell.textContent.trim() : v;\n\
+      };\n\
+      var bodies = Array.prototype.slice.call(table.tBodies);\n\
+      var numeric = bodies.every(function (b) { var k = key(b); return k === '' || !isNaN(parseFloat(k)); });\n\
+      var value = function (b) { var k = key(b); return numeric ? (k === '' ? Infinity : parseFloat(k)) : k; };\n\
+      bodies.sort(function (a, b) {\n\
+        var x = value(a), y = value(b);\n\
+        var r = numeric ? (x === y ? 0 : (x < y ? -1 : 1)) : x.localeCompare(y);\n\
+        return desc ? -r : r;\n\
+      });\n\
+      bodies.forEach(function (b) { table.appendChild(b); });\n\
+    });\n\
+  });\n\
+});\n";
+
+/// Seconds between reloads of the page while a run is in progress.
+const REFRESH_SECONDS: u32 = 10;
+
+/// Writes `index.html` into `reports_dir` and returns its path: per experiment, the runs in progress, one chart of
+/// every run's validation loss, and a table sortable by any column whose media rows fold out on demand; a run that
+/// only reproduced an earlier one (nothing computed, the same fingerprints) is counted as its re-run, not listed
+/// again.
 pub fn write(reports_dir: &Path) -> Result<PathBuf> {
     let runs: Vec<RunSummary> = runs_under(reports_dir)
         .iter()
         .filter_map(|d| RunSummary::read(d, reports_dir).ok())
         .collect();
-    let mut by_experiment: BTreeMap<&str, Vec<&RunSummary>> = BTreeMap::new();
+    let live: Vec<Followed> = progress::under(reports_dir)
+        .iter()
+        .filter_map(|d| progress::read(d))
+        // A point's folder of a finished run has its manifest; a board left beside one is stale.
+        .filter(|f| !f.dir.join(crate::runs::manifest::MANIFEST).is_file())
+        .collect();
+    let mut by_experiment: BTreeMap<&str, (Vec<&RunSummary>, Vec<&Followed>)> = BTreeMap::new();
     for r in &runs {
-        by_experiment.entry(&r.experiment).or_default().push(r);
+        by_experiment.entry(&r.experiment).or_default().0.push(r);
     }
+    for f in &live {
+        by_experiment
+            .entry(&f.progress.experiment)
+            .or_default()
+            .1
+            .push(f);
+    }
+    let running = live.iter().filter(|f| f.alive).count();
     let mut html = String::new();
+    let refresh = if running > 0 {
+        format!("<meta http-equiv=\"refresh\" content=\"{REFRESH_SECONDS}\">\n")
+    } else {
+        String::new()
+    };
     let _ = write!(
         html,
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>pipeline runs</title>\n\
-         <style>{STYLE}</style>\n</head>\n<body>\n<h1>pipeline runs</h1>\n<p>{} runs of {} experiments. Each row \
-         links to its report folder; charts show validation loss solid and training loss dashed.</p>\n",
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n{refresh}<title>pipeline runs</title>\n\
+         <style>{STYLE}</style>\n</head>\n<body>\n<h1>pipeline runs</h1>\n<p>{} runs of {} experiments{}. Click a \
+         column to sort by it; each run's piece, audio, loss chart and files fold out under its row.</p>\n",
         runs.len(),
-        by_experiment.len()
+        by_experiment.len(),
+        match running {
+            0 => String::new(),
+            n => format!(
+                ", {n} in progress (this page reloads every {REFRESH_SECONDS} s while any is)"
+            ),
+        }
     );
-    for (experiment, runs) in &by_experiment {
-        let mut runs = runs.clone();
-        runs.sort_by(|a, b| b.started.cmp(&a.started));
-        let varying = if runs.len() > 1 {
-            varying_params(&runs)
+    for (experiment, (runs, live)) in &by_experiment {
+        let _ = writeln!(
+            html,
+            "<h2 id=\"{}\">{}</h2>",
+            attr(experiment),
+            text(experiment)
+        );
+        for f in live {
+            in_progress(&mut html, f, reports_dir);
+        }
+        if runs.is_empty() {
+            continue;
+        }
+        // Oldest first, so a re-run finds the run it reproduced among the ones before it.
+        let mut ordered = runs.clone();
+        ordered.sort_by(|a, b| a.started.cmp(&b.started));
+        let mut originals: Vec<(&RunSummary, Vec<&RunSummary>)> = Vec::new();
+        for r in ordered {
+            match originals.iter_mut().find(|(o, _)| r.reproduces(o)) {
+                Some((_, reruns)) => reruns.push(r),
+                None => originals.push((r, Vec::new())),
+            }
+        }
+        let shown: Vec<&RunSummary> = originals.iter().map(|(r, _)| *r).collect();
+        let varying = if shown.len() > 1 {
+            varying_params(&shown)
         } else {
             Vec::new()
         };
-        let _ = write!(
-            html,
-            "<h2 id=\"{}\">{}</h2>\n<table>\n<tr><th>run</th><th>started</th><th>status</th>",
-            attr(experiment),
-            text(experiment)
+        overlay(&mut html, experiment, &shown, &varying)?;
+        html.push_str(
+            "<table class=\"runs\">\n<thead><tr><th>run</th><th>started</th><th>status</th>",
         );
         for p in &varying {
             let _ = write!(html, "<th>{}</th>", text(p));
         }
         html.push_str(
             "<th>epochs</th><th>final train loss</th><th>final val loss</th><th>best val loss</th>\
-             <th>val accuracy</th><th>loss chart</th></tr>\n",
+             <th>val accuracy</th><th>re-runs</th></tr></thead>\n",
         );
-        for r in &runs {
-            let link = href(&r.dir, reports_dir);
-            // A pruned search's trial says how it ended; the best is marked.
-            let (status, status_class) = match &r.trial {
-                Some(t) if t.winner => (format!("{} ★ best", t.status()), " class=\"winner\""),
-                Some(t) => (
-                    t.status(),
-                    if matches!(t.fate, crate::runs::asha::Fate::Complete { .. }) {
-                        ""
-                    } else {
-                        " class=\"pruned\""
-                    },
-                ),
-                None if r.status == "ok" => (r.status.clone(), ""),
-                None => (r.status.clone(), " class=\"failed\""),
-            };
-            let _ = write!(
-                html,
-                "<tr><td><a href=\"{}/\">{}</a></td><td>{}</td><td{status_class} title=\"{}\">{}</td>",
-                attr(&link),
-                text(
-                    r.id.strip_prefix(&format!("{experiment}/"))
-                        .unwrap_or(&r.id)
-                ),
-                text(&r.started.get(..19).unwrap_or(&r.started).replace('T', " ")),
-                attr(r.trial.as_ref().map_or("", |t| t.explanation.as_str())),
-                text(&status)
-            );
-            for p in &varying {
-                let _ = write!(
-                    html,
-                    "<td>{}</td>",
-                    text(&r.params.get(p).map(cell).unwrap_or_default())
-                );
-            }
-            let last = r.history.last();
-            let num = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_default();
-            let _ = write!(
-                html,
-                "<td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-                 <td class=\"num\">{}</td><td class=\"num\">{}</td>",
-                last.map(|l| l.epoch.to_string()).unwrap_or_default(),
-                num(last.map(|l| l.train_loss)),
-                num(last.and_then(|l| l.val_loss)),
-                num(r.best_val_loss()),
-                num(last.and_then(|l| l.val_accuracy)),
-            );
-            let chart = r.dir.join("loss.svg");
-            if chart.is_file() {
-                let _ = write!(
-                    html,
-                    "<td><a href=\"{0}\"><img src=\"{0}\" alt=\"loss curves of {1}\"></a></td>",
-                    attr(&href(&chart, reports_dir)),
-                    attr(r.name())
-                );
-            } else {
-                html.push_str("<td></td>");
-            }
-            html.push_str("</tr>\n");
-            // The piece, its audio, its metrics and every file, in a full-width row under the figures.
-            let _ = write!(
-                html,
-                "<tr><td colspan=\"{}\"><div class=\"media\">",
-                9 + varying.len()
-            );
-            media(&mut html, r, reports_dir);
-            html.push_str("<div><div class=\"caption\">files</div><ul class=\"files\">");
-            for f in files_of(&r.dir) {
-                let name = f
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let _ = write!(
-                    html,
-                    "<li><a href=\"{}\">{}</a></li>",
-                    attr(&href(&f, reports_dir)),
-                    text(&name)
-                );
-            }
-            html.push_str("</ul></div></div></td></tr>\n");
+        originals.reverse();
+        for (r, reruns) in &originals {
+            row(&mut html, experiment, r, reruns, &varying, reports_dir);
         }
         html.push_str("</table>\n");
     }
-    html.push_str("</body>\n</html>\n");
+    let _ = write!(html, "<script>\n{SORT_SCRIPT}</script>\n</body>\n</html>\n");
     let path = reports_dir.join("index.html");
     // Renamed into place whole: two runs finishing together each write a whole page.
     crate::paths::write_atomic(&path, &[html.as_bytes()], false)?;
     Ok(path)
+}
+
+/// A run in progress: its totals and a line per running (or failed) point, as `pipeline ps` shows them; or a run
+/// that was stopped before it could finish.
+fn in_progress(html: &mut String, f: &Followed, reports_dir: &Path) {
+    let p = &f.progress;
+    let link = href(&f.dir, reports_dir);
+    if f.alive {
+        let lines = p.lines(jiff::Timestamp::now());
+        let _ = writeln!(
+            html,
+            "<div class=\"live\"><span class=\"badge\">in progress</span> <a href=\"{}/\">{}</a>: {} point{}, {}\
+             {}</div>",
+            attr(&link),
+            text(&p.run_id),
+            p.points.len(),
+            if p.points.len() == 1 { "" } else { "s" },
+            text(&p.totals().to_string()),
+            if lines.is_empty() {
+                String::new()
+            } else {
+                format!("<pre>{}</pre>", text(&lines.join("\n")))
+            }
+        );
+    } else {
+        let _ = writeln!(
+            html,
+            "<div class=\"live stopped\"><span class=\"badge\">stopped</span> <a href=\"{}/\">{}</a> ended before \
+             it finished (killed?); its folder keeps what it wrote, and running it again resumes it</div>",
+            attr(&link),
+            text(&p.run_id)
+        );
+    }
+}
+
+/// One chart of every shown run's validation loss, named by the parameters that differ (or the run).
+fn overlay(
+    html: &mut String,
+    experiment: &str,
+    runs: &[&RunSummary],
+    varying: &[String],
+) -> Result<()> {
+    let curves: Vec<(String, Vec<crate::artifact::EpochStats>)> = runs
+        .iter()
+        .filter(|r| !r.history.is_empty())
+        .map(|r| {
+            let label = if varying.is_empty() {
+                r.name().to_string()
+            } else {
+                r.label_by(varying)
+            };
+            (label, r.history.clone())
+        })
+        .collect();
+    if curves.is_empty() {
+        return Ok(());
+    }
+    let svg =
+        crate::music::plot::val_loss_chart(&format!("{experiment}: validation loss"), &curves)?;
+    // Inline, without the XML declaration a document inside HTML must not have.
+    let svg = svg
+        .trim_start()
+        .strip_prefix("<?xml")
+        .and_then(|rest| rest.split_once("?>").map(|(_, svg)| svg))
+        .unwrap_or(&svg);
+    let _ = writeln!(html, "<figure class=\"overlay\">{svg}</figure>");
+    Ok(())
+}
+
+/// A run's row (sortable cells; numbers carry their exact value in `data-v`) and, folded, its media.
+fn row(
+    html: &mut String,
+    experiment: &str,
+    r: &RunSummary,
+    reruns: &[&RunSummary],
+    varying: &[String],
+    reports_dir: &Path,
+) {
+    let link = href(&r.dir, reports_dir);
+    // A pruned search's trial says how it ended; the best is marked.
+    let (status, status_class) = match &r.trial {
+        Some(t) if t.winner => (format!("{} ★ best", t.status()), " class=\"winner\""),
+        Some(t) => (
+            t.status(),
+            if matches!(t.fate, crate::runs::asha::Fate::Complete { .. }) {
+                ""
+            } else {
+                " class=\"pruned\""
+            },
+        ),
+        None if r.status == "ok" => (r.status.clone(), ""),
+        None => (r.status.clone(), " class=\"failed\""),
+    };
+    let _ = write!(
+        html,
+        "<tbody>\n<tr class=\"run\"><td><a href=\"{}/\">{}</a></td><td>{}</td><td{status_class} title=\"{}\">{}</td>",
+        attr(&link),
+        text(
+            r.id.strip_prefix(&format!("{experiment}/"))
+                .unwrap_or(&r.id)
+        ),
+        text(&r.started.get(..19).unwrap_or(&r.started).replace('T', " ")),
+        attr(r.trial.as_ref().map_or("", |t| t.explanation.as_str())),
+        text(&status)
+    );
+    for p in varying {
+        let value = r.params.get(p);
+        let sort = value
+            .and_then(|v| v.as_f64())
+            .map(|v| format!(" data-v=\"{v}\""))
+            .unwrap_or_default();
+        let _ = write!(
+            html,
+            "<td{sort}>{}</td>",
+            text(&value.map(cell).unwrap_or_default())
+        );
+    }
+    let last = r.history.last();
+    let num = |v: Option<f64>| match v {
+        Some(v) => format!("<td class=\"num\" data-v=\"{v}\">{v:.4}</td>"),
+        None => "<td class=\"num\"></td>".to_string(),
+    };
+    let _ = write!(
+        html,
+        "<td class=\"num\">{}</td>{}{}{}{}",
+        last.map(|l| l.epoch.to_string()).unwrap_or_default(),
+        num(last.map(|l| l.train_loss)),
+        num(last.and_then(|l| l.val_loss)),
+        num(r.best_val_loss()),
+        num(last.and_then(|l| l.val_accuracy)),
+    );
+    if reruns.is_empty() {
+        html.push_str("<td class=\"num\" data-v=\"0\"></td>");
+    } else {
+        let _ = write!(
+            html,
+            "<td class=\"num reruns\" data-v=\"{0}\" title=\"runs that computed nothing and reproduced this one\">\
+             <details><summary>{0}</summary>",
+            reruns.len()
+        );
+        for rerun in reruns {
+            let _ = write!(
+                html,
+                "<a href=\"{}/\">{}</a><br>",
+                attr(&href(&rerun.dir, reports_dir)),
+                text(
+                    rerun
+                        .started
+                        .get(..19)
+                        .unwrap_or(&rerun.started)
+                        .replace('T', " ")
+                        .as_str()
+                )
+            );
+        }
+        html.push_str("</details></td>");
+    }
+    html.push_str("</tr>\n");
+    // The piece, its audio, its loss chart, its metrics and every file, folded under the row until asked for.
+    let _ = write!(
+        html,
+        "<tr class=\"media-row\"><td colspan=\"{}\"><details><summary>piece, audio, loss chart, metrics and \
+         files</summary><div class=\"media\">",
+        9 + varying.len()
+    );
+    media(html, r, reports_dir);
+    let chart = r.dir.join("loss.svg");
+    if chart.is_file() {
+        let _ = write!(
+            html,
+            "<div><div class=\"caption\">loss (validation solid, training dashed)</div><a href=\"{0}\"><img \
+             src=\"{0}\" alt=\"loss curves of {1}\"></a></div>",
+            attr(&href(&chart, reports_dir)),
+            attr(r.name())
+        );
+    }
+    html.push_str("<div><div class=\"caption\">files</div><ul class=\"files\">");
+    for f in files_of(&r.dir) {
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let _ = write!(
+            html,
+            "<li><a href=\"{}\">{}</a></li>",
+            attr(&href(&f, reports_dir)),
+            text(&name)
+        );
+    }
+    html.push_str("</ul></div></div></details></td></tr>\n</tbody>\n");
 }
 
 /// The piano roll, audio players and music metrics of a run, each in a box of the media row (none where the run has

@@ -141,3 +141,17 @@ pub fn on_cache(cache_dir: &Path) -> Result<Vec<Followed>> {
     runs.sort_by_key(|r| r.progress.started);
     Ok(runs)
 }
+
+/// The folders under `dir` (a reports directory, an experiment's or a run's folder) with a run's board, live or
+/// left by a killed run.
+pub fn under(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = walkdir::WalkDir::new(dir)
+        .max_depth(3)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file() && e.file_name() == PROGRESS)
+        .filter_map(|e| e.path().parent().map(Path::to_path_buf))
+        .collect();
+    out.sort();
+    out
+}

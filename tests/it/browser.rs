@@ -41,6 +41,10 @@ fn the_report_page_loads_in_chromium_without_errors() {
         "no audio was rendered; install a SoundFont (`apt install timgm6mb-soundfont`):\n{}",
         run.stderr
     );
+    // A second run that differs, and a third that only reproduces the first: two rows, one with a re-run.
+    p.pipeline(&["run", "exp.toml", "--set", "model.hidden=12"])
+        .ok();
+    p.pipeline(&["run", "exp.toml"]).ok();
     let index = p.path("reports/index.html");
 
     let options = LaunchOptions::default_builder()
@@ -81,6 +85,59 @@ fn the_report_page_loads_in_chromium_without_errors() {
         .unwrap();
     tab.wait_until_navigated().unwrap();
 
+    // Compact: two rows, the media folded, one chart of both validation losses on top.
+    let page = json(
+        &tab,
+        "JSON.stringify({rows: document.querySelectorAll('table.runs tbody').length,
+            open: document.querySelectorAll('details[open]').length,
+            details: document.querySelectorAll('tr.media-row details').length,
+            curves: document.querySelectorAll('figure.overlay svg polyline').length,
+            reruns: Array.from(document.querySelectorAll('td.reruns summary')).map(s => s.textContent)})",
+    );
+    assert_eq!(page["rows"], 2, "{page}");
+    assert_eq!(page["open"], 0, "media folded until asked for: {page}");
+    assert_eq!(page["details"], 2, "{page}");
+    assert!(page["curves"].as_u64().unwrap() >= 2, "{page}");
+    assert_eq!(page["reruns"], serde_json::json!(["1"]), "{page}");
+
+    // Sorting by a column, by clicking its header: ascending, then descending.
+    let sorted = |header: &str| {
+        json(
+            &tab,
+            &format!(
+                "(() => {{
+                    const table = document.querySelector('table.runs');
+                    const heads = Array.from(table.querySelectorAll('thead th'));
+                    const i = heads.findIndex(h => h.textContent.replace(/[▲▼ ]+$/, '') === '{header}');
+                    heads[i].click();
+                    return JSON.stringify(Array.from(table.tBodies).map(b => parseFloat(b.rows[0].cells[i].getAttribute('data-v'))));
+                }})()"
+            ),
+        )
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect::<Vec<f64>>()
+    };
+    let up = sorted("final train loss");
+    assert!(up.len() == 2 && up[0] <= up[1], "ascending: {up:?}");
+    let down = sorted("final train loss");
+    assert!(down[0] >= down[1], "descending: {down:?}");
+    let hidden = sorted("model.hidden");
+    assert_eq!(
+        hidden,
+        vec![12.0, 16.0],
+        "TINY has 16 hidden units, the second run 12"
+    );
+
+    // Asked for: every media row opened, then everything in it must load.
+    tab.evaluate(
+        "document.querySelectorAll('tr.media-row details').forEach(d => d.open = true)",
+        false,
+    )
+    .unwrap();
+
     let images = json(
         &tab,
         "Promise.all(Array.from(document.images).map(i => i.complete ? null : new Promise(r => { i.onload = r; i.onerror = r; })))
@@ -114,11 +171,12 @@ fn the_report_page_loads_in_chromium_without_errors() {
         .iter()
         .map(|a| (a[0].as_str().unwrap().to_string(), a[1].as_f64().unwrap()))
         .collect();
-    assert_eq!(audio.len(), 2, "{audio:?}");
+    assert_eq!(audio.len(), 4, "two players per run: {audio:?}");
     // 40 tokens of a quarter second, and the 4-token seed window, each with 2 s of release.
     for (suffix, seconds) in [("generated.wav", 12.0), ("seed.wav", 3.0)] {
-        let (src, duration) = audio.iter().find(|a| a.0.ends_with(suffix)).unwrap();
-        assert!((duration - seconds).abs() < 0.05, "{src}: {duration} s");
+        for (src, duration) in audio.iter().filter(|a| a.0.ends_with(suffix)) {
+            assert!((duration - seconds).abs() < 0.05, "{src}: {duration} s");
+        }
     }
 
     let links = json(

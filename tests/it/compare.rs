@@ -168,9 +168,20 @@ fn index_lists_every_run_and_its_links_resolve() {
         .ok();
     let reports = p.path("reports");
     let html = std::fs::read_to_string(reports.join("index.html")).unwrap();
-    assert!(!html.contains("<script"), "no JavaScript");
-    let runs = html.matches("<tr><td><a href=").count();
+    // The only script is the inline table sorter: nothing is fetched, so the page works from disk.
+    assert_eq!(html.matches("<script").count(), 1);
+    assert!(!html.contains("<script src") && !html.contains("fetch("));
+    let runs = html.matches("<tr class=\"run\">").count();
     assert_eq!(runs, 2, "{html}");
+    assert_eq!(
+        html.matches("<figure class=\"overlay\"><svg").count(),
+        1,
+        "one overlay chart"
+    );
+    assert!(
+        !html.contains("http-equiv=\"refresh\""),
+        "nothing in progress: no reloading"
+    );
     assert!(
         html.contains("<th>model.hidden</th>"),
         "the differing parameter is a column"
@@ -187,6 +198,15 @@ fn index_lists_every_run_and_its_links_resolve() {
         }
     }
     assert!(links > 10, "runs link their files: {links}");
+    // A third run that computes nothing is a re-run of the first, not a third row.
+    p.pipeline(&["run", "exp.toml"]).ok();
+    let html = std::fs::read_to_string(reports.join("index.html")).unwrap();
+    assert_eq!(html.matches("<tr class=\"run\">").count(), 2, "{html}");
+    assert_eq!(
+        html.matches("class=\"num reruns\" data-v=\"1\"").count(),
+        1,
+        "{html}"
+    );
     assert!(html.contains("generated.mid") && html.contains("loss.svg"));
     // Each music metric stands beside the references made the same way (from the training files: this project
     // holds nothing out).

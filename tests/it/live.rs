@@ -218,6 +218,12 @@ fn ps_follows_a_run_from_another_process_and_forgets_a_killed_one() {
     assert_eq!(epoch["stage"], "model");
     assert_eq!(epoch["epochs"], 400);
     assert!(epoch["train_loss"].as_f64().unwrap() > 0.0);
+    let index = std::fs::read_to_string(p.path("reports/index.html")).unwrap();
+    assert!(
+        index.contains("<span class=\"badge\">in progress</span>")
+            && index.contains("<meta http-equiv=\"refresh\""),
+        "the index marks the run in progress and reloads itself:\n{index}"
+    );
 
     // Killed without a chance to clean up: `ps` sees the lock released and forgets the run.
     run.signal(libc::SIGKILL);
