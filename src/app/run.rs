@@ -9,7 +9,7 @@ use anyhow::Context;
 use super::error::{Error, Result};
 use super::{identity, load, open_cache};
 use crate::exec::events::Reporter;
-use crate::exec::progress::Progress;
+use crate::exec::progress::{Progress, Watcher};
 use crate::exec::{self, Cause, Executor, Outcome, SlurmPlacement, Status, Target};
 use crate::exit;
 use crate::runs::progress::LiveFiles;
@@ -159,7 +159,7 @@ fn executor(request: &RunRequest) -> Result<Executor> {
 }
 
 /// Runs every point of the experiment; `reporter` hears what happens as it happens.
-pub fn run(request: &RunRequest, reporter: &dyn Reporter) -> Result<RunReport> {
+pub fn run(request: &RunRequest, reporter: &dyn Watcher) -> Result<RunReport> {
     let executor = executor(request)?;
     let slurm = matches!(executor, Executor::Slurm(_));
     let mut opts = exec::Options {
@@ -292,7 +292,7 @@ pub fn run(request: &RunRequest, reporter: &dyn Reporter) -> Result<RunReport> {
 /// The reporter a run hears through: keeps the board of the run ([`Progress`]) and its files up to date, then passes
 /// every event (and the board) on.
 struct Tracked<'a> {
-    inner: &'a dyn Reporter,
+    inner: &'a dyn Watcher,
     state: std::sync::Mutex<(Progress, LiveFiles)>,
     /// The reports directory, whose index is rewritten as stages finish (at most every few seconds).
     reports_dir: PathBuf,
@@ -304,7 +304,7 @@ const INDEX_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl<'a> Tracked<'a> {
     fn start(
-        inner: &'a dyn Reporter,
+        inner: &'a dyn Watcher,
         dir: &Path,
         cache: &Cache,
         progress: Progress,

@@ -7,7 +7,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::exec::Status;
 use crate::exec::events::{Event, Reporter, StageRef};
-use crate::exec::progress::Progress;
+use crate::exec::progress::{Progress, Watcher};
 use crate::fingerprint::explain;
 
 /// Prints events to stderr; on a terminal, also the live board: a line per running point and the totals.
@@ -120,7 +120,9 @@ impl Reporter for Printer {
     fn progress(&self) -> &MultiProgress {
         &self.progress
     }
+}
 
+impl Watcher for Printer {
     fn progress_changed(&self, progress: &Progress) {
         if self.progress.is_hidden() {
             return;

@@ -7,7 +7,6 @@ use std::fmt;
 use indicatif::MultiProgress;
 
 use super::StageResult;
-use super::progress::Progress;
 use crate::fingerprint::Reason;
 use crate::stages::EpochProgress;
 
@@ -108,7 +107,4 @@ pub trait Reporter: Sync {
 
     /// Where stages draw their progress bars, so that the reporter's lines and the bars do not overwrite each other.
     fn progress(&self) -> &MultiProgress;
-
-    /// Where the run stands now, after an event changed it (the caller keeps the board; see [`Progress`]).
-    fn progress_changed(&self, _progress: &Progress) {}
 }

@@ -8,8 +8,14 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use super::Status;
-use super::events::{Event, Share, StageRef};
+use super::events::{Event, Reporter, Share, StageRef};
 use crate::stages::EpochProgress;
+
+/// A reporter that also shows the board: told where the run stands after each event that changed it (whoever
+/// runs keeps the board and calls this; the executor only emits events).
+pub trait Watcher: Reporter {
+    fn progress_changed(&self, _progress: &Progress) {}
+}
 
 /// A run in progress: every point and where it stands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
