@@ -154,7 +154,8 @@ fn ps(cache_dir: &std::path::Path) -> Result<u8> {
         for line in p.lines(now) {
             println!("  {line}");
         }
-        println!("  {} points: {}", p.points.len(), p.totals());
+        let n = p.points.len();
+        println!("  {n} point{}: {}", if n == 1 { "" } else { "s" }, p.totals());
     }
     Ok(exit::SUCCESS)
 }

@@ -204,7 +204,7 @@ fn ps_follows_a_run_from_another_process_and_forgets_a_killed_one() {
         "{out}"
     );
     assert!(
-        out.contains("1 points: 0 done, 1 running, 0 queued, 0 failed"),
+        out.contains("1 point: 0 done, 1 running, 0 queued, 0 failed"),
         "{out}"
     );
 
