@@ -155,7 +155,11 @@ fn ps(cache_dir: &std::path::Path) -> Result<u8> {
             println!("  {line}");
         }
         let n = p.points.len();
-        println!("  {n} point{}: {}", if n == 1 { "" } else { "s" }, p.totals());
+        println!(
+            "  {n} point{}: {}",
+            if n == 1 { "" } else { "s" },
+            p.totals()
+        );
     }
     Ok(exit::SUCCESS)
 }
