@@ -560,3 +560,77 @@ fn the_exported_run_shows_its_curves_in_the_mlflow_ui() {
 fn run_id_of(dir: &Path) -> String {
     read_manifest(dir).run_id
 }
+
+/// The MLflow server with MLflow's basic authentication (`--app-name basic-auth`) the tests share, and its
+/// admin's name and password: `PIPELINE_TEST_MLFLOW_AUTH`, `…_USER`, `…_PASSWORD`.
+pub fn mlflow_auth() -> Option<(String, String, String)> {
+    let uri = std::env::var("PIPELINE_TEST_MLFLOW_AUTH").ok()?;
+    let user = std::env::var("PIPELINE_TEST_MLFLOW_AUTH_USER").ok()?;
+    let password = std::env::var("PIPELINE_TEST_MLFLOW_AUTH_PASSWORD").ok()?;
+    let answers = ureq::get(format!("{uri}/health"))
+        .call()
+        .is_ok_and(|r| r.status() == 200);
+    answers.then_some((uri, user, password))
+}
+
+#[test]
+fn credentials_are_sent_and_a_refusal_says_which_variables_to_set() {
+    if !require("mlflow-auth") {
+        return;
+    }
+    let (uri, user, password) = mlflow_auth().expect("present");
+    let name = unique("auth");
+    let p = named_project(&name);
+    let run = p.pipeline(&["run", "exp.toml"]).ok();
+    let dir = run.report.clone().unwrap();
+    let dir_arg = dir.to_string_lossy().into_owned();
+
+    // No credentials, then wrong ones: refused before anything is sent, and told what to set.
+    for env in [
+        vec![],
+        vec![
+            ("MLFLOW_TRACKING_USERNAME", user.as_str()),
+            ("MLFLOW_TRACKING_PASSWORD", "wrong"),
+        ],
+    ] {
+        let out = p.pipeline_with_env(
+            &["export", "mlflow", &dir_arg, "--tracking-uri", &uri],
+            &env,
+        );
+        out.fails_with(3, "refused the request");
+        assert!(out.stderr.contains("HTTP 401"), "{}", out.stderr);
+        assert!(
+            out.stderr.contains("set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN"),
+            "{}",
+            out.stderr
+        );
+    }
+
+    // The right ones: exported, and there when read back with them.
+    let env = [
+        ("MLFLOW_TRACKING_USERNAME", user.as_str()),
+        ("MLFLOW_TRACKING_PASSWORD", password.as_str()),
+    ];
+    let out = p
+        .pipeline_with_env(
+            &["export", "mlflow", &dir_arg, "--tracking-uri", &uri],
+            &env,
+        )
+        .ok();
+    assert!(out.stdout.contains("created "), "{}", out.stdout);
+    use base64::Engine as _;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    );
+    let text = ureq::get(format!("{uri}/api/2.0/mlflow/experiments/get-by-name"))
+        .query("experiment_name", &name)
+        .header("Authorization", &basic)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let found: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(found["experiment"]["name"], name.as_str(), "{found}");
+}

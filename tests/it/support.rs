@@ -504,6 +504,14 @@ pub const REQUIREMENTS: &[Requirement] = &[
          PIPELINE_TEST_MLFLOW=http://127.0.0.1:PORT",
     ),
     (
+        "mlflow-auth",
+        || crate::mlflow::mlflow_auth().is_some(),
+        "the mlflow::credentials_ test",
+        "`pip install 'mlflow[auth]'`, start `mlflow server --app-name basic-auth` with MLFLOW_AUTH_ADMIN_PASSWORD \
+         set, then export PIPELINE_TEST_MLFLOW_AUTH=http://127.0.0.1:PORT, PIPELINE_TEST_MLFLOW_AUTH_USER=admin and \
+         PIPELINE_TEST_MLFLOW_AUTH_PASSWORD",
+    ),
+    (
         "pty",
         || find_on_path("script").is_some(),
         "the live:: test of the board on a terminal",
