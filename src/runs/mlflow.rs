@@ -337,6 +337,8 @@ pub enum Done {
 /// An MLflow run as the server has it.
 struct Existing {
     id: String,
+    /// Made by this export just now: it has nothing logged yet.
+    fresh: bool,
     artifact_uri: String,
     params: HashMap<String, String>,
     tags: HashMap<String, String>,
@@ -560,6 +562,7 @@ impl Client {
                 .unwrap_or_default()
         };
         Ok(Some(Existing {
+            fresh: false,
             id: run["info"]["run_id"]
                 .as_str()
                 .unwrap_or_default()
@@ -689,6 +692,7 @@ impl Client {
                 let info = &made["run"]["info"];
                 Existing {
                     id: info["run_id"].as_str().unwrap_or_default().to_string(),
+                    fresh: true,
                     artifact_uri: info["artifact_uri"]
                         .as_str()
                         .unwrap_or_default()
@@ -737,7 +741,7 @@ impl Client {
         }
         // Per-epoch values after the last step each key has (a run exported while it trained has some).
         let mut after: HashMap<&str, i64> = HashMap::new();
-        if !existing.tags.is_empty() {
+        if !existing.fresh {
             let keys: std::collections::BTreeSet<&str> =
                 run.history.iter().map(|p| p.key.as_str()).collect();
             for key in keys {
