@@ -294,7 +294,7 @@ pub fn run(request: &RunRequest, reporter: &dyn Watcher) -> Result<RunReport> {
 struct Tracked<'a> {
     inner: &'a dyn Watcher,
     state: std::sync::Mutex<(Progress, LiveFiles)>,
-    /// The reports directory, whose index is rewritten as stages finish (at most every few seconds).
+    /// The reports directory, whose index is rewritten as the run goes (at most every few seconds).
     reports_dir: PathBuf,
     index_written: std::sync::Mutex<std::time::Instant>,
 }
@@ -333,13 +333,13 @@ impl Reporter for Tracked<'_> {
             let now = !matches!(event, crate::exec::events::Event::Epoch { .. });
             files.write(progress, now);
         }
-        let finished = matches!(event, crate::exec::events::Event::Finished { .. });
         self.inner.event(event);
         if changed {
             self.inner.progress_changed(progress);
         }
         drop(state);
-        if finished {
+        // The page in a browser reloads itself; what it shows is as fresh as this.
+        if changed {
             let mut last = self.index_written.lock().unwrap_or_else(|e| e.into_inner());
             if last.elapsed() >= INDEX_EVERY {
                 let _ = crate::runs::index::write(&self.reports_dir);

@@ -1,8 +1,8 @@
 //! `reports/index.html`: a static page (no server; a few lines of inline JavaScript sort its tables, so it works
 //! opened from disk) comparing the runs of each experiment: the runs in progress, one chart of every run's
 //! validation loss, a table of runs with their parameters and losses whose media (piece, audio, charts, files) fold
-//! out on demand, re-runs counted under the run they reproduced. Rewritten when a run starts, as it goes and when it
-//! ends.
+//! out on demand, re-runs counted under the run they reproduced. Rewritten when a run starts, every few seconds as it
+//! goes (epochs included) and when it ends.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

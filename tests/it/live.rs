@@ -224,6 +224,18 @@ fn ps_follows_a_run_from_another_process_and_forgets_a_killed_one() {
             && index.contains("<meta http-equiv=\"refresh\""),
         "the index marks the run in progress and reloads itself:\n{index}"
     );
+    // As the run goes, the page it rewrites shows the board's epochs.
+    let started = Instant::now();
+    while !std::fs::read_to_string(p.path("reports/index.html"))
+        .unwrap()
+        .contains("  model  epoch ")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the index never showed the training's epoch"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // Killed without a chance to clean up: `ps` sees the lock released and forgets the run.
     run.signal(libc::SIGKILL);

@@ -181,6 +181,46 @@ impl Project {
         self.pipeline_with_env(args, &[])
     }
 
+    /// Runs `pipeline ARGS` in the project directory, and returns with it the peak resident memory of that process
+    /// alone (from `wait4`, not the whole test binary's children, which include other tests' Chromium).
+    pub fn pipeline_measured(&self, args: &[&str]) -> (Run, u64) {
+        use std::os::unix::process::ExitStatusExt;
+        let out = tempfile::tempfile().unwrap();
+        let err = tempfile::tempfile().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("PIPELINE_CACHE")
+            .env_remove("PIPELINE_REPORTS")
+            .env_remove("PIPELINE_REMOTE")
+            .env("NO_COLOR", "1")
+            .stdout(out.try_clone().unwrap())
+            .stderr(err.try_clone().unwrap())
+            .spawn()
+            .expect("the pipeline binary runs");
+        let mut status = 0;
+        // SAFETY: wait4 only writes the status and the struct it is given, for a child this test started.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+        assert_eq!(pid, child.id() as i32);
+        let read = |mut f: std::fs::File| {
+            use std::io::{Read, Seek};
+            let mut bytes = Vec::new();
+            f.seek(std::io::SeekFrom::Start(0)).unwrap();
+            f.read_to_end(&mut bytes).unwrap();
+            bytes
+        };
+        let output = Output {
+            status: std::process::ExitStatus::from_raw(status),
+            stdout: read(out),
+            stderr: read(err),
+        };
+        (
+            Run::new(output, self.dir.path()),
+            usage.ru_maxrss as u64 * 1024,
+        )
+    }
+
     /// Runs `pipeline ARGS` in the project directory with extra environment variables.
     pub fn pipeline_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let output = Command::new(env!("CARGO_BIN_EXE_pipeline"))
