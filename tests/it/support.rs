@@ -187,13 +187,12 @@ impl Project {
         use std::os::unix::process::ExitStatusExt;
         let out = tempfile::tempfile().unwrap();
         let err = tempfile::tempfile().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_pipeline"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .env_remove("PIPELINE_CACHE")
-            .env_remove("PIPELINE_REPORTS")
-            .env_remove("PIPELINE_REMOTE")
-            .env("NO_COLOR", "1")
+        #[expect(
+            clippy::zombie_processes,
+            reason = "reaped by wait4 below, which also reads its rusage"
+        )]
+        let child = self
+            .command(args)
             .stdout(out.try_clone().unwrap())
             .stderr(err.try_clone().unwrap())
             .spawn()
@@ -221,15 +220,23 @@ impl Project {
         )
     }
 
-    /// Runs `pipeline ARGS` in the project directory with extra environment variables.
-    pub fn pipeline_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
-        let output = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+    /// `pipeline ARGS` in the project directory, without the caller's PIPELINE_* directories and colours.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pipeline"));
+        command
             .args(args)
             .current_dir(self.dir.path())
             .env_remove("PIPELINE_CACHE")
             .env_remove("PIPELINE_REPORTS")
             .env_remove("PIPELINE_REMOTE")
-            .env("NO_COLOR", "1")
+            .env("NO_COLOR", "1");
+        command
+    }
+
+    /// Runs `pipeline ARGS` in the project directory with extra environment variables.
+    pub fn pipeline_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let output = self
+            .command(args)
             .envs(env.iter().copied())
             .output()
             .expect("the pipeline binary runs");
@@ -851,13 +858,8 @@ impl Spawned {
 
     /// [`Spawned::start`] with extra environment variables.
     pub fn start_with_env(p: &Project, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pipeline"))
-            .args(args)
-            .current_dir(p.dir.path())
-            .env_remove("PIPELINE_CACHE")
-            .env_remove("PIPELINE_REPORTS")
-            .env_remove("PIPELINE_REMOTE")
-            .env("NO_COLOR", "1")
+        let mut child = p
+            .command(args)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
