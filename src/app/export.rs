@@ -35,20 +35,7 @@ fn select(targets: &[String], reports_dir: &Path) -> Result<(Vec<PathBuf>, Vec<P
     } else {
         targets
             .iter()
-            .map(|t| {
-                let as_path = PathBuf::from(t);
-                if as_path.is_dir() {
-                    Ok(as_path)
-                } else if reports_dir.join(t).is_dir() {
-                    Ok(reports_dir.join(t))
-                } else {
-                    Err(Error::Usage(anyhow::anyhow!(
-                        "`{t}` is neither a report folder nor an experiment under `{}`; give a folder printed \
-                         by `pipeline run`, or an experiment name",
-                        reports_dir.display()
-                    )))
-                }
-            })
+            .map(|t| crate::runs::compare::target_dir(t, reports_dir).map_err(Error::Usage))
             .collect::<Result<_>>()?
     };
     let (mut finished, mut live) = (Vec::new(), Vec::new());

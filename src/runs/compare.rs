@@ -66,7 +66,11 @@ pub(crate) fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
 
 impl RunSummary {
     pub fn read(dir: &Path, reports_dir: &Path) -> Result<Self> {
-        let manifest = Manifest::read(dir)?;
+        Self::of(dir, reports_dir, &Manifest::read(dir)?)
+    }
+
+    /// The run in `dir` from its manifest, already read.
+    pub fn of(dir: &Path, reports_dir: &Path, manifest: &Manifest) -> Result<Self> {
         let params = manifest.params();
         let train = manifest.train_summary();
         let train_seconds = train.as_ref().map(|t| t.seconds);
@@ -121,12 +125,16 @@ impl RunSummary {
         Ok(Self {
             dir: dir.to_path_buf(),
             id,
-            experiment: manifest.experiment,
-            label: manifest.point.map(|p| p.label).unwrap_or_default(),
+            experiment: manifest.experiment.clone(),
+            label: manifest
+                .point
+                .as_ref()
+                .map(|p| p.label.clone())
+                .unwrap_or_default(),
             status: manifest
                 .status
                 .map_or_else(String::new, |s| s.as_str().to_string()),
-            started: manifest.started,
+            started: manifest.started.clone(),
             params,
             history,
             train_seconds,
@@ -137,7 +145,7 @@ impl RunSummary {
                 .windows
                 .as_ref()
                 .map(|w| w.train_windows_from_copies),
-            device: manifest.device,
+            device: manifest.device.clone(),
             metrics,
             references,
             fingerprints,
@@ -195,6 +203,23 @@ pub fn runs_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The folder a `compare` or `export` argument names: a folder as given, or an experiment under the reports
+/// directory.
+pub fn target_dir(target: &str, reports_dir: &Path) -> Result<PathBuf> {
+    let as_path = PathBuf::from(target);
+    if as_path.is_dir() {
+        Ok(as_path)
+    } else if reports_dir.join(target).is_dir() {
+        Ok(reports_dir.join(target))
+    } else {
+        bail!(
+            "`{target}` is neither a report folder nor an experiment under `{}`; give a folder printed by \
+             `pipeline run`, or an experiment name",
+            reports_dir.display()
+        );
+    }
+}
+
 /// Resolves `compare` arguments: report folders (or folders holding runs, like a sweep's), or experiment names under
 /// the reports directory. No argument: every run there.
 pub fn resolve(targets: &[String], reports_dir: &Path) -> Result<Vec<PathBuf>> {
@@ -203,18 +228,7 @@ pub fn resolve(targets: &[String], reports_dir: &Path) -> Result<Vec<PathBuf>> {
     }
     let mut out = Vec::new();
     for t in targets {
-        let as_path = PathBuf::from(t);
-        let dir = if as_path.is_dir() {
-            as_path
-        } else if reports_dir.join(t).is_dir() {
-            reports_dir.join(t)
-        } else {
-            bail!(
-                "`{t}` is neither a report folder nor an experiment under `{}`; give a folder printed by \
-                 `pipeline run`, or an experiment name",
-                reports_dir.display()
-            );
-        };
+        let dir = target_dir(t, reports_dir)?;
         let runs = runs_under(&dir);
         if runs.is_empty() {
             bail!(

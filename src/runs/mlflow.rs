@@ -185,8 +185,9 @@ fn files_of(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
 impl RunExport {
     /// A finished run (or sweep point) from its report folder.
     pub fn finished(dir: &Path, reports_dir: &Path) -> Result<Self> {
-        let summary = RunSummary::read(dir, reports_dir)?;
+        // Read once: the summary is made from the same manifest the tags come from.
         let manifest = Manifest::read(dir)?;
+        let summary = RunSummary::of(dir, reports_dir, &manifest)?;
         let started = manifest
             .started
             .parse::<jiff::Timestamp>()
@@ -440,15 +441,21 @@ impl Client {
         Ok(value)
     }
 
-    fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, MlflowError> {
-        let mut request = self.agent.get(format!("{}{path}", self.base));
-        for (k, v) in query {
-            request = request.query(*k, *v);
+    /// A request with the credentials, if any.
+    fn authorized<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.auth {
+            Some(auth) => request.header("Authorization", auth),
+            None => request,
         }
-        if let Some(auth) = &self.auth {
-            request = request.header("Authorization", auth);
-        }
-        let mut response = request.call().map_err(|e| self.failure(path, e))?;
+    }
+
+    /// The answer to a call of `path`, checked.
+    fn answer(
+        &self,
+        path: &str,
+        sent: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Value, MlflowError> {
+        let mut response = sent.map_err(|e| self.failure(path, e))?;
         let status = response.status().as_u16();
         let body = response
             .body_mut()
@@ -457,23 +464,23 @@ impl Client {
         self.check(path, status, &body)
     }
 
+    fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, MlflowError> {
+        let mut request = self.agent.get(format!("{}{path}", self.base));
+        for (k, v) in query {
+            request = request.query(*k, *v);
+        }
+        self.answer(path, self.authorized(request).call())
+    }
+
     fn post(&self, path: &str, body: &Value) -> Result<Value, MlflowError> {
-        let mut request = self
+        let request = self
             .agent
             .post(format!("{}{path}", self.base))
             .header("Content-Type", "application/json");
-        if let Some(auth) = &self.auth {
-            request = request.header("Authorization", auth);
-        }
-        let mut response = request
-            .send(body.to_string().as_bytes())
-            .map_err(|e| self.failure(path, e))?;
-        let status = response.status().as_u16();
-        let text = response
-            .body_mut()
-            .read_to_string()
-            .map_err(|e| self.failure(path, e))?;
-        self.check(path, status, &text)
+        self.answer(
+            path,
+            self.authorized(request).send(body.to_string().as_bytes()),
+        )
     }
 
     /// Answers at all: the first call of an export, so a wrong address fails before anything is read.
@@ -622,14 +629,12 @@ impl Client {
             .map_err(|e| MlflowError::Run(format!("cannot read `{}`: {e}", file.display())))?;
         let rest = rest.trim_start_matches('/');
         let path = format!("/api/2.0/mlflow-artifacts/artifacts/{rest}/{name}");
-        let mut request = self
+        let request = self
             .agent
             .put(format!("{}{path}", self.base))
             .header("Content-Type", "application/octet-stream");
-        if let Some(auth) = &self.auth {
-            request = request.header("Authorization", auth);
-        }
-        let mut response = request
+        let mut response = self
+            .authorized(request)
             .send(&bytes[..])
             .map_err(|e| self.failure(&path, e))?;
         let status = response.status().as_u16();

@@ -7,9 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use crate::support::*;
-use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
 use headless_chrome::protocol::cdp::types::Event;
-use headless_chrome::{Browser, LaunchOptions};
 
 /// Evaluates a JavaScript expression that yields a JSON string (awaiting it if it is a promise) and parses it.
 fn json(tab: &headless_chrome::Tab, expression: &str) -> serde_json::Value {
@@ -30,7 +28,6 @@ fn the_report_page_loads_in_chromium_without_errors() {
     if !require("chromium") || !require("soundfont") {
         return;
     }
-    let browser_path = chromium_path().expect("present");
     let p = tiny_project();
     let text = experiment(TINY, "length = 40\ntemperature = 1.0")
         + "\n[stages.audio]\nkind = \"render\"\ninputs = [\"music\"]\n";
@@ -47,14 +44,7 @@ fn the_report_page_loads_in_chromium_without_errors() {
     p.pipeline(&["run", "exp.toml"]).ok();
     let index = p.path("reports/index.html");
 
-    let options = LaunchOptions::default_builder()
-        .path(Some(browser_path))
-        .sandbox(false)
-        .enable_gpu(false)
-        .window_size(Some((1700, 900)))
-        .build()
-        .unwrap();
-    let browser = Browser::new(options).expect("Chromium starts");
+    let browser = chromium(1700, 900);
     let tab = browser.new_tab().unwrap();
     let problems: Arc<Mutex<Vec<String>>> = Arc::default();
     let seen = problems.clone();
@@ -190,15 +180,7 @@ fn the_report_page_loads_in_chromium_without_errors() {
         assert!(PathBuf::from(&path).exists(), "broken link {url}");
     }
 
-    let png = tab
-        .capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true)
-        .unwrap();
-    let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let shot = artifacts.join("report-page.png");
-    std::fs::write(&shot, &png).unwrap();
-    eprintln!("screenshot: {}", shot.display());
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000);
+    save_screenshot(&tab, "report-page.png");
 
     let problems = problems.lock().unwrap();
     assert!(problems.is_empty(), "console problems: {problems:#?}");

@@ -3,7 +3,7 @@
 //! MLflow's own REST API and compared with the report folder; and a screenshot of the run in MLflow's UI.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -483,8 +483,6 @@ fn the_exported_run_shows_its_curves_in_the_mlflow_ui() {
     if !require("chromium") {
         return;
     }
-    use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
-    use headless_chrome::{Browser, LaunchOptions};
     let name = unique("ui");
     let p = named_project(&name);
     let run = p
@@ -502,14 +500,7 @@ fn the_exported_run_shows_its_curves_in_the_mlflow_ui() {
     let id = mlflow_run["info"]["run_id"].as_str().unwrap();
     let experiment = s.experiment_id(&name);
 
-    let options = LaunchOptions::default_builder()
-        .path(Some(chromium_path().expect("present")))
-        .sandbox(false)
-        .enable_gpu(false)
-        .window_size(Some((1600, 1000)))
-        .build()
-        .unwrap();
-    let browser = Browser::new(options).expect("Chromium starts");
+    let browser = chromium(1600, 1000);
     let tab = browser.new_tab().unwrap();
     tab.navigate_to(&format!(
         "{}/#/experiments/{experiment}/runs/{id}/model-metrics",
@@ -546,15 +537,7 @@ fn the_exported_run_shows_its_curves_in_the_mlflow_ui() {
         std::thread::sleep(Duration::from_millis(250));
     }
     std::thread::sleep(Duration::from_secs(1));
-    let png = tab
-        .capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true)
-        .unwrap();
-    let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let shot = artifacts.join("mlflow-run.png");
-    std::fs::write(&shot, &png).unwrap();
-    eprintln!("screenshot: {}", shot.display());
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000);
+    save_screenshot(&tab, "mlflow-run.png");
 }
 
 fn run_id_of(dir: &Path) -> String {

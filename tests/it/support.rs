@@ -492,6 +492,32 @@ pub fn chromium_path() -> Option<PathBuf> {
         .next()
 }
 
+/// Headless Chromium with a window of `width` × `height` (the tests that need it check `require("chromium")` first).
+pub fn chromium(width: u32, height: u32) -> headless_chrome::Browser {
+    let options = headless_chrome::LaunchOptions::default_builder()
+        .path(Some(chromium_path().expect("present")))
+        .sandbox(false)
+        .enable_gpu(false)
+        .window_size(Some((width, height)))
+        .build()
+        .unwrap();
+    headless_chrome::Browser::new(options).expect("Chromium starts")
+}
+
+/// Takes a screenshot of `tab` and keeps it as a test artifact, `target/tmp/artifacts/<name>`.
+pub fn save_screenshot(tab: &headless_chrome::Tab, name: &str) {
+    use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
+    let png = tab
+        .capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true)
+        .unwrap();
+    let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = artifacts.join(name);
+    std::fs::write(&shot, &png).unwrap();
+    eprintln!("screenshot: {}", shot.display());
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000);
+}
+
 /// Whether a Slurm cluster answers (`sinfo` lists a node).
 pub fn slurm_up() -> bool {
     Command::new("sinfo")
