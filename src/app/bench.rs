@@ -115,8 +115,7 @@ pub fn train_step_ms(
     let mut times = Vec::with_capacity(steps);
     for i in 0..warmup + steps {
         let start = Instant::now();
-        let logits = t.model.forward(&x, Some(&mut dropout))?;
-        let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
+        let loss = t.model.batch_loss(&x, &y, false, &mut dropout)?;
         opt.step(&loss.backward()?)?;
         loss.to_dtype(DType::F32)?.to_scalar::<f32>()?; // waits for the device
         if i >= warmup {

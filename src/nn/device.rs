@@ -266,6 +266,20 @@ impl DeviceChoice {
     }
 }
 
+/// Memory free on `device` now, in bytes: what the system could give this process for the CPU (Linux's
+/// `MemAvailable`), the GPU's free memory for CUDA; `None` where unknown (Metal does not say).
+pub fn free_memory(device: &Device) -> Option<u128> {
+    match device {
+        Device::Cpu => available_memory(),
+        #[cfg(feature = "cuda")]
+        Device::Cuda(gpu) => {
+            let (free, _total) = gpu.cuda_stream().context().mem_get_info().ok()?;
+            Some(free as u128)
+        }
+        _ => None,
+    }
+}
+
 /// Memory the system could give this process now (Linux's `MemAvailable`), in bytes; `None` where unknown.
 pub fn available_memory() -> Option<u128> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;

@@ -450,21 +450,20 @@ impl Stage for Train {
         let (device, device_name, _lease) =
             self.device.open().map_err(|e| anyhow::anyhow!("{e}"))?;
         let cfg = self.config(windows.tokens.len());
-        // A shape the parameter checks allow can still be far beyond this machine (16 × 8192 units): say so
-        // before allocating, instead of being killed half-way.
+        // A shape the parameter checks allow can still be far beyond this machine or GPU (16 × 8192 units): say
+        // so before allocating, instead of being killed or running out of GPU memory half-way.
         let needed = cfg.training_bytes(
             self.batch_size as usize,
             windows.seq_len,
             self.targets == Targets::All,
         );
-        if device.is_cpu()
-            && let Some(free) = crate::nn::device::available_memory()
+        if let Some(free) = crate::nn::device::free_memory(&device)
             && needed > free
         {
             let gib = |b: u128| b as f64 / f64::from(1u32 << 30);
             anyhow::bail!(
                 "training this model needs at least {:.1} GiB ({} parameters, batches of {} windows of {}), but \
-                 only {:.1} GiB of memory is free; lower `hidden`, `layers` or `batch_size`",
+                 only {:.1} GiB of memory is free on {device_name}; lower `hidden`, `layers` or `batch_size`",
                 gib(needed),
                 cfg.parameter_count(),
                 self.batch_size,
@@ -589,19 +588,13 @@ impl Stage for Train {
             let mut total = 0.0;
             for (b, chunk) in order.chunks(batch).enumerate() {
                 crate::interrupt::check()?;
-                let (y, logits) = match self.targets {
-                    Targets::Last => {
-                        let (x, y) = batch_tensors(windows, chunk, &device)?;
-                        (y, model.forward(&x, Some(&mut dropout))?)
-                    }
-                    Targets::All => {
-                        let (x, y) = batch_tensors_every(windows, chunk, &device)?;
-                        let logits = model.forward_every(&x, Some(&mut dropout))?;
-                        let logits = logits.reshape((y.dim(0)?, cfg.vocab))?;
-                        (y, logits)
-                    }
+                let every = self.targets == Targets::All;
+                let (x, y) = if every {
+                    batch_tensors_every(windows, chunk, &device)?
+                } else {
+                    batch_tensors(windows, chunk, &device)?
                 };
-                let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
+                let loss = model.batch_loss(&x, &y, every, &mut dropout)?;
                 let value = f64::from(loss.to_scalar::<f32>()?);
                 if !value.is_finite() {
                     let kept = ctx.report_file("model.last-good.safetensors");

@@ -388,7 +388,7 @@ fn a_model_too_large_for_this_machine_fails_clearly_before_allocating() {
     run.fails_with(1, "training this model needs at least")
         .fails_with(
             1,
-            "GiB of memory is free; lower `hidden`, `layers` or `batch_size`",
+            "GiB of memory is free on cpu; lower `hidden`, `layers` or `batch_size`",
         );
 }
 
