@@ -769,6 +769,11 @@ mod tests {
                     "{input:?} every={every} {kind:?} batch {b}: loss {f} fused vs {p} plain"
                 );
             }
+            // Both paths really ran: their rounding differs somewhere (a path compared with itself would not).
+            assert!(
+                fused.iter().zip(&plain).any(|((_, f), (_, p))| f != p),
+                "{input:?} every={every} {kind:?}: the fused and plain trainings are bit for bit the same"
+            );
             for (((name, f), (_, p)), init) in fused.iter().zip(&plain).zip(&initial) {
                 let norm = |v: &mut dyn Iterator<Item = f32>| v.map(|x| x * x).sum::<f32>().sqrt();
                 let diff = norm(&mut f.iter().zip(p).map(|(a, b)| a - b));
