@@ -281,7 +281,7 @@ pub fn free_memory(device: &Device) -> Option<u128> {
 }
 
 /// Memory the system could give this process now (Linux's `MemAvailable`), in bytes; `None` where unknown.
-pub fn available_memory() -> Option<u128> {
+fn available_memory() -> Option<u128> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kib: u128 = line.split_whitespace().nth(1)?.parse().ok()?;

@@ -774,10 +774,17 @@ mod tests {
                 fused.iter().zip(&plain).any(|((_, f), (_, p))| f != p),
                 "{input:?} every={every} {kind:?}: the fused and plain trainings are bit for bit the same"
             );
+            // The Euclidean distance of two parameters' values.
+            let distance = |a: &[f32], b: &[f32]| {
+                a.iter()
+                    .zip(b)
+                    .map(|(x, y)| (x - y) * (x - y))
+                    .sum::<f32>()
+                    .sqrt()
+            };
             for (((name, f), (_, p)), init) in fused.iter().zip(&plain).zip(&initial) {
-                let norm = |v: &mut dyn Iterator<Item = f32>| v.map(|x| x * x).sum::<f32>().sqrt();
-                let diff = norm(&mut f.iter().zip(p).map(|(a, b)| a - b));
-                let moved = norm(&mut p.iter().zip(init).map(|(a, b)| a - b));
+                let diff = distance(f, p);
+                let moved = distance(p, init);
                 assert!(moved > 0.0, "{input:?} {name} did not train");
                 assert!(
                     diff <= 1e-4 * moved,

@@ -452,11 +452,9 @@ impl Stage for Train {
         let cfg = self.config(windows.tokens.len());
         // A shape the parameter checks allow can still be far beyond this machine or GPU (16 × 8192 units): say
         // so before allocating, instead of being killed or running out of GPU memory half-way.
-        let needed = cfg.training_bytes(
-            self.batch_size as usize,
-            windows.seq_len,
-            self.targets == Targets::All,
-        );
+        // A loss at every step of a window, or only after its last.
+        let every = self.targets == Targets::All;
+        let needed = cfg.training_bytes(self.batch_size as usize, windows.seq_len, every);
         if let Some(free) = crate::nn::device::free_memory(&device)
             && needed > free
         {
@@ -588,7 +586,6 @@ impl Stage for Train {
             let mut total = 0.0;
             for (b, chunk) in order.chunks(batch).enumerate() {
                 crate::interrupt::check()?;
-                let every = self.targets == Targets::All;
                 let (x, y) = if every {
                     batch_tensors_every(windows, chunk, &device)?
                 } else {
