@@ -28,6 +28,8 @@ pub enum ArtifactKind {
     Music,
     /// Rendered audio ([`Audio`]).
     Audio,
+    /// A fitted n-gram model with its windows ([`NgramModel`]).
+    Ngram,
 }
 
 impl fmt::Display for ArtifactKind {
@@ -41,6 +43,7 @@ impl fmt::Display for ArtifactKind {
             ArtifactKind::Model => "a trained model",
             ArtifactKind::Music => "generated music",
             ArtifactKind::Audio => "audio",
+            ArtifactKind::Ngram => "an n-gram model",
         })
     }
 }
@@ -56,6 +59,7 @@ pub enum Artifact {
     Model(Box<TrainedModel>),
     Music(Music),
     Audio(Audio),
+    Ngram(Box<NgramModel>),
 }
 
 impl Artifact {
@@ -69,6 +73,7 @@ impl Artifact {
             Artifact::Model(_) => ArtifactKind::Model,
             Artifact::Music(_) => ArtifactKind::Music,
             Artifact::Audio(_) => ArtifactKind::Audio,
+            Artifact::Ngram(_) => ArtifactKind::Ngram,
         }
     }
 
@@ -160,6 +165,18 @@ impl Artifact {
                 }
                 Ok(())
             }
+            Artifact::Ngram(m) => {
+                m.windows.validate()?;
+                m.counts.validate()?;
+                if m.counts.vocab != m.windows.tokens.len() {
+                    return Err(format!(
+                        "the n-gram model predicts {} tokens but its vocabulary has {}",
+                        m.counts.vocab,
+                        m.windows.tokens.len()
+                    ));
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -204,6 +221,7 @@ impl Artifact {
     accessor!(windows, Windows, WindowSet);
     accessor!(model, Model, Box<TrainedModel>);
     accessor!(music, Music, Music);
+    accessor!(ngram, Ngram, Box<NgramModel>);
 }
 
 /// MIDI files reduced to what the pipeline reads: notes and program changes on absolute ticks.
@@ -482,26 +500,58 @@ pub struct EpochStats {
 
 /// The format of `loss.csv`, one row per [`EpochStats`]: written by the train stage as it goes, read back by reports
 /// and `compare`. `best` is 1 on the epoch with the lowest validation loss (marked once training is done; empty
-/// while it runs and without validation). Its header:
-pub const LOSS_HEADER: &str = "epoch,train_loss,val_loss,val_accuracy,seconds,best\n";
+/// while it runs and without validation); the last two columns are the validation loss in units that compare across
+/// token schemes ([`LossUnits`]; empty where they do not apply). Its header:
+pub const LOSS_HEADER: &str =
+    "epoch,train_loss,val_loss,val_accuracy,seconds,best,val_bits_per_onset,val_bits_per_quarter\n";
 
 impl EpochStats {
     /// This epoch as a `loss.csv` row (empty validation columns without a validation split); `best` marks it.
-    pub fn loss_row(&self, best: Option<bool>) -> String {
+    pub fn loss_row(&self, best: Option<bool>, units: &LossUnits) -> String {
         let opt = |v: Option<f64>| v.map(|v| format!("{v:.6}")).unwrap_or_default();
         let best = match best {
             Some(true) => "1",
             Some(false) => "0",
             None => "",
         };
+        let loss = self.val_loss;
         format!(
-            "{},{:.6},{},{},{:.6},{best}\n",
+            "{},{:.6},{},{},{:.6},{best},{},{}\n",
             self.epoch,
             self.train_loss,
-            opt(self.val_loss),
+            opt(loss),
             opt(self.val_accuracy),
-            self.seconds
+            self.seconds,
+            opt(loss.and_then(|l| units.bits_per_onset(l))),
+            opt(loss.and_then(|l| units.bits_per_quarter(l))),
         )
+    }
+}
+
+/// What turns a held-out loss in nats per token into units that compare across token schemes: the scored tokens
+/// per onset (note or chord), and per quarter note of the music they cover (timed schemes only: chord tokens carry
+/// no time). Made from the validation windows ([`crate::stages`]' `LossUnits::of`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LossUnits {
+    /// Scored tokens per scored onset; `None` when no scored token is a note or chord.
+    pub tokens_per_onset: Option<f64>,
+    /// Scored tokens per quarter note they advance; `None` for tokens without time.
+    pub tokens_per_quarter: Option<f64>,
+}
+
+impl LossUnits {
+    pub fn nats_per_onset(&self, nats_per_token: f64) -> Option<f64> {
+        self.tokens_per_onset.map(|r| nats_per_token * r)
+    }
+
+    pub fn bits_per_onset(&self, nats_per_token: f64) -> Option<f64> {
+        self.nats_per_onset(nats_per_token)
+            .map(|n| n / std::f64::consts::LN_2)
+    }
+
+    pub fn bits_per_quarter(&self, nats_per_token: f64) -> Option<f64> {
+        self.tokens_per_quarter
+            .map(|r| nats_per_token * r / std::f64::consts::LN_2)
     }
 }
 
@@ -560,6 +610,14 @@ pub struct Music {
     pub step: f64,
     /// Microseconds per quarter note: the tempo of the file generation started from.
     pub tempo: u32,
+}
+
+/// A fitted n-gram model (its counts) and the windows it was fitted on: sampling starts from one of them, as from a
+/// trained LSTM.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NgramModel {
+    pub counts: crate::nn::ngram::Counts,
+    pub windows: WindowSet,
 }
 
 /// What the render stage made (the WAV files themselves are its report files).

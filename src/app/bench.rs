@@ -139,7 +139,8 @@ pub fn sample_seconds(
         .collect();
     let params = crate::stages::sample_params(length, mode);
     let start = Instant::now();
-    let out = crate::stages::generate(&t.model, &window, &params, &[], &mut rng, || {})?;
+    let generator = crate::stages::Generator::Lstm(&t.model);
+    let out = crate::stages::generate(&generator, &window, &params, &[], &mut rng, || {})?;
     anyhow::ensure!(
         out.len() == length as usize,
         "generated {} tokens",
@@ -484,6 +485,182 @@ pub fn music_report(target: &str, reports_dir: &Path) -> super::error::Result<St
             "no generated music (metrics.json) under `{}`; the experiment needs a `sample` stage",
             dir.display()
         )));
+    }
+    Ok(out)
+}
+
+/// What `bench ngram` measures: the n-gram floor of an experiment's windows.
+pub struct NgramBench<'a> {
+    pub file: &'a Path,
+    pub set: &'a [String],
+    pub order: usize,
+    pub runs: usize,
+    /// Where to write the windows' ids for an independent check (`bench/kneser_ney.py`).
+    pub export: Option<&'a Path>,
+}
+
+/// The windows the experiment's first `ngram` stage reads (else its first `window` stage's), made without the cache.
+fn experiment_windows(
+    exp: &crate::spec::experiment::Experiment,
+) -> Result<crate::artifact::WindowSet> {
+    use crate::stages::StageKind;
+    let graph = &exp.graph;
+    let windows = graph
+        .order()
+        .iter()
+        .copied()
+        .find(|&i| graph.stages[i].kind() == StageKind::Ngram)
+        .and_then(|i| graph.inputs_of(i).first().copied())
+        .or_else(|| graph.order().iter().copied().find(|&i| graph.stages[i].kind() == StageKind::Window))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "`{}` has no `window` stage to fit an n-gram model on; give an experiment that cuts windows",
+                exp.path.display()
+            )
+        })?;
+    // The window stage and everything upstream of it, run in the graph's order.
+    let mut needed = vec![false; graph.stages.len()];
+    let mut todo = vec![windows];
+    while let Some(i) = todo.pop() {
+        if !std::mem::replace(&mut needed[i], true) {
+            todo.extend(graph.inputs_of(i));
+        }
+    }
+    let mut made: Vec<Option<crate::artifact::Artifact>> = vec![None; graph.stages.len()];
+    for &i in graph.order() {
+        if !needed[i] {
+            continue;
+        }
+        let inputs: Vec<&crate::artifact::Artifact> = graph
+            .inputs_of(i)
+            .iter()
+            .filter_map(|&j| made[j].as_ref())
+            .collect();
+        let spec = &graph.stages[i];
+        let out = crate::stages::run_detached(spec.stage(), &exp.base_dir, &inputs)
+            .with_context(|| format!("stage `{}`", spec.name))?;
+        made[i] = Some(out);
+    }
+    match made[windows].take() {
+        Some(crate::artifact::Artifact::Windows(w)) => Ok(w),
+        _ => anyhow::bail!("stage `{}` made no windows", graph.stages[windows].name),
+    }
+}
+
+/// The process's resident memory now and at its peak since the last [`reset_peak_memory`], in bytes (Linux).
+fn memory() -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        let kib: u64 = line[name.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kib * 1024)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// Returns freed memory to the system and restarts the kernel's peak count (`clear_refs` 5, Linux ≥ 4.0), so the
+/// next peak is what the code after it needs.
+fn reset_peak_memory() {
+    // SAFETY: mi_collect only frees mimalloc's own unused pages.
+    unsafe { libmimalloc_sys::mi_collect(true) };
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Writes the windows' training and validation files (one file's ids a line) and their shape, for an independent
+/// implementation to fit and score the same model (`bench/kneser_ney.py`).
+fn export_windows(windows: &crate::artifact::WindowSet, dir: &Path, order: usize) -> Result<()> {
+    use crate::artifact::Split;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+    for (split, name) in [
+        (Split::Train, "train.txt"),
+        (Split::Validation, "validation.txt"),
+    ] {
+        let mut text = String::new();
+        for f in windows.files.iter().filter(|f| f.split == split) {
+            let ids: Vec<String> = windows.ids[f.offset..f.offset + f.len]
+                .iter()
+                .map(u32::to_string)
+                .collect();
+            text.push_str(&ids.join(" "));
+            text.push('\n');
+        }
+        let path = dir.join(name);
+        std::fs::write(&path, text)
+            .with_context(|| format!("cannot write `{}`", path.display()))?;
+    }
+    let meta = serde_json::json!({
+        "order": order,
+        "vocab": windows.tokens.len(),
+        "seq_len": windows.seq_len,
+    });
+    let path = dir.join("meta.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&meta)?)
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    Ok(())
+}
+
+/// `bench ngram`: fit and score times (medians) and the peak memory of the n-gram floor on an experiment's windows,
+/// with its held-out loss at every order.
+pub fn ngram_report(bench: &NgramBench) -> super::error::Result<String> {
+    use crate::nn::ngram::Model;
+    use crate::stages::ngram::{fit, score};
+    let study = super::load(bench.file, bench.set)?;
+    let exp = &study.points[0].experiment;
+    let windows = experiment_windows(exp).map_err(super::error::Error::Failed)?;
+    if let Some(dir) = bench.export {
+        export_windows(&windows, dir, bench.order).map_err(super::error::Error::Failed)?;
+    }
+    let (mut fits, mut scores) = (Vec::new(), Vec::new());
+    let mut peak = None;
+    let mut result = None;
+    for run in 0..bench.runs.max(1) {
+        reset_peak_memory();
+        let before = memory();
+        let started = Instant::now();
+        let model = Model::new(fit(&windows, bench.order));
+        fits.push(started.elapsed().as_secs_f64());
+        let started = Instant::now();
+        let scored = score(&model, &windows);
+        scores.push(started.elapsed().as_secs_f64());
+        if run == 0 {
+            peak = before
+                .zip(memory())
+                .map(|((rss, _), (_, hwm))| hwm.saturating_sub(rss));
+            result = Some((model.counts().sizes(), model.counts().tokens, scored));
+        }
+    }
+    let (sizes, tokens, (nll, targets)) = result.expect("at least one run");
+    let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
+    let mut out = format!(
+        "ngram order {} on {} ({} training tokens, {} held-out targets, vocabulary {})\n  \
+         fit: median {:.3} s, score: median {:.3} s over {} runs\n  \
+         peak memory of fit + score: {}\n",
+        bench.order,
+        exp.path.display(),
+        tokens,
+        targets,
+        windows.tokens.len(),
+        median(fits),
+        median(scores),
+        bench.runs.max(1),
+        peak.map_or("not measured (Linux only)".to_string(), |b| format!(
+            "{:.1} MiB",
+            mib(b)
+        )),
+    );
+    out.push_str("  order  ngrams  held-out nats/token\n");
+    for (n, (size, sum)) in sizes.iter().zip(&nll).enumerate() {
+        let loss = if targets > 0 {
+            format!("{:.4}", sum / targets as f64)
+        } else {
+            "—".into()
+        };
+        out.push_str(&format!("  {:>5}  {size:>6}  {loss}\n", n + 1));
     }
     Ok(out)
 }

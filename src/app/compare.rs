@@ -59,7 +59,8 @@ pub fn plot(runs: &[RunSummary], path: &Path) -> Result<()> {
             )
         })
         .collect();
-    let svg = crate::music::plot::loss_chart("loss", &curves).map_err(Error::Usage)?;
+    let svg = crate::music::plot::loss_chart("loss", &curves, &compare::floors(runs))
+        .map_err(Error::Usage)?;
     std::fs::write(path, svg)
         .map_err(|e| Error::environment(e.into(), "pass a writable path to `--plot`"))
 }

@@ -337,6 +337,25 @@ pub(super) enum Bench {
         #[command(flatten)]
         reports: ReportsArgs,
     },
+    /// The n-gram floor on an experiment's windows (made without the cache): fit and score times, peak memory, and
+    /// the held-out loss of every order.
+    Ngram {
+        /// The experiment whose windows to fit on: those its first `ngram` stage reads, else its first `window`
+        /// stage's.
+        #[arg(default_value = "experiments/baseline.toml")]
+        file: PathBuf,
+        /// Override a parameter, as `pipeline run --set` does (`--set source.path=/tmp/corpus`).
+        #[arg(long = "set", value_name = "STAGE.KEY=VALUE")]
+        set: Vec<String>,
+        #[arg(long, default_value_t = 5, value_parser = within(1, crate::nn::ngram::MAX_ORDER))]
+        order: usize,
+        #[arg(long, default_value_t = 3, value_parser = within(1, 1000))]
+        runs: usize,
+        /// Also write the windows' training and validation ids here (`train.txt`, `validation.txt`, `meta.json`),
+        /// for `bench/kneser_ney.py` to check the model independently.
+        #[arg(long, value_name = "DIR")]
+        export: Option<PathBuf>,
+    },
     /// All MIDI stages over a corpus, without the cache.
     Prep {
         #[arg(long, default_value = "data/openmsx")]

@@ -619,6 +619,25 @@ fn bench(what: Bench) -> Result<u8> {
         }
         Bench::Sample { length, runs } => crate::app::bench::sample_report(length, runs),
         Bench::Prep { corpus, runs } => crate::app::bench::prep_report(&corpus, runs),
+        Bench::Ngram {
+            file,
+            set,
+            order,
+            runs,
+            export,
+        } => {
+            let bench = crate::app::bench::NgramBench {
+                file: &file,
+                set: &set,
+                order,
+                runs,
+                export: export.as_deref(),
+            };
+            return crate::app::bench::ngram_report(&bench).map(|text| {
+                print!("{text}");
+                exit::SUCCESS
+            });
+        }
         Bench::Music { target, reports } => {
             return crate::app::bench::music_report(&target, &reports.reports_dir).map(|text| {
                 print!("{text}");

@@ -40,6 +40,10 @@ pub struct Metrics {
     /// Length of the longest span of the piece that occurs verbatim in the training sequences.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub longest_copy: Option<usize>,
+    /// Share of the piece's runs of 8 onsets (a timed onset is its shift, sound and duration) that occur somewhere
+    /// in the training sequences: the copy rate whatever the token scheme.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_rate_8_onsets: Option<f64>,
     /// Best share, over the 24 major and minor scales, of sounding notes that belong to the scale.
     #[serde(default)]
     pub scale_consistency: f64,
@@ -273,21 +277,93 @@ pub fn corpus(sequences: &[Vec<String>], step: f64) -> Metrics {
 }
 
 /// Metrics of a generated piece against the training sequences (n-grams never span two sequences).
+#[cfg(test)]
 pub fn generated(piece: &[String], step: f64, training: &[Vec<String>]) -> Metrics {
+    generated_against(piece, step, training, &CopyIndex::new(training))
+}
+
+fn generated_against(
+    piece: &[String],
+    step: f64,
+    training: &[Vec<String>],
+    index: &CopyIndex,
+) -> Metrics {
     let mut m = shape_metrics(piece);
     structure(&mut m, &[onsets(piece, step)]);
-    let grams: HashSet<&[String]> = training
-        .iter()
-        .flat_map(|s| s.windows(COPY_NGRAM))
-        .collect();
-    let piece_grams: Vec<&[String]> = piece.windows(COPY_NGRAM).collect();
-    m.copy_rate_8 = Some(if piece_grams.is_empty() {
-        0.0
-    } else {
-        piece_grams.iter().filter(|g| grams.contains(*g)).count() as f64 / piece_grams.len() as f64
-    });
+    m.copy_rate_8 = Some(index.token_rate(&[piece]).unwrap_or(0.0));
+    m.copy_rate_8_onsets = Some(index.onset_rate(&[piece]).unwrap_or(0.0));
     m.longest_copy = Some(longest_copy(piece, training));
     m
+}
+
+/// A sequence cut into onsets: with time tokens, a new onset starts at every shift; otherwise every token is one.
+fn onset_groups(tokens: &[String]) -> Vec<&[String]> {
+    use crate::music::tokens::{TimeToken, time_token};
+    let mut groups = Vec::new();
+    let mut from = 0;
+    for i in 1..=tokens.len() {
+        let boundary = i == tokens.len()
+            || match time_token(&tokens[i]) {
+                Some(TimeToken::Shift(_)) => true,
+                Some(TimeToken::Duration(_)) => false,
+                // A sound starts an onset unless a shift just did.
+                None => !matches!(time_token(&tokens[i - 1]), Some(TimeToken::Shift(_))),
+            };
+        if boundary {
+            groups.push(&tokens[from..i]);
+            from = i;
+        }
+    }
+    groups
+}
+
+/// The runs of [`COPY_NGRAM`] tokens and of as many onsets in the training sequences, for copy rates.
+struct CopyIndex<'a> {
+    tokens: HashSet<&'a [String]>,
+    onsets: HashSet<Vec<&'a [String]>>,
+}
+
+impl<'a> CopyIndex<'a> {
+    fn new(training: &'a [Vec<String>]) -> Self {
+        let tokens = training
+            .iter()
+            .flat_map(|s| s.windows(COPY_NGRAM))
+            .collect();
+        let onsets = training
+            .iter()
+            .flat_map(|s| {
+                let groups = onset_groups(s);
+                groups
+                    .windows(COPY_NGRAM)
+                    .map(<[_]>::to_vec)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        CopyIndex { tokens, onsets }
+    }
+
+    /// The share of `files`' runs of 8 tokens found in the training sequences; `None` when they have none.
+    fn token_rate<S: AsRef<[String]>>(&self, files: &[S]) -> Option<f64> {
+        let grams: Vec<&[String]> = files
+            .iter()
+            .flat_map(|f| f.as_ref().windows(COPY_NGRAM))
+            .collect();
+        (!grams.is_empty()).then(|| {
+            grams.iter().filter(|g| self.tokens.contains(*g)).count() as f64 / grams.len() as f64
+        })
+    }
+
+    /// The same for runs of 8 onsets.
+    fn onset_rate<S: AsRef<[String]>>(&self, files: &[S]) -> Option<f64> {
+        let (mut found, mut all) = (0usize, 0usize);
+        for f in files {
+            for gram in onset_groups(f.as_ref()).windows(COPY_NGRAM) {
+                all += 1;
+                found += usize::from(self.onsets.contains(gram));
+            }
+        }
+        (all > 0).then(|| found as f64 / all as f64)
+    }
 }
 
 /// The longest span of `piece` found verbatim in one of the `training` sequences: for every pair of equal
@@ -386,12 +462,20 @@ pub fn report(
         m.interval_distance = Some(distance(files));
         m
     };
-    let mut generated = generated(piece, step, training);
+    let index = CopyIndex::new(training);
+    let mut generated = generated_against(piece, step, training, &index);
     generated.interval_distance = Some(distance(&[piece.to_vec()]));
+    let mut held = with_distance(corpus(reference, step), reference);
+    // The memorisation reference: how much of music the model never saw is found in the training files anyway
+    // (none when the references are the training files themselves).
+    if name == "validation" {
+        held.copy_rate_8 = index.token_rate(reference);
+        held.copy_rate_8_onsets = index.onset_rate(reference);
+    }
     MetricsReport {
         generated,
         corpus: corpus(training, step),
-        held_out: Some(with_distance(corpus(reference, step), reference)),
+        held_out: Some(held),
         shuffled: Some(with_distance(corpus(&shuffled, step), &shuffled)),
         uniform: Some(with_distance(corpus(&uniform, step), &uniform)),
         reference: Some(name.to_string()),
@@ -407,6 +491,7 @@ pub fn columns(m: &Metrics) -> Vec<(&'static str, serde_json::Value)> {
         ("chord_ratio", m.chord_ratio.into()),
         ("longest_repeat", m.longest_repeat.into()),
         ("copy_rate_8", m.copy_rate_8.into()),
+        ("copy_rate_8_onsets", m.copy_rate_8_onsets.into()),
         ("longest_copy", m.longest_copy.into()),
         ("scale_consistency", m.scale_consistency.into()),
         ("mean_interval", m.mean_interval.into()),

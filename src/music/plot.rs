@@ -47,9 +47,21 @@ where
     Ok(())
 }
 
-/// An SVG chart of the loss curves of `runs` (label, history): validation solid, training dashed.
-pub fn loss_chart(title: &str, runs: &[(String, Vec<EpochStats>)]) -> Result<String> {
-    loss_chart_faded(title, runs, &[])
+/// A horizontal line across a loss chart: the held-out loss of a model every curve is measured against.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Floor {
+    pub label: String,
+    pub loss: f64,
+}
+
+/// An SVG chart of the loss curves of `runs` (label, history): validation solid, training dashed; each of
+/// `floors` a dotted grey line.
+pub fn loss_chart(
+    title: &str,
+    runs: &[(String, Vec<EpochStats>)],
+    floors: &[Floor],
+) -> Result<String> {
+    loss_chart_faded(title, runs, &[], floors)
 }
 
 /// [`loss_chart`], with the runs `faded` marks (a pruned search's trials) drawn pale and thin, so the trials that
@@ -58,14 +70,19 @@ pub fn loss_chart_faded(
     title: &str,
     runs: &[(String, Vec<EpochStats>)],
     faded: &[bool],
+    floors: &[Floor],
 ) -> Result<String> {
-    chart_of(title, runs, faded, true)
+    chart_of(title, runs, faded, true, floors)
 }
 
 /// The validation loss of every run in one chart (the training loss, dashed, only for a run without validation):
 /// the overlay at the top of an experiment's section of the index page.
-pub fn val_loss_chart(title: &str, runs: &[(String, Vec<EpochStats>)]) -> Result<String> {
-    chart_of(title, runs, &[], false)
+pub fn val_loss_chart(
+    title: &str,
+    runs: &[(String, Vec<EpochStats>)],
+    floors: &[Floor],
+) -> Result<String> {
+    chart_of(title, runs, &[], false, floors)
 }
 
 fn chart_of(
@@ -73,6 +90,7 @@ fn chart_of(
     runs: &[(String, Vec<EpochStats>)],
     faded: &[bool],
     with_train: bool,
+    floors: &[Floor],
 ) -> Result<String> {
     // Which runs draw their training line: all of them, or only those with no validation line to draw.
     let train_line = |h: &[EpochStats]| with_train || h.iter().all(|e| e.val_loss.is_none());
@@ -94,6 +112,7 @@ fn chart_of(
                     .flat_map(move |e| [Some(e.train_loss).filter(|_| train), e.val_loss])
             })
             .flatten()
+            .chain(floors.iter().map(|f| f.loss))
             .filter(|v| v.is_finite())
             .collect();
         let lo = losses.iter().copied().fold(f64::INFINITY, f64::min);
@@ -158,6 +177,17 @@ fn chart_of(
             series.label(label.clone()).legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(width))
             });
+        }
+        for floor in floors.iter().filter(|f| f.loss.is_finite()) {
+            let grey = RGBColor(110, 110, 110);
+            let line = vec![(1.0, floor.loss), (epochs as f64, floor.loss)];
+            chart
+                .draw_series(DashedLineSeries::new(line, 2, 4, grey.stroke_width(2)))
+                .map_err(|e| anyhow!("{e}"))?
+                .label(floor.label.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], grey.stroke_width(2))
+                });
         }
         finish(&mut chart, &root)?;
     }

@@ -33,6 +33,14 @@ pub struct RunSummary {
     pub val_loss_per_onset: Option<f64>,
     /// The same for the epoch with the lowest validation loss.
     pub best_val_loss_per_onset: Option<f64>,
+    /// The best validation loss in bits per onset and per quarter note (timed tokens).
+    pub best_val_bits_per_onset: Option<f64>,
+    pub best_val_bits_per_quarter: Option<f64>,
+    /// The held-out loss of the experiment's n-gram floor on the same windows, its order, and the best validation
+    /// loss minus it (negative: better than the floor).
+    pub floor_val_loss: Option<f64>,
+    pub floor_order: Option<usize>,
+    pub val_loss_vs_floor: Option<f64>,
     /// Training windows cut from transposed copies (`augment`).
     pub copy_windows: Option<usize>,
     pub device: String,
@@ -140,6 +148,11 @@ impl RunSummary {
             train_seconds,
             val_loss_per_onset,
             best_val_loss_per_onset,
+            best_val_bits_per_onset: train.as_ref().and_then(|t| t.best_val_bits_per_onset),
+            best_val_bits_per_quarter: train.as_ref().and_then(|t| t.best_val_bits_per_quarter),
+            floor_val_loss: train.as_ref().and_then(|t| t.floor_val_loss),
+            floor_order: train.as_ref().and_then(|t| t.floor_order),
+            val_loss_vs_floor: train.as_ref().and_then(|t| t.val_loss_vs_floor),
             trial: manifest.trial.clone(),
             copy_windows: manifest
                 .windows
@@ -189,6 +202,24 @@ impl RunSummary {
             &self.label
         }
     }
+}
+
+/// The distinct floors of `runs`, for a chart of their losses (one line per order and value).
+pub fn floors<'a>(
+    runs: impl IntoIterator<Item = &'a RunSummary>,
+) -> Vec<crate::music::plot::Floor> {
+    let mut out: Vec<crate::music::plot::Floor> = Vec::new();
+    for r in runs {
+        if let (Some(order), Some(loss)) = (r.floor_order, r.floor_val_loss)
+            && !out.iter().any(|f| f.loss == loss)
+        {
+            out.push(crate::music::plot::Floor {
+                label: format!("n-gram floor (order {order})"),
+                loss,
+            });
+        }
+    }
+    out
 }
 
 /// Every run folder (one holding a manifest) under `dir`, sorted.
@@ -251,7 +282,7 @@ pub struct Table {
 }
 
 /// The columns after the varying parameters, in order.
-pub const FIXED_COLUMNS: [&str; 12] = [
+pub const FIXED_COLUMNS: [&str; 16] = [
     "epochs",
     "final_train_loss",
     "best_train_loss",
@@ -260,6 +291,10 @@ pub const FIXED_COLUMNS: [&str; 12] = [
     "val_accuracy",
     "val_loss_per_onset",
     "best_val_loss_per_onset",
+    "best_val_bits_per_onset",
+    "best_val_bits_per_quarter",
+    "floor_val_loss",
+    "val_loss_vs_floor",
     "train_seconds",
     "copy_windows",
     "device",
@@ -323,6 +358,10 @@ pub fn table(runs: &[RunSummary]) -> Table {
             row.push(last.and_then(|l| l.val_accuracy).into());
             row.push(r.val_loss_per_onset.into());
             row.push(r.best_val_loss_per_onset.into());
+            row.push(r.best_val_bits_per_onset.into());
+            row.push(r.best_val_bits_per_quarter.into());
+            row.push(r.floor_val_loss.into());
+            row.push(r.val_loss_vs_floor.into());
             row.push(r.train_seconds.into());
             row.push(r.copy_windows.into());
             row.push(Value::from(r.device.as_str()));

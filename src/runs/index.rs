@@ -235,8 +235,11 @@ fn overlay(
     if curves.is_empty() {
         return Ok(());
     }
-    let svg =
-        crate::music::plot::val_loss_chart(&format!("{experiment}: validation loss"), &curves)?;
+    let svg = crate::music::plot::val_loss_chart(
+        &format!("{experiment}: validation loss"),
+        &curves,
+        &crate::runs::compare::floors(runs.iter().copied()),
+    )?;
     // Inline, without the XML declaration a document inside HTML must not have.
     let svg = svg
         .trim_start()

@@ -9,13 +9,14 @@ use anyhow::{Context, Result};
 
 use crate::exec::{Outcome, Status};
 use crate::fingerprint::explain;
+use crate::music::plot::Floor;
 use crate::runs::manifest::{
     MANIFEST, Manifest, Origin, PointInfo, RunStatus, SWEEP, StageEntry, SweepPointRecord,
     SweepRecord, Tool,
 };
 use crate::spec::experiment::Experiment;
 use crate::spec::sweep::Point;
-use crate::stages::{SourceSummary, StageKind, TrainSummary, WindowSummary};
+use crate::stages::{NgramSummary, SourceSummary, StageKind, TrainSummary, WindowSummary};
 use crate::store::Cache;
 
 /// A report folder being written.
@@ -107,6 +108,7 @@ impl Report {
                 report_files.insert(dest, s.name.clone());
             }
         }
+        let manifest = Manifest::new(self, exp, outcome, report_files.clone());
         if let Some(name) = report_files
             .keys()
             .find(|n| *n == "loss.csv" || n.ends_with(".loss.csv"))
@@ -120,12 +122,16 @@ impl Report {
                 .point
                 .as_ref()
                 .map_or_else(|| self.run_id.clone(), |p| p.label.clone());
-            let svg = crate::music::plot::loss_chart(&title, &[(label, history)])?;
+            let floors: Vec<Floor> = manifest
+                .train_summary()
+                .and_then(|t| floor_of(&t))
+                .into_iter()
+                .collect();
+            let svg = crate::music::plot::loss_chart(&title, &[(label, history)], &floors)?;
             fs::write(self.dir.join("loss.svg"), svg).with_context(|| {
                 format!("cannot write `{}`", self.dir.join("loss.svg").display())
             })?;
         }
-        let manifest = Manifest::new(self, exp, outcome, report_files);
         let path = self.dir.join(MANIFEST);
         fs::write(&path, serde_json::to_vec_pretty(&manifest)?)
             .with_context(|| format!("cannot write `{}`", path.display()))?;
@@ -178,6 +184,8 @@ impl Manifest {
                 },
             })
             .collect();
+        let mut stages = stages;
+        measure_against_floors(&mut stages, exp);
         let of_kind = |kind: StageKind| stages.iter().filter(move |s| s.kind == kind);
         let skipped_files = of_kind(StageKind::MidiSource)
             .filter_map(|s| s.summary_as::<SourceSummary>())
@@ -218,6 +226,42 @@ impl Manifest {
             files,
             trial: report.trial.clone(),
         }
+    }
+}
+
+/// The line a training's loss chart draws for its floor, if it has one.
+pub fn floor_of(train: &TrainSummary) -> Option<Floor> {
+    Some(Floor {
+        label: format!("n-gram floor (order {})", train.floor_order?),
+        loss: train.floor_val_loss?,
+    })
+}
+
+/// Fills in each training's floor: the held-out loss of an `ngram` stage reading the same windows (the first such,
+/// in the file's order), and how far the training's best held-out loss is above (positive) or below it.
+fn measure_against_floors(stages: &mut [StageEntry], exp: &Experiment) {
+    let graph = &exp.graph;
+    let inputs = |name: &str| graph.index_of(name).map(|i| graph.inputs_of(i));
+    let floors: Vec<(Vec<usize>, NgramSummary)> = stages
+        .iter()
+        .filter(|s| s.kind == StageKind::Ngram)
+        .filter_map(|s| Some((inputs(&s.name)?, s.summary_as::<NgramSummary>()?)))
+        .filter(|(_, n)| n.val_loss.is_some())
+        .collect();
+    for entry in stages.iter_mut().filter(|s| s.kind == StageKind::Train) {
+        let Some(mut train) = entry.summary_as::<TrainSummary>() else {
+            continue;
+        };
+        let Some(windows) = inputs(&entry.name) else {
+            continue;
+        };
+        let Some((_, floor)) = floors.iter().find(|(w, _)| *w == windows) else {
+            continue;
+        };
+        train.floor_val_loss = floor.val_loss;
+        train.floor_order = Some(floor.order);
+        train.val_loss_vs_floor = train.best_val_loss.zip(floor.val_loss).map(|(b, f)| b - f);
+        entry.summary = serde_json::to_value(train).ok();
     }
 }
 
@@ -301,9 +345,10 @@ pub fn write_sweep_summary(
             })
             .collect();
         if !curves.is_empty() {
+            let floors = crate::runs::compare::floors(drawn.iter().copied());
             fs::write(
                 dir.join("loss.svg"),
-                crate::music::plot::loss_chart_faded(&study.name, &curves, &faded)?,
+                crate::music::plot::loss_chart_faded(&study.name, &curves, &faded, &floors)?,
             )?;
         }
     }

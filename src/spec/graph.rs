@@ -64,14 +64,14 @@ impl Graph {
             if spec.inputs.len() != expected.len() {
                 let want = match expected {
                     [] => "no inputs".to_string(),
-                    [one] => format!("one input ({one})"),
+                    [one] => format!("one input ({})", alternatives(one)),
                     many => format!("{} inputs", many.len()),
                 };
                 let hint = match expected {
                     [] => "remove `inputs`".to_string(),
                     [one] => format!(
                         "write `inputs = [\"NAME\"]` naming a stage of kind `{}`",
-                        StageKind::producers_of(*one).join("` or `")
+                        StageKind::producers_of(one).join("` or `")
                     ),
                     _ => "list one stage per input".to_string(),
                 };
@@ -119,12 +119,13 @@ impl Graph {
                 dag.add_edge(nodes[from], nodes[i], ());
                 let produced = stages[from].kind().output();
                 if let Some(&wanted) = expected.get(slot)
-                    && produced != wanted
+                    && !wanted.contains(&produced)
                 {
                     diags.push(
                             Diagnostic::new(format!(
-                                "stage `{}` ({kind}) needs {wanted} as input, but `{}` ({}) produces {produced}",
+                                "stage `{}` ({kind}) needs {} as input, but `{}` ({}) produces {produced}",
                                 spec.name,
+                                alternatives(wanted),
                                 stages[from].name,
                                 stages[from].kind()
                             ))
@@ -166,14 +167,15 @@ impl Graph {
         self.stages.iter().position(|s| s.name == name)
     }
 
-    /// The prefix of a stage's report files: `<stage>.` when another stage of the same kind would write the same
-    /// names, else none.
+    /// The prefix of a stage's report files: `<stage>.` when an earlier stage of the same kind (in the file's order)
+    /// writes the same names, else none — so the first `sample` keeps `generated.mid` whatever follows it (a
+    /// `sample` of the n-gram floor writes `floor_music.generated.mid`).
     pub fn file_prefix(&self, stage: &str) -> String {
         let Some(i) = self.index_of(stage) else {
             return String::new();
         };
         let kind = self.stages[i].kind();
-        if self.stages.iter().filter(|s| s.kind() == kind).count() > 1 {
+        if self.stages[..i].iter().any(|s| s.kind() == kind) {
             format!("{stage}.")
         } else {
             String::new()
@@ -249,6 +251,15 @@ impl Graph {
 }
 
 /// Reports each cycle as `a -> b -> a`; returns whether there was one.
+/// `a trained model or an n-gram model`: what an input slot accepts, in words.
+fn alternatives(kinds: &[crate::artifact::ArtifactKind]) -> String {
+    kinds
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
 fn report_cycles(
     dag: &DiGraph<usize, ()>,
     stages: &[StageSpec],

@@ -44,7 +44,7 @@ pub fn experiment_schema() -> Value {
                     "maxItems": kind.inputs().len(),
                     "description": format!(
                         "The stage(s) this one reads: {}.",
-                        kind.inputs().iter().map(|i| format!("{i:?}").to_lowercase()).collect::<Vec<_>>().join(", ")
+                        kind.inputs().iter().map(|slot| slot.iter().map(|i| format!("{i:?}").to_lowercase()).collect::<Vec<_>>().join(" or ")).collect::<Vec<_>>().join(", ")
                     ),
                 }),
             );

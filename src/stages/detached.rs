@@ -92,6 +92,32 @@ fn detached<R>(
     f(&mut ctx)
 }
 
+/// Runs one stage of an experiment outside the executor (no cache, nothing shown) on its inputs' outputs, reading its
+/// external inputs (MIDI files) under `base_dir`; whatever report files it writes as it goes land in a temporary
+/// folder that is removed afterwards. For `pipeline bench ngram`, which needs an experiment's windows.
+pub fn run_detached(
+    stage: &dyn Stage,
+    base_dir: &Path,
+    inputs: &[&Artifact],
+) -> anyhow::Result<Artifact> {
+    let external = stage.external_inputs(base_dir)?;
+    let scratch = tempfile::tempdir()?;
+    let progress = MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
+    let mut ctx = RunContext {
+        stage: "detached",
+        base_dir,
+        external: &external,
+        progress: &progress,
+        warnings: Vec::new(),
+        report_dir: scratch.path(),
+        report_prefix: String::new(),
+        resume: None,
+        checkpoint: None,
+        on_epoch: &|_| {},
+    };
+    Ok(stage.run(&mut ctx, inputs)?.artifact)
+}
+
 /// Runs the window stage on a vocabulary outside the executor; for the memory test and benchmarks.
 pub fn run_window(vocab: Artifact, seq_len: u32, val_fraction: f64) -> anyhow::Result<Artifact> {
     let window = window::Window {

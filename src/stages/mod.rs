@@ -10,16 +10,19 @@ mod detached;
 mod drop_drums;
 mod extract_instrument;
 mod midi_source;
+pub mod ngram;
 pub mod render;
 mod sample;
 pub(crate) mod tokenize;
 mod train;
+pub mod units;
 mod vocab;
 mod window;
 
-pub use detached::{prepare, run_window, sample_params, tokenize_bytes};
+pub use detached::{prepare, run_detached, run_window, sample_params, tokenize_bytes};
 pub use midi_source::{FileNote, SourceSummary};
-pub use sample::{Mode as SampleMode, generate};
+pub use ngram::NgramSummary;
+pub use sample::{Generator, Mode as SampleMode, generate};
 pub use train::TrainSummary;
 pub use window::WindowSummary;
 
@@ -52,6 +55,7 @@ pub enum StageKind {
     Train,
     Sample,
     Render,
+    Ngram,
 }
 
 /// Builds a stage of one kind from its parameter table (deserialized with `deny_unknown_fields`, then checked).
@@ -66,8 +70,8 @@ struct KindRow {
     /// Implementation version, part of every fingerprint: bump it when a change to the stage's code changes its
     /// output, so old cache entries stop matching.
     version: u32,
-    /// The kind of each input, in order.
-    inputs: &'static [ArtifactKind],
+    /// The kinds each input may be, in order (most take one kind; `sample` takes a trained model or an n-gram).
+    inputs: &'static [&'static [ArtifactKind]],
     output: ArtifactKind,
     /// Every report file a stage of this kind may make. A cache entry naming any other file is not trusted: the
     /// names become paths in the report folder.
@@ -78,7 +82,7 @@ struct KindRow {
 }
 
 /// The stage kinds, in the order of [`StageKind`]'s variants (checked when compiling).
-const KINDS: [KindRow; 10] = [
+const KINDS: [KindRow; 11] = [
     KindRow {
         kind: StageKind::MidiSource,
         name: "midi_source",
@@ -97,7 +101,7 @@ const KINDS: [KindRow; 10] = [
         // 2: lists files that held only drums.
         // 3: files keep their tempo.
         version: 3,
-        inputs: &[ArtifactKind::Midi],
+        inputs: &[&[ArtifactKind::Midi]],
         output: ArtifactKind::Midi,
         report_files: &[],
         build: build::<drop_drums::DropDrums>,
@@ -109,7 +113,7 @@ const KINDS: [KindRow; 10] = [
         // 2: notes keep their durations.
         // 3: files keep their tempo.
         version: 3,
-        inputs: &[ArtifactKind::Midi],
+        inputs: &[&[ArtifactKind::Midi]],
         output: ArtifactKind::Notes,
         report_files: &["instruments.csv"],
         build: build::<extract_instrument::ExtractInstrument>,
@@ -121,7 +125,7 @@ const KINDS: [KindRow; 10] = [
         // 2: files carry where a transposed copy came from (`augment`).
         // 3: files keep their tempo; the set records its scheme.
         version: 3,
-        inputs: &[ArtifactKind::Notes],
+        inputs: &[&[ArtifactKind::Notes]],
         output: ArtifactKind::Tokens,
         report_files: &[],
         build: build::<tokenize::Tokenize>,
@@ -133,7 +137,7 @@ const KINDS: [KindRow; 10] = [
         // 2: time tokens are kept as they are (version 1 made no copy of a timed file).
         // 3: copies keep their file's tempo.
         version: 3,
-        inputs: &[ArtifactKind::Tokens],
+        inputs: &[&[ArtifactKind::Tokens]],
         output: ArtifactKind::Tokens,
         report_files: &[],
         build: build::<augment::Augment>,
@@ -145,7 +149,7 @@ const KINDS: [KindRow; 10] = [
         // 2: files carry where a transposed copy came from.
         // 3: files keep their tempo; the vocabulary records the scheme.
         version: 3,
-        inputs: &[ArtifactKind::Tokens],
+        inputs: &[&[ArtifactKind::Tokens]],
         output: ArtifactKind::Vocab,
         report_files: &["vocab.csv"],
         build: build::<vocab::Vocab>,
@@ -156,7 +160,7 @@ const KINDS: [KindRow; 10] = [
         name: "window",
         // 2: files keep their tempo; the set records the scheme.
         version: 2,
-        inputs: &[ArtifactKind::Vocab],
+        inputs: &[&[ArtifactKind::Vocab]],
         output: ArtifactKind::Windows,
         report_files: &["windows.csv"],
         build: build::<window::Window>,
@@ -167,8 +171,9 @@ const KINDS: [KindRow; 10] = [
         name: "train",
         // 2: fused LSTM layer op and bulk dropout masks (same maths, different rounding and random draws).
         // 3: RMSprop, Adam and AdamW compute Keras's updates (ε placement, AdamW's decay 0.004).
-        version: 3,
-        inputs: &[ArtifactKind::Windows],
+        // 4: loss.csv gives the validation loss in bits per onset and per quarter note; the best validation loss.
+        version: 4,
+        inputs: &[&[ArtifactKind::Windows]],
         output: ArtifactKind::Model,
         report_files: &["loss.csv", "model.safetensors", "model.json"],
         build: build::<train::Train>,
@@ -180,8 +185,9 @@ const KINDS: [KindRow; 10] = [
         // 2: keeps the seed window and a reference excerpt; piano rolls.
         // 3: structural metrics, and the held-out, shuffled and uniform references in metrics.json.
         // 4: pieces play at the tempo of the file they start from; `primer`.
-        version: 4,
-        inputs: &[ArtifactKind::Model],
+        // 5: the held-out files' own copy rates in metrics.json; n-gram models as input.
+        version: 5,
+        inputs: &[&[ArtifactKind::Model, ArtifactKind::Ngram]],
         output: ArtifactKind::Music,
         // Pieces 2 to `sample::MAX_PIECES` (with `count`) add their own four.
         report_files: &[
@@ -226,11 +232,21 @@ const KINDS: [KindRow; 10] = [
         kind: StageKind::Render,
         name: "render",
         version: 1,
-        inputs: &[ArtifactKind::Music],
+        inputs: &[&[ArtifactKind::Music]],
         output: ArtifactKind::Audio,
         report_files: &["generated.wav", "seed.wav"],
         build: build::<render::Render>,
         schema: schema_of::<render::Render>,
+    },
+    KindRow {
+        kind: StageKind::Ngram,
+        name: "ngram",
+        version: 1,
+        inputs: &[&[ArtifactKind::Windows]],
+        output: ArtifactKind::Ngram,
+        report_files: &["ngram.csv"],
+        build: build::<ngram::Ngram>,
+        schema: schema_of::<ngram::Ngram>,
     },
 ];
 
@@ -273,8 +289,8 @@ impl StageKind {
         self.row().version
     }
 
-    /// The kind of each input, in order.
-    pub fn inputs(self) -> &'static [ArtifactKind] {
+    /// The kinds each input may be, in order.
+    pub fn inputs(self) -> &'static [&'static [ArtifactKind]] {
         self.row().inputs
     }
 
@@ -287,11 +303,11 @@ impl StageKind {
         self.row().output
     }
 
-    /// The stage kinds whose output this kind can take as input `i`.
-    pub fn producers_of(kind: ArtifactKind) -> Vec<&'static str> {
+    /// The stage kinds whose output is one of `kinds` (what an input slot accepts).
+    pub fn producers_of(kinds: &[ArtifactKind]) -> Vec<&'static str> {
         Self::ALL
             .into_iter()
-            .filter(|k| k.output() == kind)
+            .filter(|k| kinds.contains(&k.output()))
             .map(|k| k.name())
             .collect()
     }

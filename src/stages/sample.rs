@@ -169,6 +169,47 @@ impl Params for Sample {
     }
 }
 
+/// The input's model, ready to generate, and the windows it learnt from.
+struct Loaded<'a> {
+    windows: &'a WindowSet,
+    model: LoadedModel,
+}
+
+enum LoadedModel {
+    Lstm(std::sync::Arc<crate::nn::model::Model>),
+    Ngram(crate::nn::ngram::Model),
+}
+
+impl<'a> Loaded<'a> {
+    fn of(input: &'a Artifact) -> anyhow::Result<Self> {
+        match input {
+            Artifact::Model(trained) => Ok(Loaded {
+                windows: &trained.windows,
+                model: LoadedModel::Lstm(
+                    crate::nn::model::load(&trained.config, &trained.weights, &Device::Cpu)
+                        .context("cannot load the trained weights")?,
+                ),
+            }),
+            Artifact::Ngram(fitted) => Ok(Loaded {
+                windows: &fitted.windows,
+                model: LoadedModel::Ngram(crate::nn::ngram::Model::new(fitted.counts.clone())),
+            }),
+            other => anyhow::bail!(
+                "expected a trained model or an n-gram model as input, got {} (the graph check should have \
+                 caught this)",
+                other.kind()
+            ),
+        }
+    }
+
+    fn generator(&self) -> Generator<'_> {
+        match &self.model {
+            LoadedModel::Lstm(lstm) => Generator::Lstm(lstm),
+            LoadedModel::Ngram(ngram) => Generator::Ngram(ngram),
+        }
+    }
+}
+
 /// Where a piece starts: a window of a training file, or the primer.
 #[derive(Clone)]
 struct Start {
@@ -378,10 +419,18 @@ fn next_class(class: Class) -> Class {
     }
 }
 
+/// What proposes the next token: a trained LSTM, or an n-gram model (the floor's pieces).
+pub enum Generator<'a> {
+    Lstm(&'a crate::nn::model::Model),
+    Ngram(&'a crate::nn::ngram::Model),
+}
+
 /// Generates `params.length` token ids after `window`. With time tokens in `vocabulary`, each token is drawn only
-/// among the class the scheme's order allows next, so the piece reads as onsets and round-trips through MIDI.
+/// among the class the scheme's order allows next, so the piece reads as onsets and round-trips through MIDI. An
+/// n-gram model's log-probabilities stand for logits (so `temperature`, `top_k` and `top_p` mean the same); it reads
+/// only its last `order − 1` tokens, so `mode` makes no difference to it.
 pub fn generate<R: Rng>(
-    model: &crate::nn::model::Model,
+    generator: &Generator,
     window: &[u32],
     params: &Sample,
     vocabulary: &[String],
@@ -392,8 +441,7 @@ pub fn generate<R: Rng>(
     let mut generated = Vec::with_capacity(params.length as usize);
     let classes = classes(vocabulary);
     let mut last = window.last().copied();
-    let mut pick = |logits: Tensor, rng: &mut R| -> anyhow::Result<u32> {
-        let mut logits: Vec<f32> = logits.to_dtype(candle_core::DType::F32)?.to_vec1()?;
+    let mut pick = |mut logits: Vec<f32>, rng: &mut R| -> u32 {
         if let (Some(classes), Some(last)) = (&classes, last)
             && let Some(&class) = classes.get(last as usize)
         {
@@ -412,7 +460,30 @@ pub fn generate<R: Rng>(
             rng,
         ) as u32;
         last = Some(next);
-        Ok(next)
+        next
+    };
+    let floats = |t: Tensor| -> candle_core::Result<Vec<f32>> {
+        t.to_dtype(candle_core::DType::F32)?.to_vec1()
+    };
+    let model = match generator {
+        Generator::Lstm(model) => model,
+        Generator::Ngram(ngram) => {
+            let mut history = window.to_vec();
+            let context = ngram.order() - 1;
+            for _ in 0..params.length {
+                let recent = &history[history.len().saturating_sub(context)..];
+                let logits = ngram
+                    .distribution(recent)
+                    .iter()
+                    .map(|p| p.ln() as f32)
+                    .collect();
+                let next = pick(logits, rng);
+                generated.push(next);
+                history.push(next);
+                tick();
+            }
+            return Ok(generated);
+        }
     };
     match params.mode {
         Mode::Stateful => {
@@ -422,7 +493,7 @@ pub fn generate<R: Rng>(
                 logits = Some(model.step(id, &mut states)?);
             }
             for _ in 0..params.length {
-                let next = pick(logits.take().expect("a non-empty window"), rng)?;
+                let next = pick(floats(logits.take().expect("a non-empty window"))?, rng);
                 generated.push(next);
                 logits = Some(model.step(next, &mut states)?);
                 tick();
@@ -432,7 +503,7 @@ pub fn generate<R: Rng>(
             let mut window = window.to_vec();
             for _ in 0..params.length {
                 let x = Tensor::from_slice(&window, (1, window.len()), &device)?;
-                let next = pick(model.forward(&x, None)?.squeeze(0)?, rng)?;
+                let next = pick(floats(model.forward(&x, None)?.squeeze(0)?)?, rng);
                 generated.push(next);
                 window.remove(0);
                 window.push(next);
@@ -467,11 +538,9 @@ impl Stage for Sample {
     }
 
     fn run(&self, ctx: &mut RunContext, inputs: &[&Artifact]) -> anyhow::Result<StageOutput> {
-        let trained = inputs[0].model()?;
-        let windows = &trained.windows;
-        let device = Device::Cpu;
-        let model = crate::nn::model::load(&trained.config, &trained.weights, &device)
-            .context("cannot load the trained weights")?;
+        let loaded = Loaded::of(inputs[0])?;
+        let windows = loaded.windows;
+        let generator = loaded.generator();
 
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         let starts: Vec<usize> = windows.starts(Split::Train).collect();
@@ -522,7 +591,7 @@ impl Stage for Sample {
             };
             let window = &start.window;
             let bar = ctx.bar(u64::from(self.length), "tokens");
-            let ids = generate(&model, window, self, &windows.tokens, &mut rng, || {
+            let ids = generate(&generator, window, self, &windows.tokens, &mut rng, || {
                 bar.inc(1)
             })?;
             bar.finish_and_clear();

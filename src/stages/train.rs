@@ -16,6 +16,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::units::loss_units;
 use super::{
     CheckContext, EpochProgress, ParamProblem, Params, ReportFile, RunContext, Stage, StageKind,
     StageOutput, params_of,
@@ -203,6 +204,21 @@ pub struct TrainSummary {
     pub final_val_loss_per_onset: Option<f64>,
     /// The same for the epoch with the lowest validation loss (the stored one, with `restore_best`).
     pub best_val_loss_per_onset: Option<f64>,
+    /// The lowest validation loss of any epoch (nats per token).
+    pub best_val_loss: Option<f64>,
+    /// It in bits per onset and per quarter note (timed tokens only): units that compare across token schemes.
+    pub best_val_bits_per_onset: Option<f64>,
+    pub best_val_bits_per_quarter: Option<f64>,
+    /// The held-out loss of the experiment's `ngram` stage on the same windows (nats per token), filled in by the
+    /// report, not by the stage: the floor this training is measured against.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub floor_val_loss: Option<f64>,
+    /// `best_val_loss − floor_val_loss`: negative when the LSTM predicts the held-out music better than the floor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_loss_vs_floor: Option<f64>,
+    /// The floor's order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub floor_order: Option<usize>,
 }
 
 impl Params for Train {
@@ -537,8 +553,9 @@ impl Stage for Train {
         let mut loss_csv = std::fs::File::create(&loss_path)
             .with_context(|| format!("cannot write `{}`", loss_path.display()))?;
         loss_csv.write_all(LOSS_HEADER.as_bytes())?;
+        let units = loss_units(windows);
         for s in &history {
-            loss_csv.write_all(s.loss_row(None).as_bytes())?;
+            loss_csv.write_all(s.loss_row(None, &units).as_bytes())?;
         }
         loss_csv.flush()?;
 
@@ -627,7 +644,7 @@ impl Stage for Train {
                 val_accuracy: val.map(|v| v.1),
                 seconds: started.elapsed().as_secs_f64(),
             };
-            let row = stats.loss_row(None);
+            let row = stats.loss_row(None, &units);
             history.push(stats);
             last_good = trainable.to_safetensors()?;
             if self.restore_best && best_epoch(&history) == Some(history.len()) {
@@ -651,21 +668,7 @@ impl Stage for Train {
 
         let last = history.last().expect("at least one epoch");
         let best = best_epoch(&history);
-        // Validation targets per predicted note or chord: what turns a per-token loss into one per onset.
-        let onset_ratio = {
-            let targets: Vec<u32> = windows
-                .starts(Split::Validation)
-                .map(|s| windows.window(s).1)
-                .collect();
-            let sounds = targets
-                .iter()
-                .filter(|&&t| {
-                    crate::music::tokens::time_token(&windows.tokens[t as usize]).is_none()
-                })
-                .count();
-            (sounds > 0).then(|| targets.len() as f64 / sounds as f64)
-        };
-        let per_onset = |loss: f64| onset_ratio.map(|r| loss * r);
+        let best_loss = best.and_then(|b| history[b - 1].val_loss);
         let summary = serde_json::to_value(TrainSummary {
             device: device_name.clone(),
             parameters: cfg.parameter_count(),
@@ -679,14 +682,16 @@ impl Stage for Train {
             seconds: history.iter().map(|h| h.seconds).sum::<f64>(),
             best_epoch: best,
             stopped_early: history.len() < self.epochs as usize,
-            final_val_loss_per_onset: last.val_loss.and_then(per_onset),
-            best_val_loss_per_onset: best
-                .and_then(|b| history[b - 1].val_loss)
-                .and_then(per_onset),
+            final_val_loss_per_onset: last.val_loss.and_then(|l| units.nats_per_onset(l)),
+            best_val_loss_per_onset: best_loss.and_then(|l| units.nats_per_onset(l)),
+            best_val_loss: best_loss,
+            best_val_bits_per_onset: best_loss.and_then(|l| units.bits_per_onset(l)),
+            best_val_bits_per_quarter: best_loss.and_then(|l| units.bits_per_quarter(l)),
+            ..TrainSummary::default()
         })?;
         let mut loss_bytes = LOSS_HEADER.as_bytes().to_vec();
         for s in &history {
-            loss_bytes.extend_from_slice(s.loss_row(best.map(|b| b == s.epoch)).as_bytes());
+            loss_bytes.extend_from_slice(s.loss_row(best.map(|b| b == s.epoch), &units).as_bytes());
         }
         let model_json = serde_json::to_vec_pretty(&serde_json::json!({
             "config": cfg,
