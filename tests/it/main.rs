@@ -16,6 +16,7 @@ mod layers;
 mod live;
 mod malformed;
 mod mlflow;
+mod ngram;
 mod remote;
 mod render;
 mod requirements;

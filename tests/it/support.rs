@@ -591,6 +591,12 @@ pub const REQUIREMENTS: &[Requirement] = &[
         "install util-linux, whose `script` runs the binary under a pseudo-terminal",
     ),
     (
+        "python3",
+        || find_on_path("python3").is_some(),
+        "the ngram:: check against bench/kneser_ney.py",
+        "install Python 3 (any 3.8 or newer; the script uses only its standard library)",
+    ),
+    (
         "taplo",
         || taplo_path().is_some(),
         "the schema::taplo_ test",
