@@ -14,7 +14,7 @@
 //! - [`music`]: the token vocabulary, MIDI in and out, General MIDI names, music metrics, charts.
 //! - [`artifact`]: the typed values stages exchange, and their validation.
 //! - [`nn`]: the LSTM model, its fast CPU layer, optimizers, devices.
-//! - base: [`problem`], [`paths`], [`interrupt`], [`exit`].
+//! - base: [`problem`], [`paths`], [`interrupt`], [`exit`], [`stats`] (confidence intervals).
 
 pub(crate) mod app;
 pub mod artifact;
@@ -30,6 +30,7 @@ pub(crate) mod problem;
 pub(crate) mod runs;
 pub(crate) mod spec;
 pub(crate) mod stages;
+pub(crate) mod stats;
 pub(crate) mod store;
 
 // The public surface: what the binary, the integration tests and the fuzz targets use (and `artifact`, the values

@@ -26,7 +26,9 @@ pub fn compare(
         .map(|d| RunSummary::read(d, reports_dir))
         .collect::<anyhow::Result<_>>()
         .map_err(Error::Usage)?;
-    let mut table = compare::table(&runs);
+    // Seeds of one configuration (`[sweep] repeat`) fold into one row, mean ± 95 % interval.
+    let per_run = compare::table(&runs);
+    let mut table = crate::runs::repeats::fold(&per_run, &runs).unwrap_or(per_run);
     // A pruned search's trials sort by the metric they were ranked by, best first, unless told otherwise.
     let search = runs
         .iter()

@@ -72,17 +72,27 @@ pub fn loss_chart_faded(
     faded: &[bool],
     floors: &[Floor],
 ) -> Result<String> {
-    chart_of(title, runs, faded, true, floors)
+    chart_of(title, runs, faded, true, (floors, &[]))
+}
+
+/// A shaded interval around one curve of a chart (a configuration's mean over seeds): per epoch, low and high.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Band {
+    /// The curve it surrounds (its index among the chart's runs, for its colour).
+    pub curve: usize,
+    pub points: Vec<(usize, f64, f64)>,
 }
 
 /// The validation loss of every run in one chart (the training loss, dashed, only for a run without validation):
-/// the overlay at the top of an experiment's section of the index page.
+/// the overlay at the top of an experiment's section of the index page. `bands` shade the 95 % interval around the
+/// curves that are means over seeds.
 pub fn val_loss_chart(
     title: &str,
     runs: &[(String, Vec<EpochStats>)],
     floors: &[Floor],
+    bands: &[Band],
 ) -> Result<String> {
-    chart_of(title, runs, &[], false, floors)
+    chart_of(title, runs, &[], false, (floors, bands))
 }
 
 fn chart_of(
@@ -90,7 +100,7 @@ fn chart_of(
     runs: &[(String, Vec<EpochStats>)],
     faded: &[bool],
     with_train: bool,
-    floors: &[Floor],
+    (floors, bands): (&[Floor], &[Band]),
 ) -> Result<String> {
     // Which runs draw their training line: all of them, or only those with no validation line to draw.
     let train_line = |h: &[EpochStats]| with_train || h.iter().all(|e| e.val_loss.is_none());
@@ -113,6 +123,11 @@ fn chart_of(
             })
             .flatten()
             .chain(floors.iter().map(|f| f.loss))
+            .chain(
+                bands
+                    .iter()
+                    .flat_map(|b| b.points.iter().flat_map(|p| [p.1, p.2])),
+            )
             .filter(|v| v.is_finite())
             .collect();
         let lo = losses.iter().copied().fold(f64::INFINITY, f64::min);
@@ -150,6 +165,21 @@ fn chart_of(
             })
             .draw()
             .map_err(|e| anyhow!("{e}"))?;
+        for band in bands.iter().filter(|b| b.points.len() > 1) {
+            // Low edge left to right, high edge back: one closed shape.
+            let outline: Vec<(f64, f64)> = band
+                .points
+                .iter()
+                .map(|p| (p.0 as f64, p.1))
+                .chain(band.points.iter().rev().map(|p| (p.0 as f64, p.2)))
+                .collect();
+            chart
+                .draw_series(std::iter::once(Polygon::new(
+                    outline,
+                    colour(band.curve).mix(0.2).filled(),
+                )))
+                .map_err(|e| anyhow!("{e}"))?;
+        }
         for (i, (label, history)) in runs.iter().enumerate() {
             let pale = faded.get(i).copied().unwrap_or(false);
             let c = colour(i).mix(if pale { 0.3 } else { 1.0 });

@@ -51,6 +51,9 @@ pub struct RunSummary {
     pub fingerprints: Vec<(String, String)>,
     /// Whether any stage ran (rather than came from the cache).
     pub computed: bool,
+    /// `<stage>.seed` of each `train` stage: what `[sweep] repeat` varies, so runs that differ only there are one
+    /// configuration trained several times.
+    pub seed_keys: Vec<String>,
 }
 
 /// The first file in `dir` named `name` or `<stage>.name`.
@@ -163,6 +166,12 @@ impl RunSummary {
             references,
             fingerprints,
             computed,
+            seed_keys: manifest
+                .stages
+                .iter()
+                .filter(|s| s.kind == crate::stages::StageKind::Train)
+                .map(|s| format!("{}.seed", s.name))
+                .collect(),
         })
     }
 
@@ -401,12 +410,9 @@ impl Table {
             (Value::Null, _) => std::cmp::Ordering::Greater,
             (_, Value::Null) => std::cmp::Ordering::Less,
             (x, y) => {
-                let order = match (x, y) {
-                    (Value::Number(x), Value::Number(y)) => x
-                        .as_f64()
-                        .unwrap_or(0.0)
-                        .total_cmp(&y.as_f64().unwrap_or(0.0)),
-                    (x, y) => cell(x).cmp(&cell(y)),
+                let order = match (sort_number(x), sort_number(y)) {
+                    (Some(x), Some(y)) => x.total_cmp(&y),
+                    _ => cell(x).cmp(&cell(y)),
                 };
                 if descending { order.reverse() } else { order }
             }
@@ -450,11 +456,33 @@ impl Table {
         out
     }
 
+    /// CSV; a column of folded seeds (`mean ± ci95`) is two: `col` (the mean) and `col_ci95`.
     pub fn to_csv(&self) -> Result<String> {
+        let folded: Vec<bool> = (0..self.columns.len())
+            .map(|c| self.rows.iter().any(|r| r[c].get("mean").is_some()))
+            .collect();
         let mut w = csv::Writer::from_writer(Vec::new());
-        w.write_record(&self.columns)?;
+        let mut header = Vec::new();
+        for (c, name) in self.columns.iter().enumerate() {
+            header.push(name.clone());
+            if folded[c] {
+                header.push(format!("{name}_ci95"));
+            }
+        }
+        w.write_record(&header)?;
         for r in &self.rows {
-            w.write_record(r.iter().map(cell))?;
+            let mut record = Vec::new();
+            for (c, v) in r.iter().enumerate() {
+                match (folded[c], v.get("mean")) {
+                    (true, Some(mean)) => {
+                        record.push(cell(mean));
+                        record.push(v.get("ci95").map(cell).unwrap_or_default());
+                    }
+                    (true, None) => record.extend([cell(v), String::new()]),
+                    (false, _) => record.push(cell(v)),
+                }
+            }
+            w.write_record(&record)?;
         }
         Ok(String::from_utf8(
             w.into_inner().map_err(|e| e.into_error())?,
@@ -480,8 +508,20 @@ impl Table {
     }
 }
 
-/// A value as a table cell: numbers with 4 decimals when fractional, strings without quotes, null as empty.
+/// The number a cell sorts by: a number, or a folded cell's mean.
+fn sort_number(v: &Value) -> Option<f64> {
+    v.as_f64().or_else(|| v.get("mean")?.as_f64())
+}
+
+/// A value as a table cell: numbers with 4 decimals when fractional, strings without quotes, null as empty, a
+/// folded cell as `mean ± ci95` (the mean alone from one value).
 pub fn cell(v: &Value) -> String {
+    if let Some(mean) = v.get("mean") {
+        return match v.get("ci95").filter(|c| !c.is_null()) {
+            Some(ci) => format!("{} ± {}", cell(mean), cell(ci)),
+            None => cell(mean),
+        };
+    }
     match v {
         Value::Null => String::new(),
         Value::String(s) => s.clone(),

@@ -157,6 +157,7 @@ pub fn write(reports_dir: &Path) -> Result<PathBuf> {
             Vec::new()
         };
         overlay(&mut html, experiment, &shown, &varying)?;
+        seed_table(&mut html, &shown);
         html.push_str(
             "<table class=\"runs\">\n<thead><tr><th>run</th><th>started</th><th>status</th>",
         );
@@ -220,18 +221,46 @@ fn overlay(
     runs: &[&RunSummary],
     varying: &[String],
 ) -> Result<()> {
-    let curves: Vec<(String, Vec<crate::artifact::EpochStats>)> = runs
+    let label = |r: &RunSummary| {
+        if varying.is_empty() {
+            r.name().to_string()
+        } else {
+            r.label_by(varying)
+        }
+    };
+    // A configuration trained with several seeds is one curve, their mean, in a band of its 95 % interval.
+    let seeds: Vec<&String> = runs.iter().flat_map(|r| &r.seed_keys).collect();
+    let configuration: Vec<String> = varying
         .iter()
-        .filter(|r| !r.history.is_empty())
-        .map(|r| {
-            let label = if varying.is_empty() {
-                r.name().to_string()
-            } else {
-                r.label_by(varying)
-            };
-            (label, r.history.clone())
-        })
+        .filter(|k| !seeds.contains(k))
+        .cloned()
         .collect();
+    let mut curves: Vec<(String, Vec<crate::artifact::EpochStats>)> = Vec::new();
+    let mut bands = Vec::new();
+    for group in crate::runs::repeats::groups(runs) {
+        let members: Vec<&RunSummary> = group
+            .iter()
+            .map(|&i| runs[i])
+            .filter(|r| !r.history.is_empty())
+            .collect();
+        match members[..] {
+            [] => {}
+            [one] => curves.push((label(one), one.history.clone())),
+            _ => {
+                let (curve, band) = crate::runs::repeats::mean_curve(&members);
+                let name = if configuration.is_empty() {
+                    members[0].experiment.clone()
+                } else {
+                    members[0].label_by(&configuration)
+                };
+                bands.push(crate::music::plot::Band {
+                    curve: curves.len(),
+                    points: band,
+                });
+                curves.push((format!("{name} (mean of {} seeds)", members.len()), curve));
+            }
+        }
+    }
     if curves.is_empty() {
         return Ok(());
     }
@@ -239,6 +268,7 @@ fn overlay(
         &format!("{experiment}: validation loss"),
         &curves,
         &crate::runs::compare::floors(runs.iter().copied()),
+        &bands,
     )?;
     // Inline, without the XML declaration a document inside HTML must not have.
     let svg = svg
@@ -248,6 +278,60 @@ fn overlay(
         .unwrap_or(&svg);
     let _ = writeln!(html, "<figure class=\"overlay\">{svg}</figure>");
     Ok(())
+}
+
+/// The columns of the configurations table, after the run's name and the varied parameters.
+const SEED_COLUMNS: [&str; 9] = [
+    "n",
+    "seeds",
+    "vs_lowest",
+    "best_val_loss",
+    "floor_val_loss",
+    "val_loss_vs_floor",
+    "best_val_bits_per_onset",
+    "scale_consistency",
+    "copy_rate_8",
+];
+
+/// Where configurations were trained with several seeds (`[sweep] repeat`): one row each, every figure its mean
+/// ± 95 % interval over the seeds, the configuration whose held-out loss cannot be told from the lowest's marked.
+fn seed_table(html: &mut String, runs: &[&RunSummary]) {
+    let owned: Vec<RunSummary> = runs.iter().map(|r| (*r).clone()).collect();
+    let Some(folded) = crate::runs::repeats::fold(&crate::runs::compare::table(&owned), &owned)
+    else {
+        return;
+    };
+    let n = folded.columns.iter().position(|c| c == "n").unwrap_or(1);
+    let shown: Vec<usize> = (0..n)
+        .chain(
+            SEED_COLUMNS
+                .iter()
+                .filter_map(|c| folded.columns.iter().position(|x| x == c)),
+        )
+        .collect();
+    html.push_str(
+        "<p>Seeds of one configuration, folded: mean ± 95 % interval (Student's t). A configuration marked \
+         <em>overlaps lowest</em> cannot be told apart from the lowest by its held-out loss.</p>\n\
+         <table class=\"runs seeds\">\n<thead><tr>",
+    );
+    for &c in &shown {
+        let _ = write!(html, "<th>{}</th>", text(&folded.columns[c]));
+    }
+    html.push_str("</tr></thead>\n<tbody>\n");
+    for row in &folded.rows {
+        html.push_str("<tr>");
+        for &c in &shown {
+            let v = &row[c];
+            let sort = v
+                .as_f64()
+                .or_else(|| v.get("mean").and_then(|m| m.as_f64()))
+                .map(|x| format!(" data-v=\"{x}\""))
+                .unwrap_or_default();
+            let _ = write!(html, "<td{sort}>{}</td>", text(&cell(v)));
+        }
+        html.push_str("</tr>\n");
+    }
+    html.push_str("</tbody></table>\n");
 }
 
 /// A run's row (sortable cells; numbers carry their exact value in `data-v`) and, folded, its media.

@@ -7,4 +7,5 @@ pub(crate) mod index;
 pub mod manifest;
 pub mod mlflow;
 pub mod progress;
+pub(crate) mod repeats;
 pub(crate) mod report;

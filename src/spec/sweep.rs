@@ -337,6 +337,21 @@ impl Study {
         }
         if let Some(prune) = &sweep.prune {
             check_prune(prune, &points, &source, &mut diags);
+            if sweep.repeat > 1 {
+                diags.push(
+                    Diagnostic::new(format!(
+                        "`repeat = {}` cannot go with `[sweep.prune]`: successive halving ranks single trainings, so \
+                         the seeds of one configuration would be promoted or stopped each on its own luck",
+                        sweep.repeat
+                    ))
+                    .at(&source, prune.span.clone())
+                    .key("sweep.repeat")
+                    .hint(
+                        "remove `repeat` to search, then run the best configuration with `repeat` and no \
+                         `[sweep.prune]` to see its seed noise",
+                    ),
+                );
+            }
         }
         unique_labels(&mut points);
         let name = points

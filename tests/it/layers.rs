@@ -24,7 +24,7 @@ const LAYERS: &[&[&str]] = &[
     &["music"],
     &["artifact"],
     &["nn"],
-    &["problem", "paths", "interrupt", "exit"],
+    &["problem", "paths", "interrupt", "exit", "stats"],
 ];
 
 /// A source file as a module path (`exec::slurm` for `src/exec/slurm/mod.rs`), with its text.

@@ -19,6 +19,7 @@ mod mlflow;
 mod ngram;
 mod remote;
 mod render;
+mod repeats;
 mod requirements;
 mod scale;
 mod schema;

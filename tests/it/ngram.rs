@@ -5,7 +5,7 @@
 use crate::support::*;
 
 /// Seeded melodies that wander a C major scale in steps and small leaps, with rhythm: `files` of them, 40 notes each.
-fn corpus(p: &Project, files: usize) {
+pub fn corpus(p: &Project, files: usize) {
     let scale = [60u8, 62, 64, 65, 67, 69, 71, 72, 74, 76];
     let mut state = 7u64;
     let mut next = move |n: u64| {
@@ -27,7 +27,7 @@ fn corpus(p: &Project, files: usize) {
     }
 }
 
-const FLOOR_TOML: &str = r#"
+pub const FLOOR_TOML: &str = r#"
 name = "floor"
 
 [stages.source]
@@ -90,14 +90,14 @@ temperature = 1.0
 count = 2
 "#;
 
-fn floor_project() -> Project {
+pub fn floor_project() -> Project {
     let p = Project::new();
     corpus(&p, 8);
     p.write("exp.toml", FLOOR_TOML);
     p
 }
 
-fn f64_of(v: &serde_json::Value) -> f64 {
+pub fn f64_of(v: &serde_json::Value) -> f64 {
     v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
 
