@@ -1,12 +1,13 @@
 //! The use cases behind the commands, in terms of the layers below, with typed results that the CLI turns into
 //! text and exit codes: [`run`] (run and exec-stage), [`inspect`] (status and graph), [`maintenance`] (cache
-//! verify, du, gc), [`compare`], [`bench`]. Every failure is one [`error::Error`], which knows its exit code.
+//! verify, du, gc), [`compare`], [`bench`], [`listen`] (the blind listening test). Every failure is one [`error::Error`], which knows its exit code.
 
 pub mod bench;
 pub mod compare;
 pub mod error;
 pub mod export;
 pub mod inspect;
+pub mod listen;
 pub mod maintenance;
 pub mod remote;
 pub mod run;

@@ -175,6 +175,34 @@ pub(super) enum Command {
     #[command(subcommand)]
     Export(ExportCommand),
     /// Compare runs: one row per run with the parameters that differ, losses, time, device and music metrics.
+    /// A blind listening test: one self-contained page that plays pairs of clips — the runs' generated pieces, the
+    /// n-gram floor's, held-out excerpts — in a seeded random order, unlabelled until the end, and exports the
+    /// answers; `--results FILE.json` gives each source's preference rate with its 95 % interval.
+    Listen {
+        /// Report folders or experiment names whose pieces to play.
+        #[arg(required_unless_present = "results", conflicts_with = "results")]
+        targets: Vec<String>,
+        #[command(flatten)]
+        reports: ReportsArgs,
+        /// Where to write the page (default: `listen.html` in the reports directory).
+        #[arg(long, value_name = "FILE.html")]
+        out: Option<PathBuf>,
+        /// Pairs for every two sources.
+        #[arg(long, default_value_t = 4, value_parser = within(1, 100))]
+        pairs: usize,
+        /// Seconds of each clip (all are cut to the shortest piece when one is shorter).
+        #[arg(long, default_value_t = 15, value_parser = within(1, 600))]
+        seconds: usize,
+        /// Drives which clips are paired and their order.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The SoundFont to play every clip with (default: $PIPELINE_SOUNDFONT, then the system's).
+        #[arg(long, value_name = "FILE.sf2")]
+        soundfont: Option<PathBuf>,
+        /// Summarise the answers a page exported instead: each source's preference rate, Wilson's 95 % interval, n.
+        #[arg(long, value_name = "FILE.json")]
+        results: Option<PathBuf>,
+    },
     Compare {
         /// Report folders (a run's, or a sweep's) or experiment names; none: every run in the reports directory.
         targets: Vec<String>,

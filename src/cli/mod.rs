@@ -270,6 +270,27 @@ fn dispatch(cli: Cli) -> u8 {
             completions(shell);
             Ok(exit::SUCCESS)
         }
+        Command::Listen {
+            targets,
+            reports,
+            out,
+            pairs,
+            seconds,
+            seed,
+            soundfont,
+            results,
+        } => match results {
+            Some(file) => listen_results(&file),
+            None => listen(&crate::app::listen::Request {
+                targets: &targets,
+                reports_dir: &reports.reports_dir,
+                out: out.as_deref(),
+                pairs,
+                seconds: seconds as f64,
+                seed,
+                soundfont: soundfont.as_deref(),
+            }),
+        },
         Command::Compare {
             targets,
             reports,
@@ -288,6 +309,46 @@ fn dispatch(cli: Cli) -> u8 {
         show(&e);
         e.code()
     })
+}
+
+/// Writes the listening page and says what is on it.
+fn listen(req: &crate::app::listen::Request) -> Result<u8> {
+    let written = crate::app::listen::write_page(req)?;
+    eprintln!(
+        "{} pairs of {} clips ({:.1} s each) from {} sources: {}",
+        written.pairs,
+        written.clips,
+        written.seconds,
+        written.sources.len(),
+        written.sources.join(", ")
+    );
+    eprintln!(
+        "open it in a browser, answer every pair, export the answers, then `pipeline listen --results FILE`"
+    );
+    println!("{}", written.page.display());
+    Ok(exit::SUCCESS)
+}
+
+/// Each source's preference rate, with Wilson's 95 % interval and n.
+fn listen_results(file: &std::path::Path) -> Result<u8> {
+    let rows = crate::app::listen::results(file)?;
+    let width = rows
+        .iter()
+        .map(|r| r.source.chars().count())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    println!(
+        "{:<width$}  chosen  of n  rate   95 % interval (Wilson)",
+        "source"
+    );
+    for r in &rows {
+        println!(
+            "{:<width$}  {:>6}  {:>4}  {:.3}  {:.3}–{:.3}",
+            r.source, r.chosen, r.n, r.rate, r.low, r.high
+        );
+    }
+    Ok(exit::SUCCESS)
 }
 
 /// Writes the completion script for `shell` to stdout (clap_complete, from the same definitions clap parses).

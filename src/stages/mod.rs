@@ -185,7 +185,7 @@ const KINDS: [KindRow; 11] = [
         // 2: keeps the seed window and a reference excerpt; piano rolls.
         // 3: structural metrics, and the held-out, shuffled and uniform references in metrics.json.
         // 4: pieces play at the tempo of the file they start from; `primer`.
-        // 5: the held-out files' own copy rates in metrics.json; n-gram models as input.
+        // 5: the held-out files' own copy rates in metrics.json; n-gram models as input; held-out excerpts.
         version: 5,
         inputs: &[&[ArtifactKind::Model, ArtifactKind::Ngram]],
         output: ArtifactKind::Music,
@@ -224,6 +224,14 @@ const KINDS: [KindRow; 11] = [
             "generated-8.csv",
             "metrics-8.json",
             "generated-8.svg",
+            "held-out.mid",
+            "held-out-2.mid",
+            "held-out-3.mid",
+            "held-out-4.mid",
+            "held-out-5.mid",
+            "held-out-6.mid",
+            "held-out-7.mid",
+            "held-out-8.mid",
         ],
         build: build::<sample::Sample>,
         schema: schema_of::<sample::Sample>,

@@ -155,6 +155,32 @@ pub fn render_tokens(
     gain: f64,
 ) -> anyhow::Result<Wav> {
     let mid = midi::write_tokens(tokens, program, step, tempo)?;
+    render_midi(soundfont, &mid, sample_rate, gain, Cut::Stereo)
+}
+
+/// How [`render_midi`] writes a piece: whole and in stereo (the render stage), or mixed to mono and cut to its first
+/// seconds (the clips of `pipeline listen`, all of one length).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Cut {
+    Stereo,
+    MonoFirst(f64),
+}
+
+/// How long a MIDI file plays, in seconds (to its last event).
+pub fn midi_seconds(mid: &[u8]) -> anyhow::Result<f64> {
+    let file = MidiFile::new(&mut Cursor::new(mid))
+        .map_err(|e| anyhow!("cannot play the MIDI file: {e}"))?;
+    Ok(file.get_length())
+}
+
+/// Plays a MIDI file through `soundfont` into a 16-bit WAV.
+pub fn render_midi(
+    soundfont: &Arc<SoundFont>,
+    mid: &[u8],
+    sample_rate: u32,
+    gain: f64,
+    cut: Cut,
+) -> anyhow::Result<Wav> {
     let midi_file = Arc::new(
         MidiFile::new(&mut Cursor::new(mid))
             .map_err(|e| anyhow!("cannot play the MIDI file: {e}"))?,
@@ -164,7 +190,10 @@ pub fn render_tokens(
         .map_err(|e| anyhow!("cannot start the synthesizer: {e}"))?;
     let mut sequencer = MidiFileSequencer::new(synthesizer);
     sequencer.play(&midi_file, false);
-    let seconds = midi_file.get_length() + RELEASE_SECONDS;
+    let seconds = match cut {
+        Cut::Stereo => midi_file.get_length() + RELEASE_SECONDS,
+        Cut::MonoFirst(limit) => limit,
+    };
     let frames = (seconds * f64::from(sample_rate)).round();
     // A RIFF WAV holds at most 4 GiB; refuse before allocating anything of that size.
     let bytes = frames * 4.0 + 44.0;
@@ -178,8 +207,9 @@ pub fn render_tokens(
     }
     let frames = frames as usize;
     let mut wav = Cursor::new(Vec::with_capacity(frames * 4 + 44));
+    let mono = matches!(cut, Cut::MonoFirst(_));
     let spec = hound::WavSpec {
-        channels: 2,
+        channels: if mono { 1 } else { 2 },
         sample_rate,
         bits_per_sample: 16,
         sample_format: hound::SampleFormat::Int,
@@ -195,7 +225,9 @@ pub fn render_tokens(
         let n = block.min(frames - done);
         sequencer.render(&mut left[..n], &mut right[..n]);
         for (&l, &r) in left[..n].iter().zip(&right[..n]) {
-            for v in [l, r] {
+            let both = [l, r];
+            let mixed = [(l + r) / 2.0];
+            for &v in if mono { &mixed[..] } else { &both[..] } {
                 let scaled = f64::from(v) * gain * 32768.0;
                 if !(-32768.0..=32767.0).contains(&scaled) {
                     clipped += 1;

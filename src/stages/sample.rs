@@ -514,6 +514,63 @@ pub fn generate<R: Rng>(
     Ok(generated)
 }
 
+impl Sample {
+    /// For each piece, as many tokens of a held-out file as the piece has, from a seeded onset (`held-out.mid`,
+    /// `held-out-2.mid`, …): music the model never saw, to listen to beside its pieces (`pipeline listen`). None
+    /// without validation files.
+    fn held_out_excerpts(
+        &self,
+        windows: &WindowSet,
+        program: u8,
+    ) -> anyhow::Result<Vec<ReportFile>> {
+        let files: Vec<_> = windows
+            .files
+            .iter()
+            .filter(|f| f.split == Split::Validation && f.len > 0)
+            .collect();
+        if files.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut key = b"held-out excerpts".to_vec();
+        key.extend_from_slice(&self.seed.to_le_bytes());
+        let mut rng = ChaCha8Rng::from_seed(*blake3::hash(&key).as_bytes());
+        let length = self.length as usize;
+        let timed = classes(&windows.tokens).is_some();
+        (1..=self.count)
+            .map(|n| {
+                let file = files[rng.random_range(0..files.len())];
+                let tokens: Vec<String> = windows.ids[file.offset..file.offset + file.len]
+                    .iter()
+                    .map(|&id| windows.tokens[id as usize].clone())
+                    .collect();
+                // An excerpt starts on an onset: a note or chord, right after its shift when tokens carry time.
+                let onset = |i: usize| {
+                    time_token(&tokens[i]).is_none()
+                        && (!timed
+                            || i == 0
+                            || matches!(time_token(&tokens[i - 1]), Some(TimeToken::Shift(_))))
+                };
+                let starts: Vec<usize> = (0..tokens.len().saturating_sub(length).max(1))
+                    .filter(|&i| onset(i))
+                    .collect();
+                let from = match starts.len() {
+                    0 => 0,
+                    k => starts[rng.random_range(0..k)],
+                };
+                let excerpt = &tokens[from..(from + length).min(tokens.len())];
+                let name = match n {
+                    1 => "held-out.mid".to_string(),
+                    n => format!("held-out-{n}.mid"),
+                };
+                Ok(ReportFile {
+                    name,
+                    bytes: midi::write_tokens(excerpt, program, self.step, file.tempo)?,
+                })
+            })
+            .collect()
+    }
+}
+
 impl Stage for Sample {
     fn kind(&self) -> StageKind {
         StageKind::Sample
@@ -706,6 +763,7 @@ impl Stage for Sample {
                     bytes: reference_roll.into_bytes(),
                 }])
                 .chain(more.into_iter().flat_map(|p| p.files))
+                .chain(self.held_out_excerpts(windows, program)?)
                 .collect(),
             artifact: Artifact::Music(Music {
                 tokens,

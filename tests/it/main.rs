@@ -13,6 +13,7 @@ mod escape;
 mod full_disk;
 mod interrupt;
 mod layers;
+mod listen;
 mod live;
 mod malformed;
 mod mlflow;
