@@ -178,31 +178,7 @@ pub(super) enum Command {
     /// A blind listening test: one self-contained page that plays pairs of clips — the runs' generated pieces, the
     /// n-gram floor's, held-out excerpts — in a seeded random order, unlabelled until the end, and exports the
     /// answers; `--results FILE.json` gives each source's preference rate with its 95 % interval.
-    Listen {
-        /// Report folders or experiment names whose pieces to play.
-        #[arg(required_unless_present = "results", conflicts_with = "results")]
-        targets: Vec<String>,
-        #[command(flatten)]
-        reports: ReportsArgs,
-        /// Where to write the page (default: `listen.html` in the reports directory).
-        #[arg(long, value_name = "FILE.html")]
-        out: Option<PathBuf>,
-        /// Pairs for every two sources.
-        #[arg(long, default_value_t = 4, value_parser = within(1, 100))]
-        pairs: usize,
-        /// Seconds of each clip (all are cut to the shortest piece when one is shorter).
-        #[arg(long, default_value_t = 15, value_parser = within(1, 600))]
-        seconds: usize,
-        /// Drives which clips are paired and their order.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// The SoundFont to play every clip with (default: $PIPELINE_SOUNDFONT, then the system's).
-        #[arg(long, value_name = "FILE.sf2")]
-        soundfont: Option<PathBuf>,
-        /// Summarise the answers a page exported instead: each source's preference rate, Wilson's 95 % interval, n.
-        #[arg(long, value_name = "FILE.json")]
-        results: Option<PathBuf>,
-    },
+    Listen(ListenArgs),
     Compare {
         /// Report folders (a run's, or a sweep's) or experiment names; none: every run in the reports directory.
         targets: Vec<String>,
@@ -391,6 +367,33 @@ pub(super) enum Bench {
         #[arg(long, default_value_t = 7, value_parser = within(1, 1000))]
         runs: usize,
     },
+}
+
+#[derive(clap::Args, Debug)]
+pub(super) struct ListenArgs {
+    /// Report folders or experiment names whose pieces to play.
+    #[arg(required_unless_present = "results", conflicts_with = "results")]
+    pub(super) targets: Vec<String>,
+    #[command(flatten)]
+    pub(super) reports: ReportsArgs,
+    /// Where to write the page (default: `listen.html` in the reports directory).
+    #[arg(long, value_name = "FILE.html")]
+    pub(super) out: Option<PathBuf>,
+    /// Pairs for every two sources.
+    #[arg(long, default_value_t = 4, value_parser = within(1, 100))]
+    pub(super) pairs: usize,
+    /// Seconds of each clip (all are cut to the shortest piece when one is shorter).
+    #[arg(long, default_value_t = 15, value_parser = within(1, 600))]
+    pub(super) seconds: usize,
+    /// Drives which clips are paired and their order.
+    #[arg(long, default_value_t = 1)]
+    pub(super) seed: u64,
+    /// The SoundFont to play every clip with (default: $PIPELINE_SOUNDFONT, then the system's).
+    #[arg(long, value_name = "FILE.sf2")]
+    pub(super) soundfont: Option<PathBuf>,
+    /// Summarise the answers a page exported instead: each source's preference rate, Wilson's 95 % interval, n.
+    #[arg(long, value_name = "FILE.json")]
+    pub(super) results: Option<PathBuf>,
 }
 
 /// A clap parser for a whole number in `lo..=hi`: anything else is a usage error (exit 2) naming the range.

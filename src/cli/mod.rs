@@ -270,27 +270,7 @@ fn dispatch(cli: Cli) -> u8 {
             completions(shell);
             Ok(exit::SUCCESS)
         }
-        Command::Listen {
-            targets,
-            reports,
-            out,
-            pairs,
-            seconds,
-            seed,
-            soundfont,
-            results,
-        } => match results {
-            Some(file) => listen_results(&file),
-            None => listen(&crate::app::listen::Request {
-                targets: &targets,
-                reports_dir: &reports.reports_dir,
-                out: out.as_deref(),
-                pairs,
-                seconds: seconds as f64,
-                seed,
-                soundfont: soundfont.as_deref(),
-            }),
-        },
+        Command::Listen(args) => listen_command(&args),
         Command::Compare {
             targets,
             reports,
@@ -309,6 +289,22 @@ fn dispatch(cli: Cli) -> u8 {
         show(&e);
         e.code()
     })
+}
+
+/// `listen`: the page, or with `--results` the summary of its answers.
+fn listen_command(args: &args::ListenArgs) -> Result<u8> {
+    match &args.results {
+        Some(file) => listen_results(file),
+        None => listen(&crate::app::listen::Request {
+            targets: &args.targets,
+            reports_dir: &args.reports.reports_dir,
+            out: args.out.as_deref(),
+            pairs: args.pairs,
+            seconds: args.seconds as f64,
+            seed: args.seed,
+            soundfont: args.soundfont.as_deref(),
+        }),
+    }
 }
 
 /// Writes the listening page and says what is on it.

@@ -165,21 +165,7 @@ fn chart_of(
             })
             .draw()
             .map_err(|e| anyhow!("{e}"))?;
-        for band in bands.iter().filter(|b| b.points.len() > 1) {
-            // Low edge left to right, high edge back: one closed shape.
-            let outline: Vec<(f64, f64)> = band
-                .points
-                .iter()
-                .map(|p| (p.0 as f64, p.1))
-                .chain(band.points.iter().rev().map(|p| (p.0 as f64, p.2)))
-                .collect();
-            chart
-                .draw_series(std::iter::once(Polygon::new(
-                    outline,
-                    colour(band.curve).mix(0.2).filled(),
-                )))
-                .map_err(|e| anyhow!("{e}"))?;
-        }
+        draw_bands(&mut chart, bands)?;
         for (i, (label, history)) in runs.iter().enumerate() {
             let pale = faded.get(i).copied().unwrap_or(false);
             let c = colour(i).mix(if pale { 0.3 } else { 1.0 });
@@ -208,20 +194,52 @@ fn chart_of(
                 PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(width))
             });
         }
-        for floor in floors.iter().filter(|f| f.loss.is_finite()) {
-            let grey = RGBColor(110, 110, 110);
-            let line = vec![(1.0, floor.loss), (epochs as f64, floor.loss)];
-            chart
-                .draw_series(DashedLineSeries::new(line, 2, 4, grey.stroke_width(2)))
-                .map_err(|e| anyhow!("{e}"))?
-                .label(floor.label.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], grey.stroke_width(2))
-                });
-        }
+        draw_floors(&mut chart, floors, epochs)?;
         finish(&mut chart, &root)?;
     }
     Ok(svg)
+}
+
+/// The chart type the loss charts draw on.
+type LossChart<'a, 'b> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// Each floor as a dotted grey line across every epoch, in the legend.
+fn draw_floors(chart: &mut LossChart, floors: &[Floor], epochs: usize) -> Result<()> {
+    for floor in floors.iter().filter(|f| f.loss.is_finite()) {
+        let grey = RGBColor(110, 110, 110);
+        let line = vec![(1.0, floor.loss), (epochs as f64, floor.loss)];
+        chart
+            .draw_series(DashedLineSeries::new(line, 2, 4, grey.stroke_width(2)))
+            .map_err(|e| anyhow!("{e}"))?
+            .label(floor.label.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], grey.stroke_width(2))
+            });
+    }
+    Ok(())
+}
+
+/// Each band as a pale shape in its curve's colour: the low edge left to right, the high edge back.
+fn draw_bands(chart: &mut LossChart, bands: &[Band]) -> Result<()> {
+    for band in bands.iter().filter(|b| b.points.len() > 1) {
+        let outline: Vec<(f64, f64)> = band
+            .points
+            .iter()
+            .map(|p| (p.0 as f64, p.1))
+            .chain(band.points.iter().rev().map(|p| (p.0 as f64, p.2)))
+            .collect();
+        chart
+            .draw_series(std::iter::once(Polygon::new(
+                outline,
+                colour(band.curve).mix(0.2).filled(),
+            )))
+            .map_err(|e| anyhow!("{e}"))?;
+    }
+    Ok(())
 }
 
 /// One stretch of a piano roll: tokens drawn in one colour under one legend label.

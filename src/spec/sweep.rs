@@ -337,21 +337,7 @@ impl Study {
         }
         if let Some(prune) = &sweep.prune {
             check_prune(prune, &points, &source, &mut diags);
-            if sweep.repeat > 1 {
-                diags.push(
-                    Diagnostic::new(format!(
-                        "`repeat = {}` cannot go with `[sweep.prune]`: successive halving ranks single trainings, so \
-                         the seeds of one configuration would be promoted or stopped each on its own luck",
-                        sweep.repeat
-                    ))
-                    .at(&source, prune.span.clone())
-                    .key("sweep.repeat")
-                    .hint(
-                        "remove `repeat` to search, then run the best configuration with `repeat` and no \
-                         `[sweep.prune]` to see its seed noise",
-                    ),
-                );
-            }
+            check_prune_repeat(prune, sweep.repeat, &source, &mut diags);
         }
         unique_labels(&mut points);
         let name = points
@@ -537,6 +523,25 @@ pub fn trainings(exp: &Experiment) -> Vec<(&str, u64)> {
 
 /// What `[sweep.prune]` needs of the points: one `train` stage, at least `min_epochs` epochs each, and a
 /// validation split when the metric is a validation one.
+/// Successive halving ranks single trainings: the seeds of one configuration would each be promoted or stopped on
+/// their own luck, so `repeat` is refused beside `[sweep.prune]`.
+fn check_prune_repeat(prune: &Prune, repeat: u32, source: &Source, diags: &mut Diagnostics) {
+    if repeat > 1 {
+        diags.push(
+            Diagnostic::new(format!(
+                "`repeat = {repeat}` cannot go with `[sweep.prune]`: successive halving ranks single trainings, so \
+                 the seeds of one configuration would be promoted or stopped each on its own luck"
+            ))
+            .at(source, prune.span.clone())
+            .key("sweep.repeat")
+            .hint(
+                "remove `repeat` to search, then run the best configuration with `repeat` and no \
+                 `[sweep.prune]` to see its seed noise",
+            ),
+        );
+    }
+}
+
 fn check_prune(prune: &Prune, points: &[Point], source: &Source, diags: &mut Diagnostics) {
     let Some(first) = points.first() else { return };
     let trains = trainings(&first.experiment);
