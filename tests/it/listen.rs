@@ -3,7 +3,7 @@
 //! pair is answered by mouse or keyboard; the exported answers give each source's preference rate with Wilson's
 //! interval, checked against the formula worked by hand; bad input is a located error.
 
-use crate::ngram::{FLOOR_TOML, floor_project};
+use crate::ngram::{floor_project, floor_toml};
 use crate::support::*;
 
 /// Wilson's 95 % score interval, written out here from its textbook formula (the binary uses statrs' quantile).
@@ -21,7 +21,7 @@ fn listening_project() -> Project {
     let p = floor_project();
     p.write(
         "exp.toml",
-        FLOOR_TOML
+        floor_toml()
             .replace("[stages.music]", "[stages.lstm_pieces]")
             .replace("length = 30", "length = 60"),
     );

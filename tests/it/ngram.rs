@@ -27,36 +27,21 @@ pub fn corpus(p: &Project, files: usize) {
     }
 }
 
-pub const FLOOR_TOML: &str = r#"
-name = "floor"
+/// The MIDI stages of [`PIPELINE_TOML`] with timed tokens and files held out, a small `train` and its `sample`, and
+/// the floor (`ngram`, order 4) with a `sample` of its own.
+pub fn floor_toml() -> String {
+    let midi = PIPELINE_TOML
+        .replace("name = \"test\"", "name = \"floor\"")
+        .replace(
+            "inputs = [\"melody\"]\n",
+            "inputs = [\"melody\"]\nscheme = \"timed\"\n",
+        )
+        .replace("seq_len = 4", "seq_len = 8")
+        .replace("val_fraction = 0.0", "val_fraction = 0.25");
+    format!("{midi}{FLOOR_STAGES}")
+}
 
-[stages.source]
-kind = "midi_source"
-path = "midi"
-
-[stages.no_drums]
-kind = "drop_drums"
-inputs = ["source"]
-
-[stages.melody]
-kind = "extract_instrument"
-inputs = ["no_drums"]
-
-[stages.tokens]
-kind = "tokenize"
-inputs = ["melody"]
-scheme = "timed"
-
-[stages.vocab]
-kind = "vocab"
-inputs = ["tokens"]
-
-[stages.windows]
-kind = "window"
-inputs = ["vocab"]
-seq_len = 8
-val_fraction = 0.25
-
+const FLOOR_STAGES: &str = r#"
 [stages.model]
 kind = "train"
 inputs = ["windows"]
@@ -93,7 +78,7 @@ count = 2
 pub fn floor_project() -> Project {
     let p = Project::new();
     corpus(&p, 8);
-    p.write("exp.toml", FLOOR_TOML);
+    p.write("exp.toml", floor_toml());
     p
 }
 
@@ -262,7 +247,7 @@ fn bad_ngram_settings_are_located_errors() {
     for order in ["0", "11"] {
         p.write(
             "bad.toml",
-            FLOOR_TOML.replace("order = 4", &format!("order = {order}")),
+            floor_toml().replace("order = 4", &format!("order = {order}")),
         );
         p.pipeline(&["run", "bad.toml"])
             .fails_with(2, &format!("must be between 1 and 10, got {order}"))
@@ -270,7 +255,7 @@ fn bad_ngram_settings_are_located_errors() {
     }
     p.write(
         "bad.toml",
-        FLOOR_TOML.replace(
+        floor_toml().replace(
             "kind = \"ngram\"\ninputs = [\"windows\"]",
             "kind = \"ngram\"\ninputs = [\"vocab\"]",
         ),
@@ -281,7 +266,7 @@ fn bad_ngram_settings_are_located_errors() {
     );
     p.write(
         "bad.toml",
-        FLOOR_TOML.replace("inputs = [\"floor\"]", "inputs = [\"windows\"]"),
+        floor_toml().replace("inputs = [\"floor\"]", "inputs = [\"windows\"]"),
     );
     p.pipeline(&["run", "bad.toml"])
         .fails_with(2, "needs a trained model or an n-gram model as input");

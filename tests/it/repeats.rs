@@ -2,7 +2,7 @@
 //! mean ± 95 % interval (Student's t) with n and every seed's value — and configurations whose intervals overlap are
 //! marked as not distinguishable; a pruned search refuses `repeat`.
 
-use crate::ngram::{FLOOR_TOML, f64_of, floor_project};
+use crate::ngram::{f64_of, floor_project, floor_toml};
 use crate::support::*;
 
 const SWEEP: &str = "\n[sweep]\n\"model.hidden\" = [4, 16]\nrepeat = 3\n";
@@ -10,7 +10,7 @@ const SWEEP: &str = "\n[sweep]\n\"model.hidden\" = [4, 16]\nrepeat = 3\n";
 #[test]
 fn repeats_fold_into_one_row_per_configuration() {
     let p = floor_project();
-    p.write("exp.toml", format!("{FLOOR_TOML}{SWEEP}"));
+    p.write("exp.toml", format!("{}{SWEEP}", floor_toml()));
     p.pipeline(&["run", "exp.toml", "-j", "2"]).ok();
     let json = p.pipeline(&["compare", "--format", "json"]).ok();
     let rows: Vec<serde_json::Value> = serde_json::from_str(&json.stdout).unwrap();
@@ -106,7 +106,8 @@ fn repeats_fold_into_one_row_per_configuration() {
 fn a_pruned_search_refuses_repeat() {
     let p = floor_project();
     let pruned = format!(
-        "{FLOOR_TOML}{SWEEP}\n[sweep.prune]\nmethod = \"asha\"\nmetric = \"val_loss\"\nmin_epochs = 1\nreduction = 3\n"
+        "{}{SWEEP}\n[sweep.prune]\nmethod = \"asha\"\nmetric = \"val_loss\"\nmin_epochs = 1\nreduction = 3\n",
+        floor_toml()
     );
     p.write("exp.toml", pruned);
     p.pipeline(&["run", "exp.toml"])
