@@ -609,7 +609,7 @@ fn experiment_windows(
     }
 }
 
-/// The process's resident memory now and at its peak since the last [`reset_peak_memory`], in bytes (Linux).
+/// The process's resident memory now and at its peak, in bytes (Linux).
 fn memory() -> Option<(u64, u64)> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let field = |name: &str| -> Option<u64> {
@@ -623,14 +623,6 @@ fn memory() -> Option<(u64, u64)> {
         Some(kib * 1024)
     };
     Some((field("VmRSS:")?, field("VmHWM:")?))
-}
-
-/// Returns freed memory to the system and restarts the kernel's peak count (`clear_refs` 5, Linux ≥ 4.0), so the
-/// next peak is what the code after it needs.
-fn reset_peak_memory() {
-    // SAFETY: mi_collect only frees mimalloc's own unused pages.
-    unsafe { libmimalloc_sys::mi_collect(true) };
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 /// Writes the windows' training and validation files (one file's ids a line) and their shape, for an independent
@@ -681,8 +673,6 @@ pub fn ngram_report(bench: &NgramBench) -> super::error::Result<String> {
     let mut peak = None;
     let mut result = None;
     for run in 0..bench.runs.max(1) {
-        reset_peak_memory();
-        let before = memory();
         let started = Instant::now();
         let model = Model::new(fit(&windows, bench.order));
         fits.push(started.elapsed().as_secs_f64());
@@ -690,18 +680,16 @@ pub fn ngram_report(bench: &NgramBench) -> super::error::Result<String> {
         let scored = score(&model, &windows);
         scores.push(started.elapsed().as_secs_f64());
         if run == 0 {
-            peak = before
-                .zip(memory())
-                .map(|((rss, _), (_, hwm))| hwm.saturating_sub(rss));
-            result = Some((model.counts().sizes(), model.counts().tokens, scored));
+            peak = memory().map(|(_, hwm)| hwm);
+            result = Some((model.counts().sizes(), model.counts().tokens, model.heap_bytes(), scored));
         }
     }
-    let (sizes, tokens, (nll, targets)) = result.expect("at least one run");
+    let (sizes, tokens, model_bytes, (nll, targets)) = result.expect("at least one run");
     let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
     let mut out = format!(
         "ngram order {} on {} ({} training tokens, {} held-out targets, vocabulary {})\n  \
          fit: median {:.3} s, score: median {:.3} s over {} runs\n  \
-         peak memory of fit + score: {}\n",
+         model in memory: {:.1} MiB ({:.0} bytes per training token); the whole process at its peak: {}\n",
         bench.order,
         exp.path.display(),
         tokens,
@@ -710,6 +698,8 @@ pub fn ngram_report(bench: &NgramBench) -> super::error::Result<String> {
         median(fits),
         median(scores),
         bench.runs.max(1),
+        mib(model_bytes as u64),
+        model_bytes as f64 / tokens.max(1) as f64,
         peak.map_or("not measured (Linux only)".to_string(), |b| format!(
             "{:.1} MiB",
             mib(b)

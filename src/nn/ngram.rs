@@ -308,6 +308,27 @@ impl Model {
         self.counts
     }
 
+    /// The bytes the model holds, from its containers' capacities: the counts, the trie's hash index (hashbrown: a
+    /// power-of-two number of buckets for capacity × 8/7, each a 16-byte entry and a control byte) and the context
+    /// statistics. What fitting and scoring hold at their peak, give or take the index's growth by doubling.
+    pub fn heap_bytes(&self) -> usize {
+        let counts: usize = self
+            .counts
+            .levels
+            .iter()
+            .map(|l| 4 * (l.parent.capacity() + l.word.capacity() + l.count.capacity() + l.continuation.capacity()))
+            .sum();
+        let built: usize = self
+            .levels
+            .iter()
+            .map(|b| {
+                let buckets = (b.index.capacity() * 8 / 7 + 1).next_power_of_two();
+                buckets * 17 + std::mem::size_of::<Context>() * (b.raw.capacity() + b.cont.capacity())
+            })
+            .sum();
+        counts + built
+    }
+
     /// The discounts of each order as the model's highest (raw counts).
     pub fn discounts(&self) -> Vec<Discounts> {
         self.levels.iter().map(|l| l.d_raw).collect()
