@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Status;
 use super::events::{Event, Reporter, Share, StageRef};
-use crate::stages::EpochProgress;
+use crate::stages::{EpochProgress, NgramSummary, StageKind};
 
 /// A reporter that also shows the board: told where the run stands after each event that changed it (whoever
 /// runs keeps the board and calls this; the executor only emits events).
@@ -36,6 +36,9 @@ pub struct PointProgress {
     pub stages: Vec<StageProgress>,
     /// The last epoch a training of this point reported.
     pub epoch: Option<EpochAt>,
+    /// The held-out loss of the point's n-gram floor, once its `ngram` stage is done: shown beside the training's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor: Option<f64>,
     /// Every stage parameter as `stage.param` → value (defaults filled in), as the manifest will have them: what
     /// an export of the run in progress needs.
     #[serde(default)]
@@ -195,6 +198,7 @@ impl Progress {
                             })
                             .collect(),
                         epoch: None,
+                        floor: None,
                     },
                 )
                 .collect(),
@@ -258,6 +262,17 @@ impl Progress {
                     Status::NotRun => StageState::Queued,
                 };
                 let error = (state == StageState::Failed).then(|| result.message().to_string());
+                let floor = result
+                    .record
+                    .as_ref()
+                    .filter(|_| result.kind == StageKind::Ngram)
+                    .and_then(|r| serde_json::from_value::<NgramSummary>(r.summary.clone()).ok())
+                    .and_then(|n| n.val_loss);
+                if let Some(floor) = floor {
+                    for point in self.points_mut(stage) {
+                        point.floor.get_or_insert(floor);
+                    }
+                }
                 self.set(stage, state, None, error)
             }
             Event::Damaged { .. }
@@ -367,6 +382,9 @@ impl Progress {
                         if let Some(v) = e.val_loss {
                             let _ = write!(line, "  val {v:.4}");
                         }
+                        if let Some(floor) = p.floor {
+                            let _ = write!(line, "  floor {floor:.4}");
+                        }
                         if let Some(eta) = p.eta_seconds() {
                             let _ = write!(line, "  ETA {}", duration(eta));
                         }
@@ -415,7 +433,7 @@ pub fn duration(seconds: f64) -> String {
 mod tests {
     use super::*;
     use crate::exec::StageResult;
-    use crate::stages::StageKind;
+    use crate::fingerprint::Hash;
 
     fn board() -> Progress {
         let point = |label: &str| PlannedPoint {
@@ -434,6 +452,45 @@ mod tests {
             val_loss: Some(2.75),
             seconds,
         }
+    }
+
+    #[test]
+    fn a_points_floor_shows_beside_its_training_once_the_ngram_stage_is_done() {
+        let mut p = board();
+        let a = Share::Point("a".into());
+        let stage = |name| StageRef { name, share: &a };
+        let zero = Hash::of(b"").hex();
+        let record: crate::store::Record = serde_json::from_value(serde_json::json!({
+            "key": zero,
+            "fingerprint": { "kind": "ngram", "version": 1, "params": {}, "inputs": [] },
+            "output": { "hash": zero, "bytes": 0 },
+            "files": {},
+            "summary": { "order": 5, "val_loss": 2.8056 },
+            "warnings": [],
+            "stage": "floor",
+            "seconds": 0.0,
+            "created": "",
+        }))
+        .unwrap();
+        let mut floor = StageResult::new("floor", StageKind::Ngram, Status::Ran);
+        floor.record = Some(record);
+        p.apply(&Event::Finished {
+            stage: stage("floor"),
+            result: &floor,
+        });
+        assert_eq!((p.points[0].floor, p.points[1].floor), (Some(2.8056), None));
+        p.apply(&Event::Running {
+            stage: stage("train"),
+            reasons: &[],
+        });
+        p.apply(&Event::Epoch {
+            stage: stage("train"),
+            progress: &epoch(1, 0.0),
+        });
+        assert_eq!(
+            p.lines(jiff::Timestamp::now()),
+            ["a  train  epoch 1/10  train 2.5000  val 2.7500  floor 2.8056"]
+        );
     }
 
     #[test]
