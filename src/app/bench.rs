@@ -681,7 +681,12 @@ pub fn ngram_report(bench: &NgramBench) -> super::error::Result<String> {
         scores.push(started.elapsed().as_secs_f64());
         if run == 0 {
             peak = memory().map(|(_, hwm)| hwm);
-            result = Some((model.counts().sizes(), model.counts().tokens, model.heap_bytes(), scored));
+            result = Some((
+                model.counts().sizes(),
+                model.counts().tokens,
+                model.heap_bytes(),
+                scored,
+            ));
         }
     }
     let (sizes, tokens, model_bytes, (nll, targets)) = result.expect("at least one run");

@@ -316,14 +316,20 @@ impl Model {
             .counts
             .levels
             .iter()
-            .map(|l| 4 * (l.parent.capacity() + l.word.capacity() + l.count.capacity() + l.continuation.capacity()))
+            .map(|l| {
+                4 * (l.parent.capacity()
+                    + l.word.capacity()
+                    + l.count.capacity()
+                    + l.continuation.capacity())
+            })
             .sum();
         let built: usize = self
             .levels
             .iter()
             .map(|b| {
                 let buckets = (b.index.capacity() * 8 / 7 + 1).next_power_of_two();
-                buckets * 17 + std::mem::size_of::<Context>() * (b.raw.capacity() + b.cont.capacity())
+                buckets * 17
+                    + std::mem::size_of::<Context>() * (b.raw.capacity() + b.cont.capacity())
             })
             .sum();
         counts + built

@@ -706,12 +706,13 @@ fn parse_sweep(value: &Spanned<DeValue>, source: &Source) -> Result<Sweep, Diagn
             (k, _) => axis(k, v, source, &mut axes, &mut diags),
         }
     }
-    if axes.is_empty() {
+    // `repeat` alone is a sweep too: one configuration trained with several seeds, to see their noise.
+    if axes.is_empty() && (repeat == 1 || mode != Mode::Grid) {
         diags.push(
             Diagnostic::new("`[sweep]` varies nothing")
                 .at(source, value.span())
                 .key("sweep")
-                .hint("add lines like `\"model.layers\" = [1, 2, 3]`"),
+                .hint("add lines like `\"model.layers\" = [1, 2, 3]`, or `repeat = 3` to train one configuration with 3 seeds"),
         );
     }
     if mode == Mode::Random {

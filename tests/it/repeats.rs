@@ -114,3 +114,27 @@ fn a_pruned_search_refuses_repeat() {
         .fails_with(2, "`repeat = 3` cannot go with `[sweep.prune]`")
         .fails_with(2, "run the best configuration with `repeat`");
 }
+
+#[test]
+fn repeat_alone_trains_one_configuration_with_several_seeds() {
+    let p = floor_project();
+    p.write(
+        "exp.toml",
+        format!("{}\n[sweep]\nrepeat = 2\n", floor_toml()),
+    );
+    let run = p.pipeline(&["run", "exp.toml"]).ok();
+    assert!(run.stderr.contains("2 points"), "{}", run.stderr);
+    let json = p.pipeline(&["compare", "--format", "json"]).ok();
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(rows.len(), 1, "{}", json.stdout);
+    assert_eq!(rows[0]["n"], 2);
+    assert_eq!(rows[0]["seeds"], "42 43");
+    assert_eq!(rows[0]["vs_lowest"], "lowest");
+    // Without `repeat`, an empty sweep is still an error.
+    p.write(
+        "exp.toml",
+        format!("{}\n[sweep]\nrepeat = 1\n", floor_toml()),
+    );
+    p.pipeline(&["run", "exp.toml"])
+        .fails_with(2, "`[sweep]` varies nothing");
+}
