@@ -279,20 +279,15 @@ pub fn corpus(sequences: &[Vec<String>], step: f64) -> Metrics {
 /// Metrics of a generated piece against the training sequences (n-grams never span two sequences).
 #[cfg(test)]
 pub fn generated(piece: &[String], step: f64, training: &[Vec<String>]) -> Metrics {
-    generated_against(piece, step, training, &CopyIndex::new(training))
+    generated_against(piece, step, &CopyIndex::new(training))
 }
 
-fn generated_against(
-    piece: &[String],
-    step: f64,
-    training: &[Vec<String>],
-    index: &CopyIndex,
-) -> Metrics {
+fn generated_against(piece: &[String], step: f64, index: &CopyIndex) -> Metrics {
     let mut m = shape_metrics(piece);
     structure(&mut m, &[onsets(piece, step)]);
     m.copy_rate_8 = Some(index.token_rate(&[piece]).unwrap_or(0.0));
     m.copy_rate_8_onsets = Some(index.onset_rate(&[piece]).unwrap_or(0.0));
-    m.longest_copy = Some(longest_copy(piece, training));
+    m.longest_copy = Some(longest_copy(piece, index));
     m
 }
 
@@ -319,8 +314,11 @@ fn onset_groups(tokens: &[String]) -> Vec<&[String]> {
 
 /// The runs of [`COPY_NGRAM`] tokens and of as many onsets in the training sequences, for copy rates.
 struct CopyIndex<'a> {
+    training: &'a [Vec<String>],
     tokens: HashSet<&'a [String]>,
     onsets: HashSet<Vec<&'a [String]>>,
+    /// Where each token occurs: (sequence, position).
+    positions: HashMap<&'a str, Vec<(usize, usize)>>,
 }
 
 impl<'a> CopyIndex<'a> {
@@ -339,7 +337,18 @@ impl<'a> CopyIndex<'a> {
                     .collect::<Vec<_>>()
             })
             .collect();
-        CopyIndex { tokens, onsets }
+        let mut positions: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
+        for (s, seq) in training.iter().enumerate() {
+            for (j, t) in seq.iter().enumerate() {
+                positions.entry(t).or_default().push((s, j));
+            }
+        }
+        CopyIndex {
+            training,
+            tokens,
+            onsets,
+            positions,
+        }
     }
 
     /// The share of `files`' runs of 8 tokens found in the training sequences; `None` when they have none.
@@ -366,25 +375,20 @@ impl<'a> CopyIndex<'a> {
     }
 }
 
-/// The longest span of `piece` found verbatim in one of the `training` sequences: for every pair of equal
-/// positions, extend the match; positions are indexed by token so only candidate starts are tried.
-fn longest_copy(piece: &[String], training: &[Vec<String>]) -> usize {
-    let mut positions: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
-    for (s, seq) in training.iter().enumerate() {
-        for (j, t) in seq.iter().enumerate() {
-            positions.entry(t).or_default().push((s, j));
-        }
-    }
+/// The longest span of `piece` found verbatim in one of the training sequences: for every pair of equal
+/// positions, extend the match; positions are indexed by token (in [`CopyIndex`]) so only candidate starts are tried.
+fn longest_copy(piece: &[String], index: &CopyIndex) -> usize {
     let mut best = 0;
     for i in 0..piece.len() {
         if piece.len() - i <= best {
             break;
         }
-        for &(s, j) in positions
+        for &(s, j) in index
+            .positions
             .get(piece[i].as_str())
             .map_or(&[][..], Vec::as_slice)
         {
-            let seq = &training[s];
+            let seq = &index.training[s];
             let len = piece[i..]
                 .iter()
                 .zip(&seq[j..])
@@ -418,6 +422,7 @@ pub struct MetricsReport {
 }
 
 /// Every metric of `piece` (each token `step` beats long) and of the references, seeded by `seed`.
+#[cfg(test)]
 pub fn report(
     piece: &[String],
     step: f64,
@@ -426,59 +431,96 @@ pub fn report(
     vocabulary: &[String],
     seed: u64,
 ) -> MetricsReport {
-    let (reference, name) = if held_out.iter().any(|f| f.len() > 1) {
-        (held_out, "validation")
-    } else {
-        (training, "training")
-    };
-    let target = interval_histogram(
-        &reference
+    References::new(step, training, held_out, vocabulary, seed).report(piece)
+}
+
+/// What every piece of a `sample` stage is measured against, computed once: the training corpus's metrics and its
+/// copy index, the held-out files (or the training files when none are held out) with their own copy rates, and
+/// their shuffled and uniform references.
+pub struct References<'a> {
+    step: f64,
+    index: CopyIndex<'a>,
+    /// The held-out files' interval histogram, which `interval_distance` compares with.
+    target: [f64; WIDEST + 1],
+    corpus: Metrics,
+    held_out: Metrics,
+    shuffled: Metrics,
+    uniform: Metrics,
+    name: &'static str,
+}
+
+impl<'a> References<'a> {
+    /// The references of `training` and `held_out`, seeded by `seed`.
+    pub fn new(
+        step: f64,
+        training: &'a [Vec<String>],
+        held_out: &'a [Vec<String>],
+        vocabulary: &[String],
+        seed: u64,
+    ) -> Self {
+        let (reference, name) = if held_out.iter().any(|f| f.len() > 1) {
+            (held_out, "validation")
+        } else {
+            (training, "training")
+        };
+        let histogram = |files: &[Vec<String>]| {
+            interval_histogram(&files.iter().map(|s| onsets(s, step)).collect::<Vec<_>>())
+        };
+        let target = histogram(reference);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let shuffled: Vec<Vec<String>> = reference
             .iter()
-            .map(|s| onsets(s, step))
-            .collect::<Vec<_>>(),
-    );
-    let distance = |files: &[Vec<String>]| -> f64 {
-        let files: Vec<Vec<Onset>> = files.iter().map(|s| onsets(s, step)).collect();
-        js_divergence(&interval_histogram(&files), &target)
-    };
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let shuffled: Vec<Vec<String>> = reference
-        .iter()
-        .map(|f| {
-            let mut f = f.clone();
-            f.shuffle(&mut rng);
-            f
-        })
-        .collect();
-    let uniform: Vec<Vec<String>> = reference
-        .iter()
-        .map(|f| {
-            (0..f.len())
-                .filter_map(|_| vocabulary.choose(&mut rng).cloned())
-                .collect()
-        })
-        .collect();
-    let with_distance = |mut m: Metrics, files: &[Vec<String>]| {
-        m.interval_distance = Some(distance(files));
-        m
-    };
-    let index = CopyIndex::new(training);
-    let mut generated = generated_against(piece, step, training, &index);
-    generated.interval_distance = Some(distance(&[piece.to_vec()]));
-    let mut held = with_distance(corpus(reference, step), reference);
-    // The memorisation reference: how much of music the model never saw is found in the training files anyway
-    // (none when the references are the training files themselves).
-    if name == "validation" {
-        held.copy_rate_8 = index.token_rate(reference);
-        held.copy_rate_8_onsets = index.onset_rate(reference);
+            .map(|f| {
+                let mut f = f.clone();
+                f.shuffle(&mut rng);
+                f
+            })
+            .collect();
+        let uniform: Vec<Vec<String>> = reference
+            .iter()
+            .map(|f| {
+                (0..f.len())
+                    .filter_map(|_| vocabulary.choose(&mut rng).cloned())
+                    .collect()
+            })
+            .collect();
+        let with_distance = |mut m: Metrics, files: &[Vec<String>]| {
+            m.interval_distance = Some(js_divergence(&histogram(files), &target));
+            m
+        };
+        let index = CopyIndex::new(training);
+        let mut held = with_distance(corpus(reference, step), reference);
+        // The memorisation reference: how much of music the model never saw is found in the training files anyway
+        // (none when the references are the training files themselves).
+        if name == "validation" {
+            held.copy_rate_8 = index.token_rate(reference);
+            held.copy_rate_8_onsets = index.onset_rate(reference);
+        }
+        References {
+            step,
+            target,
+            corpus: corpus(training, step),
+            held_out: held,
+            shuffled: with_distance(corpus(&shuffled, step), &shuffled),
+            uniform: with_distance(corpus(&uniform, step), &uniform),
+            index,
+            name,
+        }
     }
-    MetricsReport {
-        generated,
-        corpus: corpus(training, step),
-        held_out: Some(held),
-        shuffled: Some(with_distance(corpus(&shuffled, step), &shuffled)),
-        uniform: Some(with_distance(corpus(&uniform, step), &uniform)),
-        reference: Some(name.to_string()),
+
+    /// The piece's metrics beside the references.
+    pub fn report(&self, piece: &[String]) -> MetricsReport {
+        let mut generated = generated_against(piece, self.step, &self.index);
+        let piece_histogram = interval_histogram(&[onsets(piece, self.step)]);
+        generated.interval_distance = Some(js_divergence(&piece_histogram, &self.target));
+        MetricsReport {
+            generated,
+            corpus: self.corpus.clone(),
+            held_out: Some(self.held_out.clone()),
+            shuffled: Some(self.shuffled.clone()),
+            uniform: Some(self.uniform.clone()),
+            reference: Some(self.name.to_string()),
+        }
     }
 }
 

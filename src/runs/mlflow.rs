@@ -213,7 +213,10 @@ impl RunExport {
             ("val_loss_per_onset", summary.val_loss_per_onset),
             ("best_val_loss_per_onset", summary.best_val_loss_per_onset),
             ("best_val_bits_per_onset", summary.best_val_bits_per_onset),
-            ("best_val_bits_per_quarter", summary.best_val_bits_per_quarter),
+            (
+                "best_val_bits_per_quarter",
+                summary.best_val_bits_per_quarter,
+            ),
             ("floor_val_loss", summary.floor_val_loss),
             ("val_loss_vs_floor", summary.val_loss_vs_floor),
             ("train_seconds", summary.train_seconds),

@@ -619,6 +619,9 @@ impl Stage for Sample {
                 .collect()
         };
         let (training, held_out) = (files_of(Split::Train), files_of(Split::Validation));
+        // Every piece is measured against the same references: made once.
+        let references =
+            metrics::References::new(self.step, &training, &held_out, &windows.tokens, self.seed);
         let primed = match &self.primer {
             Some(rel) => Some(primer(ctx, windows, rel)?),
             None => None,
@@ -658,14 +661,7 @@ impl Stage for Sample {
             for (i, t) in tokens.iter().enumerate() {
                 csv.push_str(&format!("{i},{t}\n"));
             }
-            let report = metrics::report(
-                &tokens,
-                self.step,
-                &training,
-                &held_out,
-                &windows.tokens,
-                self.seed,
-            );
+            let report = references.report(&tokens);
             let (suffix, title) = match n {
                 1 => (String::new(), "generated".to_string()),
                 n => (format!("-{n}"), format!("piece {n}")),
