@@ -210,7 +210,7 @@ fn the_floor_agrees_with_an_independent_kneser_ney() {
         ])
         .ok();
     assert!(
-        bench.stdout.contains("peak memory of fit + score"),
+        bench.stdout.contains("model in memory: "),
         "{}",
         bench.stdout
     );
