@@ -117,22 +117,32 @@ pub fn read(dir: &Path) -> Option<Followed> {
 pub fn on_cache(cache_dir: &Path) -> Result<Vec<Followed>> {
     let dir = Cache::runs_dir_of(cache_dir);
     let mut runs = Vec::new();
+    if !dir.exists() {
+        return Ok(runs);
+    }
+    // `ps` removes the pointers of runs that are gone: never through a link that leads out of the cache.
+    crate::paths::ensure_inside(cache_dir, &dir, "the cache directory")?;
     let items = match fs::read_dir(&dir) {
         Ok(items) => items,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(runs),
         Err(e) => return Err(e).with_context(|| format!("cannot list `{}`", dir.display())),
     };
     for item in items {
-        let path = item?.path();
-        if path.extension().is_none_or(|e| e != "json") {
+        let item = item?;
+        let path = item.path();
+        // Only plain files named as `LiveFiles::start` names pointers: anything else is not ours to read or remove.
+        if !item.file_type().is_ok_and(|t| t.is_file()) || !is_pointer_name(&item.file_name()) {
             continue;
         }
-        let pointer: Option<Pointer> = fs::read(&path)
+        let Some(pointer) = fs::read(&path)
             .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        match pointer.and_then(|p| read(&p.report_dir)) {
+            .and_then(|b| serde_json::from_slice::<Pointer>(&b).ok())
+        else {
+            continue;
+        };
+        match read(&pointer.report_dir) {
             Some(run) if run.alive => runs.push(run),
-            // Gone, or not a pointer at all: nothing follows it any more.
+            // The run is gone (killed): nothing follows its pointer any more.
             _ => {
                 let _ = fs::remove_file(&path);
             }
@@ -140,6 +150,18 @@ pub fn on_cache(cache_dir: &Path) -> Result<Vec<Followed>> {
     }
     runs.sort_by_key(|r| r.progress.started);
     Ok(runs)
+}
+
+/// `<pid>-<nanoseconds>.json`, as [`LiveFiles::start`] names a pointer.
+fn is_pointer_name(name: &std::ffi::OsStr) -> bool {
+    let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+        return false;
+    };
+    stem.split_once('-').is_some_and(|(pid, nanos)| {
+        [pid, nanos]
+            .iter()
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+    })
 }
 
 /// The folders under `dir` (a reports directory, an experiment's or a run's folder) with a run's board, live or

@@ -63,3 +63,42 @@ fn file_names_that_cannot_name_a_folder_are_made_safe() {
         );
     }
 }
+
+#[test]
+fn ps_refuses_a_runs_folder_that_leads_out_of_the_cache_and_deletes_nothing_there() {
+    let p = project();
+    let victim = tempfile::tempdir().unwrap();
+    std::fs::write(victim.path().join("package.json"), "{}").unwrap();
+    std::fs::write(
+        victim.path().join("1-2.json"),
+        "{\"report_dir\": \"/nonexistent\"}",
+    )
+    .unwrap();
+    std::fs::create_dir_all(p.path("c/v1")).unwrap();
+    std::os::unix::fs::symlink(victim.path(), p.path("c/v1/runs")).unwrap();
+    p.pipeline(&["ps", "--cache-dir", "c"])
+        .fails_with(3, "outside the cache directory `c`");
+    assert!(victim.path().join("package.json").is_file());
+    assert!(victim.path().join("1-2.json").is_file());
+}
+
+#[test]
+fn ps_removes_only_the_pointers_of_runs_that_are_gone() {
+    let p = project();
+    std::fs::create_dir_all(p.path("c/v1/runs")).unwrap();
+    // A pointer of a killed run (its folder has no board), and files ps did not make.
+    p.write(
+        "c/v1/runs/123-456.json",
+        "{\"report_dir\": \"/nonexistent\"}",
+    );
+    p.write("c/v1/runs/notes.json", "{}");
+    p.write("c/v1/runs/789-1.json", "not a pointer");
+    let ps = p.pipeline(&["ps", "--cache-dir", "c"]).ok();
+    assert!(ps.stdout.contains("no runs in progress"), "{}", ps.stdout);
+    assert!(
+        !p.path("c/v1/runs/123-456.json").exists(),
+        "the dead run's pointer is removed"
+    );
+    assert!(p.path("c/v1/runs/notes.json").is_file());
+    assert!(p.path("c/v1/runs/789-1.json").is_file());
+}
