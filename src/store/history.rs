@@ -29,6 +29,8 @@ impl Cache {
         let path = self.last_path(experiment, stage);
         let dir = path.parent().expect("has a parent");
         fs::create_dir_all(dir)?;
+        // An experiment's folder may be a link someone left; never write through one that leads out of the cache.
+        crate::paths::ensure_inside(&self.root.join("stages"), dir, "the cache directory")?;
         write_atomic_via(
             &self.tmp_dir(),
             &path,

@@ -102,3 +102,26 @@ fn ps_removes_only_the_pointers_of_runs_that_are_gone() {
     assert!(p.path("c/v1/runs/notes.json").is_file());
     assert!(p.path("c/v1/runs/789-1.json").is_file());
 }
+
+#[test]
+fn a_linked_experiment_history_folder_is_never_written_through() {
+    let p = project();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("model.json"), "precious").unwrap();
+    p.write("exp.toml", PIPELINE_TOML);
+    std::fs::create_dir_all(p.path("cache/v1/stages")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), p.path("cache/v1/stages/test")).unwrap();
+    p.pipeline(&["run", "exp.toml"]).fails_with(
+        3,
+        "outside the cache directory `cache/v1/stages` (a symbolic link?)",
+    );
+    assert_eq!(
+        std::fs::read_to_string(outside.path().join("model.json")).unwrap(),
+        "precious"
+    );
+    assert_eq!(
+        std::fs::read_dir(outside.path()).unwrap().count(),
+        1,
+        "nothing written beside it"
+    );
+}
