@@ -22,7 +22,16 @@ pub fn status(
     remote: Option<&crate::store::RemoteConfig>,
 ) -> Result<Status> {
     let study = load(file, set)?;
-    let cache = open_cache(cache_dir, remote)?;
+    // Looking up writes nothing: without a remote the cache is only read (and not created when missing).
+    let cache = match remote {
+        None => crate::store::Cache::open_existing(cache_dir).map_err(|e| {
+            Error::environment(
+                e,
+                "pass the cache the runs use with `--cache-dir` or `PIPELINE_CACHE`",
+            )
+        })?,
+        Some(_) => open_cache(cache_dir, remote)?,
+    };
     let points = study
         .points
         .iter()

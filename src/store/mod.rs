@@ -126,6 +126,33 @@ impl Cache {
         })
     }
 
+    /// Opens a cache directory for looking things up only (`pipeline status`): creates nothing, and a cache that does
+    /// not exist yet is an empty one. Its folders must still lie inside it.
+    pub fn open_existing(dir: &Path) -> Result<Self> {
+        let root = dir.join(LAYOUT);
+        if root.exists() {
+            for sub in [
+                "entries",
+                "tmp",
+                "stages",
+                CHECKPOINTS,
+                LOCKS,
+                JOBS,
+                LIVE,
+                RUNS,
+            ] {
+                if root.join(sub).exists() {
+                    crate::paths::ensure_inside(dir, &root.join(sub), "the cache directory")?;
+                }
+            }
+        }
+        Ok(Self {
+            root,
+            live: Arc::default(),
+            remote: None,
+        })
+    }
+
     /// This cache with a remote behind it.
     pub fn with_remote(mut self, remote: Remote) -> Self {
         self.remote = Some(Arc::new(remote));

@@ -535,3 +535,33 @@ fn cache_gc_in_a_loop_beside_a_running_sweep_never_breaks_it() {
     let verify = p.pipeline(&["cache", "verify"]).ok();
     assert!(verify.stdout.contains(" 0 damaged"), "{}", verify.stdout);
 }
+
+/// Every path under `dir` (files and folders), sorted.
+fn tree(dir: &std::path::Path) -> Vec<String> {
+    let mut out: Vec<String> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().display().to_string())
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn status_writes_nothing_and_creates_no_cache() {
+    let p = midi_project();
+    let status = p
+        .pipeline(&["status", "exp.toml", "--cache-dir", "fresh"])
+        .ok();
+    assert!(
+        status.stdout.contains("would run: never ran"),
+        "{}",
+        status.stdout
+    );
+    assert!(!p.path("fresh").exists(), "status created the cache folder");
+    p.pipeline(&["run", "exp.toml"]).ok();
+    let before = tree(&p.path("cache"));
+    let status = p.pipeline(&["status", "exp.toml"]).ok();
+    assert!(status.stdout.contains("cached"), "{}", status.stdout);
+    assert_eq!(tree(&p.path("cache")), before);
+}
