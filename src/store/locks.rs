@@ -18,6 +18,21 @@ pub struct Claim {
     _file: fs::File,
 }
 
+/// A process's live file, held locked; unlinked, then closed, when the process is done with the cache.
+#[derive(Debug)]
+pub struct LiveFile {
+    file: fs::File,
+    path: std::path::PathBuf,
+}
+
+impl Drop for LiveFile {
+    fn drop(&mut self) {
+        // Unlinked while still locked: a gc that opened it before reads it as a live process's, one after finds
+        // nothing; either way nothing this process pinned is deleted while it runs.
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
 /// The shared or exclusive side of `gc.lock`, released when dropped.
 pub struct GcGuard {
     _file: fs::File,
@@ -48,12 +63,12 @@ impl Cache {
                 .append(true)
                 .open(&path)
                 .ok()?;
-            // Held until the process exits: gc reads a live file it cannot lock as a running process's.
+            // Held until the process is done: gc reads a live file it cannot lock as a running process's.
             file.try_lock().ok()?;
-            *live = Some(file);
+            *live = Some(LiveFile { file, path });
         }
-        let file = live.as_mut().expect("just made");
-        writeln!(file, "{}", key.hex()).ok()
+        let live = live.as_mut().expect("just made");
+        writeln!(live.file, "{}", key.hex()).ok()
     }
 
     /// `gc.lock`, shared (runs looking up) or exclusive (gc deciding and deleting).

@@ -91,8 +91,9 @@ pub enum Lookup {
 #[derive(Debug, Clone)]
 pub struct Cache {
     root: PathBuf,
-    /// This process's live file, made on the first [`Cache::pin`] (commands that only read never make one).
-    live: Arc<Mutex<Option<fs::File>>>,
+    /// This process's live file, made on the first [`Cache::pin`] (commands that only read never make one); removed
+    /// when the last handle on this cache goes (a crashed run's is left for gc).
+    live: Arc<Mutex<Option<locks::LiveFile>>>,
     /// Where entries are also looked up and uploaded to, if anywhere.
     remote: Option<Arc<Remote>>,
 }

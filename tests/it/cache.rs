@@ -565,3 +565,15 @@ fn status_writes_nothing_and_creates_no_cache() {
     assert!(status.stdout.contains("cached"), "{}", status.stdout);
     assert_eq!(tree(&p.path("cache")), before);
 }
+
+#[test]
+fn a_finished_run_leaves_no_live_file_behind() {
+    let p = midi_project();
+    for _ in 0..2 {
+        p.pipeline(&["run", "exp.toml"]).ok();
+        let left: Vec<_> = std::fs::read_dir(p.path("cache/v1/live"))
+            .unwrap()
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+}
