@@ -59,7 +59,12 @@ fn split_glob(path: &str) -> (PathBuf, Option<&str>) {
     if !is_glob(path) {
         return (PathBuf::from(path), None);
     }
-    let mut root = PathBuf::new();
+    // `/data/**/*.mid` walks `/data`: the leading `/` is the root, not an empty first part.
+    let mut root = if path.starts_with('/') {
+        PathBuf::from("/")
+    } else {
+        PathBuf::new()
+    };
     for part in path.split('/') {
         if is_glob(part) {
             break;
@@ -110,18 +115,23 @@ fn readable_name(name: &std::ffi::OsStr) -> String {
 }
 
 impl MidiSource {
-    /// Every selected file: relative path → absolute path, sorted by relative path.
-    fn files(&self, base_dir: &Path) -> anyhow::Result<BTreeMap<String, PathBuf>> {
+    /// Every selected file: relative path → absolute path, sorted by relative path; and the entries that cannot be
+    /// read (a dangling link, a link loop), each with why.
+    fn files(
+        &self,
+        base_dir: &Path,
+    ) -> anyhow::Result<(BTreeMap<String, PathBuf>, BTreeMap<String, String>)> {
         let (root, glob) = split_glob(&self.path);
         let root = base_dir.join(root);
         let mut files = BTreeMap::new();
+        let mut unreadable = BTreeMap::new();
         if root.is_file() {
             let name = root
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             files.insert(name, root);
-            return Ok(files);
+            return Ok((files, unreadable));
         }
         let matcher = match glob {
             Some(g) => Some(
@@ -132,15 +142,37 @@ impl MidiSource {
             ),
             None => None,
         };
+        // An absolute glob matches absolute paths; a relative one, paths as the user wrote them: relative to the
+        // experiment's directory.
+        let absolute = Path::new(&self.path).is_absolute();
         for entry in walkdir::WalkDir::new(&root).follow_links(true) {
-            let entry = entry
-                .with_context(|| format!("cannot list MIDI files under `{}`", root.display()))?;
+            let entry = match entry {
+                Ok(entry) => entry,
+                // One bad link is one skipped entry, not a failed stage; the folder itself must be listable.
+                Err(e) if e.depth() > 0 && e.path().is_some() => {
+                    let path = e.path().expect("checked");
+                    let why = match e.loop_ancestor() {
+                        Some(a) => format!("a link back to `{}` (a loop)", a.display()),
+                        None => format!(
+                            "cannot be read: {}",
+                            e.io_error().map_or(e.to_string(), ToString::to_string)
+                        ),
+                    };
+                    unreadable.insert(relative(path, &root), why);
+                    continue;
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("cannot list MIDI files under `{}`", root.display())
+                    });
+                }
+            };
             if !entry.file_type().is_file() {
                 continue;
             }
             let path = entry.path();
             let selected = match &matcher {
-                // Match against the path as the user wrote it: relative to the experiment's directory.
+                Some(m) if absolute => m.is_match(path),
                 Some(m) => m.is_match(path.strip_prefix(base_dir).unwrap_or(path)),
                 None => is_midi(path),
             };
@@ -156,7 +188,7 @@ impl MidiSource {
                 files.insert(key, path.to_path_buf());
             }
         }
-        Ok(files)
+        Ok((files, unreadable))
     }
 }
 
@@ -174,7 +206,7 @@ impl Stage for MidiSource {
     }
 
     fn external_inputs(&self, base_dir: &Path) -> anyhow::Result<ExternalInputs> {
-        let locations = self.files(base_dir)?;
+        let (locations, unreadable) = self.files(base_dir)?;
         if locations.is_empty() {
             bail!(
                 "no MIDI files (*.mid, *.midi, *.kar, *.rmi, optionally .gz) found at `{}`; check `path` in the \
@@ -193,6 +225,7 @@ impl Stage for MidiSource {
             display_root: root.to_string_lossy().into_owned(),
             files,
             locations,
+            unreadable,
         })
     }
 
@@ -249,6 +282,17 @@ impl Stage for MidiSource {
             bar.inc(1);
         }
         bar.finish_and_clear();
+        for (rel, why) in &ctx.external.unreadable {
+            let shown = crate::paths::display_path(&ctx.external.display_root, rel);
+            ctx.warn(format!("skipped `{shown}`: {why}"));
+            rows.push(IngestRow {
+                file: rel.clone(),
+                status: "skipped",
+                notes: 0,
+                detail: why.clone(),
+            });
+        }
+        rows.sort_by(|a, b| a.file.cmp(&b.file));
         if songs.is_empty() {
             bail!(
                 "none of the {} files at `{}` could be read as MIDI (see the warnings above)",

@@ -408,6 +408,9 @@ pub struct ExternalInputs {
     pub files: BTreeMap<String, crate::fingerprint::Hash>,
     /// Absolute path of each file, to read it when the stage runs.
     pub locations: BTreeMap<String, PathBuf>,
+    /// Entries that were found but cannot be read (a dangling link, a link loop): relative path → why. Skipped by
+    /// the stage, with the reason, like any unreadable file; part of no fingerprint.
+    pub unreadable: BTreeMap<String, String>,
 }
 
 impl ExternalInputs {

@@ -281,6 +281,7 @@ impl Stage for Render {
                 .unwrap_or_default(),
             files: BTreeMap::from([(name.clone(), Hash::of(&bytes))]),
             locations: BTreeMap::from([(name, path)]),
+            unreadable: BTreeMap::new(),
         })
     }
 

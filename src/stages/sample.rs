@@ -591,6 +591,7 @@ impl Stage for Sample {
             display_root: String::new(),
             files: [(primer.clone(), Hash::of(&bytes))].into(),
             locations: [(primer.clone(), at)].into(),
+            unreadable: BTreeMap::new(),
         })
     }
 

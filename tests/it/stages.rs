@@ -261,6 +261,49 @@ fn a_glob_selects_files_relative_to_the_experiment() {
     assert!(!run.report_file("vocab.csv").contains("A#4"));
 }
 
+#[test]
+fn an_absolute_glob_selects_files() {
+    let p = Project::new();
+    p.midi("midi/keep/a.mid", &[melody(0, &[60, 62, 64, 65, 67])]);
+    p.midi("midi/drop/b.mid", &[melody(0, &[70, 72, 74, 75, 77])]);
+    let glob = format!("{}/midi/keep/*.mid", p.dir.path().display());
+    p.write(
+        "exp.toml",
+        PIPELINE_TOML.replace("path = \"midi\"", &format!("path = \"{glob}\"")),
+    );
+    let run = p.pipeline(&["run", "exp.toml"]).ok();
+    assert_eq!(run.stage("source").summary()["files"], 1);
+    assert!(!run.report_file("vocab.csv").contains("A#4"));
+}
+
+#[test]
+fn a_dangling_link_or_a_link_loop_is_one_skipped_entry() {
+    let p = Project::new();
+    p.midi("midi/a.mid", &[melody(0, &[60, 62, 64, 65, 67])]);
+    std::os::unix::fs::symlink(p.path("nowhere.mid"), p.path("midi/gone.mid")).unwrap();
+    std::os::unix::fs::symlink(p.path("midi"), p.path("midi/again")).unwrap();
+    let run = run_pipeline(&p, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("skipped `midi/gone.mid`: cannot be read"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("skipped `midi/again`: a link back to"),
+        "{}",
+        run.stderr
+    );
+    let ingest = run.report_file("ingest.csv");
+    assert!(
+        ingest.contains("gone.mid,skipped,0,cannot be read"),
+        "{ingest}"
+    );
+    assert!(ingest.contains("a.mid,read,5"), "{ingest}");
+    assert_eq!(run.stage("source").summary()["files"], 1);
+}
+
 /// Windows are stored as ids and offsets: the output grows with the tokens, not with tokens × `seq_len`.
 #[test]
 fn window_storage_does_not_grow_with_seq_len() {
