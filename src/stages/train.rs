@@ -350,6 +350,26 @@ fn progress_of(history: &[EpochStats], epochs: u32) -> EpochProgress {
     }
 }
 
+/// The error of a training that diverged `at` during epoch `epoch` (from 0): the last good weights (before that
+/// epoch) are kept in the report as `model.last-good.safetensors`, and the error says where.
+fn diverged(ctx: &RunContext, last_good: &[u8], epoch: usize, at: String) -> anyhow::Error {
+    let kept = ctx.report_file("model.last-good.safetensors");
+    if let Err(e) = std::fs::write(&kept, last_good) {
+        return anyhow::anyhow!(
+            "{at}; the last good weights could not be kept in `{}`: {e}",
+            kept.display()
+        );
+    }
+    let which = match epoch {
+        0 => "the initial weights are".to_string(),
+        n => format!("the weights after epoch {n} are"),
+    };
+    anyhow::anyhow!(
+        "{at}; {which} in `{}`; try a lower `learning_rate`",
+        kept.display()
+    )
+}
+
 /// A generator for one purpose in one epoch, so every epoch's randomness is independent of where training started.
 fn rng_for(seed: u64, epoch: usize, purpose: u64) -> ChaCha8Rng {
     let mut key = [0u8; 24];
@@ -611,19 +631,12 @@ impl Stage for Train {
                 let loss = model.batch_loss(&x, &y, every, &mut dropout)?;
                 let value = f64::from(loss.to_scalar::<f32>()?);
                 if !value.is_finite() {
-                    let kept = ctx.report_file("model.last-good.safetensors");
-                    std::fs::write(&kept, &last_good)?;
-                    let which = match epoch {
-                        0 => "the initial weights are".to_string(),
-                        n => format!("the weights after epoch {n} are"),
-                    };
-                    bail!(
-                        "the training loss became {value} in epoch {} (batch {}); {which} in `{}`; \
-                         try a lower `learning_rate`",
+                    let at = format!(
+                        "the training loss became {value} in epoch {} (batch {})",
                         epoch + 1,
-                        b + 1,
-                        kept.display()
+                        b + 1
                     );
+                    return Err(diverged(ctx, &last_good, epoch, at));
                 }
                 optimizer.step(&loss.backward()?)?;
                 total += value * chunk.len() as f64;
@@ -637,6 +650,15 @@ impl Stage for Train {
                 ));
             }
             let val = evaluate(model, windows, batch, &device)?;
+            // A validation loss that is not a number is divergence too (the last step's update broke the weights):
+            // never a model to cache, nor an epoch to call best.
+            if let Some((loss, _)) = val.filter(|v| !v.0.is_finite()) {
+                let at = format!(
+                    "the validation loss became {loss} after epoch {}",
+                    epoch + 1
+                );
+                return Err(diverged(ctx, &last_good, epoch, at));
+            }
             let stats = EpochStats {
                 epoch: epoch + 1,
                 train_loss: total / per_epoch as f64,

@@ -994,3 +994,43 @@ fn epoch_windows_draws_that_many_each_epoch_and_resumes_as_one_longer_run() {
     assert_eq!(resumed.losses(), fresh.losses());
     assert_ne!(resumed.weights(), plain.weights());
 }
+
+#[test]
+fn a_validation_loss_that_is_not_a_number_is_divergence_too() {
+    // One batch an epoch: its loss is computed before the update that breaks the weights, so only validation sees it.
+    let p = crate::ngram::floor_project();
+    let text = crate::ngram::floor_toml()
+        .replace("batch_size = 16", "batch_size = 100000")
+        .replace(
+            "optimizer = \"adam\"\nlearning_rate = 0.01",
+            "optimizer = \"sgd\"\nlearning_rate = 1e30",
+        );
+    p.write("exp.toml", text);
+    let run = p.pipeline(&["run", "exp.toml"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("stage `model` failed: the validation loss became NaN after epoch "),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(" are in `") && run.stderr.contains("model.last-good.safetensors"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.report
+            .as_ref()
+            .unwrap()
+            .join("model.last-good.safetensors")
+            .is_file()
+    );
+    assert!(
+        p.pipeline(&["status", "exp.toml"])
+            .ok()
+            .stdout
+            .contains("model        would run"),
+        "no entry was stored"
+    );
+}
