@@ -149,7 +149,7 @@ pub fn verify(cache: &Cache) -> Result<(String, bool)> {
                             format!("it names a file `{name}` its kind never makes"),
                         ));
                     } else {
-                        bytes += record.bytes();
+                        bytes = record.bytes().saturating_add(bytes);
                     }
                 }
                 None => damaged.push((
@@ -197,10 +197,12 @@ pub fn du(cache: &Cache) -> Result<String> {
         };
         let slot = per_kind.entry(kind).or_default();
         slot.0 += 1;
-        slot.1 += bytes;
+        slot.1 = slot.1.saturating_add(bytes);
     }
     let blobs = remote.list(&remote.blobs_prefix())?;
-    let stored: u64 = blobs.iter().map(|m| m.size).sum();
+    let stored: u64 = blobs
+        .iter()
+        .fold(0, |total, m| total.saturating_add(m.size));
     let mut out = format!(
         "remote `{}`\n{:<20} {:>8} {:>12}\n",
         remote.url(),
@@ -290,7 +292,7 @@ pub fn gc(cache: &Cache, reports: &Path, policy: RemoteGc) -> Result<String> {
         named.insert(record.output.hash.hex());
         named.extend(record.files.values().map(|f| f.hash.hex()));
     }
-    let (mut blobs, mut blob_bytes) = (0, 0);
+    let (mut blobs, mut blob_bytes) = (0, 0u64);
     for meta in remote.list(&remote.blobs_prefix())? {
         let at = modified(&meta);
         let Some(hash) = remote.hash_of_blob(&meta.location) else {
@@ -300,7 +302,7 @@ pub fn gc(cache: &Cache, reports: &Path, policy: RemoteGc) -> Result<String> {
             continue;
         }
         blobs += 1;
-        blob_bytes += meta.size;
+        blob_bytes = blob_bytes.saturating_add(meta.size);
         if !policy.dry_run {
             cache.delete_remote_object(&meta.location)?;
         }

@@ -73,7 +73,10 @@ pub struct Record {
 impl Record {
     /// The size of every file of the entry together (its output and report files).
     pub fn bytes(&self) -> u64 {
-        self.output.bytes + self.files.values().map(|f| f.bytes).sum::<u64>()
+        // Sizes come from a record anyone may have written: saturate, never wrap (or panic in a debug build).
+        self.files
+            .values()
+            .fold(self.output.bytes, |total, f| total.saturating_add(f.bytes))
     }
 }
 

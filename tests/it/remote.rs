@@ -636,3 +636,28 @@ fn s3_a_result_above_the_multipart_threshold_goes_up_in_parts_and_comes_back_who
     assert!(second.stages("ran").is_empty(), "{}", second.stderr);
     assert_eq!(second.weights(), first.weights());
 }
+
+#[test]
+fn remote_du_saturates_crafted_sizes_instead_of_wrapping() {
+    let remote = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", remote.path().display());
+    let p = tiny_project();
+    let first = with_remote(&p, &["run", "exp.toml", "--cache-dir", "a"], &url, &[]).ok();
+    let key = first.stage("model").fingerprint.unwrap().to_string();
+    let record_path = remote.path().join(format!("v1/entries/{key}/record.json"));
+    let mut record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record_path).unwrap()).unwrap();
+    // Wrapping arithmetic would make this entry's size u64::MAX + 2 = 1 byte.
+    record["output"]["bytes"] = serde_json::json!(u64::MAX);
+    for file in record["files"].as_object_mut().unwrap().values_mut() {
+        file["bytes"] = serde_json::json!(2);
+    }
+    std::fs::write(&record_path, serde_json::to_vec(&record).unwrap()).unwrap();
+    let du = with_remote(&p, &["cache", "du", "--cache-dir", "a"], &url, &[]).ok();
+    let train = du
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("train "))
+        .expect(&du.stdout);
+    assert!(train.contains("EiB"), "{train}");
+}
