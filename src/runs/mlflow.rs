@@ -366,9 +366,23 @@ pub enum MlflowError {
 /// A client of one MLflow tracking server.
 pub struct Client {
     base: String,
+    /// `base` with any credentials in it (`http://user:pw@host`) replaced by `***`: what messages show.
+    shown: String,
     agent: ureq::Agent,
     auth: Option<String>,
     experiments: std::sync::Mutex<HashMap<String, String>>,
+}
+
+/// `http://user:password@host/…` as `http://***@host/…`: credentials never reach a message or a log.
+pub fn redacted(uri: &str) -> String {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return uri.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***{}", &rest[at..]),
+        None => uri.to_string(),
+    }
 }
 
 impl Client {
@@ -376,9 +390,10 @@ impl Client {
     /// `MLFLOW_TRACKING_TOKEN`, or `MLFLOW_TRACKING_USERNAME` and `MLFLOW_TRACKING_PASSWORD`.
     pub fn new(uri: &str) -> Result<Self, MlflowError> {
         let base = uri.trim_end_matches('/').to_string();
+        let shown = redacted(&base);
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(MlflowError::Server(format!(
-                "`{uri}` is not the address of an MLflow server; give one like `http://127.0.0.1:5000` (a \
+                "`{shown}` is not the address of an MLflow server; give one like `http://127.0.0.1:5000` (a \
                  `file:` or `databricks` tracking URI cannot be written through the REST API)"
             )));
         }
@@ -404,21 +419,24 @@ impl Client {
             .into();
         Ok(Self {
             base,
+            shown,
             agent,
             auth,
             experiments: Default::default(),
         })
     }
 
+    /// The server's address as shown to people: without credentials.
     pub fn uri(&self) -> &str {
-        &self.base
+        &self.shown
     }
 
     /// A request's failure in words: unreachable, refused credentials, or what the server said.
     fn failure(&self, what: &str, e: ureq::Error) -> MlflowError {
         MlflowError::Server(format!(
-            "cannot reach the MLflow server at `{}` ({what}: {e})",
-            self.base
+            "cannot reach the MLflow server at `{}` ({what}: {})",
+            self.shown,
+            e.to_string().replace(&self.base, &self.shown)
         ))
     }
 
@@ -427,7 +445,7 @@ impl Client {
             return Err(MlflowError::Server(format!(
                 "the MLflow server at `{}` refused the request ({what}: HTTP {status}); set \
                  MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN",
-                self.base
+                self.shown
             )));
         }
         let value: Value = serde_json::from_str(body).unwrap_or(Value::Null);
@@ -439,7 +457,7 @@ impl Client {
             return Err(if status >= 500 || status == 404 && code.is_empty() {
                 MlflowError::Server(format!(
                     "the MLflow server at `{}` failed ({error}); is it an MLflow tracking server?",
-                    self.base
+                    self.shown
                 ))
             } else {
                 MlflowError::Run(error)

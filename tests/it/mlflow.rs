@@ -419,6 +419,27 @@ fn export_errors_name_the_server_or_the_folder_and_say_what_to_do() {
     let nobody = format!("http://127.0.0.1:{port}");
     let out = p.pipeline(&["export", "mlflow", &dir_arg, "--tracking-uri", &nobody]);
     out.fails_with(3, &format!("cannot reach the MLflow server at `{nobody}`"));
+    // Credentials in the address are never shown.
+    let secret = format!("http://alice:s3cret@127.0.0.1:{port}");
+    let out = p.pipeline(&["export", "mlflow", &dir_arg, "--tracking-uri", &secret]);
+    out.fails_with(
+        3,
+        &format!("cannot reach the MLflow server at `http://***@127.0.0.1:{port}`"),
+    );
+    assert!(
+        !out.stderr.contains("s3cret") && !out.stdout.contains("s3cret"),
+        "{}",
+        out.stderr
+    );
+    let out = p.pipeline(&[
+        "export",
+        "mlflow",
+        &dir_arg,
+        "--tracking-uri",
+        "ftp://bob:pw@host/x",
+    ]);
+    out.fails_with(3, "`ftp://***@host/x` is not the address");
+    assert!(!out.stderr.contains("bob:pw"), "{}", out.stderr);
     assert!(
         out.stderr
             .contains("hint: is `mlflow server` running there?"),
