@@ -30,7 +30,7 @@ fn entries(cache: &Cache) -> Result<Vec<Entry>> {
                 Some(k) => cache.verify(k, &dir, None).and_then(|r| {
                     match StageKind::from_name(&r.fingerprint.kind) {
                         Some(kind) => cache
-                            .verify(k, &dir, Some(kind.report_files()))
+                            .verify(k, &dir, Some(kind.expect()))
                             .map(|_| r.fingerprint.kind),
                         None => Err(format!("an unknown stage kind `{}`", r.fingerprint.kind)),
                     }

@@ -50,7 +50,7 @@ pub fn push(cache: &Cache, reports: &Path, experiment: Option<&str>) -> Result<(
     let mut out = String::new();
     let (mut absent, mut failed) = (0, 0);
     for (key, kind) in &wanted {
-        let Some(record) = cache.peek(key, kind.report_files()) else {
+        let Some(record) = cache.peek(key, kind.expect()) else {
             absent += 1;
             continue;
         };
@@ -83,7 +83,7 @@ pub fn pull(cache: &Cache, reports: &Path, experiment: Option<&str>) -> Result<(
     let mut out = String::new();
     let (mut fetched, mut here, mut failed) = (0, 0, 0);
     for (key, kind) in &wanted {
-        match cache.pull(key, kind.report_files()) {
+        match cache.pull(key, kind.expect()) {
             Ok(true) => fetched += 1,
             Ok(false) => here += 1,
             Err(e) => {
@@ -137,7 +137,14 @@ pub fn verify(cache: &Cache) -> Result<(String, bool)> {
     let mut bytes = 0;
     for (key, _) in &entries {
         match cache.verify_remote(key) {
-            Ok(record) => match StageKind::from_name(&record.fingerprint.kind) {
+            Ok((record, held)) => match StageKind::from_name(&record.fingerprint.kind) {
+                Some(kind) if held != kind.output() => damaged.push((
+                    *key,
+                    format!(
+                        "its output is {held}, where its stage kind makes {}",
+                        kind.output()
+                    ),
+                )),
                 Some(kind) => {
                     if let Some(name) = record
                         .files

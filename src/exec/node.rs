@@ -123,7 +123,7 @@ impl Shared<'_> {
             .filter(|old| spec.stage().resumable(old, fp))
             .and_then(|old| {
                 self.cache.pin(&old.hash());
-                self.cache.peek(&old.hash(), spec.kind().report_files())
+                self.cache.peek(&old.hash(), spec.kind().expect())
             })
             .and_then(|record| {
                 let artifact = Arc::new(self.cache.load(&record).ok()?);

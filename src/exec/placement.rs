@@ -48,7 +48,7 @@ impl Placement for Local {
             Err(e) => return result.with_cache_error(e),
         };
         if node.forced.is_none()
-            && let Some(record) = run.cache.peek(&key, spec.kind().report_files())
+            && let Some(record) = run.cache.peek(&key, spec.kind().expect())
         {
             return run.found(id, fp, record, false, result);
         }

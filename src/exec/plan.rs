@@ -56,7 +56,7 @@ pub(crate) fn decide(
         damaged: None,
     };
     match probe {
-        Probe::Look => match cache.peek(&key, kind.report_files()) {
+        Probe::Look => match cache.peek(&key, kind.expect()) {
             Some(record) => Decision::Cached {
                 record: Box::new(record),
                 fetched: false,
@@ -69,7 +69,7 @@ pub(crate) fn decide(
                 None => miss(),
             },
         },
-        Probe::Take => match cache.lookup(&key, kind.report_files()) {
+        Probe::Take => match cache.lookup(&key, kind.expect()) {
             Lookup::Hit(record) => Decision::Cached {
                 record,
                 fetched: false,

@@ -66,7 +66,7 @@ impl Placement for SlurmPlacement {
                 return Ok(Some((earlier.job_id, false)));
             }
             // Looked up before the lock was ours: another submitter's job may have finished since.
-            if node.forced.is_none() && run.cache.peek(&key, spec.kind().report_files()).is_some() {
+            if node.forced.is_none() && run.cache.peek(&key, spec.kind().expect()).is_some() {
                 return Ok(None);
             }
             // A node without this cache reads the inputs from the remote: they must be there before the job starts
@@ -127,7 +127,7 @@ impl Placement for SlurmPlacement {
         let (job_id, ours) = match submitted {
             Ok(Some(s)) => s,
             Ok(None) => {
-                return match run.cache.peek(&key, spec.kind().report_files()) {
+                return match run.cache.peek(&key, spec.kind().expect()) {
                     Some(record) => run.found(id, fp, record, false, result),
                     None => result.with_error(anyhow::anyhow!(
                         "the entry another run stored has gone; run again"
@@ -178,7 +178,7 @@ impl Placement for SlurmPlacement {
         };
         let _ = std::fs::remove_file(&submitted_path);
         // On a node without the submitter's file system, the job stored it on the remote, which this finds.
-        match run.cache.lookup(&key, spec.kind().report_files()) {
+        match run.cache.lookup(&key, spec.kind().expect()) {
             Lookup::Hit(record) | Lookup::Fetched(record) => {
                 if let Err(e) = run.remember(id, fp) {
                     return result.with_error(e);

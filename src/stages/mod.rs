@@ -302,6 +302,14 @@ impl StageKind {
         self.row().inputs
     }
 
+    /// What a cache entry of this kind must hold: its report files, and its output kind.
+    pub fn expect(self) -> crate::store::Expect<'static> {
+        crate::store::Expect {
+            report_files: self.report_files(),
+            output: self.output(),
+        }
+    }
+
     /// Every report file a stage of this kind may make (see [`KindRow::report_files`]).
     pub fn report_files(self) -> &'static [&'static str] {
         self.row().report_files

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::artifact::{Artifact, ReportFile};
+use crate::artifact::{Artifact, ArtifactKind, ReportFile};
 use crate::fingerprint::{Fingerprint, Hash};
 
 mod checkpoint;
@@ -78,6 +78,14 @@ impl Record {
             .values()
             .fold(self.output.bytes, |total, f| total.saturating_add(f.bytes))
     }
+}
+
+/// What an entry of a stage kind must hold: only the report files the kind makes, and an output of its kind. Read
+/// back from a cache or a remote, anything else is damage.
+#[derive(Debug, Clone, Copy)]
+pub struct Expect<'a> {
+    pub report_files: &'a [&'a str],
+    pub output: ArtifactKind,
 }
 
 /// The result of looking a fingerprint up.
@@ -189,12 +197,12 @@ impl Cache {
     ///
     /// With a remote: a local hit the remote lacks is uploaded in the background (one HEAD when it has it); a local
     /// miss is looked up remotely (one GET of the record) and, if it is there, downloaded and checked.
-    pub fn lookup(&self, key: &Hash, report_files: &[&str]) -> Lookup {
+    pub fn lookup(&self, key: &Hash, expect: Expect) -> Lookup {
         let dir = self.entry_dir(key);
         let local = if !dir.exists() {
             Lookup::Miss
         } else {
-            match self.verify(key, &dir, Some(report_files)) {
+            match self.verify(key, &dir, Some(expect)) {
                 Ok(record) => Lookup::Hit(Box::new(record)),
                 Err(problem) => {
                     // Move it aside first so a concurrent reader never sees it half-deleted.
@@ -211,8 +219,8 @@ impl Cache {
                 self.push(&record);
                 Lookup::Hit(record)
             }
-            Lookup::Miss => self.fetch(&remote, key, report_files),
-            Lookup::Damaged(problem) => match self.fetch(&remote, key, report_files) {
+            Lookup::Miss => self.fetch(&remote, key, expect),
+            Lookup::Damaged(problem) => match self.fetch(&remote, key, expect) {
                 Lookup::Miss => Lookup::Damaged(problem),
                 Lookup::Damaged(theirs) => Lookup::Damaged(format!("{problem}; {theirs}")),
                 found => found,
@@ -222,27 +230,27 @@ impl Cache {
     }
 
     /// Like [`Cache::lookup`], but changes nothing: a damaged entry is just not found.
-    pub fn peek(&self, key: &Hash, report_files: &[&str]) -> Option<Record> {
-        self.verify(key, &self.entry_dir(key), Some(report_files))
-            .ok()
+    pub fn peek(&self, key: &Hash, expect: Expect) -> Option<Record> {
+        self.verify(key, &self.entry_dir(key), Some(expect)).ok()
     }
 
-    /// The entry's record, if everything in it checks out. With `report_files`, its files must be among them.
+    /// The entry's record, if everything in it checks out. With `expect`, its files must be among the kind's and
+    /// its output of the kind's kind.
     pub(crate) fn verify(
         &self,
         key: &Hash,
         dir: &Path,
-        report_files: Option<&[&str]>,
+        expect: Option<Expect>,
     ) -> std::result::Result<Record, String> {
         let text = fs::read(dir.join(RECORD)).map_err(|e| format!("no readable record ({e})"))?;
         let record: Record =
             serde_json::from_slice(&text).map_err(|e| format!("unreadable record ({e})"))?;
-        check_record(&record, key, report_files)?;
+        check_record(&record, key, expect.map(|e| e.report_files))?;
         let output = check_file(&dir.join(OUTPUT), &record.output)?;
         for (name, file) in &record.files {
             check_file(&dir.join(FILES).join(name), file)?;
         }
-        check_artifact(&output)?;
+        check_artifact(&output, expect.map(|e| e.output))?;
         Ok(record)
     }
 
@@ -446,13 +454,25 @@ fn check_record(
     Ok(())
 }
 
-/// Whether an entry's output bytes decode and validate: intact bytes can still be an old format or a crafted value
-/// that would panic where it is used.
-fn check_artifact(output: &[u8]) -> std::result::Result<(), String> {
-    Artifact::from_bytes(output)
-        .map_err(|e| format!("its output cannot be decoded ({e})"))?
+/// Whether an entry's output bytes decode and validate, and (when `expected` says) are of the kind its stage makes:
+/// intact bytes can still be an old format, a crafted value that would panic where it is used, or another stage's
+/// output filed under this key. The kind it holds, when it checks out.
+fn check_artifact(
+    output: &[u8],
+    expected: Option<ArtifactKind>,
+) -> std::result::Result<ArtifactKind, String> {
+    let artifact =
+        Artifact::from_bytes(output).map_err(|e| format!("its output cannot be decoded ({e})"))?;
+    artifact
         .validate()
-        .map_err(|e| format!("its output is invalid: {e}"))
+        .map_err(|e| format!("its output is invalid: {e}"))?;
+    match expected {
+        Some(kind) if artifact.kind() != kind => Err(format!(
+            "its output is {}, where its stage kind makes {kind}",
+            artifact.kind()
+        )),
+        _ => Ok(artifact.kind()),
+    }
 }
 
 /// Whether downloaded bytes are the file the record names.
@@ -539,6 +559,12 @@ mod tests {
         }
     }
 
+    /// What the tests' entries hold: MIDI files, and a report file `t.csv`.
+    const MIDI_T: Expect = Expect {
+        report_files: &["t.csv"],
+        output: ArtifactKind::Midi,
+    };
+
     fn artifact() -> Vec<u8> {
         Artifact::Midi(MidiCorpus {
             files: vec![Song {
@@ -563,7 +589,7 @@ mod tests {
         let record = cache
             .store(&fp, &artifact(), &files, meta(), false)
             .unwrap();
-        let Lookup::Hit(found) = cache.lookup(&fp.hash(), &["t.csv"]) else {
+        let Lookup::Hit(found) = cache.lookup(&fp.hash(), MIDI_T) else {
             panic!("expected a hit")
         };
         assert_eq!(found.output, record.output);
@@ -573,7 +599,7 @@ mod tests {
             b"a,b\n"
         );
         assert!(matches!(
-            cache.lookup(&fingerprint(2).hash(), &[]),
+            cache.lookup(&fingerprint(2).hash(), MIDI_T),
             Lookup::Miss
         ));
     }
@@ -587,11 +613,11 @@ mod tests {
         cache.store(&fp, &artifact(), &[], meta(), false).unwrap();
         fs::remove_file(cache.entry_dir(&fp.hash()).join(RECORD)).unwrap();
         assert!(matches!(
-            cache.lookup(&fp.hash(), &["t.csv"]),
+            cache.lookup(&fp.hash(), MIDI_T),
             Lookup::Damaged(_)
         ));
         assert!(
-            matches!(cache.lookup(&fp.hash(), &["t.csv"]), Lookup::Miss),
+            matches!(cache.lookup(&fp.hash(), MIDI_T), Lookup::Miss),
             "the damaged entry is removed"
         );
     }
@@ -612,7 +638,7 @@ mod tests {
             }
             fs::write(&out, bytes).unwrap();
             assert!(matches!(
-                cache.lookup(&fp.hash(), &["t.csv"]),
+                cache.lookup(&fp.hash(), MIDI_T),
                 Lookup::Damaged(_)
             ));
         }
@@ -638,9 +664,6 @@ mod tests {
             fs::read(cache.entry_dir(&fp.hash()).join(OUTPUT)).unwrap(),
             new
         );
-        assert!(matches!(
-            cache.lookup(&fp.hash(), &["t.csv"]),
-            Lookup::Hit(_)
-        ));
+        assert!(matches!(cache.lookup(&fp.hash(), MIDI_T), Lookup::Hit(_)));
     }
 }

@@ -10,9 +10,10 @@ use std::sync::atomic::Ordering;
 
 use super::remote::{Failure, Remote};
 use super::{
-    Cache, FILES, FileRecord, Lookup, OUTPUT, RECORD, Record, check_artifact, check_bytes,
+    Cache, Expect, FILES, FileRecord, Lookup, OUTPUT, RECORD, Record, check_artifact, check_bytes,
     check_file,
 };
+use crate::artifact::ArtifactKind;
 use crate::fingerprint::Hash;
 use anyhow::Context as _;
 
@@ -83,7 +84,7 @@ impl Cache {
     /// Looks `key` up on the remote and, when it is there and intact, installs it locally, checked exactly as a
     /// local entry is (the artifact decodes and is valid too). A damaged remote entry has its record deleted and is
     /// a [`Lookup::Damaged`].
-    pub(super) fn fetch(&self, remote: &Remote, key: &Hash, report_files: &[&str]) -> Lookup {
+    pub(super) fn fetch(&self, remote: &Remote, key: &Hash, expect: Expect) -> Lookup {
         let damaged = |problem: String| {
             self.discard_remote(remote, key);
             Lookup::Damaged(format!(
@@ -91,12 +92,12 @@ impl Cache {
             ))
         };
         // `download` checked the record and every file's hash; what is left of a local entry's checks is the artifact.
-        let entry = match self.download(remote, key, Some(report_files)) {
+        let entry = match self.download(remote, key, Some(expect.report_files)) {
             Got::Entry(e) => e,
             Got::Missing | Got::Unusable => return Lookup::Miss,
             Got::Damaged(problem) => return damaged(problem),
         };
-        if let Err(problem) = check_artifact(&entry.files[0].1) {
+        if let Err(problem) = check_artifact(&entry.files[0].1, Some(expect.output)) {
             return damaged(problem);
         }
         let Ok(staged) = tempfile::Builder::new()
@@ -133,12 +134,12 @@ impl Cache {
 
     /// Fetches the entry `key` into the local cache if it is not here (`cache pull`): `Ok(true)` when it came
     /// down, `Ok(false)` when it was here already.
-    pub fn pull(&self, key: &Hash, report_files: &[&str]) -> std::result::Result<bool, String> {
-        if self.peek(key, report_files).is_some() {
+    pub fn pull(&self, key: &Hash, expect: Expect) -> std::result::Result<bool, String> {
+        if self.peek(key, expect).is_some() {
             return Ok(false);
         }
         let remote = self.remote.clone().ok_or("no remote is set")?;
-        match self.fetch(&remote, key, report_files) {
+        match self.fetch(&remote, key, expect) {
             Lookup::Fetched(_) | Lookup::Hit(_) => Ok(true),
             Lookup::Damaged(problem) => Err(problem),
             Lookup::Miss => Err(match remote.down() {
@@ -150,7 +151,10 @@ impl Cache {
 
     /// Checks the remote entry `key` as a lookup would, changing nothing (`cache verify --remote`); its record
     /// when intact. `Err(None)`: the remote cannot be used.
-    pub fn verify_remote(&self, key: &Hash) -> std::result::Result<Record, Option<String>> {
+    pub fn verify_remote(
+        &self,
+        key: &Hash,
+    ) -> std::result::Result<(Record, ArtifactKind), Option<String>> {
         let remote = self.remote.clone().ok_or(None)?;
         let entry = match self.download(&remote, key, None) {
             Got::Entry(e) => e,
@@ -158,8 +162,8 @@ impl Cache {
             Got::Unusable => return Err(None),
             Got::Damaged(problem) => return Err(Some(problem)),
         };
-        check_artifact(&entry.files[0].1).map_err(Some)?;
-        Ok(entry.record)
+        let kind = check_artifact(&entry.files[0].1, None).map_err(Some)?;
+        Ok((entry.record, kind))
     }
 
     /// The remote's record of `key`, if it reads as its fingerprint's and (with `report_files`) names only those

@@ -661,3 +661,38 @@ fn remote_du_saturates_crafted_sizes_instead_of_wrapping() {
         .expect(&du.stdout);
     assert!(train.contains("EiB"), "{train}");
 }
+
+#[test]
+fn a_remote_output_of_the_wrong_kind_is_damage() {
+    let remote = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", remote.path().display());
+    let p = midi_project();
+    let first = with_remote(&p, &["run", "exp.toml", "--cache-dir", "a"], &url, &[]).ok();
+    let record_of = |stage: &str| {
+        let key = first.stage(stage).fingerprint.unwrap().to_string();
+        remote.path().join(format!("v1/entries/{key}/record.json"))
+    };
+    let read = |path: &std::path::Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    };
+    // The vocab record names the tokens entry's output blob, correctly sized and hashed.
+    let tokens = read(&record_of("tokens"));
+    let mut vocab = read(&record_of("vocab"));
+    vocab["output"] = tokens["output"].clone();
+    std::fs::write(record_of("vocab"), serde_json::to_vec(&vocab).unwrap()).unwrap();
+    let verify = with_remote(&p, &["cache", "verify", "--cache-dir", "a"], &url, &[]);
+    assert_eq!(verify.code, 1, "{}", verify.stdout);
+    assert!(
+        verify
+            .stdout
+            .contains("its output is tokens, where its stage kind makes a vocabulary"),
+        "{}",
+        verify.stdout
+    );
+    let fresh = with_remote(&p, &["run", "exp.toml", "--cache-dir", "b"], &url, &[]).ok();
+    assert!(
+        fresh.stages("ran").contains(&"vocab".to_string()),
+        "{}",
+        fresh.stderr
+    );
+}

@@ -189,3 +189,33 @@ fn a_record_claiming_another_fingerprint_is_damaged() {
     assert!(run.stderr.contains("another fingerprint"), "{}", run.stderr);
     assert_eq!(run.stages("ran"), ["vocab"]);
 }
+
+#[test]
+fn an_output_of_the_wrong_kind_is_damage_locally_and_in_verify() {
+    let p = midi_project();
+    let first = p.pipeline(&["run", "exp.toml"]).ok();
+    // The tokens stage's output filed under the vocab stage's key, with a record that matches the bytes.
+    let tokens = std::fs::read(entry_dir(&p, &first, "tokens").join("output.bin")).unwrap();
+    replace_output(&entry_dir(&p, &first, "vocab"), &tokens);
+    let verify = p.pipeline(&["cache", "verify"]);
+    assert_eq!(verify.code, 1, "{}", verify.stdout);
+    assert!(
+        verify
+            .stdout
+            .contains("its output is tokens, where its stage kind makes a vocabulary"),
+        "{}",
+        verify.stdout
+    );
+    let run = p.pipeline(&["run", "exp.toml"]).ok();
+    assert!(
+        run.stages("ran").contains(&"vocab".to_string()),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("its output is tokens"),
+        "{}",
+        run.stderr
+    );
+    p.pipeline(&["cache", "verify"]).ok();
+}
