@@ -567,8 +567,10 @@ pub fn best_epoch(history: &[EpochStats]) -> Option<usize> {
 /// Reads a `loss.csv`.
 pub fn read_losses(path: &std::path::Path) -> anyhow::Result<Vec<EpochStats>> {
     use anyhow::Context;
-    let mut reader = csv::Reader::from_path(path)
+    // Through `read_regular`: a FIFO left in a report folder must not hang a reader.
+    let bytes = crate::paths::read_regular(path)
         .with_context(|| format!("cannot read `{}`", path.display()))?;
+    let mut reader = csv::Reader::from_reader(bytes.as_slice());
     reader
         .deserialize()
         .collect::<Result<Vec<EpochStats>, _>>()

@@ -74,3 +74,21 @@ pub fn display_path(root: &str, rel: &str) -> String {
         format!("{}/{rel}", root.trim_end_matches('/'))
     }
 }
+
+/// Whether `path` is a regular file (after links): what may be opened to read. A FIFO or a device in a report or
+/// cache folder would block an open or a read forever.
+pub fn is_regular(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file())
+}
+
+/// `std::fs::read` for files others may have put in place: anything but a regular file is an error, not a hang.
+pub fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+    if std::fs::metadata(path)?.is_file() {
+        std::fs::read(path)
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ))
+    }
+}

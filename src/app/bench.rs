@@ -370,7 +370,8 @@ fn read_metrics(files: &[std::path::PathBuf]) -> super::error::Result<Vec<Metric
     files
         .iter()
         .map(|f| {
-            let text = std::fs::read_to_string(f)
+            let text = crate::paths::read_regular(f)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
                 .map_err(|e| usage(format!("cannot read `{}`: {e}", f.display())))?;
             serde_json::from_str(&text).map_err(|e| {
                 usage(format!(

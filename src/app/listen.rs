@@ -88,7 +88,7 @@ fn clips(pieces: &[Piece], req: &Request) -> Result<(Vec<Clip>, f64)> {
     let mut midis = Vec::with_capacity(pieces.len());
     let mut seconds = req.seconds;
     for p in pieces {
-        let mid = std::fs::read(&p.midi).map_err(|e| {
+        let mid = crate::paths::read_regular(&p.midi).map_err(|e| {
             Error::Usage(anyhow::anyhow!("cannot read `{}`: {e}", p.midi.display()))
         })?;
         let length = midi_seconds(&mid)

@@ -92,7 +92,7 @@ impl RunSummary {
             None => Vec::new(),
         };
         let report = find_file(dir, "metrics.json")
-            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|p| crate::paths::read_regular(&p).ok())
             .and_then(|b| serde_json::from_slice::<MetricsReport>(&b).ok());
         let references = report
             .as_ref()

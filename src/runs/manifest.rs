@@ -224,8 +224,8 @@ impl Manifest {
     /// Reads `dir/manifest.json`; an error names the file.
     pub fn read(dir: &Path) -> Result<Self> {
         let path = dir.join(MANIFEST);
-        let bytes =
-            std::fs::read(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
+        let bytes = crate::paths::read_regular(&path)
+            .with_context(|| format!("cannot read `{}`", path.display()))?;
         serde_json::from_slice(&bytes)
             .with_context(|| format!("`{}` is not a run manifest", path.display()))
     }
@@ -373,8 +373,8 @@ impl SweepRecord {
     /// Reads `dir/sweep.json`; an error names the file.
     pub fn read(dir: &Path) -> Result<Self> {
         let path = dir.join(SWEEP);
-        let bytes =
-            std::fs::read(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
+        let bytes = crate::paths::read_regular(&path)
+            .with_context(|| format!("cannot read `{}`", path.display()))?;
         serde_json::from_slice(&bytes)
             .with_context(|| format!("`{}` is not a sweep record", path.display()))
     }

@@ -650,7 +650,7 @@ impl Client {
                  `mlflow server` with artifact proxying (`--serve-artifacts`, the default since MLflow 2)"
             )));
         };
-        let bytes = std::fs::read(file)
+        let bytes = crate::paths::read_regular(file)
             .map_err(|e| MlflowError::Run(format!("cannot read `{}`: {e}", file.display())))?;
         let rest = rest.trim_start_matches('/');
         let path = format!("/api/2.0/mlflow-artifacts/artifacts/{rest}/{name}");

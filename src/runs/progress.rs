@@ -102,10 +102,12 @@ pub struct Followed {
 /// The board of the run in `dir`, if one is there. A file that does not parse is not a run's board (nothing read
 /// back is trusted), so it reads as none.
 pub fn read(dir: &Path) -> Option<Followed> {
-    let bytes = fs::read(dir.join(PROGRESS)).ok()?;
+    let bytes = crate::paths::read_regular(&dir.join(PROGRESS)).ok()?;
     let progress: Progress = serde_json::from_slice(&bytes).ok()?;
-    let alive = fs::File::open(dir.join(LOCK))
-        .is_ok_and(|f| matches!(f.try_lock(), Err(fs::TryLockError::WouldBlock)));
+    let lock = dir.join(LOCK);
+    let alive = crate::paths::is_regular(&lock)
+        && fs::File::open(&lock)
+            .is_ok_and(|f| matches!(f.try_lock(), Err(fs::TryLockError::WouldBlock)));
     Some(Followed {
         dir: dir.to_path_buf(),
         progress,
@@ -134,7 +136,7 @@ pub fn on_cache(cache_dir: &Path) -> Result<Vec<Followed>> {
         if !item.file_type().is_ok_and(|t| t.is_file()) || !is_pointer_name(&item.file_name()) {
             continue;
         }
-        let Some(pointer) = fs::read(&path)
+        let Some(pointer) = crate::paths::read_regular(&path)
             .ok()
             .and_then(|b| serde_json::from_slice::<Pointer>(&b).ok())
         else {

@@ -248,3 +248,51 @@ fn ps_follows_a_run_from_another_process_and_forgets_a_killed_one() {
         "the stale pointer is gone"
     );
 }
+
+/// Runs `pipeline ARGS`, failing the test if it has not ended within 30 s (instead of hanging the suite).
+fn within_30s(p: &Project, args: &[&str]) -> std::process::Output {
+    let mut child = p
+        .command(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("`pipeline {}` hung", args.join(" "));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn fifos_in_a_report_folder_hang_nothing() {
+    let p = midi_project();
+    let run = p.pipeline(&["run", "exp.toml"]).ok();
+    let report = run.report.clone().unwrap();
+    for name in ["progress.json", "progress.lock", "loss.csv"] {
+        let made = std::process::Command::new("mkfifo")
+            .arg(report.join(name))
+            .status()
+            .unwrap();
+        assert!(made.success());
+    }
+    // A pointer in the cache leads `ps` to that folder.
+    let pointer = serde_json::json!({ "report_dir": std::fs::canonicalize(&report).unwrap() });
+    p.write(
+        "cache/v1/runs/1-2.json",
+        serde_json::to_vec(&pointer).unwrap(),
+    );
+    for args in [&["ps"][..], &["run", "exp.toml"], &["compare"]] {
+        let out = within_30s(&p, args);
+        assert!(
+            out.status.success(),
+            "`pipeline {}`: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
