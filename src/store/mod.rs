@@ -109,20 +109,23 @@ pub struct Cache {
     remote: Option<Arc<Remote>>,
 }
 
+/// The folders of `v1/`.
+const FOLDERS: [&str; 8] = [
+    "entries",
+    "tmp",
+    "stages",
+    CHECKPOINTS,
+    LOCKS,
+    JOBS,
+    LIVE,
+    RUNS,
+];
+
 impl Cache {
     /// Opens (creating if needed) a cache directory.
     pub fn open(dir: &Path) -> Result<Self> {
         let root = dir.join(LAYOUT);
-        for sub in [
-            "entries",
-            "tmp",
-            "stages",
-            CHECKPOINTS,
-            LOCKS,
-            JOBS,
-            LIVE,
-            RUNS,
-        ] {
+        for sub in FOLDERS {
             fs::create_dir_all(root.join(sub)).with_context(|| {
                 format!(
                     "cannot create the cache directory `{}`",
@@ -143,16 +146,7 @@ impl Cache {
     pub fn open_existing(dir: &Path) -> Result<Self> {
         let root = dir.join(LAYOUT);
         if root.exists() {
-            for sub in [
-                "entries",
-                "tmp",
-                "stages",
-                CHECKPOINTS,
-                LOCKS,
-                JOBS,
-                LIVE,
-                RUNS,
-            ] {
+            for sub in FOLDERS {
                 if root.join(sub).exists() {
                     crate::paths::ensure_inside(dir, &root.join(sub), "the cache directory")?;
                 }

@@ -15,6 +15,18 @@ fn with_remote(p: &Project, args: &[&str], url: &str, env: &[(&'static str, Stri
     p.pipeline_with_env(&all, &env_refs(env))
 }
 
+/// The path and content of the record a `file://` remote at `remote` holds for `stage` of `run`.
+fn remote_record(
+    remote: &std::path::Path,
+    run: &Run,
+    stage: &str,
+) -> (std::path::PathBuf, serde_json::Value) {
+    let key = run.stage(stage).fingerprint.unwrap().to_string();
+    let path = remote.join(format!("v1/entries/{key}/record.json"));
+    let record = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    (path, record)
+}
+
 fn origins(run: &Run) -> Vec<String> {
     run.manifest()
         .stages
@@ -643,10 +655,7 @@ fn remote_du_saturates_crafted_sizes_instead_of_wrapping() {
     let url = format!("file://{}", remote.path().display());
     let p = tiny_project();
     let first = with_remote(&p, &["run", "exp.toml", "--cache-dir", "a"], &url, &[]).ok();
-    let key = first.stage("model").fingerprint.unwrap().to_string();
-    let record_path = remote.path().join(format!("v1/entries/{key}/record.json"));
-    let mut record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&record_path).unwrap()).unwrap();
+    let (record_path, mut record) = remote_record(remote.path(), &first, "model");
     // Wrapping arithmetic would make this entry's size u64::MAX + 2 = 1 byte.
     record["output"]["bytes"] = serde_json::json!(u64::MAX);
     for file in record["files"].as_object_mut().unwrap().values_mut() {
@@ -668,18 +677,11 @@ fn a_remote_output_of_the_wrong_kind_is_damage() {
     let url = format!("file://{}", remote.path().display());
     let p = midi_project();
     let first = with_remote(&p, &["run", "exp.toml", "--cache-dir", "a"], &url, &[]).ok();
-    let record_of = |stage: &str| {
-        let key = first.stage(stage).fingerprint.unwrap().to_string();
-        remote.path().join(format!("v1/entries/{key}/record.json"))
-    };
-    let read = |path: &std::path::Path| -> serde_json::Value {
-        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-    };
     // The vocab record names the tokens entry's output blob, correctly sized and hashed.
-    let tokens = read(&record_of("tokens"));
-    let mut vocab = read(&record_of("vocab"));
+    let (_, tokens) = remote_record(remote.path(), &first, "tokens");
+    let (vocab_path, mut vocab) = remote_record(remote.path(), &first, "vocab");
     vocab["output"] = tokens["output"].clone();
-    std::fs::write(record_of("vocab"), serde_json::to_vec(&vocab).unwrap()).unwrap();
+    std::fs::write(vocab_path, serde_json::to_vec(&vocab).unwrap()).unwrap();
     let verify = with_remote(&p, &["cache", "verify", "--cache-dir", "a"], &url, &[]);
     assert_eq!(verify.code, 1, "{}", verify.stdout);
     assert!(
