@@ -514,7 +514,52 @@ pub fn generate<R: Rng>(
     Ok(generated)
 }
 
+/// The token files of one split, each on its own.
+fn files_of(windows: &WindowSet, split: Split) -> Vec<Vec<String>> {
+    windows
+        .files
+        .iter()
+        .filter(|f| f.split == split)
+        .map(|f| {
+            windows.ids[f.offset..f.offset + f.len]
+                .iter()
+                .map(|&id| windows.tokens[id as usize].clone())
+                .collect()
+        })
+        .collect()
+}
+
 impl Sample {
+    /// The first minute of the file the first piece started from, at its tempo, and its piano roll.
+    fn reference(
+        &self,
+        start: &Start,
+        windows: &WindowSet,
+    ) -> anyhow::Result<(Vec<String>, String)> {
+        let whole: Vec<String> = start
+            .file_ids
+            .iter()
+            .map(|&id| windows.tokens[id as usize].clone())
+            .collect();
+        let minute = within_beats(&whole, self.step, crate::artifact::bpm(start.tempo));
+        let reference = whole[..minute].to_vec();
+        let what = if start.primed {
+            "the primer"
+        } else {
+            "training data"
+        };
+        let roll = crate::music::plot::piano_roll(
+            &format!("{what}: the first minute of {}", start.path),
+            &[RollPart {
+                tokens: &reference,
+                label: start.path.clone(),
+            }],
+            self.step,
+            start.tempo,
+        )?;
+        Ok((reference, roll))
+    }
+
     /// For each piece, as many tokens of a held-out file as the piece has, from a seeded onset (`held-out.mid`,
     /// `held-out-2.mid`, …): music the model never saw, to listen to beside its pieces (`pipeline listen`). None
     /// without validation files.
@@ -606,20 +651,10 @@ impl Stage for Sample {
         let name = |id: &u32| windows.tokens[*id as usize].clone();
         // Copies are judged against what the model trained on (the training files, each on its own); structure
         // against the files it never saw.
-        let files_of = |split: Split| -> Vec<Vec<String>> {
-            windows
-                .files
-                .iter()
-                .filter(|f| f.split == split)
-                .map(|f| {
-                    windows.ids[f.offset..f.offset + f.len]
-                        .iter()
-                        .map(name)
-                        .collect()
-                })
-                .collect()
-        };
-        let (training, held_out) = (files_of(Split::Train), files_of(Split::Validation));
+        let (training, held_out) = (
+            files_of(windows, Split::Train),
+            files_of(windows, Split::Validation),
+        );
         // Every piece is measured against the same references: made once.
         let references =
             metrics::References::new(self.step, &training, &held_out, &windows.tokens, self.seed);
@@ -724,24 +759,7 @@ impl Stage for Sample {
             report,
             files,
         } = first;
-        // The first minute of the file the seed came from, at its tempo.
-        let whole: Vec<String> = start.file_ids.iter().map(name).collect();
-        let minute = within_beats(&whole, self.step, crate::artifact::bpm(start.tempo));
-        let reference = whole[..minute].to_vec();
-        let what = if start.primed {
-            "the primer"
-        } else {
-            "training data"
-        };
-        let reference_roll = crate::music::plot::piano_roll(
-            &format!("{what}: the first minute of {}", start.path),
-            &[RollPart {
-                tokens: &reference,
-                label: start.path.clone(),
-            }],
-            self.step,
-            start.tempo,
-        )?;
+        let (reference, reference_roll) = self.reference(&start, windows)?;
         Ok(StageOutput {
             summary: serde_json::json!({
                 "tokens": tokens.len(),
