@@ -13,16 +13,24 @@ use crate::artifact::Artifact;
 use crate::fingerprint::Hash;
 use crate::paths::write_atomic_via;
 
+/// What a checkpoint file starts with (the format's name and version).
+const MAGIC: &[u8; 8] = b"PLCKPT02";
+
 /// Where a long stage saves its progress while it runs, so an interrupted or killed run continues from there: one file
-/// `v1/checkpoints/<fingerprint>.bin` holding the blake3 hash of the artifact bytes, then those bytes, replaced whole
-/// by a rename each time. It is removed once the stage's entry is stored.
+/// `v1/checkpoints/<fingerprint>.bin` holding [`MAGIC`], the fingerprint it belongs to, the blake3 hash of the artifact
+/// bytes, then those bytes, replaced whole by a rename each time. It is removed once the stage's entry is stored.
+///
+/// The fingerprint inside is what binds it: a file is a name anyone can copy over, and another training's checkpoint
+/// of the same shape would otherwise be resumed as this one's, and its model cached and pushed under this key.
 #[derive(Debug, Clone)]
 pub struct Checkpoint {
     path: PathBuf,
     /// The cache's `tmp/`: a save killed half-way leaves its partial file there, where `cache gc` clears it.
     staging: PathBuf,
-    /// The remote it is also saved to, and the stage's fingerprint.
-    remote: Option<(Arc<Remote>, Hash)>,
+    /// The fingerprint of the stage it belongs to.
+    key: Hash,
+    /// The remote it is also saved to.
+    remote: Option<Arc<Remote>>,
 }
 
 impl Checkpoint {
@@ -31,13 +39,12 @@ impl Checkpoint {
     pub fn save(&self, artifact: &Artifact) -> Result<()> {
         let bytes = artifact.to_bytes();
         let hash = Hash::of(&bytes);
-        write_atomic_via(&self.staging, &self.path, &[hash.as_bytes(), &bytes], true)
+        let parts: [&[u8]; 4] = [MAGIC, self.key.as_bytes(), hash.as_bytes(), &bytes];
+        write_atomic_via(&self.staging, &self.path, &parts, true)
             .context("cannot write a checkpoint")?;
-        if let Some((remote, key)) = &self.remote {
-            let mut framed = Vec::with_capacity(32 + bytes.len());
-            framed.extend_from_slice(hash.as_bytes());
-            framed.extend_from_slice(&bytes);
-            let _ = remote.block_on(remote.put(&remote.checkpoint_path(key), framed, false));
+        if let Some(remote) = &self.remote {
+            let framed = parts.concat();
+            let _ = remote.block_on(remote.put(&remote.checkpoint_path(&self.key), framed, false));
         }
         Ok(())
     }
@@ -49,9 +56,12 @@ impl Checkpoint {
             return Some(a);
         }
         self.clear_local();
-        let (remote, key) = self.remote.as_ref()?;
-        let path = remote.checkpoint_path(key);
-        let bytes = remote.block_on(remote.get(&path)).ok()?;
+        let remote = self.remote.as_ref()?;
+        let path = remote.checkpoint_path(&self.key);
+        // Streamed to disk, not held twice in memory; what is on disk is read back once, as a local one is.
+        let staged = tempfile::NamedTempFile::new_in(&self.staging).ok()?;
+        let streamed = remote.block_on(remote.download_to(&path, staged.path(), u64::MAX));
+        let bytes = streamed.ok().and_then(|_| fs::read(staged.path()).ok())?;
         match self.decode(&bytes) {
             Some(a) => {
                 let _ = write_atomic_via(&self.staging, &self.path, &[&bytes], true);
@@ -64,11 +74,14 @@ impl Checkpoint {
         }
     }
 
-    /// The artifact of a checkpoint file's bytes (the blake3 of the rest, then the rest), if intact and valid.
+    /// The artifact of a checkpoint file's bytes, if they are this stage's (the magic, then this fingerprint), intact
+    /// (the blake3 of the rest, then the rest) and valid.
     fn decode(&self, bytes: &[u8]) -> Option<Artifact> {
-        let intact = bytes.len() >= 32 && Hash::of(&bytes[32..]).as_bytes()[..] == bytes[..32];
-        intact
-            .then(|| Artifact::from_bytes(&bytes[32..]).ok())
+        let rest = bytes.strip_prefix(&MAGIC[..])?;
+        let rest = rest.strip_prefix(&self.key.as_bytes()[..])?;
+        let (hash, artifact) = rest.split_at_checked(32)?;
+        (Hash::of(artifact).as_bytes()[..] == *hash)
+            .then(|| Artifact::from_bytes(artifact).ok())
             .flatten()
             .filter(|a| a.validate().is_ok())
     }
@@ -80,8 +93,8 @@ impl Checkpoint {
     /// Removes it here and (in the background) on the remote: the stage finished, or starts over.
     pub fn clear(&self) {
         self.clear_local();
-        if let Some((remote, key)) = &self.remote {
-            let path = remote.checkpoint_path(key);
+        if let Some(remote) = &self.remote {
+            let path = remote.checkpoint_path(&self.key);
             let r = remote.clone();
             remote.spawn(async move {
                 let _ = r.delete(&path).await;
@@ -97,11 +110,12 @@ impl Cache {
         Checkpoint {
             path: self.checkpoints_dir().join(format!("{}.bin", key.hex())),
             staging: self.tmp_dir(),
+            key: *key,
             remote: self
                 .remote
                 .as_ref()
                 .filter(|r| r.config.push != super::PushPolicy::None)
-                .map(|r| (r.clone(), *key)),
+                .cloned(),
         }
     }
 }

@@ -469,14 +469,6 @@ fn check_artifact(
     }
 }
 
-/// Whether downloaded bytes are the file the record names.
-fn check_bytes(bytes: &[u8], expected: &FileRecord, name: &str) -> std::result::Result<(), String> {
-    if bytes.len() as u64 != expected.bytes || Hash::of(bytes) != expected.hash {
-        return Err(format!("`{name}` does not match its recorded hash"));
-    }
-    Ok(())
-}
-
 /// The file's bytes, if they match the record.
 fn check_file(path: &Path, expected: &FileRecord) -> std::result::Result<Vec<u8>, String> {
     // Only a regular file: a symlink planted in an entry could point anywhere.

@@ -32,6 +32,8 @@ const PART: usize = 8 << 20;
 const TRANSFERS: usize = 8;
 /// Blobs from this size are looked for (one HEAD) before uploading them again.
 const HEAD_BEFORE_PUT: usize = 1 << 20;
+/// A record is a few kilobytes; a larger object where one should be is refused unread.
+pub(crate) const RECORD_LIMIT: u64 = 1 << 20;
 
 /// Which stage kinds' results are uploaded.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -95,6 +97,18 @@ pub(crate) enum Failure {
     Exists,
     /// The remote cannot be used (unreachable, refused, misconfigured); already said once.
     Down,
+    /// The object is larger than the reader's limit; it was not read further.
+    TooLarge,
+    /// Writing what came down to the local disk failed.
+    Local(String),
+}
+
+/// What [`Remote::download_to`] wrote.
+#[derive(Debug)]
+pub(crate) struct Streamed {
+    pub(crate) bytes: u64,
+    /// The blake3 of the whole object; `None` when it was larger than the limit (and so not read whole).
+    pub(crate) hash: Option<Hash>,
 }
 
 /// Requests and bytes, for `-v` and the benchmark.
@@ -301,7 +315,14 @@ impl Remote {
         self.rt.block_on(fut)
     }
 
-    pub(crate) async fn get(&self, path: &ObjPath) -> std::result::Result<Vec<u8>, Failure> {
+    /// Reads `path` chunk by chunk into `sink`, stopping as soon as more than `limit` bytes came: the bytes read
+    /// then, `None` when it stopped early. Memory is one chunk, whatever the object's size.
+    async fn read_bounded(
+        &self,
+        path: &ObjPath,
+        limit: u64,
+        sink: &mut (dyn FnMut(&[u8]) -> std::io::Result<()> + Send),
+    ) -> std::result::Result<Option<u64>, Failure> {
         self.check_up()?;
         let _permit = self.transfers.acquire().await.expect("never closed");
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
@@ -311,8 +332,68 @@ impl Remote {
             .get(path)
             .await
             .map_err(|e| self.classify(&what, e))?;
-        let bytes = result.bytes().await.map_err(|e| self.classify(&what, e))?;
-        Ok(bytes.to_vec())
+        let mut stream = result.into_stream();
+        let mut total = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.classify(&what, e))?;
+            total = total.saturating_add(chunk.len() as u64);
+            if total > limit {
+                return Ok(None);
+            }
+            sink(&chunk).map_err(|e| Failure::Local(format!("{what}: {e}")))?;
+        }
+        Ok(Some(total))
+    }
+
+    /// The whole object at `path`, when it is at most `limit` bytes ([`Failure::TooLarge`] otherwise).
+    pub(crate) async fn get(
+        &self,
+        path: &ObjPath,
+        limit: u64,
+    ) -> std::result::Result<Vec<u8>, Failure> {
+        let mut out = Vec::new();
+        let mut sink = |chunk: &[u8]| {
+            out.extend_from_slice(chunk);
+            Ok(())
+        };
+        match self.read_bounded(path, limit, &mut sink).await? {
+            Some(_) => Ok(out),
+            None => Err(Failure::TooLarge),
+        }
+    }
+
+    /// Streams the object at `path` into the new file `dest`, hashing it on the way and stopping once it is longer
+    /// than `limit` (what a record says it holds): a wrong object costs at most `limit` + one chunk of disk and
+    /// one chunk of memory.
+    pub(crate) async fn download_to(
+        &self,
+        path: &ObjPath,
+        dest: &std::path::Path,
+        limit: u64,
+    ) -> std::result::Result<Streamed, Failure> {
+        use std::io::Write as _;
+        let local =
+            |e: std::io::Error| Failure::Local(format!("writing `{}`: {e}", dest.display()));
+        let file = std::fs::File::create(dest).map_err(local)?;
+        let mut out = std::io::BufWriter::new(file);
+        let mut hasher = blake3::Hasher::new();
+        let mut sink = |chunk: &[u8]| {
+            hasher.update(chunk);
+            out.write_all(chunk)
+        };
+        let read = self.read_bounded(path, limit, &mut sink).await?;
+        let Some(bytes) = read else {
+            return Ok(Streamed {
+                bytes: limit.saturating_add(1),
+                hash: None,
+            });
+        };
+        let file = out.into_inner().map_err(|e| local(e.into_error()))?;
+        file.sync_all().map_err(local)?;
+        Ok(Streamed {
+            bytes,
+            hash: Some(Hash(hasher.finalize())),
+        })
     }
 
     pub(crate) async fn head(&self, path: &ObjPath) -> std::result::Result<ObjectMeta, Failure> {
@@ -329,13 +410,14 @@ impl Remote {
     pub(crate) async fn put(
         &self,
         path: &ObjPath,
-        bytes: Vec<u8>,
+        bytes: impl Into<PutPayload>,
         create_only: bool,
     ) -> std::result::Result<(), Failure> {
+        let bytes: PutPayload = bytes.into();
         self.check_up()?;
         let _permit = self.transfers.acquire().await.expect("never closed");
         let what = format!("writing `{path}`");
-        let len = bytes.len();
+        let len = bytes.content_length();
         if len >= MULTIPART_FROM && !create_only {
             // Parts go up as they are cut; an upload that fails part-way is aborted, so nothing appears.
             let upload = self
@@ -344,7 +426,9 @@ impl Remote {
                 .await
                 .map_err(|e| self.classify(&what, e))?;
             let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
-            writer.write(&bytes);
+            for chunk in bytes.iter() {
+                writer.write(chunk);
+            }
             self.counters
                 .requests
                 .fetch_add(2 + len.div_ceil(PART) as u64, Ordering::Relaxed);
@@ -360,7 +444,7 @@ impl Remote {
                 ..Default::default()
             };
             self.store
-                .put_opts(path, PutPayload::from(bytes), opts)
+                .put_opts(path, bytes, opts)
                 .await
                 .map_err(|e| self.classify(&what, e))?;
         }
@@ -403,19 +487,26 @@ impl Remote {
     }
 
     /// Uploads `bytes` as a blob unless it is there (create-only: a blob's name is its content, so one that exists
-    /// is already right).
+    /// with the right size is already right; one of another size is wrong for everyone and is replaced).
     pub(crate) async fn put_blob(&self, bytes: Vec<u8>) -> std::result::Result<u64, Failure> {
         let path = self.blob_path(&Hash::of(&bytes));
-        if bytes.len() >= HEAD_BEFORE_PUT && self.head(&path).await.is_ok() {
+        let len = bytes.len() as u64;
+        let there = |meta: &ObjectMeta| meta.size == len;
+        // Cheap to clone (shared bytes): it may go up twice.
+        let payload = PutPayload::from(bytes);
+        if len >= HEAD_BEFORE_PUT as u64 && self.head(&path).await.is_ok_and(|m| there(&m)) {
             return Ok(0);
         }
-        let len = bytes.len() as u64;
         // Large blobs go up in parts, which S3 cannot make create-only; content addressing makes overwriting one
         // with the same bytes harmless.
-        let create_only = bytes.len() < MULTIPART_FROM;
-        match self.put(&path, bytes, create_only).await {
+        let create_only = len < MULTIPART_FROM as u64;
+        match self.put(&path, payload.clone(), create_only).await {
             Ok(()) => Ok(len),
-            Err(Failure::Exists) => Ok(0),
+            Err(Failure::Exists) => match self.head(&path).await {
+                Ok(meta) if there(&meta) => Ok(0),
+                Ok(_) => self.put(&path, payload, false).await.map(|()| len),
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         }
     }
@@ -468,13 +559,14 @@ impl Remote {
         }
     }
 
-    /// Downloads several objects at once (bounded by the transfer limit), in order.
-    pub(crate) async fn get_all(
+    /// Streams several objects to files at once (bounded by the transfer limit), in order: `(object, file,
+    /// limit)` each.
+    pub(crate) async fn download_all(
         &self,
-        paths: Vec<ObjPath>,
-    ) -> Vec<std::result::Result<Vec<u8>, Failure>> {
-        futures::stream::iter(paths)
-            .map(|p| async move { self.get(&p).await })
+        wanted: Vec<(ObjPath, std::path::PathBuf, u64)>,
+    ) -> Vec<std::result::Result<Streamed, Failure>> {
+        futures::stream::iter(wanted)
+            .map(|(p, dest, limit)| async move { self.download_to(&p, &dest, limit).await })
             .buffered(TRANSFERS)
             .collect()
             .await
@@ -509,7 +601,10 @@ mod tests {
             r.block_on(r.put_blob(bytes.clone())).ok(),
             Some(bytes.len() as u64)
         );
-        let back = r.block_on(r.get(&r.blob_path(&hash))).ok().unwrap();
+        let back = r
+            .block_on(r.get(&r.blob_path(&hash), u64::MAX))
+            .ok()
+            .unwrap();
         assert!(back == bytes, "the blob came back different");
         let before = r.counters.requests.load(Ordering::Relaxed);
         assert_eq!(r.block_on(r.put_blob(bytes)).ok(), Some(0));
@@ -527,6 +622,10 @@ mod tests {
             r.block_on(r.put(&path, b"second".to_vec(), true)),
             Err(Failure::Exists)
         ));
-        assert_eq!(r.block_on(r.get(&path)).ok().unwrap(), b"first");
+        assert_eq!(r.block_on(r.get(&path, 5)).ok().unwrap(), b"first");
+        assert!(matches!(
+            r.block_on(r.get(&path, 4)),
+            Err(Failure::TooLarge)
+        ));
     }
 }

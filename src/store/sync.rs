@@ -4,14 +4,13 @@
 //! record last with a create-only put, so a half-uploaded entry is never visible and the first writer wins).
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::remote::{Failure, Remote};
+use super::remote::{Failure, RECORD_LIMIT, Remote};
 use super::{
-    Cache, Expect, FILES, FileRecord, Lookup, OUTPUT, RECORD, Record, check_artifact, check_bytes,
-    check_file,
+    Cache, Expect, FILES, FileRecord, Lookup, OUTPUT, RECORD, Record, check_artifact, check_file,
 };
 use crate::artifact::ArtifactKind;
 use crate::fingerprint::Hash;
@@ -23,12 +22,29 @@ impl Cache {
         self.remote.as_ref()
     }
 
-    /// Downloads the entry `key` and checks everything but its artifact: the record is its fingerprint's and names
-    /// plain files (with `report_files`, only those), and every file matches the record's size and hash.
-    fn download(&self, remote: &Remote, key: &Hash, report_files: Option<&[&str]>) -> Got {
-        let text = match remote.block_on(remote.get(&remote.record_path(key))) {
+    /// Downloads the entry `key` into `staged` (its output and its `files/`, laid out as a local entry but without
+    /// the record) and checks everything but its artifact: the record is its fingerprint's and names plain files
+    /// (with `report_files`, only those), and every file matches the record's size and hash. Each file is streamed to
+    /// disk and read no further than the size its record gives.
+    ///
+    /// A mismatch condemns the record, not the blob: other records may name the same blob correctly. Only a blob
+    /// read whole whose bytes do not hash to its own name is wrong for everyone, and with `repair` it is deleted,
+    /// or a re-upload of the same result would find it "already there".
+    fn download(
+        &self,
+        remote: &Remote,
+        key: &Hash,
+        report_files: Option<&[&str]>,
+        staged: &Path,
+        repair: bool,
+    ) -> Got {
+        let text = match remote.block_on(remote.get(&remote.record_path(key), RECORD_LIMIT)) {
             Ok(t) => t,
             Err(Failure::NotFound) => return Got::Missing,
+            Err(Failure::TooLarge) => {
+                return Got::Damaged(format!("its record is larger than {RECORD_LIMIT} bytes"));
+            }
+            Err(Failure::Local(e)) => return Got::Local(e),
             Err(_) => return Got::Unusable,
         };
         let record: Record = match serde_json::from_slice(&text) {
@@ -38,41 +54,49 @@ impl Cache {
         if let Err(problem) = super::check_record(&record, key, report_files) {
             return Got::Damaged(problem);
         }
-        let mut wanted: Vec<(Option<String>, FileRecord)> = vec![(None, record.output.clone())];
+        if !record.files.is_empty()
+            && let Err(e) = fs::create_dir_all(staged.join(FILES))
+        {
+            return Got::Local(format!("cannot create `{}` ({e})", staged.display()));
+        }
+        let mut wanted = vec![(OUTPUT.to_string(), staged.join(OUTPUT), &record.output)];
         wanted.extend(
             record
                 .files
                 .iter()
-                .map(|(n, f)| (Some(n.clone()), f.clone())),
+                .map(|(n, f)| (n.clone(), staged.join(FILES).join(n), f)),
         );
-        let paths = wanted
+        let transfers = wanted
             .iter()
-            .map(|(_, f)| remote.blob_path(&f.hash))
+            .map(|(_, dest, f)| (remote.blob_path(&f.hash), dest.clone(), f.bytes))
             .collect();
-        let got = remote.block_on(remote.get_all(paths));
-        let mut files = Vec::with_capacity(wanted.len());
-        for ((name, expected), bytes) in wanted.into_iter().zip(got) {
-            let label = name.clone().unwrap_or_else(|| OUTPUT.to_string());
-            let bytes = match bytes {
-                Ok(b) => b,
+        let got = remote.block_on(remote.download_all(transfers));
+        for ((label, _, expected), streamed) in wanted.iter().zip(got) {
+            let streamed = match streamed {
+                Ok(s) => s,
                 Err(Failure::NotFound) => {
                     return Got::Damaged(format!("its file `{label}` is missing"));
                 }
+                Err(Failure::Local(e)) => return Got::Local(e),
                 Err(_) => return Got::Unusable,
             };
-            if let Err(problem) = check_bytes(&bytes, &expected, &label) {
-                // A blob is named by its content: one that does not hash to its name is wrong for every entry
-                // that names it, and must go, or a re-upload of the same result would find it "already there".
-                let _ = remote.block_on(remote.delete(&remote.blob_path(&expected.hash)));
-                return Got::Damaged(problem);
+            match streamed.hash {
+                Some(hash) if hash == expected.hash && streamed.bytes == expected.bytes => {}
+                Some(hash) if hash != expected.hash => {
+                    if repair {
+                        let _ = remote.block_on(remote.delete(&remote.blob_path(&expected.hash)));
+                    }
+                    return Got::Damaged(format!("`{label}` does not match its recorded hash"));
+                }
+                _ => {
+                    return Got::Damaged(format!(
+                        "`{label}` is not the {} bytes its record says",
+                        expected.bytes
+                    ));
+                }
             }
-            files.push((name, bytes));
         }
-        Got::Entry(Box::new(Downloaded {
-            text,
-            record,
-            files,
-        }))
+        Got::Entry(Box::new(Downloaded { text, record }))
     }
 
     /// Deletes a damaged remote entry's record, so that no machine trusts it again (its blobs may be shared with
@@ -83,53 +107,51 @@ impl Cache {
 
     /// Looks `key` up on the remote and, when it is there and intact, installs it locally, checked exactly as a
     /// local entry is (the artifact decodes and is valid too). A damaged remote entry has its record deleted and is
-    /// a [`Lookup::Damaged`].
-    pub(super) fn fetch(&self, remote: &Remote, key: &Hash, expect: Expect) -> Lookup {
+    /// a [`Lookup::Damaged`]; `Err` says why the local cache could not take it.
+    fn fetch_into(
+        &self,
+        remote: &Remote,
+        key: &Hash,
+        expect: Expect,
+    ) -> std::result::Result<Lookup, String> {
         let damaged = |problem: String| {
             self.discard_remote(remote, key);
             Lookup::Damaged(format!(
                 "the remote's copy was damaged ({problem}); its record was removed from the remote"
             ))
         };
-        // `download` checked the record and every file's hash; what is left of a local entry's checks is the artifact.
-        let entry = match self.download(remote, key, Some(expect.report_files)) {
-            Got::Entry(e) => e,
-            Got::Missing | Got::Unusable => return Lookup::Miss,
-            Got::Damaged(problem) => return damaged(problem),
-        };
-        if let Err(problem) = check_artifact(&entry.files[0].1, Some(expect.output)) {
-            return damaged(problem);
-        }
-        let Ok(staged) = tempfile::Builder::new()
+        let staged = tempfile::Builder::new()
             .prefix("fetch-")
             .tempdir_in(self.tmp_dir())
-        else {
-            return Lookup::Miss;
+            .map_err(|e| format!("cannot stage it in `{}` ({e})", self.tmp_dir().display()))?;
+        // `download` checked the record and every file's hash; what is left of a local entry's checks is the artifact.
+        let entry = match self.download(remote, key, Some(expect.report_files), staged.path(), true)
+        {
+            Got::Entry(e) => e,
+            Got::Missing | Got::Unusable => return Ok(Lookup::Miss),
+            Got::Local(e) => return Err(e),
+            Got::Damaged(problem) => return Ok(damaged(problem)),
         };
-        let mut bytes_in = entry.text.len() as u64;
-        for (name, bytes) in &entry.files {
-            bytes_in += bytes.len() as u64;
-            let path = match name {
-                None => staged.path().join(OUTPUT),
-                Some(n) => {
-                    let _ = fs::create_dir_all(staged.path().join(FILES));
-                    staged.path().join(FILES).join(n)
-                }
-            };
-            if super::write_synced(&path, bytes).is_err() {
-                return Lookup::Miss;
-            }
+        let output = fs::read(staged.path().join(OUTPUT)).map_err(|e| e.to_string())?;
+        if let Err(problem) = check_artifact(&output, Some(expect.output)) {
+            return Ok(damaged(problem));
         }
-        if super::write_synced(&staged.path().join(RECORD), &entry.text).is_err() {
-            return Lookup::Miss;
-        }
-        if self.install(staged, key, false).is_err() {
-            return Lookup::Miss;
-        }
+        super::write_synced(&staged.path().join(RECORD), &entry.text)
+            .map_err(|e| format!("{e:#}"))?;
+        self.install(staged, key, false)
+            .map_err(|e| format!("{e:#}"))?;
         let c = &remote.counters;
         c.fetched_entries.fetch_add(1, Ordering::Relaxed);
-        c.fetched_bytes.fetch_add(bytes_in, Ordering::Relaxed);
-        Lookup::Fetched(Box::new(entry.record))
+        c.fetched_bytes.fetch_add(
+            entry.text.len() as u64 + entry.record.bytes(),
+            Ordering::Relaxed,
+        );
+        Ok(Lookup::Fetched(Box::new(entry.record)))
+    }
+
+    /// [`Cache::fetch_into`] on a run's path: a local cache that cannot take the entry makes it a miss.
+    pub(super) fn fetch(&self, remote: &Remote, key: &Hash, expect: Expect) -> Lookup {
+        self.fetch_into(remote, key, expect).unwrap_or(Lookup::Miss)
     }
 
     /// Fetches the entry `key` into the local cache if it is not here (`cache pull`): `Ok(true)` when it came
@@ -139,7 +161,13 @@ impl Cache {
             return Ok(false);
         }
         let remote = self.remote.clone().ok_or("no remote is set")?;
-        match self.fetch(&remote, key, expect) {
+        let fetched = self.fetch_into(&remote, key, expect).map_err(|e| {
+            format!(
+                "the local cache `{}` cannot take it: {e}",
+                self.root().display()
+            )
+        })?;
+        match fetched {
             Lookup::Fetched(_) | Lookup::Hit(_) => Ok(true),
             Lookup::Damaged(problem) => Err(problem),
             Lookup::Miss => Err(match remote.down() {
@@ -156,13 +184,22 @@ impl Cache {
         key: &Hash,
     ) -> std::result::Result<(Record, ArtifactKind), Option<String>> {
         let remote = self.remote.clone().ok_or(None)?;
-        let entry = match self.download(&remote, key, None) {
+        // Staged in the cache's `tmp/` when it can be written, else in the system's: verify writes nothing that stays.
+        let staged = tempfile::Builder::new()
+            .prefix("verify-")
+            .tempdir_in(self.tmp_dir())
+            .or_else(|_| tempfile::tempdir())
+            .map_err(|e| Some(format!("cannot stage it locally ({e})")))?;
+        let entry = match self.download(&remote, key, None, staged.path(), false) {
             Got::Entry(e) => e,
             Got::Missing => return Err(Some("its record disappeared while checking".into())),
             Got::Unusable => return Err(None),
+            Got::Local(e) => return Err(Some(format!("cannot stage it locally ({e})"))),
             Got::Damaged(problem) => return Err(Some(problem)),
         };
-        let kind = check_artifact(&entry.files[0].1, None).map_err(Some)?;
+        let output = fs::read(staged.path().join(OUTPUT))
+            .map_err(|e| Some(format!("cannot read it back locally ({e})")))?;
+        let kind = check_artifact(&output, None).map_err(Some)?;
         Ok((entry.record, kind))
     }
 
@@ -171,7 +208,9 @@ impl Cache {
     /// ask, changing nothing.
     pub fn peek_remote(&self, key: &Hash, report_files: Option<&[&str]>) -> Option<Record> {
         let remote = self.remote.as_ref()?;
-        let text = remote.block_on(remote.get(&remote.record_path(key))).ok()?;
+        let text = remote
+            .block_on(remote.get(&remote.record_path(key), RECORD_LIMIT))
+            .ok()?;
         let record: Record = serde_json::from_slice(&text).ok()?;
         super::check_record(&record, key, report_files).ok()?;
         Some(record)
@@ -244,16 +283,17 @@ enum Got {
     Missing,
     /// The remote cannot be used (said once already).
     Unusable,
+    /// The local disk could not take it.
+    Local(String),
     Damaged(String),
     Entry(Box<Downloaded>),
 }
 
-/// A remote entry, downloaded and checked against its record: the record's text, the record, and every file's
-/// bytes, the output first (`None`), then the report files by name.
+/// A remote entry, downloaded into its staging folder and checked against its record: the record's text and the
+/// record.
 struct Downloaded {
     text: Vec<u8>,
     record: Record,
-    files: Vec<(Option<String>, Vec<u8>)>,
 }
 
 /// Uploads one local entry unless the remote has it: its files as blobs, then its record, create-only. When another
@@ -307,7 +347,7 @@ async fn push_entry(
         }
         Err(Failure::Exists) => {
             let theirs = remote
-                .get(&record_path)
+                .get(&record_path, RECORD_LIMIT)
                 .await
                 .ok()
                 .and_then(|t| serde_json::from_slice::<Record>(&t).ok());
@@ -322,5 +362,8 @@ async fn push_entry(
         }
         Err(Failure::Down) => Ok(()),
         Err(Failure::NotFound) => Err(format!("cannot upload {name}: the bucket is not there")),
+        Err(Failure::TooLarge | Failure::Local(_)) => Err(format!(
+            "cannot upload {name}: its record could not be written"
+        )),
     }
 }

@@ -197,3 +197,58 @@ fn sigkill_mid_training_resumes_from_the_last_completed_epoch() {
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(stopped.status.signal(), Some(libc::SIGKILL));
 }
+
+/// A checkpoint names the training it belongs to: another training's, of the same shape, copied under this one's
+/// key (a shared cache, a remote), is refused, and this training starts from scratch and ends where it should.
+#[test]
+fn another_trainings_checkpoint_under_this_key_is_never_resumed() {
+    let p = training_project();
+    // The other training: same shape, another seed. Its reference result and its key.
+    let other = ["--set", "model.seed=2"];
+    let mut args = vec![
+        "run",
+        "exp.toml",
+        "--cache-dir",
+        "reference",
+        "--reports-dir",
+        "ref-reports",
+    ];
+    args.extend(other);
+    let reference = p.pipeline(&args).ok();
+    let key = reference.stage("model").fingerprint.unwrap().hex();
+
+    // Seed 1 killed after two epochs leaves its checkpoint; it is copied to where seed 2's would be.
+    let child = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+        .args(["run", "exp.toml", "--cache-dir", "live"])
+        .current_dir(p.dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while epochs_done(&p.path("reports")) < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "training never got going"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // SAFETY: signalling our own child process by its id.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGKILL) }, 0);
+    child.wait_with_output().unwrap();
+    let dir = p.path("live/v1/checkpoints");
+    let theirs = std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::copy(&theirs, dir.join(format!("{key}.bin"))).unwrap();
+
+    let mut args = vec!["run", "exp.toml", "--cache-dir", "live"];
+    args.extend(other);
+    let run = p.pipeline(&args).ok();
+    assert!(!run.stderr.contains("resuming from the"), "{}", run.stderr);
+    assert_eq!(run.weights(), reference.weights());
+    assert_eq!(run.losses(), reference.losses());
+}

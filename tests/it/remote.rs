@@ -698,3 +698,90 @@ fn a_remote_output_of_the_wrong_kind_is_damage() {
         fresh.stderr
     );
 }
+
+/// The inode of a file: the same one before and after means it was never deleted and written again.
+fn inode(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .ino()
+}
+
+#[test]
+fn a_wrong_size_record_condemns_itself_never_the_blob_and_verify_changes_nothing() {
+    let remote = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", remote.path().display());
+    let p = tiny_project();
+    let first = with_remote(&p, &["run", "exp.toml", "--cache-dir", "a"], &url, &[]).ok();
+    let (record_path, mut record) = remote_record(remote.path(), &first, "tokens");
+    let blob = remote
+        .path()
+        .join("v1/blobs")
+        .join(record["output"]["hash"].as_str().unwrap());
+    let blob_inode = inode(&blob);
+    let size = record["output"]["bytes"].as_u64().unwrap();
+    record["output"]["bytes"] = serde_json::json!(size + 1);
+    std::fs::write(&record_path, serde_json::to_vec(&record).unwrap()).unwrap();
+
+    // `cache verify --remote` reports the record and deletes nothing: neither the record nor the blob.
+    let verify = with_remote(&p, &["cache", "verify", "--cache-dir", "v"], &url, &[]);
+    assert_eq!(verify.code, 1, "{}", verify.stdout);
+    assert!(
+        verify.stdout.contains("is not the") && verify.stdout.contains(" 1 damaged"),
+        "{}",
+        verify.stdout
+    );
+    assert!(record_path.is_file(), "verify deleted the record");
+    assert_eq!(inode(&blob), blob_inode, "verify deleted the blob");
+    assert!(
+        !p.path("v/v1/entries").exists()
+            || p.path("v/v1/entries").read_dir().unwrap().next().is_none()
+    );
+
+    // A run condemns the record (recomputing the stage) but leaves the blob, which other records may name.
+    let second = with_remote(&p, &["run", "exp.toml", "--cache-dir", "b"], &url, &[]).ok();
+    assert!(
+        second.stderr.contains("the remote's copy was damaged"),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(second.stages("ran"), ["tokens"], "{}", second.stderr);
+    assert_eq!(inode(&blob), blob_inode, "the run deleted a correct blob");
+    let again = with_remote(&p, &["cache", "verify", "--cache-dir", "w"], &url, &[]).ok();
+    assert!(again.stdout.contains(" 0 damaged"), "{}", again.stdout);
+}
+
+#[test]
+fn a_huge_object_behind_a_small_record_is_read_no_further_than_the_record_says() {
+    let remote = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", remote.path().display());
+    let p = tiny_project();
+    let first = with_remote(&p, &["run", "exp.toml", "--cache-dir", "a"], &url, &[]).ok();
+    let (_, record) = remote_record(remote.path(), &first, "tokens");
+    let blob = remote
+        .path()
+        .join("v1/blobs")
+        .join(record["output"]["hash"].as_str().unwrap());
+    // A sparse 64 GiB object in the blob's place: read whole into memory, it could never fit on this machine.
+    let file = std::fs::OpenOptions::new().write(true).open(&blob).unwrap();
+    file.set_len(64 << 30).unwrap();
+    drop(file);
+    let started = Instant::now();
+    let second = with_remote(&p, &["run", "exp.toml", "--cache-dir", "b"], &url, &[]).ok();
+    assert!(
+        second.stderr.contains("is not the") && second.stderr.contains("bytes its record says"),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(second.stages("ran"), ["tokens"], "{}", second.stderr);
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
+    // Nothing of the download stays in the cache's staging folder.
+    let staged: Vec<_> = std::fs::read_dir(p.path("b/v1/tmp"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(staged.is_empty(), "{staged:?}");
+}
