@@ -83,7 +83,7 @@ pub fn pull(cache: &Cache, reports: &Path, experiment: Option<&str>) -> Result<(
     let mut out = String::new();
     let (mut fetched, mut here, mut failed) = (0, 0, 0);
     for (key, kind) in &wanted {
-        match cache.pull(key, kind.expect()) {
+        match cache.pull(key, kind.expect())? {
             Ok(true) => fetched += 1,
             Ok(false) => here += 1,
             Err(e) => {
@@ -290,12 +290,22 @@ pub fn gc(cache: &Cache, reports: &Path, policy: RemoteGc) -> Result<String> {
             cache.delete_remote_record(&key)?;
         }
     }
-    // Blobs are shared: one is garbage only when no remaining record names it.
+    // Blobs are shared: one is garbage only when no remaining record names it. A record that cannot be read is
+    // damaged (records are written whole): it is kept for `cache verify` to name and a run to discard, and the
+    // sweep goes on without it.
     let mut named: HashSet<String> = HashSet::new();
     for key in &live {
-        let record = cache
-            .peek_remote(key, None)
-            .with_context(|| format!("cannot read the remote record of {}", key.short()))?;
+        let Some(record) = cache.peek_remote(key, None) else {
+            if let Some(why) = remote.down() {
+                anyhow::bail!("the remote `{}` cannot be used ({why})", remote.url());
+            }
+            writeln!(
+                lines,
+                "  skipped entry {}: its record cannot be read (`pipeline cache verify --remote …` says why)",
+                key.short()
+            )?;
+            continue;
+        };
         named.insert(record.output.hash.hex());
         named.extend(record.files.values().map(|f| f.hash.hex()));
     }

@@ -391,7 +391,13 @@ fn finish_run(report: &RunReport) -> u8 {
         for f in &report.failures {
             eprintln!("error: {f}");
         }
-        if stats.cache_failure {
+        if stats.remote_failure {
+            eprintln!(
+                "hint: check that the remote is reachable and its bucket exists (endpoint, region and credentials \
+                 come from the `AWS_*` variables; a plain-http endpoint needs `AWS_ALLOW_HTTP=true`), or leave out \
+                 `--remote-required` to go on with the local cache alone"
+            );
+        } else if stats.cache_failure {
             eprintln!(
                 "hint: the cache directory `{}` could not be written (nothing half-written was kept): free some \
                  space (`pipeline cache gc` removes old results), make it writable, or pass another `--cache-dir`",

@@ -170,6 +170,10 @@ impl StageResult {
         self.failed(e, Cause::Cache)
     }
 
+    fn with_remote_error(self, e: anyhow::Error) -> Self {
+        self.failed(e, Cause::Remote)
+    }
+
     fn failed(mut self, e: anyhow::Error, cause: Cause) -> Self {
         let interrupted = e.downcast_ref::<crate::interrupt::Interrupted>().is_some();
         if interrupted {
@@ -204,6 +208,8 @@ pub enum Cause {
     Stage,
     /// The cache's: it could not be written (full, read-only), so nothing new could be kept.
     Cache,
+    /// The remote's: `--remote-required` is set and the remote cannot be used.
+    Remote,
 }
 
 #[derive(Debug)]

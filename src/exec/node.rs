@@ -196,7 +196,7 @@ impl Shared<'_> {
         );
         // The lookup is where a required remote is found unusable: nothing goes on without it.
         if let Some(why) = self.cache.remote_refused() {
-            return result.with_cache_error(anyhow::anyhow!(why));
+            return result.with_remote_error(anyhow::anyhow!(why));
         }
         match decision {
             Decision::Cached { record, fetched } => self.found(id, &fp, *record, fetched, result),

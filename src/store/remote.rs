@@ -297,6 +297,10 @@ impl Remote {
 
     fn classify(&self, what: &str, e: object_store::Error) -> Failure {
         match e {
+            // S3 answers 404 for a missing bucket too: that is a remote that cannot be used, not a miss.
+            object_store::Error::NotFound { .. } if e.to_string().contains("NoSuchBucket") => {
+                self.failed(what, &e)
+            }
             object_store::Error::NotFound { .. } => Failure::NotFound,
             object_store::Error::AlreadyExists { .. } => Failure::Exists,
             e => self.failed(what, &e),

@@ -154,27 +154,34 @@ impl Cache {
         self.fetch_into(remote, key, expect).unwrap_or(Lookup::Miss)
     }
 
-    /// Fetches the entry `key` into the local cache if it is not here (`cache pull`): `Ok(true)` when it came
-    /// down, `Ok(false)` when it was here already.
-    pub fn pull(&self, key: &Hash, expect: Expect) -> std::result::Result<bool, String> {
+    /// Fetches the entry `key` into the local cache if it is not here (`cache pull`): `Ok(Ok(true))` when it came
+    /// down, `Ok(Ok(false))` when it was here already, `Ok(Err(why))` when the remote could not give it, and `Err`
+    /// when the local cache cannot take it (read-only, full): then no other entry can come down either.
+    pub fn pull(
+        &self,
+        key: &Hash,
+        expect: Expect,
+    ) -> anyhow::Result<std::result::Result<bool, String>> {
         if self.peek(key, expect).is_some() {
-            return Ok(false);
+            return Ok(Ok(false));
         }
-        let remote = self.remote.clone().ok_or("no remote is set")?;
+        let remote = self.remote.clone().context("no remote is set")?;
         let fetched = self.fetch_into(&remote, key, expect).map_err(|e| {
-            format!(
-                "the local cache `{}` cannot take it: {e}",
-                self.root().display()
+            let dir = self.root().parent().unwrap_or(self.root());
+            anyhow::anyhow!(
+                "the local cache `{}` cannot take what comes down: {e}; make it writable or pass another \
+                 `--cache-dir`",
+                dir.display()
             )
         })?;
-        match fetched {
+        Ok(match fetched {
             Lookup::Fetched(_) | Lookup::Hit(_) => Ok(true),
             Lookup::Damaged(problem) => Err(problem),
             Lookup::Miss => Err(match remote.down() {
                 Some(why) => format!("the remote cannot be used ({why})"),
                 None => "the remote does not have it".into(),
             }),
-        }
+        })
     }
 
     /// Checks the remote entry `key` as a lookup would, changing nothing (`cache verify --remote`); its record

@@ -155,3 +155,27 @@ fn a_miss_in_a_read_only_cache_is_a_cache_failure_with_its_hint() {
     assert_eq!(run.stages("cached").len(), ALL_STAGES.len() - 1);
     assert_eq!(run.stages("failed"), ["windows"]);
 }
+
+#[test]
+fn pulling_into_a_read_only_cache_is_exit_3_naming_the_cache() {
+    let p = tiny_project();
+    let remote = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", remote.path().display());
+    p.pipeline(&["run", "exp.toml", "--cache-dir", "a", "--remote", &url])
+        .ok();
+    let Some(disk) = Mount::tmpfs(&p.path("b"), "4m") else {
+        return;
+    };
+    // The cache's folders exist (a cache used before), then its disk turns read-only.
+    p.pipeline(&["cache", "du", "--cache-dir", "b"]).ok();
+    disk.read_only();
+    let pull = p.pipeline(&["cache", "pull", "--cache-dir", "b", "--remote", &url]);
+    pull.fails_with(3, "the local cache `b` cannot take what comes down")
+        .fails_with(3, "Read-only file system");
+    assert!(
+        !pull.stderr.contains("does not have it") && !pull.stdout.contains("does not have it"),
+        "{}{}",
+        pull.stdout,
+        pull.stderr
+    );
+}

@@ -785,3 +785,77 @@ fn a_huge_object_behind_a_small_record_is_read_no_further_than_the_record_says()
         .unwrap_or_default();
     assert!(staged.is_empty(), "{staged:?}");
 }
+
+#[test]
+fn s3_a_bucket_that_does_not_exist_is_a_remote_that_cannot_be_used_not_a_miss() {
+    let Some(bucket) = Bucket::shared() else {
+        return;
+    };
+    let p = tiny_project();
+    let env = bucket.env();
+    let url = "s3://pipeline-no-such-bucket/team";
+    let mut args = vec!["run", "exp.toml", "--cache-dir", "a", "--remote-required"];
+    args.extend(["--remote", url]);
+    let required = p.pipeline_with_env(&args, &env_refs(&env));
+    required.fails_with(3, "`--remote-required` is set");
+    assert!(
+        required.stderr.contains("NoSuchBucket"),
+        "{}",
+        required.stderr
+    );
+    assert!(
+        required.stages("ran").is_empty(),
+        "nothing runs without the required remote:\n{}",
+        required.stderr
+    );
+    // The remote's own hint, not the local cache's.
+    assert!(
+        required.stderr.contains("its bucket exists")
+            && !required.stderr.contains("free some space"),
+        "{}",
+        required.stderr
+    );
+    // Without `--remote-required`: said once, and the run goes on with the local cache.
+    let warned = with_remote(&p, &["run", "exp.toml", "--cache-dir", "b"], url, &env).ok();
+    assert_eq!(
+        warned.stderr.matches("cannot be used").count(),
+        1,
+        "{}",
+        warned.stderr
+    );
+}
+
+#[test]
+fn an_unreadable_young_record_is_skipped_by_remote_gc_not_a_failure() {
+    let remote = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", remote.path().display());
+    let p = tiny_project();
+    let first = with_remote(&p, &["run", "exp.toml", "--cache-dir", "a"], &url, &[]).ok();
+    let (record_path, _) = remote_record(remote.path(), &first, "tokens");
+    std::fs::write(&record_path, b"{ not a record").unwrap();
+    // Every record is younger than the default grace (a week): the sweep reads them all to know their blobs.
+    let gc = with_remote(
+        &p,
+        &[
+            "cache",
+            "gc",
+            "--cache-dir",
+            "a",
+            "--reports-dir",
+            "reports",
+        ],
+        &url,
+        &[],
+    )
+    .ok();
+    let short = &first.stage("tokens").fingerprint.unwrap().hex()[..12];
+    assert!(
+        gc.stdout.contains(&format!("skipped entry {short}")),
+        "{}",
+        gc.stdout
+    );
+    assert!(record_path.is_file(), "a young record stays");
+    // Every other entry is intact and still there.
+    let verify = with_remote(&p, &["cache", "verify", "--cache-dir", "c"], &url, &[]);
+    assert!(verify.stdout.contains(" 1 damaged"), "{}", verify.stdout);
+}
