@@ -11,8 +11,13 @@ static REQUESTED: AtomicBool = AtomicBool::new(false);
 #[error("interrupted")]
 pub struct Interrupted;
 
-/// Installs the handler; call once, before the run starts.
+/// Installs the handler, before the work starts; a second call (an export after a run) changes nothing.
 pub fn install() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(install_handler);
+}
+
+fn install_handler() {
     let handler = || {
         if REQUESTED.swap(true, Ordering::SeqCst) {
             eprintln!("\ninterrupted again: quitting now");

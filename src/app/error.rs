@@ -21,6 +21,8 @@ pub enum Error {
     },
     /// The command ran and failed (a Slurm job's stage, a measurement).
     Failed(anyhow::Error),
+    /// Ctrl-C or SIGTERM stopped it.
+    Interrupted,
 }
 
 impl Error {
@@ -37,6 +39,7 @@ impl Error {
             Self::Invalid(_) | Self::Usage(_) => exit::INVALID_EXPERIMENT,
             Self::Environment { .. } => exit::ENVIRONMENT,
             Self::Failed(_) => exit::STAGE_FAILED,
+            Self::Interrupted => exit::INTERRUPTED,
         }
     }
 
@@ -53,6 +56,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Invalid(d) => write!(f, "{d}"),
+            Self::Interrupted => write!(f, "interrupted"),
             Self::Usage(e) | Self::Environment { error: e, .. } | Self::Failed(e) => {
                 write!(f, "{e:#}")
             }

@@ -73,6 +73,7 @@ pub fn mlflow(request: &ExportRequest) -> Result<ExportReport> {
             ))
         })?;
     let (finished, live) = select(&request.targets, &request.reports_dir)?;
+    crate::interrupt::install();
     let client = Client::new(&uri).map_err(server_error)?;
     client.ping().map_err(server_error)?;
 
@@ -143,6 +144,7 @@ pub fn mlflow(request: &ExportRequest) -> Result<ExportReport> {
                 ));
             }
             Err(MlflowError::Run(why)) => failed.push(format!("`{}`: {why}", run.key)),
+            Err(MlflowError::Interrupted) => return Err(Error::Interrupted),
         }
     }
     Ok(ExportReport {
@@ -154,6 +156,9 @@ pub fn mlflow(request: &ExportRequest) -> Result<ExportReport> {
 }
 
 fn server_error(e: MlflowError) -> Error {
+    if let MlflowError::Interrupted = e {
+        return Error::Interrupted;
+    }
     Error::environment(
         anyhow::anyhow!("{e}"),
         "is `mlflow server` running there? Start one with `mlflow server --host 127.0.0.1 --port 5000`, or pass \

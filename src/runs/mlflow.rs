@@ -8,9 +8,10 @@
 //! that size. A run is marked `pipeline.export = complete` only once everything is there; until then it says
 //! `partial`, in the MLflow UI too, and the next export finishes it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use serde_json::{Value, json};
@@ -25,6 +26,17 @@ const MAX_PARAMS: usize = 100;
 const MAX_TAGS: usize = 100;
 /// MLflow's longest parameter value (6000 before MLflow 2.x's 8000): longer ones are cut, and said to be.
 const MAX_PARAM_VALUE: usize = 6000;
+
+/// The longest a request waits to connect, and then for the server's answer: a stalled server fails in seconds.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest one call may take in all (an artifact upload on a slow link).
+const CALL_TIMEOUT: Duration = Duration::from_secs(300);
+/// The longest the export of one run may take, all its calls together.
+pub const EXPORT_BOUND: Duration = Duration::from_secs(15 * 60);
+/// Bounds on walking a run's artifact listing: a server whose listing never ends (or names itself) is refused.
+const MAX_LISTINGS: usize = 10_000;
+const MAX_ARTIFACT_DEPTH: usize = 16;
 
 pub const KEY_TAG: &str = "pipeline.key";
 pub const EXPORT_TAG: &str = "pipeline.export";
@@ -361,6 +373,122 @@ pub enum MlflowError {
     /// This run could not be exported (a refused value, a failed upload).
     #[error("{0}")]
     Run(String),
+    /// Ctrl-C or SIGTERM: the call in flight was left, nothing more is sent.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// One HTTP call, owned, so it can run on a thread of its own that an interrupt can walk away from.
+struct Call {
+    /// `None`: a GET with `query`; else a POST (`true`) or PUT (`false`) of a body.
+    post: Option<bool>,
+    url: String,
+    query: Vec<(String, String)>,
+    content_type: &'static str,
+    body: Vec<u8>,
+}
+
+impl Call {
+    fn get(url: String, query: &[(&str, &str)]) -> Self {
+        Self {
+            post: None,
+            url,
+            query: query
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            content_type: "",
+            body: Vec::new(),
+        }
+    }
+
+    fn with_body(url: String, post: bool, content_type: &'static str, body: Vec<u8>) -> Self {
+        Self {
+            post: Some(post),
+            url,
+            query: Vec::new(),
+            content_type,
+            body,
+        }
+    }
+
+    /// Makes the call: the status and the body as text.
+    fn run(self, agent: &ureq::Agent, auth: Option<&str>) -> Result<(u16, String), ureq::Error> {
+        let mut response = match self.post {
+            None => {
+                let mut request = agent.get(&self.url);
+                for (k, v) in &self.query {
+                    request = request.query(k, v);
+                }
+                if let Some(auth) = auth {
+                    request = request.header("Authorization", auth);
+                }
+                request.call()?
+            }
+            Some(post) => {
+                let mut request = if post {
+                    agent.post(&self.url)
+                } else {
+                    agent.put(&self.url)
+                };
+                request = request.header("Content-Type", self.content_type);
+                if let Some(auth) = auth {
+                    request = request.header("Authorization", auth);
+                }
+                request.send(&self.body[..])?
+            }
+        };
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_to_string()?;
+        Ok((status, body))
+    }
+}
+
+/// Every artifact of the run `run_id` with its size, from `list` (a folder's listing, `""` the top). The walk is
+/// bounded: each folder is listed once, must lie inside the one that named it, at most [`MAX_ARTIFACT_DEPTH`] deep,
+/// in at most [`MAX_LISTINGS`] calls — a listing that names itself or never ends is the server's fault, said so.
+fn walk_artifacts(
+    run_id: &str,
+    server: &str,
+    mut list: impl FnMut(&str) -> Result<Value, MlflowError>,
+) -> Result<HashMap<String, u64>, MlflowError> {
+    let endless = |why: String| {
+        MlflowError::Server(format!(
+            "the MLflow server at `{server}` lists the artifacts of run {run_id} without end ({why}); is it an \
+             MLflow tracking server?"
+        ))
+    };
+    let mut out = HashMap::new();
+    let mut dirs = vec![String::new()];
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut listings = 0;
+    while let Some(dir) = dirs.pop() {
+        listings += 1;
+        if listings > MAX_LISTINGS {
+            return Err(endless(format!("more than {MAX_LISTINGS} folders")));
+        }
+        let listed = list(&dir)?;
+        for f in listed["files"].as_array().into_iter().flatten() {
+            let Some(path) = f["path"].as_str() else {
+                continue;
+            };
+            if f["is_dir"].as_bool() != Some(true) {
+                out.insert(path.to_string(), f["file_size"].as_u64().unwrap_or(0));
+                continue;
+            }
+            let inside = dir.is_empty()
+                || path
+                    .strip_prefix(dir.as_str())
+                    .is_some_and(|r| r.starts_with('/'));
+            if !inside || path.split('/').count() > MAX_ARTIFACT_DEPTH {
+                return Err(endless(format!("the folder `{dir}` lists `{path}`")));
+            }
+            if seen.insert(path.to_string()) {
+                dirs.push(path.to_string());
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// A client of one MLflow tracking server.
@@ -370,7 +498,9 @@ pub struct Client {
     shown: String,
     agent: ureq::Agent,
     auth: Option<String>,
-    experiments: std::sync::Mutex<HashMap<String, String>>,
+    experiments: Mutex<HashMap<String, String>>,
+    /// When the export of the current run must be done by ([`EXPORT_BOUND`] after it began).
+    deadline: Mutex<Option<Instant>>,
 }
 
 /// `http://user:password@host/…` as `http://***@host/…`: credentials never reach a message or a log.
@@ -413,8 +543,9 @@ impl Client {
         };
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(10)))
-            .timeout_global(Some(Duration::from_secs(600)))
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .timeout_recv_response(Some(ANSWER_TIMEOUT))
+            .timeout_global(Some(CALL_TIMEOUT))
             .build()
             .into();
         Ok(Self {
@@ -423,6 +554,7 @@ impl Client {
             agent,
             auth,
             experiments: Default::default(),
+            deadline: Default::default(),
         })
     }
 
@@ -466,46 +598,54 @@ impl Client {
         Ok(value)
     }
 
-    /// A request with the credentials, if any.
-    fn authorized<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
-        match &self.auth {
-            Some(auth) => request.header("Authorization", auth),
-            None => request,
+    /// Makes `call` on a thread of its own and waits for it, checking for an interrupt as it waits: Ctrl-C or
+    /// SIGTERM is honoured at once, even while a server stalls. No call starts after the current run's deadline.
+    fn call(&self, what: &str, call: Call) -> Result<(u16, String), MlflowError> {
+        crate::interrupt::check().map_err(|_| MlflowError::Interrupted)?;
+        let deadline = *self.deadline.lock().unwrap_or_else(|e| e.into_inner());
+        if deadline.is_some_and(|d| Instant::now() > d) {
+            return Err(MlflowError::Server(format!(
+                "the export of one run through the MLflow server at `{}` took more than {} minutes; is it                  overloaded?",
+                self.shown,
+                EXPORT_BOUND.as_secs() / 60
+            )));
         }
-    }
-
-    /// The answer to a call of `path`, checked.
-    fn answer(
-        &self,
-        path: &str,
-        sent: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    ) -> Result<Value, MlflowError> {
-        let mut response = sent.map_err(|e| self.failure(path, e))?;
-        let status = response.status().as_u16();
-        let body = response
-            .body_mut()
-            .read_to_string()
-            .map_err(|e| self.failure(path, e))?;
-        self.check(path, status, &body)
+        let (agent, auth) = (self.agent.clone(), self.auth.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("mlflow-call".into())
+            .spawn(move || {
+                let _ = tx.send(call.run(&agent, auth.as_deref()));
+            })
+            .map_err(|e| MlflowError::Server(format!("cannot start a request ({e})")))?;
+        loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(answer) => return answer.map_err(|e| self.failure(what, e)),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    // The thread is left to finish or time out on its own; nothing waits for it.
+                    crate::interrupt::check().map_err(|_| MlflowError::Interrupted)?;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(MlflowError::Server(format!("a request ({what}) stopped")));
+                }
+            }
+        }
     }
 
     fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, MlflowError> {
-        let mut request = self.agent.get(format!("{}{path}", self.base));
-        for (k, v) in query {
-            request = request.query(*k, *v);
-        }
-        self.answer(path, self.authorized(request).call())
+        let (status, body) = self.call(path, Call::get(format!("{}{path}", self.base), query))?;
+        self.check(path, status, &body)
     }
 
     fn post(&self, path: &str, body: &Value) -> Result<Value, MlflowError> {
-        let request = self
-            .agent
-            .post(format!("{}{path}", self.base))
-            .header("Content-Type", "application/json");
-        self.answer(
-            path,
-            self.authorized(request).send(body.to_string().as_bytes()),
-        )
+        let call = Call::with_body(
+            format!("{}{path}", self.base),
+            true,
+            "application/json",
+            body.to_string().into_bytes(),
+        );
+        let (status, body) = self.call(path, call)?;
+        self.check(path, status, &body)
     }
 
     /// Answers at all: the first call of an export, so a wrong address fails before anything is read.
@@ -621,26 +761,13 @@ impl Client {
 
     /// Every artifact of the run, with its size.
     fn artifacts(&self, run_id: &str) -> Result<HashMap<String, u64>, MlflowError> {
-        let mut out = HashMap::new();
-        let mut dirs = vec![String::new()];
-        while let Some(dir) = dirs.pop() {
+        walk_artifacts(run_id, &self.shown, |dir| {
             let mut query = vec![("run_id", run_id)];
             if !dir.is_empty() {
-                query.push(("path", dir.as_str()));
+                query.push(("path", dir));
             }
-            let listed = self.get("/api/2.0/mlflow/artifacts/list", &query)?;
-            for f in listed["files"].as_array().into_iter().flatten() {
-                let Some(path) = f["path"].as_str() else {
-                    continue;
-                };
-                if f["is_dir"].as_bool() == Some(true) {
-                    dirs.push(path.to_string());
-                } else {
-                    out.insert(path.to_string(), f["file_size"].as_u64().unwrap_or(0));
-                }
-            }
-        }
-        Ok(out)
+            self.get("/api/2.0/mlflow/artifacts/list", &query)
+        })
     }
 
     fn upload(&self, artifact_uri: &str, name: &str, file: &Path) -> Result<(), MlflowError> {
@@ -654,16 +781,13 @@ impl Client {
             .map_err(|e| MlflowError::Run(format!("cannot read `{}`: {e}", file.display())))?;
         let rest = rest.trim_start_matches('/');
         let path = format!("/api/2.0/mlflow-artifacts/artifacts/{rest}/{name}");
-        let request = self
-            .agent
-            .put(format!("{}{path}", self.base))
-            .header("Content-Type", "application/octet-stream");
-        let mut response = self
-            .authorized(request)
-            .send(&bytes[..])
-            .map_err(|e| self.failure(&path, e))?;
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().unwrap_or_default();
+        let call = Call::with_body(
+            format!("{}{path}", self.base),
+            false,
+            "application/octet-stream",
+            bytes,
+        );
+        let (status, text) = self.call(&path, call)?;
         self.check(&format!("uploading `{name}`"), status, &text)
             .map(|_| ())
     }
@@ -696,6 +820,8 @@ impl Client {
 
     /// Makes the MLflow run of `run` complete (or, for a run in progress, as complete as it is now).
     pub fn export(&self, run: &RunExport) -> Result<Done, MlflowError> {
+        *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(Instant::now() + EXPORT_BOUND);
         let experiment_id = self.experiment_id(&run.experiment)?;
         let existing = self.find(&experiment_id, &run.key)?;
         if let Some(e) = &existing
@@ -733,6 +859,7 @@ impl Client {
             }
         };
         self.fill(run, &existing).map_err(|e| match e {
+            MlflowError::Interrupted => MlflowError::Interrupted,
             MlflowError::Run(why) | MlflowError::Server(why) => MlflowError::Run(format!(
                 "{why}; MLflow run {} of `{}` is only partly exported (tagged `{EXPORT_TAG} = partial`): export \
                  again to finish it",
@@ -818,5 +945,78 @@ impl Client {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listing(files: &[(&str, bool)]) -> Value {
+        json!({ "files": files.iter().map(|(p, d)| json!({"path": p, "is_dir": d, "file_size": 3})).collect::<Vec<_>>() })
+    }
+
+    /// A well-formed tree is walked whole, each folder once.
+    #[test]
+    fn a_run_s_artifact_tree_is_walked_whole() {
+        let mut calls = Vec::new();
+        let found = walk_artifacts("r", "s", |dir| {
+            calls.push(dir.to_string());
+            Ok(match dir {
+                "" => listing(&[("a.csv", false), ("p1", true)]),
+                "p1" => listing(&[("p1/b.mid", false), ("p1/deep", true)]),
+                "p1/deep" => listing(&[("p1/deep/c.svg", false)]),
+                _ => listing(&[]),
+            })
+        })
+        .unwrap();
+        assert_eq!(found.len(), 3);
+        assert_eq!(calls.len(), 3);
+    }
+
+    /// A listing that names itself, a folder outside the one listed, or one that nests without end is refused
+    /// after a bounded number of calls — never an endless walk.
+    #[test]
+    fn a_listing_that_names_itself_or_never_ends_is_refused() {
+        let mut calls = 0;
+        let itself = walk_artifacts("r", "s", |dir| {
+            calls += 1;
+            Ok(match dir {
+                "" => listing(&[("p", true)]),
+                _ => listing(&[("p", true)]),
+            })
+        });
+        assert!(matches!(itself, Err(MlflowError::Server(m)) if m.contains("without end")));
+        assert_eq!(calls, 2);
+        let mut calls = 0;
+        let deeper = walk_artifacts("r", "s", |dir| {
+            calls += 1;
+            let next = if dir.is_empty() {
+                "d".to_string()
+            } else {
+                format!("{dir}/d")
+            };
+            Ok(listing(&[(&next, true)]))
+        });
+        assert!(matches!(deeper, Err(MlflowError::Server(_))));
+        assert!(calls <= MAX_ARTIFACT_DEPTH + 1, "{calls} calls");
+        let mut calls = 0;
+        let wide = walk_artifacts("r", "s", |dir| {
+            calls += 1;
+            let names: Vec<String> = (0..50)
+                .map(|i| {
+                    if dir.is_empty() {
+                        format!("{i}")
+                    } else {
+                        format!("{dir}/{i}")
+                    }
+                })
+                .collect();
+            Ok(listing(
+                &names.iter().map(|n| (n.as_str(), true)).collect::<Vec<_>>(),
+            ))
+        });
+        assert!(matches!(wide, Err(MlflowError::Server(_))));
+        assert!(calls <= MAX_LISTINGS + 1, "{calls} calls");
     }
 }

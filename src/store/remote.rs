@@ -35,6 +35,18 @@ const HEAD_BEFORE_PUT: usize = 1 << 20;
 /// A record is a few kilobytes; a larger object where one should be is refused unread.
 pub(crate) const RECORD_LIMIT: u64 = 1 << 20;
 
+/// The longest a request may wait for the next bytes from the server, and the longest retries of one request may go
+/// on: together they keep a stalled remote (one that accepts connections and never answers) under a minute.
+const READ_TIMEOUT: Duration = Duration::from_secs(15);
+const RETRY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Resolves once the user asked the process to stop (the flag is a plain atomic, so it is polled).
+async fn interrupted() {
+    while !crate::interrupt::requested() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Which stage kinds' results are uploaded.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -180,7 +192,7 @@ impl Remote {
                     base: 2.0,
                 },
                 max_retries: 4,
-                retry_timeout: Duration::from_secs(60),
+                retry_timeout: RETRY_TIMEOUT,
             };
             // Client options given here replace the ones `from_env` read, so `AWS_ALLOW_HTTP` is read again.
             let allow_http = std::env::var("AWS_ALLOW_HTTP")
@@ -188,7 +200,10 @@ impl Remote {
             let client = object_store::ClientOptions::new()
                 .with_allow_http(allow_http)
                 .with_connect_timeout(Duration::from_secs(5))
-                .with_timeout(Duration::from_secs(300));
+                .with_read_timeout(READ_TIMEOUT)
+                // A whole request (a 16 MiB blob, an 8 MiB part) may take longer on a slow link, as long as bytes
+                // keep coming.
+                .with_timeout(Duration::from_secs(600));
             let s3 = object_store::aws::AmazonS3Builder::from_env()
                     .with_bucket_name(bucket)
                     .with_retry(retry)
@@ -314,9 +329,29 @@ impl Remote {
         }
     }
 
-    /// Runs `fut` to completion from a plain thread.
-    pub(crate) fn block_on<F: std::future::Future>(&self, fut: F) -> F::Output {
-        self.rt.block_on(fut)
+    /// Runs `fut` to completion from a plain thread, or until the user asks the process to stop (Ctrl-C,
+    /// SIGTERM): then `None`, and the remote is not used again by this process — a stalled server never holds an
+    /// interrupt up.
+    fn until_interrupted<F: std::future::Future>(&self, fut: F) -> Option<F::Output> {
+        self.rt.block_on(async {
+            let work = std::pin::pin!(fut);
+            let stop = std::pin::pin!(interrupted());
+            match futures::future::select(work, stop).await {
+                futures::future::Either::Left((out, _)) => Some(out),
+                futures::future::Either::Right(_) => {
+                    let _ = self.down.set("stopped by an interrupt".into());
+                    None
+                }
+            }
+        })
+    }
+
+    /// Runs a remote operation to completion from a plain thread; an interrupt makes it [`Failure::Down`].
+    pub(crate) fn block_on<T>(
+        &self,
+        fut: impl std::future::Future<Output = std::result::Result<T, Failure>>,
+    ) -> std::result::Result<T, Failure> {
+        self.until_interrupted(fut).unwrap_or(Err(Failure::Down))
     }
 
     /// Reads `path` chunk by chunk into `sink`, stopping as soon as more than `limit` bytes came: the bytes read
@@ -470,7 +505,11 @@ impl Remote {
             anyhow::bail!("the remote `{}` cannot be used ({why})", self.config.url);
         }
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
-        self.block_on(self.store.list(Some(prefix)).try_collect::<Vec<_>>())
+        let listed = self.until_interrupted(self.store.list(Some(prefix)).try_collect::<Vec<_>>());
+        let Some(listed) = listed else {
+            anyhow::bail!(crate::interrupt::Interrupted);
+        };
+        listed
             .with_context(|| format!("cannot list `{prefix}` on the remote `{}`", self.config.url))
     }
 
@@ -536,7 +575,17 @@ impl Remote {
             if handles.is_empty() {
                 return failures;
             }
-            let results = self.block_on(futures::future::join_all(handles));
+            let aborts: Vec<_> = handles.iter().map(|h| h.abort_handle()).collect();
+            let Some(results) = self.until_interrupted(futures::future::join_all(handles)) else {
+                // Stopped: uploads in flight are dropped (a multipart one is aborted as it goes; `cache gc --remote`
+                // clears what a killed one leaves); their entries stay local, and a later run pushes them.
+                aborts.iter().for_each(tokio::task::AbortHandle::abort);
+                failures.push(
+                    "uploads were stopped by an interrupt; `pipeline cache push` sends them later"
+                        .into(),
+                );
+                return failures;
+            };
             for r in results {
                 match r {
                     Ok(Ok(())) => {}

@@ -70,7 +70,9 @@ impl Cache {
             .iter()
             .map(|(_, dest, f)| (remote.blob_path(&f.hash), dest.clone(), f.bytes))
             .collect();
-        let got = remote.block_on(remote.download_all(transfers));
+        let Ok(got) = remote.block_on(async { Ok(remote.download_all(transfers).await) }) else {
+            return Got::Unusable;
+        };
         for ((label, _, expected), streamed) in wanted.iter().zip(got) {
             let streamed = match streamed {
                 Ok(s) => s,
@@ -262,7 +264,9 @@ impl Cache {
             return Ok(());
         };
         let task = push_entry(remote.clone(), self.entry_dir(&record.key), record.clone());
-        remote.block_on(task)
+        remote
+            .block_on(async { Ok(task.await) })
+            .unwrap_or_else(|_| Err("stopped by an interrupt".into()))
     }
 
     /// Why nothing may run any more: the remote is required (`--remote-required`) and cannot be used.

@@ -638,3 +638,43 @@ fn credentials_are_sent_and_a_refusal_says_which_variables_to_set() {
     let found: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(found["experiment"]["name"], name.as_str(), "{found}");
 }
+
+/// A server that accepts connections and never answers: given up in seconds (exit 3, naming it), and Ctrl-C or
+/// SIGTERM stops an export waiting on it at once — also the export after a run.
+#[test]
+fn a_stalled_tracking_server_fails_in_seconds_and_never_holds_an_interrupt() {
+    let p = tiny_project();
+    let run = p.pipeline(&["run", "exp.toml"]).ok();
+    let dir_arg = run.report.clone().unwrap().to_string_lossy().into_owned();
+    let stalled = stalled_endpoint();
+    for (args, signal) in [
+        (vec!["export", "mlflow", dir_arg.as_str()], libc::SIGTERM),
+        (vec!["export", "mlflow", dir_arg.as_str()], libc::SIGINT),
+        (vec!["run", "exp.toml", "--export", "mlflow"], libc::SIGTERM),
+    ] {
+        let mut all = args.clone();
+        all.extend(["--tracking-uri", stalled.as_str()]);
+        let spawned = Spawned::start(&p, &all);
+        if args[0] == "run" {
+            spawned.wait_for("nothing to do");
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+        let sent = Instant::now();
+        spawned.signal(signal);
+        let (code, _, stderr) = spawned.exit();
+        assert_eq!(code, 130, "{args:?}: {stderr}");
+        assert!(
+            sent.elapsed() < Duration::from_secs(5),
+            "{args:?} took {:?} after the signal",
+            sent.elapsed()
+        );
+    }
+    let started = Instant::now();
+    let out = p.pipeline(&["export", "mlflow", &dir_arg, "--tracking-uri", &stalled]);
+    out.fails_with(3, &format!("cannot reach the MLflow server at `{stalled}`"));
+    assert!(
+        started.elapsed() < Duration::from_secs(45),
+        "took {:?}",
+        started.elapsed()
+    );
+}

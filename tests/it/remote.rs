@@ -859,3 +859,50 @@ fn an_unreadable_young_record_is_skipped_by_remote_gc_not_a_failure() {
     let verify = with_remote(&p, &["cache", "verify", "--cache-dir", "c"], &url, &[]);
     assert!(verify.stdout.contains(" 1 damaged"), "{}", verify.stdout);
 }
+
+/// The remote's environment for an S3 endpoint that accepts connections and never answers.
+fn stalled_server() -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", stalled_endpoint()),
+        ("AWS_ALLOW_HTTP", "true".into()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_REGION", "us-east-1".into()),
+    ]
+}
+
+#[test]
+fn a_stalled_remote_is_given_up_within_a_minute_and_never_holds_an_interrupt() {
+    let p = tiny_project();
+    let env = stalled_server();
+    let env_ref = env_refs(&env);
+    let url = "s3://stalled/team";
+    // Ctrl-C (SIGINT) and SIGTERM stop a run waiting on it at once.
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let run = Spawned::start_with_env(
+            &p,
+            &["run", "exp.toml", "--cache-dir", "a", "--remote", url],
+            &env_ref,
+        );
+        std::thread::sleep(Duration::from_millis(1500));
+        let sent = Instant::now();
+        run.signal(signal);
+        let (code, _, stderr) = run.exit();
+        assert_eq!(code, 130, "{stderr}");
+        assert!(
+            sent.elapsed() < Duration::from_secs(5),
+            "took {:?} after the signal:\n{stderr}",
+            sent.elapsed()
+        );
+    }
+    // Left alone, it is given up within the minute the README promises: said once, and with `--remote-required`
+    // exit 3, running nothing.
+    let started = Instant::now();
+    let mut args = vec!["run", "exp.toml", "--cache-dir", "b", "--remote-required"];
+    args.extend(["--remote", url]);
+    let required = p.pipeline_with_env(&args, &env_ref);
+    let took = started.elapsed();
+    required.fails_with(3, "`--remote-required` is set");
+    assert!(required.stages("ran").is_empty(), "{}", required.stderr);
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+}

@@ -949,3 +949,18 @@ impl Spawned {
         (status.code().unwrap_or(-1), stdout, stderr)
     }
 }
+
+/// `http://127.0.0.1:PORT` of a server that accepts connections and never answers (a stalled remote or tracking
+/// server), for the life of the test process.
+pub fn stalled_endpoint() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        // Held, never read or answered.
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    endpoint
+}
