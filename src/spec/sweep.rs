@@ -15,7 +15,7 @@
 //! A point is the experiment with its values applied as overrides whose spans point into the `[sweep]` table, so a
 //! bad value is reported where it is written.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -379,11 +379,13 @@ pub fn label(values: &[(String, String)]) -> String {
 /// folder name cannot hold (`"a/b"` and `"a_b"` both give `a_b`) get `~2`, `~3`, … in file order.
 fn unique_labels(points: &mut [Point]) {
     let mut taken: HashSet<String> = HashSet::new();
+    // The last suffix given to each label: many points sharing one go on from there, never from `~2` again.
+    let mut last: HashMap<String, usize> = HashMap::new();
     for point in points {
         let mut label = point.label.clone();
-        let mut n = 1;
+        let n = last.entry(point.label.clone()).or_insert(1);
         while !taken.insert(label.clone()) {
-            n += 1;
+            *n += 1;
             label = format!("{}~{n}", point.label);
         }
         point.label = label;
@@ -771,6 +773,15 @@ fn parse_sweep(value: &Spanned<DeValue>, source: &Source) -> Result<Sweep, Diagn
             }
         }
     }
+    check_size(
+        &axes,
+        mode,
+        trials.as_ref().map(|t| t.0),
+        repeat,
+        value.span(),
+        source,
+        &mut diags,
+    );
     diags.into_result(Sweep {
         axes,
         mode,
@@ -779,6 +790,51 @@ fn parse_sweep(value: &Spanned<DeValue>, source: &Source) -> Result<Sweep, Diagn
         seed,
         prune,
     })
+}
+
+/// The most points a sweep may have, repeats included: each is at least one training, and every point is planned
+/// (and its graph held) before anything runs. Larger spaces are searched by drawing from them (`mode = "random"`).
+pub const MAX_POINTS: u64 = 10_000;
+
+/// Refuses a sweep of more than [`MAX_POINTS`] points, counted from its lists before any point is made.
+fn check_size(
+    axes: &[Axis],
+    mode: Mode,
+    trials: Option<u32>,
+    repeat: u32,
+    span: Range<usize>,
+    source: &Source,
+    diags: &mut Diagnostics,
+) {
+    let lens = axes.iter().map(|a| match &a.domain {
+        Domain::List(v) => v.len() as u64,
+        _ => 1,
+    });
+    let (configurations, how) = match mode {
+        Mode::Grid => (
+            lens.clone().fold(1u64, u64::saturating_mul),
+            lens.map(|n| n.to_string()).collect::<Vec<_>>().join(" × "),
+        ),
+        Mode::Zip => (lens.max().unwrap_or(0), "one per list value".to_string()),
+        Mode::Random => (u64::from(trials.unwrap_or(0)), "trials".to_string()),
+    };
+    let points = configurations.saturating_mul(u64::from(repeat));
+    if points > MAX_POINTS {
+        let repeats = if repeat > 1 {
+            format!(", each repeated {repeat} times")
+        } else {
+            String::new()
+        };
+        diags.push(
+            Diagnostic::new(format!(
+                "this sweep has {points} points ({configurations} configurations: {how}{repeats}); a sweep may have \
+                 at most {MAX_POINTS}"
+            ))
+            .at(source, span)
+            .key("sweep")
+            .hint("sweep fewer values, or draw some of them: `mode = \"random\"` with `trials = N`"),
+        );
+    }
 }
 
 /// `[sweep.prune]`, checked as far as it can be without the points.

@@ -269,3 +269,56 @@ fn values_that_sanitize_to_one_label_get_distinct_folders() {
         read_manifest(&dir.join("path=x_y~2"))
     );
 }
+
+/// A sweep is planned point by point, each held until it runs: up to 10,000 points plan (every one in `graph`'s
+/// count); more are refused from the lists' sizes alone, before any point is made, saying how to search such a
+/// space. (Planning time is measured in the README, not here.)
+#[test]
+fn a_sweep_of_up_to_ten_thousand_points_plans_and_a_larger_one_is_refused_up_front() {
+    let values = |n: usize| {
+        (0..n)
+            .map(|i| (i + 2).to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let p = sweep_project(&format!(
+        "[sweep]\n\"model.hidden\" = [{}]\n\"model.seed\" = [{}]\n",
+        values(100),
+        values(100)
+    ));
+    let graph = p.pipeline(&["graph", "exp.toml"]).ok().stdout;
+    assert!(
+        graph.contains("sweep: 10000 points"),
+        "{}",
+        &graph[..graph.len().min(500)]
+    );
+    assert!(
+        graph.contains("  model: 10000 variants"),
+        "{}",
+        &graph[..graph.len().min(500)]
+    );
+    let p = sweep_project(&format!(
+        "[sweep]\n\"model.hidden\" = [{}]\n\"model.seed\" = [{}]\n\"model.dropout\" = [0.1, 0.2]\n",
+        values(1000),
+        values(1000)
+    ));
+    let refused = p.pipeline(&["graph", "exp.toml"]);
+    refused.fails_with(
+        2,
+        "this sweep has 2000000 points (2000000 configurations: 1000 × 1000 × 2); a sweep may have at most 10000",
+    );
+    assert!(
+        refused.stderr.contains("mode = \"random\""),
+        "{}",
+        refused.stderr
+    );
+    // Repeats count: 100 configurations run 101 times each are 10,100 points.
+    let p = sweep_project(&format!(
+        "[sweep]\nrepeat = 101\n\"model.hidden\" = [{}]\n",
+        values(100)
+    ));
+    p.pipeline(&["graph", "exp.toml"]).fails_with(
+        2,
+        "this sweep has 10100 points (100 configurations: 100, each repeated 101 times)",
+    );
+}
