@@ -138,6 +138,8 @@ pub fn search(
         trained: usize,
         errors: Vec<Option<String>>,
         stopped: bool,
+        /// A trial failed without `--keep-going`: nothing new starts, as in any run.
+        failed_fast: bool,
     }
     let n = study.points.len();
     let state = Mutex::new(State {
@@ -147,6 +149,7 @@ pub fn search(
         trained: 0,
         errors: vec![None; n],
         stopped: false,
+        failed_fast: false,
     });
     let wake = Condvar::new();
     let work = || {
@@ -208,8 +211,13 @@ pub fn search(
                 }
                 Err(_) if interrupted => s.stopped = true,
                 Err(e) => {
-                    // A training that fails (a diverging loss) ends its trial; the search goes on without it.
+                    // A training that fails (a diverging loss) ends its trial; with `--keep-going` the search goes on
+                    // without it, else nothing new starts.
                     s.errors[job.trial] = Some(format!("{e:#}"));
+                    if !opts.keep_going {
+                        s.stopped = true;
+                        s.failed_fast = true;
+                    }
                     s.asha.report(
                         job,
                         asha::Result {
@@ -278,6 +286,11 @@ pub fn search(
             ),
             (None, Some(Fate::StoppedEarly { epochs }), Some(v)) => {
                 format!("stopped early (patience) before epoch {epochs}: {metric} {v:.4}")
+            }
+            _ if s.failed_fast => {
+                "not run (further): a trial failed and `--keep-going` was not given; run \
+                                   again with it to go on"
+                    .to_string()
             }
             _ => "interrupted before its training finished; run the same command again to continue"
                 .to_string(),

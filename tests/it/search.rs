@@ -255,3 +255,42 @@ fn a_killed_search_continues_to_the_decisions_of_an_uninterrupted_one() {
         "what the killed run trained is not trained again: {trained}"
     );
 }
+
+/// A trial whose training fails (here it diverges) fails the search: exit 1, the trial says why. By default nothing
+/// new starts after it, as in any run; with `--keep-going` the other trials go on to the end, and it still exits 1.
+#[test]
+fn a_failed_trial_fails_the_search_and_keep_going_finishes_the_others() {
+    let sweep = "[sweep]\n\"model.learning_rate\" = [1e30, 0.01, 0.02, 0.03]\n\n\
+                 [sweep.prune]\nmethod = \"asha\"\nmetric = \"val_loss\"\nmin_epochs = 1\nreduction = 2\n";
+    let p = project(sweep);
+    let run = p.pipeline(&["run", "exp.toml"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("learning_rate=1e30: failed: "),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("not run (further): a trial failed and `--keep-going` was not given"),
+        "{}",
+        run.stderr
+    );
+    let p = project(sweep);
+    let run = p.pipeline(&["run", "exp.toml", "--keep-going"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("learning_rate=1e30: failed: "),
+        "{}",
+        run.stderr
+    );
+    for lr in ["0.01", "0.02", "0.03"] {
+        let line = format!("trial learning_rate={lr}: ");
+        let fate = run.stderr.split(&line).nth(1).expect(&run.stderr);
+        assert!(
+            fate.starts_with("pruned") || fate.starts_with("complete"),
+            "{}",
+            run.stderr
+        );
+    }
+}
