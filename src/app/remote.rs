@@ -335,9 +335,11 @@ pub fn gc(cache: &Cache, reports: &Path, policy: RemoteGc) -> Result<String> {
             cache.delete_remote_object(&meta.location)?;
         }
     }
+    // Uploads a killed writer or a dying remote left unfinished: their parts are kept (and billed) until aborted.
+    let uploads = remote.abort_stale_uploads(policy.grace, policy.dry_run)?;
     Ok(format!(
         "remote `{}`: {verb} {removed} entr{} and {blobs} unreferenced blob(s) ({}), {checkpoints} stale \
-         checkpoint(s); kept {} entries that the last {} run(s) of each experiment in `{}` refer to or that are \
+         checkpoint(s), {uploads} unfinished upload(s); kept {} entries that the last {} run(s) of each experiment in `{}` refer to or that are \
          younger than {}\n{lines}",
         remote.url(),
         if removed == 1 { "y" } else { "ies" },

@@ -25,11 +25,13 @@ use object_store::{
 
 use crate::fingerprint::Hash;
 
+mod uploads;
+
 /// Files from this size go up in parts (S3 wants parts of at least 5 MiB).
 const MULTIPART_FROM: usize = 16 << 20;
-const PART: usize = 8 << 20;
+pub(super) const PART: usize = 8 << 20;
 /// Transfers in flight at once, over all uploads and downloads of this process.
-const TRANSFERS: usize = 8;
+pub(super) const TRANSFERS: usize = 8;
 /// Blobs from this size are looked for (one HEAD) before uploading them again.
 const HEAD_BEFORE_PUT: usize = 1 << 20;
 /// A record is a few kilobytes; a larger object where one should be is refused unread.
@@ -155,6 +157,10 @@ pub type Notify = Arc<dyn Fn(&str) + Send + Sync>;
 pub struct Remote {
     pub(crate) config: RemoteConfig,
     store: Arc<dyn ObjectStore>,
+    /// The same store's multipart API, where uploads are tracked ([`uploads`]): S3.
+    multipart: Option<Arc<dyn object_store::multipart::MultipartStore>>,
+    /// The directory of a `file://` remote.
+    local_dir: Option<std::path::PathBuf>,
     /// `<prefix>/v1`.
     root: ObjPath,
     rt: tokio::runtime::Runtime,
@@ -177,7 +183,13 @@ impl Remote {
     /// URL and builds the client.
     pub fn open(config: RemoteConfig) -> Result<Self> {
         let url = config.url.as_str();
-        let (store, prefix): (Arc<dyn ObjectStore>, String) = if let Some(rest) =
+        type Stores = (
+            Arc<dyn ObjectStore>,
+            Option<Arc<dyn object_store::multipart::MultipartStore>>,
+            Option<std::path::PathBuf>,
+            String,
+        );
+        let (store, multipart, local_dir, prefix): Stores = if let Some(rest) =
             url.strip_prefix("s3://")
         {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -216,7 +228,13 @@ impl Remote {
                              `AWS_ACCESS_KEY_ID`; a plain-http endpoint needs `AWS_ALLOW_HTTP=true`)"
                         )
                     })?;
-            (Arc::new(s3), prefix.trim_matches('/').to_string())
+            let s3 = Arc::new(s3);
+            (
+                s3.clone(),
+                Some(s3),
+                None,
+                prefix.trim_matches('/').to_string(),
+            )
         } else if let Some(path) = url.strip_prefix("file://") {
             anyhow::ensure!(
                 path.starts_with('/'),
@@ -226,7 +244,7 @@ impl Remote {
                 .with_context(|| format!("cannot create the remote directory `{path}`"))?;
             let local = object_store::local::LocalFileSystem::new_with_prefix(path)
                 .with_context(|| format!("cannot use the remote directory `{path}`"))?;
-            (Arc::new(local), String::new())
+            (Arc::new(local), None, Some(path.into()), String::new())
         } else {
             anyhow::bail!("the remote `{url}` is neither `s3://BUCKET/PREFIX` nor `file:///DIR`");
         };
@@ -244,6 +262,8 @@ impl Remote {
         Ok(Self {
             config,
             store,
+            multipart,
+            local_dir,
             root,
             rt,
             transfers: Arc::new(tokio::sync::Semaphore::new(TRANSFERS)),
@@ -458,7 +478,11 @@ impl Remote {
         let what = format!("writing `{path}`");
         let len = bytes.content_length();
         if len >= MULTIPART_FROM && !create_only {
-            // Parts go up as they are cut; an upload that fails part-way is aborted, so nothing appears.
+            if let Some(s3) = &self.multipart {
+                return self.put_parts(s3.as_ref(), path, bytes, &what).await;
+            }
+            // A `file://` remote: parts are staged beside the object and renamed into place; an upload that fails
+            // part-way is aborted, so nothing appears.
             let upload = self
                 .store
                 .put_multipart(path)

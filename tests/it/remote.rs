@@ -906,3 +906,122 @@ fn a_stalled_remote_is_given_up_within_a_minute_and_never_holds_an_interrupt() {
     assert!(required.stages("ran").is_empty(), "{}", required.stderr);
     assert!(took < Duration::from_secs(60), "took {took:?}");
 }
+
+#[test]
+fn s3_an_upload_cut_off_part_way_is_aborted_by_remote_gc() {
+    let Some(bucket) = Bucket::shared() else {
+        return;
+    };
+    let p = tiny_project();
+    // A finished run for gc to mark from.
+    let url = bucket.url();
+    let env = bucket.env();
+    with_remote(&p, &["run", "exp.toml", "--cache-dir", "a"], &url, &env).ok();
+    // A model over 16 MiB goes up in parts; the remote stalls on every part, and the uploader is killed.
+    let big = TINY
+        .replace("hidden = 16", "hidden = 1100")
+        .replace("epochs = 3", "epochs = 1");
+    p.write("big.toml", experiment(&big, "length = 5\nseed = 3"));
+    let mut stalling = env.clone();
+    stalling[0].1 = holding_proxy(&bucket.endpoint, "partNumber=");
+    let run = Spawned::start_with_env(
+        &p,
+        &["run", "big.toml", "--cache-dir", "b", "--remote", &url],
+        &env_refs(&stalling),
+    );
+    let started = Instant::now();
+    while !bucket.keys().iter().any(|k| k.contains("/v1/uploads/")) {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no upload began"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    run.signal(libc::SIGKILL);
+    run.exit();
+    let unfinished = || {
+        let (_, body) = http_request(
+            &bucket.endpoint,
+            "GET",
+            &format!("/{}?uploads", bucket.name),
+            b"",
+        )
+        .unwrap();
+        String::from_utf8_lossy(&body).matches("<UploadId>").count()
+    };
+    assert_eq!(unfinished(), 1, "the killed upload is on the server");
+    // Younger than the grace: kept (its writer may still be at it).
+    let kept = with_remote(&p, &["cache", "gc", "--cache-dir", "a"], &url, &env).ok();
+    assert!(
+        kept.stdout.contains(", 0 unfinished upload(s)"),
+        "{}",
+        kept.stdout
+    );
+    assert_eq!(unfinished(), 1);
+    let gc = with_remote(
+        &p,
+        &["cache", "gc", "--cache-dir", "a", "--grace", "0s"],
+        &url,
+        &env,
+    )
+    .ok();
+    assert!(
+        gc.stdout.contains(", 1 unfinished upload(s)"),
+        "{}",
+        gc.stdout
+    );
+    assert_eq!(unfinished(), 0, "aborted");
+    assert!(
+        !bucket.keys().iter().any(|k| k.contains("/v1/uploads/")),
+        "{:?}",
+        bucket.keys()
+    );
+}
+
+#[test]
+fn a_file_remote_s_staged_parts_left_by_a_killed_upload_are_removed_by_gc() {
+    let remote = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", remote.path().display());
+    let p = tiny_project();
+    with_remote(&p, &["run", "exp.toml", "--cache-dir", "a"], &url, &[]).ok();
+    // What object_store's file store stages a multipart upload as, left by a killed writer an hour ago.
+    let staged = remote
+        .path()
+        .join(format!("v1/blobs/{}#3", "ab".repeat(32)));
+    std::fs::write(&staged, vec![0u8; 1000]).unwrap();
+    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&staged)
+        .unwrap()
+        .set_modified(hour_ago)
+        .unwrap();
+    let young = with_remote(
+        &p,
+        &["cache", "gc", "--cache-dir", "a", "--grace", "2h"],
+        &url,
+        &[],
+    )
+    .ok();
+    assert!(
+        young.stdout.contains(", 0 unfinished upload(s)"),
+        "{}",
+        young.stdout
+    );
+    assert!(staged.exists());
+    let gc = with_remote(
+        &p,
+        &["cache", "gc", "--cache-dir", "a", "--grace", "30m"],
+        &url,
+        &[],
+    )
+    .ok();
+    assert!(
+        gc.stdout.contains(", 1 unfinished upload(s)"),
+        "{}",
+        gc.stdout
+    );
+    assert!(!staged.exists());
+    let verify = with_remote(&p, &["cache", "verify", "--cache-dir", "c"], &url, &[]).ok();
+    assert!(verify.stdout.contains(" 0 damaged"), "{}", verify.stdout);
+}

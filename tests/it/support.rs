@@ -964,3 +964,65 @@ pub fn stalled_endpoint() -> String {
     });
     endpoint
 }
+
+/// `http://127.0.0.1:PORT` of a proxy to the HTTP server at `upstream` that holds (never answers, never forwards)
+/// every request whose request line contains `hold`, and forwards the others one per connection: a remote that
+/// stalls on one kind of request, e.g. the parts of a multipart upload.
+pub fn holding_proxy(upstream: &str, hold: &'static str) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let upstream = upstream.trim_start_matches("http://").to_string();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let (upstream, held) = (upstream.clone(), held.clone());
+            std::thread::spawn(move || {
+                let mut client = client;
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if client.read(&mut byte).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let text = String::from_utf8_lossy(&head).into_owned();
+                if text.lines().next().is_some_and(|l| l.contains(hold)) {
+                    held.lock().unwrap().push(client);
+                    return;
+                }
+                let length: usize = text
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse().ok())?
+                    })
+                    .unwrap_or(0);
+                let mut body = vec![0u8; length];
+                if client.read_exact(&mut body).is_err() {
+                    return;
+                }
+                // One request per upstream connection: the client is told to close, so it never sends a second
+                // request down a connection this proxy has stopped reading.
+                let head: String = text
+                    .trim_end()
+                    .lines()
+                    .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+                    .map(|l| format!("{l}\r\n"))
+                    .collect::<String>()
+                    + "Connection: close\r\n\r\n";
+                let Ok(mut server) = std::net::TcpStream::connect(&upstream) else {
+                    return;
+                };
+                let _ = server.write_all(head.as_bytes());
+                let _ = server.write_all(&body);
+                let mut answer = Vec::new();
+                let _ = server.read_to_end(&mut answer);
+                let _ = client.write_all(&answer);
+            });
+        }
+    });
+    endpoint
+}
