@@ -307,6 +307,23 @@ struct Downloaded {
     record: Record,
 }
 
+/// Uploads one file of a local entry as a blob, checked again against its record first (what goes up must be what
+/// the record says): the bytes sent, `None` when the remote went down (said once already).
+async fn put_local_blob(
+    remote: &Remote,
+    path: &Path,
+    expected: &FileRecord,
+    name: &str,
+) -> std::result::Result<Option<u64>, String> {
+    let bytes = check_file(path, expected)
+        .map_err(|e| format!("cannot upload {name}: the local entry changed ({e})"))?;
+    match remote.put_blob(bytes).await {
+        Ok(n) => Ok(Some(n)),
+        Err(Failure::Down) => Ok(None),
+        Err(_) => Err(format!("cannot upload {name}: a file could not be written")),
+    }
+}
+
 /// Uploads one local entry unless the remote has it: its files as blobs, then its record, create-only. When another
 /// writer's record got there first, theirs stays: it must hold the same result (else a warning says the stage is
 /// not deterministic), and either way the local entry stays as it is.
@@ -332,20 +349,27 @@ async fn push_entry(
             .map(|(n, f)| (dir.join(FILES).join(n), f)),
     );
     let mut sent = 0u64;
-    for (path, expected) in files {
-        // The local copy is checked again: what goes up must be what the record says.
-        let bytes = check_file(&path, expected)
-            .map_err(|e| format!("cannot upload {name}: the local entry changed ({e})"))?;
-        match remote.put_blob(bytes).await {
-            Ok(n) => sent += n,
-            Err(Failure::Down) => return Ok(()),
-            Err(_) => return Err(format!("cannot upload {name}: a file could not be written")),
+    for (path, expected) in &files {
+        match put_local_blob(&remote, path, expected, &name).await? {
+            Some(n) => sent += n,
+            None => return Ok(()),
         }
     }
     let text = fs::read(dir.join(RECORD))
         .map_err(|e| format!("cannot upload {name}: its local record is unreadable ({e})"))?;
     match remote.put(&record_path, text.clone(), true).await {
         Ok(()) => {
+            // A remote gc may have deleted a blob this push found there, between finding it and the record landing:
+            // each is looked for again now, and put back from the local copy if it went.
+            for (path, expected) in &files {
+                if let Err(Failure::NotFound) = remote.head(&remote.blob_path(&expected.hash)).await
+                    && put_local_blob(&remote, path, expected, &name)
+                        .await?
+                        .is_none()
+                {
+                    return Ok(());
+                }
+            }
             remote
                 .counters
                 .pushed_entries

@@ -1025,3 +1025,118 @@ fn a_file_remote_s_staged_parts_left_by_a_killed_upload_are_removed_by_gc() {
     let verify = with_remote(&p, &["cache", "verify", "--cache-dir", "c"], &url, &[]).ok();
     assert!(verify.stdout.contains(" 0 damaged"), "{}", verify.stdout);
 }
+
+#[test]
+fn s3_remote_gc_beside_a_push_never_leaves_a_damaged_entry() {
+    let Some(bucket) = Bucket::shared() else {
+        return;
+    };
+    let p = midi_project();
+    let url = bucket.url();
+    let env = bucket.env();
+    let first = with_remote(&p, &["run", "exp.toml", "--cache-dir", "a"], &url, &env).ok();
+    // Reports to mark from that refer to none of it: everything of the first run is garbage to this gc.
+    p.midi("other/x.mid", &[melody(0, &[50, 52, 53, 55, 57])]);
+    p.write(
+        "other.toml",
+        PIPELINE_TOML.replace("path = \"midi\"", "path = \"other\""),
+    );
+    p.pipeline(&["run", "other.toml", "--reports-dir", "other-reports"])
+        .ok();
+    // The same results under other keys: `top = 2` keeps the same one instrument.
+    p.write("exp2.toml", PIPELINE_TOML.replace("top = 1", "top = 2"));
+    let shared = first.stage("vocab").output_hash.unwrap().to_string();
+    // The gc's deletion of that shared blob (a bulk `POST ?delete`) is held for a while at the remote…
+    let target = shared.clone();
+    let (slow, held) = slow_proxy(
+        &bucket.endpoint,
+        move |line, body| {
+            line.starts_with("POST")
+                && line.contains("delete")
+                && String::from_utf8_lossy(body).contains(&target)
+        },
+        Some(Duration::from_secs(3)),
+    );
+    let mut slow_env = env.clone();
+    slow_env[0].1 = slow;
+    let gc = Spawned::start_with_env(
+        &p,
+        &[
+            "cache",
+            "gc",
+            "--cache-dir",
+            "a",
+            "--reports-dir",
+            "other-reports",
+            "--grace",
+            "0s",
+            "--remote",
+            &url,
+        ],
+        &env_refs(&slow_env),
+    );
+    let started = Instant::now();
+    while held.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        if started.elapsed() > Duration::from_secs(60) {
+            gc.signal(libc::SIGKILL);
+            panic!("the gc never got to the blob: {:?}", gc.exit());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // …while another machine pushes entries naming it (found there, so not uploaded again).
+    let pushed = with_remote(&p, &["run", "exp2.toml", "--cache-dir", "b"], &url, &env).ok();
+    assert!(
+        pushed.stderr.is_empty() || !pushed.stderr.contains("warning"),
+        "{}",
+        pushed.stderr
+    );
+    let (code, stdout, stderr) = gc.exit();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("pushed while this gc ran"), "{stdout}");
+    let verify = with_remote(&p, &["cache", "verify", "--cache-dir", "v"], &url, &env).ok();
+    assert!(verify.stdout.contains(" 0 damaged"), "{}", verify.stdout);
+    let again = with_remote(&p, &["run", "exp2.toml", "--cache-dir", "c"], &url, &env).ok();
+    assert!(!again.stderr.contains("damaged"), "{}", again.stderr);
+}
+
+#[test]
+fn s3_a_push_puts_back_a_blob_deleted_before_its_record_landed() {
+    let Some(bucket) = Bucket::shared() else {
+        return;
+    };
+    let p = midi_project();
+    let url = bucket.url();
+    let env = bucket.env();
+    let local = p.pipeline(&["run", "exp.toml", "--cache-dir", "z"]).ok();
+    let key = local.stage("vocab").fingerprint.unwrap().to_string();
+    let blob = local.stage("vocab").output_hash.unwrap().to_string();
+    // The vocabulary's record is held on its way to the remote; meanwhile its blob is deleted (as a gc that listed
+    // the records before this push would).
+    let (slow, held) = slow_proxy(
+        &bucket.endpoint,
+        move |line, _| line.starts_with("PUT") && line.contains(&format!("{key}/record.json")),
+        Some(Duration::from_secs(2)),
+    );
+    let mut slow_env = env.clone();
+    slow_env[0].1 = slow;
+    let run = Spawned::start_with_env(
+        &p,
+        &["run", "exp.toml", "--cache-dir", "a", "--remote", &url],
+        &env_refs(&slow_env),
+    );
+    let started = Instant::now();
+    while held.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the record never went up"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let blob_key = format!("team/v1/blobs/{blob}");
+    assert!(bucket.keys().contains(&blob_key), "{:?}", bucket.keys());
+    bucket.delete(&blob_key);
+    let (code, _, stderr) = run.exit();
+    assert_eq!(code, 0, "{stderr}");
+    let verify = with_remote(&p, &["cache", "verify", "--cache-dir", "v"], &url, &env).ok();
+    assert!(verify.stdout.contains(" 0 damaged"), "{}", verify.stdout);
+}

@@ -659,6 +659,17 @@ pub fn http_request(
     path: &str,
     body: &[u8],
 ) -> Option<(u16, Vec<u8>)> {
+    http_request_with(endpoint, method, path, body, "")
+}
+
+/// [`http_request`] with more header lines (`headers`: each ending in `\r\n`).
+pub fn http_request_with(
+    endpoint: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    headers: &str,
+) -> Option<(u16, Vec<u8>)> {
     use std::io::{Read, Write};
     let host = endpoint.strip_prefix("http://")?.trim_end_matches('/');
     let mut stream = std::net::TcpStream::connect(host).ok()?;
@@ -666,7 +677,7 @@ pub fn http_request(
         .set_read_timeout(Some(Duration::from_secs(30)))
         .ok()?;
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).ok()?;
@@ -756,6 +767,26 @@ impl Bucket {
             .filter_map(|rest| rest.split("</Key>").next())
             .map(str::to_string)
             .collect()
+    }
+
+    /// Deletes the object `key` (moto refuses an anonymous delete: any signature-shaped header will do).
+    pub fn delete(&self, key: &str) {
+        let auth = "Authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, \
+                    SignedHeaders=host, Signature=0\r\n";
+        let (status, body) = http_request_with(
+            &self.endpoint,
+            "DELETE",
+            &format!("/{}/{key}", self.name),
+            b"",
+            auth,
+        )
+        .expect("the S3 server answers");
+        assert_eq!(
+            status,
+            204,
+            "DELETE {key}: {}",
+            String::from_utf8_lossy(&body)
+        );
     }
 
     pub fn get(&self, key: &str) -> Vec<u8> {
@@ -966,17 +997,37 @@ pub fn stalled_endpoint() -> String {
 }
 
 /// `http://127.0.0.1:PORT` of a proxy to the HTTP server at `upstream` that holds (never answers, never forwards)
-/// every request whose request line contains `hold`, and forwards the others one per connection: a remote that
-/// stalls on one kind of request, e.g. the parts of a multipart upload.
+/// every request whose request line contains `hold`, and forwards the others: a remote that stalls on one kind of
+/// request, e.g. the parts of a multipart upload.
 pub fn holding_proxy(upstream: &str, hold: &'static str) -> String {
+    slow_proxy(upstream, move |line, _| line.contains(hold), None).0
+}
+
+/// `http://127.0.0.1:PORT` of a proxy to the HTTP server at `upstream` that forwards each request on a connection
+/// of its own, holding those that `matches` (given the request line and the body) for `delay` first (`None`: for
+/// ever); and the count of requests that matched so far, to see where a client is.
+pub fn slow_proxy(
+    upstream: &str,
+    matches: impl Fn(&str, &[u8]) -> bool + Send + Sync + 'static,
+    delay: Option<Duration>,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let upstream = upstream.trim_start_matches("http://").to_string();
     let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let matched = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let matches = std::sync::Arc::new(matches);
+    let count = matched.clone();
     std::thread::spawn(move || {
         for client in listener.incoming().flatten() {
-            let (upstream, held) = (upstream.clone(), held.clone());
+            let (upstream, held, matches, count) = (
+                upstream.clone(),
+                held.clone(),
+                matches.clone(),
+                count.clone(),
+            );
             std::thread::spawn(move || {
                 let mut client = client;
                 let mut head = Vec::new();
@@ -988,10 +1039,6 @@ pub fn holding_proxy(upstream: &str, hold: &'static str) -> String {
                     head.push(byte[0]);
                 }
                 let text = String::from_utf8_lossy(&head).into_owned();
-                if text.lines().next().is_some_and(|l| l.contains(hold)) {
-                    held.lock().unwrap().push(client);
-                    return;
-                }
                 let length: usize = text
                     .lines()
                     .find_map(|l| {
@@ -1003,6 +1050,16 @@ pub fn holding_proxy(upstream: &str, hold: &'static str) -> String {
                 let mut body = vec![0u8; length];
                 if client.read_exact(&mut body).is_err() {
                     return;
+                }
+                if text.lines().next().is_some_and(|l| matches(l, &body)) {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    match delay {
+                        None => {
+                            held.lock().unwrap().push(client);
+                            return;
+                        }
+                        Some(d) => std::thread::sleep(d),
+                    }
                 }
                 // One request per upstream connection: the client is told to close, so it never sends a second
                 // request down a connection this proxy has stopped reading.
@@ -1024,5 +1081,5 @@ pub fn holding_proxy(upstream: &str, hold: &'static str) -> String {
             });
         }
     });
-    endpoint
+    (endpoint, matched)
 }
