@@ -118,21 +118,9 @@ pub(crate) fn epochs_done(reports: &Path) -> usize {
         .unwrap_or(0)
 }
 
-/// Starts a training, sends `signal` once two epochs are done, checks what the stopped process left, then runs
-/// again: the training continues from its checkpoint and ends exactly where an uninterrupted one does.
-fn stop_training_and_resume(signal: i32) -> std::process::Output {
-    let p = training_project();
-    let reference = p
-        .pipeline(&[
-            "run",
-            "exp.toml",
-            "--cache-dir",
-            "reference",
-            "--reports-dir",
-            "ref-reports",
-        ])
-        .ok();
-
+/// Starts the training of `p` into the cache `live` and sends it `signal` once its live `loss.csv` shows two
+/// epochs; what the stopped process printed.
+fn stop_after_two_epochs(p: &Project, signal: i32) -> std::process::Output {
     let child = Command::new(env!("CARGO_BIN_EXE_pipeline"))
         .args(["run", "exp.toml", "--cache-dir", "live"])
         .current_dir(p.dir.path())
@@ -150,7 +138,25 @@ fn stop_training_and_resume(signal: i32) -> std::process::Output {
     }
     // SAFETY: signalling our own child process by its id.
     assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
-    let stopped = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Starts a training, sends `signal` once two epochs are done, checks what the stopped process left, then runs
+/// again: the training continues from its checkpoint and ends exactly where an uninterrupted one does.
+fn stop_training_and_resume(signal: i32) -> std::process::Output {
+    let p = training_project();
+    let reference = p
+        .pipeline(&[
+            "run",
+            "exp.toml",
+            "--cache-dir",
+            "reference",
+            "--reports-dir",
+            "ref-reports",
+        ])
+        .ok();
+
+    let stopped = stop_after_two_epochs(&p, signal);
     let done = epochs_done(&p.path("reports"));
     assert!(done < 40, "the signal came after training finished");
     assert_cache_intact(&p.path("live"));
@@ -218,24 +224,7 @@ fn another_trainings_checkpoint_under_this_key_is_never_resumed() {
     let key = reference.stage("model").fingerprint.unwrap().hex();
 
     // Seed 1 killed after two epochs leaves its checkpoint; it is copied to where seed 2's would be.
-    let child = Command::new(env!("CARGO_BIN_EXE_pipeline"))
-        .args(["run", "exp.toml", "--cache-dir", "live"])
-        .current_dir(p.dir.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while epochs_done(&p.path("reports")) < 2 {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "training never got going"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    // SAFETY: signalling our own child process by its id.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGKILL) }, 0);
-    child.wait_with_output().unwrap();
+    stop_after_two_epochs(&p, libc::SIGKILL);
     let dir = p.path("live/v1/checkpoints");
     let theirs = std::fs::read_dir(&dir)
         .unwrap()
