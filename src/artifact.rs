@@ -333,6 +333,15 @@ pub enum TokenScheme {
     Chord,
     /// Shift, note or chord, duration per onset, on `grid` steps per beat, capped at `max_beats`.
     Timed { grid: u32, max_beats: u32 },
+    /// Shift, then every note's pitch with its octave (lowest first) and durations, on the same grid and cap.
+    Notes { grid: u32, max_beats: u32 },
+}
+
+impl TokenScheme {
+    /// Whether the tokens carry time (shifts and durations).
+    pub fn timed(self) -> bool {
+        !matches!(self, Self::Chord)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

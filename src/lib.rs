@@ -39,7 +39,7 @@ pub use cli::main;
 pub use exec::Status;
 pub use fingerprint::Hash;
 pub use music::ingest::{Ingest, read_song};
-pub use music::tokens::{pitches_of, token_for};
+pub use music::tokens::{parse_pitch_name, pitches_of, token_for};
 pub use runs::manifest::{Manifest, RunStatus, SearchRecord, StageEntry, SweepRecord};
 pub use spec::experiment::{Experiment, Override};
 pub use spec::sweep::Study;

@@ -141,7 +141,7 @@ pub fn sample_seconds(
     let params = crate::stages::sample_params(length, mode);
     let start = Instant::now();
     let generator = crate::stages::Generator::Lstm(&t.model);
-    let out = crate::stages::generate(&generator, &window, &params, &[], &mut rng, || {})?;
+    let out = crate::stages::generate(&generator, &window, &params, None, &mut rng, || {})?;
     anyhow::ensure!(
         out.len() == length as usize,
         "generated {} tokens",

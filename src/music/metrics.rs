@@ -78,15 +78,24 @@ pub struct Onset {
     pub keys: Vec<u8>,
 }
 
-/// The onsets of a token sequence ([`timeline`]: time tokens where there are, else one token per `step` beats).
+/// The onsets of a token sequence ([`timeline`]: time tokens where there are, else one token per `step` beats);
+/// sounds at one time (the notes scheme's notes of different lengths) are one onset, keys lowest first.
 pub fn onsets(tokens: &[String], step: f64) -> Vec<Onset> {
-    timeline(tokens, step)
-        .into_iter()
-        .map(|p| Onset {
-            beat: p.beat,
-            keys: p.keys,
-        })
-        .collect()
+    let mut out: Vec<Onset> = Vec::new();
+    for p in timeline(tokens, step) {
+        match out.last_mut() {
+            Some(last) if last.beat == p.beat => {
+                last.keys.extend(p.keys);
+                last.keys.sort_unstable();
+                last.keys.dedup();
+            }
+            _ => out.push(Onset {
+                beat: p.beat,
+                keys: p.keys,
+            }),
+        }
+    }
+    out
 }
 
 /// The widest |interval| the histogram tells apart; wider ones count as this.
@@ -291,19 +300,17 @@ fn generated_against(piece: &[String], step: f64, index: &CopyIndex) -> Metrics 
     m
 }
 
-/// A sequence cut into onsets: with time tokens, a new onset starts at every shift; otherwise every token is one.
+/// A sequence cut into onsets: with time tokens, a new onset starts at every shift (an onset of the notes scheme
+/// holds several pitches and durations); otherwise every token is one.
 fn onset_groups(tokens: &[String]) -> Vec<&[String]> {
     use crate::music::tokens::{TimeToken, time_token};
+    let timed = tokens.iter().any(|t| time_token(t).is_some());
     let mut groups = Vec::new();
     let mut from = 0;
     for i in 1..=tokens.len() {
         let boundary = i == tokens.len()
-            || match time_token(&tokens[i]) {
-                Some(TimeToken::Shift(_)) => true,
-                Some(TimeToken::Duration(_)) => false,
-                // A sound starts an onset unless a shift just did.
-                None => !matches!(time_token(&tokens[i - 1]), Some(TimeToken::Shift(_))),
-            };
+            || !timed
+            || matches!(time_token(&tokens[i]), Some(TimeToken::Shift(_)));
         if boundary {
             groups.push(&tokens[from..i]);
             from = i;

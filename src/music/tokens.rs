@@ -218,32 +218,45 @@ pub struct Played {
     pub beats: f64,
 }
 
-/// The onsets a token sequence plays. With time tokens (the timed scheme), `+x` moves time on and `~x` sets the
-/// length of the onset before it (an onset without one lasts `step`); without them (the paper's tokens) every token
-/// sounds `step` beats after the one before, for `step`. Tokens that play nothing are skipped.
+/// The sounds a token sequence plays. With time tokens (the timed and notes schemes), `+x` moves time on and `~x`
+/// sets the length of the sound before it (one without lasts `step`); sound tokens in a row (the notes scheme's
+/// pitches of one onset) are one sound, and a sound after a duration with no shift between starts another sound at
+/// the same onset (`C3 ~2 E4 G4 ~1`: C3 for two beats, E4 and G4 for one). Without time tokens (the paper's tokens)
+/// every token sounds `step` beats after the one before, for `step`. Tokens that play nothing are skipped.
 pub fn timeline(tokens: &[String], step: f64) -> Vec<Played> {
     let timed = tokens.iter().any(|t| time_token(t).is_some());
     let mut out: Vec<Played> = Vec::new();
     let mut now = 0.0;
+    // Whether the token before was a sound, so this one joins it.
+    let mut joins = false;
     for (i, t) in tokens.iter().enumerate() {
         match time_token(t) {
-            Some(TimeToken::Shift(b)) => now += b,
+            Some(TimeToken::Shift(b)) => {
+                now += b;
+                joins = false;
+            }
             Some(TimeToken::Duration(b)) => {
                 if let Some(last) = out.last_mut() {
                     last.beats = b;
                 }
+                joins = false;
             }
             None => {
                 if !timed {
                     now = i as f64 * step;
                 }
-                if let Some(keys) = pitches_of(t).filter(|k| !k.is_empty()) {
-                    out.push(Played {
+                let Some(keys) = pitches_of(t).filter(|k| !k.is_empty()) else {
+                    continue;
+                };
+                match out.last_mut() {
+                    Some(last) if timed && joins => last.keys.extend(keys),
+                    _ => out.push(Played {
                         beat: now,
                         keys,
                         beats: step,
-                    });
+                    }),
                 }
+                joins = true;
             }
         }
     }

@@ -9,6 +9,7 @@ mod augment;
 mod detached;
 mod drop_drums;
 mod extract_instrument;
+mod grammar;
 mod midi_source;
 pub mod ngram;
 pub mod render;

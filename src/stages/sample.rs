@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::drop_drums::DRUM_CHANNEL;
 use super::extract_instrument::notes_of;
+use super::grammar::Grammar;
 use super::tokenize::tokens_of;
 use super::{
     CheckContext, ExternalInputs, ParamProblem, Params, ReportFile, RunContext, Stage, StageKind,
@@ -280,7 +281,7 @@ fn primer(ctx: &mut RunContext, windows: &WindowSet, rel: &str) -> anyhow::Resul
         let boundary = i == tokens.len()
             || match windows.scheme {
                 TokenScheme::Chord => true,
-                TokenScheme::Timed { .. } => {
+                TokenScheme::Timed { .. } | TokenScheme::Notes { .. } => {
                     matches!(time_token(&tokens[i]), Some(TimeToken::Shift(_)))
                 }
             };
@@ -384,73 +385,30 @@ pub fn choose(
     }
 }
 
-/// What kind of token an id is, for the timed scheme's order: shift, note or chord, duration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Class {
-    Shift,
-    Sound,
-    Duration,
-}
-
-/// For a vocabulary with time tokens (the timed scheme), each id's class; `None` for the paper's tokens.
-fn classes(vocabulary: &[String]) -> Option<Vec<Class>> {
-    use crate::music::tokens::{TimeToken, time_token};
-    let classes: Vec<Class> = vocabulary
-        .iter()
-        .map(|t| match time_token(t) {
-            Some(TimeToken::Shift(_)) => Class::Shift,
-            Some(TimeToken::Duration(_)) => Class::Duration,
-            None => Class::Sound,
-        })
-        .collect();
-    classes
-        .iter()
-        .any(|c| *c != Class::Sound)
-        .then_some(classes)
-}
-
-/// The class that must follow `class`: a sound is followed by its duration, a duration by the shift to the next
-/// onset, a shift by a sound.
-fn next_class(class: Class) -> Class {
-    match class {
-        Class::Sound => Class::Duration,
-        Class::Duration => Class::Shift,
-        Class::Shift => Class::Sound,
-    }
-}
-
 /// What proposes the next token: a trained LSTM, or an n-gram model (the floor's pieces).
 pub enum Generator<'a> {
     Lstm(&'a crate::nn::model::Model),
     Ngram(&'a crate::nn::ngram::Model),
 }
 
-/// Generates `params.length` token ids after `window`. With time tokens in `vocabulary`, each token is drawn only
-/// among the class the scheme's order allows next, so the piece reads as onsets and round-trips through MIDI. An
+/// Generates `params.length` token ids after `window`. With a `grammar` (tokens with time), each token is drawn only
+/// among those the scheme's order allows next, so the piece reads as onsets and round-trips through MIDI. An
 /// n-gram model's log-probabilities stand for logits (so `temperature`, `top_k` and `top_p` mean the same); it reads
 /// only its last `order − 1` tokens, so `mode` makes no difference to it.
 pub fn generate<R: Rng>(
     generator: &Generator,
     window: &[u32],
     params: &Sample,
-    vocabulary: &[String],
+    grammar: Option<&Grammar>,
     rng: &mut R,
     mut tick: impl FnMut(),
 ) -> anyhow::Result<Vec<u32>> {
     let device = Device::Cpu;
     let mut generated = Vec::with_capacity(params.length as usize);
-    let classes = classes(vocabulary);
-    let mut last = window.last().copied();
+    let mut state = grammar.map(|g| g.state_after(window)).unwrap_or_default();
     let mut pick = |mut logits: Vec<f32>, rng: &mut R| -> u32 {
-        if let (Some(classes), Some(last)) = (&classes, last)
-            && let Some(&class) = classes.get(last as usize)
-        {
-            let allowed = next_class(class);
-            for (l, c) in logits.iter_mut().zip(classes) {
-                if *c != allowed {
-                    *l = f32::NEG_INFINITY;
-                }
-            }
+        if let Some(g) = grammar {
+            g.mask(state, &mut logits);
         }
         let next = choose(
             &logits,
@@ -459,7 +417,9 @@ pub fn generate<R: Rng>(
             params.top_p,
             rng,
         ) as u32;
-        last = Some(next);
+        if let Some(g) = grammar {
+            state = g.update(state, next);
+        }
         next
     };
     let floats = |t: Tensor| -> candle_core::Result<Vec<f32>> {
@@ -580,7 +540,7 @@ impl Sample {
         key.extend_from_slice(&self.seed.to_le_bytes());
         let mut rng = ChaCha8Rng::from_seed(*blake3::hash(&key).as_bytes());
         let length = self.length as usize;
-        let timed = classes(&windows.tokens).is_some();
+        let timed = windows.scheme.timed();
         (1..=self.count)
             .map(|n| {
                 let file = files[rng.random_range(0..files.len())];
@@ -644,6 +604,7 @@ impl Stage for Sample {
         let loaded = Loaded::of(inputs[0])?;
         let windows = loaded.windows;
         let generator = loaded.generator();
+        let grammar = super::grammar::Grammar::of(&windows.tokens, windows.scheme);
 
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         let starts: Vec<usize> = windows.starts(Split::Train).collect();
@@ -687,7 +648,7 @@ impl Stage for Sample {
             };
             let window = &start.window;
             let bar = ctx.bar(u64::from(self.length), "tokens");
-            let ids = generate(&generator, window, self, &windows.tokens, &mut rng, || {
+            let ids = generate(&generator, window, self, grammar.as_ref(), &mut rng, || {
                 bar.inc(1)
             })?;
             bar.finish_and_clear();

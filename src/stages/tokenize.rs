@@ -7,6 +7,9 @@
 //! `scheme = "timed"` puts every onset on a grid of `grid` steps per beat (notes on one step are one chord) and
 //! writes, per onset, the time since the previous one (`+1/2`), the note or chord, and how long it sounds (`~1/4`,
 //! its longest note), both capped at `max_beats`: rhythm and rests survive, as in miditok's TSD.
+//! `scheme = "notes"` keeps the voicing too: per onset the shift, then every note's own pitch token (`C3 E4 G4`,
+//! lowest first), each run of notes of one length followed by that length (`C3 ~2 E4 G4 ~1`: the bass two beats, the
+//! rest one; one duration for the whole onset when all are equal).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Params, RunContext, Stage, StageKind, StageOutput, params_of};
 use crate::artifact::{Artifact, Note, TokenFile, TokenScheme, TokenSet};
-use crate::music::tokens::{beats_text, is_chord, time_token, token_for};
+use crate::music::tokens::{beats_text, is_chord, pitch_name, time_token, token_for};
 
 /// Tokens of one file, in onset order.
 pub fn tokenize_notes(notes: &[Note]) -> Vec<String> {
@@ -57,11 +60,67 @@ pub fn tokenize_timed(
     tokens
 }
 
+/// The `notes` tokens of one file whose beat is `ticks_per_beat` ticks long.
+///
+/// A key struck again while it still sounds ends there (what one MIDI channel can play; the notes may come from
+/// several), so every note's length is what a written file gives back and tokens → MIDI → tokens is exact.
+pub fn tokenize_voiced(
+    notes: &[Note],
+    ticks_per_beat: u16,
+    grid: u32,
+    max_beats: u32,
+) -> Vec<String> {
+    let step = f64::from(ticks_per_beat) / f64::from(grid);
+    let cap = u64::from(grid * max_beats);
+    let steps = |ticks: u64| (ticks as f64 / step).round() as u64;
+    // Grid step → key → its length in steps (a key struck twice on one step: the longer).
+    let mut onsets: BTreeMap<u64, BTreeMap<u8, u64>> = BTreeMap::new();
+    for n in notes {
+        let length = onsets
+            .entry(steps(n.tick))
+            .or_default()
+            .entry(n.key)
+            .or_default();
+        *length = (*length).max(steps(n.ticks));
+    }
+    let mut next_strike: BTreeMap<u8, u64> = BTreeMap::new();
+    for (at, keys) in onsets.iter_mut().rev() {
+        for (key, length) in keys.iter_mut() {
+            let until = next_strike.get(key).map_or(u64::MAX, |next| next - at);
+            *length = (*length).min(until).clamp(1, cap);
+            next_strike.insert(*key, *at);
+        }
+    }
+    let mut tokens = Vec::new();
+    let mut previous: Option<u64> = None;
+    for (at, keys) in &onsets {
+        if let Some(p) = previous {
+            let shift = u32::try_from((at - p).min(cap)).unwrap_or(u32::MAX);
+            tokens.push(format!("+{}", beats_text(shift, grid)));
+        }
+        let keys: Vec<(u8, u64)> = keys.iter().map(|(k, l)| (*k, *l)).collect();
+        for (i, (key, length)) in keys.iter().enumerate() {
+            tokens.push(pitch_name(*key));
+            if keys.get(i + 1).is_none_or(|(_, next)| next != length) {
+                tokens.push(format!("~{}", beats_text(*length as u32, grid)));
+            }
+        }
+        previous = Some(*at);
+    }
+    tokens
+}
+
 /// The tokens of one file's notes under `scheme` (a file without metrical timing is read as 480 ticks a beat).
 pub fn tokens_of(notes: &[Note], ticks_per_beat: Option<u16>, scheme: TokenScheme) -> Vec<String> {
     match scheme {
         TokenScheme::Chord => tokenize_notes(notes),
         TokenScheme::Timed { grid, max_beats } => tokenize_timed(
+            notes,
+            ticks_per_beat.unwrap_or(FALLBACK_TICKS_PER_BEAT),
+            grid,
+            max_beats,
+        ),
+        TokenScheme::Notes { grid, max_beats } => tokenize_voiced(
             notes,
             ticks_per_beat.unwrap_or(FALLBACK_TICKS_PER_BEAT),
             grid,
@@ -81,6 +140,9 @@ pub enum Scheme {
     Chord,
     /// Time since the previous onset, note or chord, duration.
     Timed,
+    /// Time since the previous onset, then every note's pitch with its octave, lowest first, and durations: the
+    /// voicing survives.
+    Notes,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
@@ -88,11 +150,11 @@ pub enum Scheme {
 pub struct Tokenize {
     #[serde(default)]
     pub scheme: Scheme,
-    /// Grid steps per beat for `timed` (12: sixteenths and eighth-note triplets).
+    /// Grid steps per beat for `timed` and `notes` (12: sixteenths and eighth-note triplets).
     #[serde(default = "default_grid")]
     #[schemars(range(min = 1, max = 96))]
     pub grid: u32,
-    /// The longest shift or duration `timed` writes, in beats; longer ones are cut to it.
+    /// The longest shift or duration `timed` and `notes` write, in beats; longer ones are cut to it.
     #[serde(default = "default_max_beats")]
     #[schemars(range(min = 1, max = 64))]
     pub max_beats: u32,
@@ -104,6 +166,10 @@ impl Tokenize {
         match self.scheme {
             Scheme::Chord => TokenScheme::Chord,
             Scheme::Timed => TokenScheme::Timed {
+                grid: self.grid,
+                max_beats: self.max_beats,
+            },
+            Scheme::Notes => TokenScheme::Notes {
                 grid: self.grid,
                 max_beats: self.max_beats,
             },
@@ -154,7 +220,7 @@ impl Stage for Tokenize {
     fn params(&self) -> BTreeMap<String, serde_json::Value> {
         match self.scheme {
             Scheme::Chord => BTreeMap::new(),
-            Scheme::Timed => params_of(self),
+            Scheme::Timed | Scheme::Notes => params_of(self),
         }
     }
 
@@ -304,5 +370,85 @@ mod tests {
             t.iter().filter(|t| !t.starts_with('~')).cloned().collect()
         };
         assert_eq!(sounds(&once), sounds(&tokens));
+    }
+
+    /// Notes-scheme tokens → a MIDI file → its notes → tokens again.
+    fn voiced_round_trip(tokens: &[String]) -> Vec<String> {
+        let bytes =
+            crate::music::midi::write_tokens(tokens, 0, 0.5, crate::artifact::DEFAULT_TEMPO)
+                .unwrap();
+        let song = crate::music::ingest::read_song("x.mid", &bytes)
+            .unwrap()
+            .song;
+        let notes = super::super::extract_instrument::notes_of(&song, &[true; 128]);
+        tokenize_voiced(&notes, song.ticks_per_beat.unwrap(), 12, 4)
+    }
+
+    #[test]
+    fn notes_tokens_keep_every_voice_with_its_octave_and_length() {
+        // A C-major chord with a held bass (two beats) under three one-beat notes, then a D4 a beat later.
+        let notes = [
+            note(0, 960, 48),
+            note(0, 480, 64),
+            note(0, 480, 67),
+            note(0, 480, 72),
+            note(480, 480, 62),
+        ];
+        assert_eq!(
+            tokenize_voiced(&notes, 480, 12, 4),
+            seq("C3 ~2 E4 G4 C5 ~1 +1 D4 ~1")
+        );
+        // All of one length: one duration for the onset.
+        let notes = [note(0, 240, 60), note(0, 240, 64)];
+        assert_eq!(tokenize_voiced(&notes, 480, 12, 4), seq("C4 E4 ~1/2"));
+    }
+
+    #[test]
+    fn notes_tokens_round_trip_through_midi_with_overlapping_voices_and_restrikes() {
+        // Two voices overlapping in time; a key struck again while it sounds (from another channel: it is cut there,
+        // what one channel can play); a rest longer than the cap.
+        let notes = [
+            note(0, 1920, 48),
+            note(0, 480, 64),
+            note(240, 960, 67),
+            note(480, 480, 64),
+            note(960, 480, 48),
+            note(960 + 10 * 480, 120, 72),
+        ];
+        let tokens = tokenize_voiced(&notes, 480, 12, 4);
+        assert_eq!(
+            tokens,
+            seq("C3 ~2 E4 ~1 +1/2 G4 ~2 +1/2 E4 ~1 +1 C3 ~1 +4 C5 ~1/4")
+        );
+        assert_eq!(voiced_round_trip(&tokens), tokens);
+        for made_up in [
+            "C3 ~2 E4 G4 C5 ~1 +1 D4 ~1",
+            "A0 ~1/12 C8 ~4 +1/12 A0 ~1/12 +1/12 B0 C1 ~3/2",
+            "E4 ~1/4",
+        ] {
+            assert_eq!(voiced_round_trip(&seq(made_up)), seq(made_up), "{made_up}");
+        }
+    }
+
+    #[test]
+    fn notes_tokens_round_trip_exactly_on_every_openmsx_file() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/openmsx");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "mid"))
+            .collect();
+        files.sort();
+        assert!(files.len() >= 30, "{} files", files.len());
+        for path in files {
+            let bytes = std::fs::read(&path).unwrap();
+            let song = crate::music::ingest::read_song("song.mid", &bytes)
+                .unwrap()
+                .song;
+            let notes = super::super::extract_instrument::notes_of(&song, &[true; 128]);
+            let tokens = tokenize_voiced(&notes, song.ticks_per_beat.unwrap_or(480), 12, 4);
+            assert!(tokens.len() > 100, "{}", path.display());
+            assert!(voiced_round_trip(&tokens) == tokens, "{}", path.display());
+        }
     }
 }

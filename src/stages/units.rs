@@ -9,15 +9,27 @@ use crate::music::tokens::{TimeToken, time_token};
 /// per note-or-chord target, and targets per quarter note the targets' shifts advance (timed schemes only).
 pub fn loss_units(windows: &WindowSet) -> LossUnits {
     let (mut targets, mut onsets, mut quarters) = (0usize, 0usize, 0.0f64);
+    let voiced = matches!(windows.scheme, TokenScheme::Notes { .. });
     for start in windows.starts(Split::Validation) {
         targets += 1;
-        match time_token(&windows.tokens[windows.window(start).1 as usize]) {
+        let (window, target) = windows.window(start);
+        match time_token(&windows.tokens[target as usize]) {
+            // Under `notes` an onset's pitches are several sound tokens: only the first, right after its shift,
+            // starts it.
+            None if voiced => {
+                let before = window
+                    .last()
+                    .map(|&id| time_token(&windows.tokens[id as usize]));
+                if matches!(before, Some(Some(TimeToken::Shift(_))) | None) {
+                    onsets += 1;
+                }
+            }
             None => onsets += 1,
             Some(TimeToken::Shift(beats)) => quarters += beats,
             Some(TimeToken::Duration(_)) => {}
         }
     }
-    let timed = matches!(windows.scheme, TokenScheme::Timed { .. });
+    let timed = windows.scheme.timed();
     LossUnits {
         tokens_per_onset: (onsets > 0).then(|| targets as f64 / onsets as f64),
         tokens_per_quarter: (timed && quarters > 0.0).then(|| targets as f64 / quarters),
