@@ -107,7 +107,7 @@ const CASES: &[(&str, &str, &[&str], &[&str])] = &[
         "[stages.t]\nkind = \"tokenize\"\ninputs = []\nscheme = \"tsd\"\n",
         &[],
         &[
-            "unknown variant `tsd`, expected `chord` or `timed`",
+            "unknown variant `tsd`, expected one of `chord`, `timed`, `notes`",
             "key `stages.t.scheme`",
         ],
     ),
