@@ -70,6 +70,37 @@ impl Optimizer {
         })
     }
 
+    /// The rate the next steps take (a schedule's, epoch by epoch); the moments and step count stay.
+    pub fn set_learning_rate(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+
+    /// Scales `grads` down so that their global L2 norm (over every parameter) is at most `max_norm`; the norm
+    /// before scaling.
+    pub fn clip(&self, grads: &mut GradStore, max_norm: f64) -> Result<f64> {
+        let mut squares = 0.0f64;
+        for (_, p) in &self.params {
+            if let Some(g) = grads.get(p.as_tensor()) {
+                squares += f64::from(
+                    g.sqr()?
+                        .sum_all()?
+                        .to_dtype(candle_core::DType::F32)?
+                        .to_scalar::<f32>()?,
+                );
+            }
+        }
+        let norm = squares.sqrt();
+        if norm > max_norm && norm.is_finite() {
+            let scale = max_norm / norm;
+            for (_, p) in &self.params {
+                if let Some(g) = grads.remove(p.as_tensor()) {
+                    grads.insert(p.as_tensor(), (g * scale)?);
+                }
+            }
+        }
+        Ok(norm)
+    }
+
     /// Applies one update from the gradients of `loss.backward()`.
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
         self.step += 1;
@@ -237,6 +268,45 @@ mod tests {
         assert_close(
             &three_steps(OptimizerKind::Sgd),
             &[[0.95, -1.85], [0.9, -1.7], [0.85, -1.55]],
+        );
+    }
+
+    /// Clipping scales every gradient by one factor so their global norm is `max_norm`: with the gradient
+    /// [0.5, −1.5] (norm √2.5) and `max_norm` 1, SGD at lr 0.1 moves θ by 0.1 × [0.5, −1.5] / √2.5; a larger
+    /// `max_norm` changes nothing.
+    #[test]
+    fn clipping_scales_the_gradients_to_the_global_norm() {
+        let dev = Device::Cpu;
+        let step = |max_norm: f64| {
+            let theta = Var::from_tensor(&Tensor::new(&[1.0f64, -2.0], &dev).unwrap()).unwrap();
+            let c = Tensor::new(&[0.5f64, -1.5], &dev).unwrap();
+            let mut opt = Optimizer::new(
+                OptimizerKind::Sgd,
+                0.1,
+                vec![("theta".into(), theta.clone())],
+            )
+            .unwrap();
+            let mut grads = (theta.as_tensor() * &c)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let norm = opt.clip(&mut grads, max_norm).unwrap();
+            opt.step(&grads).unwrap();
+            (norm, theta.as_tensor().to_vec1::<f64>().unwrap())
+        };
+        let (norm, clipped) = step(1.0);
+        assert!((norm - 2.5f64.sqrt()).abs() < 1e-6, "{norm}");
+        let s = 0.1 / 2.5f64.sqrt();
+        assert!(
+            (clipped[0] - (1.0 - 0.5 * s)).abs() < 1e-9
+                && (clipped[1] - (-2.0 + 1.5 * s)).abs() < 1e-9
+        );
+        let (_, free) = step(10.0);
+        assert!(
+            (free[0] - 0.95).abs() < 1e-12 && (free[1] + 1.85).abs() < 1e-12,
+            "{free:?}"
         );
     }
 }

@@ -14,6 +14,7 @@ mod midi_source;
 pub mod ngram;
 pub mod render;
 mod sample;
+pub mod schedule;
 pub(crate) mod tokenize;
 mod train;
 pub mod units;

@@ -16,6 +16,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::schedule::{LrSchedule, Schedule};
 use super::units::loss_units;
 use super::{
     CheckContext, EpochProgress, ParamProblem, Params, ReportFile, RunContext, Stage, StageKind,
@@ -92,6 +93,24 @@ pub struct Train {
     /// the window, so the two compare. Left out of the fingerprint at `last`.
     #[serde(default, skip_serializing_if = "Targets::is_last")]
     pub targets: Targets,
+    /// How the learning rate changes: `constant` (the paper), `plateau` (halved each time `lr_patience` epochs
+    /// pass without a lower validation loss) or `cosine` (down to 0 over `epochs`). Left out of the fingerprint at
+    /// `constant`.
+    #[serde(default, skip_serializing_if = "LrSchedule::is_constant")]
+    pub lr_schedule: LrSchedule,
+    /// For `lr_schedule = "plateau"`: epochs without a lower validation loss before each halving.
+    #[serde(default = "d::lr_patience", skip_serializing_if = "d::is_lr_patience")]
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub lr_patience: u32,
+    /// Epochs over which the rate rises linearly to `learning_rate` first (any schedule); 0 = none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(range(min = 0, max = 1_000_000))]
+    pub warmup: u32,
+    /// The largest global L2 norm of the gradients; a larger one is scaled down to it before each step. 0 = no
+    /// clipping (the paper). Left out of the fingerprint at 0.
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    #[schemars(range(min = 0.0))]
+    pub clip_norm: f64,
 }
 
 /// What a window is trained to predict: the token after it (`last`, the paper) or after every prefix (`all`).
@@ -117,6 +136,10 @@ fn is_zero(n: &u32) -> bool {
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+fn is_zero_f64(x: &f64) -> bool {
+    *x == 0.0
 }
 
 /// Defaults: the paper's model and training.
@@ -157,6 +180,12 @@ mod d {
     }
     pub fn device() -> DeviceChoice {
         DeviceChoice::Auto
+    }
+    pub fn lr_patience() -> u32 {
+        2
+    }
+    pub fn is_lr_patience(n: &u32) -> bool {
+        *n == lr_patience()
     }
 }
 
@@ -306,6 +335,31 @@ impl Params for Train {
                     format!("must be above 0, got {}", self.learning_rate),
                 )
                 .hint("the paper used RMSprop with 0.001"),
+            );
+        }
+        in_range(
+            &mut p,
+            "lr_patience",
+            self.lr_patience,
+            1,
+            1_000_000,
+            "the epochs without a lower validation loss before `plateau` halves the rate",
+        );
+        in_range(
+            &mut p,
+            "warmup",
+            self.warmup,
+            0,
+            1_000_000,
+            "the epochs the rate rises over before the schedule starts (all of them when it is `epochs` or more)",
+        );
+        if !(self.clip_norm.is_finite() && self.clip_norm >= 0.0) {
+            p.push(
+                ParamProblem::new(
+                    "clip_norm",
+                    format!("must be 0 or above, got {}", self.clip_norm),
+                )
+                .hint("`clip_norm` caps the gradients' global L2 norm; 0 turns clipping off"),
             );
         }
         if let Err(e) = self.device.check() {
@@ -479,6 +533,8 @@ impl Stage for Train {
                 .eq(new.inputs.iter().map(|i| i.hash))
             && old_rest == new_rest
             && matches!((epochs(old), epochs(new)), (Some(o), Some(n)) if o < n)
+            // A cosine's every rate depends on `epochs`: a longer one is another training from the start.
+            && !matches!(new.params.get("lr_schedule").and_then(|v| v.as_str()), Some("cosine"))
     }
 
     fn run(&self, ctx: &mut RunContext, inputs: &[&Artifact]) -> anyhow::Result<StageOutput> {
@@ -486,12 +542,236 @@ impl Stage for Train {
         let (device, device_name, _lease) =
             self.device.open().map_err(|e| anyhow::anyhow!("{e}"))?;
         let cfg = self.config(windows.tokens.len());
-        // A shape the parameter checks allow can still be far beyond this machine or GPU (16 × 8192 units): say
-        // so before allocating, instead of being killed or running out of GPU memory half-way.
-        // A loss at every step of a window, or only after its last.
+        self.check_fits(&cfg, windows, &device, &device_name)?;
+        self.check_validation(windows)?;
+        let (trainable, mut optimizer, mut history, resumed_from_epoch) =
+            self.start(ctx, &cfg, &device)?;
+        let units = loss_units(windows);
+        let mut log = LossLog::create(ctx, &history, &units)?;
+        if !history.is_empty() {
+            (ctx.on_epoch)(&EpochProgress {
+                seconds: 0.0,
+                ..progress_of(&history, self.epochs)
+            });
+        }
+        let run = Running::new(self, &cfg, windows, &device, &trainable.model);
+        let bar = ctx.bar((self.epochs as usize * run.batches) as u64, "batches");
+        bar.set_position((history.len() * run.batches) as u64);
+        let mut last_good = trainable.to_safetensors()?;
+        // With `restore_best`, the weights and optimizer state of the best epoch so far: what is stored.
+        let mut kept: Option<(Vec<u8>, Vec<u8>)> = None;
+        if self.restore_best && !history.is_empty() && best_epoch(&history) == Some(history.len()) {
+            kept = Some((last_good.clone(), optimizer.state_bytes()?));
+        }
+        let schedule = self.schedule();
+        for epoch in history.len()..self.epochs as usize {
+            if self.stops(&history) {
+                break;
+            }
+            optimizer.set_learning_rate(schedule.rate(epoch, &history));
+            let stats = run.epoch(ctx, &bar, epoch, &mut optimizer, &last_good)?;
+            let row = stats.loss_row(None, &units);
+            history.push(stats);
+            last_good = trainable.to_safetensors()?;
+            if self.restore_best && best_epoch(&history) == Some(history.len()) {
+                kept = Some((last_good.clone(), optimizer.state_bytes()?));
+            }
+            if let Some(checkpoint) = &ctx.checkpoint {
+                // Timings are kept here (not in the final output) so a resumed loss.csv still has them.
+                let (weights, state) = match &kept {
+                    Some((w, o)) => (w.clone(), o.clone()),
+                    None => (last_good.clone(), optimizer.state_bytes()?),
+                };
+                let progress = run.snapshot(&weights, state, history.clone());
+                checkpoint.save(&Artifact::Model(Box::new(progress)))?;
+            }
+            // The row goes out after the checkpoint, so an epoch the live loss.csv shows is never lost to a kill.
+            log.write(&row)?;
+            (ctx.on_epoch)(&progress_of(&history, self.epochs));
+        }
+        bar.finish_and_clear();
+        let (weights, state) = match kept {
+            Some(k) => k,
+            None => (last_good, optimizer.state_bytes()?),
+        };
+        let summary = self.summary(&run, &device_name, &history, resumed_from_epoch, &units);
+        self.output(&run, &device_name, history, weights, state, summary, &units)
+    }
+}
+
+/// What every epoch of one training shares: the model and its data, and how epochs are cut into batches.
+struct Running<'a> {
+    cfg: &'a ModelConfig,
+    windows: &'a WindowSet,
+    device: &'a Device,
+    model: &'a Model,
+    seed: u64,
+    epochs: u32,
+    clip_norm: f64,
+    /// A loss at every step of a window, or only after its last.
+    every: bool,
+    train_starts: Vec<usize>,
+    per_epoch: usize,
+    batch: usize,
+    batches: usize,
+}
+
+impl<'a> Running<'a> {
+    fn new(
+        train: &Train,
+        cfg: &'a ModelConfig,
+        windows: &'a WindowSet,
+        device: &'a Device,
+        model: &'a Model,
+    ) -> Self {
+        let train_starts: Vec<usize> = windows.starts(Split::Train).collect();
+        let per_epoch = match train.epoch_windows as usize {
+            0 => train_starts.len(),
+            n => n.min(train_starts.len()),
+        };
+        let batch = train.batch_size as usize;
+        Self {
+            cfg,
+            windows,
+            device,
+            model,
+            seed: train.seed,
+            epochs: train.epochs,
+            clip_norm: train.clip_norm,
+            every: train.targets == Targets::All,
+            train_starts,
+            per_epoch,
+            batch,
+            batches: per_epoch.div_ceil(batch),
+        }
+    }
+
+    /// Trains epoch `epoch` (0-based) and validates: its stats. A loss that stops being a number is divergence,
+    /// an error naming the epoch (and where the last good weights are).
+    fn epoch(
+        &self,
+        ctx: &RunContext,
+        bar: &indicatif::ProgressBar,
+        epoch: usize,
+        optimizer: &mut Optimizer,
+        last_good: &[u8],
+    ) -> anyhow::Result<EpochStats> {
+        let started = Instant::now();
+        let mut order = self.train_starts.clone();
+        order.shuffle(&mut rng_for(self.seed, epoch, 0));
+        order.truncate(self.per_epoch);
+        let mut dropout = Dropout::new(self.cfg.dropout, rng_for(self.seed, epoch, 1));
+        let mut total = 0.0;
+        for (b, chunk) in order.chunks(self.batch).enumerate() {
+            crate::interrupt::check()?;
+            let (x, y) = if self.every {
+                batch_tensors_every(self.windows, chunk, self.device)?
+            } else {
+                batch_tensors(self.windows, chunk, self.device)?
+            };
+            let loss = self.model.batch_loss(&x, &y, self.every, &mut dropout)?;
+            let value = f64::from(loss.to_scalar::<f32>()?);
+            if !value.is_finite() {
+                let at = format!(
+                    "the training loss became {value} in epoch {} (batch {})",
+                    epoch + 1,
+                    b + 1
+                );
+                return Err(diverged(ctx, last_good, epoch, at));
+            }
+            let mut grads = loss.backward()?;
+            if self.clip_norm > 0.0 {
+                optimizer.clip(&mut grads, self.clip_norm)?;
+            }
+            optimizer.step(&grads)?;
+            total += value * chunk.len() as f64;
+            bar.inc(1);
+            bar.set_message(format!(
+                "epoch {}/{} batch {}/{} loss {:.4}",
+                epoch + 1,
+                self.epochs,
+                b + 1,
+                self.batches,
+                total / ((b * self.batch + chunk.len()) as f64)
+            ));
+        }
+        let val = evaluate(self.model, self.windows, self.batch, self.device)?;
+        // A validation loss that is not a number is divergence too (the last step's update broke the weights):
+        // never a model to cache, nor an epoch to call best.
+        if let Some((loss, _)) = val.filter(|v| !v.0.is_finite()) {
+            let at = format!(
+                "the validation loss became {loss} after epoch {}",
+                epoch + 1
+            );
+            return Err(diverged(ctx, last_good, epoch, at));
+        }
+        Ok(EpochStats {
+            epoch: epoch + 1,
+            train_loss: total / self.per_epoch as f64,
+            val_loss: val.map(|v| v.0),
+            val_accuracy: val.map(|v| v.1),
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// The model as it stands: what a checkpoint holds after each epoch, and what the stage returns at the end.
+    fn snapshot(
+        &self,
+        weights: &[u8],
+        optimizer: Vec<u8>,
+        history: Vec<EpochStats>,
+    ) -> TrainedModel {
+        TrainedModel {
+            config: self.cfg.clone(),
+            weights: weights.to_vec(),
+            optimizer,
+            history,
+            windows: self.windows.clone(),
+        }
+    }
+}
+
+/// The live `loss.csv`: a row per epoch as it ends, so the board, `ps` and a kill see every finished epoch.
+struct LossLog(std::fs::File);
+
+impl LossLog {
+    /// Starts it with the epochs `history` already has (a resumed training's).
+    fn create(
+        ctx: &RunContext,
+        history: &[EpochStats],
+        units: &crate::artifact::LossUnits,
+    ) -> anyhow::Result<Self> {
+        let path = ctx.report_file("loss.csv");
+        let mut file = std::fs::File::create(&path)
+            .with_context(|| format!("cannot write `{}`", path.display()))?;
+        file.write_all(LOSS_HEADER.as_bytes())?;
+        for s in history {
+            file.write_all(s.loss_row(None, units).as_bytes())?;
+        }
+        file.flush()?;
+        Ok(Self(file))
+    }
+
+    fn write(&mut self, row: &str) -> anyhow::Result<()> {
+        self.0.write_all(row.as_bytes())?;
+        self.0.flush()?;
+        Ok(())
+    }
+}
+
+impl Train {
+    /// A shape the parameter checks allow can still be far beyond this machine or GPU (16 × 8192 units): said
+    /// before allocating, instead of being killed or running out of GPU memory half-way.
+    fn check_fits(
+        &self,
+        cfg: &ModelConfig,
+        windows: &WindowSet,
+        device: &Device,
+        device_name: &str,
+    ) -> anyhow::Result<()> {
         let every = self.targets == Targets::All;
         let needed = cfg.training_bytes(self.batch_size as usize, windows.seq_len, every);
-        if let Some(free) = crate::nn::device::free_memory(&device)
+        if let Some(free) = crate::nn::device::free_memory(device)
             && needed > free
         {
             let gib = |b: u128| b as f64 / f64::from(1u32 << 30);
@@ -505,199 +785,118 @@ impl Stage for Train {
                 gib(free)
             );
         }
-        let optimizer_of =
-            |t: &Trainable| Optimizer::new(self.optimizer, self.learning_rate, t.named_vars());
+        Ok(())
+    }
 
-        let resumed = match ctx.resume.as_ref().map(|r| r.artifact.as_ref()) {
-            // Fewer epochs: a finished shorter training or a checkpoint; as many: a checkpoint of the last epoch.
-            Some(Artifact::Model(prev))
-                if prev.config == cfg && prev.epochs() <= self.epochs as usize =>
-            {
-                Some(prev)
-            }
-            _ => None,
-        };
-        let (trainable, mut optimizer, mut history) = match resumed {
-            Some(prev) => {
-                let t = Trainable::from_safetensors(&cfg, &prev.weights, &device)?;
-                let mut o = optimizer_of(&t)?;
-                o.load_state(&prev.optimizer)?;
-                // Epoch timings live in the previous run's `loss.csv`, not in the model.
-                let timings: Vec<EpochStats> = ctx
-                    .resume
-                    .as_ref()
-                    .and_then(|r| r.files.get("loss.csv"))
-                    .and_then(|p| crate::artifact::read_losses(p).ok())
-                    .unwrap_or_default();
-                let mut history: Vec<EpochStats> = prev
-                    .history
-                    .iter()
-                    .map(|h| EpochStats {
-                        seconds: timings
-                            .iter()
-                            .find(|t| t.epoch == h.epoch)
-                            .map_or(h.seconds, |t| t.seconds),
-                        ..h.clone()
-                    })
-                    .collect();
-                // With `restore_best` what was kept is the best epoch's state: go on from there. The epochs after it
-                // run again, exactly as they ran before (every epoch's randomness depends only on its number).
-                if self.restore_best
-                    && let Some(best) = best_epoch(&history)
-                {
-                    history.truncate(best);
-                }
-                ctx.note(format!(
-                    "resuming from the {} epochs already trained",
-                    history.len()
-                ));
-                (t, o, history)
-            }
-            None => {
-                let t = Trainable::init(&cfg, self.seed, &device)?;
-                let o = optimizer_of(&t)?;
-                (t, o, Vec::new())
-            }
-        };
-        let model = &trainable.model;
-        let resumed_from_epoch = resumed.map(|_| history.len());
-        if self.patience > 0 && windows.starts(Split::Validation).next().is_none() {
+    /// What reads the validation loss needs validation windows: `patience` and the `plateau` schedule.
+    fn check_validation(&self, windows: &WindowSet) -> anyhow::Result<()> {
+        if windows.starts(Split::Validation).next().is_some() {
+            return Ok(());
+        }
+        if self.patience > 0 {
             bail!(
                 "`patience = {}` stops on the validation loss, but there are no validation windows; set \
                  `val_fraction` above 0 in the window stage, or `patience = 0`",
                 self.patience
             );
         }
-
-        let loss_path = ctx.report_file("loss.csv");
-        let mut loss_csv = std::fs::File::create(&loss_path)
-            .with_context(|| format!("cannot write `{}`", loss_path.display()))?;
-        loss_csv.write_all(LOSS_HEADER.as_bytes())?;
-        let units = loss_units(windows);
-        for s in &history {
-            loss_csv.write_all(s.loss_row(None, &units).as_bytes())?;
+        if self.lr_schedule == LrSchedule::Plateau {
+            bail!(
+                "`lr_schedule = \"plateau\"` follows the validation loss, but there are no validation windows; set \
+                 `val_fraction` above 0 in the window stage, or use another schedule"
+            );
         }
-        loss_csv.flush()?;
+        Ok(())
+    }
 
-        if !history.is_empty() {
-            (ctx.on_epoch)(&EpochProgress {
-                seconds: 0.0,
-                ..progress_of(&history, self.epochs)
-            });
+    fn schedule(&self) -> Schedule {
+        Schedule {
+            kind: self.lr_schedule,
+            base: self.learning_rate,
+            epochs: self.epochs,
+            warmup: self.warmup,
+            patience: self.lr_patience,
         }
+    }
 
-        let train_starts: Vec<usize> = windows.starts(Split::Train).collect();
-        let per_epoch = match self.epoch_windows as usize {
-            0 => train_starts.len(),
-            n => n.min(train_starts.len()),
+    /// The model, optimizer and epochs to go on from: a checkpoint's or a shorter finished training's when the run
+    /// context has one of this shape, else fresh ones. The fourth value: the epochs it resumed after.
+    fn start(
+        &self,
+        ctx: &RunContext,
+        cfg: &ModelConfig,
+        device: &Device,
+    ) -> anyhow::Result<(Trainable, Optimizer, Vec<EpochStats>, Option<usize>)> {
+        let optimizer_of =
+            |t: &Trainable| Optimizer::new(self.optimizer, self.learning_rate, t.named_vars());
+        let resumed = match ctx.resume.as_ref().map(|r| r.artifact.as_ref()) {
+            // Fewer epochs: a finished shorter training or a checkpoint; as many: a checkpoint of the last epoch.
+            Some(Artifact::Model(prev))
+                if prev.config == *cfg && prev.epochs() <= self.epochs as usize =>
+            {
+                prev
+            }
+            _ => {
+                let t = Trainable::init(cfg, self.seed, device)?;
+                let o = optimizer_of(&t)?;
+                return Ok((t, o, Vec::new(), None));
+            }
         };
-        let batch = self.batch_size as usize;
-        let batches = per_epoch.div_ceil(batch);
-        let bar = ctx.bar((self.epochs as usize * batches) as u64, "batches");
-        bar.set_position((history.len() * batches) as u64);
-        let mut last_good = trainable.to_safetensors()?;
-        // The model as it stands: what a checkpoint holds after each epoch, and what the stage returns at the end.
-        let snapshot =
-            |weights: &[u8], optimizer: Vec<u8>, history: Vec<EpochStats>| TrainedModel {
-                config: cfg.clone(),
-                weights: weights.to_vec(),
-                optimizer,
-                history,
-                windows: windows.clone(),
-            };
-        // With `restore_best`, the weights and optimizer state of the best epoch so far: what is stored.
-        let mut kept: Option<(Vec<u8>, Vec<u8>)> = None;
-        if self.restore_best && !history.is_empty() && best_epoch(&history) == Some(history.len()) {
-            kept = Some((last_good.clone(), optimizer.state_bytes()?));
+        let t = Trainable::from_safetensors(cfg, &resumed.weights, device)?;
+        let mut o = optimizer_of(&t)?;
+        o.load_state(&resumed.optimizer)?;
+        // Epoch timings live in the previous run's `loss.csv`, not in the model.
+        let timings: Vec<EpochStats> = ctx
+            .resume
+            .as_ref()
+            .and_then(|r| r.files.get("loss.csv"))
+            .and_then(|p| crate::artifact::read_losses(p).ok())
+            .unwrap_or_default();
+        let mut history: Vec<EpochStats> = resumed
+            .history
+            .iter()
+            .map(|h| EpochStats {
+                seconds: timings
+                    .iter()
+                    .find(|t| t.epoch == h.epoch)
+                    .map_or(h.seconds, |t| t.seconds),
+                ..h.clone()
+            })
+            .collect();
+        // With `restore_best` what was kept is the best epoch's state: go on from there. The epochs after it run
+        // again, exactly as they ran before (every epoch's randomness depends only on its number).
+        if self.restore_best
+            && let Some(best) = best_epoch(&history)
+        {
+            history.truncate(best);
         }
+        ctx.note(format!(
+            "resuming from the {} epochs already trained",
+            history.len()
+        ));
+        let from = history.len();
+        Ok((t, o, history, Some(from)))
+    }
 
-        for epoch in history.len()..self.epochs as usize {
-            if self.stops(&history) {
-                break;
-            }
-            let started = Instant::now();
-            let mut order = train_starts.clone();
-            order.shuffle(&mut rng_for(self.seed, epoch, 0));
-            order.truncate(per_epoch);
-            let mut dropout = Dropout::new(cfg.dropout, rng_for(self.seed, epoch, 1));
-            let mut total = 0.0;
-            for (b, chunk) in order.chunks(batch).enumerate() {
-                crate::interrupt::check()?;
-                let (x, y) = if every {
-                    batch_tensors_every(windows, chunk, &device)?
-                } else {
-                    batch_tensors(windows, chunk, &device)?
-                };
-                let loss = model.batch_loss(&x, &y, every, &mut dropout)?;
-                let value = f64::from(loss.to_scalar::<f32>()?);
-                if !value.is_finite() {
-                    let at = format!(
-                        "the training loss became {value} in epoch {} (batch {})",
-                        epoch + 1,
-                        b + 1
-                    );
-                    return Err(diverged(ctx, &last_good, epoch, at));
-                }
-                optimizer.step(&loss.backward()?)?;
-                total += value * chunk.len() as f64;
-                bar.inc(1);
-                bar.set_message(format!(
-                    "epoch {}/{} batch {}/{batches} loss {:.4}",
-                    epoch + 1,
-                    self.epochs,
-                    b + 1,
-                    total / ((b * batch + chunk.len()) as f64)
-                ));
-            }
-            let val = evaluate(model, windows, batch, &device)?;
-            // A validation loss that is not a number is divergence too (the last step's update broke the weights):
-            // never a model to cache, nor an epoch to call best.
-            if let Some((loss, _)) = val.filter(|v| !v.0.is_finite()) {
-                let at = format!(
-                    "the validation loss became {loss} after epoch {}",
-                    epoch + 1
-                );
-                return Err(diverged(ctx, &last_good, epoch, at));
-            }
-            let stats = EpochStats {
-                epoch: epoch + 1,
-                train_loss: total / per_epoch as f64,
-                val_loss: val.map(|v| v.0),
-                val_accuracy: val.map(|v| v.1),
-                seconds: started.elapsed().as_secs_f64(),
-            };
-            let row = stats.loss_row(None, &units);
-            history.push(stats);
-            last_good = trainable.to_safetensors()?;
-            if self.restore_best && best_epoch(&history) == Some(history.len()) {
-                kept = Some((last_good.clone(), optimizer.state_bytes()?));
-            }
-            if let Some(checkpoint) = &ctx.checkpoint {
-                // Timings are kept here (not in the final output) so a resumed loss.csv still has them.
-                let (weights, state) = match &kept {
-                    Some((w, o)) => (w.clone(), o.clone()),
-                    None => (last_good.clone(), optimizer.state_bytes()?),
-                };
-                let progress = snapshot(&weights, state, history.clone());
-                checkpoint.save(&Artifact::Model(Box::new(progress)))?;
-            }
-            // The row goes out after the checkpoint, so an epoch the live loss.csv shows is never lost to a kill.
-            loss_csv.write_all(row.as_bytes())?;
-            loss_csv.flush()?;
-            (ctx.on_epoch)(&progress_of(&history, self.epochs));
-        }
-        bar.finish_and_clear();
-
+    /// The summary of a finished training.
+    fn summary(
+        &self,
+        run: &Running,
+        device_name: &str,
+        history: &[EpochStats],
+        resumed_from_epoch: Option<usize>,
+        units: &crate::artifact::LossUnits,
+    ) -> TrainSummary {
         let last = history.last().expect("at least one epoch");
-        let best = best_epoch(&history);
+        let best = best_epoch(history);
         let best_loss = best.and_then(|b| history[b - 1].val_loss);
-        let summary = serde_json::to_value(TrainSummary {
-            device: device_name.clone(),
-            parameters: cfg.parameter_count(),
+        TrainSummary {
+            device: device_name.to_string(),
+            parameters: run.cfg.parameter_count(),
             epochs: history.len(),
             resumed_from_epoch,
-            train_windows: train_starts.len(),
-            windows_per_epoch: per_epoch,
+            train_windows: run.train_starts.len(),
+            windows_per_epoch: run.per_epoch,
             final_train_loss: last.train_loss,
             final_val_loss: last.val_loss,
             final_val_accuracy: last.val_accuracy,
@@ -710,16 +909,32 @@ impl Stage for Train {
             best_val_bits_per_onset: best_loss.and_then(|l| units.bits_per_onset(l)),
             best_val_bits_per_quarter: best_loss.and_then(|l| units.bits_per_quarter(l)),
             ..TrainSummary::default()
-        })?;
+        }
+    }
+
+    /// The stage's output: the stored model (`weights` and optimizer `state`, the best epoch's with
+    /// `restore_best`), `loss.csv` with the best epoch marked, the weights and `model.json`.
+    #[allow(clippy::too_many_arguments)]
+    fn output(
+        &self,
+        run: &Running,
+        device_name: &str,
+        history: Vec<EpochStats>,
+        weights: Vec<u8>,
+        state: Vec<u8>,
+        summary: TrainSummary,
+        units: &crate::artifact::LossUnits,
+    ) -> anyhow::Result<StageOutput> {
+        let best = best_epoch(&history);
         let mut loss_bytes = LOSS_HEADER.as_bytes().to_vec();
         for s in &history {
-            loss_bytes.extend_from_slice(s.loss_row(best.map(|b| b == s.epoch), &units).as_bytes());
+            loss_bytes.extend_from_slice(s.loss_row(best.map(|b| b == s.epoch), units).as_bytes());
         }
         let model_json = serde_json::to_vec_pretty(&serde_json::json!({
-            "config": cfg,
-            "tokens": windows.tokens,
-            "programs": windows.programs,
-            "seq_len": windows.seq_len,
+            "config": run.cfg,
+            "tokens": run.windows.tokens,
+            "programs": run.windows.programs,
+            "seq_len": run.windows.seq_len,
             "epochs": history.len(),
             "device": device_name,
             "optimizer": self.optimizer,
@@ -731,13 +946,9 @@ impl Stage for Train {
             .into_iter()
             .map(|h| EpochStats { seconds: 0.0, ..h })
             .collect();
-        let (weights, state) = match kept {
-            Some(k) => k,
-            None => (last_good, optimizer.state_bytes()?),
-        };
-        let trained = snapshot(&weights, state, untimed);
+        let trained = run.snapshot(&weights, state, untimed);
         Ok(StageOutput {
-            summary,
+            summary: serde_json::to_value(summary)?,
             files: vec![
                 ReportFile {
                     name: "loss.csv".into(),

@@ -241,3 +241,49 @@ fn another_trainings_checkpoint_under_this_key_is_never_resumed() {
     assert_eq!(run.weights(), reference.weights());
     assert_eq!(run.losses(), reference.losses());
 }
+
+/// With a learning-rate schedule and gradient clipping, a training killed mid-way and resumed ends exactly where an
+/// uninterrupted one does (the schedule is a function of the epoch and the losses so far), and the settings change
+/// the result.
+#[test]
+fn a_scheduled_clipped_training_resumes_bit_identically() {
+    let p = training_project();
+    let text = std::fs::read_to_string(p.path("exp.toml"))
+        .unwrap()
+        .replace(
+            "epochs = 40",
+            "epochs = 40\nlr_schedule = \"cosine\"\nwarmup = 2\nclip_norm = 0.5",
+        );
+    assert!(text.contains("cosine"));
+    let plain = p
+        .pipeline(&[
+            "run",
+            "exp.toml",
+            "--cache-dir",
+            "plain",
+            "--reports-dir",
+            "plain-reports",
+        ])
+        .ok();
+    p.write("exp.toml", &text);
+    let reference = p
+        .pipeline(&[
+            "run",
+            "exp.toml",
+            "--cache-dir",
+            "reference",
+            "--reports-dir",
+            "ref-reports",
+        ])
+        .ok();
+    assert_ne!(
+        reference.weights(),
+        plain.weights(),
+        "the schedule made no difference"
+    );
+    stop_after_two_epochs(&p, libc::SIGKILL);
+    let resumed = p.pipeline(&["run", "exp.toml", "--cache-dir", "live"]).ok();
+    assert!(resumed_after(&resumed.stderr) >= 2);
+    assert_eq!(resumed.weights(), reference.weights());
+    assert_eq!(resumed.losses(), reference.losses());
+}
