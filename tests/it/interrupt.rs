@@ -141,20 +141,25 @@ fn stop_after_two_epochs(p: &Project, signal: i32) -> std::process::Output {
     child.wait_with_output().unwrap()
 }
 
+/// The uninterrupted run of `p`'s experiment, into a cache and reports folder of its own: what a stopped and
+/// resumed one must equal.
+pub(crate) fn reference_run(p: &Project) -> Run {
+    p.pipeline(&[
+        "run",
+        "exp.toml",
+        "--cache-dir",
+        "reference",
+        "--reports-dir",
+        "ref-reports",
+    ])
+    .ok()
+}
+
 /// Starts a training, sends `signal` once two epochs are done, checks what the stopped process left, then runs
 /// again: the training continues from its checkpoint and ends exactly where an uninterrupted one does.
 fn stop_training_and_resume(signal: i32) -> std::process::Output {
     let p = training_project();
-    let reference = p
-        .pipeline(&[
-            "run",
-            "exp.toml",
-            "--cache-dir",
-            "reference",
-            "--reports-dir",
-            "ref-reports",
-        ])
-        .ok();
+    let reference = reference_run(&p);
 
     let stopped = stop_after_two_epochs(&p, signal);
     let done = epochs_done(&p.path("reports"));
@@ -266,16 +271,7 @@ fn a_scheduled_clipped_training_resumes_bit_identically() {
         ])
         .ok();
     p.write("exp.toml", &text);
-    let reference = p
-        .pipeline(&[
-            "run",
-            "exp.toml",
-            "--cache-dir",
-            "reference",
-            "--reports-dir",
-            "ref-reports",
-        ])
-        .ok();
+    let reference = reference_run(&p);
     assert_ne!(
         reference.weights(),
         plain.weights(),

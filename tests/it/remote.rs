@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::interrupt::{epochs_done, training_project};
+use crate::interrupt::{epochs_done, reference_run, training_project};
 use crate::support::*;
 
 /// `pipeline ARGS --remote URL` with the bucket's environment.
@@ -368,16 +368,7 @@ fn s3_a_training_killed_on_one_machine_resumes_on_another() {
     let url = bucket.url();
     let env = bucket.env();
     let env_ref = env_refs(&env);
-    let reference = p
-        .pipeline(&[
-            "run",
-            "exp.toml",
-            "--cache-dir",
-            "reference",
-            "--reports-dir",
-            "ref-reports",
-        ])
-        .ok();
+    let reference = reference_run(&p);
     let run = Spawned::start_with_env(
         &p,
         &["run", "exp.toml", "--cache-dir", "one", "--remote", &url],
