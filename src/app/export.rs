@@ -86,7 +86,18 @@ pub fn mlflow(request: &ExportRequest) -> Result<ExportReport> {
         );
     }
     for dir in &live {
-        let Some(run) = crate::runs::progress::read(dir) else {
+        // Rewritten (atomically) every half second while the run goes on; one more look after a moment before
+        // saying it cannot be read.
+        let run = crate::runs::progress::read(dir).or_else(|| {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            crate::runs::progress::read(dir)
+        });
+        let Some(run) = run else {
+            // Ended meanwhile (its manifest is there now) or unreadable: either way said, never dropped silently.
+            skipped.push(format!(
+                "`{}`: its `progress.json` could not be read (did the run just end?); export again",
+                dir.display()
+            ));
             continue;
         };
         let p = &run.progress;
