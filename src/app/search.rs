@@ -266,35 +266,14 @@ pub fn search(
         let label = study.points[t].label.clone();
         let fate = s.asha.fate(t);
         let value = s.asha.last(t).and_then(|(rung, _)| s.values[t][rung]);
-        let explanation = match (&s.errors[t], &fate, value) {
-            (Some(e), _, _) => format!("failed: {e}"),
-            (None, Some(Fate::Complete { epochs }), Some(v)) => format!(
-                "complete: {epochs} epochs, {metric} {v:.4}{}",
-                if winner == Some(t) { " (the best)" } else { "" }
-            ),
-            (
-                None,
-                Some(Fate::Pruned {
-                    epochs,
-                    rank,
-                    of,
-                    kept,
-                }),
-                Some(v),
-            ) => format!(
-                "pruned at epoch {epochs}: {metric} {v:.4}, rank {rank} of {of} at rung {epochs} (kept: best {kept})"
-            ),
-            (None, Some(Fate::StoppedEarly { epochs }), Some(v)) => {
-                format!("stopped early (patience) before epoch {epochs}: {metric} {v:.4}")
-            }
-            _ if s.failed_fast => {
-                "not run (further): a trial failed and `--keep-going` was not given; run \
-                                   again with it to go on"
-                    .to_string()
-            }
-            _ => "interrupted before its training finished; run the same command again to continue"
-                .to_string(),
-        };
+        let explanation = explain(
+            s.errors[t].as_deref(),
+            fate.as_ref(),
+            value,
+            metric,
+            winner == Some(t),
+            s.failed_fast,
+        );
         lines.push(format!("{label}: {explanation}"));
         let info = fate.clone().map(|fate| TrialInfo {
             fate,
@@ -346,4 +325,45 @@ pub fn search(
         record,
         lines,
     })
+}
+
+/// How a trial ended, in words: its error, its fate at its last rung with the metric there, or why it never got
+/// further (a failed trial without `--keep-going`, or an interrupt).
+fn explain(
+    error: Option<&str>,
+    fate: Option<&Fate>,
+    value: Option<f64>,
+    metric: &str,
+    winner: bool,
+    failed_fast: bool,
+) -> String {
+    match (error, fate, value) {
+        (Some(e), _, _) => format!("failed: {e}"),
+        (None, Some(Fate::Complete { epochs }), Some(v)) => format!(
+            "complete: {epochs} epochs, {metric} {v:.4}{}",
+            if winner { " (the best)" } else { "" }
+        ),
+        (
+            None,
+            Some(Fate::Pruned {
+                epochs,
+                rank,
+                of,
+                kept,
+            }),
+            Some(v),
+        ) => format!(
+            "pruned at epoch {epochs}: {metric} {v:.4}, rank {rank} of {of} at rung {epochs} (kept: best {kept})"
+        ),
+        (None, Some(Fate::StoppedEarly { epochs }), Some(v)) => {
+            format!("stopped early (patience) before epoch {epochs}: {metric} {v:.4}")
+        }
+        _ if failed_fast => {
+            "not run (further): a trial failed and `--keep-going` was not given; run again \
+                             with it to go on"
+                .to_string()
+        }
+        _ => "interrupted before its training finished; run the same command again to continue"
+            .to_string(),
+    }
 }

@@ -300,8 +300,11 @@ mod tests {
         }
     }
 
-    /// Tokens → a MIDI file → its notes (as `extract_instrument` reads them) → timed tokens again.
-    fn round_trip(tokens: &[String], grid: u32) -> Vec<String> {
+    /// Tokens → a MIDI file → its notes (as `extract_instrument` reads them) → tokens again, by `tokenize`.
+    fn through_midi(
+        tokens: &[String],
+        tokenize: impl Fn(&[Note], u16) -> Vec<String>,
+    ) -> Vec<String> {
         let bytes =
             crate::music::midi::write_tokens(tokens, 0, 0.5, crate::artifact::DEFAULT_TEMPO)
                 .unwrap();
@@ -309,7 +312,17 @@ mod tests {
             .unwrap()
             .song;
         let notes = super::super::extract_instrument::notes_of(&song, &[true; 128]);
-        tokenize_timed(&notes, song.ticks_per_beat.unwrap(), grid, 4)
+        tokenize(&notes, song.ticks_per_beat.unwrap())
+    }
+
+    /// Timed tokens through MIDI and back.
+    fn round_trip(tokens: &[String], grid: u32) -> Vec<String> {
+        through_midi(tokens, |notes, tpb| tokenize_timed(notes, tpb, grid, 4))
+    }
+
+    /// Notes-scheme tokens through MIDI and back.
+    fn voiced_round_trip(tokens: &[String]) -> Vec<String> {
+        through_midi(tokens, |notes, tpb| tokenize_voiced(notes, tpb, 12, 4))
     }
 
     fn seq(s: &str) -> Vec<String> {
@@ -370,18 +383,6 @@ mod tests {
             t.iter().filter(|t| !t.starts_with('~')).cloned().collect()
         };
         assert_eq!(sounds(&once), sounds(&tokens));
-    }
-
-    /// Notes-scheme tokens → a MIDI file → its notes → tokens again.
-    fn voiced_round_trip(tokens: &[String]) -> Vec<String> {
-        let bytes =
-            crate::music::midi::write_tokens(tokens, 0, 0.5, crate::artifact::DEFAULT_TEMPO)
-                .unwrap();
-        let song = crate::music::ingest::read_song("x.mid", &bytes)
-            .unwrap()
-            .song;
-        let notes = super::super::extract_instrument::notes_of(&song, &[true; 128]);
-        tokenize_voiced(&notes, song.ticks_per_beat.unwrap(), 12, 4)
     }
 
     #[test]

@@ -337,8 +337,22 @@ impl Params for Train {
                 .hint("the paper used RMSprop with 0.001"),
             );
         }
+        self.check_schedule(&mut p);
+        if let Err(e) = self.device.check() {
+            p.push(ParamProblem {
+                key: "device",
+                problem: e,
+            });
+        }
+        p
+    }
+}
+
+impl Train {
+    /// The learning-rate schedule's and clipping's settings.
+    fn check_schedule(&self, p: &mut Vec<ParamProblem>) {
         in_range(
-            &mut p,
+            p,
             "lr_patience",
             self.lr_patience,
             1,
@@ -346,7 +360,7 @@ impl Params for Train {
             "the epochs without a lower validation loss before `plateau` halves the rate",
         );
         in_range(
-            &mut p,
+            p,
             "warmup",
             self.warmup,
             0,
@@ -362,17 +376,8 @@ impl Params for Train {
                 .hint("`clip_norm` caps the gradients' global L2 norm; 0 turns clipping off"),
             );
         }
-        if let Err(e) = self.device.check() {
-            p.push(ParamProblem {
-                key: "device",
-                problem: e,
-            });
-        }
-        p
     }
-}
 
-impl Train {
     /// Whether `patience` ends the training here: that many epochs since the lowest validation loss.
     fn stops(&self, history: &[EpochStats]) -> bool {
         self.patience > 0

@@ -851,21 +851,10 @@ fn an_unreadable_young_record_is_skipped_by_remote_gc_not_a_failure() {
     assert!(verify.stdout.contains(" 1 damaged"), "{}", verify.stdout);
 }
 
-/// The remote's environment for an S3 endpoint that accepts connections and never answers.
-fn stalled_server() -> Vec<(&'static str, String)> {
-    vec![
-        ("AWS_ENDPOINT_URL", stalled_endpoint()),
-        ("AWS_ALLOW_HTTP", "true".into()),
-        ("AWS_ACCESS_KEY_ID", "test".into()),
-        ("AWS_SECRET_ACCESS_KEY", "test".into()),
-        ("AWS_REGION", "us-east-1".into()),
-    ]
-}
-
 #[test]
 fn a_stalled_remote_is_given_up_within_a_minute_and_never_holds_an_interrupt() {
     let p = tiny_project();
-    let env = stalled_server();
+    let env = s3_env(&stalled_endpoint());
     let env_ref = env_refs(&env);
     let url = "s3://stalled/team";
     // Ctrl-C (SIGINT) and SIGTERM stop a run waiting on it at once.
@@ -913,8 +902,7 @@ fn s3_an_upload_cut_off_part_way_is_aborted_by_remote_gc() {
         .replace("hidden = 16", "hidden = 1100")
         .replace("epochs = 3", "epochs = 1");
     p.write("big.toml", experiment(&big, "length = 5\nseed = 3"));
-    let mut stalling = env.clone();
-    stalling[0].1 = holding_proxy(&bucket.endpoint, "partNumber=");
+    let stalling = s3_env(&holding_proxy(&bucket.endpoint, "partNumber="));
     let run = Spawned::start_with_env(
         &p,
         &["run", "big.toml", "--cache-dir", "b", "--remote", &url],
@@ -1048,8 +1036,7 @@ fn s3_remote_gc_beside_a_push_never_leaves_a_damaged_entry() {
         },
         Some(Duration::from_secs(3)),
     );
-    let mut slow_env = env.clone();
-    slow_env[0].1 = slow;
+    let slow_env = s3_env(&slow);
     let gc = Spawned::start_with_env(
         &p,
         &[
@@ -1108,8 +1095,7 @@ fn s3_a_push_puts_back_a_blob_deleted_before_its_record_landed() {
         move |line, _| line.starts_with("PUT") && line.contains(&format!("{key}/record.json")),
         Some(Duration::from_secs(2)),
     );
-    let mut slow_env = env.clone();
-    slow_env[0].1 = slow;
+    let slow_env = s3_env(&slow);
     let run = Spawned::start_with_env(
         &p,
         &["run", "exp.toml", "--cache-dir", "a", "--remote", &url],

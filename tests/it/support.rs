@@ -742,13 +742,7 @@ impl Bucket {
 
     /// The variables a user sets for a plain-http S3-compatible server.
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
-            ("AWS_ALLOW_HTTP", "true".into()),
-            ("AWS_ACCESS_KEY_ID", "test".into()),
-            ("AWS_SECRET_ACCESS_KEY", "test".into()),
-            ("AWS_REGION", "us-east-1".into()),
-        ]
+        s3_env(&self.endpoint)
     }
 
     /// Every object key under the bucket's `team/` prefix.
@@ -1082,4 +1076,16 @@ pub fn slow_proxy(
         }
     });
     (endpoint, matched)
+}
+
+/// The variables a user sets for a plain-http S3-compatible server at `endpoint` (the test server takes any
+/// credentials).
+pub fn s3_env(endpoint: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", endpoint.to_string()),
+        ("AWS_ALLOW_HTTP", "true".into()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_REGION", "us-east-1".into()),
+    ]
 }

@@ -534,6 +534,19 @@ fn beats(text: &str) -> f64 {
     }
 }
 
+/// The keys a MIDI file of `run`'s report strikes, by tick.
+fn struck(run: &Run, name: &str) -> std::collections::BTreeMap<u64, BTreeSet<u8>> {
+    let bytes = std::fs::read(run.report.as_ref().unwrap().join(name)).unwrap();
+    let song = pipeline::read_song(name, &bytes).unwrap().song;
+    let mut onsets: std::collections::BTreeMap<u64, BTreeSet<u8>> = Default::default();
+    for e in &song.events {
+        if let pipeline::artifact::Message::NoteOn { key, .. } = e.message {
+            onsets.entry(e.tick).or_default().insert(key);
+        }
+    }
+    onsets
+}
+
 #[test]
 fn timed_tokens_keep_rhythm_from_the_files_to_the_generated_midi() {
     let p = Project::new();
@@ -587,15 +600,7 @@ fn timed_tokens_keep_rhythm_from_the_files_to_the_generated_midi() {
             expected.push(((now * 480.0_f64).round() as u64, t.clone()));
         }
     }
-    let bytes = std::fs::read(run.report.as_ref().unwrap().join("generated.mid")).unwrap();
-    let song = pipeline::read_song("generated.mid", &bytes).unwrap().song;
-    let mut onsets: std::collections::BTreeMap<u64, BTreeSet<u8>> = Default::default();
-    for e in &song.events {
-        if let pipeline::artifact::Message::NoteOn { key, .. } = e.message {
-            onsets.entry(e.tick).or_default().insert(key);
-        }
-    }
-    let played: Vec<(u64, String)> = onsets
+    let played: Vec<(u64, String)> = struck(&run, "generated.mid")
         .iter()
         .map(|(tick, keys)| (*tick, pipeline::token_for(keys)))
         .collect();
@@ -1113,14 +1118,7 @@ fn notes_tokens_keep_the_voicing_from_the_files_to_the_generated_midi() {
                 .insert(pipeline::parse_pitch_name(t).unwrap());
         }
     }
-    let bytes = std::fs::read(run.report.as_ref().unwrap().join("generated.mid")).unwrap();
-    let song = pipeline::read_song("generated.mid", &bytes).unwrap().song;
-    let mut played: std::collections::BTreeMap<u64, BTreeSet<u8>> = Default::default();
-    for e in &song.events {
-        if let pipeline::artifact::Message::NoteOn { key, .. } = e.message {
-            played.entry(e.tick).or_default().insert(key);
-        }
-    }
+    let played = struck(&run, "generated.mid");
     // The first onset may sit after the window's last shift: compare from the first tick on.
     let shift = |m: &std::collections::BTreeMap<u64, BTreeSet<u8>>| {
         let first = *m.keys().next().unwrap();
