@@ -562,13 +562,11 @@ pub struct NgramBench<'a> {
     pub export: Option<&'a Path>,
 }
 
-/// The windows the experiment's first `ngram` stage reads (else its first `window` stage's), made without the cache.
-fn experiment_windows(
-    exp: &crate::spec::experiment::Experiment,
-) -> Result<crate::artifact::WindowSet> {
+/// The experiment's first `ngram` stage's window stage (else its first `window` stage).
+fn windows_stage(exp: &crate::spec::experiment::Experiment) -> Result<usize> {
     use crate::stages::StageKind;
     let graph = &exp.graph;
-    let windows = graph
+    graph
         .order()
         .iter()
         .copied()
@@ -580,7 +578,32 @@ fn experiment_windows(
                 "`{}` has no `window` stage to fit an n-gram model on; give an experiment that cuts windows",
                 exp.path.display()
             )
-        })?;
+        })
+}
+
+/// The parameters of the first `train` stage that reads stage `windows`, as its fingerprint holds them.
+fn train_params(
+    exp: &crate::spec::experiment::Experiment,
+    windows: usize,
+) -> Option<std::collections::BTreeMap<String, serde_json::Value>> {
+    let graph = &exp.graph;
+    graph
+        .order()
+        .iter()
+        .copied()
+        .find(|&i| {
+            graph.stages[i].kind() == crate::stages::StageKind::Train
+                && graph.inputs_of(i).contains(&windows)
+        })
+        .map(|i| graph.stages[i].stage().params())
+}
+
+/// The windows stage `windows` makes, made without the cache.
+fn experiment_windows(
+    exp: &crate::spec::experiment::Experiment,
+    windows: usize,
+) -> Result<crate::artifact::WindowSet> {
+    let graph = &exp.graph;
     // The window stage and everything upstream of it, run in the graph's order.
     let mut needed = vec![false; graph.stages.len()];
     let mut todo = vec![windows];
@@ -626,9 +649,26 @@ fn memory() -> Option<(u64, u64)> {
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
-/// Writes the windows' training and validation files (one file's ids a line) and their shape, for an independent
-/// implementation to fit and score the same model (`bench/kneser_ney.py`).
-fn export_windows(windows: &crate::artifact::WindowSet, dir: &Path, order: usize) -> Result<()> {
+/// `meta.json` beside the exported ids: their shape, the floor's held-out loss, and the recipe of the `train` stage
+/// that reads them, so that a reference implementation trains the same model on the same ids
+/// (`bench/torch_lm.py`) and checks the same floor (`bench/kneser_ney.py`).
+#[derive(serde::Serialize)]
+struct ExportMeta {
+    order: usize,
+    vocab: usize,
+    seq_len: usize,
+    /// The order-`order` floor's held-out loss, nats per token (`None` with no held-out tokens).
+    floor_val_loss: Option<f64>,
+    /// As the train stage's fingerprint holds them (parameters at their defaults are left out).
+    train: Option<std::collections::BTreeMap<String, serde_json::Value>>,
+}
+
+/// Writes the windows' training and validation files (one file's ids a line) and `meta.json`.
+fn export_windows(
+    windows: &crate::artifact::WindowSet,
+    dir: &Path,
+    meta: &ExportMeta,
+) -> Result<()> {
     use crate::artifact::Split;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
     for (split, name) in [
@@ -648,13 +688,8 @@ fn export_windows(windows: &crate::artifact::WindowSet, dir: &Path, order: usize
         std::fs::write(&path, text)
             .with_context(|| format!("cannot write `{}`", path.display()))?;
     }
-    let meta = serde_json::json!({
-        "order": order,
-        "vocab": windows.tokens.len(),
-        "seq_len": windows.seq_len,
-    });
     let path = dir.join("meta.json");
-    std::fs::write(&path, serde_json::to_vec_pretty(&meta)?)
+    std::fs::write(&path, serde_json::to_vec_pretty(meta)?)
         .with_context(|| format!("cannot write `{}`", path.display()))?;
     Ok(())
 }
@@ -666,10 +701,8 @@ pub fn ngram_report(bench: &NgramBench) -> super::error::Result<String> {
     use crate::stages::ngram::{fit, score};
     let study = super::load(bench.file, bench.set)?;
     let exp = &study.points[0].experiment;
-    let windows = experiment_windows(exp).map_err(super::error::Error::Failed)?;
-    if let Some(dir) = bench.export {
-        export_windows(&windows, dir, bench.order).map_err(super::error::Error::Failed)?;
-    }
+    let stage = windows_stage(exp).map_err(super::error::Error::Failed)?;
+    let windows = experiment_windows(exp, stage).map_err(super::error::Error::Failed)?;
     let (mut fits, mut scores) = (Vec::new(), Vec::new());
     let mut peak = None;
     let mut result = None;
@@ -691,6 +724,19 @@ pub fn ngram_report(bench: &NgramBench) -> super::error::Result<String> {
         }
     }
     let (sizes, tokens, model_bytes, (nll, targets)) = result.expect("at least one run");
+    if let Some(dir) = bench.export {
+        let meta = ExportMeta {
+            order: bench.order,
+            vocab: windows.tokens.len(),
+            seq_len: windows.seq_len,
+            floor_val_loss: nll
+                .last()
+                .filter(|_| targets > 0)
+                .map(|sum| sum / targets as f64),
+            train: train_params(exp, stage),
+        };
+        export_windows(&windows, dir, &meta).map_err(super::error::Error::Failed)?;
+    }
     let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
     let mut out = format!(
         "ngram order {} on {} ({} training tokens, {} held-out targets, vocabulary {})\n  \

@@ -4,6 +4,8 @@
 //! Data goes to stdout (the report path, `status`, `graph` and `compare` output), so it can be scripted; progress,
 //! warnings and errors go to stderr.
 
+#[macro_use]
+mod stdout;
 mod args;
 mod reporter;
 
@@ -85,7 +87,7 @@ fn start_export(
 fn export_runs(request: &ExportRequest, to_stdout: bool) -> u8 {
     let say = |line: String| {
         if to_stdout {
-            println!("{line}")
+            outln!("{line}")
         } else {
             eprintln!("{line}")
         }
@@ -137,13 +139,13 @@ fn export_runs(request: &ExportRequest, to_stdout: bool) -> u8 {
 fn ps(cache_dir: &std::path::Path) -> Result<u8> {
     let runs = crate::app::inspect::ps(cache_dir)?;
     if runs.is_empty() {
-        println!("no runs in progress on `{}`", cache_dir.display());
+        outln!("no runs in progress on `{}`", cache_dir.display());
     }
     let now = jiff::Timestamp::now();
     for run in &runs {
         let p = &run.progress;
         let age = (now - p.started).total(jiff::Unit::Second).unwrap_or(0.0);
-        println!(
+        outln!(
             "{} {}  pid {}  started {} ago  {}",
             p.experiment,
             p.run_id,
@@ -152,10 +154,10 @@ fn ps(cache_dir: &std::path::Path) -> Result<u8> {
             run.dir.display()
         );
         for line in p.lines(now) {
-            println!("  {line}");
+            outln!("  {line}");
         }
         let n = p.points.len();
-        println!(
+        outln!(
             "  {n} point{}: {}",
             if n == 1 { "" } else { "s" },
             p.totals()
@@ -260,7 +262,7 @@ fn dispatch(cli: Cli) -> u8 {
         Command::Cache(c) => cache_command(c),
         Command::Schema => {
             let schema = crate::spec::schema::experiment_schema();
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&schema).expect("a JSON value prints")
             );
@@ -321,7 +323,7 @@ fn listen(req: &crate::app::listen::Request) -> Result<u8> {
     eprintln!(
         "open it in a browser, answer every pair, export the answers, then `pipeline listen --results FILE`"
     );
-    println!("{}", written.page.display());
+    outln!("{}", written.page.display());
     Ok(exit::SUCCESS)
 }
 
@@ -334,14 +336,19 @@ fn listen_results(file: &std::path::Path) -> Result<u8> {
         .max()
         .unwrap_or(6)
         .max(6);
-    println!(
+    outln!(
         "{:<width$}  chosen  of n  rate   95 % interval (Wilson)",
         "source"
     );
     for r in &rows {
-        println!(
+        outln!(
             "{:<width$}  {:>6}  {:>4}  {:.3}  {:.3}–{:.3}",
-            r.source, r.chosen, r.n, r.rate, r.low, r.high
+            r.source,
+            r.chosen,
+            r.n,
+            r.rate,
+            r.low,
+            r.high
         );
     }
     Ok(exit::SUCCESS)
@@ -355,12 +362,10 @@ fn completions(shell: args::Shell) {
         args::Shell::Zsh => clap_complete::Shell::Zsh,
         args::Shell::Fish => clap_complete::Shell::Fish,
     };
-    clap_complete::generate(
-        generator,
-        &mut Cli::command(),
-        "pipeline",
-        &mut std::io::stdout(),
-    );
+    // Into memory first: clap_complete panics when its writer fails (a closed pipe).
+    let mut script = Vec::new();
+    clap_complete::generate(generator, &mut Cli::command(), "pipeline", &mut script);
+    out!("{}", String::from_utf8_lossy(&script));
 }
 
 /// What a finished run prints: its failures, or how many stages ran; the report folder (on stdout too, for scripts).
@@ -445,7 +450,7 @@ fn finish_run(report: &RunReport) -> u8 {
         }
     }
     eprintln!("report: {}", report.dir.display());
-    println!("{}", report.dir.display());
+    outln!("{}", report.dir.display());
     stats.exit_code()
 }
 
@@ -484,7 +489,7 @@ fn transfer(args: &args::TransferArgs, how: Transfer) -> Result<u8> {
         args.experiment.as_deref(),
     )
     .map_err(|error| Error::Environment { error, hint: None })?;
-    print!("{report}");
+    out!("{report}");
     Ok(if ok {
         exit::SUCCESS
     } else {
@@ -511,7 +516,7 @@ fn cache_command(command: CacheCommand) -> Result<u8> {
                 maintenance::verify(&opened)
             }
             .map_err(failed)?;
-            print!("{report}");
+            out!("{report}");
             Ok(code(intact))
         }
         CacheCommand::Du { cache } => {
@@ -521,7 +526,7 @@ fn cache_command(command: CacheCommand) -> Result<u8> {
             } else {
                 maintenance::du(&opened)
             };
-            print!("{}", report.map_err(failed)?);
+            out!("{}", report.map_err(failed)?);
             Ok(exit::SUCCESS)
         }
         CacheCommand::Push(args) => transfer(&args, remote::push),
@@ -549,7 +554,7 @@ fn cache_command(command: CacheCommand) -> Result<u8> {
                 };
                 maintenance::gc(&opened, &reports.reports_dir, policy)
             };
-            print!("{}", report.map_err(failed)?);
+            out!("{}", report.map_err(failed)?);
             Ok(exit::SUCCESS)
         }
     }
@@ -563,15 +568,15 @@ fn status(args: &ExperimentArgs, cache: &args::CacheArgs) -> Result<u8> {
         remote_config(&cache.remote).as_ref(),
     )?;
     if let Some(overview) = &status.overview {
-        print!("{}", overview_text(overview));
+        out!("{}", overview_text(overview));
     }
     for (label, lines) in &status.points {
         if status.overview.is_some() {
-            println!("\n[{label}]");
+            outln!("\n[{label}]");
         }
         let width = lines.iter().map(|l| l.name.len()).max().unwrap_or(0);
         for l in lines {
-            println!("{:width$}  {}", l.name, l.reason);
+            outln!("{:width$}  {}", l.name, l.reason);
         }
     }
     Ok(exit::SUCCESS)
@@ -611,13 +616,13 @@ fn graph(args: &ExperimentArgs, format: GraphFormat) -> Result<u8> {
     let exp = &study.points[0].experiment;
     match format {
         GraphFormat::Text => {
-            print!("{}", exp.graph.to_text(&exp.name));
-            print!(
+            out!("{}", exp.graph.to_text(&exp.name));
+            out!(
                 "{}",
                 overview.as_ref().map(overview_text).unwrap_or_default()
             );
         }
-        GraphFormat::Dot => println!("{}", exp.graph.to_dot(&exp.name)),
+        GraphFormat::Dot => outln!("{}", exp.graph.to_dot(&exp.name)),
     }
     Ok(exit::SUCCESS)
 }
@@ -631,9 +636,9 @@ fn compare(
 ) -> Result<u8> {
     let (runs, table) = crate::app::compare::compare(targets, reports_dir, sort)?;
     match format {
-        TableFormat::Table => print!("{}", table.to_text()),
-        TableFormat::Csv => print!("{}", table.to_csv().map_err(Error::Usage)?),
-        TableFormat::Json => println!(
+        TableFormat::Table => out!("{}", table.to_text()),
+        TableFormat::Csv => out!("{}", table.to_csv().map_err(Error::Usage)?),
+        TableFormat::Json => outln!(
             "{}",
             serde_json::to_string_pretty(&table.to_json()).unwrap_or_default()
         ),
@@ -697,17 +702,17 @@ fn bench(what: Bench) -> Result<u8> {
                 export: export.as_deref(),
             };
             return crate::app::bench::ngram_report(&bench).map(|text| {
-                print!("{text}");
+                out!("{text}");
                 exit::SUCCESS
             });
         }
         Bench::Music { target, reports } => {
             return crate::app::bench::music_report(&target, &reports.reports_dir).map(|text| {
-                print!("{text}");
+                out!("{text}");
                 exit::SUCCESS
             });
         }
     };
-    print!("{}", report.map_err(Error::Failed)?);
+    out!("{}", report.map_err(Error::Failed)?);
     Ok(exit::SUCCESS)
 }

@@ -44,7 +44,8 @@ pub struct Metrics {
     /// in the training sequences: the copy rate whatever the token scheme.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub copy_rate_8_onsets: Option<f64>,
-    /// Best share, over the 24 major and minor scales, of sounding notes that belong to the scale.
+    /// Best share, over the 24 major and minor scales, of sounding notes that belong to the scale (of a corpus: of
+    /// its notes, each file fitted with its own scale).
     #[serde(default)]
     pub scale_consistency: f64,
     /// Mean |semitones| between successive onsets' top notes.
@@ -53,7 +54,7 @@ pub struct Metrics {
     /// Share of those steps that leap more than an octave.
     #[serde(default)]
     pub leap_share: f64,
-    /// Highest minus lowest key, in semitones.
+    /// Highest minus lowest key, in semitones (of a corpus: the median over its files).
     #[serde(default)]
     pub pitch_range: u8,
     /// Mean number of keys sounding at an onset.
@@ -158,27 +159,12 @@ fn structure(m: &mut Metrics, files: &[Vec<Onset>]) {
         .flatten()
         .flat_map(|o| o.keys.iter().copied())
         .collect();
-    let mut classes = [0usize; 12];
-    for k in &keys {
-        classes[usize::from(k % 12)] += 1;
-    }
-    const MAJOR: [usize; 7] = [0, 2, 4, 5, 7, 9, 11];
-    const MINOR: [usize; 7] = [0, 2, 3, 5, 7, 8, 10];
-    let best_in_scale = (0..12)
-        .flat_map(|tonic| {
-            [MAJOR, MINOR].map(|scale| {
-                scale
-                    .iter()
-                    .map(|d| classes[(tonic + d) % 12])
-                    .sum::<usize>()
-            })
-        })
-        .max()
-        .unwrap_or(0);
+    // Per file, then summed: files in different keys pooled would look out of key when each is in its own.
+    let in_scale: usize = files.iter().map(|f| best_in_scale(f)).sum();
     m.scale_consistency = if keys.is_empty() {
         0.0
     } else {
-        best_in_scale as f64 / keys.len() as f64
+        in_scale as f64 / keys.len() as f64
     };
     let steps = intervals(files);
     m.mean_interval = if steps.is_empty() {
@@ -195,10 +181,13 @@ fn structure(m: &mut Metrics, files: &[Vec<Onset>]) {
     } else {
         steps.iter().filter(|i| i.unsigned_abs() > 12).count() as f64 / steps.len() as f64
     };
-    m.pitch_range = match (keys.iter().min(), keys.iter().max()) {
-        (Some(lo), Some(hi)) => hi - lo,
-        _ => 0,
-    };
+    // A typical file's range, as a piece is one file (pooled, every file's lowest and highest note would count).
+    let mut ranges: Vec<u8> = files.iter().filter_map(|f| pitch_range(f)).collect();
+    ranges.sort_unstable();
+    m.pitch_range = ranges
+        .get(ranges.len().saturating_sub(1) / 2)
+        .copied()
+        .unwrap_or(0);
     let onsets = files.iter().map(Vec::len).sum::<usize>();
     m.polyphony = if onsets == 0 {
         0.0
@@ -215,6 +204,33 @@ fn structure(m: &mut Metrics, files: &[Vec<Onset>]) {
     }
     m.distinct_iois = iois.len();
     m.ioi_entropy = entropy(iois.values());
+}
+
+/// How many of a file's sounding notes the best-fitting of the 24 major and minor scales holds.
+fn best_in_scale(file: &[Onset]) -> usize {
+    const MAJOR: [usize; 7] = [0, 2, 4, 5, 7, 9, 11];
+    const MINOR: [usize; 7] = [0, 2, 3, 5, 7, 8, 10];
+    let mut classes = [0usize; 12];
+    for k in file.iter().flat_map(|o| &o.keys) {
+        classes[usize::from(k % 12)] += 1;
+    }
+    (0..12)
+        .flat_map(|tonic| {
+            [MAJOR, MINOR].map(|scale| {
+                scale
+                    .iter()
+                    .map(|d| classes[(tonic + d) % 12])
+                    .sum::<usize>()
+            })
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Highest minus lowest key of a file, `None` when nothing sounds.
+fn pitch_range(file: &[Onset]) -> Option<u8> {
+    let keys = file.iter().flat_map(|o| o.keys.iter().copied());
+    Some(keys.clone().max()? - keys.min()?)
 }
 
 /// The pitch classes of a token: a note's one, a chord's listed ones.
@@ -673,6 +689,21 @@ mod tests {
             copied < 0.001 && copied < distance(&shuffled) / 10.0,
             "{copied}"
         );
+    }
+
+    #[test]
+    fn a_corpus_is_in_key_when_each_file_is_in_its_own() {
+        // A C major scale and an F# major scale: each file wholly in its key, the two pooled in none.
+        let c = seq("C4 D4 E4 F4 G4 A4 B4 C5");
+        let f_sharp = seq("F#4 G#4 A#4 B4 C#5 D#5 F5 F#5");
+        let m = corpus(&[c.clone(), f_sharp.clone()], 0.5);
+        assert_eq!(m.scale_consistency, 1.0);
+        let pooled = corpus(&[[c.clone(), f_sharp].concat()], 0.5);
+        assert!(pooled.scale_consistency < 0.8, "{pooled:?}");
+        // The range is a typical file's (the median), not from the lowest note of one to the highest of another.
+        let low = seq("C2 D2 E2");
+        assert_eq!(corpus(&[c.clone(), low.clone(), c], 0.5).pitch_range, 12);
+        assert_eq!(corpus(&[low], 0.5).pitch_range, 4);
     }
 
     #[test]

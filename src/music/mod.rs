@@ -1,8 +1,9 @@
 //! What songs are, apart from any model: the token vocabulary, reading MIDI from the wild, writing MIDI, General
-//! MIDI names, music metrics, and SVG charts (piano rolls and loss curves).
+//! MIDI names, a piece's key, music metrics, and SVG charts (piano rolls and loss curves).
 
 pub(crate) mod gm;
 pub mod ingest;
+pub(crate) mod key;
 pub(crate) mod metrics;
 pub(crate) mod midi;
 pub(crate) mod plot;

@@ -29,7 +29,10 @@ pub fn sample_params(length: u32, mode: sample::Mode) -> sample::Sample {
 /// Runs every MIDI stage of the baseline (read, drop drums, top instrument, tokens, vocabulary, windows of 100) over
 /// a corpus directory in memory, without the cache, as `pipeline bench prep` times it. Returns the token count.
 pub fn prepare(corpus: &Path) -> anyhow::Result<usize> {
-    let source = midi_source::MidiSource { path: ".".into() };
+    let source = midi_source::MidiSource {
+        path: ".".into(),
+        setup: None,
+    };
     let external = source.external_inputs(corpus)?;
     detached(corpus, &external, |ctx| {
         let midi = source.run(ctx, &[])?.artifact;

@@ -19,6 +19,10 @@ use crate::music::ingest;
 pub struct MidiSource {
     /// A directory (searched recursively for `*.mid` / `*.midi`) or a glob, relative to the experiment file.
     pub path: String,
+    /// How to make the files when `path` is missing or holds none (a script, a download), e.g.
+    /// `"python3 bench/bach_chorales.py data/bach"`: the error says to run it. Not part of the fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup: Option<String>,
 }
 
 impl Params for MidiSource {
@@ -46,10 +50,22 @@ impl Params for MidiSource {
                         root.display()
                     ),
                 )
-                .hint("paths are relative to the experiment file's directory"),
+                .hint(self.missing_hint()),
             ];
         }
         Vec::new()
+    }
+}
+
+impl MidiSource {
+    /// What to tell a user whose corpus is missing or empty.
+    fn missing_hint(&self) -> String {
+        match &self.setup {
+            Some(command) => format!(
+                "make the files first: `{command}` (paths are relative to the experiment file's directory)"
+            ),
+            None => "paths are relative to the experiment file's directory".into(),
+        }
     }
 }
 
@@ -202,15 +218,19 @@ impl Stage for MidiSource {
     fn params(&self) -> BTreeMap<String, serde_json::Value> {
         let mut p = params_of(self);
         p.remove("path");
+        p.remove("setup");
         p
     }
 
     fn external_inputs(&self, base_dir: &Path) -> anyhow::Result<ExternalInputs> {
         let (locations, unreadable) = self.files(base_dir)?;
         if locations.is_empty() {
+            let fix = match &self.setup {
+                Some(command) => format!("make them first: `{command}`"),
+                None => "check `path` in the experiment".into(),
+            };
             bail!(
-                "no MIDI files (*.mid, *.midi, *.kar, *.rmi, optionally .gz) found at `{}`; check `path` in the \
-                 experiment",
+                "no MIDI files (*.mid, *.midi, *.kar, *.rmi, optionally .gz) found at `{}`; {fix}",
                 self.path
             );
         }

@@ -188,7 +188,9 @@ const KINDS: [KindRow; 11] = [
         // 3: structural metrics, and the held-out, shuffled and uniform references in metrics.json.
         // 4: pieces play at the tempo of the file they start from; `primer`.
         // 5: the held-out files' own copy rates in metrics.json; n-gram models as input; held-out excerpts.
-        version: 5,
+        // 6: a corpus's scale consistency and pitch range are its files' (each file in its own key), not its notes'
+        //    pooled across keys.
+        version: 6,
         inputs: &[&[ArtifactKind::Model, ArtifactKind::Ngram]],
         output: ArtifactKind::Music,
         // Pieces 2 to `sample::MAX_PIECES` (with `count`) add their own four.

@@ -97,3 +97,28 @@ fn zsh_and_fish_scripts_declare_every_command() {
     p.pipeline(&["completions", "powershell"])
         .fails_with(2, "invalid value 'powershell'");
 }
+
+/// `pipeline completions bash | head -1` and the like: a reader that closes stdout early ends the program quietly,
+/// never with a panic. The pipe's read end is closed before the program starts, so its first write fails.
+#[test]
+fn a_closed_stdout_ends_the_program_quietly() {
+    let p = midi_project();
+    for args in [
+        &["completions", "bash"][..],
+        &["graph", "exp.toml"][..],
+        &["schema"][..],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+            .args(args)
+            .current_dir(p.path("."))
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+}

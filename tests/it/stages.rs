@@ -495,3 +495,107 @@ fn without_augment_the_split_and_the_windows_are_what_they_were() {
         with.stage("windows").output_hash
     );
 }
+
+#[test]
+fn an_empty_corpus_folder_says_how_to_make_it_when_the_experiment_knows() {
+    let p = Project::new();
+    std::fs::create_dir_all(p.path("midi")).unwrap();
+    p.write("midi/README", "the corpus goes here");
+    p.write("exp.toml", PIPELINE_TOML);
+    let plain = p.pipeline(&["run", "exp.toml"]);
+    let told = p.pipeline(&[
+        "run",
+        "exp.toml",
+        "--set",
+        "source.setup=python3 bench/bach_chorales.py midi",
+    ]);
+    for run in [&plain, &told] {
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        assert!(run.stderr.contains("no MIDI files"), "{}", run.stderr);
+    }
+    assert!(plain.stderr.contains("check `path`"), "{}", plain.stderr);
+    assert!(
+        told.stderr
+            .contains("make them first: `python3 bench/bach_chorales.py midi`"),
+        "{}",
+        told.stderr
+    );
+    // The command only tells; it is not part of what the source stage's result depends on.
+    p.midi("midi/a.mid", &[melody(0, &[60, 62, 64, 65, 67])]);
+    p.pipeline(&["run", "exp.toml"]).ok();
+    let again = p
+        .pipeline(&["run", "exp.toml", "--set", "source.setup=anything"])
+        .ok();
+    assert_eq!(again.stages("cached"), ALL_STAGES, "{}", again.stderr);
+}
+
+#[test]
+fn key_c_moves_each_file_to_c_major_or_a_minor_held_out_files_too() {
+    let p = Project::new();
+    // G major (tonic held long, F# the leading note) and E minor (D# the leading note, E held long); either one
+    // alone could be held out, so both go through the same move.
+    let with_lengths = |keys: &[(u8, u32)]| {
+        let mut tick = 0;
+        let mut events = Vec::new();
+        for &(k, len) in keys {
+            events.extend(note(tick, 0, k, len));
+            tick += len;
+        }
+        events
+    };
+    p.midi(
+        "midi/g.mid",
+        &[with_lengths(&[
+            (67, 960),
+            (69, 240),
+            (71, 240),
+            (72, 240),
+            (74, 480),
+            (66, 240),
+            (67, 960),
+        ])],
+    );
+    p.midi(
+        "midi/e.mid",
+        &[with_lengths(&[
+            (64, 960),
+            (66, 240),
+            (67, 240),
+            (71, 480),
+            (63, 240),
+            (64, 960),
+        ])],
+    );
+    let text = PIPELINE_TOML
+        .replace(
+            "[stages.vocab]\nkind = \"vocab\"\ninputs = [\"tokens\"]",
+            "[stages.keys]\nkind = \"augment\"\ninputs = [\"tokens\"]\ntranspose = [0, 0]\nkey = \"c\"\n\n\
+             [stages.vocab]\nkind = \"vocab\"\ninputs = [\"keys\"]",
+        )
+        .replace("val_fraction = 0.0", "val_fraction = 0.5");
+    assert!(text.contains("key = \"c\""));
+    p.write("exp.toml", &text);
+    let run = p.pipeline(&["run", "exp.toml"]).ok();
+    // G major up a fourth to C major: G4 A4 B4 C5 D5 F#4 → C5 D5 E5 F5 G5 B4; E minor up a fourth to A minor:
+    // E4 F#4 G4 B4 D#4 → A4 B4 C5 E5 G#4. No note of the files' own keys is left.
+    let vocab: Vec<String> = csv_rows(&run.report_file("vocab.csv"))
+        .into_iter()
+        .skip(1)
+        .map(|r| r[1].clone())
+        .collect();
+    assert_eq!(
+        vocab,
+        ["A4", "B4", "C5", "D5", "E5", "F5", "G#4", "G5"],
+        "{vocab:?}"
+    );
+    let keys = run.stage("keys");
+    let summary = keys.summary();
+    assert_eq!(
+        (
+            &summary["in_major"],
+            &summary["in_minor"],
+            &summary["key_kept"]
+        ),
+        (&1.into(), &1.into(), &0.into())
+    );
+}

@@ -335,6 +335,20 @@ const CASES: &[(&str, &str, &[&str], &[&str])] = &[
         ],
     ),
     (
+        "missing source directory that a script makes",
+        "",
+        &[
+            "--set",
+            "source.path=nowhere",
+            "--set",
+            "source.setup=python3 make_corpus.py nowhere",
+        ],
+        &[
+            "`nowhere` does not exist",
+            "make the files first: `python3 make_corpus.py nowhere`",
+        ],
+    ),
+    (
         "--set into a stage that is not a table",
         "[stages]\nsource = 1\n",
         &["--set", "source.path=x"],
