@@ -34,10 +34,12 @@ fn validator_params(p: &Project, stage: &str) -> BTreeSet<String> {
         .nth(1)
         .or_else(|| line.split("expected ").nth(1))
         .unwrap_or_else(|| panic!("no parameter list in {line:?}"));
+    // serde lists two fields as "`a` or `b`", more as "`a`, `b`, `c`".
     listed
         .split(" (key")
         .next()
         .unwrap()
+        .replace("` or `", "`, `")
         .split(", ")
         .map(|f| f.trim_matches('`').to_string())
         .collect()
@@ -87,6 +89,9 @@ fn every_stage_kind_and_parameter_is_in_the_schema() {
     );
 }
 
+/// Every experiment in `experiments/`.
+const BUNDLED: [&str; 6] = ["baseline", "paper", "rhythm", "search", "bach", "quality"];
+
 fn as_json(toml_text: &str) -> serde_json::Value {
     serde_json::to_value(toml::from_str::<toml::Table>(toml_text).unwrap()).unwrap()
 }
@@ -96,7 +101,19 @@ fn the_bundled_experiments_are_valid_and_broken_copies_are_not() {
     let p = Project::new();
     let schema = schema(&p);
     let validator = jsonschema::draft202012::new(&schema).expect("a valid draft 2020-12 schema");
-    for name in ["baseline", "paper", "rhythm", "search"] {
+    let mut on_disk: Vec<String> = std::fs::read_dir(repo("experiments"))
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().into_string().ok())
+        .filter_map(|n| n.strip_suffix(".toml").map(str::to_string))
+        .collect();
+    on_disk.sort();
+    let mut bundled = BUNDLED.to_vec();
+    bundled.sort();
+    assert_eq!(
+        on_disk, bundled,
+        "BUNDLED lists every experiment in experiments/"
+    );
+    for name in BUNDLED {
         let text = std::fs::read_to_string(repo(&format!("experiments/{name}.toml"))).unwrap();
         let errors: Vec<String> = validator
             .iter_errors(&as_json(&text))
@@ -252,7 +269,7 @@ fn the_bundled_schema_file_is_the_current_schema() {
         committed == printed,
         "experiments/experiment.schema.json is stale: run `cargo run --release -- schema > experiments/experiment.schema.json`"
     );
-    for name in ["baseline", "paper", "rhythm", "search"] {
+    for name in BUNDLED {
         let text = std::fs::read_to_string(repo(&format!("experiments/{name}.toml"))).unwrap();
         assert_eq!(
             text.lines().next(),
@@ -283,7 +300,7 @@ fn taplo_checks_the_bundled_experiments_against_the_schema() {
             .output()
             .unwrap()
     };
-    for name in ["baseline", "paper", "rhythm", "search"] {
+    for name in BUNDLED {
         p.write(
             &format!("{name}.toml"),
             std::fs::read(repo(&format!("experiments/{name}.toml"))).unwrap(),
@@ -319,4 +336,33 @@ fn taplo_checks_the_bundled_experiments_against_the_schema() {
         assert!(!out.status.success(), "{what}: taplo passed it");
         assert!(stderr.contains(says), "{what}: {stderr}");
     }
+}
+
+/// `experiments/bach.toml` in a checkout where `bench/bach_chorales.py` has not been run: the error names the script.
+#[test]
+fn the_bach_experiment_without_its_corpus_says_which_script_makes_it() {
+    let p = Project::new();
+    p.write(
+        "experiments/bach.toml",
+        std::fs::read(repo("experiments/bach.toml")).unwrap(),
+    );
+    let run = p.pipeline(&["status", "experiments/bach.toml"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("make the files first: `python3 bench/bach_chorales.py data/bach`"),
+        "{}",
+        run.stderr
+    );
+    std::fs::create_dir_all(p.path("data/bach")).unwrap();
+    let run = p.pipeline(&["run", "experiments/bach.toml"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("no MIDI files")
+            && run
+                .stderr
+                .contains("make them first: `python3 bench/bach_chorales.py data/bach`"),
+        "{}",
+        run.stderr
+    );
 }
