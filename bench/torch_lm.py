@@ -151,7 +151,8 @@ def main():
     per_epoch = min(per_epoch, len(train_starts))
     batch = p["batch_size"]
     print(f"torch {torch.__version__}, {a.threads} threads: {len(train_starts)} training windows "
-          f"({per_epoch} an epoch), {len(val_starts)} held-out, vocabulary {vocab}, floor {floor}")
+          f"({per_epoch} an epoch), {len(val_starts)} held-out, vocabulary {vocab}, floor "
+          + (f"{floor:.4f}" if floor is not None else "none"))
     history, elapsed, to_floor, best_at = [], 0.0, None, 0
     rows = ["epoch,train_loss,val_loss,seconds,lr"]
     for epoch in range(epochs):

@@ -926,14 +926,19 @@ fn bench_music_sums_up_the_pieces_and_judges_each_target() {
         (values[1], line)
     };
     summed_up("mean_interval");
-    summed_up("interval_distance");
-    // Copying is judged against the held-out files' own copy rate: with none held out, not judged.
-    let (copies, line) = summed_up("copy_rate_8");
-    let verdict = match metrics[0]["held_out"]["copy_rate_8"].as_f64() {
+    // Copying (by runs of onsets, whatever the scheme) is judged against the held-out files' own copy rate: with
+    // none held out, not judged.
+    let (copies, line) = summed_up("copy_rate_8_onsets");
+    let verdict = match metrics[0]["held_out"]["copy_rate_8_onsets"].as_f64() {
         Some(held_out) if copies <= held_out => "met",
         Some(_) => "missed",
         None => "at most held-out",
     };
+    assert!(line.trim_end().ends_with(verdict), "{line}");
+    // The interval histogram's distance from the held-out files' is judged against the shuffled reference's.
+    let (distance, line) = summed_up("interval_distance");
+    let shuffled = metrics[0]["shuffled"]["interval_distance"].as_f64().unwrap();
+    let verdict = if distance < shuffled { "met" } else { "missed" };
     assert!(line.trim_end().ends_with(verdict), "{line}");
     // Interval steps are judged against the held-out and shuffled references of the first file.
     let line = row("mean_interval");
