@@ -937,7 +937,9 @@ fn bench_music_sums_up_the_pieces_and_judges_each_target() {
     assert!(line.trim_end().ends_with(verdict), "{line}");
     // The interval histogram's distance from the held-out files' is judged against the shuffled reference's.
     let (distance, line) = summed_up("interval_distance");
-    let shuffled = metrics[0]["shuffled"]["interval_distance"].as_f64().unwrap();
+    let shuffled = metrics[0]["shuffled"]["interval_distance"]
+        .as_f64()
+        .unwrap();
     let verdict = if distance < shuffled { "met" } else { "missed" };
     assert!(line.trim_end().ends_with(verdict), "{line}");
     // Interval steps are judged against the held-out and shuffled references of the first file.
