@@ -23,8 +23,11 @@ def venv_python():
     python = os.path.join(venv, "bin", "python")
     if not os.path.exists(os.path.join(venv, ".complete")):
         print(f"installing music21 {MUSIC21} into {venv} (once)", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", "--clear", venv], check=True)
-        subprocess.run([python, "-m", "pip", "install", "-q", f"music21=={MUSIC21}"], check=True)
+        if subprocess.run([sys.executable, "-m", "venv", "--clear", venv]).returncode != 0:
+            sys.exit(f"cannot make a virtual environment at {venv}: install Python's venv module (Debian and Ubuntu: "
+                     "apt install python3-venv), or set PIPELINE_BENCH_VENVS to a writable folder")
+        if subprocess.run([python, "-m", "pip", "install", "-q", f"music21=={MUSIC21}"]).returncode != 0:
+            sys.exit(f"cannot install music21 {MUSIC21} from PyPI into {venv}: pip's message is above")
         open(os.path.join(venv, ".complete"), "w").close()
     return python
 

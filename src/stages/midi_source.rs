@@ -61,9 +61,7 @@ impl MidiSource {
     /// What to tell a user whose corpus is missing or empty.
     fn missing_hint(&self) -> String {
         match &self.setup {
-            Some(command) => format!(
-                "make the files first: `{command}` (paths are relative to the experiment file's directory)"
-            ),
+            Some(command) => format!("make the files first: `{command}`"),
             None => "paths are relative to the experiment file's directory".into(),
         }
     }
