@@ -275,3 +275,57 @@ fn bad_ngram_settings_are_located_errors() {
     p.pipeline(&["bench", "ngram", "exp.toml", "--order", "11"])
         .fails_with(2, "must be a whole number from 1 to 10");
 }
+
+/// `bench ngram --export` writes, beside the ids, what a reference implementation needs to train the same recipe and
+/// check the same floor (`bench/torch_lm.py` reads it): the shape, the floor's held-out loss as `ngram.csv` has it, and
+/// the train stage's parameters.
+#[test]
+fn the_export_carries_the_floor_and_the_train_stages_recipe() {
+    let p = floor_project();
+    let run = p.pipeline(&["run", "exp.toml"]).ok();
+    p.pipeline(&[
+        "bench", "ngram", "exp.toml", "--order", "4", "--runs", "1", "--export", "lm",
+    ])
+    .ok();
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.path("lm/meta.json")).unwrap()).unwrap();
+    let ngram = csv_rows(&run.report_file("ngram.csv"));
+    let order_4: f64 = ngram.iter().find(|r| r[0] == "4").unwrap()[2]
+        .parse()
+        .unwrap();
+    let floor = meta["floor_val_loss"].as_f64().unwrap();
+    assert!(
+        (floor - order_4).abs() < 1e-4,
+        "{floor} vs ngram.csv's {order_4}"
+    );
+    assert_eq!((&meta["order"], &meta["seq_len"]), (&4.into(), &8.into()));
+    let vocab = csv_rows(&run.report_file("vocab.csv")).len() - 1;
+    assert_eq!(meta["vocab"], vocab);
+    let train = &meta["train"];
+    assert_eq!(
+        (
+            &train["hidden"],
+            &train["embed_dim"],
+            &train["optimizer"],
+            &train["learning_rate"],
+            &train["batch_size"]
+        ),
+        (
+            &16.into(),
+            &8.into(),
+            &"adam".into(),
+            &0.01.into(),
+            &16.into()
+        )
+    );
+    // The ids are the windows' own: one line per file, every id inside the vocabulary.
+    for name in ["train.txt", "validation.txt"] {
+        let text = std::fs::read_to_string(p.path(&format!("lm/{name}"))).unwrap();
+        assert!(!text.trim().is_empty(), "{name}");
+        assert!(
+            text.split_whitespace()
+                .all(|id| id.parse::<usize>().unwrap() < vocab),
+            "{name}"
+        );
+    }
+}
