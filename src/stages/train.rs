@@ -248,6 +248,10 @@ pub struct TrainSummary {
     /// The floor's order.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub floor_order: Option<usize>,
+    /// The learning rate the last epoch trained at: `learning_rate` as the schedule left it (none in summaries from
+    /// before schedules).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub final_learning_rate: Option<f64>,
 }
 
 impl Params for Train {
@@ -913,6 +917,7 @@ impl Train {
             best_val_loss: best_loss,
             best_val_bits_per_onset: best_loss.and_then(|l| units.bits_per_onset(l)),
             best_val_bits_per_quarter: best_loss.and_then(|l| units.bits_per_quarter(l)),
+            final_learning_rate: Some(self.schedule().rate(history.len() - 1, history)),
             ..TrainSummary::default()
         }
     }

@@ -282,4 +282,18 @@ fn a_scheduled_clipped_training_resumes_bit_identically() {
     assert!(resumed_after(&resumed.stderr) >= 2);
     assert_eq!(resumed.weights(), reference.weights());
     assert_eq!(resumed.losses(), reference.losses());
+    // The summary says where the schedule left the rate: the cosine's value for the 40th epoch after 2 of warm-up
+    // (the default rate, 0.001, goes down to nearly 0); without a schedule, the rate as given.
+    let rate = |run: &Run| {
+        run.stage("model").summary()["final_learning_rate"]
+            .as_f64()
+            .unwrap()
+    };
+    let cosine = 0.001 * 0.5 * (1.0 + (std::f64::consts::PI * 37.0 / 38.0).cos());
+    assert!(
+        (rate(&resumed) - cosine).abs() < 1e-12,
+        "{}",
+        rate(&resumed)
+    );
+    assert_eq!(rate(&plain), 0.001);
 }
