@@ -191,7 +191,7 @@ def main():
             f.write("\n".join(rows) + "\n")
     print(f"best held-out loss {min(history):.4f} (epoch {best_at}), {elapsed:.0f} s in all; "
           + (f"below the floor ({floor:.4f}) after {to_floor:.0f} s" if to_floor is not None
-             else f"never below the floor ({floor})"))
+             else "never below the floor" + (f" ({floor:.4f})" if floor is not None else " (none exported)")))
 
 
 if __name__ == "__main__":
