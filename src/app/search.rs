@@ -97,6 +97,165 @@ fn reported(metric: Metric, outcome: &Outcome, cache: &Cache) -> anyhow::Result<
     })
 }
 
+/// Where the search stands, shared by its workers.
+struct State {
+    asha: Asha,
+    /// Per trial: the rung and outcome of its latest training.
+    last: Vec<Option<(usize, Outcome)>>,
+    values: Vec<Vec<Option<f64>>>,
+    trained: usize,
+    errors: Vec<Option<String>>,
+    stopped: bool,
+    /// A trial failed without `--keep-going`: nothing new starts, as in any run.
+    failed_fast: bool,
+}
+
+impl State {
+    fn new(trials: usize, rungs: Vec<u32>, reduction: u32) -> Self {
+        let levels = rungs.len();
+        State {
+            asha: Asha::new(trials, rungs, reduction),
+            last: (0..trials).map(|_| None).collect(),
+            values: vec![vec![None; levels]; trials],
+            trained: 0,
+            errors: vec![None; trials],
+            stopped: false,
+            failed_fast: false,
+        }
+    }
+
+    /// What training `job` reported (or how it failed), and its outcome.
+    fn record(
+        &mut self,
+        job: Job,
+        got: anyhow::Result<Reported>,
+        outcome: Outcome,
+        interrupted: bool,
+        keep_going: bool,
+    ) {
+        match got {
+            Ok(r) => {
+                self.trained += r.trained;
+                self.values[job.trial][job.rung] = Some(r.value);
+                self.asha.report(job, r.result);
+            }
+            Err(_) if interrupted => self.stopped = true,
+            Err(e) => {
+                // A training that fails (a diverging loss) ends its trial; with `--keep-going` the search goes on
+                // without it, else nothing new starts.
+                self.errors[job.trial] = Some(format!("{e:#}"));
+                if !keep_going {
+                    self.stopped = true;
+                    self.failed_fast = true;
+                }
+                self.asha.report(
+                    job,
+                    asha::Result {
+                        score: f64::INFINITY,
+                        stopped_early: true,
+                    },
+                );
+            }
+        }
+        self.last[job.trial] = Some((job.rung, outcome));
+        if interrupted {
+            self.stopped = true;
+        }
+    }
+}
+
+/// What every worker of one search reads: the study, where its trials report, and the rungs.
+struct Search<'a> {
+    study: &'a Study,
+    reports: &'a [Report],
+    cache: &'a Cache,
+    opts: &'a Options,
+    slurm_set: &'a [String],
+    reporter: &'a dyn Reporter,
+    metric: Metric,
+    /// The train stage's name.
+    train: String,
+    rungs: Vec<u32>,
+    /// Every trial at every rung below the last.
+    below: Vec<Vec<Experiment>>,
+}
+
+impl Search<'_> {
+    fn experiment_at(&self, job: Job) -> &Experiment {
+        if job.rung + 1 == self.rungs.len() {
+            &self.study.points[job.trial].experiment
+        } else {
+            &self.below[job.trial][job.rung]
+        }
+    }
+
+    /// Trains trial `job.trial` to its rung (below the last rung, only the training and what it needs).
+    fn train_to_rung(&self, job: Job) -> Outcome {
+        let point = &self.study.points[job.trial];
+        let target = Target {
+            experiment: self.experiment_at(job),
+            identity: super::identity(self.study, &point.label),
+            label: point.label.clone(),
+            report_dir: self.reports[job.trial].dir.clone(),
+        };
+        let mut o = self.opts.clone();
+        o.jobs = 1;
+        if job.rung + 1 < self.rungs.len() {
+            o.only = Some(self.train.clone());
+        }
+        if let Executor::Slurm(slurm) = &mut o.executor {
+            // The job re-reads the experiment on the node: it must make the same rung.
+            slurm.set = self.slurm_set.to_vec();
+            slurm
+                .set
+                .push(format!("{}.epochs={}", self.train, self.rungs[job.rung]));
+        }
+        exec::run(std::slice::from_ref(&target), self.cache, &o, self.reporter)
+            .pop()
+            .expect("one target, one outcome")
+    }
+
+    /// One worker: takes the next training ASHA hands out, runs it, reports it, until the search is over or stopped.
+    fn work(&self, state: &Mutex<State>, wake: &Condvar) {
+        while let Some(job) = next_job(state, wake) {
+            let outcome = self.train_to_rung(job);
+            let interrupted = outcome
+                .stages
+                .iter()
+                .any(|s| s.status == Status::Interrupted);
+            let got = reported(self.metric, &outcome, self.cache);
+            state.lock().expect("not poisoned").record(
+                job,
+                got,
+                outcome,
+                interrupted,
+                self.opts.keep_going,
+            );
+            wake.notify_all();
+        }
+        wake.notify_all();
+    }
+}
+
+/// The next training to run, waiting while the ones running decide what comes next; `None` once the search is over
+/// or stopped (by an interrupt or a failure).
+fn next_job(state: &Mutex<State>, wake: &Condvar) -> Option<Job> {
+    let mut s = state.lock().expect("not poisoned");
+    loop {
+        if s.stopped || crate::interrupt::requested() {
+            s.stopped = true;
+            return None;
+        }
+        if let Some(job) = s.asha.next_job() {
+            return Some(job);
+        }
+        if s.asha.finished() {
+            return None;
+        }
+        s = wake.wait(s).expect("not poisoned");
+    }
+}
+
 /// Runs the search over every point of `study` (each point a trial), `opts.jobs` trainings at a time.
 pub fn search(
     study: &Study,
@@ -107,133 +266,34 @@ pub fn search(
     reporter: &dyn Reporter,
 ) -> Result<SearchOutcome> {
     let prune = study.prune().expect("a pruned sweep");
-    let first = &study.points[0].experiment;
-    let (train, max) = crate::spec::sweep::trainings(first)
+    let (train, max) = crate::spec::sweep::trainings(&study.points[0].experiment)
         .first()
         .map(|&(name, epochs)| (name.to_string(), epochs as u32))
         .expect("checked: one train stage");
     let rungs = asha::rungs(prune.min_epochs, prune.reduction, max);
     // Every trial at every rung below the last, made and checked before anything runs.
-    let mut below: Vec<Vec<Experiment>> = Vec::with_capacity(study.points.len());
-    for i in 0..study.points.len() {
-        let mut at = Vec::new();
-        for &epochs in &rungs[..rungs.len() - 1] {
-            at.push(study.at_epochs(i, &train, epochs)?);
-        }
-        below.push(at);
-    }
-    let experiment_at = |job: Job| -> &Experiment {
-        if job.rung + 1 == rungs.len() {
-            &study.points[job.trial].experiment
-        } else {
-            &below[job.trial][job.rung]
-        }
-    };
-
-    struct State {
-        asha: Asha,
-        /// Per trial: the rung and outcome of its latest training.
-        last: Vec<Option<(usize, Outcome)>>,
-        values: Vec<Vec<Option<f64>>>,
-        trained: usize,
-        errors: Vec<Option<String>>,
-        stopped: bool,
-        /// A trial failed without `--keep-going`: nothing new starts, as in any run.
-        failed_fast: bool,
-    }
-    let n = study.points.len();
-    let state = Mutex::new(State {
-        asha: Asha::new(n, rungs.clone(), prune.reduction),
-        last: (0..n).map(|_| None).collect(),
-        values: vec![vec![None; rungs.len()]; n],
-        trained: 0,
-        errors: vec![None; n],
-        stopped: false,
-        failed_fast: false,
-    });
-    let wake = Condvar::new();
-    let work = || {
-        loop {
-            let job = {
-                let mut s = state.lock().expect("not poisoned");
-                loop {
-                    if s.stopped || crate::interrupt::requested() {
-                        s.stopped = true;
-                        break None;
-                    }
-                    if let Some(job) = s.asha.next_job() {
-                        break Some(job);
-                    }
-                    if s.asha.finished() {
-                        break None;
-                    }
-                    s = wake.wait(s).expect("not poisoned");
-                }
-            };
-            let Some(job) = job else {
-                wake.notify_all();
-                return;
-            };
-            let point = &study.points[job.trial];
-            let target = Target {
-                experiment: experiment_at(job),
-                identity: super::identity(study, &point.label),
-                label: point.label.clone(),
-                report_dir: reports[job.trial].dir.clone(),
-            };
-            let mut o = opts.clone();
-            o.jobs = 1;
-            if job.rung + 1 < rungs.len() {
-                // Below the last rung only the training (and what it needs) runs.
-                o.only = Some(train.clone());
-            }
-            if let Executor::Slurm(slurm) = &mut o.executor {
-                // The job re-reads the experiment on the node: it must make the same rung.
-                slurm.set = slurm_set.to_vec();
-                slurm
-                    .set
-                    .push(format!("{train}.epochs={}", rungs[job.rung]));
-            }
-            let outcome = exec::run(std::slice::from_ref(&target), cache, &o, reporter)
-                .pop()
-                .expect("one target, one outcome");
-            let interrupted = outcome
-                .stages
+    let below = (0..study.points.len())
+        .map(|i| {
+            rungs[..rungs.len() - 1]
                 .iter()
-                .any(|s| s.status == Status::Interrupted);
-            let got = reported(prune.metric, &outcome, cache);
-            let mut s = state.lock().expect("not poisoned");
-            match got {
-                Ok(r) => {
-                    s.trained += r.trained;
-                    s.values[job.trial][job.rung] = Some(r.value);
-                    s.asha.report(job, r.result);
-                }
-                Err(_) if interrupted => s.stopped = true,
-                Err(e) => {
-                    // A training that fails (a diverging loss) ends its trial; with `--keep-going` the search goes on
-                    // without it, else nothing new starts.
-                    s.errors[job.trial] = Some(format!("{e:#}"));
-                    if !opts.keep_going {
-                        s.stopped = true;
-                        s.failed_fast = true;
-                    }
-                    s.asha.report(
-                        job,
-                        asha::Result {
-                            score: f64::INFINITY,
-                            stopped_early: true,
-                        },
-                    );
-                }
-            }
-            s.last[job.trial] = Some((job.rung, outcome));
-            if interrupted {
-                s.stopped = true;
-            }
-            drop(s);
-            wake.notify_all();
-        }
+                .map(|&epochs| Ok(study.at_epochs(i, &train, epochs)?))
+                .collect::<Result<Vec<_>>>()
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let n = study.points.len();
+    let state = Mutex::new(State::new(n, rungs.clone(), prune.reduction));
+    let wake = Condvar::new();
+    let search = Search {
+        study,
+        reports,
+        cache,
+        opts,
+        slurm_set,
+        reporter,
+        metric: prune.metric,
+        train,
+        rungs,
+        below,
     };
     // Under Slurm one worker: several workers of one process following the same upstream job (the MIDI stages every
     // trial shares) do not all see it finish yet, so the search submits one training at a time there.
@@ -243,15 +303,25 @@ pub fn search(
     };
     std::thread::scope(|scope| {
         for _ in 0..workers {
-            scope.spawn(work);
+            scope.spawn(|| search.work(&state, &wake));
         }
     });
-
     let s = state.into_inner().expect("not poisoned");
-    let mut below = below;
+    summarise(study, prune, search.rungs, search.below, s)
+}
+
+/// The search's end: each trial's explanation and report entry, the winner (the best metric among the trials that
+/// trained to the end), and the record for `sweep.json`.
+fn summarise(
+    study: &Study,
+    prune: &crate::spec::sweep::Prune,
+    rungs: Vec<u32>,
+    mut below: Vec<Vec<Experiment>>,
+    s: State,
+) -> Result<SearchOutcome> {
+    let n = study.points.len();
     let metric = prune.metric.name();
     let complete = |t: usize| matches!(s.asha.fate(t), Some(Fate::Complete { .. }));
-    // The winner: the best metric among the trials that trained to the end.
     let winner = (0..n)
         .filter(|&t| complete(t) && s.errors[t].is_none())
         .min_by(|&a, &b| {
@@ -261,8 +331,7 @@ pub fn search(
     let mut trials = Vec::with_capacity(n);
     let mut records = Vec::with_capacity(n);
     let mut lines = Vec::new();
-    let last_outcomes: Vec<Option<(usize, Outcome)>> = s.last;
-    for (t, last) in last_outcomes.into_iter().enumerate() {
+    for (t, last) in s.last.into_iter().enumerate() {
         let label = study.points[t].label.clone();
         let fate = s.asha.fate(t);
         let value = s.asha.last(t).and_then(|(rung, _)| s.values[t][rung]);

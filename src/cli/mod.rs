@@ -191,36 +191,7 @@ fn dispatch(cli: Cli) -> u8 {
                 keep_going,
                 slurm: executor == ExecutorKind::Slurm,
             };
-            let export = match export {
-                Some(args::Tracker::Mlflow) => {
-                    match start_export(&tracking, &request.reports_dir) {
-                        Ok(e) => Some(e),
-                        Err(e) => {
-                            show(&e);
-                            return e.code();
-                        }
-                    }
-                }
-                None => None,
-            };
-            let printer = Printer::new(verbose);
-            let result = crate::app::run::run(&request, &printer);
-            printer.clear_board();
-            result.map(|report| {
-                let code = finish_run(&report);
-                match export {
-                    Some(mut e) if !report.stats.interrupted => {
-                        e.targets = vec![report.dir.display().to_string()];
-                        let exported = export_runs(&e, false);
-                        if code == exit::SUCCESS {
-                            exported
-                        } else {
-                            code
-                        }
-                    }
-                    _ => code,
-                }
-            })
+            run_command(&request, verbose, export, &tracking)
         }
         Command::Export(args::ExportCommand::Mlflow {
             runs,
@@ -235,27 +206,7 @@ fn dispatch(cli: Cli) -> u8 {
             true,
         )),
         Command::Ps { cache_dir } => ps(&cache_dir),
-        Command::ExecStage { job, inline } => {
-            use crate::app::run::JobSource;
-            let source = match (job, inline) {
-                (_, Some(text)) => JobSource::Inline(text),
-                (Some(path), None) => JobSource::File(path),
-                (None, None) => {
-                    eprintln!("error: `exec-stage` needs a job file or `--inline JSON`");
-                    return exit::INVALID_EXPERIMENT;
-                }
-            };
-            let notify: crate::store::remote::Notify =
-                std::sync::Arc::new(|message| eprintln!("warning: {message}"));
-            crate::app::run::exec_stage(&source, notify, &Printer::new(false)).map(|done| {
-                eprintln!(
-                    "stage `{}` is in the cache ({})",
-                    done.stage,
-                    &done.key[..12]
-                );
-                exit::SUCCESS
-            })
-        }
+        Command::ExecStage { job, inline } => exec_stage_command(job, inline),
         Command::Status { experiment, cache } => status(&experiment, &cache),
         Command::Graph { experiment, format } => graph(&experiment, format),
         Command::Bench(b) => bench(b),
@@ -290,6 +241,62 @@ fn dispatch(cli: Cli) -> u8 {
     result.unwrap_or_else(|e| {
         show(&e);
         e.code()
+    })
+}
+
+/// `run`: the run, its report, and with `--export mlflow` the export of that report once the run ends (not after an
+/// interrupt); the export's failure is the exit code only when the run itself succeeded.
+fn run_command(
+    request: &RunRequest,
+    verbose: bool,
+    export: Option<args::Tracker>,
+    tracking: &args::TrackingArgs,
+) -> Result<u8> {
+    // The tracking server is checked before anything runs.
+    let export = match export {
+        Some(args::Tracker::Mlflow) => Some(start_export(tracking, &request.reports_dir)?),
+        None => None,
+    };
+    let printer = Printer::new(verbose);
+    let result = crate::app::run::run(request, &printer);
+    printer.clear_board();
+    result.map(|report| {
+        let code = finish_run(&report);
+        match export {
+            Some(mut e) if !report.stats.interrupted => {
+                e.targets = vec![report.dir.display().to_string()];
+                let exported = export_runs(&e, false);
+                if code == exit::SUCCESS {
+                    exported
+                } else {
+                    code
+                }
+            }
+            _ => code,
+        }
+    })
+}
+
+/// `exec-stage` (what a Slurm job runs): one stage of a job file or of `--inline` JSON, into the cache.
+fn exec_stage_command(job: Option<std::path::PathBuf>, inline: Option<String>) -> Result<u8> {
+    use crate::app::run::JobSource;
+    let source = match (job, inline) {
+        (_, Some(text)) => JobSource::Inline(text),
+        (Some(path), None) => JobSource::File(path),
+        (None, None) => {
+            eprintln!("error: `exec-stage` needs a job file or `--inline JSON`");
+            return Ok(exit::INVALID_EXPERIMENT);
+        }
+    };
+    let notify: crate::store::remote::Notify =
+        std::sync::Arc::new(|message| eprintln!("warning: {message}"));
+    crate::app::run::exec_stage(&source, notify, &Printer::new(false)).map(|done| {
+        eprintln!(
+            "stage `{}` is in the cache ({})",
+            done.stage,
+            &done.key[..12]
+        );
+        exit::SUCCESS
     })
 }
 

@@ -136,17 +136,15 @@ pub fn augment(set: &TokenSet, [lo, hi]: [i8; 2], mode: KeyMode) -> (TokenSet, K
             }
             _ => file.clone(),
         };
-        if file.origin.is_none() {
-            files.extend(
-                std::iter::once(file.clone()).chain(
-                    (lo..=hi)
-                        .filter(|&s| s != 0)
-                        .filter_map(|s| copy_of(&file, s)),
-                ),
-            );
-        } else {
-            files.push(file);
-        }
+        let copies: Vec<TokenFile> = match file.origin {
+            None => (lo..=hi)
+                .filter(|&s| s != 0)
+                .filter_map(|s| copy_of(&file, s))
+                .collect(),
+            Some(_) => Vec::new(),
+        };
+        files.push(file);
+        files.extend(copies);
     }
     let set = TokenSet {
         programs: set.programs.clone(),

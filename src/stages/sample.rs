@@ -234,6 +234,24 @@ struct Piece {
     files: Vec<ReportFile>,
 }
 
+/// A start drawn from the training windows `starts`.
+fn random_start(windows: &WindowSet, starts: &[usize], rng: &mut ChaCha8Rng) -> Start {
+    let at = starts[rng.random_range(0..starts.len())];
+    let file = windows
+        .files
+        .iter()
+        .find(|f| (f.offset..f.offset + f.len).contains(&at))
+        .expect("a window lies in a file");
+    Start {
+        path: file.path.clone(),
+        offset: at - file.offset,
+        window: windows.window(at).0.to_vec(),
+        file_ids: windows.ids[file.offset..file.offset + file.len].to_vec(),
+        tempo: file.tempo,
+        primed: false,
+    }
+}
+
 /// The first `windows.seq_len` ids of the primer file, tokenized as the training files were: its notes on the
 /// model's instruments (all its notes off the drum channel when it has none there). Onsets with a token the
 /// vocabulary lacks are skipped whole (a timed onset's shift, sound and duration together), and reported.
@@ -490,6 +508,64 @@ fn files_of(windows: &WindowSet, split: Split) -> Vec<Vec<String>> {
 }
 
 impl Sample {
+    /// Piece `n`'s report files: `generated.mid`, `.csv`, `.svg` and `metrics.json` for piece 1, `generated-n.…` and
+    /// `metrics-n.json` after it.
+    fn piece_files(&self, n: u32, piece: &Piece, program: u8) -> anyhow::Result<Vec<ReportFile>> {
+        let Piece {
+            start,
+            tokens,
+            seed,
+            report,
+            ..
+        } = piece;
+        let mut csv = String::from("index,token\n");
+        for (i, t) in tokens.iter().enumerate() {
+            csv.push_str(&format!("{i},{t}\n"));
+        }
+        let (suffix, title) = match n {
+            1 => (String::new(), "generated".to_string()),
+            n => (format!("-{n}"), format!("piece {n}")),
+        };
+        let (after, seed_label) = if start.primed {
+            ("the start of", "primer")
+        } else {
+            ("a training excerpt from", "seed window (training data)")
+        };
+        let roll = crate::music::plot::piano_roll(
+            &format!("{title}, after {after} {}", start.path),
+            &[
+                RollPart {
+                    tokens: seed,
+                    label: seed_label.into(),
+                },
+                RollPart {
+                    tokens,
+                    label: "generated".into(),
+                },
+            ],
+            self.step,
+            start.tempo,
+        )?;
+        Ok(vec![
+            ReportFile {
+                name: format!("generated{suffix}.mid"),
+                bytes: midi::write_tokens(tokens, program, self.step, start.tempo)?,
+            },
+            ReportFile {
+                name: format!("generated{suffix}.csv"),
+                bytes: csv.into_bytes(),
+            },
+            ReportFile {
+                name: format!("metrics{suffix}.json"),
+                bytes: serde_json::to_vec_pretty(report)?,
+            },
+            ReportFile {
+                name: format!("generated{suffix}.svg"),
+                bytes: roll.into_bytes(),
+            },
+        ])
+    }
+
     /// The first minute of the file the first piece started from, at its tempo, and its piano roll.
     fn reference(
         &self,
@@ -629,22 +705,7 @@ impl Stage for Sample {
         let mut compose = |n: u32| -> anyhow::Result<Piece> {
             let start = match &primed {
                 Some(p) => p.clone(),
-                None => {
-                    let at = starts[rng.random_range(0..starts.len())];
-                    let file = windows
-                        .files
-                        .iter()
-                        .find(|f| (f.offset..f.offset + f.len).contains(&at))
-                        .expect("a window lies in a file");
-                    Start {
-                        path: file.path.clone(),
-                        offset: at - file.offset,
-                        window: windows.window(at).0.to_vec(),
-                        file_ids: windows.ids[file.offset..file.offset + file.len].to_vec(),
-                        tempo: file.tempo,
-                        primed: false,
-                    }
-                }
+                None => random_start(windows, &starts, &mut rng),
             };
             let window = &start.window;
             let bar = ctx.bar(u64::from(self.length), "tokens");
@@ -654,60 +715,16 @@ impl Stage for Sample {
             bar.finish_and_clear();
             let tokens: Vec<String> = ids.iter().map(name).collect();
             let seed: Vec<String> = window.iter().map(name).collect();
-            let mut csv = String::from("index,token\n");
-            for (i, t) in tokens.iter().enumerate() {
-                csv.push_str(&format!("{i},{t}\n"));
-            }
             let report = references.report(&tokens);
-            let (suffix, title) = match n {
-                1 => (String::new(), "generated".to_string()),
-                n => (format!("-{n}"), format!("piece {n}")),
-            };
-            let (after, seed_label) = if start.primed {
-                ("the start of", "primer")
-            } else {
-                ("a training excerpt from", "seed window (training data)")
-            };
-            let roll = crate::music::plot::piano_roll(
-                &format!("{title}, after {after} {}", start.path),
-                &[
-                    RollPart {
-                        tokens: &seed,
-                        label: seed_label.into(),
-                    },
-                    RollPart {
-                        tokens: &tokens,
-                        label: "generated".into(),
-                    },
-                ],
-                self.step,
-                start.tempo,
-            )?;
-            let files = vec![
-                ReportFile {
-                    name: format!("generated{suffix}.mid"),
-                    bytes: midi::write_tokens(&tokens, program, self.step, start.tempo)?,
-                },
-                ReportFile {
-                    name: format!("generated{suffix}.csv"),
-                    bytes: csv.into_bytes(),
-                },
-                ReportFile {
-                    name: format!("metrics{suffix}.json"),
-                    bytes: serde_json::to_vec_pretty(&report)?,
-                },
-                ReportFile {
-                    name: format!("generated{suffix}.svg"),
-                    bytes: roll.into_bytes(),
-                },
-            ];
-            Ok(Piece {
+            let mut piece = Piece {
                 start,
                 tokens,
                 seed,
                 report,
-                files,
-            })
+                files: Vec::new(),
+            };
+            piece.files = self.piece_files(n, &piece, program)?;
+            Ok(piece)
         };
         let first = compose(1)?;
         let more = (2..=self.count)

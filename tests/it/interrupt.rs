@@ -144,15 +144,21 @@ fn stop_after_two_epochs(p: &Project, signal: i32) -> std::process::Output {
 /// The uninterrupted run of `p`'s experiment, into a cache and reports folder of its own: what a stopped and
 /// resumed one must equal.
 pub(crate) fn reference_run(p: &Project) -> Run {
-    p.pipeline(&[
+    reference_run_with(p, &[])
+}
+
+/// [`reference_run`] with more arguments (`--set …`).
+fn reference_run_with(p: &Project, more: &[&str]) -> Run {
+    let mut args = vec![
         "run",
         "exp.toml",
         "--cache-dir",
         "reference",
         "--reports-dir",
         "ref-reports",
-    ])
-    .ok()
+    ];
+    args.extend_from_slice(more);
+    p.pipeline(&args).ok()
 }
 
 /// Starts a training, sends `signal` once two epochs are done, checks what the stopped process left, then runs
@@ -216,16 +222,7 @@ fn another_trainings_checkpoint_under_this_key_is_never_resumed() {
     let p = training_project();
     // The other training: same shape, another seed. Its reference result and its key.
     let other = ["--set", "model.seed=2"];
-    let mut args = vec![
-        "run",
-        "exp.toml",
-        "--cache-dir",
-        "reference",
-        "--reports-dir",
-        "ref-reports",
-    ];
-    args.extend(other);
-    let reference = p.pipeline(&args).ok();
+    let reference = reference_run_with(&p, &other);
     let key = reference.stage("model").fingerprint.unwrap().hex();
 
     // Seed 1 killed after two epochs leaves its checkpoint; it is copied to where seed 2's would be.
