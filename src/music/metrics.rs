@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -117,14 +117,20 @@ fn intervals(files: &[Vec<Onset>]) -> Vec<i32> {
 
 /// The normalized histogram of |intervals|, 0..=WIDEST.
 fn interval_histogram(files: &[Vec<Onset>]) -> [f64; WIDEST + 1] {
+    histogram_of(&intervals(files))
+}
+
+fn histogram_of(intervals: &[i32]) -> [f64; WIDEST + 1] {
     let mut h = [0.0; WIDEST + 1];
-    let all = intervals(files);
-    for i in &all {
+    for i in intervals {
         h[(i.unsigned_abs() as usize).min(WIDEST)] += 1.0;
     }
-    let n = all.len().max(1) as f64;
+    let n = intervals.len().max(1) as f64;
     h.map(|x| x / n)
 }
+
+/// Excerpts per reference that a piece's `interval_distance` is compared with.
+const EXCERPTS: usize = 32;
 
 /// Jensen–Shannon divergence of two distributions, in bits (0 to 1).
 fn js_divergence(p: &[f64], q: &[f64]) -> f64 {
@@ -465,6 +471,10 @@ pub struct References<'a> {
     index: CopyIndex<'a>,
     /// The held-out files' interval histogram, which `interval_distance` compares with.
     target: [f64; WIDEST + 1],
+    /// Every interval of the held-out files, of their shuffle and of the noise, in order: a piece's
+    /// `interval_distance` is set beside excerpts of its own length from each ([`References::excerpt_distance`]).
+    intervals: [Vec<i32>; 3],
+    seed: u64,
     corpus: Metrics,
     held_out: Metrics,
     shuffled: Metrics,
@@ -507,12 +517,11 @@ impl<'a> References<'a> {
                     .collect()
             })
             .collect();
-        let with_distance = |mut m: Metrics, files: &[Vec<String>]| {
-            m.interval_distance = Some(js_divergence(&histogram(files), &target));
-            m
+        let intervals_of = |files: &[Vec<String>]| {
+            intervals(&files.iter().map(|s| onsets(s, step)).collect::<Vec<_>>())
         };
         let index = CopyIndex::new(training);
-        let mut held = with_distance(corpus(reference, step), reference);
+        let mut held = corpus(reference, step);
         // The memorisation reference: how much of music the model never saw is found in the training files anyway
         // (none when the references are the training files themselves).
         if name == "validation" {
@@ -522,26 +531,61 @@ impl<'a> References<'a> {
         References {
             step,
             target,
+            intervals: [
+                intervals_of(reference),
+                intervals_of(&shuffled),
+                intervals_of(&uniform),
+            ],
+            seed,
             corpus: corpus(training, step),
             held_out: held,
-            shuffled: with_distance(corpus(&shuffled, step), &shuffled),
-            uniform: with_distance(corpus(&uniform, step), &uniform),
+            shuffled: corpus(&shuffled, step),
+            uniform: corpus(&uniform, step),
             index,
             name,
         }
     }
 
+    /// The mean distance from the held-out files' histogram of [`EXCERPTS`] excerpts of `n` successive intervals
+    /// drawn from `intervals` (all of them when there are no more than `n`). A histogram of a few hundred intervals
+    /// lies away from any other by chance alone, so a piece set beside whole references (thousands of intervals;
+    /// the held-out files' own distance 0) was judged against numbers no piece of its length reaches: at equal
+    /// lengths, excerpts of the held-out files themselves are not 0 either.
+    fn excerpt_distance(&self, intervals: &[i32], n: usize) -> f64 {
+        if n == 0 || intervals.len() <= n {
+            return js_divergence(&histogram_of(intervals), &self.target);
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ n as u64);
+        let sum: f64 = (0..EXCERPTS)
+            .map(|_| {
+                let start = rng.random_range(0..=intervals.len() - n);
+                js_divergence(&histogram_of(&intervals[start..start + n]), &self.target)
+            })
+            .sum();
+        sum / EXCERPTS as f64
+    }
+
     /// The piece's metrics beside the references.
     pub fn report(&self, piece: &[String]) -> MetricsReport {
         let mut generated = generated_against(piece, self.step, &self.index);
-        let piece_histogram = interval_histogram(&[onsets(piece, self.step)]);
-        generated.interval_distance = Some(js_divergence(&piece_histogram, &self.target));
+        let piece_intervals = intervals(&[onsets(piece, self.step)]);
+        generated.interval_distance = Some(js_divergence(
+            &histogram_of(&piece_intervals),
+            &self.target,
+        ));
+        // Each reference's distance at the piece's length: what the piece is judged against.
+        let [held_out, shuffled, uniform] =
+            [&self.held_out, &self.shuffled, &self.uniform].map(|m| m.clone());
+        let at_length = |mut m: Metrics, intervals: &[i32]| {
+            m.interval_distance = Some(self.excerpt_distance(intervals, piece_intervals.len()));
+            m
+        };
         MetricsReport {
             generated,
             corpus: self.corpus.clone(),
-            held_out: Some(self.held_out.clone()),
-            shuffled: Some(self.shuffled.clone()),
-            uniform: Some(self.uniform.clone()),
+            held_out: Some(at_length(held_out, &self.intervals[0])),
+            shuffled: Some(at_length(shuffled, &self.intervals[1])),
+            uniform: Some(at_length(uniform, &self.intervals[2])),
             reference: Some(self.name.to_string()),
         }
     }
@@ -675,8 +719,13 @@ mod tests {
             music.leap_share <= shuffled.leap_share && shuffled.leap_share < uniform.leap_share
         );
         let distance = |m: &Metrics| m.interval_distance.unwrap();
-        assert_eq!(distance(&music), 0.0);
-        assert!(distance(&music) < distance(&shuffled) && distance(&shuffled) < distance(&uniform));
+        // Each reference at the piece's length (63 intervals of the 126 held out): excerpts of the held-out files
+        // lie near their whole, though not on it.
+        assert!(distance(&music) < 0.05, "{music:?}");
+        assert!(
+            distance(&music) < distance(&shuffled) && distance(&shuffled) < distance(&uniform),
+            "{music:?}\n{shuffled:?}\n{uniform:?}"
+        );
         // Shuffling keeps the notes: the scale and the range stay; noise has neither.
         assert_eq!(music.scale_consistency, 1.0);
         assert_eq!(shuffled.scale_consistency, 1.0);
@@ -689,6 +738,27 @@ mod tests {
             copied < 0.001 && copied < distance(&shuffled) / 10.0,
             "{copied}"
         );
+    }
+
+    #[test]
+    fn a_piece_is_set_beside_references_of_its_own_length() {
+        let files = melodies();
+        let (training, held_out) = files.split_at(4);
+        let vocabulary: Vec<String> = (36u8..=96).map(crate::music::tokens::pitch_name).collect();
+        let at = |piece: &[String]| {
+            let r = report(piece, 0.5, training, held_out, &vocabulary, 1);
+            let d = |m: Option<Metrics>| m.unwrap().interval_distance.unwrap();
+            (d(r.held_out), d(r.shuffled), d(r.generated.into()))
+        };
+        let (held_short, shuffled_short, piece_short) = at(&held_out[0][..9]);
+        let (held_long, shuffled_long, _) = at(&held_out[0]);
+        // Eight intervals lie further from any whole by chance than 63 do, the shuffle's as well as the music's.
+        assert!(shuffled_short > shuffled_long, "{shuffled_short} {shuffled_long}");
+        assert!(held_short > held_long, "{held_short} {held_long}");
+        // An excerpt of the held-out music is judged level with excerpts of it, and below the shuffle's.
+        assert!(piece_short < shuffled_short, "{piece_short} {shuffled_short}");
+        // The same piece gets the same references: the excerpts are seeded.
+        assert_eq!(at(&held_out[0][..9]), (held_short, shuffled_short, piece_short));
     }
 
     #[test]

@@ -193,36 +193,104 @@ fn rows_per_thread(b: usize) -> usize {
 
 /// The forward pass for the whole batch; returns the saved state and the hidden states.
 fn forward(x: &[f32], w: &[f32], bias: &[f32], b: usize, dims: Dims) -> (Saved, Vec<f32>) {
-    let Dims { t, d, h } = dims;
+    let Dims { t, d, .. } = dims;
     let g4 = dims.g4();
-    // Every row starts as the bias; the input projection is then added to it.
-    let mut gates = bias.repeat(b * t);
+    // gates[:, step] += h[:, step-1] · W_hhᵀ, with W_hhᵀ `(H, 4H)`.
+    let recurrent = Recurrent::new(&w[d..], (dims.h, g4), (1, dims.w_cols()), rows_per_thread(b));
+    // Every row starts as the bias; each thread then adds its slice's input projection, every step's at once:
+    // gates = bias + x · W_ihᵀ.
+    recurrence(bias.repeat(b * t), b, dims, &recurrent, |slice, gates| {
+        // One row per (sequence, step) of the slice.
+        let n = gates.len() / g4;
+        let x = &x[slice * rows_per_thread(b) * t * d..][..n * d];
+        sgemm((n, g4, d), gates, g4, true, x, (d, 1), w, (1, dims.w_cols()));
+    })
+}
+
+/// Inference only: one layer over `x` `(B, T, D)` from a zero state, with `[W_ih | W_hh]` `(4H, D + H)` and the
+/// summed biases `(4H)`, as the op's forward pass but with nothing kept for a backward pass. Returns every step's
+/// hidden state `(B, T, H)`.
+pub fn infer(x: &Tensor, w: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    let (b, t, d) = x.dims3()?;
+    let (g4, w_cols) = w.dims2()?;
+    let h = g4 / 4;
+    if g4 != 4 * h || w_cols != d + h || bias.dims1()? != g4 {
+        candle_core::bail!(
+            "fast LSTM: input {:?}, weights {:?} and bias {:?} do not fit together",
+            x.shape(),
+            w.shape(),
+            bias.shape()
+        );
+    }
+    let (x, w, bias) = (x.contiguous()?, w.contiguous()?, bias.contiguous()?);
+    let held = [&x, &w, &bias].map(|t| t.storage_and_layout());
+    let (_, hidden) = forward(
+        cpu_f32(&held[0], "the input")?,
+        cpu_f32(&held[1], "the weights")?,
+        cpu_f32(&held[2], "the bias")?,
+        b,
+        Dims { t, d, h },
+    );
+    Tensor::from_vec(hidden, (b, t, h), x.device())
+}
+
+/// Inference only: a first layer over token ids `(B, T)`, whose input projections (input weights and both biases
+/// applied) are rows of `table` `(vocab, 4H)`, with `W_hh` `(4H, H)`, from a zero state. Each thread copies its
+/// slice's rows from the table instead of multiplying. Returns every step's hidden state `(B, T, H)`.
+pub fn infer_tokens(ids: &Tensor, table: &Tensor, w_hh: &Tensor) -> Result<Tensor> {
+    let (b, t) = ids.dims2()?;
+    let (vocab, g4) = table.dims2()?;
+    let h = g4 / 4;
+    if g4 != 4 * h || w_hh.dims2()? != (g4, h) {
+        candle_core::bail!(
+            "fast LSTM: table {:?} and recurrent weights {:?} do not fit together",
+            table.shape(),
+            w_hh.shape()
+        );
+    }
+    let ids = ids.flatten_all()?.to_vec1::<u32>()?;
+    if let Some(bad) = ids.iter().find(|&&id| id as usize >= vocab) {
+        candle_core::bail!("fast LSTM: token id {bad} is outside the vocabulary of {vocab}");
+    }
+    let (table, w_hh) = (table.contiguous()?, w_hh.contiguous()?);
+    let held = [&table, &w_hh].map(|t| t.storage_and_layout());
+    let (rows_of, w) = (cpu_f32(&held[0], "the table")?, cpu_f32(&held[1], "the weights")?);
+    let dims = Dims { t, d: 0, h };
+    let recurrent = Recurrent::new(w, (h, g4), (1, h), rows_per_thread(b));
+    let (_, hidden) = recurrence(vec![0f32; b * t * g4], b, dims, &recurrent, |slice, gates| {
+        let ids = &ids[slice * rows_per_thread(b) * t..];
+        for (row, &id) in gates.chunks_exact_mut(g4).zip(ids) {
+            row.copy_from_slice(&rows_of[id as usize * g4..][..g4]);
+        }
+    });
+    Tensor::from_vec(hidden, (b, t, h), table.device())
+}
+
+/// Runs the recurrence over `gates` `(B, T, 4H)`, each thread over its own slice of whole sequences after
+/// `project(slice, its gates)` has added that slice's input projection; returns the saved state and the hidden
+/// states.
+fn recurrence(
+    mut gates: Vec<f32>,
+    b: usize,
+    dims: Dims,
+    recurrent: &Recurrent,
+    project: impl Fn(usize, &mut [f32]) + Sync,
+) -> (Saved, Vec<f32>) {
+    let Dims { t, h, .. } = dims;
+    let g4 = dims.g4();
     let mut cells = vec![0f32; b * t * h];
     let mut cells_tanh = vec![0f32; b * t * h];
     let mut hidden = vec![0f32; b * t * h];
     let rows = rows_per_thread(b);
-    // gates[:, step] += h[:, step-1] · W_hhᵀ, with W_hhᵀ `(H, 4H)`.
-    let recurrent = Recurrent::new(&w[d..], (h, g4), (1, dims.w_cols()), rows);
     gates
         .par_chunks_mut(rows * t * g4)
-        .zip(x.par_chunks(rows * t * d))
+        .enumerate()
         .zip(cells.par_chunks_mut(rows * t * h))
         .zip(cells_tanh.par_chunks_mut(rows * t * h))
         .zip(hidden.par_chunks_mut(rows * t * h))
-        .for_each(|((((gates, x), cells), cells_tanh), hidden)| {
-            // Every step's input projection at once: gates = bias + x · W_ihᵀ.
-            let n = x.len() / d;
-            sgemm(
-                (n, g4, d),
-                gates,
-                g4,
-                true,
-                x,
-                (d, 1),
-                w,
-                (1, dims.w_cols()),
-            );
-            forward_rows(gates, cells, cells_tanh, hidden, &recurrent, dims);
+        .for_each(|((((slice, gates), cells), cells_tanh), hidden)| {
+            project(slice, gates);
+            forward_rows(gates, cells, cells_tanh, hidden, recurrent, dims);
         });
     let saved = Saved {
         gates,
@@ -355,19 +423,28 @@ fn forward_rows(
     let g4 = 4 * h;
     let b = hidden.len() / (t * h);
     let zeros = vec![0f32; h];
+    // This step's recurrent products, one contiguous row per sequence: written in place into `gates`, whose rows of
+    // one step lie `T · 4H` floats apart, gemm's 6-row tiles all fell into the same L1 sets and its products ran
+    // 15-20 % slower.
+    let mut products = vec![0f32; b * g4];
     for step in 0..t {
         if step > 0 {
-            // gates[:, step] += hidden[:, step-1] · W_hhᵀ.
+            // products = hidden[:, step-1] · W_hhᵀ.
             recurrent.product(
                 b,
-                (&mut gates[step * g4..], t * g4),
-                true,
+                (&mut products, g4),
+                false,
                 (&hidden[(step - 1) * h..], t * h),
             );
         }
         for bi in 0..b {
             let row = (bi * t + step) * h;
             let g = &mut gates[(bi * t + step) * g4..][..g4];
+            if step > 0 {
+                g.iter_mut()
+                    .zip(&products[bi * g4..][..g4])
+                    .for_each(|(g, p)| *g += p);
+            }
             // Activations over contiguous slices, so they vectorize: σ for i and f, tanh for g, σ for o.
             let (ifg, o) = g.split_at_mut(3 * h);
             let (i_f, gg) = ifg.split_at_mut(2 * h);
@@ -480,11 +557,14 @@ fn backward_rows(
     let mut dh_next = vec![0f32; b * h];
     let mut dc_next = vec![0f32; b * h];
     let zeros = vec![0f32; h];
+    // This step's gate gradients, one contiguous row per sequence, for the product below (as in the forward pass,
+    // rows `T · 4H` apart slow gemm); copied into `dgates` for the products over all steps after the loop.
+    let mut step_dgates = vec![0f32; b * g4];
     for step in (0..t).rev() {
         for bi in 0..b {
             let row = (bi * t + step) * h;
             let g = &s.gates[(bi * t + step) * g4..][..g4];
-            let dg = &mut dgates[(bi * t + step) * g4..][..g4];
+            let dg = &mut step_dgates[bi * g4..][..g4];
             let c_prev = if step > 0 {
                 &s.cells[row - h..][..h]
             } else {
@@ -494,10 +574,11 @@ fn backward_rows(
             let dh_next = &dh_next[bi * h..][..h];
             let dc_next = &mut dc_next[bi * h..][..h];
             gate_grads(dg, dc_next, g, [c_prev, tc, grad, dh_next]);
+            dgates[(bi * t + step) * g4..][..g4].copy_from_slice(dg);
         }
         if step > 0 {
             // dh_next = dgates[:, step] · W_hh  ((B × 4H) · (4H × H)).
-            recurrent.product(b, (&mut dh_next, h), false, (&dgates[step * g4..], t * g4));
+            recurrent.product(b, (&mut dh_next, h), false, (&step_dgates, g4));
         }
     }
     // dx = dgates · W_ih  ((BT × 4H) · (4H × D)).

@@ -174,7 +174,8 @@ const KINDS: [KindRow; 11] = [
         // 2: fused LSTM layer op and bulk dropout masks (same maths, different rounding and random draws).
         // 3: RMSprop, Adam and AdamW compute Keras's updates (ε placement, AdamW's decay 0.004).
         // 4: loss.csv gives the validation loss in bits per onset and per quarter note; the best validation loss.
-        version: 4,
+        // 5: validation scored in batches of its own size and summed per window (the same losses to about 1e-7).
+        version: 5,
         inputs: &[&[ArtifactKind::Windows]],
         output: ArtifactKind::Model,
         report_files: &["loss.csv", "model.safetensors", "model.json"],
@@ -190,7 +191,8 @@ const KINDS: [KindRow; 11] = [
         // 5: the held-out files' own copy rates in metrics.json; n-gram models as input; held-out excerpts.
         // 6: a corpus's scale consistency and pitch range are its files' (each file in its own key), not its notes'
         //    pooled across keys.
-        version: 6,
+        // 7: each reference's `interval_distance` is measured on excerpts of the piece's own length.
+        version: 7,
         inputs: &[&[ArtifactKind::Model, ArtifactKind::Ngram]],
         output: ArtifactKind::Music,
         // Pieces 2 to `sample::MAX_PIECES` (with `count`) add their own four.
