@@ -10,8 +10,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use rand::{Rng, SeedableRng};
 use rand::seq::{IndexedRandom, SliceRandom};
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -569,10 +569,8 @@ impl<'a> References<'a> {
     pub fn report(&self, piece: &[String]) -> MetricsReport {
         let mut generated = generated_against(piece, self.step, &self.index);
         let piece_intervals = intervals(&[onsets(piece, self.step)]);
-        generated.interval_distance = Some(js_divergence(
-            &histogram_of(&piece_intervals),
-            &self.target,
-        ));
+        generated.interval_distance =
+            Some(js_divergence(&histogram_of(&piece_intervals), &self.target));
         // Each reference's distance at the piece's length: what the piece is judged against.
         let [held_out, shuffled, uniform] =
             [&self.held_out, &self.shuffled, &self.uniform].map(|m| m.clone());
@@ -753,12 +751,21 @@ mod tests {
         let (held_short, shuffled_short, piece_short) = at(&held_out[0][..9]);
         let (held_long, shuffled_long, _) = at(&held_out[0]);
         // Eight intervals lie further from any whole by chance than 63 do, the shuffle's as well as the music's.
-        assert!(shuffled_short > shuffled_long, "{shuffled_short} {shuffled_long}");
+        assert!(
+            shuffled_short > shuffled_long,
+            "{shuffled_short} {shuffled_long}"
+        );
         assert!(held_short > held_long, "{held_short} {held_long}");
         // An excerpt of the held-out music is judged level with excerpts of it, and below the shuffle's.
-        assert!(piece_short < shuffled_short, "{piece_short} {shuffled_short}");
+        assert!(
+            piece_short < shuffled_short,
+            "{piece_short} {shuffled_short}"
+        );
         // The same piece gets the same references: the excerpts are seeded.
-        assert_eq!(at(&held_out[0][..9]), (held_short, shuffled_short, piece_short));
+        assert_eq!(
+            at(&held_out[0][..9]),
+            (held_short, shuffled_short, piece_short)
+        );
     }
 
     #[test]

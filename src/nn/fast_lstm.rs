@@ -196,14 +196,28 @@ fn forward(x: &[f32], w: &[f32], bias: &[f32], b: usize, dims: Dims) -> (Saved, 
     let Dims { t, d, .. } = dims;
     let g4 = dims.g4();
     // gates[:, step] += h[:, step-1] · W_hhᵀ, with W_hhᵀ `(H, 4H)`.
-    let recurrent = Recurrent::new(&w[d..], (dims.h, g4), (1, dims.w_cols()), rows_per_thread(b));
+    let recurrent = Recurrent::new(
+        &w[d..],
+        (dims.h, g4),
+        (1, dims.w_cols()),
+        rows_per_thread(b),
+    );
     // Every row starts as the bias; each thread then adds its slice's input projection, every step's at once:
     // gates = bias + x · W_ihᵀ.
     recurrence(bias.repeat(b * t), b, dims, &recurrent, |slice, gates| {
         // One row per (sequence, step) of the slice.
         let n = gates.len() / g4;
         let x = &x[slice * rows_per_thread(b) * t * d..][..n * d];
-        sgemm((n, g4, d), gates, g4, true, x, (d, 1), w, (1, dims.w_cols()));
+        sgemm(
+            (n, g4, d),
+            gates,
+            g4,
+            true,
+            x,
+            (d, 1),
+            w,
+            (1, dims.w_cols()),
+        );
     })
 }
 
@@ -254,15 +268,24 @@ pub fn infer_tokens(ids: &Tensor, table: &Tensor, w_hh: &Tensor) -> Result<Tenso
     }
     let (table, w_hh) = (table.contiguous()?, w_hh.contiguous()?);
     let held = [&table, &w_hh].map(|t| t.storage_and_layout());
-    let (rows_of, w) = (cpu_f32(&held[0], "the table")?, cpu_f32(&held[1], "the weights")?);
+    let (rows_of, w) = (
+        cpu_f32(&held[0], "the table")?,
+        cpu_f32(&held[1], "the weights")?,
+    );
     let dims = Dims { t, d: 0, h };
     let recurrent = Recurrent::new(w, (h, g4), (1, h), rows_per_thread(b));
-    let (_, hidden) = recurrence(vec![0f32; b * t * g4], b, dims, &recurrent, |slice, gates| {
-        let ids = &ids[slice * rows_per_thread(b) * t..];
-        for (row, &id) in gates.chunks_exact_mut(g4).zip(ids) {
-            row.copy_from_slice(&rows_of[id as usize * g4..][..g4]);
-        }
-    });
+    let (_, hidden) = recurrence(
+        vec![0f32; b * t * g4],
+        b,
+        dims,
+        &recurrent,
+        |slice, gates| {
+            let ids = &ids[slice * rows_per_thread(b) * t..];
+            for (row, &id) in gates.chunks_exact_mut(g4).zip(ids) {
+                row.copy_from_slice(&rows_of[id as usize * g4..][..g4]);
+            }
+        },
+    );
     Tensor::from_vec(hidden, (b, t, h), table.device())
 }
 

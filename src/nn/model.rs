@@ -343,7 +343,10 @@ impl Model {
         let t = ids.dim(1)?;
         let tokens = Tensor::arange(0u32, self.cfg.vocab as u32, ids.device())?.unsqueeze(1)?;
         let first = &self.lstms[0];
-        let table = first.project(&self.features(&tokens)?)?.squeeze(1)?.detach();
+        let table = first
+            .project(&self.features(&tokens)?)?
+            .squeeze(1)?
+            .detach();
         let mut x = crate::nn::fast_lstm::infer_tokens(ids, &table, &first.w_hh.detach())?;
         for lstm in &self.lstms[1..] {
             let w = Tensor::cat(&[&lstm.w_ih, &lstm.w_hh], 1)?.detach();
@@ -607,7 +610,10 @@ mod tests {
     fn scoring_gives_the_logits_of_the_plain_forward_pass_for_both_input_modes() {
         for input in [InputMode::Scalar, InputMode::Embedding] {
             for layers in [1, 3] {
-                let c = ModelConfig { layers, ..cfg(input) };
+                let c = ModelConfig {
+                    layers,
+                    ..cfg(input)
+                };
                 let mut t = Trainable::init(&c, 3, &Device::Cpu).unwrap();
                 // Seven windows: more than one thread's slice where there are several, and an uneven split.
                 let rows: Vec<Vec<u32>> = (0..7u32)
