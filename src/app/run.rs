@@ -201,36 +201,12 @@ pub fn run(request: &RunRequest, reporter: &dyn Watcher) -> Result<RunReport> {
         })?;
     }
     // From here on the run keeps `progress.json` (and the pointer `pipeline ps` follows) up to date.
-    let progress = crate::exec::progress::Progress::new(
-        &study.name,
-        &reports[0].run_id,
-        study
-            .points
-            .iter()
-            .map(|p| {
-                let graph = &p.experiment.graph;
-                let order = graph.order().iter().map(|&i| &graph.stages[i]);
-                crate::exec::progress::PlannedPoint {
-                    label: p.label.clone(),
-                    stages: order.clone().map(|s| s.name.clone()).collect(),
-                    params: order
-                        .flat_map(|s| {
-                            let params = s.stage().params();
-                            params
-                                .into_iter()
-                                .map(move |(k, v)| (format!("{}.{k}", s.name), v))
-                        })
-                        .collect(),
-                }
-            })
-            .collect(),
-    );
+    let progress =
+        crate::exec::progress::Progress::new(&study.name, &reports[0].run_id, planned(&study));
     let tracked = Tracked::start(reporter, &dir, &cache, progress, &request.reports_dir);
     let reporter: &dyn Reporter = &tracked;
     crate::interrupt::install();
-    let mut search_lines = Vec::new();
-    let mut search_record = None;
-    let outcomes = if study.prune().is_some() {
+    let (outcomes, search) = if study.prune().is_some() {
         drop(targets);
         let found = super::search::search(&study, &reports, &cache, &opts, &request.set, reporter)?;
         let mut outcomes = Vec::with_capacity(found.trials.len());
@@ -242,9 +218,7 @@ pub fn run(request: &RunRequest, reporter: &dyn Watcher) -> Result<RunReport> {
                 .map_err(reports_error)?;
             outcomes.push(end.outcome);
         }
-        search_lines = found.lines;
-        search_record = Some(found.record);
-        outcomes
+        (outcomes, Some((found.lines, found.record)))
     } else {
         let outcomes = exec::run(&targets, &cache, &opts, reporter);
         for ((point, report), outcome) in study.points.iter().zip(&reports).zip(&outcomes) {
@@ -252,8 +226,9 @@ pub fn run(request: &RunRequest, reporter: &dyn Watcher) -> Result<RunReport> {
                 .finish(&point.experiment, outcome, &cache)
                 .map_err(reports_error)?;
         }
-        outcomes
+        (outcomes, None)
     };
+    let (search_lines, search_record) = search.unzip();
     if study.is_sweep() {
         report::write_sweep_summary(&dir, &study, &reports, &outcomes, search_record)
             .map_err(reports_error)?;
@@ -262,13 +237,6 @@ pub fn run(request: &RunRequest, reporter: &dyn Watcher) -> Result<RunReport> {
     let remote = cache.finish_remote();
     drop(tracked);
     let index_error = crate::runs::index::write(&request.reports_dir).err();
-    let mut stopped: Vec<String> = outcomes
-        .iter()
-        .flat_map(|o| &o.stages)
-        .filter(|r| r.status == Status::Interrupted)
-        .map(|r| r.name.clone())
-        .collect();
-    stopped.dedup();
     let mut stats = RunStats::of(&outcomes, crate::interrupt::requested());
     if let Some(r) = &remote
         && r.required
@@ -282,11 +250,47 @@ pub fn run(request: &RunRequest, reporter: &dyn Watcher) -> Result<RunReport> {
         stats,
         failures: failures(&study, &outcomes),
         points: study.is_sweep().then_some(study.points.len()),
-        stopped,
+        stopped: stopped(&outcomes),
         cache_dir: request.cache_dir.clone(),
         index_error,
-        search_lines,
+        search_lines: search_lines.unwrap_or_default(),
     })
+}
+
+/// Each point's stages in run order and their parameters, for the board.
+fn planned(study: &Study) -> Vec<crate::exec::progress::PlannedPoint> {
+    study
+        .points
+        .iter()
+        .map(|p| {
+            let graph = &p.experiment.graph;
+            let order = graph.order().iter().map(|&i| &graph.stages[i]);
+            crate::exec::progress::PlannedPoint {
+                label: p.label.clone(),
+                stages: order.clone().map(|s| s.name.clone()).collect(),
+                params: order
+                    .flat_map(|s| {
+                        let params = s.stage().params();
+                        params
+                            .into_iter()
+                            .map(move |(k, v)| (format!("{}.{k}", s.name), v))
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// The stages Ctrl-C interrupted, each name once where neighbours repeat it.
+fn stopped(outcomes: &[Outcome]) -> Vec<String> {
+    let mut stopped: Vec<String> = outcomes
+        .iter()
+        .flat_map(|o| &o.stages)
+        .filter(|r| r.status == Status::Interrupted)
+        .map(|r| r.name.clone())
+        .collect();
+    stopped.dedup();
+    stopped
 }
 
 /// The reporter a run hears through: keeps the board of the run ([`Progress`]) and its files up to date, then passes
@@ -449,7 +453,18 @@ pub fn exec_stage(
     notify: crate::store::remote::Notify,
     reporter: &dyn Reporter,
 ) -> Result<StageDone> {
-    let (job, job_file): (crate::exec::slurm::JobSpec, Option<&Path>) = match source {
+    let (job, job_file) = read_job(source)?;
+    // Before anything is fingerprinted: `auto` means what the submitter decided, not what this node has.
+    if let Some(kind) = &job.auto_device {
+        crate::nn::device::decide_auto(kind);
+    }
+    let study = load(&job.experiment, &job.set)?;
+    run_job(&job, job_file, &study, notify, reporter).map_err(Error::Failed)
+}
+
+/// The job description, from its file or from `--inline`, and the file when there is one.
+fn read_job(source: &JobSource) -> Result<(crate::exec::slurm::JobSpec, Option<&Path>)> {
+    Ok(match source {
         JobSource::File(path) => (
             std::fs::read(path)
                 .with_context(|| format!("cannot read `{}`", path.display()))
@@ -463,105 +478,106 @@ pub fn exec_stage(
                 .map_err(Error::Failed)?,
             None,
         ),
+    })
+}
+
+/// Computes the job's one stage (and what it needs that is not cached) into the job's cache, and checks that the
+/// fingerprint is the one the submitter computed.
+fn run_job(
+    job: &crate::exec::slurm::JobSpec,
+    job_file: Option<&Path>,
+    study: &Study,
+    notify: crate::store::remote::Notify,
+    reporter: &dyn Reporter,
+) -> anyhow::Result<StageDone> {
+    let point = study
+        .points
+        .iter()
+        .find(|p| p.label == job.label)
+        .ok_or_else(|| anyhow::anyhow!("the experiment has no point `{}` any more", job.label))?;
+    let cache = job_cache(job, notify)?;
+    // Live files (`loss.csv`) go to the run's report folder when this node sees it, else beside the job.
+    let report_dir = if job.report_dir.is_dir() {
+        job.report_dir.clone()
+    } else {
+        let beside = match job_file {
+            Some(file) => file.with_file_name("report"),
+            None => cache.root().join("tmp").join(format!("report-{}", job.key)),
+        };
+        std::fs::create_dir_all(&beside)?;
+        beside
     };
-    // Before anything is fingerprinted: `auto` means what the submitter decided, not what this node has.
-    if let Some(kind) = &job.auto_device {
-        crate::nn::device::decide_auto(kind);
-    }
-    let study = load(&job.experiment, &job.set)?;
-    (|| -> anyhow::Result<StageDone> {
-        let point = study
-            .points
-            .iter()
-            .find(|p| p.label == job.label)
-            .ok_or_else(|| {
-                anyhow::anyhow!("the experiment has no point `{}` any more", job.label)
-            })?;
-        let cache = match &job.remote {
-            None => Cache::open(&job.cache_dir)?,
-            Some(r) => {
-                let dir = std::env::var_os("PIPELINE_NODE_CACHE")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| std::env::temp_dir().join("pipeline-cache"));
-                // The submitter needs the result on the remote, whatever its kind and size: the job uploads it
-                // (and what it makes on the way) whatever `--push` says, and fails if it cannot.
-                let config = RemoteConfig {
-                    url: r.url.clone(),
-                    push: crate::store::PushPolicy::All,
-                    max_push_bytes: None,
-                    required: true,
-                    notify,
-                };
-                Cache::open(&dir)?.with_remote(crate::store::Remote::open(config)?)
-            }
-        };
-        // Live files (`loss.csv`) go to the run's report folder when this node sees it, else beside the job.
-        let report_dir = if job.report_dir.is_dir() {
-            job.report_dir.clone()
+    let target = Target {
+        experiment: &point.experiment,
+        identity: identity(study, &point.label),
+        label: point.label.clone(),
+        report_dir,
+    };
+    let expected = blake3::Hash::from_hex(&job.key)
+        .map(crate::fingerprint::Hash)
+        .map_err(|e| anyhow::anyhow!("the job's fingerprint `{}` is not one: {e}", job.key))?;
+    let opts = exec::Options {
+        only: Some(job.stage.clone()),
+        expected: Some(expected),
+        force: if job.force {
+            vec![job.stage.clone()]
         } else {
-            let beside = match job_file {
-                Some(file) => file.with_file_name("report"),
-                None => cache.root().join("tmp").join(format!("report-{}", job.key)),
-            };
-            std::fs::create_dir_all(&beside)?;
-            beside
-        };
-        let target = Target {
-            experiment: &point.experiment,
-            identity: identity(&study, &point.label),
-            label: point.label.clone(),
-            report_dir,
-        };
-        let expected = blake3::Hash::from_hex(&job.key)
-            .map(crate::fingerprint::Hash)
-            .map_err(|e| anyhow::anyhow!("the job's fingerprint `{}` is not one: {e}", job.key))?;
-        let opts = exec::Options {
-            only: Some(job.stage.clone()),
-            expected: Some(expected),
-            force: if job.force {
-                vec![job.stage.clone()]
-            } else {
-                Vec::new()
-            },
-            ..Default::default()
-        };
-        crate::interrupt::install();
-        let outcomes = exec::run(std::slice::from_ref(&target), &cache, &opts, reporter);
-        if let Some(remote) = cache.finish_remote() {
-            if let Some(why) = &remote.down {
-                anyhow::bail!("the remote `{}` cannot be used ({why})", remote.url);
-            }
-            if let Some(first) = remote.failed_uploads.first() {
-                anyhow::bail!("{first}");
-            }
+            Vec::new()
+        },
+        ..Default::default()
+    };
+    crate::interrupt::install();
+    let outcomes = exec::run(std::slice::from_ref(&target), &cache, &opts, reporter);
+    if let Some(remote) = cache.finish_remote() {
+        if let Some(why) = &remote.down {
+            anyhow::bail!("the remote `{}` cannot be used ({why})", remote.url);
         }
-        let stage = outcomes[0]
-            .stages
-            .iter()
-            .find(|s| s.name == job.stage)
-            .ok_or_else(|| {
-                anyhow::anyhow!("the experiment has no stage `{}` any more", job.stage)
-            })?;
-        if let Some(failed) = outcomes[0].failed() {
-            anyhow::bail!(
-                "stage `{}` failed: {}",
-                failed.name,
-                failed.message()
-            );
+        if let Some(first) = remote.failed_uploads.first() {
+            anyhow::bail!("{first}");
         }
-        let got = stage.fingerprint.map(|f| f.hex()).unwrap_or_default();
-        if got != job.key {
-            anyhow::bail!(
-                "this node computed fingerprint {got} for `{}`, the submitting machine {}: the experiment or its \
-                 input files differ between them (is everything on a shared filesystem?)",
-                job.stage,
-                job.key
-            );
-        }
-        Ok(StageDone {
-            stage: job.stage.clone(),
-            key: got,
-        })
-    })()
-    .map_err(Error::Failed)
+    }
+    let stage = outcomes[0]
+        .stages
+        .iter()
+        .find(|s| s.name == job.stage)
+        .ok_or_else(|| anyhow::anyhow!("the experiment has no stage `{}` any more", job.stage))?;
+    if let Some(failed) = outcomes[0].failed() {
+        anyhow::bail!("stage `{}` failed: {}", failed.name, failed.message());
+    }
+    let got = stage.fingerprint.map(|f| f.hex()).unwrap_or_default();
+    if got != job.key {
+        anyhow::bail!(
+            "this node computed fingerprint {got} for `{}`, the submitting machine {}: the experiment or its \
+             input files differ between them (is everything on a shared filesystem?)",
+            job.stage,
+            job.key
+        );
+    }
+    Ok(StageDone {
+        stage: job.stage.clone(),
+        key: got,
+    })
+}
+
+/// The cache a job computes into: the shared one, or with a remote one of the node's own in front of it.
+fn job_cache(
+    job: &crate::exec::slurm::JobSpec,
+    notify: crate::store::remote::Notify,
+) -> anyhow::Result<Cache> {
+    let Some(r) = &job.remote else {
+        return Cache::open(&job.cache_dir);
+    };
+    let dir = std::env::var_os("PIPELINE_NODE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("pipeline-cache"));
+    // The submitter needs the result on the remote, whatever its kind and size: the job uploads it (and what it
+    // makes on the way) whatever `--push` says, and fails if it cannot.
+    let config = RemoteConfig {
+        url: r.url.clone(),
+        push: crate::store::PushPolicy::All,
+        max_push_bytes: None,
+        required: true,
+        notify,
+    };
+    Ok(Cache::open(&dir)?.with_remote(crate::store::Remote::open(config)?))
 }

@@ -36,6 +36,7 @@ use crate::store::{Cache, Record};
 use events::{Event, Reporter, Share};
 use node::Shared;
 use placement::{Local, Placement};
+use plan::Node;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -249,49 +250,59 @@ pub fn run(
     reporter: &dyn Reporter,
 ) -> Vec<Outcome> {
     let (nodes, node_of) = plan::merge(targets, opts);
-    let mut consumers = vec![Vec::new(); nodes.len()];
-    for (id, node) in nodes.iter().enumerate() {
-        for &input in &node.inputs {
-            consumers[input].push(id);
-        }
-    }
-    // With `only`, just that stage and what it needs.
-    let wanted: Vec<bool> = match &opts.only {
-        None => vec![true; nodes.len()],
-        Some(stage) => {
-            let mut wanted = vec![false; nodes.len()];
-            let mut todo: Vec<usize> = (0..nodes.len())
-                .filter(|&id| {
-                    let n = &nodes[id];
-                    targets[n.target].experiment.graph.stages[n.stage].name == *stage
-                })
-                .collect();
-            while let Some(id) = todo.pop() {
-                if !wanted[id] {
-                    wanted[id] = true;
-                    todo.extend(&nodes[id].inputs);
-                }
-            }
-            wanted
-        }
-    };
-    // What a wanted stage needs is wanted, so dropping unwanted consumers leaves unwanted nodes none.
-    for consumers in &mut consumers {
-        consumers.retain(|&c| wanted[c]);
-    }
-    let board = Mutex::new(Board {
-        results: vec![None; nodes.len()],
-        waiting: nodes.iter().map(|n| n.inputs.len()).collect(),
-        ready: (0..nodes.len())
-            .filter(|&id| nodes[id].inputs.is_empty() && wanted[id])
-            .collect(),
-        running: 0,
-        stopped: false,
-        unread: consumers.iter().map(Vec::len).collect(),
-    });
-    let wake = Condvar::new();
+    let wanted = wanted(&nodes, targets, opts.only.as_deref());
+    let scheduler = Scheduler::new(&nodes, &wanted, opts.keep_going);
     let artifacts: Mutex<HashMap<usize, Arc<Artifact>>> = Mutex::new(HashMap::new());
-    let shares = nodes
+    let ctx = Shared {
+        targets,
+        nodes: &nodes,
+        shares: shares(&nodes, targets),
+        cache,
+        opts,
+        reporter,
+        artifacts: &artifacts,
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..opts.jobs.max(1) {
+            scope.spawn(|| {
+                while let Some((id, inputs)) = scheduler.next() {
+                    let result = ctx.execute(id, &inputs);
+                    ctx.emit(Event::Finished {
+                        stage: ctx.stage(id),
+                        result: &result,
+                    });
+                    scheduler.finish(id, result, &artifacts);
+                }
+            });
+        }
+    });
+    outcomes(targets, &nodes, &node_of, scheduler.results())
+}
+
+/// Which nodes run: all of them, or with `only` that stage and what it needs.
+fn wanted(nodes: &[Node], targets: &[Target], only: Option<&str>) -> Vec<bool> {
+    let Some(stage) = only else {
+        return vec![true; nodes.len()];
+    };
+    let mut wanted = vec![false; nodes.len()];
+    let mut todo: Vec<usize> = (0..nodes.len())
+        .filter(|&id| {
+            let n = &nodes[id];
+            targets[n.target].experiment.graph.stages[n.stage].name == stage
+        })
+        .collect();
+    while let Some(id) = todo.pop() {
+        if !wanted[id] {
+            wanted[id] = true;
+            todo.extend(&nodes[id].inputs);
+        }
+    }
+    wanted
+}
+
+/// Whom each node's result belongs to, for the events: one sweep point, several, or a plain experiment.
+fn shares(nodes: &[Node], targets: &[Target]) -> Vec<Share> {
+    nodes
         .iter()
         .map(|node| match node.members.len() {
             1 if !targets[node.target].label.is_empty() => {
@@ -305,93 +316,144 @@ pub fn run(
             ),
             _ => Share::Alone,
         })
-        .collect();
-    let ctx = Shared {
-        targets,
-        nodes: &nodes,
-        shares,
-        cache,
-        opts,
-        reporter,
-        artifacts: &artifacts,
-    };
+        .collect()
+}
 
-    std::thread::scope(|scope| {
-        for _ in 0..opts.jobs.max(1) {
-            scope.spawn(|| {
-                loop {
-                    let (id, inputs) = {
-                        let mut b = board.lock().expect("no worker panics holding the board");
-                        let id = loop {
-                            if crate::interrupt::requested() && !b.stopped {
-                                b.stopped = true;
-                                b.ready.clear();
-                            }
-                            if let Some(id) = b.ready.pop_front() {
-                                break id;
-                            }
-                            if b.running == 0 {
-                                return;
-                            }
-                            b = wake.wait(b).expect("no worker panics holding the board");
-                        };
-                        b.running += 1;
-                        let inputs: Vec<Record> = nodes[id]
-                            .inputs
-                            .iter()
-                            .map(|&n| {
-                                b.results[n]
-                                    .as_ref()
-                                    .and_then(|r| r.record.clone())
-                                    .expect("inputs succeeded")
-                            })
-                            .collect();
-                        (id, inputs)
-                    };
-                    let result = ctx.execute(id, &inputs);
-                    ctx.emit(Event::Finished {
-                        stage: ctx.stage(id),
-                        result: &result,
-                    });
-                    let mut b = board.lock().expect("no worker panics holding the board");
-                    // Artifacts are held in memory only while a stage still needs them: a large corpus exists
-                    // once or twice at a time, not once per stage.
-                    {
-                        let mut held = artifacts.lock().expect("no panics holding artifacts");
-                        for &input in &nodes[id].inputs {
-                            b.unread[input] -= 1;
-                            if b.unread[input] == 0 {
-                                held.remove(&input);
-                            }
-                        }
-                        if consumers[id].is_empty() {
-                            held.remove(&id);
-                        }
-                    }
-                    let ok = matches!(result.status, Status::Cached | Status::Ran);
-                    b.results[id] = Some(result);
-                    b.running -= 1;
-                    if ok {
-                        for &c in &consumers[id] {
-                            b.waiting[c] -= 1;
-                            if b.waiting[c] == 0 && !b.stopped {
-                                b.ready.push_back(c);
-                            }
-                        }
-                    } else if !opts.keep_going {
-                        b.stopped = true;
-                        b.ready.clear();
-                    }
-                    wake.notify_all();
+/// Hands ready nodes to the workers and records what they finish, under one lock.
+struct Scheduler<'a> {
+    nodes: &'a [Node],
+    /// The wanted consumers of each node.
+    consumers: Vec<Vec<usize>>,
+    keep_going: bool,
+    board: Mutex<Board>,
+    wake: Condvar,
+}
+
+impl<'a> Scheduler<'a> {
+    fn new(nodes: &'a [Node], wanted: &[bool], keep_going: bool) -> Self {
+        let mut consumers = vec![Vec::new(); nodes.len()];
+        for (id, node) in nodes.iter().enumerate() {
+            for &input in &node.inputs {
+                // What a wanted stage needs is wanted, so dropping unwanted consumers leaves unwanted nodes none.
+                if wanted[id] {
+                    consumers[input].push(id);
                 }
-            });
+            }
         }
-    });
+        let board = Board {
+            results: vec![None; nodes.len()],
+            waiting: nodes.iter().map(|n| n.inputs.len()).collect(),
+            ready: (0..nodes.len())
+                .filter(|&id| nodes[id].inputs.is_empty() && wanted[id])
+                .collect(),
+            running: 0,
+            stopped: false,
+            unread: consumers.iter().map(Vec::len).collect(),
+        };
+        Self {
+            nodes,
+            consumers,
+            keep_going,
+            board: Mutex::new(board),
+            wake: Condvar::new(),
+        }
+    }
 
-    let results = board
-        .into_inner()
-        .expect("no worker panics holding the board")
-        .results;
+    /// The next node to run and its inputs' records, waiting while others run; `None` once nothing is left (or
+    /// Ctrl-C stopped new starts and nothing runs).
+    fn next(&self) -> Option<(usize, Vec<Record>)> {
+        let mut b = self
+            .board
+            .lock()
+            .expect("no worker panics holding the board");
+        let id = loop {
+            if crate::interrupt::requested() && !b.stopped {
+                b.stopped = true;
+                b.ready.clear();
+            }
+            if let Some(id) = b.ready.pop_front() {
+                break id;
+            }
+            if b.running == 0 {
+                return None;
+            }
+            b = self
+                .wake
+                .wait(b)
+                .expect("no worker panics holding the board");
+        };
+        b.running += 1;
+        let inputs = self.nodes[id]
+            .inputs
+            .iter()
+            .map(|&n| {
+                b.results[n]
+                    .as_ref()
+                    .and_then(|r| r.record.clone())
+                    .expect("inputs succeeded")
+            })
+            .collect();
+        Some((id, inputs))
+    }
+
+    /// Records a finished node: frees the artifacts nothing needs any more, readies its consumers when it
+    /// succeeded, and stops new starts when it failed (unless `keep_going`).
+    fn finish(
+        &self,
+        id: usize,
+        result: StageResult,
+        artifacts: &Mutex<HashMap<usize, Arc<Artifact>>>,
+    ) {
+        let mut b = self
+            .board
+            .lock()
+            .expect("no worker panics holding the board");
+        // Artifacts are held in memory only while a stage still needs them: a large corpus exists once or twice at
+        // a time, not once per stage.
+        {
+            let mut held = artifacts.lock().expect("no panics holding artifacts");
+            for &input in &self.nodes[id].inputs {
+                b.unread[input] -= 1;
+                if b.unread[input] == 0 {
+                    held.remove(&input);
+                }
+            }
+            if self.consumers[id].is_empty() {
+                held.remove(&id);
+            }
+        }
+        let ok = matches!(result.status, Status::Cached | Status::Ran);
+        b.results[id] = Some(result);
+        b.running -= 1;
+        if ok {
+            for &c in &self.consumers[id] {
+                b.waiting[c] -= 1;
+                if b.waiting[c] == 0 && !b.stopped {
+                    b.ready.push_back(c);
+                }
+            }
+        } else if !self.keep_going {
+            b.stopped = true;
+            b.ready.clear();
+        }
+        self.wake.notify_all();
+    }
+
+    fn results(self) -> Vec<Option<StageResult>> {
+        self.board
+            .into_inner()
+            .expect("no worker panics holding the board")
+            .results
+    }
+}
+
+/// One outcome per target, its stages in run order; a stage that never ran is `NotRun`.
+fn outcomes(
+    targets: &[Target],
+    nodes: &[Node],
+    node_of: &[Vec<usize>],
+    results: Vec<Option<StageResult>>,
+) -> Vec<Outcome> {
     targets
         .iter()
         .enumerate()

@@ -10,7 +10,7 @@ use super::Status;
 use super::events::Event;
 use super::node::{Job, Shared};
 use crate::artifact::Artifact;
-use crate::stages::RunContext;
+use crate::stages::{RunContext, StageOutput};
 use crate::store::EntryMeta;
 
 /// Computes nodes that are not cached.
@@ -28,14 +28,11 @@ impl Placement for Local {
         let Job {
             id,
             fp,
-            inputs: input_records,
+            inputs,
             external,
             reasons,
         } = job;
         let node = &run.nodes[id];
-        let target = &run.targets[node.target];
-        let exp = target.experiment;
-        let spec = &exp.graph.stages[node.stage];
         let key = fp.hash();
         // Another process may be computing the same entry: wait for it, then take its result.
         let _claim = match run.cache.claim(&key, || {
@@ -48,7 +45,7 @@ impl Placement for Local {
             Err(e) => return result.with_cache_error(e),
         };
         if node.forced.is_none()
-            && let Some(record) = run.cache.peek(&key, spec.kind().expect())
+            && let Some(record) = run.cache.peek(&key, spec_of(run, id).kind().expect())
         {
             return run.found(id, fp, record, false, result);
         }
@@ -56,15 +53,16 @@ impl Placement for Local {
             stage: run.stage(id),
             reasons: &reasons,
         });
-
-        let mut loaded = Vec::with_capacity(node.inputs.len());
-        for (input, record) in node.inputs.iter().zip(input_records) {
-            match run.load(*input, record) {
-                Ok(a) => loaded.push(a),
-                Err(e) => return result.with_error(e),
-            }
-        }
-        let refs: Vec<&Artifact> = loaded.iter().map(|a| a.as_ref()).collect();
+        let loaded = match node
+            .inputs
+            .iter()
+            .zip(inputs)
+            .map(|(input, record)| run.load(*input, record))
+            .collect::<anyhow::Result<Vec<_>>>()
+        {
+            Ok(loaded) => loaded,
+            Err(e) => return result.with_error(e),
+        };
         let checkpoint = run.cache.checkpoint(&key);
         let resume = match node.forced {
             // A forced run starts over: an interrupted run's progress does not count either.
@@ -74,48 +72,12 @@ impl Placement for Local {
             }
             None => run.resume(id, fp, &checkpoint),
         };
-        let on_epoch = |progress: &crate::stages::EpochProgress| {
-            run.emit(Event::Epoch {
-                stage: run.stage(id),
-                progress,
-            })
-        };
-        let mut ctx = RunContext {
-            stage: &spec.name,
-            base_dir: &exp.base_dir,
-            external,
-            progress: run.reporter.progress(),
-            warnings: Vec::new(),
-            report_dir: &target.report_dir,
-            report_prefix: exp.graph.file_prefix(&spec.name),
-            resume,
-            checkpoint: Some(checkpoint.clone()),
-            on_epoch: &on_epoch,
-        };
-        let started = Instant::now();
-        let output = match spec.stage().run(&mut ctx, &refs) {
-            Ok(o) => o,
+        let (output, meta) = match run_stage(run, id, external, resume, &checkpoint, &loaded) {
+            Ok(done) => done,
             Err(e) => return result.with_error(e),
         };
-        let seconds = started.elapsed().as_secs_f64();
-        // Lookups refuse entries naming other files, so an undeclared one would never be a hit again.
-        if let Some(f) = output
-            .files
-            .iter()
-            .find(|f| !spec.kind().report_files().contains(&f.name.as_str()))
-        {
-            return result.with_error(anyhow::anyhow!(
-                "internal error: the stage made `{}`, which `StageKind::report_files` does not list",
-                f.name
-            ));
-        }
+        let seconds = meta.seconds;
         let bytes = output.artifact.to_bytes();
-        let meta = EntryMeta {
-            stage: spec.name.clone(),
-            summary: output.summary,
-            warnings: std::mem::take(&mut ctx.warnings),
-            seconds,
-        };
         let record = match run
             .cache
             .store(fp, &bytes, &output.files, meta, node.forced.is_some())
@@ -141,4 +103,63 @@ impl Placement for Local {
         result.seconds = seconds;
         result
     }
+}
+
+fn spec_of<'a>(run: &'a Shared<'_>, id: usize) -> &'a crate::spec::graph::StageSpec {
+    let node = &run.nodes[id];
+    &run.targets[node.target].experiment.graph.stages[node.stage]
+}
+
+/// Runs node `id`'s stage on its loaded inputs; returns its output and what its cache entry says of it.
+fn run_stage(
+    run: &Shared<'_>,
+    id: usize,
+    external: &crate::stages::ExternalInputs,
+    resume: Option<crate::stages::Resume>,
+    checkpoint: &crate::store::Checkpoint,
+    loaded: &[Arc<Artifact>],
+) -> anyhow::Result<(StageOutput, EntryMeta)> {
+    let target = &run.targets[run.nodes[id].target];
+    let exp = target.experiment;
+    let spec = spec_of(run, id);
+    let on_epoch = |progress: &crate::stages::EpochProgress| {
+        run.emit(Event::Epoch {
+            stage: run.stage(id),
+            progress,
+        })
+    };
+    let mut ctx = RunContext {
+        stage: &spec.name,
+        base_dir: &exp.base_dir,
+        external,
+        progress: run.reporter.progress(),
+        warnings: Vec::new(),
+        report_dir: &target.report_dir,
+        report_prefix: exp.graph.file_prefix(&spec.name),
+        resume,
+        checkpoint: Some(checkpoint.clone()),
+        on_epoch: &on_epoch,
+    };
+    let refs: Vec<&Artifact> = loaded.iter().map(|a| a.as_ref()).collect();
+    let started = Instant::now();
+    let mut output = spec.stage().run(&mut ctx, &refs)?;
+    let seconds = started.elapsed().as_secs_f64();
+    // Lookups refuse entries naming other files, so an undeclared one would never be a hit again.
+    if let Some(f) = output
+        .files
+        .iter()
+        .find(|f| !spec.kind().report_files().contains(&f.name.as_str()))
+    {
+        anyhow::bail!(
+            "internal error: the stage made `{}`, which `StageKind::report_files` does not list",
+            f.name
+        );
+    }
+    let meta = EntryMeta {
+        stage: spec.name.clone(),
+        summary: std::mem::take(&mut output.summary),
+        warnings: std::mem::take(&mut ctx.warnings),
+        seconds,
+    };
+    Ok((output, meta))
 }

@@ -343,6 +343,21 @@ fn row(
     varying: &[String],
     reports_dir: &Path,
 ) {
+    run_cells(html, experiment, r, varying, reports_dir);
+    loss_cells(html, r);
+    reruns_cell(html, reruns, reports_dir);
+    html.push_str("</tr>\n");
+    media_row(html, r, varying.len(), reports_dir);
+}
+
+/// The row's first cells: the run (a link), when it started, how it ended, and the parameters that vary.
+fn run_cells(
+    html: &mut String,
+    experiment: &str,
+    r: &RunSummary,
+    varying: &[String],
+    reports_dir: &Path,
+) {
     let link = href(&r.dir, reports_dir);
     // A pruned search's trial says how it ended; the best is marked.
     let (status, status_class) = match &r.trial {
@@ -382,6 +397,10 @@ fn row(
             text(&value.map(cell).unwrap_or_default())
         );
     }
+}
+
+/// The last epoch's losses and accuracy, and the best validation loss.
+fn loss_cells(html: &mut String, r: &RunSummary) {
     let last = r.history.last();
     let num = |v: Option<f64>| match v {
         Some(v) => format!("<td class=\"num\" data-v=\"{v}\">{v:.4}</td>"),
@@ -396,6 +415,10 @@ fn row(
         num(r.best_val_loss()),
         num(last.and_then(|l| l.val_accuracy)),
     );
+}
+
+/// How many later runs computed nothing and reproduced this one, with links to them.
+fn reruns_cell(html: &mut String, reruns: &[&RunSummary], reports_dir: &Path) {
     if reruns.is_empty() {
         html.push_str("<td class=\"num\" data-v=\"0\"></td>");
     } else {
@@ -422,13 +445,16 @@ fn row(
         }
         html.push_str("</details></td>");
     }
-    html.push_str("</tr>\n");
+}
+
+/// The row under the run's row, folded: its piece, audio, loss chart, metrics and files.
+fn media_row(html: &mut String, r: &RunSummary, varying: usize, reports_dir: &Path) {
     // The piece, its audio, its loss chart, its metrics and every file, folded under the row until asked for.
     let _ = write!(
         html,
         "<tr class=\"media-row\"><td colspan=\"{}\"><details><summary>piece, audio, loss chart, metrics and \
          files</summary><div class=\"media\">",
-        9 + varying.len()
+        9 + varying
     );
     media(html, r, reports_dir);
     let chart = r.dir.join("loss.svg");

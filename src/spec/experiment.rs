@@ -93,50 +93,7 @@ impl Experiment {
         };
         apply_overrides(&mut root, overrides, &sources, &mut diags);
 
-        let default_name = path
-            .file_stem()
-            .map(|s| folder_name(&s.to_string_lossy()))
-            .unwrap_or_else(|| "experiment".into());
-        let mut name = default_name;
-        let mut slurm = SlurmConfig::default();
-        for (key, value) in &root {
-            match key.get_ref().as_ref() {
-                "name" => match value.get_ref() {
-                    DeValue::String(s) if valid_name(s) => name = s.to_string(),
-                    DeValue::String(s) => diags.push(
-                        sources
-                            .diag(
-                                format!("`{s}` is not a usable experiment name"),
-                                value.span(),
-                            )
-                            .key("name")
-                            .hint(
-                                "use letters, digits, `_`, `-` and `.`; it names the report folder",
-                            ),
-                    ),
-                    other => diags.push(
-                        sources
-                            .diag(
-                                format!("`name` must be a string, not {}", other.type_str()),
-                                value.span(),
-                            )
-                            .key("name"),
-                    ),
-                },
-                "stages" | "sweep" => {}
-                "executor" => slurm = executor_config(value, &sources, &mut diags),
-                other => {
-                    let mut d = sources
-                        .diag(format!("unknown top-level key `{other}`"), key.span())
-                        .key(other.to_string());
-                    d = d.hint(did_you_mean(other, TOP_LEVEL_KEYS).unwrap_or_else(|| {
-                        "the top level holds `name` and `[stages.NAME]` tables".into()
-                    }));
-                    diags.push(d);
-                }
-            }
-        }
-
+        let (name, slurm) = top_level(&root, path, &sources, &mut diags);
         let base_dir = path
             .parent()
             .map(|p| {
@@ -151,31 +108,7 @@ impl Experiment {
         let ctx = CheckContext {
             base_dir: base_dir.clone(),
         };
-        let mut specs = Vec::new();
-        match root.get("stages").map(|v| (v.span(), v.get_ref())) {
-            None => diags.push(
-                Diagnostic::new("the experiment declares no stages")
-                    .at(&sources.file, 0..0)
-                    .hint("add stages as `[stages.NAME]` tables with a `kind`, e.g. `[stages.source]` with `kind = \"midi_source\"`"),
-            ),
-            Some((span, DeValue::Table(stages))) => {
-                if stages.is_empty() {
-                    diags.push(sources.diag("`[stages]` is empty", span).key("stages"));
-                }
-                for (name, value) in stages {
-                    if let Some(spec) = stage_spec(name, value, &sources, &ctx, &mut diags) {
-                        specs.push(spec);
-                    }
-                }
-            }
-            Some((span, other)) => diags.push(
-                sources
-                    .diag(format!("`stages` must be a table, not {}", other.type_str()), span)
-                    .key("stages")
-                    .hint("declare stages as `[stages.NAME]` tables"),
-            ),
-        }
-
+        let specs = stage_specs(&root, &sources, &ctx, &mut diags);
         let graph = Graph::build(specs, &sources.file, &mut diags);
         // Only a valid experiment is run, so only its text is needed (and only then is every override's stage a
         // table that toml_edit can index).
@@ -455,6 +388,91 @@ fn toml_error(sources: &Sources, e: &toml::de::Error, key: Option<String>) -> Di
     d
 }
 
+/// The experiment's name (the file's stem unless `name` says otherwise) and executor settings, from the top-level
+/// keys; unknown keys are problems.
+fn top_level(
+    root: &DeTable,
+    path: &Path,
+    sources: &Sources,
+    diags: &mut Diagnostics,
+) -> (String, SlurmConfig) {
+    let mut name = path
+        .file_stem()
+        .map(|s| folder_name(&s.to_string_lossy()))
+        .unwrap_or_else(|| "experiment".into());
+    let mut slurm = SlurmConfig::default();
+    for (key, value) in root {
+        match key.get_ref().as_ref() {
+            "name" => match value.get_ref() {
+                DeValue::String(s) if valid_name(s) => name = s.to_string(),
+                DeValue::String(s) => diags.push(
+                    sources
+                        .diag(
+                            format!("`{s}` is not a usable experiment name"),
+                            value.span(),
+                        )
+                        .key("name")
+                        .hint("use letters, digits, `_`, `-` and `.`; it names the report folder"),
+                ),
+                other => diags.push(
+                    sources
+                        .diag(
+                            format!("`name` must be a string, not {}", other.type_str()),
+                            value.span(),
+                        )
+                        .key("name"),
+                ),
+            },
+            "stages" | "sweep" => {}
+            "executor" => slurm = executor_config(value, sources, diags),
+            other => {
+                let mut d = sources
+                    .diag(format!("unknown top-level key `{other}`"), key.span())
+                    .key(other.to_string());
+                d = d.hint(did_you_mean(other, TOP_LEVEL_KEYS).unwrap_or_else(|| {
+                    "the top level holds `name` and `[stages.NAME]` tables".into()
+                }));
+                diags.push(d);
+            }
+        }
+    }
+    (name, slurm)
+}
+
+/// Every `[stages.NAME]` table checked and built.
+fn stage_specs(
+    root: &DeTable,
+    sources: &Sources,
+    ctx: &CheckContext,
+    diags: &mut Diagnostics,
+) -> Vec<StageSpec> {
+    let mut specs = Vec::new();
+    match root.get("stages").map(|v| (v.span(), v.get_ref())) {
+        None => diags.push(
+            Diagnostic::new("the experiment declares no stages")
+                .at(&sources.file, 0..0)
+                .hint("add stages as `[stages.NAME]` tables with a `kind`, e.g. `[stages.source]` with `kind = \"midi_source\"`"),
+        ),
+        Some((span, DeValue::Table(stages))) => {
+            if stages.is_empty() {
+                diags.push(sources.diag("`[stages]` is empty", span).key("stages"));
+            }
+            for (name, value) in stages {
+                if let Some(spec) = stage_spec(name, value, sources, ctx, diags) {
+                    specs.push(spec);
+                }
+            }
+        }
+        Some((span, other)) => diags.push(
+            sources
+                .diag(format!("`stages` must be a table, not {}", other.type_str()), span)
+                .key("stages")
+                .hint("declare stages as `[stages.NAME]` tables"),
+        ),
+    }
+    specs
+}
+
 fn valid_stage_name(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
@@ -497,109 +515,19 @@ fn stage_spec(
         return None;
     };
     let mut params = table.clone();
-
-    let kind = match params.remove("kind") {
-        None => {
-            let kinds: Vec<_> = StageKind::ALL.iter().map(|k| k.name()).collect();
-            diags.push(
-                sources
-                    .diag(format!("stage `{stage_name}` has no `kind`"), name.span())
-                    .key(format!("{key}.kind"))
-                    .hint(format!("add `kind = \"…\"`, one of: {}", kinds.join(", "))),
-            );
-            None
-        }
-        Some(v) => match v.get_ref() {
-            DeValue::String(s) => match StageKind::from_name(s) {
-                Some(k) => Some(k),
-                None => {
-                    let kinds: Vec<_> = StageKind::ALL.iter().map(|k| k.name()).collect();
-                    let hint = did_you_mean(s, kinds.iter().copied())
-                        .unwrap_or_else(|| format!("the kinds are: {}", kinds.join(", ")));
-                    diags.push(
-                        sources
-                            .diag(format!("unknown stage kind `{s}`"), v.span())
-                            .key(format!("{key}.kind"))
-                            .hint(hint),
-                    );
-                    None
-                }
-            },
-            other => {
-                diags.push(
-                    sources
-                        .diag(
-                            format!("`kind` must be a string, not {}", other.type_str()),
-                            v.span(),
-                        )
-                        .key(format!("{key}.kind")),
-                );
-                None
-            }
-        },
+    let at = StageAt {
+        name,
+        key: &key,
+        sources,
     };
-
-    let inputs = match params.remove("inputs") {
-        None => Vec::new(),
-        Some(v) => match v.get_ref() {
-            DeValue::Array(items) => inputs_of(items, &key, sources, diags),
-            DeValue::String(s) => vec![Spanned::new(v.span(), s.to_string())],
-            other => {
-                diags.push(
-                    sources
-                        .diag(
-                            format!(
-                                "`inputs` must be a list of stage names, not {}",
-                                other.type_str()
-                            ),
-                            v.span(),
-                        )
-                        .key(format!("{key}.inputs"))
-                        .hint("e.g. `inputs = [\"source\"]`"),
-                );
-                Vec::new()
-            }
-        },
-    };
-
+    let kind = at.kind(params.remove("kind"), diags);
+    let inputs = at.inputs(params.remove("inputs"), diags);
     let kind = kind?;
     let table_value = Spanned::new(value.span(), DeValue::Table(params.clone()));
     let built = match kind.build(table_value, ctx) {
         Ok(stage) => Some(stage),
         Err(ParamError::Decode(e)) => {
-            // Name the parameter whose value the error points at.
-            let param = e.span().and_then(|span| {
-                params
-                    .iter()
-                    .find(|(k, v)| v.span().contains(&span.start) || k.span().contains(&span.start))
-                    .map(|(k, _)| k.get_ref().to_string())
-            });
-            let mut d = toml_error(
-                sources,
-                &e,
-                Some(param.map_or(key.clone(), |p| format!("{key}.{p}"))),
-            );
-            if let Some(field) = unknown_field(e.message()) {
-                d.key = Some(format!("{key}.{field}"));
-                d = d.hint(
-                    did_you_mean(
-                        field,
-                        expected_fields(e.message()).iter().map(String::as_str),
-                    )
-                    .unwrap_or_else(|| {
-                        format!(
-                            "`{}` takes no parameter `{field}`; see the README for its parameters",
-                            kind.name()
-                        )
-                    }),
-                );
-            } else if e.span().is_none() {
-                // Missing fields have no span of their own: point at the stage.
-                d = sources
-                    .diag(d.problem.clone(), name.span())
-                    .key(key.clone());
-            }
-            diags.push(d);
+            diags.push(at.decode_problem(kind, &params, &e));
             None
         }
         Err(ParamError::Invalid(problems)) => {
@@ -624,6 +552,120 @@ fn stage_spec(
         inputs,
         span: name.span(),
     })
+}
+
+/// A stage table being checked: its name as written, its key (`stages.NAME`) and the files problems point into.
+struct StageAt<'a, 'n> {
+    name: &'a Spanned<std::borrow::Cow<'n, str>>,
+    key: &'a str,
+    sources: &'a Sources,
+}
+
+impl StageAt<'_, '_> {
+    /// The stage's `kind`, or `None` (with a problem) when it is missing, not a string or not a kind.
+    fn kind(&self, value: Option<Spanned<DeValue>>, diags: &mut Diagnostics) -> Option<StageKind> {
+        let kinds: Vec<_> = StageKind::ALL.iter().map(|k| k.name()).collect();
+        let (problem, span, hint) = match value.as_ref().map(|v| (v.get_ref(), v.span())) {
+            None => (
+                format!("stage `{}` has no `kind`", self.name.get_ref()),
+                self.name.span(),
+                Some(format!("add `kind = \"…\"`, one of: {}", kinds.join(", "))),
+            ),
+            Some((DeValue::String(s), span)) => match StageKind::from_name(s) {
+                Some(k) => return Some(k),
+                None => (
+                    format!("unknown stage kind `{s}`"),
+                    span,
+                    Some(
+                        did_you_mean(s, kinds.iter().copied())
+                            .unwrap_or_else(|| format!("the kinds are: {}", kinds.join(", "))),
+                    ),
+                ),
+            },
+            Some((other, span)) => (
+                format!("`kind` must be a string, not {}", other.type_str()),
+                span,
+                None,
+            ),
+        };
+        let mut d = self
+            .sources
+            .diag(problem, span)
+            .key(format!("{}.kind", self.key));
+        if let Some(hint) = hint {
+            d = d.hint(hint);
+        }
+        diags.push(d);
+        None
+    }
+
+    /// The stage's `inputs`: a list of stage names, or one name.
+    fn inputs(
+        &self,
+        value: Option<Spanned<DeValue>>,
+        diags: &mut Diagnostics,
+    ) -> Vec<Spanned<String>> {
+        let Some(v) = value else {
+            return Vec::new();
+        };
+        match v.get_ref() {
+            DeValue::Array(items) => inputs_of(items, self.key, self.sources, diags),
+            DeValue::String(s) => vec![Spanned::new(v.span(), s.to_string())],
+            other => {
+                diags.push(
+                    self.sources
+                        .diag(
+                            format!(
+                                "`inputs` must be a list of stage names, not {}",
+                                other.type_str()
+                            ),
+                            v.span(),
+                        )
+                        .key(format!("{}.inputs", self.key))
+                        .hint("e.g. `inputs = [\"source\"]`"),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    /// The problem of a parameter table serde could not decode, at the parameter its span points at (an unknown
+    /// one with the nearest known name; a missing one, which has no span, at the stage).
+    fn decode_problem(&self, kind: StageKind, params: &DeTable, e: &toml::de::Error) -> Diagnostic {
+        let key = self.key;
+        let param = e.span().and_then(|span| {
+            params
+                .iter()
+                .find(|(k, v)| v.span().contains(&span.start) || k.span().contains(&span.start))
+                .map(|(k, _)| k.get_ref().to_string())
+        });
+        let mut d = toml_error(
+            self.sources,
+            e,
+            Some(param.map_or(key.to_string(), |p| format!("{key}.{p}"))),
+        );
+        if let Some(field) = unknown_field(e.message()) {
+            d.key = Some(format!("{key}.{field}"));
+            d = d.hint(
+                did_you_mean(
+                    field,
+                    expected_fields(e.message()).iter().map(String::as_str),
+                )
+                .unwrap_or_else(|| {
+                    format!(
+                        "`{}` takes no parameter `{field}`; see the README for its parameters",
+                        kind.name()
+                    )
+                }),
+            );
+        } else if e.span().is_none() {
+            d = self
+                .sources
+                .diag(d.problem.clone(), self.name.span())
+                .key(key.to_string());
+        }
+        d
+    }
 }
 
 fn inputs_of(

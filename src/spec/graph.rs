@@ -46,6 +46,104 @@ pub struct Graph {
     order: Vec<usize>,
 }
 
+/// A problem when `spec` is given more or fewer inputs than its kind takes.
+fn check_arity(spec: &StageSpec, source: &Source, diags: &mut Diagnostics) {
+    let kind = spec.kind();
+    let expected = kind.inputs();
+    if spec.inputs.len() == expected.len() {
+        return;
+    }
+    let want = match expected {
+        [] => "no inputs".to_string(),
+        [one] => format!("one input ({})", alternatives(one)),
+        many => format!("{} inputs", many.len()),
+    };
+    let hint = match expected {
+        [] => "remove `inputs`".to_string(),
+        [one] => format!(
+            "write `inputs = [\"NAME\"]` naming a stage of kind `{}`",
+            StageKind::producers_of(one).join("` or `")
+        ),
+        _ => "list one stage per input".to_string(),
+    };
+    let given = match spec.inputs.len() {
+        0 => "none is".to_string(),
+        1 => "1 is".to_string(),
+        n => format!("{n} are"),
+    };
+    diags.push(
+        Diagnostic::new(format!(
+            "stage `{}` ({kind}) takes {want}, but {given} given",
+            spec.name
+        ))
+        .at(source, spec.span.clone())
+        .key(format!("stages.{}.inputs", spec.name))
+        .hint(hint),
+    );
+}
+
+/// The problem of an input naming no stage, with the nearest name (or every name).
+fn unknown_input(
+    spec: &StageSpec,
+    input: &Spanned<String>,
+    stages: &[StageSpec],
+    source: &Source,
+    diags: &mut Diagnostics,
+) {
+    let names = stages.iter().map(|s| s.name.as_str());
+    let hint = did_you_mean(input.get_ref(), names.clone())
+        .unwrap_or_else(|| format!("the stages are: {}", names.collect::<Vec<_>>().join(", ")));
+    diags.push(
+        Diagnostic::new(format!(
+            "stage `{}` takes input from `{}`, but there is no stage named `{}`",
+            spec.name,
+            input.get_ref(),
+            input.get_ref()
+        ))
+        .at(source, input.span())
+        .key(format!("stages.{}.inputs", spec.name))
+        .hint(hint),
+    );
+}
+
+/// A problem when the stage feeding `spec`'s input `slot` produces what that input does not take.
+fn check_input_kind(
+    spec: &StageSpec,
+    slot: usize,
+    input: &Spanned<String>,
+    from: &StageSpec,
+    source: &Source,
+    diags: &mut Diagnostics,
+) {
+    let kind = spec.kind();
+    let produced = from.kind().output();
+    let Some(&wanted) = kind.inputs().get(slot) else {
+        return;
+    };
+    if wanted.contains(&produced) {
+        return;
+    }
+    diags.push(
+        Diagnostic::new(format!(
+            "stage `{}` ({kind}) needs {} as input, but `{}` ({}) produces {produced}",
+            spec.name,
+            alternatives(wanted),
+            from.name,
+            from.kind()
+        ))
+        .at(source, input.span())
+        .key(format!("stages.{}.inputs", spec.name))
+        .hint(format!(
+            "feed it from a stage of kind {}",
+            StageKind::producers_of(wanted)
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        )),
+    );
+}
+
 impl Graph {
     /// Wires the stages together, reporting every unknown input, wrong arity or kind, and cycle into `diags`.
     pub fn build(stages: Vec<StageSpec>, source: &Source, diags: &mut Diagnostics) -> Self {
@@ -58,89 +156,14 @@ impl Graph {
             .collect();
 
         for (i, spec) in stages.iter().enumerate() {
-            let kind = spec.kind();
-            let expected = kind.inputs();
-            let key = format!("stages.{}.inputs", spec.name);
-            if spec.inputs.len() != expected.len() {
-                let want = match expected {
-                    [] => "no inputs".to_string(),
-                    [one] => format!("one input ({})", alternatives(one)),
-                    many => format!("{} inputs", many.len()),
-                };
-                let hint = match expected {
-                    [] => "remove `inputs`".to_string(),
-                    [one] => format!(
-                        "write `inputs = [\"NAME\"]` naming a stage of kind `{}`",
-                        StageKind::producers_of(one).join("` or `")
-                    ),
-                    _ => "list one stage per input".to_string(),
-                };
-                diags.push(
-                    Diagnostic::new(format!(
-                        "stage `{}` ({kind}) takes {want}, but {} given",
-                        spec.name,
-                        match spec.inputs.len() {
-                            0 => "none is".to_string(),
-                            1 => "1 is".to_string(),
-                            n => format!("{n} are"),
-                        }
-                    ))
-                    .at(source, spec.span.clone())
-                    .key(key.clone())
-                    .hint(hint),
-                );
-            }
+            check_arity(spec, source, diags);
             for (slot, input) in spec.inputs.iter().enumerate() {
                 let Some(&from) = by_name.get(input.get_ref().as_str()) else {
-                    let names = stages.iter().map(|s| s.name.as_str());
-                    let hint = did_you_mean(input.get_ref(), names).unwrap_or_else(|| {
-                        format!(
-                            "the stages are: {}",
-                            stages
-                                .iter()
-                                .map(|s| s.name.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )
-                    });
-                    diags.push(
-                        Diagnostic::new(format!(
-                            "stage `{}` takes input from `{}`, but there is no stage named `{}`",
-                            spec.name,
-                            input.get_ref(),
-                            input.get_ref()
-                        ))
-                        .at(source, input.span())
-                        .key(key.clone())
-                        .hint(hint),
-                    );
+                    unknown_input(spec, input, &stages, source, diags);
                     continue;
                 };
                 dag.add_edge(nodes[from], nodes[i], ());
-                let produced = stages[from].kind().output();
-                if let Some(&wanted) = expected.get(slot)
-                    && !wanted.contains(&produced)
-                {
-                    diags.push(
-                            Diagnostic::new(format!(
-                                "stage `{}` ({kind}) needs {} as input, but `{}` ({}) produces {produced}",
-                                spec.name,
-                                alternatives(wanted),
-                                stages[from].name,
-                                stages[from].kind()
-                            ))
-                            .at(source, input.span())
-                            .key(key.clone())
-                            .hint(format!(
-                                "feed it from a stage of kind {}",
-                                StageKind::producers_of(wanted)
-                                    .iter()
-                                    .map(|k| format!("`{k}`"))
-                                    .collect::<Vec<_>>()
-                                    .join(" or ")
-                            )),
-                        );
-                }
+                check_input_kind(spec, slot, input, &stages[from], source, diags);
             }
         }
 

@@ -232,7 +232,6 @@ impl Study {
                 text: text.to_string(),
             });
         };
-
         let mut diags = Diagnostics::default();
         for o in overrides {
             if let Some(axis) = sweep.axes.iter().find(|a| a.key == o.key) {
@@ -243,27 +242,61 @@ impl Study {
                 );
             }
         }
+        let file = File { path, text };
+        let mut points = file.points(&sweep, overrides, &mut diags)?;
+        if let Some(prune) = &sweep.prune {
+            check_prune(prune, &points, &source, &mut diags);
+            check_prune_repeat(prune, sweep.repeat, &source, &mut diags);
+        }
+        unique_labels(&mut points);
+        let name = points
+            .first()
+            .map(|p| p.experiment.name.clone())
+            .unwrap_or_default();
+        diags.into_result(Self {
+            name,
+            sweep: Some(sweep),
+            points,
+            path: path.to_path_buf(),
+            text: text.to_string(),
+        })
+    }
+}
+
+/// The experiment file a sweep's points are made from.
+struct File<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl File<'_> {
+    /// Every point of `sweep`: one per combination, or `repeat` per combination with the train stages' seeds moved
+    /// on by one each time. A problem every point shares is reported once.
+    fn points(
+        &self,
+        sweep: &Sweep,
+        overrides: &[Override],
+        diags: &mut Diagnostics,
+    ) -> Result<Vec<Point>, Diagnostics> {
         let mut points = Vec::new();
         let mut seen = HashSet::new();
-        for combo in combinations(&sweep) {
+        for combo in combinations(sweep) {
             let mut all: Vec<Override> = overrides.to_vec();
             all.extend(combo.iter().map(|(axis, v)| Override {
                 key: sweep.axes[*axis].key.clone(),
                 value: v.text.clone(),
                 origin: Some(v.span.clone()),
             }));
-            let values: Vec<(String, String)> = combo
-                .iter()
-                .map(|(axis, v)| (sweep.axes[*axis].key.clone(), v.text.clone()))
-                .collect();
-            let shown: Vec<(String, String)> = combo
-                .iter()
-                .map(|(axis, v)| (sweep.axes[*axis].key.clone(), v.shown.clone()))
-                .collect();
-            let experiment = match Experiment::from_text(path, text, &all) {
+            let pairs = |f: fn(&Value) -> &String| -> Vec<(String, String)> {
+                combo
+                    .iter()
+                    .map(|(axis, v)| (sweep.axes[*axis].key.clone(), f(v).clone()))
+                    .collect()
+            };
+            let (values, shown) = (pairs(|v| &v.text), pairs(|v| &v.shown));
+            let experiment = match Experiment::from_text(self.path, self.text, &all) {
                 Ok(e) => e,
                 Err(d) => {
-                    // The same problem appears in every point: report it once.
                     for d in d.0 {
                         if seen.insert(d.render(false)) {
                             diags.push(d);
@@ -281,76 +314,77 @@ impl Study {
                 });
                 continue;
             }
-            // Each repeat moves the seed of every train stage on by one.
-            let seeds: Vec<(String, u64)> = experiment
+            if !experiment
                 .graph
                 .stages
                 .iter()
-                .filter(|s| s.kind() == StageKind::Train)
-                .map(|s| {
-                    let seed = s
-                        .stage()
-                        .params()
-                        .get("seed")
-                        .and_then(|v| v.as_u64())
-                        .unwrap_or(0);
-                    (format!("{}.seed", s.name), seed)
-                })
-                .collect();
-            for r in 0..u64::from(sweep.repeat) {
-                let mut vals = values.clone();
-                let mut shown_vals = shown.clone();
-                let mut with_seed = all.clone();
+                .any(|s| s.kind() == StageKind::Train)
+            {
+                diags.push(
+                    Diagnostic::new(
+                        "`repeat` varies the seed of `train` stages, but the experiment has none",
+                    )
+                    .hint("remove `repeat`, or add a `train` stage"),
+                );
+                return Ok(points);
+            }
+            let point = Point {
+                label: String::new(),
+                values,
+                experiment,
+                overrides: all,
+            };
+            points.extend(self.repeats(&point, &shown, sweep.repeat)?);
+        }
+        Ok(points)
+    }
+
+    /// `repeat` copies of `point`, each repeat moving the seed of every train stage on by one.
+    fn repeats(
+        &self,
+        point: &Point,
+        shown: &[(String, String)],
+        repeat: u32,
+    ) -> Result<Vec<Point>, Diagnostics> {
+        let seeds: Vec<(String, u64)> = point
+            .experiment
+            .graph
+            .stages
+            .iter()
+            .filter(|s| s.kind() == StageKind::Train)
+            .map(|s| {
+                let seed = s
+                    .stage()
+                    .params()
+                    .get("seed")
+                    .and_then(|v| v.as_u64())
+                    .unwrap_or(0);
+                (format!("{}.seed", s.name), seed)
+            })
+            .collect();
+        (0..u64::from(repeat))
+            .map(|r| {
+                let mut values = point.values.clone();
+                let mut shown = shown.to_vec();
+                let mut overrides = point.overrides.clone();
                 for (key, seed) in &seeds {
                     let value = (seed + r).to_string();
-                    vals.push((key.clone(), value.clone()));
-                    shown_vals.push((key.clone(), value.clone()));
-                    with_seed.push(Override {
+                    values.push((key.clone(), value.clone()));
+                    shown.push((key.clone(), value.clone()));
+                    overrides.push(Override {
                         key: key.clone(),
                         value,
                         origin: None,
                     });
                 }
-                points.push(Point {
-                    label: label(&shown_vals),
-                    values: vals,
-                    experiment: Experiment::from_text(path, text, &with_seed)?,
-                    overrides: with_seed,
-                });
-            }
-        }
-        if sweep.repeat > 1
-            && points.first().is_some_and(|p| {
-                !p.experiment
-                    .graph
-                    .stages
-                    .iter()
-                    .any(|s| s.kind() == StageKind::Train)
+                Ok(Point {
+                    label: label(&shown),
+                    values,
+                    experiment: Experiment::from_text(self.path, self.text, &overrides)?,
+                    overrides,
+                })
             })
-        {
-            diags.push(
-                Diagnostic::new(
-                    "`repeat` varies the seed of `train` stages, but the experiment has none",
-                )
-                .hint("remove `repeat`, or add a `train` stage"),
-            );
-        }
-        if let Some(prune) = &sweep.prune {
-            check_prune(prune, &points, &source, &mut diags);
-            check_prune_repeat(prune, sweep.repeat, &source, &mut diags);
-        }
-        unique_labels(&mut points);
-        let name = points
-            .first()
-            .map(|p| p.experiment.name.clone())
-            .unwrap_or_default();
-        diags.into_result(Self {
-            name,
-            sweep: Some(sweep),
-            points,
-            path: path.to_path_buf(),
-            text: text.to_string(),
-        })
+            .collect()
     }
 }
 
@@ -618,37 +652,68 @@ fn parse_sweep(value: &Spanned<DeValue>, source: &Source) -> Result<Sweep, Diagn
             .hint("write `[sweep]` with lines like `\"model.layers\" = [1, 2, 3]`")
             .into());
     };
-    let mut mode = Mode::Grid;
-    let mut mode_span = value.span();
-    let mut repeat = 1;
-    let mut trials: Option<(u32, Range<usize>)> = None;
-    let mut seed = 0u64;
-    let mut prune = None;
-    let mut axes = Vec::new();
-    let whole = |v: &Spanned<DeValue>| -> Option<i64> {
-        match v.get_ref() {
-            DeValue::Integer(_) => source.text[v.span()].replace('_', "").parse().ok(),
-            _ => None,
-        }
+    let mut f = SweepFields {
+        mode: Mode::Grid,
+        mode_span: value.span(),
+        repeat: 1,
+        trials: None,
+        seed: 0,
+        prune: None,
+        axes: Vec::new(),
     };
     for (key, v) in table {
-        match (key.get_ref().as_ref(), v.get_ref()) {
+        f.read(key.get_ref(), v, source, &mut diags);
+    }
+    check_fields(&f, value.span(), source, &mut diags);
+    check_size(
+        &f.axes,
+        f.mode,
+        f.trials.as_ref().map(|t| t.0),
+        f.repeat,
+        value.span(),
+        source,
+        &mut diags,
+    );
+    diags.into_result(Sweep {
+        trials: f.trials.map_or(0, |t| t.0),
+        axes: f.axes,
+        mode: f.mode,
+        repeat: f.repeat,
+        seed: f.seed,
+        prune: f.prune,
+    })
+}
+
+/// `[sweep]` as read, key by key, before the checks between its keys.
+struct SweepFields {
+    mode: Mode,
+    /// Where `mode` is written (the table when it is not).
+    mode_span: Range<usize>,
+    repeat: u32,
+    trials: Option<(u32, Range<usize>)>,
+    seed: u64,
+    prune: Option<Prune>,
+    axes: Vec<Axis>,
+}
+
+impl SweepFields {
+    /// Reads one key of `[sweep]`: a setting, or an axis (`"stage.param" = [...]` or a distribution).
+    fn read(&mut self, key: &str, v: &Spanned<DeValue>, source: &Source, diags: &mut Diagnostics) {
+        match (key, v.get_ref()) {
             ("mode", DeValue::String(s)) => {
-                mode_span = v.span();
-                match s.as_ref() {
-                    "grid" => mode = Mode::Grid,
-                    "zip" => mode = Mode::Zip,
-                    "random" => mode = Mode::Random,
-                    other => diags.push(
-                        Diagnostic::new(format!("unknown sweep mode `{other}`"))
+                self.mode_span = v.span();
+                match mode_named(s) {
+                    Some(mode) => self.mode = mode,
+                    None => diags.push(
+                        Diagnostic::new(format!("unknown sweep mode `{s}`"))
                             .at(source, v.span())
                             .key("sweep.mode")
-                            .hint("use \"grid\" (every combination), \"zip\" (lists side by side) or \"random\" (`trials` draws)"),
+                            .hint(MODES_HINT),
                     ),
                 }
             }
             ("repeat", DeValue::Integer(i)) => match i.as_str().parse::<u32>() {
-                Ok(n) if (1..=1000).contains(&n) => repeat = n,
+                Ok(n) if (1..=1000).contains(&n) => self.repeat = n,
                 _ => diags.push(
                     Diagnostic::new(format!(
                         "`repeat` must be between 1 and 1000, got {}",
@@ -658,8 +723,8 @@ fn parse_sweep(value: &Spanned<DeValue>, source: &Source) -> Result<Sweep, Diagn
                     .key("sweep.repeat"),
                 ),
             },
-            ("trials", DeValue::Integer(_)) => match whole(v) {
-                Some(n) if (1..=10_000).contains(&n) => trials = Some((n as u32, v.span())),
+            ("trials", DeValue::Integer(_)) => match whole(v, source) {
+                Some(n) if (1..=10_000).contains(&n) => self.trials = Some((n as u32, v.span())),
                 _ => diags.push(
                     Diagnostic::new(format!(
                         "`trials` must be between 1 and 10000, got {}",
@@ -670,8 +735,8 @@ fn parse_sweep(value: &Spanned<DeValue>, source: &Source) -> Result<Sweep, Diagn
                     .hint("`trials` is how many points random mode draws"),
                 ),
             },
-            ("seed", DeValue::Integer(_)) => match whole(v) {
-                Some(n) if n >= 0 => seed = n as u64,
+            ("seed", DeValue::Integer(_)) => match whole(v, source) {
+                Some(n) if n >= 0 => self.seed = n as u64,
                 _ => diags.push(
                     Diagnostic::new(format!(
                         "`seed` must be 0 or more, got {}",
@@ -681,18 +746,14 @@ fn parse_sweep(value: &Spanned<DeValue>, source: &Source) -> Result<Sweep, Diagn
                     .key("sweep.seed"),
                 ),
             },
-            ("prune", DeValue::Table(t)) => prune = parse_prune(t, v.span(), source, &mut diags),
+            ("prune", DeValue::Table(t)) => self.prune = parse_prune(t, v.span(), source, diags),
             ("mode" | "repeat" | "trials" | "seed" | "prune", other) => diags.push(
-                Diagnostic::new(format!(
-                    "`{}` cannot be {}",
-                    key.get_ref(),
-                    other.type_str()
-                ))
-                .at(source, v.span())
-                .key(format!("sweep.{}", key.get_ref())),
+                Diagnostic::new(format!("`{}` cannot be {}", key, other.type_str()))
+                    .at(source, v.span())
+                    .key(format!("sweep.{key}")),
             ),
             // `"model.lr" = { uniform = [..] }`: a distribution.
-            (k, DeValue::Table(_)) if k.contains('.') => axis(k, v, source, &mut axes, &mut diags),
+            (k, DeValue::Table(_)) if k.contains('.') => axis(k, v, source, &mut self.axes, diags),
             // `model.layers = [...]` without quotes is a nested table in TOML: accept it too.
             (stage, DeValue::Table(params)) => {
                 for (param, list) in params {
@@ -700,34 +761,59 @@ fn parse_sweep(value: &Spanned<DeValue>, source: &Source) -> Result<Sweep, Diagn
                         &format!("{stage}.{}", param.get_ref()),
                         list,
                         source,
-                        &mut axes,
-                        &mut diags,
+                        &mut self.axes,
+                        diags,
                     );
                 }
             }
-            (k, _) => axis(k, v, source, &mut axes, &mut diags),
+            (k, _) => axis(k, v, source, &mut self.axes, diags),
         }
     }
+}
+
+const MODES_HINT: &str =
+    "use \"grid\" (every combination), \"zip\" (lists side by side) or \"random\" (`trials` draws)";
+
+fn mode_named(name: &str) -> Option<Mode> {
+    match name {
+        "grid" => Some(Mode::Grid),
+        "zip" => Some(Mode::Zip),
+        "random" => Some(Mode::Random),
+        _ => None,
+    }
+}
+
+/// An integer as written (underscores allowed), or `None` for anything else.
+fn whole(v: &Spanned<DeValue>, source: &Source) -> Option<i64> {
+    match v.get_ref() {
+        DeValue::Integer(_) => source.text[v.span()].replace('_', "").parse().ok(),
+        _ => None,
+    }
+}
+
+/// The checks between `[sweep]`'s keys: it varies something, `trials` and distributions go with random mode only,
+/// and zipped lists are equally long.
+fn check_fields(f: &SweepFields, span: Range<usize>, source: &Source, diags: &mut Diagnostics) {
     // `repeat` alone is a sweep too: one configuration trained with several seeds, to see their noise.
-    if axes.is_empty() && (repeat == 1 || mode != Mode::Grid) {
+    if f.axes.is_empty() && (f.repeat == 1 || f.mode != Mode::Grid) {
         diags.push(
             Diagnostic::new("`[sweep]` varies nothing")
-                .at(source, value.span())
+                .at(source, span.clone())
                 .key("sweep")
                 .hint("add lines like `\"model.layers\" = [1, 2, 3]`, or `repeat = 3` to train one configuration with 3 seeds"),
         );
     }
-    if mode == Mode::Random {
-        if trials.is_none() {
+    if f.mode == Mode::Random {
+        if f.trials.is_none() {
             diags.push(
                 Diagnostic::new("`mode = \"random\"` needs `trials`, the number of points to draw")
-                    .at(source, mode_span)
+                    .at(source, f.mode_span.clone())
                     .key("sweep.trials")
                     .hint("add e.g. `trials = 9` to `[sweep]`"),
             );
         }
     } else {
-        if let Some((_, span)) = &trials {
+        if let Some((_, span)) = &f.trials {
             diags.push(
                 Diagnostic::new("`trials` is for `mode = \"random\"`")
                     .at(source, span.clone())
@@ -735,7 +821,7 @@ fn parse_sweep(value: &Spanned<DeValue>, source: &Source) -> Result<Sweep, Diagn
                     .hint("add `mode = \"random\"`, or remove `trials`"),
             );
         }
-        for a in &axes {
+        for a in &f.axes {
             if !matches!(a.domain, Domain::List(_)) {
                 diags.push(
                     Diagnostic::new(format!(
@@ -749,14 +835,14 @@ fn parse_sweep(value: &Spanned<DeValue>, source: &Source) -> Result<Sweep, Diagn
             }
         }
     }
-    if mode == Mode::Zip
-        && let Some(first) = axes.first()
+    if f.mode == Mode::Zip
+        && let Some(first) = f.axes.first()
     {
         let len = |a: &Axis| match &a.domain {
             Domain::List(v) => v.len(),
             _ => 0,
         };
-        for a in &axes[1..] {
+        for a in &f.axes[1..] {
             if len(a) != len(first) {
                 diags.push(
                     Diagnostic::new(format!(
@@ -773,23 +859,6 @@ fn parse_sweep(value: &Spanned<DeValue>, source: &Source) -> Result<Sweep, Diagn
             }
         }
     }
-    check_size(
-        &axes,
-        mode,
-        trials.as_ref().map(|t| t.0),
-        repeat,
-        value.span(),
-        source,
-        &mut diags,
-    );
-    diags.into_result(Sweep {
-        axes,
-        mode,
-        repeat,
-        trials: trials.map_or(0, |t| t.0),
-        seed,
-        prune,
-    })
 }
 
 /// The most points a sweep may have, repeats included: each is at least one training, and every point is planned
@@ -994,7 +1063,8 @@ enum Distribution<'a, 'b> {
     Other(Domain),
 }
 
-/// `{ uniform = [a, b] }`, `{ log_uniform = [a, b] }`, `{ int = [lo, hi] }` or `{ choice = [..] }`.
+/// `{ uniform = [a, b] }`, `{ log_uniform = [a, b] }`, `{ int = [lo, hi] }` or `{ choice = [..] }`; `None` (with a
+/// problem) for anything else.
 fn distribution<'a, 'b>(
     key: &str,
     table: &'b DeTable<'a>,
@@ -1002,43 +1072,66 @@ fn distribution<'a, 'b>(
     source: &Source,
     diags: &mut Diagnostics,
 ) -> Option<Distribution<'a, 'b>> {
-    fn fail<T>(
-        diags: &mut Diagnostics,
-        source: &Source,
-        key: &str,
-        message: String,
-        at: Range<usize>,
-    ) -> Option<T> {
-        diags.push(
-            Diagnostic::new(message)
-                .at(source, at)
-                .key(format!("sweep.\"{key}\""))
-                .hint("a distribution is one of `{ uniform = [a, b] }`, `{ log_uniform = [a, b] }`, `{ int = [lo, hi] }`, `{ choice = [x, y, …] }`"),
-        );
-        None
+    match read_distribution(key, table, span, source) {
+        Ok(d) => Some(d),
+        Err((message, at)) => {
+            diags.push(
+                Diagnostic::new(message)
+                    .at(source, at)
+                    .key(format!("sweep.\"{key}\""))
+                    .hint("a distribution is one of `{ uniform = [a, b] }`, `{ log_uniform = [a, b] }`, `{ int = [lo, hi] }`, `{ choice = [x, y, …] }`"),
+            );
+            None
+        }
     }
+}
+
+/// The distribution `table` declares, or what is wrong with it and where.
+fn read_distribution<'a, 'b>(
+    key: &str,
+    table: &'b DeTable<'a>,
+    span: Range<usize>,
+    source: &Source,
+) -> Result<Distribution<'a, 'b>, (String, Range<usize>)> {
     let mut entries = table.iter();
     let (Some((kind, value)), None) = (entries.next(), entries.next()) else {
-        return fail(
-            diags,
-            source,
-            key,
-            format!("`{key}` must be one distribution"),
-            span,
-        );
+        return Err((format!("`{key}` must be one distribution"), span));
     };
+    let name = kind.get_ref().as_ref();
     let items = match value.get_ref() {
         DeValue::Array(items) if !items.is_empty() => &items[..],
-        _ => {
-            return fail(
-                diags,
-                source,
-                key,
-                format!("`{}` needs a non-empty list", kind.get_ref()),
-                value.span(),
-            );
-        }
+        _ => return Err((format!("`{name}` needs a non-empty list"), value.span())),
     };
+    let bounds = || bounds(items, name, source).map_err(|m| (m, value.span()));
+    match name {
+        "choice" => Ok(Distribution::Choice(items)),
+        "uniform" => bounds().map(|(a, b)| Distribution::Other(Domain::Uniform(a, b))),
+        "log_uniform" => match bounds()? {
+            (a, b) if a > 0.0 => Ok(Distribution::Other(Domain::LogUniform(a, b))),
+            _ => Err((
+                "`log_uniform` needs [low, high] above 0".into(),
+                value.span(),
+            )),
+        },
+        "int" => {
+            let (a, b) = bounds()?;
+            let whole = items
+                .iter()
+                .all(|i| matches!(i.get_ref(), DeValue::Integer(_)));
+            if a.fract() != 0.0 || b.fract() != 0.0 || !whole {
+                return Err((
+                    "`int` needs two whole numbers, [lo, hi]".into(),
+                    value.span(),
+                ));
+            }
+            Ok(Distribution::Other(Domain::Int(a as i64, b as i64)))
+        }
+        other => Err((format!("unknown distribution `{other}`"), kind.span())),
+    }
+}
+
+/// `[low, high]` of distribution `kind`, two finite numbers with low ≤ high.
+fn bounds(items: &[Spanned<DeValue>], kind: &str, source: &Source) -> Result<(f64, f64), String> {
     let number = |item: &Spanned<DeValue>| -> Option<f64> {
         match item.get_ref() {
             DeValue::Integer(_) | DeValue::Float(_) => source.text[item.span()]
@@ -1049,75 +1142,13 @@ fn distribution<'a, 'b>(
             _ => None,
         }
     };
-    let pair = |diags: &mut Diagnostics| -> Option<(f64, f64)> {
-        match items {
-            [a, b] => match (number(a), number(b)) {
-                (Some(a), Some(b)) if a <= b => Some((a, b)),
-                (Some(_), Some(_)) => fail(
-                    diags,
-                    source,
-                    key,
-                    format!("`{}` needs [low, high] with low ≤ high", kind.get_ref()),
-                    value.span(),
-                ),
-                _ => fail(
-                    diags,
-                    source,
-                    key,
-                    format!("`{}` needs two numbers", kind.get_ref()),
-                    value.span(),
-                ),
-            },
-            _ => fail(
-                diags,
-                source,
-                key,
-                format!(
-                    "`{}` needs exactly two numbers, [low, high]",
-                    kind.get_ref()
-                ),
-                value.span(),
-            ),
-        }
+    let [a, b] = items else {
+        return Err(format!("`{kind}` needs exactly two numbers, [low, high]"));
     };
-    match kind.get_ref().as_ref() {
-        "choice" => Some(Distribution::Choice(items)),
-        "uniform" => pair(diags).map(|(a, b)| Distribution::Other(Domain::Uniform(a, b))),
-        "log_uniform" => match pair(diags)? {
-            (a, b) if a > 0.0 => Some(Distribution::Other(Domain::LogUniform(a, b))),
-            _ => fail(
-                diags,
-                source,
-                key,
-                "`log_uniform` needs [low, high] above 0".into(),
-                value.span(),
-            ),
-        },
-        "int" => {
-            let (a, b) = pair(diags)?;
-            if a.fract() != 0.0
-                || b.fract() != 0.0
-                || !items
-                    .iter()
-                    .all(|i| matches!(i.get_ref(), DeValue::Integer(_)))
-            {
-                return fail(
-                    diags,
-                    source,
-                    key,
-                    "`int` needs two whole numbers, [lo, hi]".into(),
-                    value.span(),
-                );
-            }
-            Some(Distribution::Other(Domain::Int(a as i64, b as i64)))
-        }
-        other => fail(
-            diags,
-            source,
-            key,
-            format!("unknown distribution `{other}`"),
-            kind.span(),
-        ),
+    match (number(a), number(b)) {
+        (Some(a), Some(b)) if a <= b => Ok((a, b)),
+        (Some(_), Some(_)) => Err(format!("`{kind}` needs [low, high] with low ≤ high")),
+        _ => Err(format!("`{kind}` needs two numbers")),
     }
 }
 
