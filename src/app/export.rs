@@ -86,50 +86,7 @@ pub fn mlflow(request: &ExportRequest) -> Result<ExportReport> {
         );
     }
     for dir in &live {
-        // Rewritten (atomically) every half second while the run goes on; one more look after a moment before
-        // saying it cannot be read.
-        let run = crate::runs::progress::read(dir).or_else(|| {
-            std::thread::sleep(std::time::Duration::from_millis(200));
-            crate::runs::progress::read(dir)
-        });
-        let Some(run) = run else {
-            // Ended meanwhile (its manifest is there now) or unreadable: either way said, never dropped silently.
-            skipped.push(format!(
-                "`{}`: its `progress.json` could not be read (did the run just end?); export again",
-                dir.display()
-            ));
-            continue;
-        };
-        let p = &run.progress;
-        for point in &p.points {
-            let point_dir = if point.label.is_empty() {
-                dir.clone()
-            } else {
-                dir.join(&point.label)
-            };
-            // A point whose report is written is exported from it, above.
-            if point_dir.join(crate::runs::manifest::MANIFEST).is_file() {
-                continue;
-            }
-            if !run.alive {
-                skipped.push(format!(
-                    "`{}`: its run stopped before it finished (killed?), so it has no manifest to export",
-                    point_dir.display()
-                ));
-                continue;
-            }
-            exports.push(
-                RunExport::in_progress(
-                    &point_dir,
-                    &request.reports_dir,
-                    &p.experiment,
-                    &p.run_id,
-                    p.started,
-                    point,
-                )
-                .map_err(|e| format!("`{}` cannot be exported: {e:#}", point_dir.display())),
-            );
-        }
+        live_exports(dir, &request.reports_dir, &mut exports, &mut skipped);
     }
 
     let mut done = Vec::new();
@@ -164,6 +121,60 @@ pub fn mlflow(request: &ExportRequest) -> Result<ExportReport> {
         skipped,
         failed,
     })
+}
+
+/// The runs a live run's points make, from its `progress.json`: each point whose report is not written yet (those
+/// are exported from their manifests), or why one is skipped.
+fn live_exports(
+    dir: &Path,
+    reports_dir: &Path,
+    exports: &mut Vec<std::result::Result<RunExport, String>>,
+    skipped: &mut Vec<String>,
+) {
+    // Rewritten (atomically) every half second while the run goes on; one more look after a moment before
+    // saying it cannot be read.
+    let run = crate::runs::progress::read(dir).or_else(|| {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        crate::runs::progress::read(dir)
+    });
+    let Some(run) = run else {
+        // Ended meanwhile (its manifest is there now) or unreadable: either way said, never dropped silently.
+        skipped.push(format!(
+            "`{}`: its `progress.json` could not be read (did the run just end?); export again",
+            dir.display()
+        ));
+        return;
+    };
+    let p = &run.progress;
+    for point in &p.points {
+        let point_dir = if point.label.is_empty() {
+            dir.to_path_buf()
+        } else {
+            dir.join(&point.label)
+        };
+        // A point whose report is written is exported from its manifest, with the finished runs.
+        if point_dir.join(crate::runs::manifest::MANIFEST).is_file() {
+            continue;
+        }
+        if !run.alive {
+            skipped.push(format!(
+                "`{}`: its run stopped before it finished (killed?), so it has no manifest to export",
+                point_dir.display()
+            ));
+            continue;
+        }
+        exports.push(
+            RunExport::in_progress(
+                &point_dir,
+                reports_dir,
+                &p.experiment,
+                &p.run_id,
+                p.started,
+                point,
+            )
+            .map_err(|e| format!("`{}` cannot be exported: {e:#}", point_dir.display())),
+        );
+    }
 }
 
 fn server_error(e: MlflowError) -> Error {

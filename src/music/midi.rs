@@ -33,28 +33,6 @@ pub fn write_tokens(
         anyhow::bail!("`{bad}` is not a note, chord or time token");
     }
     let channel = u4::new(0);
-    // (tick, is_note_on, key): note-offs sort before note-ons on the same tick, so repeated notes re-strike.
-    let mut events: Vec<(u64, bool, u8)> = Vec::new();
-    if tokens.iter().any(|t| time_token(t).is_some()) {
-        let ticks = |beats: f64| (beats * f64::from(TICKS_PER_BEAT)).round() as u64;
-        for played in timeline(tokens, step_beats) {
-            let start = ticks(played.beat);
-            for k in played.keys {
-                events.push((start, true, k));
-                events.push((start + ticks(played.beats).max(1), false, k));
-            }
-        }
-    } else {
-        for (i, token) in tokens.iter().enumerate() {
-            let keys = pitches_of(token).expect("checked above");
-            let start = i as u64 * step;
-            for k in keys {
-                events.push((start, true, k));
-                events.push((start + step, false, k));
-            }
-        }
-    }
-    events.sort();
     let mut notes = vec![
         TrackEvent {
             delta: u28::new(0),
@@ -71,7 +49,7 @@ pub fn write_tokens(
         },
     ];
     let mut last = 0;
-    for (tick, on, key) in events {
+    for (tick, on, key) in note_events(tokens, step_beats, step) {
         let delta = u32::try_from(tick - last).ok().filter(|&d| d < 1 << 28);
         let delta =
             delta.ok_or_else(|| anyhow::anyhow!("the piece is too long for a MIDI file"))?;
@@ -112,4 +90,31 @@ pub fn write_tokens(
     let mut bytes = Vec::new();
     smf.write_std(&mut bytes)?;
     Ok(bytes)
+}
+
+/// Every note-on and note-off of `tokens` (checked to be notes, chords or time tokens) as `(tick, is_note_on, key)`,
+/// in order: note-offs sort before note-ons on the same tick, so repeated notes re-strike.
+fn note_events(tokens: &[String], step_beats: f64, step: u64) -> Vec<(u64, bool, u8)> {
+    let mut events = Vec::new();
+    if tokens.iter().any(|t| time_token(t).is_some()) {
+        let ticks = |beats: f64| (beats * f64::from(TICKS_PER_BEAT)).round() as u64;
+        for played in timeline(tokens, step_beats) {
+            let start = ticks(played.beat);
+            for k in played.keys {
+                events.push((start, true, k));
+                events.push((start + ticks(played.beats).max(1), false, k));
+            }
+        }
+    } else {
+        for (i, token) in tokens.iter().enumerate() {
+            let keys = pitches_of(token).expect("checked by the caller");
+            let start = i as u64 * step;
+            for k in keys {
+                events.push((start, true, k));
+                events.push((start + step, false, k));
+            }
+        }
+    }
+    events.sort();
+    events
 }

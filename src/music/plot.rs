@@ -114,29 +114,7 @@ fn chart_of(
             .max()
             .unwrap_or(1)
             .max(2);
-        let losses: Vec<f64> = runs
-            .iter()
-            .flat_map(|(_, h)| {
-                let train = train_line(h);
-                h.iter()
-                    .flat_map(move |e| [Some(e.train_loss).filter(|_| train), e.val_loss])
-            })
-            .flatten()
-            .chain(floors.iter().map(|f| f.loss))
-            .chain(
-                bands
-                    .iter()
-                    .flat_map(|b| b.points.iter().flat_map(|p| [p.1, p.2])),
-            )
-            .filter(|v| v.is_finite())
-            .collect();
-        let lo = losses.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = losses.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let (lo, hi) = if lo.is_finite() {
-            (lo.min(hi - 1e-3), hi)
-        } else {
-            (0.0, 1.0)
-        };
+        let (lo, hi) = loss_range(runs, &train_line, floors, bands);
         let pad = (hi - lo) * 0.05;
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 20))
@@ -166,38 +144,81 @@ fn chart_of(
             .draw()
             .map_err(|e| anyhow!("{e}"))?;
         draw_bands(&mut chart, bands)?;
-        for (i, (label, history)) in runs.iter().enumerate() {
-            let pale = faded.get(i).copied().unwrap_or(false);
-            let c = colour(i).mix(if pale { 0.3 } else { 1.0 });
-            let width = if pale { 1 } else { 2 };
-            let train: Vec<(f64, f64)> = history
-                .iter()
-                .map(|e| (e.epoch as f64, e.train_loss))
-                .collect();
-            let val: Vec<(f64, f64)> = history
-                .iter()
-                .filter_map(|e| e.val_loss.map(|v| (e.epoch as f64, v)))
-                .collect();
-            if train_line(history) {
-                chart
-                    .draw_series(DashedLineSeries::new(train, 6, 4, c.stroke_width(width)))
-                    .map_err(|e| anyhow!("{e}"))?;
-            }
-            // The legend names each run once, on its solid (validation) line, or its training line without one.
-            let series = if val.is_empty() {
-                chart.draw_series(std::iter::empty::<PathElement<(f64, f64)>>())
-            } else {
-                chart.draw_series(LineSeries::new(val, c.stroke_width(width)))
-            }
-            .map_err(|e| anyhow!("{e}"))?;
-            series.label(label.clone()).legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(width))
-            });
-        }
+        draw_runs(&mut chart, runs, faded, &train_line)?;
         draw_floors(&mut chart, floors, epochs)?;
         finish(&mut chart, &root)?;
     }
     Ok(svg)
+}
+
+/// The lowest and highest loss the chart draws: the lines, the floors and the bands.
+fn loss_range(
+    runs: &[(String, Vec<EpochStats>)],
+    train_line: &dyn Fn(&[EpochStats]) -> bool,
+    floors: &[Floor],
+    bands: &[Band],
+) -> (f64, f64) {
+    let losses: Vec<f64> = runs
+        .iter()
+        .flat_map(|(_, h)| {
+            let train = train_line(h);
+            h.iter()
+                .flat_map(move |e| [Some(e.train_loss).filter(|_| train), e.val_loss])
+        })
+        .flatten()
+        .chain(floors.iter().map(|f| f.loss))
+        .chain(
+            bands
+                .iter()
+                .flat_map(|b| b.points.iter().flat_map(|p| [p.1, p.2])),
+        )
+        .filter(|v| v.is_finite())
+        .collect();
+    let lo = losses.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = losses.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if lo.is_finite() {
+        (lo.min(hi - 1e-3), hi)
+    } else {
+        (0.0, 1.0)
+    }
+}
+
+/// Each run's validation line (solid) and, where `train_line` says, its training line (dashed); faded runs pale.
+fn draw_runs(
+    chart: &mut LossChart<'_, '_>,
+    runs: &[(String, Vec<EpochStats>)],
+    faded: &[bool],
+    train_line: &dyn Fn(&[EpochStats]) -> bool,
+) -> Result<()> {
+    for (i, (label, history)) in runs.iter().enumerate() {
+        let pale = faded.get(i).copied().unwrap_or(false);
+        let c = colour(i).mix(if pale { 0.3 } else { 1.0 });
+        let width = if pale { 1 } else { 2 };
+        let train: Vec<(f64, f64)> = history
+            .iter()
+            .map(|e| (e.epoch as f64, e.train_loss))
+            .collect();
+        let val: Vec<(f64, f64)> = history
+            .iter()
+            .filter_map(|e| e.val_loss.map(|v| (e.epoch as f64, v)))
+            .collect();
+        if train_line(history) {
+            chart
+                .draw_series(DashedLineSeries::new(train, 6, 4, c.stroke_width(width)))
+                .map_err(|e| anyhow!("{e}"))?;
+        }
+        // The legend names each run once, on its solid (validation) line, or its training line without one.
+        let series = if val.is_empty() {
+            chart.draw_series(std::iter::empty::<PathElement<(f64, f64)>>())
+        } else {
+            chart.draw_series(LineSeries::new(val, c.stroke_width(width)))
+        }
+        .map_err(|e| anyhow!("{e}"))?;
+        series.label(label.clone()).legend(move |(x, y)| {
+            PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(width))
+        });
+    }
+    Ok(())
 }
 
 /// The chart type the loss charts draw on.

@@ -14,49 +14,10 @@ pub fn experiment_schema() -> Value {
     let mut defs = Map::new();
     let mut kinds = Vec::new();
     for kind in StageKind::ALL {
-        let mut params = kind.params_schema().to_value();
-        // Nested definitions (enums such as `input` or `optimizer`) move to the top, where `$ref`s find them.
-        if let Some(Value::Object(nested)) = params.as_object_mut().and_then(|o| o.remove("$defs"))
-        {
-            defs.extend(nested);
-        }
-        let Value::Object(mut params) = params else {
+        let name = format!("stage_{}", kind.name());
+        let Some(params) = stage_schema(kind, &mut defs) else {
             continue;
         };
-        params.remove("$schema");
-        params.remove("title");
-        let properties = params
-            .entry("properties")
-            .or_insert_with(|| json!({}))
-            .as_object_mut()
-            .expect("a struct's schema has properties");
-        properties.insert(
-            "kind".into(),
-            json!({ "const": kind.name(), "description": "The stage kind." }),
-        );
-        if !kind.inputs().is_empty() {
-            properties.insert(
-                "inputs".into(),
-                json!({
-                    "type": "array",
-                    "items": { "type": "string" },
-                    "minItems": kind.inputs().len(),
-                    "maxItems": kind.inputs().len(),
-                    "description": format!(
-                        "The stage(s) this one reads: {}.",
-                        kind.inputs().iter().map(|slot| slot.iter().map(|i| format!("{i:?}").to_lowercase()).collect::<Vec<_>>().join(" or ")).collect::<Vec<_>>().join(", ")
-                    ),
-                }),
-            );
-        }
-        let mut required = vec![json!("kind")];
-        if !kind.inputs().is_empty() {
-            required.push(json!("inputs"));
-        }
-        params.insert("required".into(), Value::Array(required));
-        params.insert("additionalProperties".into(), json!(false));
-        params.insert("title".into(), json!(format!("a `{}` stage", kind.name())));
-        let name = format!("stage_{}", kind.name());
         defs.insert(name.clone(), Value::Object(params));
         kinds.push(json!({
             "if": { "properties": { "kind": { "const": kind.name() } }, "required": ["kind"] },
@@ -64,29 +25,7 @@ pub fn experiment_schema() -> Value {
         }));
     }
     let kind_names: Vec<&str> = StageKind::ALL.iter().map(|k| k.name()).collect();
-    let mut resources =
-        schemars::SchemaGenerator::new(schemars::generate::SchemaSettings::draft2020_12())
-            .into_root_schema_for::<super::resources::Resources>()
-            .to_value();
-    if let Some(o) = resources.as_object_mut() {
-        o.remove("$schema");
-        o.remove("title");
-    }
-    let mut slurm = resources.clone();
-    if let Some(props) = slurm.get_mut("properties").and_then(Value::as_object_mut) {
-        for kind in &kind_names {
-            props.insert(
-                (*kind).to_string(),
-                json!({ "$ref": "#/$defs/resources", "description": format!("Resources of every `{kind}` stage, over the defaults.") }),
-            );
-        }
-    }
-    if let Some(o) = slurm.as_object_mut() {
-        o.insert("additionalProperties".into(), json!(false));
-    }
-    if let Some(o) = resources.as_object_mut() {
-        o.insert("additionalProperties".into(), json!(false));
-    }
+    let (resources, slurm) = resources_schemas(&kind_names);
     defs.insert("resources".into(), resources);
     defs.insert("sweep".into(), sweep_schema());
     json!({
@@ -127,6 +66,81 @@ pub fn experiment_schema() -> Value {
         },
         "$defs": defs
     })
+}
+
+/// A stage kind's parameters as a schema object: the struct's derived schema with `kind` and `inputs` added and
+/// nothing else allowed. Its nested definitions move to `defs`, where `$ref`s find them.
+fn stage_schema(kind: StageKind, defs: &mut Map<String, Value>) -> Option<Map<String, Value>> {
+    let mut params = kind.params_schema().to_value();
+    // Nested definitions (enums such as `input` or `optimizer`) move to the top, where `$ref`s find them.
+    if let Some(Value::Object(nested)) = params.as_object_mut().and_then(|o| o.remove("$defs")) {
+        defs.extend(nested);
+    }
+    let Value::Object(mut params) = params else {
+        return None;
+    };
+    params.remove("$schema");
+    params.remove("title");
+    let properties = params
+        .entry("properties")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+        .expect("a struct's schema has properties");
+    properties.insert(
+        "kind".into(),
+        json!({ "const": kind.name(), "description": "The stage kind." }),
+    );
+    if !kind.inputs().is_empty() {
+        properties.insert(
+            "inputs".into(),
+            json!({
+                "type": "array",
+                "items": { "type": "string" },
+                "minItems": kind.inputs().len(),
+                "maxItems": kind.inputs().len(),
+                "description": format!(
+                    "The stage(s) this one reads: {}.",
+                    kind.inputs().iter().map(|slot| slot.iter().map(|i| format!("{i:?}").to_lowercase()).collect::<Vec<_>>().join(" or ")).collect::<Vec<_>>().join(", ")
+                ),
+            }),
+        );
+    }
+    let mut required = vec![json!("kind")];
+    if !kind.inputs().is_empty() {
+        required.push(json!("inputs"));
+    }
+    params.insert("required".into(), Value::Array(required));
+    params.insert("additionalProperties".into(), json!(false));
+    params.insert("title".into(), json!(format!("a `{}` stage", kind.name())));
+    Some(params)
+}
+
+/// `[executor.slurm]`'s resources (`$defs/resources`) and the `slurm` table: the same keys, and a table per stage
+/// kind over them.
+fn resources_schemas(kind_names: &[&str]) -> (Value, Value) {
+    let mut resources =
+        schemars::SchemaGenerator::new(schemars::generate::SchemaSettings::draft2020_12())
+            .into_root_schema_for::<super::resources::Resources>()
+            .to_value();
+    if let Some(o) = resources.as_object_mut() {
+        o.remove("$schema");
+        o.remove("title");
+    }
+    let mut slurm = resources.clone();
+    if let Some(props) = slurm.get_mut("properties").and_then(Value::as_object_mut) {
+        for kind in kind_names {
+            props.insert(
+                (*kind).to_string(),
+                json!({ "$ref": "#/$defs/resources", "description": format!("Resources of every `{kind}` stage, over the defaults.") }),
+            );
+        }
+    }
+    for schema in [&mut slurm, &mut resources] {
+        if let Some(o) = schema.as_object_mut() {
+            o.insert("additionalProperties".into(), json!(false));
+        }
+    }
+    (resources, slurm)
 }
 
 /// `[sweep]`: its settings, `[sweep.prune]`, and any other key a parameter to sweep (`"stage.key"`) with a list of
