@@ -556,7 +556,7 @@ fn cache_command(command: CacheCommand) -> Result<u8> {
             } else {
                 let policy = maintenance::GcPolicy {
                     keep,
-                    grace: grace.unwrap_or(std::time::Duration::from_secs(3600)),
+                    grace,
                     dry_run,
                 };
                 maintenance::gc(&opened, &reports.reports_dir, policy)

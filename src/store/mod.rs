@@ -26,6 +26,7 @@ use crate::artifact::{Artifact, ArtifactKind, ReportFile};
 use crate::fingerprint::{Fingerprint, Hash};
 
 mod checkpoint;
+pub mod collect;
 mod history;
 mod locks;
 pub mod remote;
