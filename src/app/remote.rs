@@ -1,7 +1,7 @@
 //! The remote cache's commands: `cache push` and `cache pull` (the results reports refer to), and `cache verify`,
 //! `cache du` and `cache gc` when a remote is set. Listing the bucket happens here, never on a run's path.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
@@ -11,7 +11,8 @@ use anyhow::{Context, Result};
 use crate::fingerprint::Hash;
 use crate::stages::StageKind;
 use crate::store::Cache;
-use crate::store::remote::{Failure, Remote};
+use crate::store::collect::{RemotePrunePolicy, remote_entries};
+use crate::store::remote::Remote;
 
 fn remote_of(cache: &Cache) -> Result<&Remote> {
     cache
@@ -109,24 +110,6 @@ pub fn pull(cache: &Cache, reports: &Path, experiment: Option<&str>) -> Result<(
         ),
         failed == 0,
     ))
-}
-
-/// When an object was last written (the epoch for a time jiff cannot hold: then it is never young).
-fn modified(meta: &object_store::ObjectMeta) -> jiff::Timestamp {
-    jiff::Timestamp::from_second(meta.last_modified.timestamp())
-        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
-}
-
-/// Every entry key on the remote, with its record's age.
-fn remote_entries(remote: &Remote) -> Result<Vec<(Hash, jiff::Timestamp)>> {
-    let mut out = Vec::new();
-    for meta in remote.list(&remote.entries_prefix())? {
-        if let Some(key) = remote.key_of_record(&meta.location) {
-            let at = modified(&meta);
-            out.push((key, at));
-        }
-    }
-    Ok(out)
 }
 
 /// `cache verify` against the remote: downloads and re-hashes every entry, as a lookup would.
@@ -244,20 +227,14 @@ pub fn du(cache: &Cache) -> Result<String> {
 #[derive(Debug, Clone, Copy)]
 pub struct RemoteGc {
     pub keep: usize,
-    pub grace: Duration,
+    /// Default [`RemotePrunePolicy::DEFAULT_GRACE`].
+    pub grace: Option<Duration>,
     pub dry_run: bool,
 }
 
-/// `cache gc` against the remote: a mark phase from the reports under `reports` (the last `keep` runs of each
-/// experiment), then a sweep of the records nothing marks, then of the blobs no remaining record names, then of
-/// stale checkpoints and unfinished uploads, never touching anything younger than `grace` (another machine may have
-/// just made it).
-///
-/// Safe beside pushes: a push may write a new record naming an old blob at any moment. The records are listed again
-/// just before the blobs go, and a blob a record written meanwhile names is kept; a record written after that
-/// listing is checked once the blobs are gone, and one naming a blob this gc deleted is removed (a miss, computed and
-/// pushed again later), unless its writer already uploaded the blob again (a push checks its blobs after writing
-/// its record). Either way no entry is left damaged.
+/// `cache gc` against the remote: keeps what the last `keep` runs of each experiment under `reports` refer to and
+/// what is younger than the grace period, and removes the rest ([`Cache::prune_remote`] says how, safely beside
+/// pushes). Says what it removed.
 pub fn gc(cache: &Cache, reports: &Path, policy: RemoteGc) -> Result<String> {
     let remote = remote_of(cache)?;
     let (kept, runs) = crate::runs::manifest::referenced_keys(reports, policy.keep)?;
@@ -267,183 +244,46 @@ pub fn gc(cache: &Cache, reports: &Path, policy: RemoteGc) -> Result<String> {
          to keep with `--reports-dir`",
         reports.display()
     );
-    let now = jiff::Timestamp::now();
-    let young = |at: jiff::Timestamp| {
-        now.duration_since(at)
-            .try_into()
-            .map(|d: Duration| d < policy.grace)
-            .unwrap_or(true)
-    };
-    let mut sweep = Sweep {
-        cache,
-        remote,
-        dry_run: policy.dry_run,
-        lines: String::new(),
-        seen: HashSet::new(),
-        named: HashSet::new(),
-    };
-    let mut removed = 0;
-    let mut live: Vec<Hash> = Vec::new();
-    for (key, at) in remote_entries(remote)? {
-        if kept.contains(&key.hex()) || young(at) {
-            sweep.seen.insert(key);
-            live.push(key);
-            continue;
-        }
-        writeln!(
-            sweep.lines,
-            "  entry {} (no kept report refers to it)",
-            key.short()
-        )?;
-        removed += 1;
-        if !policy.dry_run {
-            cache.delete_remote_record(&key)?;
-        }
-    }
-    sweep.name_blobs_of(&live)?;
-    // Blobs are shared: one is garbage only when no remaining record names it.
-    let candidates: Vec<_> = remote
-        .list(&remote.blobs_prefix())?
-        .into_iter()
-        .filter(|meta| !young(modified(meta)))
-        .filter_map(|meta| Some((remote.hash_of_blob(&meta.location)?, meta)))
-        .filter(|(hash, _)| !sweep.named.contains(hash))
-        .collect();
-    // Records pushed since the first listing may name some of them.
-    sweep.name_blobs_of_new_records()?;
-    let (mut blobs, mut blob_bytes) = (0, 0u64);
-    let mut deleted: HashSet<Hash> = HashSet::new();
-    for (hash, meta) in candidates {
-        if sweep.named.contains(&hash) {
-            continue;
-        }
-        blobs += 1;
-        blob_bytes = blob_bytes.saturating_add(meta.size);
-        if !policy.dry_run {
-            cache.delete_remote_object(&meta.location)?;
-            deleted.insert(hash);
-        }
-    }
-    let orphaned = sweep.drop_new_records_naming(&deleted)?;
-    let mut checkpoints = 0;
-    for meta in remote.list(&remote.checkpoints_prefix())? {
-        if young(modified(&meta)) {
-            continue;
-        }
-        checkpoints += 1;
-        if !policy.dry_run {
-            cache.delete_remote_object(&meta.location)?;
-        }
-    }
-    // Uploads a killed writer or a dying remote left unfinished: their parts are kept (and billed) until aborted.
-    let uploads = remote.abort_stale_uploads(policy.grace, policy.dry_run)?;
-    let verb = if policy.dry_run {
-        "would remove"
-    } else {
-        "removed"
-    };
+    let grace = policy.grace.unwrap_or(RemotePrunePolicy::DEFAULT_GRACE);
+    let dry_run = policy.dry_run;
+    let r = cache.prune_remote(&kept, RemotePrunePolicy { grace, dry_run })?;
+    let verb = if dry_run { "would remove" } else { "removed" };
+    let entries = |n: usize| if n == 1 { "y" } else { "ies" };
     let mut out = format!(
-        "remote `{}`: {verb} {removed} entr{} and {blobs} unreferenced blob(s) ({}), {checkpoints} stale \
-         checkpoint(s), {uploads} unfinished upload(s); kept {} entries that the last {} run(s) of each \
-         experiment in `{}` refer to or that are younger than {}\n",
+        "remote `{}`: {verb} {} entr{} and {} unreferenced blob(s) ({}), {} stale checkpoint(s), {} unfinished \
+         upload(s); kept {} entries that the last {} run(s) of each experiment in `{}` refer to or that are \
+         younger than {}\n",
         remote.url(),
-        if removed == 1 { "y" } else { "ies" },
-        human(blob_bytes),
-        live.len(),
+        r.entries.len(),
+        entries(r.entries.len()),
+        r.blobs,
+        human(r.blob_bytes),
+        r.checkpoints,
+        r.uploads,
+        r.kept,
         policy.keep,
         reports.display(),
-        jiff::SignedDuration::try_from(policy.grace)
+        jiff::SignedDuration::try_from(grace)
             .map(|d| format!("{d:#}"))
-            .unwrap_or_else(|_| format!("{:?}", policy.grace)),
+            .unwrap_or_else(|_| format!("{grace:?}")),
     );
-    if orphaned > 0 {
+    if r.orphaned > 0 {
         writeln!(
             out,
-            "removed {orphaned} entr{} pushed while this gc ran that named a blob it had deleted: a miss now, \
-             computed and pushed again by the next run that needs it",
-            if orphaned == 1 { "y" } else { "ies" }
+            "removed {} entr{} pushed while this gc ran that named a blob it had deleted: a miss now, computed and \
+             pushed again by the next run that needs it",
+            r.orphaned,
+            entries(r.orphaned)
         )?;
     }
-    out.push_str(&sweep.lines);
+    for key in &r.entries {
+        writeln!(out, "  entry {key} (no kept report refers to it)")?;
+    }
+    for key in &r.skipped {
+        writeln!(
+            out,
+            "  skipped entry {key}: its record cannot be read (`pipeline cache verify --remote …` says why)"
+        )?;
+    }
     Ok(out)
-}
-
-/// What a remote gc knows as it goes: the records it has listed, the blobs they name, what it says.
-struct Sweep<'a> {
-    cache: &'a Cache,
-    remote: &'a Remote,
-    dry_run: bool,
-    lines: String,
-    /// Every live record key listed so far (a record this gc deleted that a push writes again is new).
-    seen: HashSet<Hash>,
-    /// Every blob a live record names.
-    named: HashSet<Hash>,
-}
-
-impl Sweep<'_> {
-    /// Adds the blobs `keys`' records name. A record that cannot be read is damaged (records are written whole):
-    /// it is kept for `cache verify` to name and a run to discard, and the sweep goes on without it.
-    fn name_blobs_of(&mut self, keys: &[Hash]) -> Result<()> {
-        for key in keys {
-            let Some(record) = self.cache.peek_remote(key, None) else {
-                if let Some(why) = self.remote.down() {
-                    anyhow::bail!("the remote `{}` cannot be used ({why})", self.remote.url());
-                }
-                writeln!(
-                    self.lines,
-                    "  skipped entry {}: its record cannot be read (`pipeline cache verify --remote …` says why)",
-                    key.short()
-                )?;
-                continue;
-            };
-            self.named.insert(record.output.hash);
-            self.named.extend(record.files.values().map(|f| f.hash));
-        }
-        Ok(())
-    }
-
-    /// The records listed now that were not before, marked as seen.
-    fn new_records(&mut self) -> Result<Vec<Hash>> {
-        let fresh: Vec<Hash> = remote_entries(self.remote)?
-            .into_iter()
-            .map(|(key, _)| key)
-            .filter(|key| !self.seen.contains(key))
-            .collect();
-        self.seen.extend(fresh.iter().copied());
-        Ok(fresh)
-    }
-
-    /// Lists the records again and adds the blobs of those written since: they are live, whatever they name.
-    fn name_blobs_of_new_records(&mut self) -> Result<()> {
-        let fresh = self.new_records()?;
-        self.name_blobs_of(&fresh)
-    }
-
-    /// Lists the records once more, after the blobs went: one written meanwhile that names a blob this gc deleted
-    /// (and that its writer has not uploaded again) is removed, so it is a miss rather than damage. How many.
-    fn drop_new_records_naming(&mut self, deleted: &HashSet<Hash>) -> Result<usize> {
-        if self.dry_run || deleted.is_empty() {
-            return Ok(0);
-        }
-        let mut dropped = 0;
-        for key in self.new_records()? {
-            let Some(record) = self.cache.peek_remote(&key, None) else {
-                continue;
-            };
-            let names =
-                std::iter::once(&record.output.hash).chain(record.files.values().map(|f| &f.hash));
-            let lost = names.filter(|h| deleted.contains(h)).any(|h| {
-                matches!(
-                    self.remote
-                        .block_on(self.remote.head(&self.remote.blob_path(h))),
-                    Err(Failure::NotFound)
-                )
-            });
-            if lost {
-                self.cache.delete_remote_record(&key)?;
-                dropped += 1;
-            }
-        }
-        Ok(dropped)
-    }
 }

@@ -549,7 +549,7 @@ fn cache_command(command: CacheCommand) -> Result<u8> {
             let report = if opened.remote().is_some() {
                 let policy = remote::RemoteGc {
                     keep,
-                    grace: grace.unwrap_or(std::time::Duration::from_secs(7 * 24 * 3600)),
+                    grace,
                     dry_run,
                 };
                 remote::gc(&opened, &reports.reports_dir, policy)

@@ -1,5 +1,5 @@
 //! What the cache holds and what collection removes from it: every entry checked ([`Cache::entries`]), sizes per
-//! stage kind ([`Cache::usage`]) and [`Cache::prune`]. The store owns its layout, so these are the only code that
+//! stage kind ([`Cache::usage`]), [`Cache::prune`], and on the remote [`remote_entries`] and [`Cache::prune_remote`]. The store owns its layout, so these are the only code that
 //! walks it; they return typed results, which the command line words.
 
 use std::collections::{BTreeMap, HashSet};
@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 
+use super::remote::{Failure, Remote};
 use super::{Cache, Expect};
 use crate::fingerprint::Hash;
 
@@ -307,4 +308,228 @@ pub fn size_of(path: &Path) -> u64 {
         .filter_map(|e| e.metadata().ok())
         .map(|m| m.len())
         .sum()
+}
+
+/// What [`Cache::prune_remote`] keeps besides the entries it is told to.
+#[derive(Debug, Clone, Copy)]
+pub struct RemotePrunePolicy {
+    /// Nothing younger than this is touched: another machine may have just made it.
+    pub grace: Duration,
+    /// Only say what would be removed.
+    pub dry_run: bool,
+}
+
+impl RemotePrunePolicy {
+    /// The grace period when none is given: a week, as machines sharing a remote may push at any time and clocks
+    /// differ.
+    pub const DEFAULT_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
+}
+
+/// What [`Cache::prune_remote`] did.
+pub struct RemoteRemoval {
+    /// Entries removed (short keys), in the order listed.
+    pub entries: Vec<String>,
+    /// Entries kept because their records cannot be read (short keys): damaged, for `cache verify` to name.
+    pub skipped: Vec<String>,
+    /// Blobs no remaining record names, and their bytes.
+    pub blobs: usize,
+    pub blob_bytes: u64,
+    pub checkpoints: usize,
+    /// Multipart uploads a killed writer left unfinished, aborted.
+    pub uploads: usize,
+    /// Entries kept.
+    pub kept: usize,
+    /// Entries pushed while the prune ran that named a blob it had deleted, removed (a miss now, not damage).
+    pub orphaned: usize,
+}
+
+/// When an object was last written (the epoch for a time jiff cannot hold: then it is never young).
+fn modified(meta: &object_store::ObjectMeta) -> jiff::Timestamp {
+    jiff::Timestamp::from_second(meta.last_modified.timestamp())
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}
+
+/// Every entry key on the remote, with its record's age.
+pub fn remote_entries(remote: &Remote) -> Result<Vec<(Hash, jiff::Timestamp)>> {
+    let mut out = Vec::new();
+    for meta in remote.list(&remote.entries_prefix())? {
+        if let Some(key) = remote.key_of_record(&meta.location) {
+            out.push((key, modified(&meta)));
+        }
+    }
+    Ok(out)
+}
+
+impl Cache {
+    /// Collects the remote: a mark phase from `referenced` (keys in hex), then a sweep of the records nothing marks,
+    /// then of the blobs no remaining record names, then of stale checkpoints and unfinished uploads, never touching
+    /// anything younger than the policy's grace.
+    ///
+    /// Safe beside pushes: a push may write a new record naming an old blob at any moment. The records are listed
+    /// again just before the blobs go, and a blob a record written meanwhile names is kept; a record written after
+    /// that listing is checked once the blobs are gone, and one naming a blob this prune deleted is removed (a miss,
+    /// computed and pushed again later), unless its writer already uploaded the blob again (a push checks its blobs
+    /// after writing its record). Either way no entry is left damaged.
+    pub fn prune_remote(
+        &self,
+        referenced: &HashSet<String>,
+        policy: RemotePrunePolicy,
+    ) -> Result<RemoteRemoval> {
+        let remote = self
+            .remote()
+            .map(|r| r.as_ref())
+            .context("no remote is set")?;
+        let now = jiff::Timestamp::now();
+        let young = |at: jiff::Timestamp| {
+            now.duration_since(at)
+                .try_into()
+                .map(|d: Duration| d < policy.grace)
+                .unwrap_or(true)
+        };
+        let mut marks = Marking {
+            cache: self,
+            remote,
+            dry_run: policy.dry_run,
+            skipped: Vec::new(),
+            seen: HashSet::new(),
+            named: HashSet::new(),
+        };
+        let mut entries = Vec::new();
+        let mut live: Vec<Hash> = Vec::new();
+        for (key, at) in remote_entries(remote)? {
+            if referenced.contains(&key.hex()) || young(at) {
+                marks.seen.insert(key);
+                live.push(key);
+                continue;
+            }
+            entries.push(key.short());
+            if !policy.dry_run {
+                self.delete_remote_record(&key)?;
+            }
+        }
+        marks.name_blobs_of(&live)?;
+        // Blobs are shared: one is garbage only when no remaining record names it.
+        let candidates: Vec<_> = remote
+            .list(&remote.blobs_prefix())?
+            .into_iter()
+            .filter(|meta| !young(modified(meta)))
+            .filter_map(|meta| Some((remote.hash_of_blob(&meta.location)?, meta)))
+            .filter(|(hash, _)| !marks.named.contains(hash))
+            .collect();
+        // Records pushed since the first listing may name some of them.
+        marks.name_blobs_of_new_records()?;
+        let (mut blobs, mut blob_bytes) = (0, 0u64);
+        let mut deleted: HashSet<Hash> = HashSet::new();
+        for (hash, meta) in candidates {
+            if marks.named.contains(&hash) {
+                continue;
+            }
+            blobs += 1;
+            blob_bytes = blob_bytes.saturating_add(meta.size);
+            if !policy.dry_run {
+                self.delete_remote_object(&meta.location)?;
+                deleted.insert(hash);
+            }
+        }
+        let orphaned = marks.drop_new_records_naming(&deleted)?;
+        let mut checkpoints = 0;
+        for meta in remote.list(&remote.checkpoints_prefix())? {
+            if young(modified(&meta)) {
+                continue;
+            }
+            checkpoints += 1;
+            if !policy.dry_run {
+                self.delete_remote_object(&meta.location)?;
+            }
+        }
+        // Uploads a killed writer or a dying remote left unfinished: their parts are kept (and billed) until aborted.
+        let uploads = remote.abort_stale_uploads(policy.grace, policy.dry_run)?;
+        Ok(RemoteRemoval {
+            entries,
+            skipped: marks.skipped,
+            blobs,
+            blob_bytes,
+            checkpoints,
+            uploads,
+            kept: live.len(),
+            orphaned,
+        })
+    }
+}
+
+/// What a remote prune knows as it goes: the records it has listed, the blobs they name, the records it could not
+/// read.
+struct Marking<'a> {
+    cache: &'a Cache,
+    remote: &'a Remote,
+    dry_run: bool,
+    skipped: Vec<String>,
+    /// Every live record key listed so far (a record this prune deleted that a push writes again is new).
+    seen: HashSet<Hash>,
+    /// Every blob a live record names.
+    named: HashSet<Hash>,
+}
+
+impl Marking<'_> {
+    /// Adds the blobs `keys`' records name. A record that cannot be read is damaged (records are written whole):
+    /// it is kept for `cache verify` to name and a run to discard, and the prune goes on without it.
+    fn name_blobs_of(&mut self, keys: &[Hash]) -> Result<()> {
+        for key in keys {
+            let Some(record) = self.cache.peek_remote(key, None) else {
+                if let Some(why) = self.remote.down() {
+                    anyhow::bail!("the remote `{}` cannot be used ({why})", self.remote.url());
+                }
+                self.skipped.push(key.short());
+                continue;
+            };
+            self.named.insert(record.output.hash);
+            self.named.extend(record.files.values().map(|f| f.hash));
+        }
+        Ok(())
+    }
+
+    /// The records listed now that were not before, marked as seen.
+    fn new_records(&mut self) -> Result<Vec<Hash>> {
+        let fresh: Vec<Hash> = remote_entries(self.remote)?
+            .into_iter()
+            .map(|(key, _)| key)
+            .filter(|key| !self.seen.contains(key))
+            .collect();
+        self.seen.extend(fresh.iter().copied());
+        Ok(fresh)
+    }
+
+    /// Lists the records again and adds the blobs of those written since: they are live, whatever they name.
+    fn name_blobs_of_new_records(&mut self) -> Result<()> {
+        let fresh = self.new_records()?;
+        self.name_blobs_of(&fresh)
+    }
+
+    /// Lists the records once more, after the blobs went: one written meanwhile that names a blob this prune deleted
+    /// (and that its writer has not uploaded again) is removed, so it is a miss rather than damage. How many.
+    fn drop_new_records_naming(&mut self, deleted: &HashSet<Hash>) -> Result<usize> {
+        if self.dry_run || deleted.is_empty() {
+            return Ok(0);
+        }
+        let mut dropped = 0;
+        for key in self.new_records()? {
+            let Some(record) = self.cache.peek_remote(&key, None) else {
+                continue;
+            };
+            let names =
+                std::iter::once(&record.output.hash).chain(record.files.values().map(|f| &f.hash));
+            let lost = names.filter(|h| deleted.contains(h)).any(|h| {
+                matches!(
+                    self.remote
+                        .block_on(self.remote.head(&self.remote.blob_path(h))),
+                    Err(Failure::NotFound)
+                )
+            });
+            if lost {
+                self.cache.delete_remote_record(&key)?;
+                dropped += 1;
+            }
+        }
+        Ok(dropped)
+    }
 }
