@@ -6,7 +6,7 @@ use std::fmt;
 
 use indicatif::MultiProgress;
 
-use super::StageResult;
+use super::outcome::StageResult;
 use crate::fingerprint::Reason;
 use crate::stages::EpochProgress;
 

@@ -1,5 +1,5 @@
-//! Running one node against the store: fingerprint it from its inputs' content, take it from the cache when it is
-//! there (the one [`decide`] function `status` uses too), else hand it to the placement, which computes and stores it.
+//! What running a node needs and does with the store, shared by the scheduler and the placements: the run's nodes
+//! and targets ([`Shared`]), a found result recorded, inputs loaded (once, while needed), a resumable checkpoint.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -7,10 +7,11 @@ use std::sync::{Arc, Mutex};
 use anyhow::Result;
 
 use super::events::{Event, Reporter, Share, StageRef};
-use super::plan::{Decision, Node, Probe, decide, fingerprint_of};
-use super::{Options, StageResult, Status, Target};
+use super::outcome::{StageResult, Status};
+use super::plan::Node;
+use super::request::{Options, Target};
 use crate::artifact::Artifact;
-use crate::fingerprint::{Fingerprint, InputHash, Reason};
+use crate::fingerprint::{Fingerprint, Reason};
 use crate::stages::{ExternalInputs, Resume};
 use crate::store::{Cache, Checkpoint, Record};
 
@@ -145,77 +146,5 @@ impl Shared<'_> {
             artifact: Arc::new(artifact),
             files: BTreeMap::new(),
         })
-    }
-
-    /// Runs node `id` (its inputs' records `input_records`): cached, or computed by the placement.
-    pub(super) fn execute(&self, id: usize, input_records: &[Record]) -> StageResult {
-        let node = &self.nodes[id];
-        let target = &self.targets[node.target];
-        let exp = target.experiment;
-        let spec = &exp.graph.stages[node.stage];
-        let mut result = StageResult::new(&spec.name, spec.kind(), Status::Failed);
-        let external = match &node.external {
-            Ok(x) => x,
-            Err(e) => return result.with_error(anyhow::anyhow!("{e}")),
-        };
-        let inputs: Vec<InputHash> = exp
-            .graph
-            .inputs_of(node.stage)
-            .iter()
-            .zip(input_records)
-            .map(|(j, record)| InputHash {
-                stage: exp.graph.stages[*j].name.clone(),
-                hash: record.output.hash,
-            })
-            .collect();
-        let fp = fingerprint_of(exp, node.stage, inputs, external);
-        let key = fp.hash();
-        result.fingerprint = Some(key);
-        if let (Some(only), Some(expected)) = (&self.opts.only, &self.opts.expected)
-            && *only == spec.name
-            && key != *expected
-        {
-            return result.with_error(anyhow::anyhow!(
-                "this node computes fingerprint {} for `{only}`, the submitting machine {}: the experiment, its \
-                 input files or the device kind differ between them (is everything on a shared filesystem?)",
-                key.hex(),
-                expected.hex()
-            ));
-        }
-        // From here until this process exits, `cache gc` keeps this entry (found, computed or waited for).
-        self.cache.pin(&key);
-
-        let decision = decide(
-            self.cache,
-            &target.identity,
-            &spec.name,
-            spec.kind(),
-            &fp,
-            node.forced.as_ref(),
-            Probe::Take,
-        );
-        // The lookup is where a required remote is found unusable: nothing goes on without it.
-        if let Some(why) = self.cache.remote_refused() {
-            return result.with_remote_error(anyhow::anyhow!(why));
-        }
-        match decision {
-            Decision::Cached { record, fetched } => self.found(id, &fp, *record, fetched, result),
-            Decision::Run { reasons, damaged } => {
-                if let Some(problem) = &damaged {
-                    self.emit(Event::Damaged {
-                        stage: self.stage(id),
-                        problem,
-                    });
-                }
-                let job = Job {
-                    id,
-                    fp: &fp,
-                    inputs: input_records,
-                    external,
-                    reasons,
-                };
-                self.opts.executor.placement().compute(self, job, result)
-            }
-        }
     }
 }

@@ -1,14 +1,14 @@
 //! Where a stage that is not cached is computed. The scheduler decides what runs and when; a [`Placement`] computes
 //! one node and leaves its entry in the cache: [`Local`] in this process, [`super::SlurmPlacement`] as a Slurm job
-//! (in `remote.rs`). Another cluster engine is one more implementation; the scheduler does not change.
+//! (in `slurm/placement.rs`). Another cluster engine is one more implementation; the scheduler does not change.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::StageResult;
-use super::Status;
 use super::events::Event;
 use super::node::{Job, Shared};
+use super::outcome::{StageResult, Status};
+use super::request::Executor;
 use crate::artifact::Artifact;
 use crate::stages::{RunContext, StageOutput};
 use crate::store::EntryMeta;
@@ -18,6 +18,14 @@ pub(super) trait Placement: Sync {
     /// Computes `job` of `run`; returns `result` completed: ran (with the stored record), cached (another process
     /// stored it meanwhile), failed or interrupted.
     fn compute(&self, run: &Shared<'_>, job: Job<'_>, result: StageResult) -> StageResult;
+}
+
+/// The placement `executor` names.
+pub(super) fn of(executor: &Executor) -> &dyn Placement {
+    match executor {
+        Executor::Local => &Local,
+        Executor::Slurm(slurm) => slurm,
+    }
 }
 
 /// In this process, on one of the scheduler's threads.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::{Options, Target};
+use super::request::{Options, Target};
 use crate::fingerprint::{Fingerprint, Hash, InputHash, Reason, explain};
 use crate::spec::experiment::Experiment;
 use crate::stages::{ExternalInputs, StageKind};

@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use super::Status;
 use super::events::{Event, Reporter, Share, StageRef};
+use super::outcome::Status;
 use crate::stages::{EpochProgress, NgramSummary, StageKind};
 
 /// A reporter that also shows the board: told where the run stands after each event that changed it (whoever
@@ -432,7 +432,7 @@ pub fn duration(seconds: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::StageResult;
+    use crate::exec::outcome::StageResult;
     use crate::fingerprint::Hash;
 
     fn board() -> Progress {

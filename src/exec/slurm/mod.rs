@@ -1,6 +1,8 @@
 //! The Slurm driver: `sbatch` command lines from the experiment's resources ([`crate::spec::resources`]), the job
 //! description a node reads (`pipeline exec-stage`), asking Slurm how a job stands (the follower in `follow.rs`), and
-//! the check that the cache directory is shared with the nodes. Slurm's own tools are the interface; nothing here schedules anything.
+//! the check that the cache directory is shared with the nodes; and in `placement.rs` the executor's Slurm placement,
+//! which submits a stage's job, waits for it and collects its result. Slurm's own tools are the interface; nothing here
+//! schedules anything.
 //!
 //! Jobs live under `cache/v1/jobs/<fingerprint>/` ([`Cache::jobs_dir`]): `job.json` (what to run), `submitted.json`
 //! (the job id, so a later invocation waits for a job that is still queued or running instead of submitting it
@@ -18,6 +20,7 @@ use crate::spec::resources::Resources;
 use crate::store::Cache;
 
 mod follow;
+mod placement;
 pub use follow::follow;
 
 /// What a node needs to compute one stage: `pipeline exec-stage` reads it.

@@ -5,11 +5,12 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use super::events::Event;
-use super::node::{Job, Shared};
-use super::placement::Placement;
-use super::slurm;
-use super::{Cause, SlurmPlacement, StageError, StageResult, Status};
+use crate::exec::events::Event;
+use crate::exec::node::{Job, Shared};
+use crate::exec::outcome::{Cause, StageError, StageResult, Status};
+use crate::exec::placement::Placement;
+use crate::exec::request::{SlurmPlacement, Target};
+use crate::exec::slurm;
 use crate::paths::write_atomic;
 use crate::store::Lookup;
 
@@ -85,7 +86,7 @@ struct JobFiles<'a> {
     dir: std::path::PathBuf,
     /// `submitted.json`: the job id, so a later run follows a job still queued or running instead of repeating it.
     submitted: std::path::PathBuf,
-    target: &'a super::Target<'a>,
+    target: &'a Target<'a>,
     spec: &'a crate::spec::graph::StageSpec,
 }
 
