@@ -116,10 +116,6 @@ fn intervals(files: &[Vec<Onset>]) -> Vec<i32> {
 }
 
 /// The normalized histogram of |intervals|, 0..=WIDEST.
-fn interval_histogram(files: &[Vec<Onset>]) -> [f64; WIDEST + 1] {
-    histogram_of(&intervals(files))
-}
-
 fn histogram_of(intervals: &[i32]) -> [f64; WIDEST + 1] {
     let mut h = [0.0; WIDEST + 1];
     for i in intervals {
@@ -496,10 +492,11 @@ impl<'a> References<'a> {
         } else {
             (training, "training")
         };
-        let histogram = |files: &[Vec<String>]| {
-            interval_histogram(&files.iter().map(|s| onsets(s, step)).collect::<Vec<_>>())
+        let intervals_of = |files: &[Vec<String>]| {
+            intervals(&files.iter().map(|s| onsets(s, step)).collect::<Vec<_>>())
         };
-        let target = histogram(reference);
+        let held_out_intervals = intervals_of(reference);
+        let target = histogram_of(&held_out_intervals);
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let shuffled: Vec<Vec<String>> = reference
             .iter()
@@ -517,9 +514,6 @@ impl<'a> References<'a> {
                     .collect()
             })
             .collect();
-        let intervals_of = |files: &[Vec<String>]| {
-            intervals(&files.iter().map(|s| onsets(s, step)).collect::<Vec<_>>())
-        };
         let index = CopyIndex::new(training);
         let mut held = corpus(reference, step);
         // The memorisation reference: how much of music the model never saw is found in the training files anyway
@@ -532,7 +526,7 @@ impl<'a> References<'a> {
             step,
             target,
             intervals: [
-                intervals_of(reference),
+                held_out_intervals,
                 intervals_of(&shuffled),
                 intervals_of(&uniform),
             ],

@@ -175,6 +175,20 @@ struct Dims {
 }
 
 impl Dims {
+    /// The batch size and sizes of a layer with input `x` `(B, T, D)`, weights `[W_ih | W_hh]` `(4H, D + H)` and
+    /// summed biases `(4H)`, or an error when they do not fit together.
+    fn of(x: &Shape, w: &Shape, bias: &Shape) -> Result<(usize, Self)> {
+        let (b, t, d) = x.dims3()?;
+        let (g4, w_cols) = w.dims2()?;
+        let h = g4 / 4;
+        if g4 != 4 * h || w_cols != d + h || bias.dims1()? != g4 {
+            candle_core::bail!(
+                "fast LSTM: input {x:?}, weights {w:?} and bias {bias:?} do not fit together"
+            );
+        }
+        Ok((b, Self { t, d, h }))
+    }
+
     fn g4(self) -> usize {
         4 * self.h
     }
@@ -204,10 +218,10 @@ fn forward(x: &[f32], w: &[f32], bias: &[f32], b: usize, dims: Dims) -> (Saved, 
     );
     // Every row starts as the bias; each thread then adds its slice's input projection, every step's at once:
     // gates = bias + x · W_ihᵀ.
-    recurrence(bias.repeat(b * t), b, dims, &recurrent, |slice, gates| {
+    recurrence(bias.repeat(b * t), b, dims, &recurrent, |first, gates| {
         // One row per (sequence, step) of the slice.
         let n = gates.len() / g4;
-        let x = &x[slice * rows_per_thread(b) * t * d..][..n * d];
+        let x = &x[first * t * d..][..n * d];
         sgemm(
             (n, g4, d),
             gates,
@@ -225,17 +239,7 @@ fn forward(x: &[f32], w: &[f32], bias: &[f32], b: usize, dims: Dims) -> (Saved, 
 /// summed biases `(4H)`, as the op's forward pass but with nothing kept for a backward pass. Returns every step's
 /// hidden state `(B, T, H)`.
 pub fn infer(x: &Tensor, w: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    let (b, t, d) = x.dims3()?;
-    let (g4, w_cols) = w.dims2()?;
-    let h = g4 / 4;
-    if g4 != 4 * h || w_cols != d + h || bias.dims1()? != g4 {
-        candle_core::bail!(
-            "fast LSTM: input {:?}, weights {:?} and bias {:?} do not fit together",
-            x.shape(),
-            w.shape(),
-            bias.shape()
-        );
-    }
+    let (b, dims) = Dims::of(x.shape(), w.shape(), bias.shape())?;
     let (x, w, bias) = (x.contiguous()?, w.contiguous()?, bias.contiguous()?);
     let held = [&x, &w, &bias].map(|t| t.storage_and_layout());
     let (_, hidden) = forward(
@@ -243,9 +247,9 @@ pub fn infer(x: &Tensor, w: &Tensor, bias: &Tensor) -> Result<Tensor> {
         cpu_f32(&held[1], "the weights")?,
         cpu_f32(&held[2], "the bias")?,
         b,
-        Dims { t, d, h },
+        dims,
     );
-    Tensor::from_vec(hidden, (b, t, h), x.device())
+    Tensor::from_vec(hidden, (b, dims.t, dims.h), x.device())
 }
 
 /// Inference only: a first layer over token ids `(B, T)`, whose input projections (input weights and both biases
@@ -279,8 +283,8 @@ pub fn infer_tokens(ids: &Tensor, table: &Tensor, w_hh: &Tensor) -> Result<Tenso
         b,
         dims,
         &recurrent,
-        |slice, gates| {
-            let ids = &ids[slice * rows_per_thread(b) * t..];
+        |first, gates| {
+            let ids = &ids[first * t..];
             for (row, &id) in gates.chunks_exact_mut(g4).zip(ids) {
                 row.copy_from_slice(&rows_of[id as usize * g4..][..g4]);
             }
@@ -290,8 +294,8 @@ pub fn infer_tokens(ids: &Tensor, table: &Tensor, w_hh: &Tensor) -> Result<Tenso
 }
 
 /// Runs the recurrence over `gates` `(B, T, 4H)`, each thread over its own slice of whole sequences after
-/// `project(slice, its gates)` has added that slice's input projection; returns the saved state and the hidden
-/// states.
+/// `project(first sequence of the slice, its gates)` has added that slice's input projection; returns the saved state
+/// and the hidden states.
 fn recurrence(
     mut gates: Vec<f32>,
     b: usize,
@@ -312,7 +316,7 @@ fn recurrence(
         .zip(cells_tanh.par_chunks_mut(rows * t * h))
         .zip(hidden.par_chunks_mut(rows * t * h))
         .for_each(|((((slice, gates), cells), cells_tanh), hidden)| {
-            project(slice, gates);
+            project(slice * rows, gates);
             forward_rows(gates, cells, cells_tanh, hidden, recurrent, dims);
         });
     let saved = Saved {
@@ -680,22 +684,12 @@ impl CustomOp3 for LstmLayer {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (b, t, d) = l1.shape().dims3()?;
-        let (g4, w_cols) = l2.shape().dims2()?;
-        let bias_len = l3.shape().dims1()?;
-        let h = g4 / 4;
-        if g4 != 4 * h || w_cols != d + h || bias_len != g4 {
-            candle_core::bail!(
-                "fast LSTM: input {:?}, weights {:?} and bias {:?} do not fit together",
-                l1.shape(),
-                l2.shape(),
-                l3.shape()
-            );
-        }
+        let (b, dims) = Dims::of(l1.shape(), l2.shape(), l3.shape())?;
+        let Dims { t, h, .. } = dims;
         let x = f32_slice(s1, l1, "the input")?;
         let w = f32_slice(s2, l2, "the weights")?;
         let bias = f32_slice(s3, l3, "the bias")?;
-        let (saved, hidden) = forward(x, w, bias, b, Dims { t, d, h });
+        let (saved, hidden) = forward(x, w, bias, b, dims);
         *self.saved.lock().expect("the op's state is never poisoned") = Some(saved);
         Ok((CpuStorage::F32(hidden), Shape::from((b, t, h))))
     }

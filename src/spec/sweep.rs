@@ -346,21 +346,9 @@ impl File<'_> {
         shown: &[(String, String)],
         repeat: u32,
     ) -> Result<Vec<Point>, Diagnostics> {
-        let seeds: Vec<(String, u64)> = point
-            .experiment
-            .graph
-            .stages
-            .iter()
-            .filter(|s| s.kind() == StageKind::Train)
-            .map(|s| {
-                let seed = s
-                    .stage()
-                    .params()
-                    .get("seed")
-                    .and_then(|v| v.as_u64())
-                    .unwrap_or(0);
-                (format!("{}.seed", s.name), seed)
-            })
+        let seeds: Vec<(String, u64)> = train_param(&point.experiment, "seed")
+            .into_iter()
+            .map(|(name, seed)| (format!("{name}.seed"), seed))
             .collect();
         (0..u64::from(repeat))
             .map(|r| {
@@ -542,17 +530,23 @@ fn combinations(sweep: &Sweep) -> Vec<Vec<(usize, Value)>> {
 
 /// The experiment's `train` stages by name, each with the `epochs` it trains (what pruning's rungs end at).
 pub fn trainings(exp: &Experiment) -> Vec<(&str, u64)> {
+    train_param(exp, "epochs")
+}
+
+/// Each `train` stage by name with one of its whole-number parameters (0 where it has none): the one place that
+/// reads a training's parameters back by key, for `repeat`'s seeds and the rungs' epochs.
+fn train_param<'e>(exp: &'e Experiment, key: &str) -> Vec<(&'e str, u64)> {
     exp.graph
         .stages
         .iter()
         .filter(|s| s.kind() == StageKind::Train)
         .map(|s| {
-            let epochs = s
+            let value = s
                 .stage()
                 .params()
-                .get("epochs")
+                .get(key)
                 .and_then(serde_json::Value::as_u64);
-            (s.name.as_str(), epochs.unwrap_or(0))
+            (s.name.as_str(), value.unwrap_or(0))
         })
         .collect()
 }

@@ -485,7 +485,6 @@ fn batch_tensors_every(
 fn evaluate(
     model: &Model,
     windows: &WindowSet,
-    hidden: usize,
     device: &Device,
 ) -> candle_core::Result<Option<(f64, f64)>> {
     let starts: Vec<usize> = windows.starts(Split::Validation).collect();
@@ -493,6 +492,7 @@ fn evaluate(
         return Ok(None);
     }
     let (mut nll, mut correct) = (0.0, 0usize);
+    let hidden = model.config().hidden;
     for chunk in starts.chunks(scoring_batch(device, windows.seq_len, hidden)) {
         let (x, y) = batch_tensors(windows, chunk, device)?;
         let logits = model.score(&x)?;
@@ -722,8 +722,7 @@ impl<'a> Running<'a> {
                 total / ((b * self.batch + chunk.len()) as f64)
             ));
         }
-        let hidden = self.model.config().hidden;
-        let val = evaluate(self.model, self.windows, hidden, self.device)?;
+        let val = evaluate(self.model, self.windows, self.device)?;
         // A validation loss that is not a number is divergence too (the last step's update broke the weights):
         // never a model to cache, nor an epoch to call best.
         if let Some((loss, _)) = val.filter(|v| !v.0.is_finite()) {
