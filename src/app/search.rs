@@ -204,11 +204,12 @@ impl Search<'_> {
             o.only = Some(self.train.clone());
         }
         if let Executor::Slurm(slurm) = &mut o.executor {
-            // The job re-reads the experiment on the node: it must make the same rung.
+            // The job re-reads the experiment on the node: it must make the same rung, which the rung's experiment
+            // records among its overrides.
             slurm.set = self.slurm_set.to_vec();
             slurm
                 .set
-                .push(format!("{}.epochs={}", self.train, self.rungs[job.rung]));
+                .extend(rung_edits(target.experiment, &point.experiment));
         }
         exec::run(std::slice::from_ref(&target), self.cache, &o, self.reporter)
             .pop()
@@ -235,6 +236,15 @@ impl Search<'_> {
         }
         wake.notify_all();
     }
+}
+
+/// What a rung changed in its trial's experiment, as `--set` arguments for a Slurm job (which re-reads the file on
+/// the node): the edits the rung's copy recorded after the point's own overrides.
+fn rung_edits(rung: &Experiment, point: &Experiment) -> Vec<String> {
+    rung.overrides[point.overrides.len().min(rung.overrides.len())..]
+        .iter()
+        .map(|o| format!("{}={}", o.key, o.value))
+        .collect()
 }
 
 /// The next training to run, waiting while the ones running decide what comes next; `None` once the search is over
@@ -268,7 +278,7 @@ pub fn search(
     let prune = study.prune().expect("a pruned sweep");
     let (train, max) = crate::spec::sweep::trainings(&study.points[0].experiment)
         .first()
-        .map(|&(name, epochs)| (name.to_string(), epochs as u32))
+        .map(|&(name, epochs)| (name.to_string(), epochs))
         .expect("checked: one train stage");
     let rungs = asha::rungs(prune.min_epochs, prune.reduction, max);
     // Every trial at every rung below the last, made and checked before anything runs.
@@ -276,10 +286,10 @@ pub fn search(
         .map(|i| {
             rungs[..rungs.len() - 1]
                 .iter()
-                .map(|&epochs| Ok(study.at_epochs(i, &train, epochs)?))
-                .collect::<Result<Vec<_>>>()
+                .map(|&epochs| study.at_epochs(i, &train, epochs))
+                .collect()
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect();
     let n = study.points.len();
     let state = Mutex::new(State::new(n, rungs.clone(), prune.reduction));
     let wake = Condvar::new();

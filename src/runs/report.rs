@@ -71,7 +71,7 @@ impl Report {
     ) -> Result<Self> {
         fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create the report directory `{}`", dir.display()))?;
-        fs::write(dir.join("experiment.toml"), &exp.text_as_run)
+        fs::write(dir.join("experiment.toml"), exp.text_as_run())
             .with_context(|| format!("cannot write into `{}`", dir.display()))?;
         Ok(Self {
             dir,

@@ -6,6 +6,7 @@
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use serde::de::IntoDeserializer;
 use toml::Spanned;
@@ -15,7 +16,7 @@ use crate::problem::Problem;
 use crate::spec::diagnostic::{Diagnostic, Diagnostics, Source, did_you_mean};
 use crate::spec::graph::{Graph, StageSpec};
 use crate::spec::resources::{Resources, SlurmConfig};
-use crate::stages::{CheckContext, ParamError, StageKind};
+use crate::stages::{CheckContext, ParamError, StageKind, StageParams, Train, Window};
 
 /// Keys allowed at the top of an experiment file.
 const TOP_LEVEL_KEYS: [&str; 4] = ["name", "stages", "sweep", "executor"];
@@ -65,8 +66,9 @@ impl Override {
     }
 }
 
-/// A checked experiment, ready to plan and run.
-#[derive(Debug)]
+/// A checked experiment, ready to plan and run. Cloning it is how a sweep's repeat or a search's rung is made: a
+/// typed edit of a copy ([`Experiment::edit_train`]), never a re-read of the file.
+#[derive(Debug, Clone)]
 pub struct Experiment {
     pub name: String,
     /// `[executor.slurm]`: where stages run with `--executor slurm` (not part of any fingerprint).
@@ -75,22 +77,164 @@ pub struct Experiment {
     pub path: PathBuf,
     /// Relative paths in stage parameters start here.
     pub base_dir: PathBuf,
-    /// The file as run: the original text with `--set` overrides applied, comments and layout kept.
-    pub text_as_run: String,
+    /// Everything applied to the file to make this experiment, in order: `--set` overrides, a sweep point's values,
+    /// then typed edits (a repeat's seed, a rung's epochs) as the file would write them.
     pub overrides: Vec<Override>,
     pub graph: Graph,
+    /// The file's text, shared by every experiment made from it.
+    file: Arc<FileText>,
+}
+
+/// A change to a `train` stage made after the file was read: what a repeat and a pruning rung vary. Each names the
+/// parameter it sets as the file spells it (a test holds the names to the struct's serde names).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TrainEdit {
+    Epochs(u32),
+    Seed(u64),
+}
+
+impl TrainEdit {
+    /// The parameter's key in the file.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Epochs(_) => "epochs",
+            Self::Seed(_) => "seed",
+        }
+    }
+
+    /// The value as the file would write it.
+    pub fn value(self) -> String {
+        match self {
+            Self::Epochs(n) => n.to_string(),
+            Self::Seed(n) => n.to_string(),
+        }
+    }
+
+    fn apply(self, t: &mut Train) {
+        match self {
+            Self::Epochs(n) => t.epochs = n,
+            Self::Seed(n) => t.seed = n,
+        }
+    }
 }
 
 impl Experiment {
     /// Parses and checks an experiment's text (read from `path`). Every problem found is returned, each with its
     /// location.
     pub fn from_text(path: &Path, text: &str, overrides: &[Override]) -> Result<Self, Diagnostics> {
-        let sources = Sources::new(path, text, overrides);
+        ParsedFile::parse(path, text)?.experiment(overrides)
+    }
+
+    /// The `train` stages by name, with their parameters.
+    pub fn trains(&self) -> impl Iterator<Item = (&str, &Train)> {
+        self.graph.stages.iter().filter_map(|s| match s.params() {
+            StageParams::Train(t) => Some((s.name.as_str(), t)),
+            _ => None,
+        })
+    }
+
+    /// The `window` stages by name, with their parameters.
+    pub fn windows(&self) -> impl Iterator<Item = (&str, &Window)> {
+        self.graph.stages.iter().filter_map(|s| match s.params() {
+            StageParams::Window(w) => Some((s.name.as_str(), w)),
+            _ => None,
+        })
+    }
+
+    /// Sets one parameter of the `train` stage `stage` (which must be one, as [`Experiment::trains`] names them)
+    /// and records the change among [`Experiment::overrides`], so reports and Slurm jobs see it. Returns the
+    /// recorded `stage.key` and value.
+    pub fn edit_train(&mut self, stage: &str, edit: TrainEdit) -> (String, String) {
+        let spec = self
+            .graph
+            .stages
+            .iter_mut()
+            .find(|s| s.name == stage)
+            .expect("edit_train is given the name of one of the experiment's stages");
+        match spec.params_mut() {
+            StageParams::Train(t) => edit.apply(t),
+            other => panic!(
+                "edit_train is given a train stage, not {:?}",
+                other.as_stage().kind()
+            ),
+        }
+        let (key, value) = (format!("{stage}.{}", edit.key()), edit.value());
+        self.overrides.push(Override {
+            key: key.clone(),
+            value: value.clone(),
+            origin: None,
+        });
+        (key, value)
+    }
+
+    /// The file as run: the original text with every override and edit written in, comments and layout kept. A
+    /// sweep point's file has no `[sweep]` table: it is the plain experiment of that point, runnable as it is.
+    pub fn text_as_run(&self) -> String {
+        self.file.with_overrides(&self.overrides)
+    }
+}
+
+/// An experiment file's text, shared by every experiment made from it, with the editable document (toml_edit) that
+/// report copies are written from: parsed at most once, when the first copy is asked for.
+#[derive(Debug)]
+struct FileText {
+    text: Arc<str>,
+    doc: OnceLock<Option<toml_edit::DocumentMut>>,
+}
+
+impl FileText {
+    fn with_overrides(&self, overrides: &[Override]) -> String {
+        if overrides.is_empty() {
+            return self.text.to_string();
+        }
+        let doc = self.doc.get_or_init(|| self.text.parse().ok());
+        match doc {
+            Some(doc) => text_as_run(doc.clone(), overrides),
+            None => self.text.to_string(),
+        }
+    }
+}
+
+/// An experiment file parsed once, with every span: each experiment made from it (a sweep's points) starts from a
+/// copy of its tree with that experiment's overrides inserted.
+pub struct ParsedFile<'t> {
+    path: &'t Path,
+    file: Arc<FileText>,
+    root: DeTable<'t>,
+}
+
+impl<'t> ParsedFile<'t> {
+    /// Parses the text of the file at `path`; a syntax error is reported with its location.
+    pub fn parse(path: &'t Path, text: &'t str) -> Result<Self, Diagnostics> {
+        let file = Arc::new(FileText {
+            text: text.into(),
+            doc: OnceLock::new(),
+        });
+        match DeTable::parse(text) {
+            Ok(root) => Ok(Self {
+                path,
+                file,
+                root: root.into_inner(),
+            }),
+            Err(e) => {
+                let sources = Sources::new(path, &file.text, &[]);
+                Err(toml_error(&sources, &e, None).into())
+            }
+        }
+    }
+
+    /// The file's top-level tree, as written.
+    pub fn root(&self) -> &DeTable<'t> {
+        &self.root
+    }
+
+    /// The experiment the file makes with `overrides` applied, checked. Every problem found is returned, each with
+    /// its location.
+    pub fn experiment(&self, overrides: &[Override]) -> Result<Experiment, Diagnostics> {
+        let path = self.path;
+        let sources = Sources::new(path, &self.file.text, overrides);
         let mut diags = Diagnostics::default();
-        let mut root = match DeTable::parse(text) {
-            Ok(t) => t.into_inner(),
-            Err(e) => return Err(toml_error(&sources, &e, None).into()),
-        };
+        let mut root = self.root.clone();
         apply_overrides(&mut root, overrides, &sources, &mut diags);
 
         let (name, slurm) = top_level(&root, path, &sources, &mut diags);
@@ -110,21 +254,14 @@ impl Experiment {
         };
         let specs = stage_specs(&root, &sources, &ctx, &mut diags);
         let graph = Graph::build(specs, &sources.file, &mut diags);
-        // Only a valid experiment is run, so only its text is needed (and only then is every override's stage a
-        // table that toml_edit can index).
-        let text_as_run = if diags.is_empty() {
-            text_as_run(text, overrides)
-        } else {
-            String::new()
-        };
         diags.into_result(Experiment {
             name,
             slurm,
             path: path.to_path_buf(),
             base_dir,
-            text_as_run,
             overrides: overrides.to_vec(),
             graph,
+            file: Arc::clone(&self.file),
         })
     }
 }
@@ -157,7 +294,7 @@ struct Sources {
 }
 
 impl Sources {
-    fn new(path: &Path, text: &str, overrides: &[Override]) -> Self {
+    fn new(path: &Path, text: &Arc<str>, overrides: &[Override]) -> Self {
         let mut next = text.len() + 1;
         let overrides = overrides
             .iter()
@@ -170,7 +307,7 @@ impl Sources {
             })
             .collect();
         Self {
-            file: Source::new(path.display().to_string(), text),
+            file: Source::new(path.display().to_string(), Arc::clone(text)),
             overrides,
         }
     }
@@ -714,16 +851,9 @@ fn expected_fields(message: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The experiment text with overrides written in, keeping comments and layout (toml_edit).
-/// A sweep point's file has no `[sweep]` table: it is the plain experiment of that point, runnable as it is.
-fn text_as_run(text: &str, overrides: &[Override]) -> String {
+/// The experiment's document with overrides written in, keeping comments and layout (toml_edit).
+fn text_as_run(mut doc: toml_edit::DocumentMut, overrides: &[Override]) -> String {
     let from_sweep = overrides.iter().any(|o| o.origin.is_some());
-    if overrides.is_empty() {
-        return text.to_string();
-    }
-    let Ok(mut doc) = text.parse::<toml_edit::DocumentMut>() else {
-        return text.to_string();
-    };
     if from_sweep {
         doc.remove("sweep");
     }
@@ -741,10 +871,74 @@ fn text_as_run(text: &str, overrides: &[Override]) -> String {
                     .and_then(|s| s.get_mut(stage))
                     .and_then(|t| t.as_table_like_mut())
                 {
+                    let mut value = value;
+                    // The comment after the old value stays beside the new one.
+                    if let Some(old) = table.get(param).and_then(toml_edit::Item::as_value) {
+                        *value.decor_mut() = old.decor().clone();
+                    }
                     table.insert(param, toml_edit::Item::Value(value));
                 }
             }
         }
     }
     doc.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"
+name = "edits"
+[stages.source]
+kind = "midi_source"
+path = "data/openmsx"
+[stages.notes]
+kind = "extract_instrument"
+inputs = ["source"]
+[stages.tokens]
+kind = "tokenize"
+inputs = ["notes"]
+[stages.vocab]
+kind = "vocab"
+inputs = ["tokens"]
+[stages.windows]
+kind = "window"
+inputs = ["vocab"]
+[stages.model]
+kind = "train"
+inputs = ["windows"]
+epochs = 7 # the run's length
+seed = 3
+"#;
+
+    #[test]
+    fn a_train_edit_names_the_parameter_it_sets_as_the_file_does() {
+        let exp = Experiment::from_text(Path::new("x.toml"), FILE, &[]).unwrap();
+        for edit in [TrainEdit::Epochs(11), TrainEdit::Seed(99)] {
+            let mut edited = exp.clone();
+            let (key, value) = edited.edit_train("model", edit);
+            assert_eq!(key, format!("model.{}", edit.key()));
+            // The typed change is the one the file's key would make.
+            let by_key = Experiment::from_text(
+                Path::new("x.toml"),
+                FILE,
+                &[Override::parse(&format!("{key}={value}")).unwrap()],
+            )
+            .unwrap();
+            let params = |e: &Experiment| crate::stages::params_of(e.trains().next().unwrap().1);
+            assert_eq!(params(&edited), params(&by_key), "{edit:?}");
+            assert_ne!(params(&edited), params(&exp), "{edit:?} changed nothing");
+            // And the report's copy of the file says so, comments kept.
+            let text = edited.text_as_run();
+            assert!(
+                text.contains(&format!("{} = {value}", edit.key())),
+                "{text}"
+            );
+            assert!(text.contains("# the run's length"), "{text}");
+        }
+        // The original is untouched by its copies' edits.
+        assert_eq!(exp.trains().next().unwrap().1.epochs, 7);
+        assert!(exp.overrides.is_empty());
+    }
 }

@@ -11,15 +11,15 @@ use petgraph::visit::{Dfs, Topo};
 use toml::Spanned;
 
 use crate::spec::diagnostic::{Diagnostic, Diagnostics, Source, did_you_mean};
-use crate::stages::{Stage, StageKind};
+use crate::stages::{Stage, StageKind, StageParams};
 
 /// A stage as declared: its name, its configured implementation and its inputs, with spans for messages.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct StageSpec {
     pub name: String,
     pub kind: StageKind,
     /// `None` only while checking, when the parameters were invalid (the wiring is still checked).
-    pub(crate) built: Option<Box<dyn Stage>>,
+    pub(crate) built: Option<StageParams>,
     pub inputs: Vec<Spanned<String>>,
     /// Span of the stage's table header / key.
     pub span: Range<usize>,
@@ -32,14 +32,25 @@ impl StageSpec {
 
     /// The configured stage; every stage of a checked experiment has one.
     pub fn stage(&self) -> &dyn Stage {
+        self.params().as_stage()
+    }
+
+    /// The stage's typed parameters; every stage of a checked experiment has them.
+    pub fn params(&self) -> &StageParams {
         self.built
-            .as_deref()
+            .as_ref()
+            .expect("a checked experiment has every stage built")
+    }
+
+    pub(crate) fn params_mut(&mut self) -> &mut StageParams {
+        self.built
+            .as_mut()
             .expect("a checked experiment has every stage built")
     }
 }
 
 /// The stages and their edges (input → consumer). Node weights index into [`Graph::stages`].
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Graph {
     pub stages: Vec<StageSpec>,
     dag: DiGraph<usize, ()>,

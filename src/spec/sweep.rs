@@ -17,7 +17,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -25,8 +25,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use crate::spec::diagnostic::{Diagnostic, Diagnostics, Source};
-use crate::spec::experiment::{Experiment, Override};
-use crate::stages::StageKind;
+use crate::spec::experiment::{Experiment, Override, ParsedFile, TrainEdit};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -158,9 +157,6 @@ pub struct Point {
     /// The varied parameters and their exact values, for summaries.
     pub values: Vec<(String, String)>,
     pub experiment: Experiment,
-    /// Everything applied to the file to make this point (`--set` and the point's values), to make it again with
-    /// other epochs (a pruning rung).
-    pub overrides: Vec<Override>,
 }
 
 /// An experiment file with all its points.
@@ -169,8 +165,6 @@ pub struct Study {
     pub name: String,
     pub sweep: Option<Sweep>,
     pub points: Vec<Point>,
-    path: PathBuf,
-    text: String,
 }
 
 impl Study {
@@ -183,15 +177,11 @@ impl Study {
         self.sweep.as_ref().and_then(|s| s.prune.as_ref())
     }
 
-    /// Point `i` with its `train` stage `stage` trained for `epochs` instead (a pruning rung).
-    pub fn at_epochs(&self, i: usize, stage: &str, epochs: u32) -> Result<Experiment, Diagnostics> {
-        let mut overrides = self.points[i].overrides.clone();
-        overrides.push(Override {
-            key: format!("{stage}.epochs"),
-            value: epochs.to_string(),
-            origin: None,
-        });
-        Experiment::from_text(&self.path, &self.text, &overrides)
+    /// Point `i` with its `train` stage `stage` trained for `epochs` instead (a pruning rung): a typed copy.
+    pub fn at_epochs(&self, i: usize, stage: &str, epochs: u32) -> Experiment {
+        let mut rung = self.points[i].experiment.clone();
+        rung.edit_train(stage, TrainEdit::Epochs(epochs));
+        rung
     }
 
     /// Reads an experiment file; with a `[sweep]` table, builds and checks every point.
@@ -207,18 +197,16 @@ impl Study {
     }
 
     /// Like [`Study::load`], for the text of the file at `path` (which locates relative paths and names errors).
+    /// The text is parsed once, however many points, repeats and rungs are made from it.
     pub fn from_text(path: &Path, text: &str, overrides: &[Override]) -> Result<Self, Diagnostics> {
         let source = Source::new(path.display().to_string(), text);
-        let sweep = match DeTable::parse(text) {
-            Ok(root) => match root.get_ref().get("sweep") {
-                Some(value) => Some(parse_sweep(value, &source)?),
-                None => None,
-            },
-            // The single-experiment path reports syntax errors with their location.
-            Err(_) => None,
+        let file = ParsedFile::parse(path, text)?;
+        let sweep = match file.root().get("sweep") {
+            Some(value) => Some(parse_sweep(value, &source)?),
+            None => None,
         };
         let Some(sweep) = sweep else {
-            let experiment = Experiment::from_text(path, text, overrides)?;
+            let experiment = file.experiment(overrides)?;
             return Ok(Self {
                 name: experiment.name.clone(),
                 sweep: None,
@@ -226,10 +214,7 @@ impl Study {
                     label: String::new(),
                     values: Vec::new(),
                     experiment,
-                    overrides: overrides.to_vec(),
                 }],
-                path: path.to_path_buf(),
-                text: text.to_string(),
             });
         };
         let mut diags = Diagnostics::default();
@@ -242,8 +227,7 @@ impl Study {
                 );
             }
         }
-        let file = File { path, text };
-        let mut points = file.points(&sweep, overrides, &mut diags)?;
+        let mut points = points(&file, &sweep, overrides, &mut diags)?;
         if let Some(prune) = &sweep.prune {
             check_prune(prune, &points, &source, &mut diags);
             check_prune_repeat(prune, sweep.repeat, &source, &mut diags);
@@ -257,123 +241,96 @@ impl Study {
             name,
             sweep: Some(sweep),
             points,
-            path: path.to_path_buf(),
-            text: text.to_string(),
         })
     }
 }
 
-/// The experiment file a sweep's points are made from.
-struct File<'a> {
-    path: &'a Path,
-    text: &'a str,
-}
-
-impl File<'_> {
-    /// Every point of `sweep`: one per combination, or `repeat` per combination with the train stages' seeds moved
-    /// on by one each time. A problem every point shares is reported once.
-    fn points(
-        &self,
-        sweep: &Sweep,
-        overrides: &[Override],
-        diags: &mut Diagnostics,
-    ) -> Result<Vec<Point>, Diagnostics> {
-        let mut points = Vec::new();
-        let mut seen = HashSet::new();
-        for combo in combinations(sweep) {
-            let mut all: Vec<Override> = overrides.to_vec();
-            all.extend(combo.iter().map(|(axis, v)| Override {
-                key: sweep.axes[*axis].key.clone(),
-                value: v.text.clone(),
-                origin: Some(v.span.clone()),
-            }));
-            let pairs = |f: fn(&Value) -> &String| -> Vec<(String, String)> {
-                combo
-                    .iter()
-                    .map(|(axis, v)| (sweep.axes[*axis].key.clone(), f(v).clone()))
-                    .collect()
-            };
-            let (values, shown) = (pairs(|v| &v.text), pairs(|v| &v.shown));
-            let experiment = match Experiment::from_text(self.path, self.text, &all) {
-                Ok(e) => e,
-                Err(d) => {
-                    for d in d.0 {
-                        if seen.insert(d.render(false)) {
-                            diags.push(d);
-                        }
+/// Every point of `sweep`: one per combination, or `repeat` per combination with the train stages' seeds moved on by
+/// one each time. A problem every point shares is reported once.
+fn points(
+    file: &ParsedFile,
+    sweep: &Sweep,
+    overrides: &[Override],
+    diags: &mut Diagnostics,
+) -> Result<Vec<Point>, Diagnostics> {
+    let mut points = Vec::new();
+    let mut seen = HashSet::new();
+    for combo in combinations(sweep) {
+        let mut all: Vec<Override> = overrides.to_vec();
+        all.extend(combo.iter().map(|(axis, v)| Override {
+            key: sweep.axes[*axis].key.clone(),
+            value: v.text.clone(),
+            origin: Some(v.span.clone()),
+        }));
+        let pairs = |f: fn(&Value) -> &String| -> Vec<(String, String)> {
+            combo
+                .iter()
+                .map(|(axis, v)| (sweep.axes[*axis].key.clone(), f(v).clone()))
+                .collect()
+        };
+        let (values, shown) = (pairs(|v| &v.text), pairs(|v| &v.shown));
+        let experiment = match file.experiment(&all) {
+            Ok(e) => e,
+            Err(d) => {
+                for d in d.0 {
+                    if seen.insert(d.render(false)) {
+                        diags.push(d);
                     }
-                    continue;
                 }
-            };
-            if sweep.repeat == 1 {
-                points.push(Point {
-                    label: label(&shown),
-                    values,
-                    experiment,
-                    overrides: all,
-                });
                 continue;
             }
-            if !experiment
-                .graph
-                .stages
-                .iter()
-                .any(|s| s.kind() == StageKind::Train)
-            {
-                diags.push(
-                    Diagnostic::new(
-                        "`repeat` varies the seed of `train` stages, but the experiment has none",
-                    )
-                    .hint("remove `repeat`, or add a `train` stage"),
-                );
-                return Ok(points);
-            }
-            let point = Point {
-                label: String::new(),
+        };
+        if sweep.repeat == 1 {
+            points.push(Point {
+                label: label(&shown),
                 values,
                 experiment,
-                overrides: all,
-            };
-            points.extend(self.repeats(&point, &shown, sweep.repeat)?);
+            });
+            continue;
         }
-        Ok(points)
+        if experiment.trains().next().is_none() {
+            diags.push(
+                Diagnostic::new(
+                    "`repeat` varies the seed of `train` stages, but the experiment has none",
+                )
+                .hint("remove `repeat`, or add a `train` stage"),
+            );
+            return Ok(points);
+        }
+        let point = Point {
+            label: String::new(),
+            values,
+            experiment,
+        };
+        points.extend(repeats(&point, &shown, sweep.repeat));
     }
+    Ok(points)
+}
 
-    /// `repeat` copies of `point`, each repeat moving the seed of every train stage on by one.
-    fn repeats(
-        &self,
-        point: &Point,
-        shown: &[(String, String)],
-        repeat: u32,
-    ) -> Result<Vec<Point>, Diagnostics> {
-        let seeds: Vec<(String, u64)> = train_param(&point.experiment, "seed")
-            .into_iter()
-            .map(|(name, seed)| (format!("{name}.seed"), seed))
-            .collect();
-        (0..u64::from(repeat))
-            .map(|r| {
-                let mut values = point.values.clone();
-                let mut shown = shown.to_vec();
-                let mut overrides = point.overrides.clone();
-                for (key, seed) in &seeds {
-                    let value = (seed + r).to_string();
-                    values.push((key.clone(), value.clone()));
-                    shown.push((key.clone(), value.clone()));
-                    overrides.push(Override {
-                        key: key.clone(),
-                        value,
-                        origin: None,
-                    });
-                }
-                Ok(Point {
-                    label: label(&shown),
-                    values,
-                    experiment: Experiment::from_text(self.path, self.text, &overrides)?,
-                    overrides,
-                })
-            })
-            .collect()
-    }
+/// `repeat` copies of `point`, each repeat moving the seed of every train stage on by one: typed copies.
+fn repeats(point: &Point, shown: &[(String, String)], repeat: u32) -> Vec<Point> {
+    let seeds: Vec<(String, u64)> = point
+        .experiment
+        .trains()
+        .map(|(name, t)| (name.to_string(), t.seed))
+        .collect();
+    (0..u64::from(repeat))
+        .map(|r| {
+            let mut values = point.values.clone();
+            let mut shown = shown.to_vec();
+            let mut experiment = point.experiment.clone();
+            for (stage, seed) in &seeds {
+                let edit = experiment.edit_train(stage, TrainEdit::Seed(seed + r));
+                values.push(edit.clone());
+                shown.push(edit);
+            }
+            Point {
+                label: label(&shown),
+                values,
+                experiment,
+            }
+        })
+        .collect()
 }
 
 /// `layers=2,seq_len=64`: each value under its parameter's name (with the stage when two stages share it), quotes
@@ -529,26 +486,8 @@ fn combinations(sweep: &Sweep) -> Vec<Vec<(usize, Value)>> {
 }
 
 /// The experiment's `train` stages by name, each with the `epochs` it trains (what pruning's rungs end at).
-pub fn trainings(exp: &Experiment) -> Vec<(&str, u64)> {
-    train_param(exp, "epochs")
-}
-
-/// Each `train` stage by name with one of its whole-number parameters (0 where it has none): the one place that
-/// reads a training's parameters back by key, for `repeat`'s seeds and the rungs' epochs.
-fn train_param<'e>(exp: &'e Experiment, key: &str) -> Vec<(&'e str, u64)> {
-    exp.graph
-        .stages
-        .iter()
-        .filter(|s| s.kind() == StageKind::Train)
-        .map(|s| {
-            let value = s
-                .stage()
-                .params()
-                .get(key)
-                .and_then(serde_json::Value::as_u64);
-            (s.name.as_str(), value.unwrap_or(0))
-        })
-        .collect()
+pub fn trainings(exp: &Experiment) -> Vec<(&str, u32)> {
+    exp.trains().map(|(name, t)| (name, t.epochs)).collect()
 }
 
 /// What `[sweep.prune]` needs of the points: one `train` stage, at least `min_epochs` epochs each, and a
@@ -598,7 +537,7 @@ fn check_prune(prune: &Prune, points: &[Point], source: &Source, diags: &mut Dia
         );
         return;
     }
-    if u64::from(prune.min_epochs) > epochs {
+    if prune.min_epochs > epochs {
         diags.push(
             Diagnostic::new(format!(
                 "`min_epochs = {}` is above `{train}.epochs = {epochs}`, the most a trial trains",
@@ -613,14 +552,7 @@ fn check_prune(prune: &Prune, points: &[Point], source: &Source, diags: &mut Dia
     for point in points {
         let exp = &point.experiment;
         if prune.metric.needs_validation() {
-            let no_split = exp.graph.stages.iter().any(|s| {
-                s.kind() == StageKind::Window
-                    && s.stage()
-                        .params()
-                        .get("val_fraction")
-                        .and_then(serde_json::Value::as_f64)
-                        == Some(0.0)
-            });
+            let no_split = exp.windows().any(|(_, w)| w.val_fraction == 0.0);
             if no_split {
                 diags.push(
                     Diagnostic::new(format!(

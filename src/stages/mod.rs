@@ -25,8 +25,8 @@ pub use detached::{prepare, run_detached, run_window, sample_params, tokenize_by
 pub use midi_source::{FileNote, SourceSummary};
 pub use ngram::NgramSummary;
 pub use sample::{Generator, Mode as SampleMode, generate};
-pub use train::TrainSummary;
-pub use window::WindowSummary;
+pub use train::{Train, TrainSummary};
+pub use window::{Window, WindowSummary};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -61,8 +61,48 @@ pub enum StageKind {
 }
 
 /// Builds a stage of one kind from its parameter table (deserialized with `deny_unknown_fields`, then checked).
-type Builder =
-    for<'de> fn(Spanned<DeValue<'de>>, &CheckContext) -> Result<Box<dyn Stage>, ParamError>;
+type Builder = for<'de> fn(Spanned<DeValue<'de>>, &CheckContext) -> Result<StageParams, ParamError>;
+
+/// Declares [`StageParams`] with one variant per kind, holding that kind's parameter struct.
+macro_rules! stage_params {
+    ($($variant:ident($ty:ty)),* $(,)?) => {
+        /// A stage's checked parameters, typed: one variant per kind. Edits (a rung's epochs, a repeat's seed) are
+        /// made on these structs and cloned, never by re-reading the file or a parameter by its name.
+        #[derive(Debug, Clone)]
+        pub enum StageParams {
+            $($variant($ty),)*
+        }
+
+        impl StageParams {
+            /// The stage these parameters configure, as the executor drives it.
+            pub fn as_stage(&self) -> &dyn Stage {
+                match self {
+                    $(Self::$variant(p) => p,)*
+                }
+            }
+        }
+
+        $(impl From<$ty> for StageParams {
+            fn from(p: $ty) -> Self {
+                Self::$variant(p)
+            }
+        })*
+    };
+}
+
+stage_params! {
+    MidiSource(midi_source::MidiSource),
+    DropDrums(drop_drums::DropDrums),
+    ExtractInstrument(extract_instrument::ExtractInstrument),
+    Tokenize(tokenize::Tokenize),
+    Augment(augment::Augment),
+    Vocab(vocab::Vocab),
+    Window(window::Window),
+    Train(train::Train),
+    Sample(sample::Sample),
+    Render(render::Render),
+    Ngram(ngram::Ngram),
+}
 
 /// Everything the checks, the executor and the cache know about a stage kind: one row each, in [`KINDS`].
 struct KindRow {
@@ -339,7 +379,7 @@ impl StageKind {
         self,
         params: Spanned<DeValue<'_>>,
         ctx: &CheckContext,
-    ) -> Result<Box<dyn Stage>, ParamError> {
+    ) -> Result<StageParams, ParamError> {
         (self.row().build)(params, ctx)
     }
 }
@@ -400,14 +440,14 @@ fn schema_of<P: schemars::JsonSchema>() -> schemars::Schema {
         .into_root_schema_for::<P>()
 }
 
-fn build<P>(params: Spanned<DeValue<'_>>, ctx: &CheckContext) -> Result<Box<dyn Stage>, ParamError>
+fn build<P>(params: Spanned<DeValue<'_>>, ctx: &CheckContext) -> Result<StageParams, ParamError>
 where
-    P: Params + Stage + 'static,
+    P: Params + Into<StageParams>,
 {
     let p = P::deserialize(params.into_deserializer()).map_err(ParamError::Decode)?;
     let problems = p.check(ctx);
     if problems.is_empty() {
-        Ok(Box::new(p))
+        Ok(p.into())
     } else {
         Err(ParamError::Invalid(problems))
     }
