@@ -2,7 +2,6 @@
 //! run and why — that both `pipeline run` and `pipeline status` make.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 
 use serde::Serialize;
 
@@ -164,9 +163,7 @@ pub(super) fn merge(targets: &[Target], opts: &Options) -> (Vec<Node>, Vec<Vec<u
     let mut nodes: Vec<Node> = Vec::new();
     let mut keys: Vec<Hash> = Vec::new();
     let mut by_key: HashMap<NodeKey, usize> = HashMap::new();
-    // MIDI files are read and hashed once per source, however many points use it.
-    let mut externals: HashMap<(PathBuf, String), std::result::Result<ExternalInputs, String>> =
-        HashMap::new();
+    // MIDI files are read and hashed once per source, however many points (and, in a search, runs) use it.
     let mut node_of = Vec::with_capacity(targets.len());
     for (t, target) in targets.iter().enumerate() {
         let exp = target.experiment;
@@ -183,14 +180,11 @@ pub(super) fn merge(targets: &[Target], opts: &Options) -> (Vec<Node>, Vec<Vec<u
                     serde_json::to_string(&params).unwrap_or_default()
                 ),
             );
-            let external = externals
-                .entry(ext_key)
-                .or_insert_with(|| {
-                    stage
-                        .external_inputs(&exp.base_dir)
-                        .map_err(|e| format!("{e:#}"))
-                })
-                .clone();
+            let external = opts.externals.get(ext_key, || {
+                stage
+                    .external_inputs(&exp.base_dir)
+                    .map_err(|e| format!("{e:#}"))
+            });
             let inputs: Vec<usize> = exp.graph.inputs_of(i).iter().map(|j| map[*j]).collect();
             let stage_key = Fingerprint {
                 kind: stage.kind().name().to_string(),

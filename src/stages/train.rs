@@ -546,11 +546,14 @@ impl Stage for Train {
 
     /// A finished training can be extended: same everything, more epochs.
     fn resumable(&self, old: &Fingerprint, new: &Fingerprint) -> bool {
-        let epochs = |f: &Fingerprint| f.params.get("epochs").and_then(|v| v.as_u64());
-        let mut old_rest = old.params.clone();
-        let mut new_rest = new.params.clone();
-        old_rest.remove("epochs");
-        new_rest.remove("epochs");
+        // The old training's parameters, read back typed from its (untrusted) fingerprint: one that does not read
+        // as a training is not continued.
+        let params = serde_json::Value::Object(old.params.clone().into_iter().collect());
+        let Ok(mut before) = serde_json::from_value::<Train>(params) else {
+            return false;
+        };
+        let longer = before.epochs < self.epochs;
+        before.epochs = self.epochs;
         old.kind == new.kind
             && old.version == new.version
             && old
@@ -558,10 +561,10 @@ impl Stage for Train {
                 .iter()
                 .map(|i| i.hash)
                 .eq(new.inputs.iter().map(|i| i.hash))
-            && old_rest == new_rest
-            && matches!((epochs(old), epochs(new)), (Some(o), Some(n)) if o < n)
+            && longer
+            && before.params() == new.params
             // A cosine's every rate depends on `epochs`: a longer one is another training from the start.
-            && !matches!(new.params.get("lr_schedule").and_then(|v| v.as_str()), Some("cosine"))
+            && self.lr_schedule != LrSchedule::Cosine
     }
 
     fn run(&self, ctx: &mut RunContext, inputs: &[&Artifact]) -> anyhow::Result<StageOutput> {
