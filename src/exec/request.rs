@@ -33,13 +33,16 @@ pub struct Options {
 /// Each stage's files outside the cache by (experiment directory, stage kind and parameters), hashed when first
 /// asked for. A file that changes afterwards is caught when a stage reads it ([`crate::stages::ExternalInputs::read`]).
 #[derive(Debug, Clone, Default)]
-pub struct Externals(Arc<Mutex<HashMap<(PathBuf, String), Result<ExternalInputs, String>>>>);
+pub struct Externals(Arc<Mutex<HashMap<ExternalsKey, Result<ExternalInputs, String>>>>);
+
+/// The experiment's directory (where relative paths start) and the stage's kind and parameters.
+type ExternalsKey = (PathBuf, String);
 
 impl Externals {
     /// The external inputs of the stage keyed `key`, computed by `hash` the first time.
     pub(super) fn get(
         &self,
-        key: (PathBuf, String),
+        key: ExternalsKey,
         hash: impl FnOnce() -> Result<ExternalInputs, String>,
     ) -> Result<ExternalInputs, String> {
         if let Some(known) = self.0.lock().expect("not poisoned").get(&key) {
