@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::sweep::{Metric, PRUNE_KEYS};
+use super::sweep::{Metric, PRUNE_KEYS, bounds};
 use crate::stages::StageKind;
 
 /// The whole schema, as JSON.
@@ -159,10 +159,10 @@ fn sweep_schema() -> Value {
                 json!({ "enum": metrics, "description": "What decides which trials go on." })
             }
             "min_epochs" => {
-                json!({ "type": "integer", "minimum": 1, "description": "The first rung: epochs every trial trains." })
+                json!({ "type": "integer", "minimum": bounds::MIN_EPOCHS.start(), "maximum": bounds::MIN_EPOCHS.end(), "description": "The first rung: epochs every trial trains." })
             }
             "reduction" => {
-                json!({ "type": "integer", "minimum": 2, "maximum": 100, "description": "η: how many trials reach a rung for each that goes on." })
+                json!({ "type": "integer", "minimum": bounds::REDUCTION.start(), "maximum": bounds::REDUCTION.end(), "description": "η: how many trials reach a rung for each that goes on." })
             }
             other => json!({ "description": format!("`{other}`") }),
         };
@@ -173,9 +173,9 @@ fn sweep_schema() -> Value {
         "description": "Parameters to sweep, `\"stage.key\" = [values]`, and how to combine them.",
         "properties": {
             "mode": { "enum": ["grid", "zip", "random"], "default": "grid", "description": "`grid`: every combination; `zip`: lists side by side; `random`: `trials` draws." },
-            "repeat": { "type": "integer", "minimum": 1, "default": 1, "description": "Runs per point, with seeds 0, 1, …" },
-            "trials": { "type": "integer", "minimum": 1, "description": "Random mode: how many points to draw." },
-            "seed": { "type": "integer", "minimum": 0, "default": 0, "description": "Random mode: the draws' seed." },
+            "repeat": { "type": "integer", "minimum": bounds::REPEAT.start(), "maximum": bounds::REPEAT.end(), "default": 1, "description": "Runs per point, with seeds 0, 1, …" },
+            "trials": { "type": "integer", "minimum": bounds::TRIALS.start(), "maximum": bounds::TRIALS.end(), "description": "Random mode: how many points to draw." },
+            "seed": { "type": "integer", "minimum": bounds::SEED_MIN, "default": 0, "description": "Random mode: the draws' seed." },
             "prune": { "type": "object", "additionalProperties": false, "properties": prune, "description": "Stop unpromising trials early (ASHA)." }
         },
         "propertyNames": { "pattern": "^(mode|repeat|trials|seed|prune|[A-Za-z0-9_-]+\\.[A-Za-z0-9_]+)$" },
@@ -189,4 +189,101 @@ fn sweep_schema() -> Value {
             ]
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::sweep::Study;
+    use std::path::Path;
+
+    const EXPERIMENT: &str = r#"
+[stages.source]
+kind = "midi_source"
+path = "data/openmsx"
+[stages.notes]
+kind = "extract_instrument"
+inputs = ["source"]
+[stages.tokens]
+kind = "tokenize"
+inputs = ["notes"]
+[stages.vocab]
+kind = "vocab"
+inputs = ["tokens"]
+[stages.windows]
+kind = "window"
+inputs = ["vocab"]
+[stages.model]
+kind = "train"
+inputs = ["windows"]
+epochs = 9
+"#;
+
+    /// A `[sweep]` table where only `key = value` can be out of bounds.
+    fn sweep_with(key: &str, value: i64) -> String {
+        let random = "mode = \"random\"\n\"model.hidden\" = [8, 16]\n";
+        match key {
+            "repeat" => format!("[sweep]\n\"model.hidden\" = [8]\nrepeat = {value}\n"),
+            "trials" => format!("[sweep]\n{random}trials = {value}\n"),
+            "seed" => format!("[sweep]\n{random}trials = 1\nseed = {value}\n"),
+            "min_epochs" | "reduction" => format!(
+                "[sweep]\n\"model.hidden\" = [8]\n[sweep.prune]\nmethod = \"asha\"\nmetric = \"{}\"\n{key} = {value}\n",
+                Metric::ALL[0].name()
+            ),
+            other => panic!("no probe for `{other}`"),
+        }
+    }
+
+    /// Whether loading refuses the value for being out of its bounds (not for what it means beside other keys).
+    fn refused(key: &str, value: i64) -> bool {
+        let text = format!("{EXPERIMENT}{}", sweep_with(key, value));
+        match Study::from_text(Path::new("x.toml"), &text, &[]) {
+            Ok(_) => false,
+            Err(diags) => diags.0.iter().any(|d| {
+                let message = d.render(false);
+                d.key
+                    .as_deref()
+                    .is_some_and(|k| k.ends_with(&format!(".{key}")))
+                    && message.contains("must be")
+            }),
+        }
+    }
+
+    #[test]
+    fn the_sweep_schema_and_the_sweep_parser_agree_on_every_bound() {
+        let schema = experiment_schema();
+        let sweep = &schema["$defs"]["sweep"]["properties"];
+        let prune = &sweep["prune"]["properties"];
+        let mut checked = 0;
+        for (key, property) in [
+            ("repeat", &sweep["repeat"]),
+            ("trials", &sweep["trials"]),
+            ("seed", &sweep["seed"]),
+            ("min_epochs", &prune["min_epochs"]),
+            ("reduction", &prune["reduction"]),
+        ] {
+            let min = property["minimum"].as_i64();
+            let max = property["maximum"].as_i64();
+            assert!(min.is_some(), "`{key}` has no minimum in the schema");
+            let mut probes: Vec<i64> = [min, max]
+                .into_iter()
+                .flatten()
+                .flat_map(|b| [b - 1, b, b + 1])
+                .collect();
+            if max.is_none() {
+                probes.push(1 << 40);
+            }
+            for v in probes {
+                let schema_says = min.is_none_or(|m| v >= m) && max.is_none_or(|m| v <= m);
+                assert_eq!(
+                    schema_says,
+                    !refused(key, v),
+                    "`{key} = {v}`: the schema {} it, the parser does not",
+                    if schema_says { "allows" } else { "refuses" }
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 25, "{checked} probes");
+    }
 }

@@ -639,10 +639,12 @@ impl SweepFields {
                 }
             }
             ("repeat", DeValue::Integer(i)) => match i.as_str().parse::<u32>() {
-                Ok(n) if (1..=1000).contains(&n) => self.repeat = n,
+                Ok(n) if bounds::REPEAT.contains(&n) => self.repeat = n,
                 _ => diags.push(
                     Diagnostic::new(format!(
-                        "`repeat` must be between 1 and 1000, got {}",
+                        "`repeat` must be between {} and {}, got {}",
+                        bounds::REPEAT.start(),
+                        bounds::REPEAT.end(),
                         i.as_str()
                     ))
                     .at(source, v.span())
@@ -650,10 +652,12 @@ impl SweepFields {
                 ),
             },
             ("trials", DeValue::Integer(_)) => match whole(v, source) {
-                Some(n) if (1..=10_000).contains(&n) => self.trials = Some((n as u32, v.span())),
+                Some(n) if bounds::TRIALS.contains(&n) => self.trials = Some((n as u32, v.span())),
                 _ => diags.push(
                     Diagnostic::new(format!(
-                        "`trials` must be between 1 and 10000, got {}",
+                        "`trials` must be between {} and {}, got {}",
+                        bounds::TRIALS.start(),
+                        bounds::TRIALS.end(),
                         &source.text[v.span()]
                     ))
                     .at(source, v.span())
@@ -662,7 +666,7 @@ impl SweepFields {
                 ),
             },
             ("seed", DeValue::Integer(_)) => match whole(v, source) {
-                Some(n) if n >= 0 => self.seed = n as u64,
+                Some(n) if n >= bounds::SEED_MIN => self.seed = n as u64,
                 _ => diags.push(
                     Diagnostic::new(format!(
                         "`seed` must be 0 or more, got {}",
@@ -836,6 +840,22 @@ fn check_size(
 /// The keys `[sweep.prune]` takes (the parser's and the schema's list).
 pub const PRUNE_KEYS: &[&str] = &["method", "metric", "min_epochs", "reduction"];
 
+/// The bounds of `[sweep]`'s numbers, declared once: the parser checks them and the schema states them.
+pub mod bounds {
+    use std::ops::RangeInclusive;
+
+    /// `repeat`: runs per configuration.
+    pub const REPEAT: RangeInclusive<u32> = 1..=1000;
+    /// `trials`: points random mode draws (at most [`super::MAX_POINTS`]).
+    pub const TRIALS: RangeInclusive<i64> = 1..=super::MAX_POINTS as i64;
+    /// `seed`: the draws' seed.
+    pub const SEED_MIN: i64 = 0;
+    /// `[sweep.prune]`'s `min_epochs`: the first rung (as large as a training's `epochs` can be).
+    pub const MIN_EPOCHS: RangeInclusive<u32> = 1..=u32::MAX;
+    /// `[sweep.prune]`'s `reduction` (η).
+    pub const REDUCTION: RangeInclusive<u32> = 2..=100;
+}
+
 fn parse_prune(
     table: &DeTable,
     span: Range<usize>,
@@ -896,7 +916,7 @@ fn parse_prune(
                 }
             },
             "min_epochs" => match number() {
-                Some(n) if n >= 1 => {
+                Some(n) if bounds::MIN_EPOCHS.contains(&n) => {
                     prune.min_epochs = n;
                     prune.min_epochs_span = v.span();
                 }
@@ -909,7 +929,7 @@ fn parse_prune(
                 }
             },
             "reduction" => match number() {
-                Some(n) if (2..=100).contains(&n) => prune.reduction = n,
+                Some(n) if bounds::REDUCTION.contains(&n) => prune.reduction = n,
                 _ => {
                     ok = false;
                     diags.push(at(Diagnostic::new(format!("`reduction` must be between 2 and 100, got {text}"))

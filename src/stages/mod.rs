@@ -609,3 +609,139 @@ pub fn csv_bytes<R: Serialize>(rows: impl IntoIterator<Item = R>) -> anyhow::Res
     }
     Ok(w.into_inner().map_err(|e| e.into_error())?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    /// A number's bounds as the schema states them, with the range its type (`uint32`, …) holds.
+    struct Bounds {
+        min: Option<(f64, bool)>,
+        max: Option<(f64, bool)>,
+        integer: bool,
+    }
+
+    impl Bounds {
+        fn of(property: &Value) -> Option<Self> {
+            let types = match &property["type"] {
+                Value::String(t) => vec![t.as_str()],
+                Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+                _ => return None,
+            };
+            let integer = types.contains(&"integer");
+            if !integer && !types.contains(&"number") {
+                return None;
+            }
+            let number = |k: &str| property.get(k).and_then(Value::as_f64);
+            let format_max = match property["format"].as_str() {
+                Some("uint32") => Some(f64::from(u32::MAX)),
+                _ => None,
+            };
+            let min = number("exclusiveMinimum")
+                .map(|m| (m, true))
+                .or(number("minimum").map(|m| (m, false)));
+            let max = number("exclusiveMaximum")
+                .map(|m| (m, true))
+                .or(number("maximum").map(|m| (m, false)))
+                .or(format_max.map(|m| (m, false)));
+            Some(Self { min, max, integer })
+        }
+
+        fn allows(&self, v: f64) -> bool {
+            let above = self
+                .min
+                .is_none_or(|(m, ex)| if ex { v > m } else { v >= m });
+            let below = self
+                .max
+                .is_none_or(|(m, ex)| if ex { v < m } else { v <= m });
+            above && below
+        }
+
+        /// Values on and around each bound, and far out where a side is open.
+        fn probes(&self) -> Vec<f64> {
+            let step = if self.integer { 1.0 } else { 1e-6 };
+            let mut v = Vec::new();
+            for (bound, _) in self.min.iter().chain(&self.max) {
+                v.extend([bound - step, *bound, bound + step]);
+            }
+            if self.min.is_none() {
+                v.extend([-1e9, -1.0, 0.0]);
+            }
+            if self.max.is_none() {
+                v.extend([1e6, 1e9]);
+            }
+            v.retain(|x| !self.integer || *x >= 0.0 || self.min.is_none_or(|(m, _)| m < 0.0));
+            v
+        }
+    }
+
+    /// Other parameters a probe needs so that only the probed one can be wrong (a warm-up needs epochs beyond it).
+    fn companions(kind: StageKind, key: &str) -> &'static str {
+        match (kind, key) {
+            (StageKind::Train, "warmup") => "epochs = 1000000\n",
+            (StageKind::MidiSource, _) => "path = \"data/openmsx\"\n",
+            _ => "",
+        }
+    }
+
+    /// Whether validation refuses `key = value` in a table of kind `kind` because of `key`.
+    fn refused(kind: StageKind, key: &str, value: f64, integer: bool) -> bool {
+        let literal = if integer {
+            format!("{}", value as i64)
+        } else {
+            format!("{value:e}")
+        };
+        let text = format!("{}{key} = {literal}\n", companions(kind, key));
+        let table = toml::de::DeTable::parse(&text).expect("a probe is valid TOML");
+        let ctx = CheckContext {
+            base_dir: PathBuf::from("."),
+        };
+        let value = Spanned::new(0..text.len(), DeValue::Table(table.into_inner()));
+        match kind.build(value, &ctx) {
+            Ok(_) => false,
+            // A value its type cannot hold (a negative `u32`) fails to decode.
+            Err(ParamError::Decode(_)) => true,
+            Err(ParamError::Invalid(problems)) => {
+                let ours = problems.iter().any(|p| p.key == key);
+                assert!(
+                    ours,
+                    "{kind} `{text}`: problems with other keys: {problems:?}"
+                );
+                ours
+            }
+        }
+    }
+
+    #[test]
+    fn the_schema_and_the_validator_agree_on_every_bound() {
+        let mut checked = 0;
+        for kind in StageKind::ALL {
+            let schema = serde_json::to_value(kind.params_schema()).unwrap();
+            let Some(Value::Object(properties)) = schema.get("properties") else {
+                continue;
+            };
+            for (key, property) in properties {
+                let Some(bounds) = Bounds::of(property) else {
+                    continue;
+                };
+                for v in bounds.probes() {
+                    let schema_says = bounds.allows(v);
+                    let validator_says = !refused(kind, key, v, bounds.integer);
+                    assert_eq!(
+                        schema_says,
+                        validator_says,
+                        "{kind}.{key} = {v}: the schema {} it, validation {} it",
+                        if schema_says { "allows" } else { "refuses" },
+                        if validator_says { "allows" } else { "refuses" },
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(
+            checked > 100,
+            "only {checked} probes: the schema lost its numbers"
+        );
+    }
+}
