@@ -165,7 +165,11 @@ pub(super) enum Command {
     Cache(CacheCommand),
     /// Print a JSON Schema (draft 2020-12) of the experiment file, for editors: `pipeline schema >
     /// experiment.schema.json`, then `#:schema ./experiment.schema.json` atop a TOML file.
-    Schema,
+    Schema {
+        /// Print the stage kinds and their parameters as a Markdown table instead (the README's).
+        #[arg(long)]
+        markdown: bool,
+    },
     /// Print a shell completion script: `pipeline completions bash > ~/.local/share/bash-completion/completions/pipeline`.
     Completions {
         #[arg(value_enum)]

@@ -211,12 +211,16 @@ fn dispatch(cli: Cli) -> u8 {
         Command::Graph { experiment, format } => graph(&experiment, format),
         Command::Bench(b) => bench(b),
         Command::Cache(c) => cache_command(c),
-        Command::Schema => {
+        Command::Schema { markdown } => {
             let schema = crate::spec::schema::experiment_schema();
-            outln!(
-                "{}",
-                serde_json::to_string_pretty(&schema).expect("a JSON value prints")
-            );
+            if markdown {
+                out!("{}", crate::spec::schema::parameter_table(&schema));
+            } else {
+                outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&schema).expect("a JSON value prints")
+                );
+            }
             Ok(exit::SUCCESS)
         }
         Command::Completions { shell } => {

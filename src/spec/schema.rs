@@ -105,9 +105,13 @@ fn stage_schema(kind: StageKind, defs: &mut Map<String, Value>) -> Option<Map<St
             }),
         );
     }
+    // The struct's own required parameters (a source's `path`) stay required beside `kind` and `inputs`.
     let mut required = vec![json!("kind")];
     if !kind.inputs().is_empty() {
         required.push(json!("inputs"));
+    }
+    if let Some(Value::Array(own)) = params.remove("required") {
+        required.extend(own);
     }
     params.insert("required".into(), Value::Array(required));
     params.insert("additionalProperties".into(), json!(false));
@@ -141,6 +145,119 @@ fn resources_schemas(kind_names: &[&str]) -> (Value, Value) {
         }
     }
     (resources, slurm)
+}
+
+/// The stage kinds and their parameters as a Markdown table (`pipeline schema --markdown`), made from `schema` (the
+/// experiment schema): the README's table is this output, and a test fails when the two differ.
+pub fn parameter_table(schema: &Value) -> String {
+    let mut out =
+        String::from("| kind | input | output | parameters |\n| --- | --- | --- | --- |\n");
+    for kind in StageKind::ALL {
+        let def = &schema["$defs"][format!("stage_{}", kind.name())];
+        let required: Vec<&str> = def["required"]
+            .as_array()
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let params: Vec<String> = def["properties"]
+            .as_object()
+            .map(|props| {
+                props
+                    .iter()
+                    .filter(|(k, _)| !matches!(k.as_str(), "kind" | "inputs"))
+                    .map(|(k, v)| parameter(k, v, required.contains(&k.as_str()), schema))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let inputs: Vec<String> = kind
+            .inputs()
+            .iter()
+            .map(|alternatives| {
+                let names: Vec<String> = alternatives.iter().map(ToString::to_string).collect();
+                names.join(" or ")
+            })
+            .collect();
+        let cell = |v: Vec<String>| {
+            if v.is_empty() {
+                "—".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            kind.name(),
+            cell(inputs),
+            kind.output(),
+            cell(params)
+        ));
+    }
+    out
+}
+
+/// One parameter for [`parameter_table`]: `` `top` = 1 (1–128) ``, its values where it is one of a few, or
+/// "(required)".
+fn parameter(key: &str, p: &Value, required: bool, schema: &Value) -> String {
+    let mut text = format!("`{key}`");
+    if let Some(default) = p.get("default") {
+        text.push_str(&format!(" = {default}"));
+    }
+    let values = p
+        .get("$ref")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix("#/$defs/"))
+        .map(|name| &schema["$defs"][name])
+        .and_then(enum_values);
+    let bounds = if p["type"] == "array" {
+        range(&p["items"]).map(|r| format!("each {r}"))
+    } else {
+        range(p)
+    };
+    let notes: Vec<String> = [
+        required.then(|| "required".to_string()),
+        values.map(|v| format!("one of {v}")),
+        bounds,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !notes.is_empty() {
+        text.push_str(&format!(" ({})", notes.join("; ")));
+    }
+    text
+}
+
+/// `"a", "b"` for a schema whose values are a few strings (an enum, or `oneOf` constants).
+fn enum_values(def: &Value) -> Option<String> {
+    let values: Vec<String> = match (def.get("enum"), def.get("oneOf")) {
+        (Some(Value::Array(v)), _) => v.iter().map(ToString::to_string).collect(),
+        (_, Some(Value::Array(alts))) => alts
+            .iter()
+            .filter_map(|a| a.get("const").or_else(|| a.get("enum")?.get(0)))
+            .map(ToString::to_string)
+            .collect(),
+        _ => return None,
+    };
+    (!values.is_empty()).then(|| values.join(", "))
+}
+
+/// A number's bounds as a reader writes them: `1–128`, `0 ≤ x < 1`, `≥ 1`, `> 0`; `None` without bounds.
+fn range(p: &Value) -> Option<String> {
+    let number = |k: &str| p.get(k).filter(|v| v.is_number()).map(ToString::to_string);
+    let low = number("exclusiveMinimum")
+        .map(|m| (m, "<"))
+        .or(number("minimum").map(|m| (m, "≤")));
+    let high = number("exclusiveMaximum")
+        .map(|m| (m, "<"))
+        .or(number("maximum").map(|m| (m, "≤")));
+    match (low, high) {
+        (Some((lo, "≤")), Some((hi, "≤"))) => Some(format!("{lo}–{hi}")),
+        (Some((lo, a)), Some((hi, b))) => Some(format!("{lo} {a} x {b} {hi}")),
+        (Some((lo, "≤")), None) => Some(format!("≥ {lo}")),
+        (Some((lo, _)), None) => Some(format!("> {lo}")),
+        (None, Some((hi, "≤"))) => Some(format!("≤ {hi}")),
+        (None, Some((hi, _))) => Some(format!("< {hi}")),
+        (None, None) => None,
+    }
 }
 
 /// `[sweep]`: its settings, `[sweep.prune]`, and any other key a parameter to sweep (`"stage.key"`) with a list of

@@ -26,6 +26,7 @@ pub struct Augment {
     /// `as_is` (files keep their keys) or `c`: every file, held-out ones included, moved first to C major or A
     /// minor by the nearest shift (−5 to +6 semitones). Left out of the fingerprint at `as_is`.
     #[serde(default, skip_serializing_if = "KeyMode::is_as_is")]
+    #[schemars(extend("default" = "as_is"))]
     pub key: KeyMode,
 }
 

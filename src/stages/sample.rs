@@ -52,11 +52,13 @@ pub struct Sample {
     /// of the fingerprint at 1, so samples from before it existed stay cached.
     #[serde(default = "d::top_p", skip_serializing_if = "d::is_one")]
     #[schemars(range(max = 1.0), extend("exclusiveMinimum" = 0.0))]
+    #[schemars(extend("default" = 1.0))]
     pub top_p: f64,
     /// Pieces to generate, each from its own starting window: `generated.mid`, `generated-2.mid`, … (with their
     /// CSV, metrics and piano roll). Left out of the fingerprint at 1.
     #[serde(default = "d::count", skip_serializing_if = "d::is_single")]
     #[schemars(range(min = 1, max = MAX_PIECES))]
+    #[schemars(extend("default" = 1))]
     pub count: u32,
     /// Beats between successive tokens (the paper: 0.5).
     #[serde(default = "d::step")]

@@ -78,38 +78,46 @@ pub struct Train {
     /// fingerprint when 0, so trainings from before it existed stay cached.
     #[serde(default, skip_serializing_if = "is_zero")]
     #[schemars(range(min = 0, max = 1_000_000))]
+    #[schemars(extend("default" = 0))]
     pub patience: u32,
     /// Store the weights (and optimizer state) of the epoch with the lowest validation loss instead of the last.
     #[serde(default, skip_serializing_if = "is_false")]
+    #[schemars(extend("default" = false))]
     pub restore_best: bool,
     /// Train each epoch on this many training windows, drawn afresh from the epoch's shuffle; 0 = all of them (the
     /// paper). Transposed copies multiply the windows; this keeps an epoch's cost while every epoch sees other
     /// keys. Left out of the fingerprint when 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     #[schemars(range(min = 0, max = 1_073_741_824))]
+    #[schemars(extend("default" = 0))]
     pub epoch_windows: u32,
     /// What a window is trained to predict: `last`, the token after it (the paper), or `all`, the token after
     /// every prefix of it — `seq_len` targets for about the cost of one. Validation always scores the token after
     /// the window, so the two compare. Left out of the fingerprint at `last`.
     #[serde(default, skip_serializing_if = "Targets::is_last")]
+    #[schemars(extend("default" = "last"))]
     pub targets: Targets,
     /// How the learning rate changes: `constant` (the paper), `plateau` (halved each time `lr_patience` epochs
     /// pass without a lower validation loss) or `cosine` (down to 0 over `epochs`). Left out of the fingerprint at
     /// `constant`.
     #[serde(default, skip_serializing_if = "LrSchedule::is_constant")]
+    #[schemars(extend("default" = "constant"))]
     pub lr_schedule: LrSchedule,
     /// For `lr_schedule = "plateau"`: epochs without a lower validation loss before each halving.
     #[serde(default = "d::lr_patience", skip_serializing_if = "d::is_lr_patience")]
     #[schemars(range(min = 1, max = 1_000_000))]
+    #[schemars(extend("default" = 2))]
     pub lr_patience: u32,
     /// Epochs over which the rate rises linearly to `learning_rate` first (any schedule); 0 = none.
     #[serde(default, skip_serializing_if = "is_zero")]
     #[schemars(range(min = 0, max = 1_000_000))]
+    #[schemars(extend("default" = 0))]
     pub warmup: u32,
     /// The largest global L2 norm of the gradients; a larger one is scaled down to it before each step. 0 = no
     /// clipping (the paper). Left out of the fingerprint at 0.
     #[serde(default, skip_serializing_if = "is_zero_f64")]
     #[schemars(range(min = 0.0))]
+    #[schemars(extend("default" = 0.0))]
     pub clip_norm: f64,
 }
 
