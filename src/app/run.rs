@@ -173,9 +173,12 @@ pub fn run(request: &RunRequest, reporter: &dyn Watcher) -> Result<RunReport> {
         // Jobs wait in Slurm's queue, not here: follow many at once.
         opts.jobs = opts.jobs.max(64);
     }
-    let study = load(&request.experiment, &request.set)?;
+    let mut study = load(&request.experiment, &request.set)?;
+    if slurm {
+        study.decide_auto(slurm_auto(&study.points[0].experiment)?);
+    }
     let first = &study.points[0].experiment;
-    check(first, &opts.force, slurm)?;
+    check(first, &opts.force)?;
     let cache = open_cache(&request.cache_dir, request.remote.as_ref())?;
     let (dir, mut reports) = create_reports(&study, &request.reports_dir)?;
     let reports_error = |e: anyhow::Error| Error::environment(e, REPORTS_HINT);
@@ -357,25 +360,26 @@ impl Reporter for Tracked<'_> {
     }
 }
 
-/// What is checked before anything is fingerprinted: `--force` names stages, and on Slurm, what `auto` means and
-/// that this build can give the training the GPU its resources ask for.
-fn check(first: &Experiment, force: &[String], slurm: bool) -> Result<()> {
-    if slurm {
-        // Before anything is fingerprinted: on Slurm, `auto` is what the training's resources give it, decided here
-        // and carried by each job, so the node computes the very fingerprint this machine expects.
-        let train = first.slurm.resources(crate::stages::StageKind::Train);
-        if train.requests_gpu() && !cfg!(feature = "cuda") {
-            return Err(Diagnostic::new(
-                "the Slurm resources of `train` request a GPU, but this build has no CUDA support",
-            )
-            .hint(
-                "rebuild with `cargo build --release --features cuda`, or drop the GPU from \
-                 `[executor.slurm.train]`",
-            )
-            .into());
-        }
-        crate::nn::device::decide_auto(train.auto_device());
+/// On Slurm, what `auto` means: what the training's resources give it, decided before anything is fingerprinted
+/// and carried by each job, so the node computes the very fingerprint this machine expects. This build must be able
+/// to give the training the GPU its resources ask for.
+fn slurm_auto(first: &Experiment) -> Result<crate::nn::device::DeviceKind> {
+    let train = first.slurm.resources(crate::stages::StageKind::Train);
+    if train.requests_gpu() && !cfg!(feature = "cuda") {
+        return Err(Diagnostic::new(
+            "the Slurm resources of `train` request a GPU, but this build has no CUDA support",
+        )
+        .hint(
+            "rebuild with `cargo build --release --features cuda`, or drop the GPU from \
+             `[executor.slurm.train]`",
+        )
+        .into());
     }
+    Ok(train.auto_device())
+}
+
+/// What is checked before anything is fingerprinted: `--force` names stages.
+fn check(first: &Experiment, force: &[String]) -> Result<()> {
     for name in force {
         if first.graph.index_of(name).is_none() {
             let names = first.graph.stages.iter().map(|s| s.name.as_str());
@@ -454,11 +458,16 @@ pub fn exec_stage(
     reporter: &dyn Reporter,
 ) -> Result<StageDone> {
     let (job, job_file) = read_job(source)?;
+    let mut study = load(&job.experiment, &job.set)?;
     // Before anything is fingerprinted: `auto` means what the submitter decided, not what this node has.
-    if let Some(kind) = &job.auto_device {
-        crate::nn::device::decide_auto(kind);
+    if let Some(name) = &job.auto_device {
+        let kind = crate::nn::device::DeviceKind::from_name(name).ok_or_else(|| {
+            Error::Failed(anyhow::anyhow!(
+                "the job's `auto_device` is `{name}`, not one of cpu, cuda, metal"
+            ))
+        })?;
+        study.decide_auto(kind);
     }
-    let study = load(&job.experiment, &job.set)?;
     run_job(&job, job_file, &study, notify, reporter).map_err(Error::Failed)
 }
 

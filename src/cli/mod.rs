@@ -679,8 +679,9 @@ fn bench(what: Bench) -> Result<u8> {
             let choice: crate::nn::device::DeviceChoice = device
                 .parse()
                 .map_err(|e: String| Error::from(Diagnostic::new(e)))?;
-            let (device, name, _lease) =
-                choice.open().map_err(|e| Error::from(Diagnostic::new(e)))?;
+            let (device, name, _lease) = choice
+                .open(crate::nn::device::DeviceKind::here())
+                .map_err(|e| Error::from(Diagnostic::new(e)))?;
             let shape = crate::app::bench::TrainShape {
                 layers,
                 hidden,

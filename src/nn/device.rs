@@ -142,46 +142,58 @@ fn lease(count: usize, pinned: Option<usize>) -> Lease {
     Lease(Some(i))
 }
 
-/// What `auto` resolves to in this process when something other than this machine decides: the Slurm submitter
-/// (from the training's resources) and, on the node, the job it runs (the submitter's decision). Set once, before any
-/// fingerprint is computed.
-static AUTO: OnceLock<&'static str> = OnceLock::new();
-
-/// The device kinds a training can run on.
-pub const KINDS: [&str; 3] = ["cpu", "cuda", "metal"];
-
-/// Decides what `device = "auto"` means for every training of this process (`cpu`, `cuda` or `metal`): the same
-/// decision on the machine that fingerprints a stage and the one that computes it. Only the first call counts.
-pub fn decide_auto(kind: &str) {
-    if let Some(k) = KINDS.into_iter().find(|k| *k == kind) {
-        let _ = AUTO.set(k);
-    }
+/// A kind of device: what fingerprints hold (results differ between kinds, not between two GPUs of one machine), and
+/// what `device = "auto"` stands for in an experiment. That is decided once, when the experiment is loaded, and
+/// carried in each training's parameters: never read from a process-wide setting, so the order of calls cannot
+/// change a cache key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceKind {
+    Cpu,
+    Cuda,
+    Metal,
 }
 
-/// What `auto` means here: the decision made for this process, else `PIPELINE_AUTO_DEVICE` (`cpu`, `cuda` or
-/// `metal`: what this machine should count as), else what is present (a CUDA GPU, then Metal, then the CPU).
-fn auto_kind() -> &'static str {
-    if let Some(k) = AUTO.get() {
-        return k;
+impl DeviceKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cpu => "cpu",
+            Self::Cuda => "cuda",
+            Self::Metal => "metal",
+        }
     }
-    static PROBED: OnceLock<&'static str> = OnceLock::new();
-    PROBED.get_or_init(|| {
-        if let Ok(value) = std::env::var("PIPELINE_AUTO_DEVICE") {
-            match KINDS.into_iter().find(|k| *k == value) {
-                Some(k) => return k,
-                None => eprintln!(
-                    "warning: PIPELINE_AUTO_DEVICE=`{value}` is not one of cpu, cuda, metal; ignored"
-                ),
+
+    /// `cpu`, `cuda` or `metal`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "cpu" => Some(Self::Cpu),
+            "cuda" => Some(Self::Cuda),
+            "metal" => Some(Self::Metal),
+            _ => None,
+        }
+    }
+
+    /// What `auto` means on this machine: `PIPELINE_AUTO_DEVICE` (`cpu`, `cuda` or `metal`: what this machine should
+    /// count as), else what is present (a CUDA GPU, then Metal, then the CPU). Probed once per process.
+    pub fn here() -> Self {
+        static PROBED: OnceLock<DeviceKind> = OnceLock::new();
+        *PROBED.get_or_init(|| {
+            if let Ok(value) = std::env::var("PIPELINE_AUTO_DEVICE") {
+                match Self::from_name(&value) {
+                    Some(k) => return k,
+                    None => eprintln!(
+                        "warning: PIPELINE_AUTO_DEVICE=`{value}` is not one of cpu, cuda, metal; ignored"
+                    ),
+                }
             }
-        }
-        if gpu_count() > 0 {
-            "cuda"
-        } else if DeviceChoice::metal_present() {
-            "metal"
-        } else {
-            "cpu"
-        }
-    })
+            if gpu_count() > 0 {
+                Self::Cuda
+            } else if DeviceChoice::metal_present() {
+                Self::Metal
+            } else {
+                Self::Cpu
+            }
+        })
+    }
 }
 
 impl DeviceChoice {
@@ -200,7 +212,7 @@ impl DeviceChoice {
     }
 
     /// The device to use, its name (`cuda:1`), and the lease that keeps other trainings off it while it runs.
-    pub fn open(self) -> Result<(Device, String, Lease), Problem> {
+    pub fn open(self, auto: DeviceKind) -> Result<(Device, String, Lease), Problem> {
         match self {
             Self::Cpu => Ok((Device::Cpu, "cpu".into(), Lease(None))),
             Self::Cuda(pinned) => {
@@ -237,15 +249,15 @@ impl DeviceChoice {
             // Exactly the kind the fingerprint says: a GPU that fails to open is an error, never a quiet CPU run
             // cached under `cuda`.
             Self::Auto => {
-                let chosen = match auto_kind() {
-                    "cuda" => Self::Cuda(None),
-                    "metal" => Self::Metal,
-                    _ => Self::Cpu,
+                let chosen = match auto {
+                    DeviceKind::Cuda => Self::Cuda(None),
+                    DeviceKind::Metal => Self::Metal,
+                    DeviceKind::Cpu => Self::Cpu,
                 };
-                chosen.open().map_err(|e| Problem {
+                chosen.open(auto).map_err(|e| Problem {
                     message: format!(
                         "`device = \"auto\"` means `{}` here, but: {}",
-                        auto_kind(),
+                        auto.name(),
                         e.message
                     ),
                     hint: e.hint,
@@ -254,14 +266,13 @@ impl DeviceChoice {
         }
     }
 
-    /// The kind of device this choice resolves to here (`cpu`, `cuda`, `metal`): what goes into fingerprints, since
-    /// results differ between kinds but not between two GPUs of one machine.
-    pub fn kind_name(self) -> &'static str {
+    /// The kind of device this choice is, `auto` standing for `auto`: what goes into fingerprints.
+    pub fn kind(self, auto: DeviceKind) -> DeviceKind {
         match self {
-            Self::Cpu => "cpu",
-            Self::Cuda(_) => "cuda",
-            Self::Metal => "metal",
-            Self::Auto => auto_kind(),
+            Self::Cpu => DeviceKind::Cpu,
+            Self::Cuda(_) => DeviceKind::Cuda,
+            Self::Metal => DeviceKind::Metal,
+            Self::Auto => auto,
         }
     }
 }

@@ -12,6 +12,7 @@ use serde::de::IntoDeserializer;
 use toml::Spanned;
 use toml::de::{DeArray, DeTable, DeValue};
 
+use crate::nn::device::DeviceKind;
 use crate::problem::Problem;
 use crate::spec::diagnostic::{Diagnostic, Diagnostics, Source, did_you_mean};
 use crate::spec::graph::{Graph, StageSpec};
@@ -167,6 +168,16 @@ impl Experiment {
         (key, value)
     }
 
+    /// Makes `device = "auto"` stand for `kind` in every training: what a Slurm submitter decides from the
+    /// training's resources (and its jobs are told), before anything is fingerprinted.
+    pub fn decide_auto(&mut self, kind: DeviceKind) {
+        for spec in &mut self.graph.stages {
+            if let StageParams::Train(t) = spec.params_mut() {
+                t.auto_device = kind;
+            }
+        }
+    }
+
     /// The file as run: the original text with every override and edit written in, comments and layout kept. A
     /// sweep point's file has no `[sweep]` table: it is the plain experiment of that point, runnable as it is.
     pub fn text_as_run(&self) -> String {
@@ -251,6 +262,7 @@ impl<'t> ParsedFile<'t> {
             .to_path_buf();
         let ctx = CheckContext {
             base_dir: base_dir.clone(),
+            auto_device: DeviceKind::here(),
         };
         let specs = stage_specs(&root, &sources, &ctx, &mut diags);
         let graph = Graph::build(specs, &sources.file, &mut diags);

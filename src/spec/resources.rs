@@ -57,8 +57,13 @@ impl Resources {
     /// What `device = "auto"` means for a training run with these resources: `cuda` when they give it a GPU,
     /// else `cpu`. Decided by the submitter and carried by the job, so both sides fingerprint the same kind whatever
     /// each machine has.
-    pub fn auto_device(&self) -> &'static str {
-        if self.requests_gpu() { "cuda" } else { "cpu" }
+    pub fn auto_device(&self) -> crate::nn::device::DeviceKind {
+        use crate::nn::device::DeviceKind;
+        if self.requests_gpu() {
+            DeviceKind::Cuda
+        } else {
+            DeviceKind::Cpu
+        }
     }
 
     /// The `sbatch` options these resources stand for.

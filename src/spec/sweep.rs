@@ -177,6 +177,13 @@ impl Study {
         self.sweep.as_ref().and_then(|s| s.prune.as_ref())
     }
 
+    /// Makes `device = "auto"` stand for `kind` in every point (see [`Experiment::decide_auto`]).
+    pub fn decide_auto(&mut self, kind: crate::nn::device::DeviceKind) {
+        for point in &mut self.points {
+            point.experiment.decide_auto(kind);
+        }
+    }
+
     /// Point `i` with its `train` stage `stage` trained for `epochs` instead (a pruning rung): a typed copy.
     pub fn at_epochs(&self, i: usize, stage: &str, epochs: u32) -> Experiment {
         let mut rung = self.points[i].experiment.clone();

@@ -394,6 +394,8 @@ impl fmt::Display for StageKind {
 pub struct CheckContext {
     /// The directory of the experiment file.
     pub base_dir: PathBuf,
+    /// What `device = "auto"` stands for in this experiment, decided when it is loaded.
+    pub auto_device: crate::nn::device::DeviceKind,
 }
 
 /// A parameter that deserialized but makes no sense (`seq_len = 0`).
@@ -426,8 +428,11 @@ pub enum ParamError {
     Invalid(Vec<ParamProblem>),
 }
 
-/// A stage's parameter struct: deserialized with `deny_unknown_fields`, then checked.
+/// A stage's parameter struct: deserialized with `deny_unknown_fields`, completed from the context, then checked.
 pub trait Params: DeserializeOwned + Serialize {
+    /// Takes what the file does not say but the stage's results depend on (what `auto` means) from the context.
+    fn complete(&mut self, _ctx: &CheckContext) {}
+
     fn check(&self, _ctx: &CheckContext) -> Vec<ParamProblem> {
         Vec::new()
     }
@@ -444,7 +449,8 @@ fn build<P>(params: Spanned<DeValue<'_>>, ctx: &CheckContext) -> Result<StagePar
 where
     P: Params + Into<StageParams>,
 {
-    let p = P::deserialize(params.into_deserializer()).map_err(ParamError::Decode)?;
+    let mut p = P::deserialize(params.into_deserializer()).map_err(ParamError::Decode)?;
+    p.complete(ctx);
     let problems = p.check(ctx);
     if problems.is_empty() {
         Ok(p.into())
@@ -696,6 +702,7 @@ mod tests {
         let table = toml::de::DeTable::parse(&text).expect("a probe is valid TOML");
         let ctx = CheckContext {
             base_dir: PathBuf::from("."),
+            auto_device: crate::nn::device::DeviceKind::Cpu,
         };
         let value = Spanned::new(0..text.len(), DeValue::Table(table.into_inner()));
         match kind.build(value, &ctx) {

@@ -26,7 +26,7 @@ use crate::artifact::{
     Artifact, EpochStats, LOSS_HEADER, Split, TrainedModel, WindowSet, best_epoch,
 };
 use crate::fingerprint::Fingerprint;
-use crate::nn::device::DeviceChoice;
+use crate::nn::device::{DeviceChoice, DeviceKind};
 use crate::nn::model::{Dropout, InputMode, Model, ModelConfig, Trainable};
 use crate::nn::optim::{Optimizer, OptimizerKind};
 
@@ -74,6 +74,12 @@ pub struct Train {
     pub seed: u64,
     #[serde(default = "d::device")]
     pub device: DeviceChoice,
+    /// What `device = "auto"` stands for: not written in the file but decided when the experiment is loaded
+    /// ([`Params::complete`]), the same on the machine that fingerprints a training and the one that runs it. The
+    /// fingerprint holds the kind (`cpu`, `cuda`, `metal`), never `auto`.
+    #[serde(skip, default = "DeviceKind::here")]
+    #[schemars(skip)]
+    pub auto_device: DeviceKind,
     /// Stop after this many epochs without a lower validation loss; 0 = never (the paper). Left out of the
     /// fingerprint when 0, so trainings from before it existed stay cached.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -263,6 +269,10 @@ pub struct TrainSummary {
 }
 
 impl Params for Train {
+    fn complete(&mut self, ctx: &CheckContext) {
+        self.auto_device = ctx.auto_device;
+    }
+
     fn check(&self, _: &CheckContext) -> Vec<ParamProblem> {
         let mut p = Vec::new();
         in_range(
@@ -545,7 +555,10 @@ impl Stage for Train {
     /// `embed_dim` only where it is used.
     fn params(&self) -> BTreeMap<String, serde_json::Value> {
         let mut p = params_of(self);
-        p.insert("device".into(), self.device.kind_name().into());
+        p.insert(
+            "device".into(),
+            self.device.kind(self.auto_device).name().into(),
+        );
         if self.input == InputMode::Scalar {
             p.remove("embed_dim");
         }
@@ -577,8 +590,10 @@ impl Stage for Train {
 
     fn run(&self, ctx: &mut RunContext, inputs: &[&Artifact]) -> anyhow::Result<StageOutput> {
         let windows = inputs[0].windows()?;
-        let (device, device_name, _lease) =
-            self.device.open().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let (device, device_name, _lease) = self
+            .device
+            .open(self.auto_device)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let cfg = self.config(windows.tokens.len());
         self.check_fits(&cfg, windows, &device, &device_name)?;
         self.check_validation(windows)?;

@@ -207,7 +207,7 @@ impl SlurmPlacement {
             key: at.key.hex(),
             cache_dir: self.cache_dir.clone(),
             report_dir: std::path::absolute(&at.target.report_dir)?,
-            auto_device: Some(resources.auto_device().to_string()),
+            auto_device: Some(resources.auto_device().name().to_string()),
             force: run.nodes[id].forced.is_some(),
             remote: self.remote.clone(),
         };
