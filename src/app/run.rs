@@ -504,6 +504,13 @@ fn run_job(
         .iter()
         .find(|p| p.label == job.label)
         .ok_or_else(|| anyhow::anyhow!("the experiment has no point `{}` any more", job.label))?;
+    // The point as the submitter ran it: its rung's epochs, its repeat's seed (applying one again changes nothing).
+    let mut experiment = point.experiment.clone();
+    for e in &job.edits {
+        experiment
+            .edit_train(&e.stage, e.edit)
+            .map_err(|why| anyhow::anyhow!("the job cannot be applied to the experiment: {why}"))?;
+    }
     let cache = job_cache(job, notify)?;
     // Live files (`loss.csv`) go to the run's report folder when this node sees it, else beside the job.
     let report_dir = if job.report_dir.is_dir() {
@@ -517,7 +524,7 @@ fn run_job(
         beside
     };
     let target = Target {
-        experiment: &point.experiment,
+        experiment: &experiment,
         identity: identity(study, &point.label),
         label: point.label.clone(),
         report_dir,

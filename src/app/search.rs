@@ -204,12 +204,8 @@ impl Search<'_> {
             o.only = Some(self.train.clone());
         }
         if let Executor::Slurm(slurm) = &mut o.executor {
-            // The job re-reads the experiment on the node: it must make the same rung, which the rung's experiment
-            // records among its overrides.
+            // The job re-reads the experiment on the node and applies the rung's typed edits (`JobSpec::edits`).
             slurm.set = self.slurm_set.to_vec();
-            slurm
-                .set
-                .extend(rung_edits(target.experiment, &point.experiment));
         }
         exec::run(std::slice::from_ref(&target), self.cache, &o, self.reporter)
             .pop()
@@ -236,15 +232,6 @@ impl Search<'_> {
         }
         wake.notify_all();
     }
-}
-
-/// What a rung changed in its trial's experiment, as `--set` arguments for a Slurm job (which re-reads the file on
-/// the node): the edits the rung's copy recorded after the point's own overrides.
-fn rung_edits(rung: &Experiment, point: &Experiment) -> Vec<String> {
-    rung.overrides[point.overrides.len().min(rung.overrides.len())..]
-        .iter()
-        .map(|o| format!("{}={}", o.key, o.value))
-        .collect()
 }
 
 /// The next training to run, waiting while the ones running decide what comes next; `None` once the search is over

@@ -81,6 +81,8 @@ pub struct Experiment {
     /// Everything applied to the file to make this experiment, in order: `--set` overrides, a sweep point's values,
     /// then typed edits (a repeat's seed, a rung's epochs) as the file would write them.
     pub overrides: Vec<Override>,
+    /// The typed edits among them, in order: what a Slurm job applies on the node to make the same experiment.
+    pub edits: Vec<StageEdit>,
     pub graph: Graph,
     /// The file's text, shared by every experiment made from it.
     file: Arc<FileText>,
@@ -88,10 +90,18 @@ pub struct Experiment {
 
 /// A change to a `train` stage made after the file was read: what a repeat and a pruning rung vary. Each names the
 /// parameter it sets as the file spells it (a test holds the names to the struct's serde names).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TrainEdit {
     Epochs(u32),
     Seed(u64),
+}
+
+/// A [`TrainEdit`] of the `train` stage named `stage`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StageEdit {
+    pub stage: String,
+    pub edit: TrainEdit,
 }
 
 impl TrainEdit {
@@ -142,30 +152,33 @@ impl Experiment {
         })
     }
 
-    /// Sets one parameter of the `train` stage `stage` (which must be one, as [`Experiment::trains`] names them)
-    /// and records the change among [`Experiment::overrides`], so reports and Slurm jobs see it. Returns the
-    /// recorded `stage.key` and value.
-    pub fn edit_train(&mut self, stage: &str, edit: TrainEdit) -> (String, String) {
-        let spec = self
+    /// Sets one parameter of the `train` stage `stage` (as [`Experiment::trains`] names them) and records the
+    /// change among [`Experiment::overrides`] and [`Experiment::edits`], so reports and Slurm jobs see it. Returns
+    /// the recorded `stage.key` and value; an error when the experiment has no `train` stage of that name (a job
+    /// made from another version of the file).
+    pub fn edit_train(&mut self, stage: &str, edit: TrainEdit) -> Result<(String, String), String> {
+        let train = self
             .graph
             .stages
             .iter_mut()
             .find(|s| s.name == stage)
-            .expect("edit_train is given the name of one of the experiment's stages");
-        match spec.params_mut() {
-            StageParams::Train(t) => edit.apply(t),
-            other => panic!(
-                "edit_train is given a train stage, not {:?}",
-                other.as_stage().kind()
-            ),
-        }
+            .and_then(|spec| match spec.params_mut() {
+                StageParams::Train(t) => Some(t),
+                _ => None,
+            })
+            .ok_or_else(|| format!("the experiment has no `train` stage named `{stage}`"))?;
+        edit.apply(train);
         let (key, value) = (format!("{stage}.{}", edit.key()), edit.value());
+        self.edits.push(StageEdit {
+            stage: stage.to_string(),
+            edit,
+        });
         self.overrides.push(Override {
             key: key.clone(),
             value: value.clone(),
             origin: None,
         });
-        (key, value)
+        Ok((key, value))
     }
 
     /// Makes `device = "auto"` stand for `kind` in every training: what a Slurm submitter decides from the
@@ -272,6 +285,7 @@ impl<'t> ParsedFile<'t> {
             path: path.to_path_buf(),
             base_dir,
             overrides: overrides.to_vec(),
+            edits: Vec::new(),
             graph,
             file: Arc::clone(&self.file),
         })
@@ -929,7 +943,7 @@ seed = 3
         let exp = Experiment::from_text(Path::new("x.toml"), FILE, &[]).unwrap();
         for edit in [TrainEdit::Epochs(11), TrainEdit::Seed(99)] {
             let mut edited = exp.clone();
-            let (key, value) = edited.edit_train("model", edit);
+            let (key, value) = edited.edit_train("model", edit).unwrap();
             assert_eq!(key, format!("model.{}", edit.key()));
             // The typed change is the one the file's key would make.
             let by_key = Experiment::from_text(
@@ -952,5 +966,10 @@ seed = 3
         // The original is untouched by its copies' edits.
         assert_eq!(exp.trains().next().unwrap().1.epochs, 7);
         assert!(exp.overrides.is_empty());
+        assert!(
+            exp.clone()
+                .edit_train("windows", TrainEdit::Seed(1))
+                .is_err()
+        );
     }
 }

@@ -187,7 +187,8 @@ impl Study {
     /// Point `i` with its `train` stage `stage` trained for `epochs` instead (a pruning rung): a typed copy.
     pub fn at_epochs(&self, i: usize, stage: &str, epochs: u32) -> Experiment {
         let mut rung = self.points[i].experiment.clone();
-        rung.edit_train(stage, TrainEdit::Epochs(epochs));
+        rung.edit_train(stage, TrainEdit::Epochs(epochs))
+            .expect("a rung edits the train stage the checks found");
         rung
     }
 
@@ -327,7 +328,9 @@ fn repeats(point: &Point, shown: &[(String, String)], repeat: u32) -> Vec<Point>
             let mut shown = shown.to_vec();
             let mut experiment = point.experiment.clone();
             for (stage, seed) in &seeds {
-                let edit = experiment.edit_train(stage, TrainEdit::Seed(seed + r));
+                let edit = experiment
+                    .edit_train(stage, TrainEdit::Seed(seed + r))
+                    .expect("the stage is one of the experiment's trainings");
                 values.push(edit.clone());
                 shown.push(edit);
             }

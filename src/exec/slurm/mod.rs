@@ -32,6 +32,10 @@ pub struct JobSpec {
     pub set: Vec<String>,
     /// The sweep point's label (empty for a plain experiment).
     pub label: String,
+    /// What the run changed in the point after reading the file (a pruning rung's epochs), applied on the node to
+    /// the same point: typed, never `--set` text.
+    #[serde(default)]
+    pub edits: Vec<crate::spec::experiment::StageEdit>,
     pub stage: String,
     /// The fingerprint the submitter computed; the node must arrive at the same one.
     pub key: String,

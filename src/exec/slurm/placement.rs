@@ -203,6 +203,7 @@ impl SlurmPlacement {
             experiment: std::path::absolute(&exp.path)?,
             set: self.set.clone(),
             label: at.target.label.clone(),
+            edits: exp.edits.clone(),
             stage: at.spec.name.clone(),
             key: at.key.hex(),
             cache_dir: self.cache_dir.clone(),
