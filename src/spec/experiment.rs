@@ -952,7 +952,8 @@ seed = 3
                 &[Override::parse(&format!("{key}={value}")).unwrap()],
             )
             .unwrap();
-            let params = |e: &Experiment| crate::stages::params_of(e.trains().next().unwrap().1);
+            let params =
+                |e: &Experiment| serde_json::to_value(e.trains().next().unwrap().1).unwrap();
             assert_eq!(params(&edited), params(&by_key), "{edit:?}");
             assert_ne!(params(&edited), params(&exp), "{edit:?} changed nothing");
             // And the report's copy of the file says so, comments kept.

@@ -10,9 +10,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    CheckContext, ParamProblem, Params, RunContext, Stage, StageKind, StageOutput, params_of,
-};
+use super::kind::StageKind;
+use super::stage::{CheckContext, ParamProblem, Params, RunContext, Stage, StageOutput, params_of};
 use crate::artifact::{Artifact, Origin, TokenFile, TokenSet};
 use crate::music::key::{self, Key};
 use crate::music::tokens::transpose;

@@ -5,10 +5,8 @@ use std::path::Path;
 
 use indicatif::MultiProgress;
 
-use super::{
-    ExternalInputs, RunContext, Stage, drop_drums, extract_instrument, midi_source, sample,
-    tokenize, vocab, window,
-};
+use super::stage::{ExternalInputs, RunContext, Stage};
+use super::{drop_drums, extract_instrument, midi_source, sample, tokenize, vocab, window};
 use crate::artifact::Artifact;
 
 /// Sampling parameters with the defaults but for `length` and `mode` (for benchmarks).

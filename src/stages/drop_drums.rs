@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Params, RunContext, Stage, StageKind, StageOutput, params_of};
+use super::kind::StageKind;
+use super::stage::{Params, RunContext, Stage, StageOutput, params_of};
 use crate::artifact::{Artifact, Event, Message, MidiCorpus, Song};
 
 /// GM channel 10, counted from 0.

@@ -8,10 +8,9 @@ use std::collections::BTreeMap;
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
-use super::{
-    ParamProblem, Params, ReportFile, RunContext, Stage, StageKind, StageOutput, csv_bytes,
-    params_of,
-};
+use super::kind::StageKind;
+use super::stage::{ParamProblem, Params, RunContext, Stage, StageOutput, csv_bytes, params_of};
+use crate::artifact::ReportFile;
 use crate::artifact::{Artifact, Message, Note, NoteFile, NoteSet, Song};
 use crate::music::gm::program_name;
 
@@ -29,7 +28,7 @@ fn default_top() -> u32 {
 }
 
 impl Params for ExtractInstrument {
-    fn check(&self, _: &super::CheckContext) -> Vec<ParamProblem> {
+    fn check(&self, _: &super::stage::CheckContext) -> Vec<ParamProblem> {
         if !(1..=128).contains(&self.top) {
             return vec![
                 ParamProblem::new(

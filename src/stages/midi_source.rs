@@ -6,10 +6,12 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-use super::{
-    CheckContext, ExternalInputs, ParamProblem, Params, ReportFile, RunContext, Stage, StageKind,
-    StageOutput, csv_bytes, params_of,
+use super::kind::StageKind;
+use super::stage::{
+    CheckContext, ExternalInputs, ParamProblem, Params, RunContext, Stage, StageOutput, csv_bytes,
+    params_of,
 };
+use crate::artifact::ReportFile;
 use crate::artifact::{Artifact, Message, MidiCorpus};
 use crate::fingerprint::Hash;
 use crate::music::ingest;

@@ -11,11 +11,12 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::units::loss_units;
-use super::{
-    CheckContext, ParamProblem, Params, ReportFile, RunContext, Stage, StageKind, StageOutput,
-    csv_bytes, params_of,
+use super::kind::StageKind;
+use super::stage::{
+    CheckContext, ParamProblem, Params, RunContext, Stage, StageOutput, csv_bytes, params_of,
 };
+use super::units::loss_units;
+use crate::artifact::ReportFile;
 use crate::artifact::{Artifact, LossUnits, NgramModel, Split, WindowSet};
 use crate::nn::ngram::{Counts, MAX_ORDER, Model};
 

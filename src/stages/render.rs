@@ -15,10 +15,11 @@ use anyhow::{Context, anyhow};
 use rustysynth::{MidiFile, MidiFileSequencer, SoundFont, Synthesizer, SynthesizerSettings};
 use serde::{Deserialize, Serialize};
 
-use super::{
-    CheckContext, ExternalInputs, ParamProblem, Params, ReportFile, RunContext, Stage, StageKind,
-    StageOutput, params_of,
+use super::kind::StageKind;
+use super::stage::{
+    CheckContext, ExternalInputs, ParamProblem, Params, RunContext, Stage, StageOutput, params_of,
 };
+use crate::artifact::ReportFile;
 use crate::artifact::{Artifact, Audio};
 use crate::fingerprint::Hash;
 use crate::music::midi;

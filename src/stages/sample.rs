@@ -20,11 +20,12 @@ use serde::{Deserialize, Serialize};
 use super::drop_drums::DRUM_CHANNEL;
 use super::extract_instrument::notes_of;
 use super::grammar::Grammar;
-use super::tokenize::tokens_of;
-use super::{
-    CheckContext, ExternalInputs, ParamProblem, Params, ReportFile, RunContext, Stage, StageKind,
-    StageOutput, params_of,
+use super::kind::StageKind;
+use super::stage::{
+    CheckContext, ExternalInputs, ParamProblem, Params, RunContext, Stage, StageOutput, params_of,
 };
+use super::tokenize::tokens_of;
+use crate::artifact::ReportFile;
 use crate::artifact::{Artifact, Music, Split, TokenScheme, WindowSet};
 use crate::fingerprint::Hash;
 use crate::music::gm::program_name;

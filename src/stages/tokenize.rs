@@ -15,7 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Params, RunContext, Stage, StageKind, StageOutput, params_of};
+use super::kind::StageKind;
+use super::stage::{Params, RunContext, Stage, StageOutput, params_of};
 use crate::artifact::{Artifact, Note, TokenFile, TokenScheme, TokenSet};
 use crate::music::tokens::{beats_text, is_chord, pitch_name, time_token, token_for};
 
@@ -189,17 +190,17 @@ fn default_max_beats() -> u32 {
 const FALLBACK_TICKS_PER_BEAT: u16 = 480;
 
 impl Params for Tokenize {
-    fn check(&self, _: &super::CheckContext) -> Vec<super::ParamProblem> {
+    fn check(&self, _: &super::stage::CheckContext) -> Vec<super::stage::ParamProblem> {
         let mut p = Vec::new();
         if !(1..=96).contains(&self.grid) {
             p.push(
-                super::ParamProblem::new("grid", format!("must be between 1 and 96, got {}", self.grid))
+                super::stage::ParamProblem::new("grid", format!("must be between 1 and 96, got {}", self.grid))
                     .hint("`grid` is the steps per beat onsets and durations are rounded to (12: sixteenths and triplets)"),
             );
         }
         if !(1..=64).contains(&self.max_beats) {
             p.push(
-                super::ParamProblem::new(
+                super::stage::ParamProblem::new(
                     "max_beats",
                     format!("must be between 1 and 64, got {}", self.max_beats),
                 )

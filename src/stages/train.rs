@@ -16,12 +16,13 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::kind::StageKind;
 use super::schedule::{LrSchedule, Schedule};
-use super::units::loss_units;
-use super::{
-    CheckContext, EpochProgress, ParamProblem, Params, ReportFile, RunContext, Stage, StageKind,
-    StageOutput, params_of,
+use super::stage::{
+    CheckContext, EpochProgress, ParamProblem, Params, RunContext, Stage, StageOutput, params_of,
 };
+use super::units::loss_units;
+use crate::artifact::ReportFile;
 use crate::artifact::{
     Artifact, EpochStats, LOSS_HEADER, Split, TrainedModel, WindowSet, best_epoch,
 };

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
-use super::{Params, ReportFile, RunContext, Stage, StageKind, StageOutput, csv_bytes, params_of};
+use super::kind::StageKind;
+use super::stage::{Params, RunContext, Stage, StageOutput, csv_bytes, params_of};
+use crate::artifact::ReportFile;
 use crate::artifact::{Artifact, IdFile, Vocabulary};
 
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]

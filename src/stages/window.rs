@@ -11,10 +11,9 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{
-    ParamProblem, Params, ReportFile, RunContext, Stage, StageKind, StageOutput, csv_bytes,
-    params_of,
-};
+use super::kind::StageKind;
+use super::stage::{ParamProblem, Params, RunContext, Stage, StageOutput, csv_bytes, params_of};
+use crate::artifact::ReportFile;
 use crate::artifact::{Artifact, IdFile, Split, WindowFile, WindowSet};
 
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
@@ -44,7 +43,7 @@ fn default_seed() -> u64 {
 }
 
 impl Params for Window {
-    fn check(&self, _: &super::CheckContext) -> Vec<ParamProblem> {
+    fn check(&self, _: &super::stage::CheckContext) -> Vec<ParamProblem> {
         let mut problems = Vec::new();
         if !(1..=1_000_000).contains(&self.seq_len) {
             problems.push(

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-use super::Cache;
+use super::cache::Cache;
 use super::remote::Remote;
 use crate::artifact::Artifact;
 use crate::fingerprint::Hash;
@@ -114,7 +114,7 @@ impl Cache {
             remote: self
                 .remote
                 .as_ref()
-                .filter(|r| r.config.push != super::PushPolicy::None)
+                .filter(|r| r.config.push != super::remote::PushPolicy::None)
                 .cloned(),
         }
     }

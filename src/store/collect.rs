@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 
+use super::cache::{Cache, Expect};
 use super::remote::{Failure, Remote};
-use super::{Cache, Expect};
 use crate::fingerprint::Hash;
 
 /// What an entry of a stage kind, named as in its record, may hold; `None` for a kind this program does not know.

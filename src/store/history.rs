@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use super::Cache;
+use super::cache::Cache;
 use crate::fingerprint::Fingerprint;
 use crate::paths::write_atomic_via;
 

@@ -9,28 +9,13 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use super::{Cache, GC_LOCK, LIVE};
+use super::cache::{Cache, GC_LOCK, LIVE, LiveFile};
 use crate::fingerprint::Hash;
 
 /// An exclusive claim on computing one entry, shared by every process using the cache (an advisory file lock, which
 /// the kernel releases if the process dies). Released when dropped.
 pub struct Claim {
     _file: fs::File,
-}
-
-/// A process's live file, held locked; unlinked, then closed, when the process is done with the cache.
-#[derive(Debug)]
-pub struct LiveFile {
-    file: fs::File,
-    path: std::path::PathBuf,
-}
-
-impl Drop for LiveFile {
-    fn drop(&mut self) {
-        // Unlinked while still locked: a gc that opened it before reads it as a live process's, one after finds
-        // nothing; either way nothing this process pinned is deleted while it runs.
-        let _ = fs::remove_file(&self.path);
-    }
 }
 
 /// The shared or exclusive side of `gc.lock`, released when dropped.

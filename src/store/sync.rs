@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::remote::{Failure, RECORD_LIMIT, Remote};
-use super::{
+use super::cache::{
     Cache, Expect, FILES, FileRecord, Lookup, OUTPUT, RECORD, Record, check_artifact, check_file,
 };
+use super::remote::{Failure, RECORD_LIMIT, Remote};
 use crate::artifact::ArtifactKind;
 use crate::fingerprint::Hash;
 use anyhow::Context as _;
@@ -51,7 +51,7 @@ impl Cache {
             Ok(r) => r,
             Err(e) => return Got::Damaged(format!("unreadable record ({e})")),
         };
-        if let Err(problem) = super::check_record(&record, key, report_files) {
+        if let Err(problem) = super::cache::check_record(&record, key, report_files) {
             return Got::Damaged(problem);
         }
         if !record.files.is_empty()
@@ -138,7 +138,7 @@ impl Cache {
         if let Err(problem) = check_artifact(&output, Some(expect.output)) {
             return Ok(damaged(problem));
         }
-        super::write_synced(&staged.path().join(RECORD), &entry.text)
+        super::cache::write_synced(&staged.path().join(RECORD), &entry.text)
             .map_err(|e| format!("{e:#}"))?;
         self.install(staged, key, false)
             .map_err(|e| format!("{e:#}"))?;
@@ -221,7 +221,7 @@ impl Cache {
             .block_on(remote.get(&remote.record_path(key), RECORD_LIMIT))
             .ok()?;
         let record: Record = serde_json::from_slice(&text).ok()?;
-        super::check_record(&record, key, report_files).ok()?;
+        super::cache::check_record(&record, key, report_files).ok()?;
         Some(record)
     }
 

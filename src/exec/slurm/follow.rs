@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 
-use super::{JobState, ended, state, states};
+use super::driver::{JobState, ended, state, states};
 
 /// Between polls while Slurm answers.
 const POLL: Duration = Duration::from_millis(500);
