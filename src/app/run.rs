@@ -239,7 +239,11 @@ pub fn run(request: &RunRequest, reporter: &dyn Watcher) -> Result<RunReport> {
     // Uploads still in flight finish before the run says it is done.
     let remote = cache.finish_remote();
     drop(tracked);
-    let index_error = crate::runs::index::write(&request.reports_dir).err();
+    let index_error = crate::runs::index::update(
+        &request.reports_dir,
+        &experiment_folder(&dir, &request.reports_dir),
+    )
+    .err();
     let mut stats = RunStats::of(&outcomes, crate::interrupt::requested());
     if let Some(r) = &remote
         && r.required
@@ -301,13 +305,78 @@ fn stopped(outcomes: &[Outcome]) -> Vec<String> {
 struct Tracked<'a> {
     inner: &'a dyn Watcher,
     state: std::sync::Mutex<(Progress, LiveFiles)>,
-    /// The reports directory, whose index is rewritten as the run goes (at most every few seconds).
-    reports_dir: PathBuf,
-    index_written: std::sync::Mutex<std::time::Instant>,
+    /// Rewrites the reports directory's index as the run goes, off the threads that run stages.
+    index: IndexRefresher,
 }
 
 /// How often a run rewrites `index.html` at most while it runs (it also does when it starts and ends).
 const INDEX_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A thread that rewrites `index.html` (only this run's experiment part, [`crate::runs::index::update`]) when
+/// asked, at most every [`INDEX_EVERY`], so a stage's thread never waits for the page; the last request is written
+/// before it stops.
+struct IndexRefresher {
+    wake: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl IndexRefresher {
+    fn start(reports_dir: &Path, folder: String) -> Self {
+        let (wake, asked) = std::sync::mpsc::channel::<()>();
+        let reports_dir = reports_dir.to_path_buf();
+        let thread = std::thread::spawn(move || {
+            use std::sync::mpsc::RecvTimeoutError;
+            // Blocks until asked; ends when the run drops its side.
+            while asked.recv().is_ok() {
+                let _ = crate::runs::index::update(&reports_dir, &folder);
+                // Requests during the pause are one more write after it.
+                let until = std::time::Instant::now() + INDEX_EVERY;
+                let mut pending = false;
+                loop {
+                    match asked
+                        .recv_timeout(until.saturating_duration_since(std::time::Instant::now()))
+                    {
+                        Ok(()) => pending = true,
+                        Err(RecvTimeoutError::Timeout) => break,
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+                if pending {
+                    let _ = crate::runs::index::update(&reports_dir, &folder);
+                }
+            }
+        });
+        Self {
+            wake: Some(wake),
+            thread: Some(thread),
+        }
+    }
+
+    fn ask(&self) {
+        if let Some(wake) = &self.wake {
+            let _ = wake.send(());
+        }
+    }
+}
+
+impl Drop for IndexRefresher {
+    fn drop(&mut self) {
+        // The run writes the page itself when it ends: the thread stops without a last write.
+        self.wake.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The top folder of `dir` under `reports_dir`: the experiment's, whose part of the index a run rewrites.
+fn experiment_folder(dir: &Path, reports_dir: &Path) -> String {
+    dir.strip_prefix(reports_dir)
+        .ok()
+        .and_then(|rel| rel.components().next())
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
 
 impl<'a> Tracked<'a> {
     fn start(
@@ -320,12 +389,12 @@ impl<'a> Tracked<'a> {
         let files = LiveFiles::start(dir, cache, &progress);
         inner.progress_changed(&progress);
         // The index shows the run as in progress from its start.
-        let _ = crate::runs::index::write(reports_dir);
+        let folder = experiment_folder(dir, reports_dir);
+        let _ = crate::runs::index::update(reports_dir, &folder);
         Self {
             inner,
             state: std::sync::Mutex::new((progress, files)),
-            reports_dir: reports_dir.to_path_buf(),
-            index_written: std::sync::Mutex::new(std::time::Instant::now()),
+            index: IndexRefresher::start(reports_dir, folder),
         }
     }
 }
@@ -347,11 +416,7 @@ impl Reporter for Tracked<'_> {
         drop(state);
         // The page in a browser reloads itself; what it shows is as fresh as this.
         if changed {
-            let mut last = self.index_written.lock().unwrap_or_else(|e| e.into_inner());
-            if last.elapsed() >= INDEX_EVERY {
-                let _ = crate::runs::index::write(&self.reports_dir);
-                *last = std::time::Instant::now();
-            }
+            self.index.ask();
         }
     }
 

@@ -2,7 +2,8 @@
 //! opened from disk) comparing the runs of each experiment: the runs in progress, one chart of every run's
 //! validation loss, a table of runs with their parameters and losses whose media (piece, audio, charts, files) fold
 //! out on demand, re-runs counted under the run they reproduced. Rewritten when a run starts, every few seconds as it
-//! goes (epochs included) and when it ends.
+//! goes (epochs included, on a thread of its own) and when it ends; each time only the running experiment's part is
+//! made again, the others' are kept in `reports/.index/`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -80,16 +81,95 @@ const SORT_SCRIPT: &str = "document.querySelectorAll('table.runs').forEach(funct
 /// Seconds between reloads of the page while a run is in progress.
 const REFRESH_SECONDS: u32 = 10;
 
+/// Where the page's parts are kept, one per experiment folder (`reports/.index/<folder>.html`), so that a run
+/// rewrites only its own experiment's part and the page is put together from the others as they are.
+const PARTS: &str = ".index";
+
+/// One experiment folder's part of the page, and what the page's opening line counts of it.
+struct Part {
+    html: String,
+    runs: usize,
+    experiments: usize,
+    running: usize,
+}
+
+impl Part {
+    /// The first line of a kept part: `<!-- part runs=3 experiments=1 running=0 -->`.
+    fn header(&self) -> String {
+        format!(
+            "<!-- part runs={} experiments={} running={} -->\n",
+            self.runs, self.experiments, self.running
+        )
+    }
+
+    /// A kept part, untrusted: one whose first line does not read as [`Part::header`] writes it is none.
+    fn parse(text: &str) -> Option<Self> {
+        let (first, html) = text.split_once('\n')?;
+        let fields = first.strip_prefix("<!-- part ")?.strip_suffix(" -->")?;
+        let mut counts = fields
+            .split(' ')
+            .map(|f| f.split_once('=')?.1.parse::<usize>().ok());
+        let (runs, experiments, running) = (counts.next()??, counts.next()??, counts.next()??);
+        Some(Self {
+            html: html.to_string(),
+            runs,
+            experiments,
+            running,
+        })
+    }
+}
+
 /// Writes `index.html` into `reports_dir` and returns its path: per experiment, the runs in progress, one chart of
 /// every run's validation loss, and a table sortable by any column whose media rows fold out on demand; a run that
 /// only reproduced an earlier one (nothing computed, the same fingerprints) is counted as its re-run, not listed
-/// again.
-pub fn write(reports_dir: &Path) -> Result<PathBuf> {
-    let runs: Vec<RunSummary> = runs_under(reports_dir)
+/// again. Only the experiment folder `folder` (where a run writes) is read again: every other experiment's part is
+/// the one kept from when it last changed (made again when its folder changed since, or none is kept), so a run's
+/// cost of keeping the page fresh does not grow with the project's history.
+pub fn update(reports_dir: &Path, folder: &str) -> Result<PathBuf> {
+    let parts = folders(reports_dir)
+        .into_iter()
+        .map(|f| match f == folder {
+            true => fresh_part(reports_dir, &f),
+            false => kept_part(reports_dir, &f).map_or_else(|| fresh_part(reports_dir, &f), Ok),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    assemble(reports_dir, &parts)
+}
+
+/// The experiment folders under `reports_dir`, sorted (the page's parts and the kept parts' folder aside).
+fn folders(reports_dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(reports_dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|name| !name.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// The kept part of `folder`, if there is one newer than the folder itself (a run added or removed since changes
+/// the folder's time).
+fn kept_part(reports_dir: &Path, folder: &str) -> Option<Part> {
+    let path = reports_dir.join(PARTS).join(format!("{folder}.html"));
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if modified(&path)? <= modified(&reports_dir.join(folder))? {
+        return None;
+    }
+    Part::parse(&std::fs::read_to_string(path).ok()?)
+}
+
+/// The part of `folder`, made from its runs and its live boards, and kept for the next [`update`].
+fn fresh_part(reports_dir: &Path, folder: &str) -> Result<Part> {
+    let dir = reports_dir.join(folder);
+    let runs: Vec<RunSummary> = runs_under(&dir)
         .iter()
         .filter_map(|d| RunSummary::read(d, reports_dir).ok())
         .collect();
-    let live: Vec<Followed> = progress::under(reports_dir)
+    let live: Vec<Followed> = progress::under(&dir)
         .iter()
         .filter_map(|d| progress::read(d))
         // A point's folder of a finished run has its manifest; a board left beside one is stale.
@@ -106,7 +186,31 @@ pub fn write(reports_dir: &Path) -> Result<PathBuf> {
             .1
             .push(f);
     }
-    let running = live.iter().filter(|f| f.alive).count();
+    let mut html = String::new();
+    for (experiment, (runs, live)) in &by_experiment {
+        experiment_section(&mut html, experiment, runs, live, reports_dir)?;
+    }
+    let part = Part {
+        html,
+        runs: runs.len(),
+        experiments: by_experiment.len(),
+        running: live.iter().filter(|f| f.alive).count(),
+    };
+    let kept = reports_dir.join(PARTS);
+    std::fs::create_dir_all(&kept)?;
+    crate::paths::write_atomic(
+        &kept.join(format!("{folder}.html")),
+        &[part.header().as_bytes(), part.html.as_bytes()],
+        false,
+    )?;
+    Ok(part)
+}
+
+/// The page from its parts, renamed into place whole: two runs finishing together each write a whole page.
+fn assemble(reports_dir: &Path, parts: &[Part]) -> Result<PathBuf> {
+    let sum = |f: fn(&Part) -> usize| parts.iter().map(f).sum::<usize>();
+    let (runs, experiments, running) =
+        (sum(|p| p.runs), sum(|p| p.experiments), sum(|p| p.running));
     let mut html = String::new();
     let refresh = if running > 0 {
         format!("<meta http-equiv=\"refresh\" content=\"{REFRESH_SECONDS}\">\n")
@@ -116,10 +220,8 @@ pub fn write(reports_dir: &Path) -> Result<PathBuf> {
     let _ = write!(
         html,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n{refresh}<title>pipeline runs</title>\n\
-         <style>{STYLE}</style>\n</head>\n<body>\n<h1>pipeline runs</h1>\n<p>{} runs of {} experiments{}. Click a \
+         <style>{STYLE}</style>\n</head>\n<body>\n<h1>pipeline runs</h1>\n<p>{runs} runs of {experiments} experiments{}. Click a \
          column to sort by it; each run's piece, audio, loss chart and files fold out under its row.</p>\n",
-        runs.len(),
-        by_experiment.len(),
         match running {
             0 => String::new(),
             n => format!(
@@ -127,58 +229,68 @@ pub fn write(reports_dir: &Path) -> Result<PathBuf> {
             ),
         }
     );
-    for (experiment, (runs, live)) in &by_experiment {
-        let _ = writeln!(
-            html,
-            "<h2 id=\"{}\">{}</h2>",
-            attr(experiment),
-            text(experiment)
-        );
-        for f in live {
-            in_progress(&mut html, f, reports_dir);
-        }
-        if runs.is_empty() {
-            continue;
-        }
-        // Oldest first, so a re-run finds the run it reproduced among the ones before it.
-        let mut ordered = runs.clone();
-        ordered.sort_by(|a, b| a.started.cmp(&b.started));
-        let mut originals: Vec<(&RunSummary, Vec<&RunSummary>)> = Vec::new();
-        for r in ordered {
-            match originals.iter_mut().find(|(o, _)| r.reproduces(o)) {
-                Some((_, reruns)) => reruns.push(r),
-                None => originals.push((r, Vec::new())),
-            }
-        }
-        let shown: Vec<&RunSummary> = originals.iter().map(|(r, _)| *r).collect();
-        let varying = if shown.len() > 1 {
-            varying_params(&shown)
-        } else {
-            Vec::new()
-        };
-        overlay(&mut html, experiment, &shown, &varying)?;
-        seed_table(&mut html, &shown);
-        html.push_str(
-            "<table class=\"runs\">\n<thead><tr><th>run</th><th>started</th><th>status</th>",
-        );
-        for p in &varying {
-            let _ = write!(html, "<th>{}</th>", text(p));
-        }
-        html.push_str(
-            "<th>epochs</th><th>final train loss</th><th>final val loss</th><th>best val loss</th>\
-             <th>val accuracy</th><th>re-runs</th></tr></thead>\n",
-        );
-        originals.reverse();
-        for (r, reruns) in &originals {
-            row(&mut html, experiment, r, reruns, &varying, reports_dir);
-        }
-        html.push_str("</table>\n");
+    for part in parts {
+        html.push_str(&part.html);
     }
     let _ = write!(html, "<script>\n{SORT_SCRIPT}</script>\n</body>\n</html>\n");
     let path = reports_dir.join("index.html");
-    // Renamed into place whole: two runs finishing together each write a whole page.
     crate::paths::write_atomic(&path, &[html.as_bytes()], false)?;
     Ok(path)
+}
+
+/// One experiment's section: its runs in progress, the overlay of its runs' losses, the seed table and the runs'
+/// table.
+fn experiment_section(
+    html: &mut String,
+    experiment: &str,
+    runs: &[&RunSummary],
+    live: &[&Followed],
+    reports_dir: &Path,
+) -> Result<()> {
+    let _ = writeln!(
+        html,
+        "<h2 id=\"{}\">{}</h2>",
+        attr(experiment),
+        text(experiment)
+    );
+    for f in live {
+        in_progress(html, f, reports_dir);
+    }
+    if runs.is_empty() {
+        return Ok(());
+    }
+    // Oldest first, so a re-run finds the run it reproduced among the ones before it.
+    let mut ordered = runs.to_vec();
+    ordered.sort_by(|a, b| a.started.cmp(&b.started));
+    let mut originals: Vec<(&RunSummary, Vec<&RunSummary>)> = Vec::new();
+    for r in ordered {
+        match originals.iter_mut().find(|(o, _)| r.reproduces(o)) {
+            Some((_, reruns)) => reruns.push(r),
+            None => originals.push((r, Vec::new())),
+        }
+    }
+    let shown: Vec<&RunSummary> = originals.iter().map(|(r, _)| *r).collect();
+    let varying = if shown.len() > 1 {
+        varying_params(&shown)
+    } else {
+        Vec::new()
+    };
+    overlay(html, experiment, &shown, &varying)?;
+    seed_table(html, &shown);
+    html.push_str("<table class=\"runs\">\n<thead><tr><th>run</th><th>started</th><th>status</th>");
+    for p in &varying {
+        let _ = write!(html, "<th>{}</th>", text(p));
+    }
+    html.push_str(
+        "<th>epochs</th><th>final train loss</th><th>final val loss</th><th>best val loss</th>\
+         <th>val accuracy</th><th>re-runs</th></tr></thead>\n",
+    );
+    originals.reverse();
+    for (r, reruns) in &originals {
+        row(html, experiment, r, reruns, &varying, reports_dir);
+    }
+    html.push_str("</table>\n");
+    Ok(())
 }
 
 /// A run in progress: its totals and a line per running (or failed) point, as `pipeline ps` shows them; or a run

@@ -219,3 +219,44 @@ fn index_lists_every_run_and_its_links_resolve() {
         assert!(interval.contains(reference), "{interval}");
     }
 }
+
+/// A run reads again only its own experiment's folder for the index: another experiment's part is the one kept
+/// from when that folder last changed, and is made again once it has.
+#[test]
+fn the_index_reads_again_only_the_experiment_that_changed() {
+    let p = tiny_project();
+    let text = std::fs::read_to_string(p.path("exp.toml")).unwrap();
+    assert!(text.contains("name = \"test\""), "{text}");
+    p.write(
+        "other.toml",
+        text.replace("name = \"test\"", "name = \"other\""),
+    );
+    p.pipeline(&["run", "exp.toml"]).ok();
+    p.pipeline(&["run", "other.toml"]).ok();
+    let index = || std::fs::read_to_string(p.path("reports/index.html")).unwrap();
+    let html = index();
+    assert!(html.contains("2 runs of 2 experiments"), "{html}");
+    assert!(html.contains("<h2 id=\"test\">") && html.contains("<h2 id=\"other\">"));
+    // `test`'s run folder, its manifest broken in place: the folder `reports/test` keeps its time.
+    let test_runs: Vec<_> = std::fs::read_dir(p.path("reports/test"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(test_runs.len(), 1, "{test_runs:?}");
+    std::fs::write(test_runs[0].join("manifest.json"), "not a manifest").unwrap();
+    p.pipeline(&["run", "other.toml", "--set", "model.hidden=12"])
+        .ok();
+    let html = index();
+    assert!(
+        html.contains("3 runs of 2 experiments") && html.contains("<h2 id=\"test\">"),
+        "a run of `other` read `test`'s folder again:\n{html}"
+    );
+    // Once `test`'s folder changes (its run removed), the next run reads it again.
+    std::fs::remove_dir_all(&test_runs[0]).unwrap();
+    p.pipeline(&["run", "other.toml"]).ok();
+    let html = index();
+    assert!(
+        html.contains("3 runs of 1 experiments") && !html.contains("<h2 id=\"test\">"),
+        "{html}"
+    );
+}
