@@ -19,7 +19,7 @@ use crate::music::gm::program_name;
 pub struct ExtractInstrument {
     /// Keep the N most frequent programs.
     #[serde(default = "default_top")]
-    #[schemars(range(min = 1, max = 128))]
+    #[schemars(range(min = *TOP.start(), max = *TOP.end()))]
     pub top: u32,
 }
 
@@ -27,13 +27,21 @@ fn default_top() -> u32 {
     1
 }
 
+/// `top`'s bounds (General MIDI's 128 programs), declared once for the schema and the check.
+const TOP: std::ops::RangeInclusive<u32> = 1..=128;
+
 impl Params for ExtractInstrument {
     fn check(&self, _: &super::stage::CheckContext) -> Vec<ParamProblem> {
-        if !(1..=128).contains(&self.top) {
+        if !TOP.contains(&self.top) {
             return vec![
                 ParamProblem::new(
                     "top",
-                    format!("must be between 1 and 128, got {}", self.top),
+                    format!(
+                        "must be between {} and {}, got {}",
+                        TOP.start(),
+                        TOP.end(),
+                        self.top
+                    ),
                 )
                 .hint("`top` is how many of the most frequent instruments to keep"),
             ];

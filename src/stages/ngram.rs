@@ -26,7 +26,7 @@ pub struct Ngram {
     /// Tokens of context plus one: 5 conditions each token on the 4 before it. Every order from 1 up to it is
     /// scored, so the report shows where more context stops helping.
     #[serde(default = "default_order")]
-    #[schemars(range(min = 1, max = 10))]
+    #[schemars(range(min = 1, max = MAX_ORDER))]
     pub order: u32,
 }
 

@@ -32,7 +32,7 @@ pub struct Render {
     pub soundfont: Option<String>,
     /// Samples per second of the WAV file.
     #[serde(default = "d::sample_rate")]
-    #[schemars(range(min = 16_000, max = 192_000))]
+    #[schemars(range(min = *SAMPLE_RATE.start(), max = *SAMPLE_RATE.end()))]
     pub sample_rate: u32,
     /// Multiplies the synthesizer's output (which leaves headroom for chords at 1).
     #[serde(default = "d::gain")]
@@ -108,16 +108,23 @@ impl Render {
     }
 }
 
+/// `sample_rate`'s bounds, declared once for the schema and the check.
+const SAMPLE_RATE: std::ops::RangeInclusive<u32> = 16_000..=192_000;
+
 impl Params for Render {
     fn check(&self, ctx: &CheckContext) -> Vec<ParamProblem> {
         let mut problems = Vec::new();
-        if !(16_000..=192_000).contains(&self.sample_rate) {
+        if !SAMPLE_RATE.contains(&self.sample_rate) {
             problems.push(
                 ParamProblem::new(
                     "sample_rate",
                     format!("`sample_rate = {}` is out of range", self.sample_rate),
                 )
-                .hint("use 16000 to 192000 Hz; 44100 is CD quality"),
+                .hint(format!(
+                    "use {} to {} Hz; 44100 is CD quality",
+                    SAMPLE_RATE.start(),
+                    SAMPLE_RATE.end()
+                )),
             );
         }
         if !(self.gain > 0.0 && self.gain <= 16.0) {

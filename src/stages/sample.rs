@@ -40,7 +40,7 @@ use crate::music::tokens::{TimeToken, time_token, within_beats};
 pub struct Sample {
     /// Tokens to generate (the paper: 500).
     #[serde(default = "d::length")]
-    #[schemars(range(min = 1, max = 1_000_000))]
+    #[schemars(range(min = *LENGTH.start(), max = *LENGTH.end()))]
     pub length: u32,
     /// 0 = always the most likely token (the paper); above 0, sample from softmax(logits / temperature).
     #[serde(default)]
@@ -114,6 +114,9 @@ mod d {
     }
 }
 
+/// `length`'s bounds, declared once for the schema and the check.
+const LENGTH: std::ops::RangeInclusive<u32> = 1..=1_000_000;
+
 impl Params for Sample {
     fn check(&self, ctx: &CheckContext) -> Vec<ParamProblem> {
         let mut p = Vec::new();
@@ -127,10 +130,15 @@ impl Params for Sample {
                 );
             }
         }
-        if !(1..=1_000_000).contains(&self.length) {
+        if !LENGTH.contains(&self.length) {
             p.push(ParamProblem::new(
                 "length",
-                format!("must be between 1 and 1000000, got {}", self.length),
+                format!(
+                    "must be between {} and {}, got {}",
+                    LENGTH.start(),
+                    LENGTH.end(),
+                    self.length
+                ),
             ));
         }
         if !(self.temperature.is_finite() && self.temperature >= 0.0) {

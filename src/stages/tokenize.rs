@@ -153,11 +153,11 @@ pub struct Tokenize {
     pub scheme: Scheme,
     /// Grid steps per beat for `timed` and `notes` (12: sixteenths and eighth-note triplets).
     #[serde(default = "default_grid")]
-    #[schemars(range(min = 1, max = 96))]
+    #[schemars(range(min = *GRID.start(), max = *GRID.end()))]
     pub grid: u32,
     /// The longest shift or duration `timed` and `notes` write, in beats; longer ones are cut to it.
     #[serde(default = "default_max_beats")]
-    #[schemars(range(min = 1, max = 64))]
+    #[schemars(range(min = *MAX_BEATS.start(), max = *MAX_BEATS.end()))]
     pub max_beats: u32,
 }
 
@@ -189,20 +189,33 @@ fn default_max_beats() -> u32 {
 /// Files without a metrical timing (SMPTE time code) are read as if a beat were this many ticks.
 const FALLBACK_TICKS_PER_BEAT: u16 = 480;
 
+/// `grid`'s bounds, declared once for the schema and the check.
+const GRID: std::ops::RangeInclusive<u32> = 1..=96;
+/// `max_beats`'s bounds.
+const MAX_BEATS: std::ops::RangeInclusive<u32> = 1..=64;
+
 impl Params for Tokenize {
     fn check(&self, _: &super::stage::CheckContext) -> Vec<super::stage::ParamProblem> {
         let mut p = Vec::new();
-        if !(1..=96).contains(&self.grid) {
+        if !GRID.contains(&self.grid) {
             p.push(
-                super::stage::ParamProblem::new("grid", format!("must be between 1 and 96, got {}", self.grid))
+                super::stage::ParamProblem::new(
+                    "grid",
+                    format!("must be between {} and {}, got {}", GRID.start(), GRID.end(), self.grid),
+                )
                     .hint("`grid` is the steps per beat onsets and durations are rounded to (12: sixteenths and triplets)"),
             );
         }
-        if !(1..=64).contains(&self.max_beats) {
+        if !MAX_BEATS.contains(&self.max_beats) {
             p.push(
                 super::stage::ParamProblem::new(
                     "max_beats",
-                    format!("must be between 1 and 64, got {}", self.max_beats),
+                    format!(
+                        "must be between {} and {}, got {}",
+                        MAX_BEATS.start(),
+                        MAX_BEATS.end(),
+                        self.max_beats
+                    ),
                 )
                 .hint("`max_beats` caps the rests and durations `timed` writes, in beats"),
             );

@@ -31,16 +31,31 @@ use crate::nn::device::{DeviceChoice, DeviceKind};
 use crate::nn::model::{Dropout, InputMode, Model, ModelConfig, Trainable};
 use crate::nn::optim::{Optimizer, OptimizerKind};
 
+/// Each whole-number parameter's bounds, declared once: the schema states them (`schemars(range)`) and
+/// [`Params::check`] enforces them.
+mod bounds {
+    pub const LAYERS: (u32, u32) = (1, 16);
+    pub const HIDDEN: (u32, u32) = (1, 8_192);
+    pub const DENSE: (u32, u32) = (0, 8_192);
+    pub const EMBED_DIM: (u32, u32) = (1, 8_192);
+    pub const EPOCHS: (u32, u32) = (1, 1_000_000);
+    pub const BATCH_SIZE: (u32, u32) = (1, 1_048_576);
+    pub const PATIENCE: (u32, u32) = (0, 1_000_000);
+    pub const EPOCH_WINDOWS: (u32, u32) = (0, 1_073_741_824);
+    pub const LR_PATIENCE: (u32, u32) = (1, 1_000_000);
+    pub const WARMUP: (u32, u32) = (0, 1_000_000);
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Train {
     /// Stacked LSTM layers (the paper: 3).
     #[serde(default = "d::layers")]
-    #[schemars(range(min = 1, max = 16))]
+    #[schemars(range(min = bounds::LAYERS.0, max = bounds::LAYERS.1))]
     pub layers: u32,
     /// Units per LSTM layer (the paper: 512).
     #[serde(default = "d::hidden")]
-    #[schemars(range(min = 1, max = 8192))]
+    #[schemars(range(min = bounds::HIDDEN.0, max = bounds::HIDDEN.1))]
     pub hidden: u32,
     /// Dropout after each LSTM layer, 0 to below 1 (the paper: 0.3).
     #[serde(default = "d::dropout")]
@@ -48,21 +63,21 @@ pub struct Train {
     pub dropout: f64,
     /// Units of the dense layer before the output (the paper: 256).
     #[serde(default = "d::dense")]
-    #[schemars(range(min = 0, max = 8192))]
+    #[schemars(range(min = bounds::DENSE.0, max = bounds::DENSE.1))]
     pub dense: u32,
     #[serde(default = "d::input")]
     pub input: InputMode,
     /// Size of a token's embedding with `input = "embedding"`.
     #[serde(default = "d::embed_dim")]
-    #[schemars(range(min = 1, max = 8192))]
+    #[schemars(range(min = bounds::EMBED_DIM.0, max = bounds::EMBED_DIM.1))]
     pub embed_dim: u32,
     /// Passes over the training windows (the paper: 200).
     #[serde(default = "d::epochs")]
-    #[schemars(range(min = 1, max = 1_000_000))]
+    #[schemars(range(min = bounds::EPOCHS.0, max = bounds::EPOCHS.1))]
     pub epochs: u32,
     /// Windows per training step (the paper: 64).
     #[serde(default = "d::batch_size")]
-    #[schemars(range(min = 1, max = 1_048_576))]
+    #[schemars(range(min = bounds::BATCH_SIZE.0, max = bounds::BATCH_SIZE.1))]
     pub batch_size: u32,
     #[serde(default = "d::optimizer")]
     pub optimizer: OptimizerKind,
@@ -84,7 +99,7 @@ pub struct Train {
     /// Stop after this many epochs without a lower validation loss; 0 = never (the paper). Left out of the
     /// fingerprint when 0, so trainings from before it existed stay cached.
     #[serde(default, skip_serializing_if = "is_zero")]
-    #[schemars(range(min = 0, max = 1_000_000))]
+    #[schemars(range(min = bounds::PATIENCE.0, max = bounds::PATIENCE.1))]
     #[schemars(extend("default" = 0))]
     pub patience: u32,
     /// Store the weights (and optimizer state) of the epoch with the lowest validation loss instead of the last.
@@ -95,7 +110,7 @@ pub struct Train {
     /// paper). Transposed copies multiply the windows; this keeps an epoch's cost while every epoch sees other
     /// keys. Left out of the fingerprint when 0.
     #[serde(default, skip_serializing_if = "is_zero")]
-    #[schemars(range(min = 0, max = 1_073_741_824))]
+    #[schemars(range(min = bounds::EPOCH_WINDOWS.0, max = bounds::EPOCH_WINDOWS.1))]
     #[schemars(extend("default" = 0))]
     pub epoch_windows: u32,
     /// What a window is trained to predict: `last`, the token after it (the paper), or `all`, the token after
@@ -112,12 +127,12 @@ pub struct Train {
     pub lr_schedule: LrSchedule,
     /// For `lr_schedule = "plateau"`: epochs without a lower validation loss before each halving.
     #[serde(default = "d::lr_patience", skip_serializing_if = "d::is_lr_patience")]
-    #[schemars(range(min = 1, max = 1_000_000))]
+    #[schemars(range(min = bounds::LR_PATIENCE.0, max = bounds::LR_PATIENCE.1))]
     #[schemars(extend("default" = 2))]
     pub lr_patience: u32,
     /// Epochs over which the rate rises linearly to `learning_rate` first (any schedule); 0 = none.
     #[serde(default, skip_serializing_if = "is_zero")]
-    #[schemars(range(min = 0, max = 1_000_000))]
+    #[schemars(range(min = bounds::WARMUP.0, max = bounds::WARMUP.1))]
     #[schemars(extend("default" = 0))]
     pub warmup: u32,
     /// The largest global L2 norm of the gradients; a larger one is scaled down to it before each step. 0 = no
@@ -208,8 +223,7 @@ fn in_range(
     problems: &mut Vec<ParamProblem>,
     key: &'static str,
     value: u32,
-    lo: u32,
-    hi: u32,
+    (lo, hi): (u32, u32),
     what: &str,
 ) {
     if !(lo..=hi).contains(&value) {
@@ -280,64 +294,56 @@ impl Params for Train {
             &mut p,
             "layers",
             self.layers,
-            1,
-            16,
+            bounds::LAYERS,
             "the number of stacked LSTM layers (the paper: 3)",
         );
         in_range(
             &mut p,
             "hidden",
             self.hidden,
-            1,
-            8192,
+            bounds::HIDDEN,
             "the units per LSTM layer (the paper: 512)",
         );
         in_range(
             &mut p,
             "dense",
             self.dense,
-            0,
-            8192,
+            bounds::DENSE,
             "the dense layer's width, 0 for none (the paper: 256)",
         );
         in_range(
             &mut p,
             "embed_dim",
             self.embed_dim,
-            1,
-            8192,
+            bounds::EMBED_DIM,
             "the embedding width with `input = \"embedding\"`",
         );
         in_range(
             &mut p,
             "epochs",
             self.epochs,
-            1,
-            1_000_000,
+            bounds::EPOCHS,
             "the number of passes over the training windows",
         );
         in_range(
             &mut p,
             "patience",
             self.patience,
-            0,
-            1_000_000,
+            bounds::PATIENCE,
             "the epochs without a lower validation loss after which training stops (0 = never)",
         );
         in_range(
             &mut p,
             "epoch_windows",
             self.epoch_windows,
-            0,
-            1 << 30,
+            bounds::EPOCH_WINDOWS,
             "the training windows each epoch draws (0 = all)",
         );
         in_range(
             &mut p,
             "batch_size",
             self.batch_size,
-            1,
-            1 << 20,
+            bounds::BATCH_SIZE,
             "the windows per training step",
         );
         if !(0.0..1.0).contains(&self.dropout) {
@@ -378,16 +384,14 @@ impl Train {
             p,
             "lr_patience",
             self.lr_patience,
-            1,
-            1_000_000,
+            bounds::LR_PATIENCE,
             "the epochs without a lower validation loss before `plateau` halves the rate",
         );
         in_range(
             p,
             "warmup",
             self.warmup,
-            0,
-            1_000_000,
+            bounds::WARMUP,
             "the epochs the rate rises over before the schedule starts (all of them when it is `epochs` or more)",
         );
         if !(self.clip_norm.is_finite() && self.clip_norm >= 0.0) {

@@ -21,7 +21,7 @@ use crate::artifact::{Artifact, IdFile, Split, WindowFile, WindowSet};
 pub struct Window {
     /// Ids per input window.
     #[serde(default = "default_seq_len")]
-    #[schemars(range(min = 1, max = 1_000_000))]
+    #[schemars(range(min = *SEQ_LEN.start(), max = *SEQ_LEN.end()))]
     pub seq_len: u32,
     /// Share of files held out for validation (0 = train on everything).
     #[serde(default = "default_val_fraction")]
@@ -42,14 +42,22 @@ fn default_seed() -> u64 {
     42
 }
 
+/// `seq_len`'s bounds, declared once for the schema and the check.
+const SEQ_LEN: std::ops::RangeInclusive<u32> = 1..=1_000_000;
+
 impl Params for Window {
     fn check(&self, _: &super::stage::CheckContext) -> Vec<ParamProblem> {
         let mut problems = Vec::new();
-        if !(1..=1_000_000).contains(&self.seq_len) {
+        if !SEQ_LEN.contains(&self.seq_len) {
             problems.push(
                 ParamProblem::new(
                     "seq_len",
-                    format!("must be between 1 and 1000000, got {}", self.seq_len),
+                    format!(
+                        "must be between {} and {}, got {}",
+                        SEQ_LEN.start(),
+                        SEQ_LEN.end(),
+                        self.seq_len
+                    ),
                 )
                 .hint("`seq_len` is the number of tokens the model sees before predicting the next (the paper: 100)"),
             );
