@@ -9,7 +9,7 @@ use crate::exec::{self, PlanLine, Target};
 use crate::spec::sweep::{Mode, Study};
 
 /// Per point (its label, empty for a plain experiment): each stage, cached or why it would run.
-pub struct Status {
+pub struct PlanStatus {
     pub overview: Option<SweepOverview>,
     pub points: Vec<(String, Vec<PlanLine>)>,
 }
@@ -20,7 +20,7 @@ pub fn status(
     set: &[String],
     cache_dir: &Path,
     remote: Option<&crate::store::RemoteConfig>,
-) -> Result<Status> {
+) -> Result<PlanStatus> {
     let study = load(file, set)?;
     // Looking up writes nothing: without a remote the cache is only read (and not created when missing).
     let cache = match remote {
@@ -40,7 +40,7 @@ pub fn status(
             (point.label.clone(), lines)
         })
         .collect();
-    Ok(Status {
+    Ok(PlanStatus {
         overview: SweepOverview::of(&study),
         points,
     })

@@ -10,7 +10,7 @@ use anyhow::{Context, anyhow};
 use super::error::{Error, Result};
 use crate::exec::events::Reporter;
 use crate::exec::{self, Executor, Options, Outcome, Status, Target};
-use crate::runs::asha::{self, Asha, Fate, Job};
+use crate::runs::asha::{self, Asha, Fate, TrialRung};
 use crate::runs::manifest::{SearchRecord, TrialInfo, TrialRecord};
 use crate::runs::report::Report;
 use crate::spec::experiment::Experiment;
@@ -127,7 +127,7 @@ impl State {
     /// What training `job` reported (or how it failed), and its outcome.
     fn record(
         &mut self,
-        job: Job,
+        job: TrialRung,
         got: anyhow::Result<Reported>,
         outcome: Outcome,
         interrupted: bool,
@@ -181,7 +181,7 @@ struct Search<'a> {
 }
 
 impl Search<'_> {
-    fn experiment_at(&self, job: Job) -> &Experiment {
+    fn experiment_at(&self, job: TrialRung) -> &Experiment {
         if job.rung + 1 == self.rungs.len() {
             &self.study.points[job.trial].experiment
         } else {
@@ -190,7 +190,7 @@ impl Search<'_> {
     }
 
     /// Trains trial `job.trial` to its rung (below the last rung, only the training and what it needs).
-    fn train_to_rung(&self, job: Job) -> Outcome {
+    fn train_to_rung(&self, job: TrialRung) -> Outcome {
         let point = &self.study.points[job.trial];
         let target = Target {
             experiment: self.experiment_at(job),
@@ -236,7 +236,7 @@ impl Search<'_> {
 
 /// The next training to run, waiting while the ones running decide what comes next; `None` once the search is over
 /// or stopped (by an interrupt or a failure).
-fn next_job(state: &Mutex<State>, wake: &Condvar) -> Option<Job> {
+fn next_job(state: &Mutex<State>, wake: &Condvar) -> Option<TrialRung> {
     let mut s = state.lock().expect("not poisoned");
     loop {
         if s.stopped || crate::interrupt::requested() {

@@ -36,7 +36,7 @@ pub struct Result {
 
 /// A training to run: trial `trial` to rung `rung`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Job {
+pub struct TrialRung {
     pub trial: usize,
     pub rung: usize,
 }
@@ -80,7 +80,7 @@ pub struct Asha {
     read: Vec<usize>,
     promoted: Vec<Vec<usize>>,
     /// Jobs handed out and not yet reported.
-    dispatched: std::collections::HashSet<Job>,
+    dispatched: std::collections::HashSet<TrialRung>,
     pub promotions: Vec<Promotion>,
 }
 
@@ -102,13 +102,12 @@ impl Asha {
 
     /// The next job a free worker should take: a decided training not yet handed out, from the highest rung down
     /// (finish promising trials first), earliest arrival first. `None` when there is nothing to do right now.
-    pub fn next_job(&mut self) -> Option<Job> {
+    pub fn next_job(&mut self) -> Option<TrialRung> {
         for rung in (0..self.rungs.len()).rev() {
-            if let Some(&(trial, _)) = self.arrivals[rung]
-                .iter()
-                .find(|(t, r)| r.is_none() && !self.dispatched.contains(&Job { trial: *t, rung }))
-            {
-                let job = Job { trial, rung };
+            if let Some(&(trial, _)) = self.arrivals[rung].iter().find(|(t, r)| {
+                r.is_none() && !self.dispatched.contains(&TrialRung { trial: *t, rung })
+            }) {
+                let job = TrialRung { trial, rung };
                 self.dispatched.insert(job);
                 return Some(job);
             }
@@ -123,7 +122,7 @@ impl Asha {
 
     /// Records what `job` reported, then reads every rung as far as its results are in, in arrival order,
     /// promoting as it goes.
-    pub fn report(&mut self, job: Job, result: Result) {
+    pub fn report(&mut self, job: TrialRung, result: Result) {
         self.dispatched.remove(&job);
         if let Some(slot) = self.arrivals[job.rung]
             .iter_mut()
@@ -247,9 +246,9 @@ mod tests {
         jobs: usize,
         score: impl Fn(usize, usize) -> f64,
         mut pick: impl FnMut(usize) -> usize,
-    ) -> (Vec<Fate>, Vec<Job>, Vec<Promotion>) {
+    ) -> (Vec<Fate>, Vec<TrialRung>, Vec<Promotion>) {
         let mut asha = Asha::new(trials, rungs, 3);
-        let mut running: Vec<Job> = Vec::new();
+        let mut running: Vec<TrialRung> = Vec::new();
         let mut ran = Vec::new();
         loop {
             while running.len() < jobs {
@@ -294,10 +293,10 @@ mod tests {
         assert_eq!(
             ran[..4],
             [
-                Job { trial: 0, rung: 0 },
-                Job { trial: 1, rung: 0 },
-                Job { trial: 2, rung: 0 },
-                Job { trial: 0, rung: 1 }
+                TrialRung { trial: 0, rung: 0 },
+                TrialRung { trial: 1, rung: 0 },
+                TrialRung { trial: 2, rung: 0 },
+                TrialRung { trial: 0, rung: 1 }
             ]
         );
         assert_eq!(promotions.len(), 3 + 1);
@@ -368,7 +367,7 @@ mod tests {
         let mut asha = Asha::new(3, rungs(1, 3, 3), 3);
         for t in 0..3 {
             let job = asha.next_job().unwrap();
-            assert_eq!(job, Job { trial: t, rung: 0 });
+            assert_eq!(job, TrialRung { trial: t, rung: 0 });
             asha.report(
                 job,
                 Result {
@@ -378,8 +377,8 @@ mod tests {
             );
         }
         // Trial 0 is best but stopped: trial 1 goes on.
-        assert_eq!(asha.next_job(), Some(Job { trial: 1, rung: 1 }));
-        asha.report(Job { trial: 1, rung: 1 }, ok(0.5));
+        assert_eq!(asha.next_job(), Some(TrialRung { trial: 1, rung: 1 }));
+        asha.report(TrialRung { trial: 1, rung: 1 }, ok(0.5));
         assert_eq!(asha.fate(0), Some(Fate::StoppedEarly { epochs: 1 }));
         assert_eq!(asha.fate(1), Some(Fate::Complete { epochs: 3 }));
     }

@@ -10,7 +10,7 @@ use super::{drop_drums, extract_instrument, midi_source, sample, tokenize, vocab
 use crate::artifact::Artifact;
 
 /// Sampling parameters with the defaults but for `length` and `mode` (for benchmarks).
-pub fn sample_params(length: u32, mode: sample::Mode) -> sample::Sample {
+pub fn sample_params(length: u32, mode: sample::SampleMode) -> sample::Sample {
     sample::Sample {
         length,
         temperature: 0.0,

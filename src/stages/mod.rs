@@ -29,7 +29,7 @@ pub use detached::{prepare, run_detached, run_window, sample_params, tokenize_by
 pub use kind::StageKind;
 pub use midi_source::{FileNote, SourceSummary};
 pub use ngram::NgramSummary;
-pub use sample::{Generator, Mode as SampleMode, generate};
+pub use sample::{Generator, SampleMode, generate};
 pub use stage::{
     CheckContext, EpochProgress, ExternalInputs, ParamError, Resume, RunContext, Stage, StageOutput,
 };

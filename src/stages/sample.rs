@@ -76,13 +76,13 @@ pub struct Sample {
     /// "stateful": keep the LSTM state and feed one token at a time (O(1) per token); "window": re-run the model
     /// over the last `seq_len` tokens for every token, as the paper did.
     #[serde(default = "d::mode")]
-    pub mode: Mode,
+    pub mode: SampleMode,
 }
 
 /// How `sample` feeds the model: `stateful` (one token at a time) or `window` (the last `seq_len` tokens, as the paper).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum Mode {
+pub enum SampleMode {
     Stateful,
     Window,
 }
@@ -109,8 +109,8 @@ mod d {
     pub fn seed() -> u64 {
         7
     }
-    pub fn mode() -> super::Mode {
-        super::Mode::Stateful
+    pub fn mode() -> super::SampleMode {
+        super::SampleMode::Stateful
     }
 }
 
@@ -475,7 +475,7 @@ pub fn generate<R: Rng>(
         }
     };
     match params.mode {
-        Mode::Stateful => {
+        SampleMode::Stateful => {
             let mut states = model.zero_states(&device)?;
             let mut logits = None;
             for &id in window {
@@ -488,7 +488,7 @@ pub fn generate<R: Rng>(
                 tick();
             }
         }
-        Mode::Window => {
+        SampleMode::Window => {
             let mut window = window.to_vec();
             for _ in 0..params.length {
                 let x = Tensor::from_slice(&window, (1, window.len()), &device)?;
