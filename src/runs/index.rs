@@ -476,7 +476,7 @@ fn run_cells(
         Some(t) if t.winner => (format!("{} ★ best", t.status()), " class=\"winner\""),
         Some(t) => (
             t.status(),
-            if matches!(t.fate, crate::runs::asha::Fate::Complete { .. }) {
+            if matches!(t.fate, crate::runs::manifest::Fate::Complete { .. }) {
                 ""
             } else {
                 " class=\"pruned\""

@@ -68,10 +68,38 @@ pub struct PointInfo {
     pub values: BTreeMap<String, String>,
 }
 
+/// How a trial ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Fate {
+    /// It trained to the maximum.
+    Complete { epochs: u32 },
+    /// It stopped at `epochs`: ranked `rank` of the `of` trials that reached that rung, of which `kept` went on.
+    Pruned {
+        epochs: u32,
+        rank: usize,
+        of: usize,
+        kept: usize,
+    },
+    /// Its own early stopping ended it at the rung of `epochs`.
+    StoppedEarly { epochs: u32 },
+}
+
+/// One decision, as `sweep.json` records it: after `reported` trials had reported at `rung` (`epochs`), `trial`
+/// ranked `rank` and went on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Promotion {
+    pub trial: usize,
+    pub rung: usize,
+    pub epochs: u32,
+    pub rank: usize,
+    pub reported: usize,
+}
+
 /// How a trial of a pruned search ended (`[sweep.prune]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrialInfo {
-    pub fate: crate::runs::asha::Fate,
+    pub fate: Fate,
     /// The metric pruning ranks by, and the trial's best value of it at its last rung.
     pub metric: String,
     pub value: Option<f64>,
@@ -85,7 +113,6 @@ pub struct TrialInfo {
 impl TrialInfo {
     /// `complete`, `pruned at 3`, `stopped early at 3`: for tables.
     pub fn status(&self) -> String {
-        use crate::runs::asha::Fate;
         match &self.fate {
             Fate::Complete { .. } => "complete".into(),
             Fate::Pruned { epochs, .. } => format!("pruned at {epochs}"),
@@ -104,7 +131,7 @@ pub struct SearchRecord {
     /// The epochs of each rung.
     pub rungs: Vec<u32>,
     /// Every promotion to a higher rung, by rung and in the order decided there.
-    pub promotions: Vec<crate::runs::asha::Promotion>,
+    pub promotions: Vec<Promotion>,
     pub trials: Vec<TrialRecord>,
     pub winner: Option<String>,
     /// Epochs trained by this run (0 when it found everything in the cache).

@@ -1,7 +1,6 @@
 //! Everything under `reports/`: one folder per run with its manifest, sweep summaries, comparing runs, seed repeats
 //! folded, the index page, and the blind listening test's page and answers.
 
-pub(crate) mod asha;
 pub(crate) mod compare;
 pub(crate) mod index;
 pub(crate) mod listen;

@@ -327,7 +327,7 @@ pub fn write_sweep_summary(
             .map(|r| {
                 let label = match &r.trial {
                     Some(t) if t.winner => format!("{} (best)", r.name()),
-                    Some(t) if !matches!(t.fate, crate::runs::asha::Fate::Complete { .. }) => {
+                    Some(t) if !matches!(t.fate, crate::runs::manifest::Fate::Complete { .. }) => {
                         format!("{} ({})", r.name(), t.status())
                     }
                     _ => r.name().to_string(),
@@ -339,9 +339,9 @@ pub fn write_sweep_summary(
         let faded: Vec<bool> = drawn
             .iter()
             .map(|r| {
-                r.trial
-                    .as_ref()
-                    .is_some_and(|t| !matches!(t.fate, crate::runs::asha::Fate::Complete { .. }))
+                r.trial.as_ref().is_some_and(|t| {
+                    !matches!(t.fate, crate::runs::manifest::Fate::Complete { .. })
+                })
             })
             .collect();
         if !curves.is_empty() {

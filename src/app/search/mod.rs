@@ -1,5 +1,5 @@
-//! A sweep with `[sweep.prune]`: the trials' trainings run rung by rung through the executor, and ASHA
-//! ([`crate::runs::asha`]) decides which go on. A rung is the trial's experiment with fewer `epochs`, so each is
+//! A sweep with `[sweep.prune]`: the trials' trainings run rung by rung through the executor, and ASHA (beside
+//! it, `asha.rs`) decides which go on. A rung is the trial's experiment with fewer `epochs`, so each is
 //! an ordinary cache entry, and going on to the next rung resumes the training from the last (no epoch is trained
 //! twice). Only a trial that reaches the last rung runs the stages after training (sampling, audio).
 
@@ -10,7 +10,10 @@ use anyhow::{Context, anyhow};
 use super::error::{Error, Result};
 use crate::exec::events::Reporter;
 use crate::exec::{self, Executor, Options, Outcome, Status, Target};
-use crate::runs::asha::{self, Asha, Fate, TrialRung};
+use crate::runs::manifest::Fate;
+use asha::{Asha, TrialRung};
+
+mod asha;
 use crate::runs::manifest::{SearchRecord, TrialInfo, TrialRecord};
 use crate::runs::report::Report;
 use crate::spec::experiment::Experiment;

@@ -11,7 +11,7 @@
 //! in). A result that comes in early waits until those before it at its rung are in. A trial's promotion therefore
 //! depends only on the metrics, never on timing, while workers still run whatever is decided as soon as it is.
 
-use serde::{Deserialize, Serialize};
+use crate::runs::manifest::{Fate, Promotion};
 
 /// The epochs of every rung: `min·η^k` below `max`, then `max`.
 pub fn rungs(min: u32, eta: u32, max: u32) -> Vec<u32> {
@@ -39,34 +39,6 @@ pub struct Result {
 pub struct TrialRung {
     pub trial: usize,
     pub rung: usize,
-}
-
-/// One decision, as `sweep.json` records it: after `reported` trials had reported at `rung` (`epochs`), `trial`
-/// ranked `rank` and went on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Promotion {
-    pub trial: usize,
-    pub rung: usize,
-    pub epochs: u32,
-    pub rank: usize,
-    pub reported: usize,
-}
-
-/// How a trial ended.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum Fate {
-    /// It trained to the maximum.
-    Complete { epochs: u32 },
-    /// It stopped at `epochs`: ranked `rank` of the `of` trials that reached that rung, of which `kept` went on.
-    Pruned {
-        epochs: u32,
-        rank: usize,
-        of: usize,
-        kept: usize,
-    },
-    /// Its own early stopping ended it at the rung of `epochs`.
-    StoppedEarly { epochs: u32 },
 }
 
 /// The search's state.
