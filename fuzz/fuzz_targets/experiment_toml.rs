@@ -25,11 +25,11 @@ fuzz_target!(|data: &[u8]| {
             assert!(!study.points.is_empty());
             for point in &study.points {
                 let again =
-                    pipeline::Experiment::from_text(path, &point.experiment.text_as_run, &[]);
+                    pipeline::Experiment::from_text(path, &point.experiment.text_as_run(), &[]);
                 if let Err(d) = again {
                     panic!(
                         "a valid point's experiment.toml does not load on its own:\n{}\n---\n{}",
-                        point.experiment.text_as_run,
+                        point.experiment.text_as_run(),
                         d.render(false)
                     );
                 }
