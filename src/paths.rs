@@ -38,7 +38,14 @@ pub fn write_atomic(path: &Path, parts: &[&[u8]], durable: bool) -> Result<()> {
 /// [`write_atomic`] with the temporary file in `staging` (on the same filesystem as `path`), so a process killed
 /// mid-write leaves its leftover there rather than among the finished files.
 pub fn write_atomic_via(staging: &Path, path: &Path, parts: &[&[u8]], durable: bool) -> Result<()> {
-    let mut tmp = tempfile::NamedTempFile::new_in(staging)
+    let mut builder = tempfile::Builder::new();
+    // A temporary file is made private (0600); the file it becomes is an ordinary one, readable as the user's umask
+    // allows, like any other file this tool writes.
+    #[cfg(unix)]
+    builder
+        .permissions(<std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o666));
+    let mut tmp = builder
+        .tempfile_in(staging)
         .with_context(|| format!("cannot write in `{}`", staging.display()))?;
     for part in parts {
         tmp.write_all(part)

@@ -121,6 +121,8 @@ pub struct RunReport {
     pub index_error: Option<anyhow::Error>,
     /// With `[sweep.prune]`: how each trial ended, a line each.
     pub search_lines: Vec<String>,
+    /// Things the user should know that did not stop the run (another file's runs under the same name).
+    pub warnings: Vec<String>,
     /// What the run did with the remote, when one was set.
     pub remote: Option<RemoteSummary>,
 }
@@ -180,6 +182,7 @@ pub fn run(request: &RunRequest, reporter: &dyn Watcher) -> Result<RunReport> {
     let first = &study.points[0].experiment;
     check(first, &opts.force)?;
     let cache = open_cache(&request.cache_dir, request.remote.as_ref())?;
+    let shared_name = shared_name(&study, &request.reports_dir, &request.experiment);
     let (dir, mut reports) = create_reports(&study, &request.reports_dir)?;
     let reports_error = |e: anyhow::Error| Error::environment(e, REPORTS_HINT);
     let targets: Vec<Target> = study
@@ -261,6 +264,7 @@ pub fn run(request: &RunRequest, reporter: &dyn Watcher) -> Result<RunReport> {
         cache_dir: request.cache_dir.clone(),
         index_error,
         search_lines: search_lines.unwrap_or_default(),
+        warnings: shared_name.into_iter().collect(),
     })
 }
 
@@ -459,6 +463,19 @@ fn check(first: &Experiment, force: &[String]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A warning when the newest run under this experiment's name came from another file: a copied experiment that
+/// kept its `name` joins the original's runs (its chart, `compare`, `bench music`'s default).
+fn shared_name(study: &Study, reports_dir: &Path, file: &Path) -> Option<String> {
+    let other = report::other_file_under(reports_dir, &study.name, file)?;
+    Some(format!(
+        "`{}` writes its runs under `{}`, where the last run came from another file, `{other}`: their runs are \
+         compared as one experiment's; to keep them apart, give this file a `name` of its own (or drop `name`, \
+         and its file name names it)",
+        file.display(),
+        reports_dir.join(&study.name).display()
+    ))
 }
 
 /// The run's report folder, and one report per point (the folder itself, or a folder per point inside it).

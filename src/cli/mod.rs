@@ -381,6 +381,9 @@ fn completions(shell: args::Shell) {
 
 /// What a finished run prints: its failures, or how many stages ran; the report folder (on stdout too, for scripts).
 fn finish_run(report: &RunReport) -> u8 {
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
     if let Some(e) = &report.index_error {
         eprintln!("warning: could not update the reports index: {e:#}");
     }

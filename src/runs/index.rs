@@ -206,6 +206,17 @@ fn fresh_part(reports_dir: &Path, folder: &str) -> Result<Part> {
     Ok(part)
 }
 
+/// `1 run of 1 experiment`, `5 runs of 2 experiments`.
+fn counted(runs: usize, experiments: usize) -> String {
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    format!(
+        "{} of {}",
+        plural(runs, "run", "runs"),
+        plural(experiments, "experiment", "experiments")
+    )
+}
+
 /// The page from its parts, renamed into place whole: two runs finishing together each write a whole page.
 fn assemble(reports_dir: &Path, parts: &[Part]) -> Result<PathBuf> {
     let sum = |f: fn(&Part) -> usize| parts.iter().map(f).sum::<usize>();
@@ -220,8 +231,9 @@ fn assemble(reports_dir: &Path, parts: &[Part]) -> Result<PathBuf> {
     let _ = write!(
         html,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n{refresh}<title>pipeline runs</title>\n\
-         <style>{STYLE}</style>\n</head>\n<body>\n<h1>pipeline runs</h1>\n<p>{runs} runs of {experiments} experiments{}. Click a \
+         <style>{STYLE}</style>\n</head>\n<body>\n<h1>pipeline runs</h1>\n<p>{}{}. Click a \
          column to sort by it; each run's piece, audio, loss chart and files fold out under its row.</p>\n",
+        counted(runs, experiments),
         match running {
             0 => String::new(),
             n => format!(

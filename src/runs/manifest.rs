@@ -30,6 +30,9 @@ pub struct Manifest {
     pub point: Option<PointInfo>,
     #[serde(default)]
     pub experiment_file: String,
+    /// The experiment file's absolute path, to tell two files that share a name apart (empty in older manifests).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub experiment_path: String,
     #[serde(default)]
     pub overrides: Vec<String>,
     #[serde(default)]

@@ -30,6 +30,33 @@ pub struct Report {
     pub trial: Option<crate::runs::manifest::TrialInfo>,
 }
 
+/// `path` as an absolute path (symbolic links resolved when it exists), as manifests record the experiment file.
+pub fn absolute_file(path: &Path) -> String {
+    fs::canonicalize(path)
+        .or_else(|_| std::path::absolute(path))
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
+/// Another experiment file that wrote the newest run under `reports_root/experiment` (read from that run's manifest,
+/// or its first point's): a run of `file` would join its runs. `None` when the newest run is this file's, or there
+/// is none, or it does not say.
+pub fn other_file_under(reports_root: &Path, experiment: &str, file: &Path) -> Option<String> {
+    let mut runs: Vec<PathBuf> = fs::read_dir(reports_root.join(experiment))
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    runs.sort();
+    let newest = runs.pop()?;
+    let manifest = crate::runs::compare::runs_under(&newest)
+        .first()
+        .and_then(|dir| Manifest::read(dir).ok())?;
+    let ours = absolute_file(file);
+    (!manifest.experiment_path.is_empty() && manifest.experiment_path != ours)
+        .then_some(manifest.experiment_path)
+}
+
 impl Report {
     /// A new, unique folder `root/<experiment>/<run id>` (run ids sort by start time).
     pub fn new_run_dir(reports_root: &Path, experiment: &str) -> Result<(PathBuf, String)> {
@@ -206,6 +233,7 @@ impl Manifest {
             run_id: report.run_id.clone(),
             point: report.point.clone(),
             experiment_file: exp.path.display().to_string(),
+            experiment_path: absolute_file(&exp.path),
             overrides: exp
                 .overrides
                 .iter()

@@ -198,6 +198,19 @@ fn index_lists_every_run_and_its_links_resolve() {
         }
     }
     assert!(links > 10, "runs link their files: {links}");
+    // The page is an ordinary file, readable as any other the user makes there (their umask decides), not private.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let plain = reports.join("plain.txt");
+        std::fs::write(&plain, "x").unwrap();
+        assert_eq!(
+            format!("{:o}", mode(&reports.join("index.html"))),
+            format!("{:o}", mode(&plain))
+        );
+        std::fs::remove_file(plain).unwrap();
+    }
     // A third run that computes nothing is a re-run of the first, not a third row.
     p.pipeline(&["run", "exp.toml"]).ok();
     let html = std::fs::read_to_string(reports.join("index.html")).unwrap();
@@ -256,7 +269,33 @@ fn the_index_reads_again_only_the_experiment_that_changed() {
     p.pipeline(&["run", "other.toml"]).ok();
     let html = index();
     assert!(
-        html.contains("3 runs of 1 experiments") && !html.contains("<h2 id=\"test\">"),
+        html.contains("3 runs of 1 experiment.") && !html.contains("<h2 id=\"test\">"),
         "{html}"
     );
+}
+
+/// A copied experiment that kept the original's `name` joins its runs: the run says so, once per switch of file.
+#[test]
+fn a_copy_that_keeps_the_name_is_warned_that_it_joins_the_original_s_runs() {
+    let p = tiny_project();
+    let text = std::fs::read_to_string(p.path("exp.toml")).unwrap();
+    p.write("mine.toml", &text);
+    let first = p.pipeline(&["run", "exp.toml"]).ok();
+    assert!(!first.stderr.contains("warning: "), "{}", first.stderr);
+    let copy = p.pipeline(&["run", "mine.toml"]).ok();
+    assert!(
+        copy.stderr
+            .contains("warning: `mine.toml` writes its runs under")
+            && copy.stderr.contains("exp.toml")
+            && copy.stderr.contains("give this file a `name` of its own"),
+        "{}",
+        copy.stderr
+    );
+    let again = p.pipeline(&["run", "mine.toml"]).ok();
+    assert!(!again.stderr.contains("another file"), "{}", again.stderr);
+    // Without `name`, the file's stem names it: no shared folder, no warning.
+    p.write("solo.toml", text.replace("name = \"test\"\n", ""));
+    let solo = p.pipeline(&["run", "solo.toml"]).ok();
+    assert!(!solo.stderr.contains("another file"), "{}", solo.stderr);
+    assert!(p.path("reports/solo").is_dir());
 }
