@@ -123,6 +123,10 @@ pub struct RunReport {
     pub search_lines: Vec<String>,
     /// Things the user should know that did not stop the run (another file's runs under the same name).
     pub warnings: Vec<String>,
+    /// What each training came to: its best validation loss, against the floor, the epoch kept and why it stopped.
+    pub results: Vec<String>,
+    /// `reports/index.html`, where every run is compared.
+    pub index: PathBuf,
     /// What the run did with the remote, when one was set.
     pub remote: Option<RemoteSummary>,
 }
@@ -160,21 +164,28 @@ fn executor(request: &RunRequest) -> Result<Executor> {
     }))
 }
 
-/// Runs every point of the experiment; `reporter` hears what happens as it happens.
-pub fn run(request: &RunRequest, reporter: &dyn Watcher) -> Result<RunReport> {
+/// How the executor runs this request's stages.
+fn options(request: &RunRequest) -> Result<exec::Options> {
     let executor = executor(request)?;
     let slurm = matches!(executor, Executor::Slurm(_));
-    let mut opts = exec::Options {
+    Ok(exec::Options {
         force: request.force.clone(),
-        jobs: request.jobs,
+        // Under Slurm jobs wait in its queue, not here: follow many at once.
+        jobs: if slurm {
+            request.jobs.max(64)
+        } else {
+            request.jobs
+        },
         keep_going: request.keep_going,
         executor,
         ..Default::default()
-    };
-    if slurm {
-        // Jobs wait in Slurm's queue, not here: follow many at once.
-        opts.jobs = opts.jobs.max(64);
-    }
+    })
+}
+
+/// Runs every point of the experiment; `reporter` hears what happens as it happens.
+pub fn run(request: &RunRequest, reporter: &dyn Watcher) -> Result<RunReport> {
+    let opts = options(request)?;
+    let slurm = matches!(opts.executor, Executor::Slurm(_));
     let mut study = load(&request.experiment, &request.set)?;
     if slurm {
         study.decide_auto(slurm_auto(&study.points[0].experiment)?);
@@ -242,11 +253,7 @@ pub fn run(request: &RunRequest, reporter: &dyn Watcher) -> Result<RunReport> {
     // Uploads still in flight finish before the run says it is done.
     let remote = cache.finish_remote();
     drop(tracked);
-    let index_error = crate::runs::index::update(
-        &request.reports_dir,
-        &experiment_folder(&dir, &request.reports_dir),
-    )
-    .err();
+    let index_error = refresh_index(&request.reports_dir, &dir);
     let mut stats = RunStats::of(&outcomes, crate::interrupt::requested());
     if let Some(r) = &remote
         && r.required
@@ -265,6 +272,8 @@ pub fn run(request: &RunRequest, reporter: &dyn Watcher) -> Result<RunReport> {
         index_error,
         search_lines: search_lines.unwrap_or_default(),
         warnings: shared_name.into_iter().collect(),
+        results: results(&study, &reports),
+        index: request.reports_dir.join("index.html"),
     })
 }
 
@@ -463,6 +472,86 @@ fn check(first: &Experiment, force: &[String]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Rewrites `index.html` (this run's experiment's part of it) now the run is over; an error only to be told.
+fn refresh_index(reports_dir: &Path, dir: &Path) -> Option<anyhow::Error> {
+    crate::runs::index::update(reports_dir, &experiment_folder(dir, reports_dir)).err()
+}
+
+/// The most trainings whose results a run lists at its end (a sweep's others are in `compare` and the index).
+const RESULT_LINES: usize = 12;
+
+/// A line per training of the run, as its report has it: `model: best validation loss 1.894 nats/token at epoch 7
+/// of 9, 0.912 below the n-gram floor (2.806); stopped early (2 epochs without a lower loss), kept epoch 7`.
+fn results(study: &Study, reports: &[Report]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (point, report) in study.points.iter().zip(reports) {
+        let Ok(manifest) = crate::runs::manifest::Manifest::read(&report.dir) else {
+            continue;
+        };
+        for stage in manifest
+            .stages
+            .iter()
+            .filter(|s| s.kind == crate::stages::StageKind::Train)
+        {
+            let Some(summary) = stage.summary_as::<crate::stages::TrainSummary>() else {
+                continue;
+            };
+            let train = point.experiment.trains().find(|(n, _)| *n == stage.name);
+            let at = match point.label.as_str() {
+                "" => String::new(),
+                label => format!(" [{label}]"),
+            };
+            lines.push(format!(
+                "{}{at}: {}",
+                stage.name,
+                training_result(&summary, train.map(|(_, t)| t))
+            ));
+        }
+    }
+    if lines.len() > RESULT_LINES {
+        let more = lines.len() - RESULT_LINES;
+        lines.truncate(RESULT_LINES);
+        lines.push(format!(
+            "… and {more} more (`pipeline compare {}`)",
+            study.name
+        ));
+    }
+    lines
+}
+
+/// One training's result in words.
+fn training_result(
+    s: &crate::stages::TrainSummary,
+    train: Option<&crate::stages::Train>,
+) -> String {
+    let mut out = match (s.best_val_loss, s.best_epoch) {
+        (Some(loss), Some(epoch)) => format!(
+            "best validation loss {loss:.3} nats/token at epoch {epoch} of {}",
+            s.epochs
+        ),
+        _ => format!(
+            "training loss {:.3} after {} epochs (no validation windows)",
+            s.final_train_loss, s.epochs
+        ),
+    };
+    if let (Some(floor), Some(vs)) = (s.floor_val_loss, s.val_loss_vs_floor) {
+        let side = if vs < 0.0 { "below" } else { "above" };
+        out += &format!(", {:.3} {side} the n-gram floor ({floor:.3})", vs.abs());
+    }
+    if s.stopped_early {
+        let patience = train.map_or(String::new(), |t| {
+            format!(" ({} epochs without a lower loss)", t.patience)
+        });
+        out += &format!("; stopped early{patience}");
+    }
+    match (train.is_some_and(|t| t.restore_best), s.best_epoch) {
+        (true, Some(best)) => out += &format!(", kept epoch {best}"),
+        _ if s.best_epoch.is_some() => out += &format!(", kept the last epoch ({})", s.epochs),
+        _ => {}
+    }
+    out
 }
 
 /// A warning when the newest run under this experiment's name came from another file: a copied experiment that

@@ -438,6 +438,9 @@ fn finish_run(report: &RunReport) -> u8 {
             stats.total()
         );
     }
+    for line in &report.results {
+        eprintln!("  {line}");
+    }
     if let Some(remote) = &report.remote {
         for line in &remote.failed_uploads {
             eprintln!("warning: {line}");
@@ -464,6 +467,9 @@ fn finish_run(report: &RunReport) -> u8 {
         }
     }
     eprintln!("report: {}", report.dir.display());
+    if report.index_error.is_none() {
+        eprintln!("compare it with the others: {}", report.index.display());
+    }
     outln!("{}", report.dir.display());
     stats.exit_code()
 }

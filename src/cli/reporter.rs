@@ -86,7 +86,20 @@ impl Reporter for Printer {
                         .as_ref()
                         .map(|j| format!(", Slurm job {j}"))
                         .unwrap_or_default();
-                    self.line("ran", stage, &format!(" ({:.2}s{job})", result.seconds))
+                    // Why it ran, short (with `-v` the `running` line said it in full).
+                    let why = match result.reasons.as_slice() {
+                        _ if self.verbose => String::new(),
+                        [] | [crate::fingerprint::Reason::NeverRan] => String::new(),
+                        [one] => format!(": {one}"),
+                        [first, rest @ ..] => {
+                            format!(": {first} (and {} more; `-v` lists them)", rest.len())
+                        }
+                    };
+                    self.line(
+                        "ran",
+                        stage,
+                        &format!(" ({:.2}s{job}){why}", result.seconds),
+                    )
                 }
                 Status::Failed => self.line("failed", stage, &format!(": {}", result.message())),
                 Status::Interrupted => self.line("stopped", stage, ""),
