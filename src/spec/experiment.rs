@@ -827,6 +827,15 @@ impl StageAt<'_, '_> {
                 .diag(d.problem.clone(), self.name.span())
                 .key(key.to_string());
         }
+        // `optimizer = "adamx"`: the nearest of the values it may be.
+        if let Some(value) = unknown_variant(e.message())
+            && let Some(hint) = did_you_mean(
+                value,
+                expected_fields(e.message()).iter().map(String::as_str),
+            )
+        {
+            d = d.hint(hint);
+        }
         d
     }
 }
@@ -860,6 +869,12 @@ fn inputs_of(
 /// `unknown field `seq_lne`, expected …` → `seq_lne`.
 fn unknown_field(message: &str) -> Option<&str> {
     let rest = message.strip_prefix("unknown field `")?;
+    rest.split('`').next()
+}
+
+/// The value serde names in "unknown variant `adamx`, expected one of …".
+fn unknown_variant(message: &str) -> Option<&str> {
+    let rest = message.split_once("unknown variant `")?.1;
     rest.split('`').next()
 }
 

@@ -42,6 +42,16 @@ const CASES: &[(&str, &str, &[&str], &[&str])] = &[
         ],
     ),
     (
+        "a misspelt value of a few",
+        "[stages.m]\nkind = \"train\"\ninputs = []\noptimizer = \"rmsporp\"\n",
+        &[],
+        &[
+            "unknown variant `rmsporp`",
+            "key `stages.m.optimizer`",
+            "did you mean `rmsprop`?",
+        ],
+    ),
+    (
         "wrong value type",
         "[stages.source]\nkind = \"midi_source\"\npath = 3\n",
         &[],
