@@ -1023,7 +1023,13 @@ fn s3_remote_gc_beside_a_push_never_leaves_a_damaged_entry() {
     p.pipeline(&["run", "other.toml", "--reports-dir", "other-reports"])
         .ok();
     // The same results under other keys: `top = 2` keeps the same one instrument.
-    p.write("exp2.toml", PIPELINE_TOML.replace("top = 1", "top = 2"));
+    // Another experiment (its own name, so its runs are not another file's under `test`).
+    p.write(
+        "exp2.toml",
+        PIPELINE_TOML
+            .replace("top = 1", "top = 2")
+            .replace("name = \"test\"", "name = \"test2\""),
+    );
     let shared = first.stage("vocab").output_hash.unwrap().to_string();
     // The gc's deletion of that shared blob (a bulk `POST ?delete`) is held for a while at the remote…
     let target = shared.clone();

@@ -351,6 +351,7 @@ fn the_manifest_file_keeps_its_field_names() {
             "device",
             "experiment",
             "experiment_file",
+            "experiment_path",
             "files",
             "finished",
             "overrides",
