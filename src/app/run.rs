@@ -223,6 +223,8 @@ pub fn run(request: &RunRequest, reporter: &dyn Watcher) -> Result<RunReport> {
     let tracked = Tracked::start(reporter, &dir, &cache, progress, &request.reports_dir);
     let reporter: &dyn Reporter = &tracked;
     crate::interrupt::install();
+    // Each point's manifest as its report wrote it, for the lines the run ends with.
+    let mut manifests = Vec::with_capacity(study.points.len());
     let (outcomes, search) = if study.prune().is_some() {
         drop(targets);
         let found = super::search::search(&study, &reports, &cache, &opts, &request.set, reporter)?;
@@ -230,18 +232,22 @@ pub fn run(request: &RunRequest, reporter: &dyn Watcher) -> Result<RunReport> {
         for ((point, report), end) in study.points.iter().zip(&mut reports).zip(found.trials) {
             report.trial = end.info;
             let experiment = end.experiment.as_ref().unwrap_or(&point.experiment);
-            report
-                .finish(experiment, &end.outcome, &cache)
-                .map_err(reports_error)?;
+            manifests.push(
+                report
+                    .finish(experiment, &end.outcome, &cache)
+                    .map_err(reports_error)?,
+            );
             outcomes.push(end.outcome);
         }
         (outcomes, Some((found.lines, found.record)))
     } else {
         let outcomes = exec::run(&targets, &cache, &opts, reporter);
         for ((point, report), outcome) in study.points.iter().zip(&reports).zip(&outcomes) {
-            report
-                .finish(&point.experiment, outcome, &cache)
-                .map_err(reports_error)?;
+            manifests.push(
+                report
+                    .finish(&point.experiment, outcome, &cache)
+                    .map_err(reports_error)?,
+            );
         }
         (outcomes, None)
     };
@@ -272,7 +278,7 @@ pub fn run(request: &RunRequest, reporter: &dyn Watcher) -> Result<RunReport> {
         index_error,
         search_lines: search_lines.unwrap_or_default(),
         warnings: shared_name.into_iter().collect(),
-        results: results(&study, &reports),
+        results: results(&study, &manifests),
         index: request.reports_dir.join("index.html"),
     })
 }
@@ -484,12 +490,9 @@ const RESULT_LINES: usize = 12;
 
 /// A line per training of the run, as its report has it: `model: best validation loss 1.894 nats/token at epoch 7
 /// of 9, 0.912 below the n-gram floor (2.806); stopped early (2 epochs without a lower loss), kept epoch 7`.
-fn results(study: &Study, reports: &[Report]) -> Vec<String> {
+fn results(study: &Study, manifests: &[crate::runs::manifest::Manifest]) -> Vec<String> {
     let mut lines = Vec::new();
-    for (point, report) in study.points.iter().zip(reports) {
-        let Ok(manifest) = crate::runs::manifest::Manifest::read(&report.dir) else {
-            continue;
-        };
+    for (point, manifest) in study.points.iter().zip(manifests) {
         for stage in manifest
             .stages
             .iter()

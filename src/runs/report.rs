@@ -113,7 +113,7 @@ impl Report {
     }
 
     /// Copies the stages' report files out of the cache and writes `manifest.json`.
-    pub fn finish(&self, exp: &Experiment, outcome: &Outcome, cache: &Cache) -> Result<()> {
+    pub fn finish(&self, exp: &Experiment, outcome: &Outcome, cache: &Cache) -> Result<Manifest> {
         let mut report_files = BTreeMap::new();
         for s in &outcome.stages {
             // The Slurm job's log, for stages that ran (or failed) as a job.
@@ -162,7 +162,7 @@ impl Report {
         let path = self.dir.join(MANIFEST);
         fs::write(&path, serde_json::to_vec_pretty(&manifest)?)
             .with_context(|| format!("cannot write `{}`", path.display()))?;
-        Ok(())
+        Ok(manifest)
     }
 }
 

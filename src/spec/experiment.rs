@@ -247,6 +247,11 @@ impl<'t> ParsedFile<'t> {
         }
     }
 
+    /// The file as diagnostics point into it (sharing its text).
+    pub fn source(&self) -> Source {
+        Source::new(self.path.display().to_string(), Arc::clone(&self.file.text))
+    }
+
     /// The file's top-level tree, as written.
     pub fn root(&self) -> &DeTable<'t> {
         &self.root
@@ -926,10 +931,11 @@ fn text_as_run(mut doc: toml_edit::DocumentMut, overrides: &[Override]) -> Strin
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const FILE: &str = r#"
+    /// A small valid experiment over `data/openmsx` with one training (`model`), for the spec's unit tests.
+    pub(crate) const FILE: &str = r#"
 name = "edits"
 [stages.source]
 kind = "midi_source"

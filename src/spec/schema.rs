@@ -314,27 +314,7 @@ mod tests {
     use crate::spec::sweep::Study;
     use std::path::Path;
 
-    const EXPERIMENT: &str = r#"
-[stages.source]
-kind = "midi_source"
-path = "data/openmsx"
-[stages.notes]
-kind = "extract_instrument"
-inputs = ["source"]
-[stages.tokens]
-kind = "tokenize"
-inputs = ["notes"]
-[stages.vocab]
-kind = "vocab"
-inputs = ["tokens"]
-[stages.windows]
-kind = "window"
-inputs = ["vocab"]
-[stages.model]
-kind = "train"
-inputs = ["windows"]
-epochs = 9
-"#;
+    use crate::spec::experiment::tests::FILE as EXPERIMENT;
 
     /// A `[sweep]` table where only `key = value` can be out of bounds.
     fn sweep_with(key: &str, value: i64) -> String {

@@ -207,8 +207,8 @@ impl Study {
     /// Like [`Study::load`], for the text of the file at `path` (which locates relative paths and names errors).
     /// The text is parsed once, however many points, repeats and rungs are made from it.
     pub fn from_text(path: &Path, text: &str, overrides: &[Override]) -> Result<Self, Diagnostics> {
-        let source = Source::new(path.display().to_string(), text);
         let file = ParsedFile::parse(path, text)?;
+        let source = file.source();
         let sweep = match file.root().get("sweep") {
             Some(value) => Some(parse_sweep(value, &source)?),
             None => None,
