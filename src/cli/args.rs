@@ -178,11 +178,11 @@ pub(super) enum Command {
     /// Send runs to the tracker people already use (MLflow).
     #[command(subcommand)]
     Export(ExportCommand),
-    /// Compare runs: one row per run with the parameters that differ, losses, time, device and music metrics.
     /// A blind listening test: one self-contained page that plays pairs of clips — the runs' generated pieces, the
     /// n-gram floor's, held-out excerpts — in a seeded random order, unlabelled until the end, and exports the
     /// answers; `--results FILE.json` gives each source's preference rate with its 95 % interval.
     Listen(ListenArgs),
+    /// Compare runs: one row per run with the parameters that differ, losses, time, device and music metrics.
     Compare {
         /// Report folders (a run's, or a sweep's) or experiment names; none: every run in the reports directory.
         targets: Vec<String>,
@@ -425,4 +425,30 @@ pub(super) enum TableFormat {
     Table,
     Csv,
     Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// `pipeline --help` lists every command with what it does: a doc comment that lands on the wrong variant
+    /// leaves one blank and gives another two descriptions.
+    #[test]
+    fn every_command_says_what_it_does() {
+        let cli = Cli::command();
+        for sub in cli.get_subcommands() {
+            let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+            assert!(!about.is_empty(), "`pipeline {}` has no description", sub.get_name());
+            for nested in sub.get_subcommands() {
+                let about = nested.get_about().map(|a| a.to_string()).unwrap_or_default();
+                assert!(
+                    !about.is_empty(),
+                    "`pipeline {} {}` has no description",
+                    sub.get_name(),
+                    nested.get_name()
+                );
+            }
+        }
+    }
 }
