@@ -193,3 +193,93 @@ pub fn did_you_mean<'a>(
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| format!("did you mean `{c}`?"))
 }
+
+/// serde's "invalid type: string \"x\", expected u32" in the words of someone editing a TOML file: "expected a whole
+/// number (0 or more), found the string \"x\"". Rust's type names mean nothing to them. Other messages pass unchanged.
+pub fn in_users_words(message: &str) -> String {
+    let Some((head, expected)) = message.rsplit_once(", expected ") else {
+        return message.to_string();
+    };
+    let Some(found) = head
+        .strip_prefix("invalid type: ")
+        .or_else(|| head.strip_prefix("invalid value: "))
+    else {
+        return message.to_string();
+    };
+    format!("expected {}, found {}", expected_words(expected), found_words(found))
+}
+
+/// A type serde expected, as a value in a TOML file.
+fn expected_words(expected: &str) -> String {
+    let words = match expected.trim() {
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a whole number (0 or more)",
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number",
+        "f32" | "f64" => "a number",
+        "a sequence" => "a list",
+        "a map" => "a table",
+        "a boolean" => "true or false",
+        other if other.starts_with("struct ") => "a table",
+        other if other.starts_with("an array of length ") || other.starts_with("a tuple of size ") => {
+            let n = other.rsplit(' ').next().unwrap_or("");
+            return format!("a list of {n} values");
+        }
+        other => other,
+    };
+    words.to_string()
+}
+
+/// What serde found (`string "x"`, ``integer `3` ``), as a value in a TOML file.
+fn found_words(found: &str) -> String {
+    let value = |prefix: &str| found.strip_prefix(prefix).map(str::to_string);
+    if let Some(s) = value("string ") {
+        return format!("the string {s}");
+    }
+    if let Some(n) = value("integer ").or_else(|| value("floating point ")) {
+        return format!("the number {n}");
+    }
+    if let Some(b) = value("boolean ") {
+        return b;
+    }
+    match found {
+        "sequence" => "a list".into(),
+        "map" => "a table".into(),
+        other => other.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_users_words;
+
+    #[test]
+    fn rust_type_names_become_words_a_toml_editor_uses() {
+        for (serde, ours) in [
+            (
+                "invalid type: string \"x\", expected u32",
+                "expected a whole number (0 or more), found the string \"x\"",
+            ),
+            (
+                "invalid value: integer `-1`, expected u32",
+                "expected a whole number (0 or more), found the number `-1`",
+            ),
+            (
+                "invalid type: integer `3`, expected a string",
+                "expected a string, found the number `3`",
+            ),
+            (
+                "invalid type: floating point `0.5`, expected i64",
+                "expected a whole number, found the number `0.5`",
+            ),
+            ("invalid type: string \"a\", expected f32", "expected a number, found the string \"a\""),
+            ("invalid type: map, expected a sequence", "expected a list, found a table"),
+            ("invalid type: boolean `true`, expected f64", "expected a number, found `true`"),
+            (
+                "invalid length 3, expected an array of length 2",
+                "invalid length 3, expected an array of length 2",
+            ),
+            ("unknown field `x`, expected `y`", "unknown field `x`, expected `y`"),
+        ] {
+            assert_eq!(in_users_words(serde), ours, "{serde}");
+        }
+    }
+}

@@ -282,8 +282,8 @@ impl<'t> ParsedFile<'t> {
             base_dir: base_dir.clone(),
             auto_device: DeviceKind::here(),
         };
-        let specs = stage_specs(&root, &sources, &ctx, &mut diags);
-        let graph = Graph::build(specs, &sources.file, &mut diags);
+        let (specs, broken) = stage_specs(&root, &sources, &ctx, &mut diags);
+        let graph = Graph::build(specs, &broken, &sources.file, &mut diags);
         diags.into_result(Experiment {
             name,
             slurm,
@@ -320,7 +320,7 @@ fn valid_name(s: &str) -> bool {
 /// number says both which text and where.
 struct Sources {
     file: Source,
-    /// (start offset of the value in the shared span space, the `--set` argument, offset of the value inside it).
+    /// (start offset of the `--set` argument in the shared span space, the argument, offset of the value inside it).
     overrides: Vec<(usize, Source, usize)>,
 }
 
@@ -333,7 +333,7 @@ impl Sources {
                 let arg = o.arg();
                 let value_at = arg.len() - o.value.len();
                 let start = next;
-                next += o.value.len() + 1;
+                next += arg.len() + 1;
                 (start, Source::new("command line", arg), value_at)
             })
             .collect();
@@ -345,9 +345,9 @@ impl Sources {
 
     fn diag(&self, message: impl Into<Problem>, span: Range<usize>) -> Diagnostic {
         let d = Diagnostic::new(message);
-        for (start, source, value_at) in self.overrides.iter().rev() {
+        for (start, source, _) in self.overrides.iter().rev() {
             if span.start >= *start {
-                let shift = |x: usize| x - start + value_at;
+                let shift = |x: usize| x - start;
                 return d.at(source, shift(span.start)..shift(span.end.max(span.start)));
             }
         }
@@ -367,14 +367,21 @@ fn apply_overrides<'a>(
         let start = o
             .origin
             .as_ref()
-            .map_or(sources.overrides[i].0, |r| r.start);
+            .map_or(sources.overrides[i].0 + sources.overrides[i].2, |r| r.start);
         let mut value = match DeValue::parse(&o.value) {
             Ok(v) => v,
             // Not TOML (`data/other`): take it as the string the user meant.
             Err(_) => Spanned::new(0..o.value.len(), DeValue::String(o.value.as_str().into())),
         };
         shift_spans(&mut value, start);
-        let key_span = start..start + o.value.len();
+        // A `--set` key points at itself (`--set hidden=64`: at `hidden`); a sweep's at the value it came from.
+        let key_span = match &o.origin {
+            None => {
+                let key_start = sources.overrides[i].0 + "--set ".len();
+                key_start..key_start + o.key.len()
+            }
+            Some(_) => start..start + o.value.len(),
+        };
         match o.key.split_once('.') {
             None => {
                 root.insert(Spanned::new(key_span, o.key.as_str().into()), value);
@@ -533,7 +540,7 @@ fn resources(
 }
 
 fn toml_error(sources: &Sources, e: &toml::de::Error, key: Option<String>) -> Diagnostic {
-    let mut message = e.message().trim().to_string();
+    let mut message = crate::spec::diagnostic::in_users_words(e.message().trim());
     let mut hint = None;
     if message.contains("duplicate key") {
         hint = Some(
@@ -597,9 +604,19 @@ fn top_level(
                 let mut d = sources
                     .diag(format!("unknown top-level key `{other}`"), key.span())
                     .key(other.to_string());
-                d = d.hint(did_you_mean(other, TOP_LEVEL_KEYS).unwrap_or_else(|| {
-                    "the top level holds `name` and `[stages.NAME]` tables".into()
-                }));
+                let owners = stages_taking(root, other);
+                let hint = if let Some(first) = owners.first() {
+                    let all = owners.iter().map(|s| format!("`{s}.{other}`"));
+                    format!(
+                        "`{other}` is a stage's parameter: name its stage, {} (as in `--set {first}.{other}=…`)",
+                        all.collect::<Vec<_>>().join(" or ")
+                    )
+                } else {
+                    did_you_mean(other, TOP_LEVEL_KEYS).unwrap_or_else(|| {
+                        "the top level holds `name` and `[stages.NAME]` tables".into()
+                    })
+                };
+                d = d.hint(hint);
                 diags.push(d);
             }
         }
@@ -607,14 +624,35 @@ fn top_level(
     (name, slurm)
 }
 
-/// Every `[stages.NAME]` table checked and built.
+/// The stages declared in `root` whose kind takes a parameter named `param`.
+fn stages_taking(root: &DeTable, param: &str) -> Vec<String> {
+    let Some(DeValue::Table(stages)) = root.get("stages").map(|s| s.get_ref()) else {
+        return Vec::new();
+    };
+    let kind_of = |table: &DeValue| match table {
+        DeValue::Table(t) => match t.get("kind").map(|k| k.get_ref()) {
+            Some(DeValue::String(k)) => StageKind::from_name(k),
+            _ => None,
+        },
+        _ => None,
+    };
+    stages
+        .iter()
+        .filter(|(_, t)| kind_of(t.get_ref()).is_some_and(|k| k.takes(param)))
+        .map(|(name, _)| name.get_ref().to_string())
+        .collect()
+}
+
+/// Every `[stages.NAME]` table checked and built, and the names of those too broken to build (no `kind`, not a
+/// table), whose problems are already in `diags`.
 fn stage_specs(
     root: &DeTable,
     sources: &Sources,
     ctx: &CheckContext,
     diags: &mut Diagnostics,
-) -> Vec<StageSpec> {
+) -> (Vec<StageSpec>, Vec<String>) {
     let mut specs = Vec::new();
+    let mut broken = Vec::new();
     match root.get("stages").map(|v| (v.span(), v.get_ref())) {
         None => diags.push(
             Diagnostic::new("the experiment declares no stages")
@@ -626,8 +664,9 @@ fn stage_specs(
                 diags.push(sources.diag("`[stages]` is empty", span).key("stages"));
             }
             for (name, value) in stages {
-                if let Some(spec) = stage_spec(name, value, sources, ctx, diags) {
-                    specs.push(spec);
+                match stage_spec(name, value, sources, ctx, diags) {
+                    Some(spec) => specs.push(spec),
+                    None => broken.push(name.get_ref().to_string()),
                 }
             }
         }
@@ -638,7 +677,7 @@ fn stage_specs(
                 .hint("declare stages as `[stages.NAME]` tables"),
         ),
     }
-    specs
+    (specs, broken)
 }
 
 fn valid_stage_name(s: &str) -> bool {
@@ -694,8 +733,10 @@ fn stage_spec(
     let table_value = Spanned::new(value.span(), DeValue::Table(params.clone()));
     let built = match kind.build(table_value, ctx) {
         Ok(stage) => Some(stage),
-        Err(ParamError::Decode(e)) => {
-            diags.push(at.decode_problem(kind, &params, &e));
+        Err(ParamError::Decode(errors)) => {
+            for e in &errors {
+                diags.push(at.decode_problem(kind, &params, e));
+            }
             None
         }
         Err(ParamError::Invalid(problems)) => {

@@ -157,7 +157,13 @@ fn check_input_kind(
 
 impl Graph {
     /// Wires the stages together, reporting every unknown input, wrong arity or kind, and cycle into `diags`.
-    pub fn build(stages: Vec<StageSpec>, source: &Source, diags: &mut Diagnostics) -> Self {
+    /// An input naming one of `broken` (declared, but too broken to build, and already reported) is no new problem.
+    pub fn build(
+        stages: Vec<StageSpec>,
+        broken: &[String],
+        source: &Source,
+        diags: &mut Diagnostics,
+    ) -> Self {
         let mut dag = DiGraph::new();
         let nodes: Vec<NodeIndex> = (0..stages.len()).map(|i| dag.add_node(i)).collect();
         let by_name: HashMap<&str, usize> = stages
@@ -170,7 +176,9 @@ impl Graph {
             check_arity(spec, source, diags);
             for (slot, input) in spec.inputs.iter().enumerate() {
                 let Some(&from) = by_name.get(input.get_ref().as_str()) else {
-                    unknown_input(spec, input, &stages, source, diags);
+                    if !broken.contains(input.get_ref()) {
+                        unknown_input(spec, input, &stages, source, diags);
+                    }
                     continue;
                 };
                 dag.add_edge(nodes[from], nodes[i], ());

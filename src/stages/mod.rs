@@ -7,6 +7,7 @@
 //! This file is only the front door: the interface is in `stage.rs`.
 
 mod augment;
+mod decode;
 mod detached;
 mod drop_drums;
 mod extract_instrument;
@@ -25,6 +26,7 @@ pub mod units;
 mod vocab;
 mod window;
 
+pub use decode::decode_all;
 pub use detached::{prepare, run_detached, run_window, sample_params, tokenize_bytes};
 pub use kind::StageKind;
 pub use midi_source::{FileNote, SourceSummary};

@@ -47,8 +47,8 @@ impl ParamProblem {
 
 #[derive(Debug)]
 pub enum ParamError {
-    /// Unknown key, wrong type: the toml error knows the span.
-    Decode(toml::de::Error),
+    /// Unknown keys, wrong types, a missing parameter: every one serde refused, each toml error with its span.
+    Decode(Vec<toml::de::Error>),
     /// Values out of range.
     Invalid(Vec<ParamProblem>),
 }

@@ -3,7 +3,6 @@
 
 use std::fmt;
 
-use serde::de::IntoDeserializer;
 use toml::Spanned;
 use toml::de::DeValue;
 
@@ -293,6 +292,14 @@ impl StageKind {
         (self.row().schema)()
     }
 
+    /// Whether its parameter table takes `param` (as its schema lists it).
+    pub fn takes(self, param: &str) -> bool {
+        self.params_schema()
+            .get("properties")
+            .and_then(|p| p.as_object())
+            .is_some_and(|p| p.contains_key(param))
+    }
+
     /// Implementation version, part of every fingerprint (see [`KindRow::version`]).
     pub fn version(self) -> u32 {
         self.row().version
@@ -356,7 +363,7 @@ fn build<P>(params: Spanned<DeValue<'_>>, ctx: &CheckContext) -> Result<StagePar
 where
     P: Params + Into<StageParams>,
 {
-    let mut p = P::deserialize(params.into_deserializer()).map_err(ParamError::Decode)?;
+    let mut p: P = super::decode::decode_all(params).map_err(ParamError::Decode)?;
     p.complete(ctx);
     let problems = p.check(ctx);
     if problems.is_empty() {

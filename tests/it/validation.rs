@@ -56,7 +56,7 @@ const CASES: &[(&str, &str, &[&str], &[&str])] = &[
         "[stages.source]\nkind = \"midi_source\"\npath = 3\n",
         &[],
         &[
-            "invalid type: integer `3`, expected a string",
+            "expected a string, found the number `3`",
             "key `stages.source.path`",
             "exp.toml:3:8",
         ],
@@ -231,6 +231,16 @@ const CASES: &[(&str, &str, &[&str], &[&str])] = &[
             "must be between 1 and 1000000, got 0",
             "command line:1:",
             "--set windows.seq_len=0",
+        ],
+    ),
+    (
+        "--set of a parameter without its stage",
+        "",
+        &["--set", "seq_len=64"],
+        &[
+            "unknown top-level key `seq_len`",
+            "command line:1:7",
+            "name its stage, `windows.seq_len`",
         ],
     ),
     (
@@ -426,9 +436,51 @@ fn all_problems_are_reported_together() {
     let run = p.pipeline(&["graph", "exp.toml"]);
     run.fails_with(2, "unknown stage kind `windw`");
     assert!(run.stderr.contains("no stage named `zz`"));
-    assert!(run.stderr.contains("expected u32"));
+    assert!(run.stderr.contains("expected a whole number (0 or more), found the number `-1`"));
     assert!(
         run.stderr.contains("the experiment has 3 problems"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// serde stops at a table's first bad key; the user still hears of every one, in words, not Rust types.
+#[test]
+fn every_bad_key_of_one_stage_table_is_reported_at_once() {
+    let p = Project::new();
+    p.midi("midi/a.mid", &[melody(0, &[60, 62, 64])]);
+    p.write(
+        "exp.toml",
+        &format!(
+            "{}hidden = \"x\"\noptimizer = \"adamx\"\nlearning_rat = 0.1\n",
+            trained!("0", "")
+        ),
+    );
+    let run = p.pipeline(&["graph", "exp.toml"]);
+    run.fails_with(2, "the experiment has 3 problems");
+    for piece in [
+        "expected a whole number (0 or more), found the string \"x\" (key `stages.model.hidden`)",
+        "unknown variant `adamx`",
+        "did you mean `adam`?",
+        "unknown field `learning_rat`",
+        "did you mean `learning_rate`?",
+    ] {
+        assert!(run.stderr.contains(piece), "missing {piece:?}:\n{}", run.stderr);
+    }
+    assert!(!run.stderr.contains("u32"), "{}", run.stderr);
+}
+
+/// A stage too broken to build (no `kind`) is one problem, not one more for every stage that reads from it.
+#[test]
+fn a_stage_without_a_kind_is_one_problem_not_a_cascade() {
+    let p = Project::new();
+    p.midi("midi/a.mid", &[melody(0, &[60, 62, 64])]);
+    let text = trained!("0", "").replace("kind = \"window\"\n", "");
+    p.write("exp.toml", &text);
+    let run = p.pipeline(&["graph", "exp.toml"]);
+    run.fails_with(2, "stage `windows` has no `kind`");
+    assert!(
+        run.stderr.contains("the experiment has 1 problem;") && !run.stderr.contains("no stage named"),
         "{}",
         run.stderr
     );
