@@ -194,6 +194,61 @@ pub fn did_you_mean<'a>(
         .map(|(_, c)| format!("did you mean `{c}`?"))
 }
 
+/// The diagnostic of one error serde gave decoding the table `table_key` (`stages.model`, `sweep`): placed by `at`
+/// (a file's span or a `--set`'s) at what the error points into and keyed by the parameter there; an unknown name or
+/// value with a hint of the nearest that would be taken (else `fallback`); a missing parameter, which has no span, at
+/// `whole`.
+pub fn decode_problem(
+    e: &toml::de::Error,
+    table: &toml::de::DeTable,
+    table_key: &str,
+    whole: Range<usize>,
+    at: &dyn Fn(String, Range<usize>) -> Diagnostic,
+    fallback: &str,
+) -> Diagnostic {
+    let raw = e.message().trim();
+    let mut message = in_users_words(raw);
+    if let Some(first) = message.get(..1) {
+        message = first.to_lowercase() + &message[1..];
+    }
+    let param = e.span().and_then(|span| {
+        table
+            .iter()
+            .find(|(k, v)| v.span().contains(&span.start) || k.span().contains(&span.start))
+            .map(|(k, _)| k.get_ref().to_string())
+    });
+    let mut d = at(message, e.span().unwrap_or(whole));
+    d = d.key(param.map_or(table_key.to_string(), |p| format!("{table_key}.{p}")));
+    let expected = expected_names(raw);
+    let nearest = |word: &str| did_you_mean(word, expected.iter().map(String::as_str));
+    if let Some(field) = between(raw, "unknown field `") {
+        d.key = Some(format!("{table_key}.{field}"));
+        d = d.hint(nearest(field).unwrap_or_else(|| fallback.to_string()));
+    } else if let Some(hint) = between(raw, "unknown variant `").and_then(nearest) {
+        d = d.hint(hint);
+    }
+    d
+}
+
+/// The name serde quotes after `opening` (`unknown field `seq_lne`` → `seq_lne`).
+fn between<'m>(message: &'m str, opening: &str) -> Option<&'m str> {
+    message.split_once(opening)?.1.split('`').next()
+}
+
+/// The names serde lists after "expected" (the fields or values it would have taken).
+fn expected_names(message: &str) -> Vec<String> {
+    message
+        .split_once("expected")
+        .map(|(_, rest)| {
+            rest.split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// serde's "invalid type: string \"x\", expected u32" in the words of someone editing a TOML file: "expected a whole
 /// number (0 or more), found the string \"x\"". Rust's type names mean nothing to them. Other messages pass unchanged.
 pub fn in_users_words(message: &str) -> String {

@@ -14,7 +14,7 @@ use toml::de::{DeArray, DeTable, DeValue};
 
 use crate::nn::device::DeviceKind;
 use crate::problem::Problem;
-use crate::spec::diagnostic::{Diagnostic, Diagnostics, Source, did_you_mean};
+use crate::spec::diagnostic::{Diagnostic, Diagnostics, Source, decode_problem, did_you_mean};
 use crate::spec::graph::{Graph, StageSpec};
 use crate::spec::resources::{Resources, SlurmConfig};
 use crate::stages::{CheckContext, ParamError, StageKind, StageParams, Train, Window};
@@ -523,17 +523,22 @@ fn resources(
     sources: &Sources,
     diags: &mut Diagnostics,
 ) -> Option<Resources> {
+    let (span, value_table) = (value.span(), value.get_ref().clone());
     match <Resources as serde::Deserialize>::deserialize(value.into_deserializer()) {
         Ok(r) => Some(r),
         Err(e) => {
-            let mut d = toml_error(sources, &e, Some(key.to_string()));
-            if let Some(field) = unknown_field(e.message()) {
-                d.key = Some(format!("{key}.{field}"));
-                d = d.hint(did_you_mean(field, expected_fields(e.message()).iter().map(String::as_str)).unwrap_or_else(
-                    || "`sbatch` settings are partition, account, qos, gres, cpus, mem, time and extra".into(),
-                ));
-            }
-            diags.push(d);
+            let table = match value_table {
+                DeValue::Table(t) => t,
+                _ => DeTable::new(),
+            };
+            diags.push(decode_problem(
+                &e,
+                &table,
+                key,
+                span,
+                &|m, at| sources.diag(m, at),
+                "`sbatch` settings are partition, account, qos, gres, cpus, mem, time and extra",
+            ));
             None
         }
     }
@@ -841,48 +846,17 @@ impl StageAt<'_, '_> {
     /// The problem of a parameter table serde could not decode, at the parameter its span points at (an unknown
     /// one with the nearest known name; a missing one, which has no span, at the stage).
     fn decode_problem(&self, kind: StageKind, params: &DeTable, e: &toml::de::Error) -> Diagnostic {
-        let key = self.key;
-        let param = e.span().and_then(|span| {
-            params
-                .iter()
-                .find(|(k, v)| v.span().contains(&span.start) || k.span().contains(&span.start))
-                .map(|(k, _)| k.get_ref().to_string())
-        });
-        let mut d = toml_error(
-            self.sources,
+        decode_problem(
             e,
-            Some(param.map_or(key.to_string(), |p| format!("{key}.{p}"))),
-        );
-        if let Some(field) = unknown_field(e.message()) {
-            d.key = Some(format!("{key}.{field}"));
-            d = d.hint(
-                did_you_mean(
-                    field,
-                    expected_fields(e.message()).iter().map(String::as_str),
-                )
-                .unwrap_or_else(|| {
-                    format!(
-                        "`{}` takes no parameter `{field}`; see the README for its parameters",
-                        kind.name()
-                    )
-                }),
-            );
-        } else if e.span().is_none() {
-            d = self
-                .sources
-                .diag(d.problem.clone(), self.name.span())
-                .key(key.to_string());
-        }
-        // `optimizer = "adamx"`: the nearest of the values it may be.
-        if let Some(value) = unknown_variant(e.message())
-            && let Some(hint) = did_you_mean(
-                value,
-                expected_fields(e.message()).iter().map(String::as_str),
-            )
-        {
-            d = d.hint(hint);
-        }
-        d
+            params,
+            self.key,
+            self.name.span(),
+            &|m, at| self.sources.diag(m, at),
+            &format!(
+                "`{}` takes no such parameter; see the README's table of stage parameters",
+                kind.name()
+            ),
+        )
     }
 }
 
@@ -910,32 +884,6 @@ fn inputs_of(
         }
     }
     out
-}
-
-/// `unknown field `seq_lne`, expected …` → `seq_lne`.
-fn unknown_field(message: &str) -> Option<&str> {
-    let rest = message.strip_prefix("unknown field `")?;
-    rest.split('`').next()
-}
-
-/// The value serde names in "unknown variant `adamx`, expected one of …".
-fn unknown_variant(message: &str) -> Option<&str> {
-    let rest = message.split_once("unknown variant `")?.1;
-    rest.split('`').next()
-}
-
-/// The field names serde lists after "expected one of".
-fn expected_fields(message: &str) -> Vec<String> {
-    message
-        .split_once("expected")
-        .map(|(_, rest)| {
-            rest.split('`')
-                .skip(1)
-                .step_by(2)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// The experiment's document with overrides written in, keeping comments and layout (toml_edit).

@@ -1,12 +1,12 @@
 //! `pipeline schema`: a JSON Schema (draft 2020-12) of the experiment file, for editors (Even Better TOML / taplo
 //! read it from a `#:schema` line). Each stage kind's parameters come from the very struct its constructor reads
 //! them into (`stages::StageKind::params_schema`, derived by schemars: types, defaults, doc comments, enums,
-//! ranges); `[executor.slurm]` from `spec::resources::Resources`; `[sweep]` is written here beside the parser's key
-//! lists and metric names, which it reads, so a key added to one is in both.
+//! ranges); `[executor.slurm]` from `spec::resources::Resources`; `[sweep]`'s settings from `spec::sweep::Settings`,
+//! with its swept parameters (any other key) described here.
 
 use serde_json::{Map, Value, json};
 
-use super::sweep::{Metric, PRUNE_KEYS, bounds};
+use super::sweep::Settings;
 use crate::stages::StageKind;
 
 /// The whole schema, as JSON.
@@ -27,7 +27,8 @@ pub fn experiment_schema() -> Value {
     let kind_names: Vec<&str> = StageKind::ALL.iter().map(|k| k.name()).collect();
     let (resources, slurm) = resources_schemas(&kind_names);
     defs.insert("resources".into(), resources);
-    defs.insert("sweep".into(), sweep_schema());
+    let sweep = sweep_schema(&mut defs);
+    defs.insert("sweep".into(), sweep);
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://github.com/pipeline/experiment.schema.json",
@@ -260,43 +261,36 @@ fn range(p: &Value) -> Option<String> {
     }
 }
 
-/// `[sweep]`: its settings, `[sweep.prune]`, and any other key a parameter to sweep (`"stage.key"`) with a list of
-/// values or (random mode) a distribution.
-fn sweep_schema() -> Value {
-    let metrics: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
+/// `[sweep]`: its settings and `[sweep.prune]` as schemars derives them from the structs the parser decodes
+/// (`sweep::Settings`), and any other key a parameter to sweep (`"stage.key"`) with a list of values or (random
+/// mode) a distribution. Nested definitions move to `defs`.
+fn sweep_schema(defs: &mut Map<String, Value>) -> Value {
+    let mut sweep =
+        schemars::SchemaGenerator::new(schemars::generate::SchemaSettings::draft2020_12())
+            .into_root_schema_for::<Settings>()
+            .to_value();
+    if let Some(Value::Object(nested)) = sweep.as_object_mut().and_then(|o| o.remove("$defs")) {
+        defs.extend(nested);
+    }
     let pair =
         json!({ "type": "array", "items": { "type": "number" }, "minItems": 2, "maxItems": 2 });
-    let mut prune = Map::new();
-    for key in PRUNE_KEYS {
-        let schema = match *key {
-            "method" => {
-                json!({ "const": "asha", "description": "Asynchronous successive halving." })
-            }
-            "metric" => {
-                json!({ "enum": metrics, "description": "What decides which trials go on." })
-            }
-            "min_epochs" => {
-                json!({ "type": "integer", "minimum": bounds::MIN_EPOCHS.start(), "maximum": bounds::MIN_EPOCHS.end(), "description": "The first rung: epochs every trial trains." })
-            }
-            "reduction" => {
-                json!({ "type": "integer", "minimum": bounds::REDUCTION.start(), "maximum": bounds::REDUCTION.end(), "description": "η: how many trials reach a rung for each that goes on." })
-            }
-            other => json!({ "description": format!("`{other}`") }),
-        };
-        prune.insert((*key).to_string(), schema);
-    }
-    json!({
-        "type": "object",
-        "description": "Parameters to sweep, `\"stage.key\" = [values]`, and how to combine them.",
-        "properties": {
-            "mode": { "enum": ["grid", "zip", "random"], "default": "grid", "description": "`grid`: every combination; `zip`: lists side by side; `random`: `trials` draws." },
-            "repeat": { "type": "integer", "minimum": bounds::REPEAT.start(), "maximum": bounds::REPEAT.end(), "default": 1, "description": "Runs per point, with seeds 0, 1, …" },
-            "trials": { "type": "integer", "minimum": bounds::TRIALS.start(), "maximum": bounds::TRIALS.end(), "description": "Random mode: how many points to draw." },
-            "seed": { "type": "integer", "minimum": bounds::SEED_MIN, "default": 0, "description": "Random mode: the draws' seed." },
-            "prune": { "type": "object", "additionalProperties": false, "properties": prune, "description": "Stop unpromising trials early (ASHA)." }
-        },
-        "propertyNames": { "pattern": "^(mode|repeat|trials|seed|prune|[A-Za-z0-9_-]+\\.[A-Za-z0-9_]+)$" },
-        "additionalProperties": {
+    let object = sweep
+        .as_object_mut()
+        .expect("a struct's schema is an object");
+    object.remove("$schema");
+    object.remove("title");
+    object.insert(
+        "description".into(),
+        json!("Parameters to sweep, `\"stage.key\" = [values]`, and how to combine them."),
+    );
+    object.insert(
+        "propertyNames".into(),
+        json!({ "pattern": "^(mode|repeat|trials|seed|prune|[A-Za-z0-9_-]+\\.[A-Za-z0-9_]+)$" }),
+    );
+    // Every key that is no setting is a swept parameter.
+    object.insert(
+        "additionalProperties".into(),
+        json!({
             "oneOf": [
                 { "type": "array", "minItems": 1, "description": "The values to take." },
                 { "type": "object", "additionalProperties": false, "required": ["uniform"], "properties": { "uniform": pair } },
@@ -304,14 +298,15 @@ fn sweep_schema() -> Value {
                 { "type": "object", "additionalProperties": false, "required": ["int"], "properties": { "int": { "type": "array", "items": { "type": "integer" }, "minItems": 2, "maxItems": 2 } } },
                 { "type": "object", "additionalProperties": false, "required": ["choice"], "properties": { "choice": { "type": "array", "minItems": 1 } } }
             ]
-        }
-    })
+        }),
+    );
+    sweep
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::sweep::Study;
+    use crate::spec::sweep::{Metric, Study};
     use std::path::Path;
 
     use crate::spec::experiment::tests::FILE as EXPERIMENT;
@@ -331,7 +326,8 @@ mod tests {
         }
     }
 
-    /// Whether loading refuses the value for being out of its bounds (not for what it means beside other keys).
+    /// Whether loading refuses the value for being out of its bounds, or out of what its type holds (not for what it
+    /// means beside other keys).
     fn refused(key: &str, value: i64) -> bool {
         let text = format!("{EXPERIMENT}{}", sweep_with(key, value));
         match Study::from_text(Path::new("x.toml"), &text, &[]) {
@@ -341,7 +337,7 @@ mod tests {
                 d.key
                     .as_deref()
                     .is_some_and(|k| k.ends_with(&format!(".{key}")))
-                    && message.contains("must be")
+                    && (message.contains("must be") || message.contains("expected a whole number"))
             }),
         }
     }
@@ -350,7 +346,7 @@ mod tests {
     fn the_sweep_schema_and_the_sweep_parser_agree_on_every_bound() {
         let schema = experiment_schema();
         let sweep = &schema["$defs"]["sweep"]["properties"];
-        let prune = &sweep["prune"]["properties"];
+        let prune = &schema["$defs"]["PruneSettings"]["properties"];
         let mut checked = 0;
         for (key, property) in [
             ("repeat", &sweep["repeat"]),

@@ -21,16 +21,26 @@ use std::path::Path;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use schemars::JsonSchema;
+use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use crate::spec::diagnostic::{Diagnostic, Diagnostics, Source};
+use crate::spec::diagnostic::{Diagnostic, Diagnostics, Source, decode_problem};
+use crate::stages::decode_all;
 use crate::spec::experiment::{Experiment, Override, ParsedFile, TrainEdit};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How `[sweep]`'s lists combine into points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[schemars(rename = "SweepMode")]
 pub enum Mode {
+    /// Every combination.
+    #[default]
     Grid,
+    /// The lists side by side: the first values together, then the second, …
     Zip,
+    /// `trials` draws, from lists and distributions.
     Random,
 }
 
@@ -100,11 +110,18 @@ pub struct Prune {
 }
 
 /// What pruning ranks trials by: a column of `loss.csv`, or the per-onset validation loss.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[schemars(rename = "PruneMetric")]
 pub enum Metric {
+    /// The validation loss (minimised).
+    #[default]
     ValLoss,
+    /// The validation loss per onset, comparable across token schemes (minimised).
     ValLossPerOnset,
+    /// The validation accuracy (maximised).
     ValAccuracy,
+    /// The training loss (minimised), for runs without validation windows.
     TrainLoss,
 }
 
@@ -579,6 +596,74 @@ fn check_prune(prune: &Prune, points: &[Point], source: &Source, diags: &mut Dia
     }
 }
 
+/// `[sweep]`'s settings, as serde reads them and schemars describes them to editors (`pipeline schema`). Every other
+/// key of `[sweep]` is a swept parameter (an [`Axis`]).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// `grid`: every combination; `zip`: lists side by side; `random`: `trials` draws.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Runs per point, with every `train` stage's seed moved on by 0, 1, …
+    #[serde(default = "one")]
+    #[schemars(range(min = bounds::REPEAT.0, max = bounds::REPEAT.1))]
+    pub repeat: u32,
+    /// Random mode: how many points to draw.
+    #[schemars(range(min = bounds::TRIALS.0, max = bounds::TRIALS.1))]
+    pub trials: Option<u32>,
+    /// Random mode: the draws' seed.
+    #[serde(default)]
+    pub seed: u64,
+    /// Stop unpromising trials early (asynchronous successive halving).
+    #[expect(
+        dead_code,
+        reason = "decoded apart (`read_prune`), so its problems are keyed `sweep.prune.…`; here for the schema"
+    )]
+    pub prune: Option<PruneSettings>,
+}
+
+/// `[sweep.prune]`: train every trial to a first rung, and only the best of each rung on to the next (ASHA).
+/// Decoded into a [`Prune`].
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PruneSettings {
+    /// The pruning method.
+    #[serde(default)]
+    #[expect(dead_code, reason = "there is one method; decoding it refuses any other")]
+    pub method: PruneMethod,
+    /// What decides which trials go on.
+    #[serde(default)]
+    pub metric: Metric,
+    /// The first rung: the epochs every trial trains.
+    #[serde(default = "one")]
+    #[schemars(range(min = bounds::MIN_EPOCHS.0, max = bounds::MIN_EPOCHS.1))]
+    pub min_epochs: u32,
+    /// η: how many trials reach a rung for each that goes on (3 is usual).
+    #[serde(default = "three")]
+    #[schemars(range(min = bounds::REDUCTION.0, max = bounds::REDUCTION.1))]
+    pub reduction: u32,
+}
+
+/// How `[sweep.prune]` prunes.
+#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PruneMethod {
+    /// Asynchronous successive halving, the only one.
+    #[default]
+    Asha,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn three() -> u32 {
+    3
+}
+
+/// The keys of `[sweep]` that are settings; every other key is a swept parameter.
+const SETTING_KEYS: &[&str] = &["mode", "repeat", "trials", "seed", "prune"];
+
 fn parse_sweep(value: &Spanned<DeValue>, source: &Source) -> Result<Sweep, Diagnostics> {
     let mut diags = Diagnostics::default();
     let DeValue::Table(table) = value.get_ref() else {
@@ -588,147 +673,171 @@ fn parse_sweep(value: &Spanned<DeValue>, source: &Source) -> Result<Sweep, Diagn
             .hint("write `[sweep]` with lines like `\"model.layers\" = [1, 2, 3]`")
             .into());
     };
-    let mut f = SweepFields {
-        mode: Mode::Grid,
-        mode_span: value.span(),
-        repeat: 1,
-        trials: None,
-        seed: 0,
-        prune: None,
-        axes: Vec::new(),
-    };
+    let mut settings = DeTable::new();
+    let mut axes = Vec::new();
     for (key, v) in table {
-        f.read(key.get_ref(), v, source, &mut diags);
+        if SETTING_KEYS.contains(&key.get_ref().as_ref()) {
+            settings.insert(key.clone(), v.clone());
+        } else {
+            read_axes(key.get_ref(), v, source, &mut axes, &mut diags);
+        }
     }
+    let prune = settings.remove("prune");
+    let span_of = |key: &str| settings.get(key).map(|v| v.span());
+    let decoded = read_settings(&settings, value.span(), source, &mut diags);
+    let prune = prune.and_then(|p| read_prune(p, source, &mut diags));
+    let Some(s) = decoded else {
+        return Err(diags);
+    };
+    let f = SweepFields {
+        mode: s.mode,
+        mode_span: span_of("mode").unwrap_or(value.span()),
+        repeat: s.repeat,
+        trials: s.trials.zip(span_of("trials")),
+        axes,
+    };
     check_fields(&f, value.span(), source, &mut diags);
     check_size(
         &f.axes,
         f.mode,
-        f.trials.as_ref().map(|t| t.0),
+        s.trials,
         f.repeat,
         value.span(),
         source,
         &mut diags,
     );
     diags.into_result(Sweep {
-        trials: f.trials.map_or(0, |t| t.0),
+        trials: s.trials.unwrap_or(0),
         axes: f.axes,
         mode: f.mode,
         repeat: f.repeat,
-        seed: f.seed,
-        prune: f.prune,
+        seed: s.seed,
+        prune,
     })
 }
 
-/// `[sweep]` as read, key by key, before the checks between its keys.
+/// `[sweep]`'s settings (without `prune`) decoded and bound-checked, every problem in `diags`.
+fn read_settings(
+    table: &DeTable,
+    span: Range<usize>,
+    source: &Source,
+    diags: &mut Diagnostics,
+) -> Option<Settings> {
+    let at = |m: String, at: Range<usize>| Diagnostic::new(m).at(source, at);
+    let value = Spanned::new(span.clone(), DeValue::Table(table.clone()));
+    let settings: Settings = match decode_all(value) {
+        Ok(s) => s,
+        Err(errors) => {
+            for e in &errors {
+                diags.push(decode_problem(e, table, "sweep", span.clone(), &at, ""));
+            }
+            return None;
+        }
+    };
+    let before = diags.0.len();
+    let problem = |key: &str, message: String| {
+        Diagnostic::new(message)
+            .at(source, table.get(key).map_or(span.clone(), |v| v.span()))
+            .key(format!("sweep.{key}"))
+    };
+    if !in_bounds(settings.repeat, bounds::REPEAT) {
+        diags.push(problem("repeat", out_of_bounds("repeat", settings.repeat, bounds::REPEAT)));
+    }
+    if let Some(trials) = settings.trials
+        && !in_bounds(trials, bounds::TRIALS)
+    {
+        diags.push(
+            problem("trials", out_of_bounds("trials", trials, bounds::TRIALS))
+                .hint("`trials` is how many points random mode draws"),
+        );
+    }
+    (diags.0.len() == before).then_some(settings)
+}
+
+/// `[sweep.prune]` decoded and bound-checked into a [`Prune`], every problem in `diags`.
+fn read_prune(value: Spanned<DeValue>, source: &Source, diags: &mut Diagnostics) -> Option<Prune> {
+    let span = value.span();
+    let table = match value.get_ref() {
+        DeValue::Table(t) => t.clone(),
+        _ => DeTable::new(),
+    };
+    let at = |m: String, at: Range<usize>| Diagnostic::new(m).at(source, at);
+    let p: PruneSettings = match decode_all(value) {
+        Ok(p) => p,
+        Err(errors) => {
+            let fallback = "the keys are `method`, `metric`, `min_epochs` and `reduction`";
+            for e in &errors {
+                diags.push(decode_problem(e, &table, "sweep.prune", span.clone(), &at, fallback));
+            }
+            return None;
+        }
+    };
+    let span_of = |key: &str| table.get(key).map_or(span.clone(), |v| v.span());
+    let before = diags.0.len();
+    if !in_bounds(p.min_epochs, bounds::MIN_EPOCHS) {
+        diags.push(
+            Diagnostic::new(format!("`min_epochs` must be 1 or more, got {}", p.min_epochs))
+                .at(source, span_of("min_epochs"))
+                .key("sweep.prune.min_epochs")
+                .hint("`min_epochs` is the first rung: the epochs every trial trains"),
+        );
+    }
+    if !in_bounds(p.reduction, bounds::REDUCTION) {
+        diags.push(
+            Diagnostic::new(out_of_bounds("reduction", p.reduction, bounds::REDUCTION))
+                .at(source, span_of("reduction"))
+                .key("sweep.prune.reduction")
+                .hint("`reduction` (η) is how many trials reach a rung for each that goes on (3 is usual)"),
+        );
+    }
+    (diags.0.len() == before).then(|| Prune {
+        metric: p.metric,
+        min_epochs: p.min_epochs,
+        reduction: p.reduction,
+        span: span.clone(),
+        min_epochs_span: span_of("min_epochs"),
+        metric_span: span_of("metric"),
+    })
+}
+
+fn in_bounds(n: u32, (min, max): (u32, u32)) -> bool {
+    (min..=max).contains(&n)
+}
+
+fn out_of_bounds(key: &str, n: u32, (min, max): (u32, u32)) -> String {
+    format!("`{key}` must be between {min} and {max}, got {n}")
+}
+
+/// The axes one key of `[sweep]` declares: `"stage.param" = [...]` or a distribution, or (a dotted key written
+/// without quotes, which TOML reads as a nested table) `stage.param = [...]`.
+fn read_axes(
+    key: &str,
+    v: &Spanned<DeValue>,
+    source: &Source,
+    axes: &mut Vec<Axis>,
+    diags: &mut Diagnostics,
+) {
+    match v.get_ref() {
+        // `"model.lr" = { uniform = [..] }`: a distribution.
+        DeValue::Table(_) if key.contains('.') => axis(key, v, source, axes, diags),
+        // `model.layers = [...]` without quotes is a nested table in TOML: accept it too.
+        DeValue::Table(params) => {
+            for (param, list) in params {
+                axis(&format!("{key}.{}", param.get_ref()), list, source, axes, diags);
+            }
+        }
+        _ => axis(key, v, source, axes, diags),
+    }
+}
+
+/// `[sweep]` as read, before the checks between its keys.
 struct SweepFields {
     mode: Mode,
     /// Where `mode` is written (the table when it is not).
     mode_span: Range<usize>,
     repeat: u32,
     trials: Option<(u32, Range<usize>)>,
-    seed: u64,
-    prune: Option<Prune>,
     axes: Vec<Axis>,
-}
-
-impl SweepFields {
-    /// Reads one key of `[sweep]`: a setting, or an axis (`"stage.param" = [...]` or a distribution).
-    fn read(&mut self, key: &str, v: &Spanned<DeValue>, source: &Source, diags: &mut Diagnostics) {
-        match (key, v.get_ref()) {
-            ("mode", DeValue::String(s)) => {
-                self.mode_span = v.span();
-                match mode_named(s) {
-                    Some(mode) => self.mode = mode,
-                    None => diags.push(
-                        Diagnostic::new(format!("unknown sweep mode `{s}`"))
-                            .at(source, v.span())
-                            .key("sweep.mode")
-                            .hint(MODES_HINT),
-                    ),
-                }
-            }
-            ("repeat", DeValue::Integer(i)) => match i.as_str().parse::<u32>() {
-                Ok(n) if bounds::REPEAT.contains(&n) => self.repeat = n,
-                _ => diags.push(
-                    Diagnostic::new(format!(
-                        "`repeat` must be between {} and {}, got {}",
-                        bounds::REPEAT.start(),
-                        bounds::REPEAT.end(),
-                        i.as_str()
-                    ))
-                    .at(source, v.span())
-                    .key("sweep.repeat"),
-                ),
-            },
-            ("trials", DeValue::Integer(_)) => match whole(v, source) {
-                Some(n) if bounds::TRIALS.contains(&n) => self.trials = Some((n as u32, v.span())),
-                _ => diags.push(
-                    Diagnostic::new(format!(
-                        "`trials` must be between {} and {}, got {}",
-                        bounds::TRIALS.start(),
-                        bounds::TRIALS.end(),
-                        &source.text[v.span()]
-                    ))
-                    .at(source, v.span())
-                    .key("sweep.trials")
-                    .hint("`trials` is how many points random mode draws"),
-                ),
-            },
-            ("seed", DeValue::Integer(_)) => match whole(v, source) {
-                Some(n) if n >= bounds::SEED_MIN => self.seed = n as u64,
-                _ => diags.push(
-                    Diagnostic::new(format!(
-                        "`seed` must be 0 or more, got {}",
-                        &source.text[v.span()]
-                    ))
-                    .at(source, v.span())
-                    .key("sweep.seed"),
-                ),
-            },
-            ("prune", DeValue::Table(t)) => self.prune = parse_prune(t, v.span(), source, diags),
-            ("mode" | "repeat" | "trials" | "seed" | "prune", other) => diags.push(
-                Diagnostic::new(format!("`{}` cannot be {}", key, other.type_str()))
-                    .at(source, v.span())
-                    .key(format!("sweep.{key}")),
-            ),
-            // `"model.lr" = { uniform = [..] }`: a distribution.
-            (k, DeValue::Table(_)) if k.contains('.') => axis(k, v, source, &mut self.axes, diags),
-            // `model.layers = [...]` without quotes is a nested table in TOML: accept it too.
-            (stage, DeValue::Table(params)) => {
-                for (param, list) in params {
-                    axis(
-                        &format!("{stage}.{}", param.get_ref()),
-                        list,
-                        source,
-                        &mut self.axes,
-                        diags,
-                    );
-                }
-            }
-            (k, _) => axis(k, v, source, &mut self.axes, diags),
-        }
-    }
-}
-
-const MODES_HINT: &str =
-    "use \"grid\" (every combination), \"zip\" (lists side by side) or \"random\" (`trials` draws)";
-
-fn mode_named(name: &str) -> Option<Mode> {
-    match name {
-        "grid" => Some(Mode::Grid),
-        "zip" => Some(Mode::Zip),
-        "random" => Some(Mode::Random),
-        _ => None,
-    }
-}
-
-/// An integer as written (underscores allowed), or `None` for anything else.
-fn whole(v: &Spanned<DeValue>, source: &Source) -> Option<i64> {
-    match v.get_ref() {
-        DeValue::Integer(_) => source.text[v.span()].replace('_', "").parse().ok(),
-        _ => None,
-    }
 }
 
 /// The checks between `[sweep]`'s keys: it varies something, `trials` and distributions go with random mode only,
@@ -846,120 +955,17 @@ fn check_size(
     }
 }
 
-/// `[sweep.prune]`, checked as far as it can be without the points.
-/// The keys `[sweep.prune]` takes (the parser's and the schema's list).
-pub const PRUNE_KEYS: &[&str] = &["method", "metric", "min_epochs", "reduction"];
-
-/// The bounds of `[sweep]`'s numbers, declared once: the parser checks them and the schema states them.
+/// The bounds of `[sweep]`'s numbers, declared once: `schemars(range)` states them in the schema, the parser checks
+/// them.
 pub mod bounds {
-    use std::ops::RangeInclusive;
-
     /// `repeat`: runs per configuration.
-    pub const REPEAT: RangeInclusive<u32> = 1..=1000;
+    pub const REPEAT: (u32, u32) = (1, 1000);
     /// `trials`: points random mode draws (at most [`super::MAX_POINTS`]).
-    pub const TRIALS: RangeInclusive<i64> = 1..=super::MAX_POINTS as i64;
-    /// `seed`: the draws' seed.
-    pub const SEED_MIN: i64 = 0;
+    pub const TRIALS: (u32, u32) = (1, super::MAX_POINTS as u32);
     /// `[sweep.prune]`'s `min_epochs`: the first rung (as large as a training's `epochs` can be).
-    pub const MIN_EPOCHS: RangeInclusive<u32> = 1..=u32::MAX;
+    pub const MIN_EPOCHS: (u32, u32) = (1, u32::MAX);
     /// `[sweep.prune]`'s `reduction` (η).
-    pub const REDUCTION: RangeInclusive<u32> = 2..=100;
-}
-
-fn parse_prune(
-    table: &DeTable,
-    span: Range<usize>,
-    source: &Source,
-    diags: &mut Diagnostics,
-) -> Option<Prune> {
-    let mut prune = Prune {
-        metric: Metric::ValLoss,
-        min_epochs: 1,
-        reduction: 3,
-        span: span.clone(),
-        min_epochs_span: span.clone(),
-        metric_span: span.clone(),
-    };
-    let mut ok = true;
-    for (key, v) in table {
-        let at = |d: Diagnostic| {
-            d.at(source, v.span())
-                .key(format!("sweep.prune.{}", key.get_ref()))
-        };
-        let text = &source.text[v.span()];
-        let number = || match v.get_ref() {
-            DeValue::Integer(_) => text.replace('_', "").parse::<u32>().ok(),
-            _ => None,
-        };
-        match key.get_ref().as_ref() {
-            "method" => match v.get_ref() {
-                DeValue::String(m) if m.as_ref() == "asha" => {}
-                _ => {
-                    ok = false;
-                    diags.push(at(Diagnostic::new(format!(
-                        "unknown pruning method {text}"
-                    ))
-                    .hint("use `method = \"asha\"` (asynchronous successive halving)")));
-                }
-            },
-            "metric" => match v.get_ref() {
-                DeValue::String(m) => match Metric::ALL.iter().find(|x| x.name() == m.as_ref()) {
-                    Some(&metric) => {
-                        prune.metric = metric;
-                        prune.metric_span = v.span();
-                    }
-                    None => {
-                        ok = false;
-                        let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
-                        diags.push(at(Diagnostic::new(format!(
-                            "there is no metric `{m}` to prune on"
-                        ))
-                        .hint(format!("use one of: {}", names.join(", ")))));
-                    }
-                },
-                other => {
-                    ok = false;
-                    diags.push(at(Diagnostic::new(format!(
-                        "`metric` cannot be {}",
-                        other.type_str()
-                    ))));
-                }
-            },
-            "min_epochs" => match number() {
-                Some(n) if bounds::MIN_EPOCHS.contains(&n) => {
-                    prune.min_epochs = n;
-                    prune.min_epochs_span = v.span();
-                }
-                _ => {
-                    ok = false;
-                    diags.push(at(Diagnostic::new(format!(
-                        "`min_epochs` must be 1 or more, got {text}"
-                    ))
-                    .hint("`min_epochs` is the first rung: the epochs every trial trains")));
-                }
-            },
-            "reduction" => match number() {
-                Some(n) if bounds::REDUCTION.contains(&n) => prune.reduction = n,
-                _ => {
-                    ok = false;
-                    diags.push(at(Diagnostic::new(format!("`reduction` must be between 2 and 100, got {text}"))
-                        .hint("`reduction` (η) is how many trials reach a rung for each that goes on (3 is usual)")));
-                }
-            },
-            other => {
-                ok = false;
-                let hint = crate::spec::diagnostic::did_you_mean(other, PRUNE_KEYS.iter().copied())
-                    .unwrap_or_else(|| {
-                        "the keys are `method`, `metric`, `min_epochs` and `reduction`".into()
-                    });
-                diags.push(at(Diagnostic::new(format!(
-                    "unknown key `{other}` in `[sweep.prune]`"
-                ))
-                .hint(hint)));
-            }
-        }
-    }
-    ok.then_some(prune)
+    pub const REDUCTION: (u32, u32) = (2, 100);
 }
 
 fn axis(
@@ -971,11 +977,14 @@ fn axis(
 ) {
     let parts: Vec<&str> = key.split('.').collect();
     if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
+        // `repet = 2`: a misspelt setting more likely than a parameter without its stage.
+        let hint = crate::spec::diagnostic::did_you_mean(key, SETTING_KEYS.iter().copied())
+            .unwrap_or_else(|| "write e.g. `\"model.layers\" = [1, 2, 3]`".into());
         diags.push(
             Diagnostic::new(format!("`{key}` is not a `stage.parameter` key"))
                 .at(source, v.span())
                 .key(format!("sweep.\"{key}\""))
-                .hint("write e.g. `\"model.layers\" = [1, 2, 3]`"),
+                .hint(hint),
         );
         return;
     }

@@ -174,6 +174,23 @@ const CASES: &[(&str, &str, &[&str], &[&str])] = &[
         ],
     ),
     (
+        "every bad setting of a sweep at once",
+        trained!(
+            0.3,
+            "[sweep]\n\"model.hidden\" = [4, 8]\nmode = \"gird\"\nrepeat = \"2\"\nrepet = 2\n[sweep.prune]\nreduction = 1\n"
+        ),
+        &[],
+        &[
+            "unknown variant `gird`",
+            "did you mean `grid`?",
+            "expected a whole number (0 or more), found the string \"2\" (key `sweep.repeat`)",
+            "`repet` is not a `stage.parameter` key",
+            "did you mean `repeat`?",
+            "`reduction` must be between 2 and 100, got 1",
+            "the experiment has 4 problems",
+        ],
+    ),
+    (
         "unknown pruning metric",
         trained!(
             0.3,
@@ -181,9 +198,10 @@ const CASES: &[(&str, &str, &[&str], &[&str])] = &[
         ),
         &[],
         &[
-            "there is no metric `val_los` to prune on",
+            "unknown variant `val_los`",
             "key `sweep.prune.metric`",
             "val_loss_per_onset",
+            "did you mean `val_loss`?",
         ],
     ),
     (
