@@ -196,6 +196,13 @@ pub(super) enum Command {
         /// Also draw the runs' loss curves into this SVG file.
         #[arg(long, value_name = "FILE.svg")]
         plot: Option<PathBuf>,
+        /// Show these columns, in this order (any format): `--columns run,best_val_loss,val_loss_vs_floor`.
+        #[arg(long, value_name = "NAME,…", value_delimiter = ',')]
+        columns: Vec<String>,
+        /// The table's width in characters; columns that say least are left out to fit (default: the terminal's,
+        /// else 160). `--width 0`: every column.
+        #[arg(long, value_name = "N")]
+        width: Option<usize>,
     },
 }
 
@@ -439,9 +446,16 @@ mod tests {
         let cli = Cli::command();
         for sub in cli.get_subcommands() {
             let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
-            assert!(!about.is_empty(), "`pipeline {}` has no description", sub.get_name());
+            assert!(
+                !about.is_empty(),
+                "`pipeline {}` has no description",
+                sub.get_name()
+            );
             for nested in sub.get_subcommands() {
-                let about = nested.get_about().map(|a| a.to_string()).unwrap_or_default();
+                let about = nested
+                    .get_about()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default();
                 assert!(
                     !about.is_empty(),
                     "`pipeline {} {}` has no description",

@@ -234,11 +234,13 @@ fn dispatch(cli: Cli) -> u8 {
             sort,
             format,
             plot,
+            columns,
+            width,
         } => compare(
             &targets,
             &reports.reports_dir,
             sort.as_deref(),
-            format,
+            (format, &columns, width),
             plot.as_deref(),
         ),
     };
@@ -651,12 +653,38 @@ fn compare(
     targets: &[String],
     reports_dir: &std::path::Path,
     sort: Option<&str>,
-    format: TableFormat,
+    (format, columns, width): (TableFormat, &[String], Option<usize>),
     plot: Option<&std::path::Path>,
 ) -> Result<u8> {
-    let (runs, table) = crate::app::compare::compare(targets, reports_dir, sort)?;
+    let (runs, mut table) = crate::app::compare::compare(targets, reports_dir, sort)?;
+    if !columns.is_empty() {
+        table = table.select(columns).map_err(Error::Usage)?;
+    }
     match format {
-        TableFormat::Table => out!("{}", table.to_text()),
+        TableFormat::Table => {
+            // Columns the user picked are all shown; else the table fits the terminal.
+            let width = match width {
+                Some(0) => usize::MAX,
+                Some(w) => w,
+                None if !columns.is_empty() => usize::MAX,
+                None => terminal_width(),
+            };
+            let (text, left_out) = table.fitted(width);
+            out!("{text}");
+            if !left_out.is_empty() {
+                let named = left_out.len().min(6);
+                let more = match left_out.len() - named {
+                    0 => String::new(),
+                    n => format!(" and {n} more"),
+                };
+                eprintln!(
+                    "{} columns left out to fit {width} characters: {}{more} (`--columns NAME,…` picks, \
+                     `--width 0` shows all, `--format csv` keeps all)",
+                    left_out.len(),
+                    left_out[..named].join(", ")
+                );
+            }
+        }
         TableFormat::Csv => out!("{}", table.to_csv().map_err(Error::Usage)?),
         TableFormat::Json => outln!(
             "{}",
@@ -668,6 +696,14 @@ fn compare(
         eprintln!("wrote {}", path.display());
     }
     Ok(exit::SUCCESS)
+}
+
+/// The terminal's width when stdout is one, else `$COLUMNS`, else 160.
+fn terminal_width() -> usize {
+    terminal_size::terminal_size_of(std::io::stdout())
+        .map(|(w, _)| usize::from(w.0))
+        .or_else(|| std::env::var("COLUMNS").ok()?.parse().ok())
+        .unwrap_or(160)
 }
 
 fn bench(what: Bench) -> Result<u8> {

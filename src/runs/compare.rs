@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::artifact::EpochStats;
 use crate::music::metrics::{self, Metrics, MetricsReport};
 use crate::runs::manifest::{MANIFEST, Manifest};
+use crate::stages::StageKind;
 
 /// A finished run, as its report folder tells it.
 #[derive(Debug, Clone)]
@@ -54,6 +55,16 @@ pub struct RunSummary {
     /// `<stage>.seed` of each `train` stage: what `[sweep] repeat` varies, so runs that differ only there are one
     /// configuration trained several times.
     pub seed_keys: Vec<String>,
+    /// The corpus its `midi_source` stages read: `31 files 3fc79d41` (the count and the start of the content hash).
+    pub source: String,
+    /// The `stage.param` keys whose stage can change a training's loss (see `StageKind::shapes_training`).
+    pub training_params: BTreeSet<String>,
+    /// The fingerprint of its last `train` stage: two runs with the same drew the same loss curves.
+    pub training: Option<String>,
+    /// The sweep point's values as written (`keys.transpose` → `[-5, 6]`), empty for plain runs.
+    pub point_values: Vec<(String, String)>,
+    /// Later runs that computed nothing and only reproduced this one (counted by [`fold_reruns`]; 0 as read).
+    pub reruns: usize,
 }
 
 /// The first file in `dir` named `name` or `<stage>.name`.
@@ -82,7 +93,7 @@ impl RunSummary {
 
     /// The run in `dir` from its manifest, already read.
     pub fn of(dir: &Path, reports_dir: &Path, manifest: &Manifest) -> Result<Self> {
-        let params = manifest.params();
+        let params = params_with_defaults(manifest);
         let train = manifest.train_summary();
         let train_seconds = train.as_ref().map(|t| t.seconds);
         let val_loss_per_onset = train.as_ref().and_then(|t| t.final_val_loss_per_onset);
@@ -169,10 +180,46 @@ impl RunSummary {
             seed_keys: manifest
                 .stages
                 .iter()
-                .filter(|s| s.kind == crate::stages::StageKind::Train)
+                .filter(|s| s.kind == StageKind::Train)
                 .map(|s| format!("{}.seed", s.name))
                 .collect(),
+            source: source_of(manifest),
+            training_params: manifest
+                .stages
+                .iter()
+                .filter(|s| s.kind.shapes_training())
+                .flat_map(|s| {
+                    s.kind
+                        .defaults()
+                        .into_keys()
+                        .chain(s.params.keys().cloned())
+                        .map(|k| format!("{}.{k}", s.name))
+                        .collect::<Vec<_>>()
+                })
+                .collect(),
+            training: manifest
+                .stages
+                .iter()
+                .rev()
+                .find(|s| s.kind == StageKind::Train)
+                .and_then(|s| s.fingerprint.map(|f| f.hex())),
+            point_values: manifest
+                .point
+                .as_ref()
+                .map(|p| p.values.clone().into_iter().collect())
+                .unwrap_or_default(),
+            reruns: 0,
         })
+    }
+
+    /// How a person reads the run's name in a table or a chart's legend: its point's values as written
+    /// (`transpose=[-5,6] epochs=10`), or its folder.
+    pub fn title(&self) -> String {
+        if self.point_values.is_empty() {
+            self.id.clone()
+        } else {
+            crate::spec::sweep::display_label(&self.point_values)
+        }
     }
 
     /// Whether this run only reproduced `earlier`: nothing computed, every stage at the same fingerprint.
@@ -194,13 +241,18 @@ impl RunSummary {
         min(self.history.iter().filter_map(|h| h.val_loss))
     }
 
-    /// `layers=2,seq_len=64`: this run's values of the given parameters, as sweep points are named.
+    /// `layers=2 seq_len=64`: this run's values of the given parameters, as a table or a chart's legend names it.
+    /// The parameters that shape training come first, as they tell runs' losses apart.
     pub fn label_by(&self, params: &[String]) -> String {
-        let values: Vec<(String, String)> = params
+        let (shaping, rest): (Vec<&String>, Vec<&String>) = params
             .iter()
+            .partition(|k| self.training_params.contains(*k));
+        let values: Vec<(String, String)> = shaping
+            .into_iter()
+            .chain(rest)
             .map(|k| (k.clone(), self.params.get(k).map(cell).unwrap_or_default()))
             .collect();
-        crate::spec::sweep::label(&values)
+        crate::spec::sweep::display_label(&values)
     }
 
     /// How the run is named in tables and charts: its point label, or its folder.
@@ -211,6 +263,69 @@ impl RunSummary {
             &self.label
         }
     }
+}
+
+/// The runs that are not re-runs, each with the later runs that only reproduced it (nothing computed, the same
+/// fingerprints), as indices into `runs`, oldest first: how the index and `compare` count a cached re-run under the
+/// run it reproduced instead of as a row of its own.
+pub fn rerun_groups<R: std::borrow::Borrow<RunSummary>>(runs: &[R]) -> Vec<(usize, Vec<usize>)> {
+    let mut order: Vec<usize> = (0..runs.len()).collect();
+    order.sort_by(|&a, &b| runs[a].borrow().started.cmp(&runs[b].borrow().started));
+    let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+    for i in order {
+        let run = runs[i].borrow();
+        match groups
+            .iter_mut()
+            .find(|(o, _)| run.reproduces(runs[*o].borrow()))
+        {
+            Some((_, reruns)) => reruns.push(i),
+            None => groups.push((i, Vec::new())),
+        }
+    }
+    groups
+}
+
+/// `runs` without their re-runs, in the order given, each counting its re-runs in [`RunSummary::reruns`].
+pub fn fold_reruns(runs: Vec<RunSummary>) -> Vec<RunSummary> {
+    let mut counts = vec![None; runs.len()];
+    for (original, reruns) in rerun_groups(&runs) {
+        counts[original] = Some(reruns.len());
+    }
+    runs.into_iter()
+        .zip(counts)
+        .filter_map(|(mut r, count)| {
+            r.reruns = count?;
+            Some(r)
+        })
+        .collect()
+}
+
+/// Every stage parameter as `stage.param` → value: as fingerprinted, and the kind's default for each parameter left
+/// out where it does not apply (a `chord` tokenizer's `grid`), so a table of runs has no blank cells.
+fn params_with_defaults(manifest: &Manifest) -> BTreeMap<String, Value> {
+    let mut params = manifest.params();
+    for stage in &manifest.stages {
+        for (k, v) in stage.kind.defaults() {
+            params.entry(format!("{}.{k}", stage.name)).or_insert(v);
+        }
+    }
+    params
+}
+
+/// `31 files 3fc79d41`: how many files the run's `midi_source` stages read and the start of their content hash
+/// (two runs with the same read the same music); empty when the manifest does not say.
+fn source_of(manifest: &Manifest) -> String {
+    let parts: Vec<String> = manifest
+        .stages
+        .iter()
+        .filter(|s| s.kind == StageKind::MidiSource)
+        .filter_map(|s| {
+            let summary = s.summary_as::<crate::stages::SourceSummary>()?;
+            let hash = s.output_hash?.hex();
+            Some(format!("{} files {}", summary.files, &hash[..8]))
+        })
+        .collect();
+    parts.join("; ")
 }
 
 /// The distinct floors of `runs`, for a chart of their losses (one line per order and value).
@@ -226,6 +341,12 @@ pub fn floors<'a>(
                 label: format!("n-gram floor (order {order})"),
                 loss,
             });
+        }
+    }
+    // Several floors (runs on other tokens or windows) are told apart by their value.
+    if out.len() > 1 {
+        for f in &mut out {
+            f.label = format!("{}: {:.4}", f.label, f.loss);
         }
     }
     out
@@ -288,6 +409,12 @@ pub fn resolve(targets: &[String], reports_dir: &Path) -> Result<Vec<PathBuf>> {
 pub struct Table {
     pub columns: Vec<String>,
     pub rows: Vec<Vec<Value>>,
+    /// The parameter columns that cannot change a loss (sampling, rendering): a narrow terminal shows the losses
+    /// before them.
+    pub after_losses: BTreeSet<String>,
+    /// How a person reads each row's `run` on a terminal (`transpose=[-5,6]`, where the cell keeps the folder's
+    /// name for CSV and JSON); empty: the cells themselves.
+    pub titles: Vec<String>,
 }
 
 /// The columns after the varying parameters, in order.
@@ -342,9 +469,22 @@ pub fn table(runs: &[RunSummary]) -> Table {
         .iter()
         .find_map(|r| r.trial.as_ref())
         .map(|t| t.metric.clone());
+    // What the runs read, when that differs between them: a copied experiment pointed at another corpus.
+    let sources_differ = runs.iter().any(|r| r.source != runs[0].source);
+    let any_reruns = runs.iter().any(|r| r.reruns > 0);
+    let experiments_differ = runs.iter().any(|r| r.experiment != runs[0].experiment);
     let mut columns = vec!["run".to_string()];
+    if experiments_differ {
+        columns.push("experiment".to_string());
+    }
+    if sources_differ {
+        columns.push("source".to_string());
+    }
     columns.extend(varying.iter().cloned());
     columns.extend(FIXED_COLUMNS.iter().map(|s| s.to_string()));
+    if any_reruns {
+        columns.push("reruns".to_string());
+    }
     if let Some(metric) = &search {
         columns.push(format!("search_{metric}"));
     }
@@ -353,6 +493,12 @@ pub fn table(runs: &[RunSummary]) -> Table {
         .iter()
         .map(|r| {
             let mut row = vec![Value::from(r.name())];
+            if experiments_differ {
+                row.push(Value::from(r.experiment.as_str()));
+            }
+            if sources_differ {
+                row.push(Value::from(r.source.as_str()));
+            }
             row.extend(
                 varying
                     .iter()
@@ -378,6 +524,9 @@ pub fn table(runs: &[RunSummary]) -> Table {
                 Some(t) => row.push(Value::from(t.status())),
                 None => row.push(Value::from(r.status.as_str())),
             }
+            if any_reruns {
+                row.push(Value::from(r.reruns));
+            }
             if search.is_some() {
                 row.push(r.trial.as_ref().and_then(|t| t.value).into());
             }
@@ -388,7 +537,17 @@ pub fn table(runs: &[RunSummary]) -> Table {
             row
         })
         .collect();
-    Table { columns, rows }
+    let after_losses = varying
+        .iter()
+        .filter(|k| !runs.iter().any(|r| r.training_params.contains(*k)))
+        .cloned()
+        .collect();
+    Table {
+        columns,
+        rows,
+        after_losses,
+        titles: runs.iter().map(RunSummary::title).collect(),
+    }
 }
 
 impl Table {
@@ -405,7 +564,9 @@ impl Table {
                 self.columns.join(", ")
             );
         };
-        self.rows.sort_by(|a, b| match (&a[i], &b[i]) {
+        let mut order: Vec<usize> = (0..self.rows.len()).collect();
+        let rows = &self.rows;
+        order.sort_by(|&a, &b| match (&rows[a][i], &rows[b][i]) {
             (Value::Null, Value::Null) => std::cmp::Ordering::Equal,
             (Value::Null, _) => std::cmp::Ordering::Greater,
             (_, Value::Null) => std::cmp::Ordering::Less,
@@ -417,43 +578,113 @@ impl Table {
                 if descending { order.reverse() } else { order }
             }
         });
+        self.rows = order.iter().map(|&r| self.rows[r].clone()).collect();
+        if !self.titles.is_empty() {
+            self.titles = order.iter().map(|&r| self.titles[r].clone()).collect();
+        }
         Ok(())
     }
 
-    /// Aligned columns for a terminal.
-    pub fn to_text(&self) -> String {
+    /// Aligned columns in at most `width` characters a line: the run's name is cut short with `…` (to 24
+    /// characters), then the columns that say least are left out (see [`keep_order`]), then the name is cut to 12.
+    /// Also gives the names of the columns left out, those that say most first.
+    pub fn fitted(&self, width: usize) -> (String, Vec<String>) {
+        let run = self.columns.iter().position(|c| c == "run");
         let cells: Vec<Vec<String>> = self
             .rows
             .iter()
-            .map(|r| r.iter().map(cell).collect())
-            .collect();
-        let widths: Vec<usize> = self
-            .columns
-            .iter()
             .enumerate()
-            .map(|(i, c)| {
+            .map(|(i, r)| {
+                let mut cells: Vec<String> = r.iter().map(cell).collect();
+                if let (Some(c), Some(title)) = (run, self.titles.get(i)) {
+                    cells[c] = title.clone();
+                }
+                cells
+            })
+            .collect();
+        let widths: Vec<usize> = (0..self.columns.len())
+            .map(|i| {
                 cells
                     .iter()
-                    .map(|r| r[i].len())
-                    .chain([c.len()])
+                    .map(|r| r[i].chars().count())
+                    .chain([self.columns[i].chars().count()])
                     .max()
                     .unwrap_or(0)
             })
             .collect();
+        let line_width = |shown: &[usize], widths: &[usize]| -> usize {
+            shown.iter().map(|&c| widths[c]).sum::<usize>() + 2 * shown.len().saturating_sub(1)
+        };
+        let mut shown: Vec<usize> = (0..self.columns.len()).collect();
+        let mut widths = widths;
+        // The run's name is cut to a readable length before any column goes: its parameters have columns too.
+        let shorten_name = |widths: &mut Vec<usize>, shown: &[usize], shortest: usize| {
+            let over = line_width(shown, widths).saturating_sub(width);
+            if over > 0 && run == Some(0) {
+                widths[0] = widths[0].saturating_sub(over).max(shortest.min(widths[0]));
+            }
+        };
+        shorten_name(&mut widths, &shown, 24);
+        let mut left_out = Vec::new();
+        for c in keep_order(&self.columns, &self.after_losses)
+            .into_iter()
+            .rev()
+        {
+            if line_width(&shown, &widths) <= width || c == 0 {
+                break;
+            }
+            shown.retain(|&s| s != c);
+            left_out.insert(0, self.columns[c].clone());
+        }
+        shorten_name(&mut widths, &shown, 12);
         let mut out = String::new();
-        let line = |out: &mut String, items: &[String]| {
-            let parts: Vec<String> = items
+        let mut line = |items: &[String]| {
+            let parts: Vec<String> = shown
                 .iter()
-                .zip(&widths)
-                .map(|(s, w)| format!("{s:<w$}"))
+                .map(|&c| {
+                    let w = widths[c];
+                    format!("{:<w$}", cut(&items[c], w))
+                })
                 .collect();
             let _ = writeln!(out, "{}", parts.join("  ").trim_end());
         };
-        line(&mut out, &self.columns);
+        line(&self.columns);
         for r in &cells {
-            line(&mut out, r);
+            line(r);
         }
-        out
+        (out, left_out)
+    }
+
+    /// The table with only the named columns, in that order (`compare --columns`).
+    pub fn select(&self, names: &[String]) -> Result<Table> {
+        let at: Vec<usize> = names
+            .iter()
+            .map(|n| {
+                self.columns.iter().position(|c| c == n).ok_or_else(|| {
+                    let nearest = crate::spec::diagnostic::did_you_mean(
+                        n,
+                        self.columns.iter().map(String::as_str),
+                    );
+                    anyhow::anyhow!(
+                        "no column `{n}`; {}",
+                        nearest.unwrap_or_else(|| format!(
+                            "the columns are: {}",
+                            self.columns.join(", ")
+                        ))
+                    )
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Table {
+            after_losses: self.after_losses.clone(),
+            titles: self.titles.clone(),
+            columns: at.iter().map(|&c| self.columns[c].clone()).collect(),
+            rows: self
+                .rows
+                .iter()
+                .map(|r| at.iter().map(|&c| r[c].clone()).collect())
+                .collect(),
+        })
     }
 
     /// CSV; a column of folded seeds (`mean ± ci95`) is two: `col` (the mean) and `col_ci95`.
@@ -506,6 +737,62 @@ impl Table {
                 .collect(),
         )
     }
+}
+
+/// The columns a reader needs most come first: the run, its held-out loss and how it stands against the floor, the
+/// corpus and the parameters that shape training, how the seeds compare and how training ended, the parameters that
+/// cannot change a loss (sampling), then every other figure in the table's order. A narrow terminal drops from
+/// the end.
+fn keep_order(columns: &[String], after_losses: &BTreeSet<String>) -> Vec<usize> {
+    const LOSSES: [&str; 2] = ["best_val_loss", "val_loss_vs_floor"];
+    const THEN: [&str; 11] = [
+        "n",
+        "vs_lowest",
+        "epochs",
+        "status",
+        "reruns",
+        "floor_val_loss",
+        "val_accuracy",
+        "scale_consistency",
+        "seeds",
+        "train_seconds",
+        "final_val_loss",
+    ];
+    let first_figure = columns
+        .iter()
+        .position(|c| c == FIXED_COLUMNS[0] || c == "n")
+        .unwrap_or(columns.len());
+    let rank = |c: usize| -> usize {
+        let name = columns[c].as_str();
+        if c == 0 || name == "experiment" {
+            0
+        } else if let Some(i) = LOSSES.iter().position(|l| *l == name) {
+            1 + i
+        } else if c < first_figure && !after_losses.contains(name) {
+            10
+        } else if let Some(i) = THEN.iter().position(|t| *t == name) {
+            20 + i
+        } else if name.starts_with("search_") {
+            22
+        } else if c < first_figure {
+            40
+        } else {
+            50
+        }
+    };
+    let mut order: Vec<usize> = (0..columns.len()).collect();
+    order.sort_by_key(|&c| rank(c));
+    order
+}
+
+/// `text` in at most `width` characters, ending in `…` when it is longer (a run's name: the values it lists are
+/// columns of their own).
+fn cut(text: &str, width: usize) -> String {
+    if text.chars().count() <= width || width < 2 {
+        return text.to_string();
+    }
+    let kept: String = text.chars().take(width - 1).collect();
+    format!("{kept}…")
 }
 
 /// The number a cell sorts by: a number, or a folded cell's mean.

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
 
-use crate::runs::compare::{RunSummary, cell, find_file, runs_under, varying_params};
+use crate::runs::compare::{RunSummary, cell, find_file, rerun_groups, runs_under, varying_params};
 use crate::runs::progress::{self, Followed};
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}\
@@ -271,16 +271,10 @@ fn experiment_section(
     if runs.is_empty() {
         return Ok(());
     }
-    // Oldest first, so a re-run finds the run it reproduced among the ones before it.
-    let mut ordered = runs.to_vec();
-    ordered.sort_by(|a, b| a.started.cmp(&b.started));
-    let mut originals: Vec<(&RunSummary, Vec<&RunSummary>)> = Vec::new();
-    for r in ordered {
-        match originals.iter_mut().find(|(o, _)| r.reproduces(o)) {
-            Some((_, reruns)) => reruns.push(r),
-            None => originals.push((r, Vec::new())),
-        }
-    }
+    let mut originals: Vec<(&RunSummary, Vec<&RunSummary>)> = rerun_groups(runs)
+        .into_iter()
+        .map(|(o, reruns)| (runs[o], reruns.into_iter().map(|r| runs[r]).collect()))
+        .collect();
     let shown: Vec<&RunSummary> = originals.iter().map(|(r, _)| *r).collect();
     let varying = if shown.len() > 1 {
         varying_params(&shown)

@@ -117,6 +117,8 @@ pub fn fold(table: &Table, runs: &[RunSummary]) -> Option<Table> {
         .filter(|&c| !seed_keys.contains(&&table.columns[c]))
         .collect();
     let names: Vec<String> = varied.iter().map(|&c| table.columns[c].clone()).collect();
+    // `experiment` and `source` are columns too, but no parameters to name a configuration by.
+    let params: Vec<String> = names.iter().filter(|n| n.contains('.')).cloned().collect();
     let mut columns = vec!["run".to_string()];
     columns.extend(names.iter().cloned());
     columns.extend(["n".to_string(), "seeds".to_string()]);
@@ -124,19 +126,30 @@ pub fn fold(table: &Table, runs: &[RunSummary]) -> Option<Table> {
     let mut rows: Vec<Vec<Value>> = groups
         .iter()
         .map(|g| {
-            let mut row = vec![Value::from(configuration_name(&runs[g[0]], &names))];
+            let mut row = vec![Value::from(configuration_name(&runs[g[0]], &params))];
             row.extend(varied.iter().map(|&c| table.rows[g[0]][c].clone()));
             row.push(Value::from(g.len()));
             row.push(Value::from(seeds_of(g, runs)));
-            row.extend(
-                (first_fixed..table.columns.len())
-                    .map(|c| fold_cell(&g.iter().map(|&i| &table.rows[i][c]).collect::<Vec<_>>())),
-            );
+            row.extend((first_fixed..table.columns.len()).map(|c| {
+                let cells: Vec<&Value> = g.iter().map(|&i| &table.rows[i][c]).collect();
+                // Re-runs of the configuration's seeds add up; every figure is a mean over them.
+                if table.columns[c] == "reruns" {
+                    Value::from(cells.iter().filter_map(|v| v.as_u64()).sum::<u64>())
+                } else {
+                    fold_cell(&cells)
+                }
+            }));
             row
         })
         .collect();
     mark_distinguishable(&mut columns, &mut rows);
-    Some(Table { columns, rows })
+    Some(Table {
+        columns,
+        rows,
+        after_losses: table.after_losses.clone(),
+        // The configurations' names are already a person's (`layers=2 seq_len=64`).
+        titles: Vec::new(),
+    })
 }
 
 /// A configuration's name: the values of the parameters that differ between configurations, or its experiment.

@@ -261,7 +261,11 @@ pub fn in_users_words(message: &str) -> String {
     else {
         return message.to_string();
     };
-    format!("expected {}, found {}", expected_words(expected), found_words(found))
+    format!(
+        "expected {}, found {}",
+        expected_words(expected),
+        found_words(found)
+    )
 }
 
 /// A type serde expected, as a value in a TOML file.
@@ -274,7 +278,10 @@ fn expected_words(expected: &str) -> String {
         "a map" => "a table",
         "a boolean" => "true or false",
         other if other.starts_with("struct ") => "a table",
-        other if other.starts_with("an array of length ") || other.starts_with("a tuple of size ") => {
+        other
+            if other.starts_with("an array of length ")
+                || other.starts_with("a tuple of size ") =>
+        {
             let n = other.rsplit(' ').next().unwrap_or("");
             return format!("a list of {n} values");
         }
@@ -325,14 +332,26 @@ mod tests {
                 "invalid type: floating point `0.5`, expected i64",
                 "expected a whole number, found the number `0.5`",
             ),
-            ("invalid type: string \"a\", expected f32", "expected a number, found the string \"a\""),
-            ("invalid type: map, expected a sequence", "expected a list, found a table"),
-            ("invalid type: boolean `true`, expected f64", "expected a number, found `true`"),
+            (
+                "invalid type: string \"a\", expected f32",
+                "expected a number, found the string \"a\"",
+            ),
+            (
+                "invalid type: map, expected a sequence",
+                "expected a list, found a table",
+            ),
+            (
+                "invalid type: boolean `true`, expected f64",
+                "expected a number, found `true`",
+            ),
             (
                 "invalid length 3, expected an array of length 2",
                 "invalid length 3, expected an array of length 2",
             ),
-            ("unknown field `x`, expected `y`", "unknown field `x`, expected `y`"),
+            (
+                "unknown field `x`, expected `y`",
+                "unknown field `x`, expected `y`",
+            ),
         ] {
             assert_eq!(in_users_words(serde), ours, "{serde}");
         }

@@ -27,8 +27,8 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use crate::spec::diagnostic::{Diagnostic, Diagnostics, Source, decode_problem};
-use crate::stages::decode_all;
 use crate::spec::experiment::{Experiment, Override, ParsedFile, TrainEdit};
+use crate::stages::decode_all;
 
 /// How `[sweep]`'s lists combine into points.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
@@ -381,6 +381,31 @@ pub fn label(values: &[(String, String)]) -> String {
         .join(",")
 }
 
+/// `key="", transpose=[-5,6]`: a point's values as a person reads them (in tables and chart legends), where
+/// [`label`] makes a folder name of them (`key=,transpose=_-5_6_`). Names are shortened as `label` does.
+pub fn display_label(values: &[(String, String)]) -> String {
+    let short = |key: &str| key.rsplit('.').next().unwrap_or(key).to_string();
+    values
+        .iter()
+        .map(|(key, value)| {
+            let clash = values
+                .iter()
+                .filter(|(k, _)| short(k) == short(key))
+                .count()
+                > 1;
+            let name = if clash { key.clone() } else { short(key) };
+            let unquoted = value.trim_matches('"').trim_matches('\'');
+            let value = if unquoted.is_empty() {
+                "\"\"".to_string()
+            } else {
+                unquoted.split_whitespace().collect::<String>()
+            };
+            format!("{name}={value}")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Labels name report folders, so distinct points must not share one: values that differ only in characters a
 /// folder name cannot hold (`"a/b"` and `"a_b"` both give `a_b`) get `~2`, `~3`, … in file order.
 fn unique_labels(points: &mut [Point]) {
@@ -629,7 +654,10 @@ pub struct Settings {
 pub struct PruneSettings {
     /// The pruning method.
     #[serde(default)]
-    #[expect(dead_code, reason = "there is one method; decoding it refuses any other")]
+    #[expect(
+        dead_code,
+        reason = "there is one method; decoding it refuses any other"
+    )]
     pub method: PruneMethod,
     /// What decides which trials go on.
     #[serde(default)]
@@ -741,7 +769,10 @@ fn read_settings(
             .key(format!("sweep.{key}"))
     };
     if !in_bounds(settings.repeat, bounds::REPEAT) {
-        diags.push(problem("repeat", out_of_bounds("repeat", settings.repeat, bounds::REPEAT)));
+        diags.push(problem(
+            "repeat",
+            out_of_bounds("repeat", settings.repeat, bounds::REPEAT),
+        ));
     }
     if let Some(trials) = settings.trials
         && !in_bounds(trials, bounds::TRIALS)
@@ -767,7 +798,14 @@ fn read_prune(value: Spanned<DeValue>, source: &Source, diags: &mut Diagnostics)
         Err(errors) => {
             let fallback = "the keys are `method`, `metric`, `min_epochs` and `reduction`";
             for e in &errors {
-                diags.push(decode_problem(e, &table, "sweep.prune", span.clone(), &at, fallback));
+                diags.push(decode_problem(
+                    e,
+                    &table,
+                    "sweep.prune",
+                    span.clone(),
+                    &at,
+                    fallback,
+                ));
             }
             return None;
         }
@@ -776,10 +814,13 @@ fn read_prune(value: Spanned<DeValue>, source: &Source, diags: &mut Diagnostics)
     let before = diags.0.len();
     if !in_bounds(p.min_epochs, bounds::MIN_EPOCHS) {
         diags.push(
-            Diagnostic::new(format!("`min_epochs` must be 1 or more, got {}", p.min_epochs))
-                .at(source, span_of("min_epochs"))
-                .key("sweep.prune.min_epochs")
-                .hint("`min_epochs` is the first rung: the epochs every trial trains"),
+            Diagnostic::new(format!(
+                "`min_epochs` must be 1 or more, got {}",
+                p.min_epochs
+            ))
+            .at(source, span_of("min_epochs"))
+            .key("sweep.prune.min_epochs")
+            .hint("`min_epochs` is the first rung: the epochs every trial trains"),
         );
     }
     if !in_bounds(p.reduction, bounds::REDUCTION) {
@@ -823,7 +864,13 @@ fn read_axes(
         // `model.layers = [...]` without quotes is a nested table in TOML: accept it too.
         DeValue::Table(params) => {
             for (param, list) in params {
-                axis(&format!("{key}.{}", param.get_ref()), list, source, axes, diags);
+                axis(
+                    &format!("{key}.{}", param.get_ref()),
+                    list,
+                    source,
+                    axes,
+                    diags,
+                );
             }
         }
         _ => axis(key, v, source, axes, diags),
@@ -1120,6 +1167,32 @@ fn bounds(items: &[Spanned<DeValue>], kind: &str, source: &Source) -> Result<(f6
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn display_labels_keep_the_values_as_written() {
+        let values = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            display_label(&values(&[
+                ("keys.key", "\"\""),
+                ("keys.transpose", "[-5, 6]"),
+                ("model.epochs", "10")
+            ])),
+            "key=\"\" transpose=[-5,6] epochs=10"
+        );
+        assert_eq!(
+            display_label(&values(&[
+                ("a.seed", "1"),
+                ("b.seed", "2"),
+                ("t.scheme", "\"timed\"")
+            ])),
+            "a.seed=1 b.seed=2 scheme=timed"
+        );
+    }
 
     #[test]
     fn labels_are_single_safe_folder_names() {

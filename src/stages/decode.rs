@@ -13,11 +13,16 @@ use toml::de::{DeTable, DeValue};
 
 /// `value` decoded as `P`, or every error serde gives on the way: one per refused key, in the table's order, then a
 /// missing parameter's if there is one (not for a key already refused, which would say the same twice).
-pub fn decode_all<P: DeserializeOwned>(value: Spanned<DeValue<'_>>) -> Result<P, Vec<toml::de::Error>> {
+pub fn decode_all<P: DeserializeOwned>(
+    value: Spanned<DeValue<'_>>,
+) -> Result<P, Vec<toml::de::Error>> {
     let span = value.span();
     let mut table = match value.into_inner() {
         DeValue::Table(table) => table,
-        other => return P::deserialize(Spanned::new(span, other).into_deserializer()).map_err(|e| vec![e]),
+        other => {
+            return P::deserialize(Spanned::new(span, other).into_deserializer())
+                .map_err(|e| vec![e]);
+        }
     };
     let mut errors = Vec::new();
     let mut refused: Vec<String> = Vec::new();
@@ -29,7 +34,8 @@ pub fn decode_all<P: DeserializeOwned>(value: Spanned<DeValue<'_>>) -> Result<P,
             Err(e) => e,
         };
         let Some(key) = refused_key(&table, &e) else {
-            let repeats = missing_field(e.message()).is_some_and(|f| refused.iter().any(|r| r == f));
+            let repeats =
+                missing_field(e.message()).is_some_and(|f| refused.iter().any(|r| r == f));
             if !repeats {
                 errors.push(e);
             }
@@ -90,11 +96,15 @@ mod tests {
 
     #[test]
     fn every_refused_key_is_reported_in_the_order_written() {
-        let found = errors("path = \"x\"\nhidden = \"many\"\noptimizer = \"adamx\"\nlearning_rat = 0.1\n");
+        let found =
+            errors("path = \"x\"\nhidden = \"many\"\noptimizer = \"adamx\"\nlearning_rat = 0.1\n");
         assert_eq!(found.len(), 3, "{found:?}");
         assert!(found[0].contains("invalid type"), "{found:?}");
         assert!(found[1].contains("unknown variant `adamx`"), "{found:?}");
-        assert!(found[2].contains("unknown field `learning_rat`"), "{found:?}");
+        assert!(
+            found[2].contains("unknown field `learning_rat`"),
+            "{found:?}"
+        );
     }
 
     #[test]
@@ -103,7 +113,11 @@ mod tests {
         assert_eq!(found.len(), 2, "{found:?}");
         assert!(found[1].contains("missing field `path`"), "{found:?}");
         let found = errors("path = 3\n");
-        assert_eq!(found.len(), 1, "a refused `path` is not also missing: {found:?}");
+        assert_eq!(
+            found.len(),
+            1,
+            "a refused `path` is not also missing: {found:?}"
+        );
     }
 
     #[test]

@@ -292,6 +292,26 @@ impl StageKind {
         (self.row().schema)()
     }
 
+    /// Each parameter's default, as its schema states it (those left out of fingerprints where they do not apply
+    /// included: a `chord` tokenizer's `grid`).
+    pub fn defaults(self) -> std::collections::BTreeMap<String, serde_json::Value> {
+        self.params_schema()
+            .get("properties")
+            .and_then(|p| p.as_object())
+            .map(|p| {
+                p.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.get("default")?.clone())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether its parameters can change a training's loss: every kind but those that only read a trained model or
+    /// the windows beside it (sampling, rendering, the n-gram floor).
+    pub fn shapes_training(self) -> bool {
+        !matches!(self, Self::Sample | Self::Render | Self::Ngram)
+    }
+
     /// Whether its parameter table takes `param` (as its schema lists it).
     pub fn takes(self, param: &str) -> bool {
         self.params_schema()

@@ -55,7 +55,8 @@ fn project() -> Project {
 #[test]
 fn compare_prints_one_row_per_run_with_only_the_differing_parameters() {
     let p = project();
-    let out = p.pipeline(&["compare", "exp"]).ok().stdout;
+    // `--width 0`: every column (by default the table fits the terminal, or 160 characters).
+    let out = p.pipeline(&["compare", "exp", "--width", "0"]).ok().stdout;
     let header = out.lines().next().unwrap();
     let columns: Vec<&str> = header.split_whitespace().collect();
     assert_eq!(
@@ -298,4 +299,152 @@ fn a_copy_that_keeps_the_name_is_warned_that_it_joins_the_original_s_runs() {
     let solo = p.pipeline(&["run", "solo.toml"]).ok();
     assert!(!solo.stderr.contains("another file"), "{}", solo.stderr);
     assert!(p.path("reports/solo").is_dir());
+}
+
+/// Five runs of one experiment, four of them cached re-runs, are one row that counts the re-runs, in 160 characters
+/// a line by default; the columns left out are named, `--width 0` and `--columns` bring them back.
+#[test]
+fn cached_re_runs_fold_into_one_row_that_fits_the_terminal() {
+    let p = tiny_project();
+    for _ in 0..5 {
+        p.pipeline(&["run", "exp.toml"]).ok();
+    }
+    let fitted = p.pipeline(&["compare", "test"]).ok();
+    let lines: Vec<&str> = fitted.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "a header and one row:\n{}", fitted.stdout);
+    let widest = lines.iter().map(|l| l.chars().count()).max().unwrap();
+    assert!(widest <= 160, "{widest} characters:\n{}", fitted.stdout);
+    // Cells can be blank, so a column is read where its name starts.
+    let cell = |name: &str| -> String {
+        let header: Vec<char> = lines[0].chars().collect();
+        let at = lines[0]
+            .find(&format!(" {name}"))
+            .map(|b| lines[0][..b + 1].chars().count())
+            .unwrap_or_else(|| panic!("no `{name}` column:\n{}", fitted.stdout));
+        assert!(header.len() > at);
+        let row: String = lines[1].chars().skip(at).collect();
+        row.split_whitespace().next().unwrap_or("").to_string()
+    };
+    assert_eq!(cell("reruns"), "4", "{}", fitted.stdout);
+    assert!(
+        cell("best_val_loss").parse::<f64>().is_ok(),
+        "{}",
+        fitted.stdout
+    );
+    assert!(
+        fitted
+            .stderr
+            .contains("columns left out to fit 160 characters")
+            && fitted.stderr.contains("--width 0"),
+        "{}",
+        fitted.stderr
+    );
+
+    let all = p.pipeline(&["compare", "test", "--width", "0"]).ok();
+    assert!(
+        all.stdout
+            .lines()
+            .next()
+            .unwrap()
+            .contains("interval_distance"),
+        "{}",
+        all.stdout
+    );
+    assert!(!all.stderr.contains("left out"), "{}", all.stderr);
+
+    let picked = p
+        .pipeline(&["compare", "test", "--columns", "best_val_loss,reruns"])
+        .ok();
+    let header: Vec<&str> = picked
+        .stdout
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(header, ["best_val_loss", "reruns"], "{}", picked.stdout);
+    let csv = p
+        .pipeline(&[
+            "compare",
+            "test",
+            "--format",
+            "csv",
+            "--columns",
+            "run,reruns",
+        ])
+        .ok();
+    assert_eq!(csv.stdout.lines().count(), 2, "{}", csv.stdout);
+    assert!(csv.stdout.ends_with(",4\n"), "{}", csv.stdout);
+
+    let wrong = p.pipeline(&["compare", "test", "--columns", "best_val_los"]);
+    wrong.fails_with(2, "no column `best_val_los`");
+    assert!(
+        wrong.stderr.contains("did you mean `best_val_loss`?"),
+        "{}",
+        wrong.stderr
+    );
+}
+
+/// A copy of an experiment pointed at another corpus shows it: `compare` adds a `source` column (file count and
+/// content hash) when the runs' corpora differ, and an `experiment` column when the runs' experiments do.
+#[test]
+fn compare_shows_which_corpus_each_run_read_when_they_differ() {
+    let p = tiny_project();
+    p.pipeline(&["run", "exp.toml"]).ok();
+    p.midi(
+        "other/c.mid",
+        &[melody(0, &[60, 64, 67, 72, 67, 64, 60, 64, 67, 72])],
+    );
+    p.midi(
+        "other/d.mid",
+        &[melody(0, &[62, 65, 69, 74, 69, 65, 62, 65, 69, 74])],
+    );
+    p.midi(
+        "other/e.mid",
+        &[melody(0, &[64, 67, 71, 76, 71, 67, 64, 67, 71, 76])],
+    );
+    let text = std::fs::read_to_string(p.path("exp.toml")).unwrap();
+    p.write(
+        "other.toml",
+        text.replace("name = \"test\"\n", "")
+            .replace("\"midi\"", "\"other\""),
+    );
+    p.pipeline(&["run", "other.toml"]).ok();
+    let out = p.pipeline(&["compare", "--width", "0"]).ok().stdout;
+    let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header[..3], ["run", "experiment", "source"], "{out}");
+    assert!(
+        out.contains("2 files ") && out.contains("3 files "),
+        "{out}"
+    );
+    let same = p.pipeline(&["compare", "test", "--width", "0"]).ok().stdout;
+    assert!(!same.lines().next().unwrap().contains("source"), "{same}");
+}
+
+/// Two runs that share their training and differ only in sampling drew the same loss curve: the chart draws it
+/// once, and names no curve by a parameter that cannot change a loss.
+#[test]
+fn the_plot_draws_a_shared_training_once_and_never_labels_by_sampling() {
+    let p = tiny_project();
+    p.pipeline(&["run", "exp.toml"]).ok();
+    p.pipeline(&["run", "exp.toml", "--set", "music.temperature=0.5"])
+        .ok();
+    p.pipeline(&["run", "exp.toml", "--set", "model.hidden=12"])
+        .ok();
+    p.pipeline(&["compare", "test", "--plot", "loss.svg"]).ok();
+    let svg = std::fs::read_to_string(p.path("loss.svg")).unwrap();
+    let doc = roxmltree::Document::parse(&svg).expect("well-formed XML");
+    let legend: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.is_text())
+        .filter_map(|n| n.text().map(str::trim))
+        .filter(|t| t.contains('='))
+        .collect();
+    assert_eq!(legend.len(), 2, "one entry per training: {legend:?}");
+    assert!(
+        legend
+            .iter()
+            .all(|l| l.starts_with("hidden=") && !l.contains("temperature")),
+        "{legend:?}"
+    );
 }

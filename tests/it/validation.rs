@@ -454,7 +454,10 @@ fn all_problems_are_reported_together() {
     let run = p.pipeline(&["graph", "exp.toml"]);
     run.fails_with(2, "unknown stage kind `windw`");
     assert!(run.stderr.contains("no stage named `zz`"));
-    assert!(run.stderr.contains("expected a whole number (0 or more), found the number `-1`"));
+    assert!(
+        run.stderr
+            .contains("expected a whole number (0 or more), found the number `-1`")
+    );
     assert!(
         run.stderr.contains("the experiment has 3 problems"),
         "{}",
@@ -469,7 +472,7 @@ fn every_bad_key_of_one_stage_table_is_reported_at_once() {
     p.midi("midi/a.mid", &[melody(0, &[60, 62, 64])]);
     p.write(
         "exp.toml",
-        &format!(
+        format!(
             "{}hidden = \"x\"\noptimizer = \"adamx\"\nlearning_rat = 0.1\n",
             trained!("0", "")
         ),
@@ -483,7 +486,11 @@ fn every_bad_key_of_one_stage_table_is_reported_at_once() {
         "unknown field `learning_rat`",
         "did you mean `learning_rate`?",
     ] {
-        assert!(run.stderr.contains(piece), "missing {piece:?}:\n{}", run.stderr);
+        assert!(
+            run.stderr.contains(piece),
+            "missing {piece:?}:\n{}",
+            run.stderr
+        );
     }
     assert!(!run.stderr.contains("u32"), "{}", run.stderr);
 }
@@ -498,7 +505,8 @@ fn a_stage_without_a_kind_is_one_problem_not_a_cascade() {
     let run = p.pipeline(&["graph", "exp.toml"]);
     run.fails_with(2, "stage `windows` has no `kind`");
     assert!(
-        run.stderr.contains("the experiment has 1 problem;") && !run.stderr.contains("no stage named"),
+        run.stderr.contains("the experiment has 1 problem;")
+            && !run.stderr.contains("no stage named"),
         "{}",
         run.stderr
     );
