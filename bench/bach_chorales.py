@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Bach's chorales as MIDI files: the public benchmark of `experiments/bach.toml`, a corpus none of the defaults
-were tuned on (README, "Is it learning music?").
+were tuned on (docs/src/guide/bach.md).
 
     python3 bench/bach_chorales.py data/bach          # ~410 files; the first time a few minutes
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""An independent interpolated modified Kneser-Ney model, to check `pipeline`'s `ngram` stage (README, "Is it
+"""An independent interpolated modified Kneser-Ney model, to check `pipeline`'s `ngram` stage (docs/src/guide/learning-music.md, "Is it
 learning music?"). Written from Chen & Goodman (1998) with plain dictionaries of tuples, sharing no code with the
 Rust one:
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Synthetic MIDI corpora for scale checks (README, "Scale"); optional, never needed by the tests.
+"""Synthetic MIDI corpora for scale checks (docs/src/dev/development.md, "Scale"); optional, never needed by the tests.
 
     python3 bench/make_corpus.py big 7500000 /tmp/one/huge.mid   # one ~50 MB file, 7.5 M notes
     python3 bench/make_corpus.py many 10000 /tmp/many            # 10,000 files of 200 notes

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The remote cache's benchmark (README, "Sharing results through a remote"): starts a moto S3 server on a free port,
+# The remote cache's benchmark (docs/src/recipes/remote.md): starts a moto S3 server on a free port,
 # computes the baseline into a local cache (or reuses one), pushes it, then three times fetches the fully cached
 # baseline into an empty local cache, and re-runs it from the local cache with and without the remote, printing each
 # wall time and the requests the server logged.

@@ -2,7 +2,7 @@
 """Reference training: the same recipe as an experiment's `train` stage, in PyTorch, on the same ids and split.
 
 Optional, never needed by the tests. It answers "is pipeline's time to beat the n-gram floor a property of the
-recipe, or of the implementation?" Run both on one machine in one sitting (README, "Is it learning music?"):
+recipe, or of the implementation?" Run both on one machine in one sitting (docs/src/guide/learning-music.md):
 
     pipeline bench ngram experiments/bach.toml --export /tmp/lm       # ids, the floor, the train stage's recipe
     python3 bench/torch_lm.py /tmp/lm --threads 2 --csv /tmp/torch-loss.csv

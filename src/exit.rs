@@ -1,4 +1,4 @@
-//! Exit codes, in one place; the README lists the same table, keep the two in step.
+//! Exit codes, in one place; docs/src/reference/exit-codes.md lists the same table, keep the two in step.
 
 /// Everything ran (or was cached).
 pub const SUCCESS: u8 = 0;

@@ -1,5 +1,5 @@
 //! `pipeline bench`: measurements to run by hand — training steps, sampling, and the MIDI stages — printed with
-//! medians, so speed claims in the README can be re-checked on any machine.
+//! medians, so speed claims in the manual (docs/src/measurements.md) can be re-checked on any machine.
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -33,7 +33,7 @@ impl Error {
         }
     }
 
-    /// The exit code this error means (the table in `exit` and in the README).
+    /// The exit code this error means (the table in `exit` and in docs/src/reference/exit-codes.md).
     pub fn code(&self) -> u8 {
         match self {
             Self::Invalid(_) | Self::Usage(_) => exit::INVALID_EXPERIMENT,

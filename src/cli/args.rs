@@ -166,7 +166,7 @@ pub(super) enum Command {
     /// Print a JSON Schema (draft 2020-12) of the experiment file, for editors: `pipeline schema >
     /// experiment.schema.json`, then `#:schema ./experiment.schema.json` atop a TOML file.
     Schema {
-        /// Print the stage kinds and their parameters as a Markdown table instead (the README's).
+        /// Print the stage kinds and their parameters as a Markdown table instead (the manual's stage reference, docs/src/reference/stages.md).
         #[arg(long)]
         markdown: bool,
     },
@@ -464,5 +464,47 @@ mod tests {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod reference {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// The manual's command reference names every command and subcommand clap knows: a command added without its
+    /// line there fails here.
+    #[test]
+    fn the_manual_names_every_command() {
+        let page = include_str!("../../docs/src/reference/commands.md");
+        let mut missing = Vec::new();
+        for sub in Cli::command().get_subcommands() {
+            let name = sub.get_name();
+            // `help` is clap's; a hidden command is the tool's own (a Slurm job's entry point), not a user's.
+            if name == "help" || sub.is_hide_set() {
+                continue;
+            }
+            let lines: Vec<&str> = page
+                .lines()
+                .filter(|l| l.contains(&format!("`pipeline {name}")))
+                .collect();
+            if lines.is_empty() {
+                missing.push(name.to_string());
+            }
+            for nested in sub
+                .get_subcommands()
+                .map(|n| n.get_name())
+                .filter(|n| *n != "help")
+            {
+                if !lines.iter().any(|l| l.contains(nested)) {
+                    missing.push(format!("{name} {nested}"));
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "docs/src/reference/commands.md lacks: {}",
+            missing.join(", ")
+        );
     }
 }

@@ -1,5 +1,5 @@
 //! Music metrics: objective numbers that say whether a generated piece is varied, whether it is copied from the
-//! training data, and whether it is shaped like music at all. Each is defined in one line in the README and tested
+//! training data, and whether it is shaped like music at all. Each is defined in one line in docs/src/guide/music-metrics.md and tested
 //! on hand-made sequences.
 //!
 //! Token metrics read the tokens; structural metrics read the piece as onsets (when, and which keys sound): melodic
@@ -583,7 +583,7 @@ impl<'a> References<'a> {
     }
 }
 
-/// Flattens metrics for tables: (name, value) in the order of the README.
+/// Flattens metrics for tables: (name, value) in the order of docs/src/guide/music-metrics.md.
 pub fn columns(m: &Metrics) -> Vec<(&'static str, serde_json::Value)> {
     vec![
         ("unique_tokens", m.unique_tokens.into()),

@@ -853,7 +853,7 @@ impl StageAt<'_, '_> {
             self.name.span(),
             &|m, at| self.sources.diag(m, at),
             &format!(
-                "`{}` takes no such parameter; see the README's table of stage parameters",
+                "`{}` takes no such parameter; docs/src/reference/stages.md (or `pipeline schema --markdown`) lists its parameters",
                 kind.name()
             ),
         )

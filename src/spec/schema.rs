@@ -149,7 +149,7 @@ fn resources_schemas(kind_names: &[&str]) -> (Value, Value) {
 }
 
 /// The stage kinds and their parameters as a Markdown table (`pipeline schema --markdown`), made from `schema` (the
-/// experiment schema): the README's table is this output, and a test fails when the two differ.
+/// experiment schema): the manual's stage reference (docs/src/reference/stages.md) is this output, and a test fails when the two differ.
 pub fn parameter_table(schema: &Value) -> String {
     let mut out =
         String::from("| kind | input | output | parameters |\n| --- | --- | --- | --- |\n");

@@ -1,6 +1,6 @@
 //! The content-addressed store under `cache/`: one directory per stage fingerprint, written atomically.
 //!
-//! Layout (see the README): `v1/entries/ab/abcd…/` holds `output.bin` (the artifact), `files/` (report files the
+//! Layout (see docs/src/reference/caching.md): `v1/entries/ab/abcd…/` holds `output.bin` (the artifact), `files/` (report files the
 //! stage made) and `record.json`, written last. An entry is built in `v1/tmp/` and renamed into place, so a crash
 //! leaves at most an orphan in `tmp/`, never a half entry. An entry whose record is missing, unreadable or does not
 //! match its files' hashes is a miss. `v1/stages/<experiment>/<stage>.json` remembers the fingerprint each stage last

@@ -368,21 +368,21 @@ fn the_bach_experiment_without_its_corpus_says_which_script_makes_it() {
 }
 
 #[test]
-fn the_readme_parameter_table_is_the_one_the_schema_makes() {
+fn the_manual_s_parameter_table_is_the_one_the_schema_makes() {
     let p = Project::new();
     let table = p.pipeline(&["schema", "--markdown"]).ok().stdout;
     assert!(table.contains("| `train` | training windows |"), "{table}");
-    let readme = std::fs::read_to_string(repo("README.md")).unwrap();
+    let readme = std::fs::read_to_string(repo("docs/src/reference/stages.md")).unwrap();
     let start = "(tests/it/schema.rs fails when this table differs from it). -->\n";
     let end = "<!-- End of the generated table. -->";
     let from = readme
         .find(start)
-        .expect("the README marks its generated table")
+        .expect("the stage reference marks its generated table")
         + start.len();
     let to = from + readme[from..].find(end).expect("and its end");
     assert_eq!(
         &readme[from..to],
         table,
-        "the README's parameter table is stale: paste `pipeline schema --markdown` between its markers"
+        "docs/src/reference/stages.md's parameter table is stale: paste `pipeline schema --markdown` between its markers"
     );
 }
