@@ -621,6 +621,10 @@ pub struct Music {
     pub step: f64,
     /// Microseconds per quarter note: the tempo of the file generation started from.
     pub tempo: u32,
+    /// The tokens of pieces 2, 3, … (`count` above 1), each grown from its own start (absent before version 8 of
+    /// the sample stage).
+    #[serde(default)]
+    pub more: Vec<Vec<String>>,
 }
 
 /// A fitted n-gram model (its counts) and the windows it was fitted on: sampling starts from one of them, as from a
@@ -637,7 +641,7 @@ pub struct Audio {
     /// The SoundFont used, by file name; `None` when none was found and nothing was rendered.
     pub soundfont: Option<String>,
     pub sample_rate: u32,
-    /// Length of `generated.wav` and `seed.wav`.
+    /// Length of `generated.wav` (the first piece) and `seed.wav`.
     pub generated_seconds: f64,
     pub seed_seconds: f64,
 }

@@ -46,6 +46,8 @@ pub struct RunSummary {
     pub copy_windows: Option<usize>,
     pub device: String,
     pub metrics: Option<Metrics>,
+    /// The metrics of pieces 2, 3, … (`metrics-n.json`), when the run sampled more than one.
+    pub piece_metrics: Vec<Metrics>,
     /// The same metrics of the references `metrics.json` holds (held-out files, shuffled, uniform), by name.
     pub references: Vec<(&'static str, Metrics)>,
     /// Each stage's name and fingerprint, in run order: two runs with the same made the same results.
@@ -125,6 +127,12 @@ impl RunSummary {
             })
             .unwrap_or_default();
         let metrics = report.map(|m| m.generated);
+        let piece_metrics = (2..)
+            .map_while(|n| find_file(dir, &format!("metrics-{n}.json")))
+            .filter_map(|p| crate::paths::read_regular(&p).ok())
+            .filter_map(|b| serde_json::from_slice::<MetricsReport>(&b).ok())
+            .map(|m| m.generated)
+            .collect();
         let fingerprints = manifest
             .stages
             .iter()
@@ -174,6 +182,7 @@ impl RunSummary {
                 .map(|w| w.train_windows_from_copies),
             device: manifest.device.clone(),
             metrics,
+            piece_metrics,
             references,
             fingerprints,
             computed,

@@ -601,18 +601,42 @@ fn media_row(html: &mut String, r: &RunSummary, varying: usize, reports_dir: &Pa
     html.push_str("</ul></div></div></details></td></tr>\n</tbody>\n");
 }
 
-/// The piano roll, audio players and music metrics of a run, each in a box of the media row (none where the run has
-/// none).
+/// Every piece's piano roll and audio player, the seed's audio and the music metrics of a run, each in a box of the
+/// media row (none where the run has none).
 fn media(html: &mut String, r: &RunSummary, reports_dir: &Path) {
-    if let Some(roll) = find_file(&r.dir, "generated.svg") {
-        let _ = write!(
-            html,
-            "<div><div class=\"caption\">generated piece (the seed window in blue)</div><a href=\"{0}\">\
-             <img class=\"roll\" src=\"{0}\" alt=\"piano roll of the piece {1} generated\"></a>",
-            attr(&href(&roll, reports_dir)),
-            attr(r.name())
-        );
-        if let Some(reference) = find_file(&r.dir, "reference.svg") {
+    // Piece 1 is `generated.*`, piece n `generated-n.*`.
+    let piece_file = |n: usize, ext: &str| match n {
+        1 => find_file(&r.dir, &format!("generated.{ext}")),
+        n => find_file(&r.dir, &format!("generated-{n}.{ext}")),
+    };
+    for n in (1..).take_while(|&n| piece_file(n, "svg").is_some() || piece_file(n, "wav").is_some())
+    {
+        html.push_str("<div>");
+        if let Some(roll) = piece_file(n, "svg") {
+            let caption = match n {
+                1 => "generated piece (the seed window in blue)".to_string(),
+                n => format!("piece {n}"),
+            };
+            let _ = write!(
+                html,
+                "<div class=\"caption\">{}</div><a href=\"{1}\"><img class=\"roll\" src=\"{1}\" \
+                 alt=\"piano roll of piece {2} of {3}\"></a>",
+                text(&caption),
+                attr(&href(&roll, reports_dir)),
+                n,
+                attr(r.name())
+            );
+        }
+        if let Some(wav) = piece_file(n, "wav") {
+            let _ = write!(
+                html,
+                "<div class=\"caption\">listen: piece {n}</div><audio controls preload=\"metadata\" src=\"{}\"></audio>",
+                attr(&href(&wav, reports_dir))
+            );
+        }
+        if n == 1
+            && let Some(reference) = find_file(&r.dir, "reference.svg")
+        {
             let _ = write!(
                 html,
                 "<div class=\"caption\"><a href=\"{}\">training data for comparison</a></div>",
@@ -621,24 +645,13 @@ fn media(html: &mut String, r: &RunSummary, reports_dir: &Path) {
         }
         html.push_str("</div>");
     }
-    let players: Vec<(PathBuf, &str)> = [
-        ("generated.wav", "listen: generated"),
-        ("seed.wav", "the seed (the training excerpt it began from)"),
-    ]
-    .into_iter()
-    .filter_map(|(file, caption)| Some((find_file(&r.dir, file)?, caption)))
-    .collect();
-    if !players.is_empty() {
-        html.push_str("<div>");
-        for (path, caption) in players {
-            let _ = write!(
-                html,
-                "<div class=\"caption\">{}</div><audio controls preload=\"metadata\" src=\"{}\"></audio>",
-                text(caption),
-                attr(&href(&path, reports_dir))
-            );
-        }
-        html.push_str("</div>");
+    if let Some(seed) = find_file(&r.dir, "seed.wav") {
+        let _ = write!(
+            html,
+            "<div><div class=\"caption\">the seed (the training excerpt piece 1 began from)</div>\
+             <audio controls preload=\"metadata\" src=\"{}\"></audio></div>",
+            attr(&href(&seed, reports_dir))
+        );
     }
     if let Some(m) = &r.metrics {
         html.push_str("<div><div class=\"caption\">music metrics</div><dl>");
@@ -661,11 +674,24 @@ fn media(html: &mut String, r: &RunSummary, reports_dir: &Path) {
             } else {
                 format!(" ({})", beside.join(", "))
             };
+            // Every piece's value, where the run sampled several: one piece's number can be luck.
+            let pieces: Vec<String> = std::iter::once(cell(&value))
+                .chain(
+                    r.piece_metrics
+                        .iter()
+                        .map(|m| cell(&crate::music::metrics::columns(m)[i].1)),
+                )
+                .collect();
+            let shown = if pieces.len() > 1 {
+                format!("{} (pieces 1–{})", pieces.join(" · "), pieces.len())
+            } else {
+                pieces.join("")
+            };
             let _ = write!(
                 html,
                 "<dt>{}</dt><dd>{}{}</dd>",
                 text(&name.replace('_', " ")),
-                text(&cell(&value)),
+                text(&shown),
                 text(&beside)
             );
         }

@@ -58,6 +58,52 @@ pub fn other_file_under(reports_root: &Path, experiment: &str, file: &Path) -> O
 }
 
 impl Report {
+    /// The same folder in the experiment's run before this one (`reports/<experiment>/<earlier run id>[/<point>]`),
+    /// if there is one.
+    fn previous_run(&self) -> Option<PathBuf> {
+        let run_dir = self
+            .dir
+            .ancestors()
+            .find(|a| a.file_name().is_some_and(|n| n == self.run_id.as_str()))?;
+        let tail = self.dir.strip_prefix(run_dir).ok()?;
+        let mut earlier: Vec<PathBuf> = fs::read_dir(run_dir.parent()?)
+            .ok()?
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n < self.run_id.as_str())
+            })
+            .map(|e| e.path().join(tail))
+            .collect();
+        earlier.sort();
+        earlier.pop().filter(|p| p.is_dir())
+    }
+
+    /// Puts a report file in place as `dest`: a hard link to the previous run's `dest` when that is a regular file
+    /// holding exactly the bytes the cache record names (so a cached re-run does not copy megabytes of audio again),
+    /// else a copy of the cache's file `src`. Never a link into the cache itself: editing a report must not touch
+    /// it. (Two runs' identical files then share their bytes; a filesystem without hard links gets a copy.)
+    fn place(
+        &self,
+        src: &Path,
+        expected: &crate::store::FileRecord,
+        dest: &str,
+        previous: Option<&Path>,
+    ) -> std::io::Result<()> {
+        let target = self.dir.join(dest);
+        if let Some(previous) = previous
+            && fs::symlink_metadata(previous)
+                .is_ok_and(|m| m.file_type().is_file() && m.len() == expected.bytes)
+            && crate::paths::read_regular(previous)
+                .is_ok_and(|bytes| crate::fingerprint::Hash::of(&bytes) == expected.hash)
+            && fs::hard_link(previous, &target).is_ok()
+        {
+            return Ok(());
+        }
+        fs::copy(src, &target).map(|_| ())
+    }
+
     /// A new, unique folder `root/<experiment>/<run id>` (run ids sort by start time).
     pub fn new_run_dir(reports_root: &Path, experiment: &str) -> Result<(PathBuf, String)> {
         let base = jiff::Timestamp::now()
@@ -112,9 +158,11 @@ impl Report {
         })
     }
 
-    /// Copies the stages' report files out of the cache and writes `manifest.json`.
+    /// Copies the stages' report files out of the cache (or links the previous run's identical ones) and writes
+    /// `manifest.json`.
     pub fn finish(&self, exp: &Experiment, outcome: &Outcome, cache: &Cache) -> Result<Manifest> {
         let mut report_files = BTreeMap::new();
+        let previous = self.previous_run();
         for s in &outcome.stages {
             // The Slurm job's log, for stages that ran (or failed) as a job.
             if let (Some(log), Some(job)) = (&s.slurm_log, &s.slurm_job)
@@ -126,12 +174,18 @@ impl Report {
                 report_files.insert(dest, s.name.clone());
             }
             let Some(record) = &s.record else { continue };
-            for name in record.files.keys() {
+            for (name, expected) in &record.files {
                 let dest = format!("{}{name}", exp.graph.file_prefix(&s.name));
-                // A copy, not a link: editing a report must never touch the cache.
-                fs::copy(cache.file_path(&record.key, name), self.dir.join(&dest)).with_context(
-                    || format!("cannot copy `{name}` of stage `{}` into the report", s.name),
-                )?;
+                let from_previous = previous.as_ref().map(|p| p.join(&dest));
+                self.place(
+                    &cache.file_path(&record.key, name),
+                    expected,
+                    &dest,
+                    from_previous.as_deref(),
+                )
+                .with_context(|| {
+                    format!("cannot copy `{name}` of stage `{}` into the report", s.name)
+                })?;
                 report_files.insert(dest, s.name.clone());
             }
         }

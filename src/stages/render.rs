@@ -321,38 +321,52 @@ impl Stage for Render {
                 self.gain,
             )
         };
-        let generated = render(&music.tokens)?;
+        // Every piece, `generated.wav` for the first and `generated-n.wav` after it, as the MIDI files are named.
+        let pieces: Vec<_> = std::iter::once(&music.tokens)
+            .chain(&music.more)
+            .map(|tokens| render(tokens))
+            .collect::<anyhow::Result<_>>()?;
         let seed = render(&music.seed)?;
-        let clipped = generated.clipped + seed.clipped;
+        let clipped = pieces.iter().map(|p| p.clipped).sum::<usize>() + seed.clipped;
         if clipped > 0 {
             ctx.warn(format!(
                 "{clipped} samples were clipped at full scale; lower `gain` (now {})",
                 self.gain
             ));
         }
+        let generated_seconds = pieces[0].seconds;
+        let summary = serde_json::json!({
+            "soundfont": name,
+            "sample_rate": self.sample_rate,
+            "pieces": pieces.len(),
+            "generated_seconds": generated_seconds,
+            "seed_seconds": seed.seconds,
+            "clipped_samples": clipped,
+        });
+        let seed_seconds = seed.seconds;
+        let mut files: Vec<ReportFile> = pieces
+            .into_iter()
+            .enumerate()
+            .map(|(i, piece)| ReportFile {
+                name: match i {
+                    0 => "generated.wav".into(),
+                    i => format!("generated-{}.wav", i + 1),
+                },
+                bytes: piece.bytes,
+            })
+            .collect();
+        files.push(ReportFile {
+            name: "seed.wav".into(),
+            bytes: seed.bytes,
+        });
         Ok(StageOutput {
-            summary: serde_json::json!({
-                "soundfont": name,
-                "sample_rate": self.sample_rate,
-                "generated_seconds": generated.seconds,
-                "seed_seconds": seed.seconds,
-                "clipped_samples": clipped,
-            }),
-            files: vec![
-                ReportFile {
-                    name: "generated.wav".into(),
-                    bytes: generated.bytes,
-                },
-                ReportFile {
-                    name: "seed.wav".into(),
-                    bytes: seed.bytes,
-                },
-            ],
+            summary,
+            files,
             artifact: Artifact::Audio(Audio {
                 soundfont: Some(name.clone()),
                 sample_rate: self.sample_rate,
-                generated_seconds: generated.seconds,
-                seed_seconds: seed.seconds,
+                generated_seconds,
+                seed_seconds,
             }),
         })
     }

@@ -748,6 +748,7 @@ impl Stage for Sample {
             report,
             files,
         } = first;
+        let more_tokens: Vec<Vec<String>> = more.iter().map(|p| p.tokens.clone()).collect();
         let (reference, reference_roll) = self.reference(&start, windows)?;
         Ok(StageOutput {
             summary: serde_json::json!({
@@ -778,6 +779,7 @@ impl Stage for Sample {
                 program,
                 step: self.step,
                 tempo: start.tempo,
+                more: more_tokens,
             }),
         })
     }

@@ -186,7 +186,8 @@ const KINDS: [KindRow; 11] = [
         // 6: a corpus's scale consistency and pitch range are its files' (each file in its own key), not its notes'
         //    pooled across keys.
         // 7: each reference's `interval_distance` is measured on excerpts of the piece's own length.
-        version: 7,
+        // 8: the artifact carries every piece's tokens, for the render stage to play each.
+        version: 8,
         inputs: &[&[ArtifactKind::Model, ArtifactKind::Ngram]],
         output: ArtifactKind::Music,
         // Pieces 2 to `sample::MAX_PIECES` (with `count`) add their own four.
@@ -239,10 +240,21 @@ const KINDS: [KindRow; 11] = [
     KindRow {
         kind: StageKind::Render,
         name: "render",
-        version: 1,
+        // 2: every piece is rendered (`generated-n.wav`), not only the first.
+        version: 2,
         inputs: &[&[ArtifactKind::Music]],
         output: ArtifactKind::Audio,
-        report_files: &["generated.wav", "seed.wav"],
+        report_files: &[
+            "generated.wav",
+            "seed.wav",
+            "generated-2.wav",
+            "generated-3.wav",
+            "generated-4.wav",
+            "generated-5.wav",
+            "generated-6.wav",
+            "generated-7.wav",
+            "generated-8.wav",
+        ],
         build: build::<render::Render>,
         schema: schema_of::<render::Render>,
     },

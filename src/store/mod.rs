@@ -21,6 +21,6 @@ mod locks;
 pub mod remote;
 mod sync;
 
-pub use cache::{Cache, EntryMeta, Expect, Lookup, Record};
+pub use cache::{Cache, EntryMeta, Expect, FileRecord, Lookup, Record};
 pub use checkpoint::Checkpoint;
 pub use remote::{PushPolicy, Remote, RemoteConfig, RemoteSummary};

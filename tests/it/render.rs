@@ -168,3 +168,48 @@ fn audio_beyond_what_a_wav_can_hold_is_refused_before_allocating() {
         "{text}"
     );
 }
+
+/// Every piece gets its audio, named as its MIDI file is; and a cached re-run links the previous report's identical
+/// files instead of copying them again, never linking into the cache.
+#[test]
+fn every_piece_is_rendered_and_a_re_run_links_the_previous_report_s_files() {
+    use std::os::unix::fs::MetadataExt;
+    let p = tiny_project();
+    let text = experiment(
+        TINY,
+        "length = 40\ntemperature = 1.0\nstep = 0.5\ncount = 3",
+    ) + "\n[stages.audio]\nkind = \"render\"\ninputs = [\"music\"]\n";
+    p.write("exp.toml", text);
+    let Some(sf) = soundfont() else { return };
+    let env = [("PIPELINE_SOUNDFONT", sf.to_str().unwrap())];
+    let first = p.pipeline_with_env(&["run", "exp.toml"], &env).ok();
+    let report = first.report.clone().unwrap();
+    for name in ["generated.wav", "generated-2.wav", "generated-3.wav"] {
+        assert!(
+            (duration(&report.join(name)) - 12.0).abs() < 0.01,
+            "{name}: 40 tokens of a quarter second and the release"
+        );
+        let mid = name.replace(".wav", ".mid");
+        assert!(report.join(mid).is_file());
+    }
+    assert!(!report.join("generated-4.wav").exists());
+    assert_eq!(first.stage("audio").summary()["pieces"], 3);
+    // The index plays every piece and gives every piece's metrics.
+    let index = std::fs::read_to_string(p.path("reports/index.html")).unwrap();
+    for piece in ["generated.wav", "generated-2.wav", "generated-3.wav"] {
+        assert!(index.contains(piece), "the index lacks {piece}");
+    }
+    assert!(index.contains("(pieces 1–3)"), "every piece's metrics");
+
+    let again = p.pipeline_with_env(&["run", "exp.toml"], &env).ok();
+    let second = again.report.clone().unwrap();
+    let a = std::fs::metadata(report.join("generated-2.wav")).unwrap();
+    let b = std::fs::metadata(second.join("generated-2.wav")).unwrap();
+    assert_eq!((a.dev(), a.ino()), (b.dev(), b.ino()), "one file, linked");
+    // The cache's own copy stays apart: only the two reports share the bytes.
+    assert_eq!(b.nlink(), 2);
+    assert_eq!(
+        std::fs::read(report.join("generated.mid")).unwrap(),
+        std::fs::read(second.join("generated.mid")).unwrap()
+    );
+}
