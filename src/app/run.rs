@@ -294,6 +294,11 @@ fn planned(study: &Study) -> Vec<crate::exec::progress::PlannedPoint> {
             crate::exec::progress::PlannedPoint {
                 label: p.label.clone(),
                 stages: order.clone().map(|s| s.name.clone()).collect(),
+                trainings: order
+                    .clone()
+                    .filter(|s| s.kind() == crate::stages::StageKind::Train)
+                    .map(|s| s.name.clone())
+                    .collect(),
                 params: order
                     .flat_map(|s| {
                         let params = s.stage().params();

@@ -43,6 +43,9 @@ pub struct PointProgress {
     /// an export of the run in progress needs.
     #[serde(default)]
     pub params: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Its `train` stages, by name: once they are done, the point's model is (what a sweep's totals count first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trainings: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -137,11 +140,18 @@ pub struct PlannedPoint {
     pub label: String,
     pub stages: Vec<String>,
     pub params: std::collections::BTreeMap<String, serde_json::Value>,
+    /// The names of its `train` stages.
+    pub trainings: Vec<String>,
 }
 
 /// Points per state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Totals {
+    /// Points whose every training is done (done points included): the sampling and rendering after it are short,
+    /// so this is what a sweep's progress is.
+    pub trained: usize,
+    /// Points with a `train` stage at all (`trained` is shown only when several have).
+    pub training: usize,
     pub done: usize,
     pub running: usize,
     pub waiting: usize,
@@ -152,6 +162,10 @@ pub struct Totals {
 
 impl std::fmt::Display for Totals {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A sweep's points are trained long before any is done; one point's own line says where it stands.
+        if self.training > 1 {
+            write!(f, "{} trained, ", self.trained)?;
+        }
         write!(
             f,
             "{} done, {} running, {} queued, {} failed",
@@ -184,9 +198,11 @@ impl Progress {
                          label,
                          stages,
                          params,
+                         trainings,
                      }| PointProgress {
                         label,
                         params,
+                        trainings,
                         stages: stages
                             .into_iter()
                             .map(|name| StageProgress {
@@ -331,6 +347,17 @@ impl Progress {
     pub fn totals(&self) -> Totals {
         let mut t = Totals::default();
         for p in &self.points {
+            if !p.trainings.is_empty() {
+                t.training += 1;
+                let done = |name: &String| {
+                    p.stages
+                        .iter()
+                        .any(|s| &s.name == name && s.state == StageState::Done)
+                };
+                if p.trainings.iter().all(done) {
+                    t.trained += 1;
+                }
+            }
             match p.state() {
                 PointState::Done => t.done += 1,
                 PointState::Running => t.running += 1,
@@ -440,6 +467,7 @@ mod tests {
             label: label.into(),
             stages: vec!["windows".to_string(), "train".to_string()],
             params: Default::default(),
+            trainings: Vec::new(),
         };
         Progress::new("sweep", "run", vec![point("a"), point("b")])
     }
@@ -490,6 +518,35 @@ mod tests {
         assert_eq!(
             p.lines(jiff::Timestamp::now()),
             ["a  train  epoch 1/10  train 2.5000  val 2.7500  floor 2.8056"]
+        );
+    }
+
+    /// A sweep's points are trained long before they are done (sampling and rendering come last, for every point
+    /// at once), so the totals count the trained ones: never `0 done` until the very end.
+    #[test]
+    fn the_totals_count_points_whose_training_is_done() {
+        let point = |label: &str| PlannedPoint {
+            label: label.into(),
+            stages: vec!["train".to_string(), "music".to_string()],
+            params: Default::default(),
+            trainings: vec!["train".to_string()],
+        };
+        let mut p = Progress::new("sweep", "run", vec![point("a"), point("b")]);
+        let a = Share::Point("a".into());
+        let stage = |name| StageRef { name, share: &a };
+        p.apply(&Event::Finished {
+            stage: stage("train"),
+            result: &StageResult::new("train", StageKind::Train, Status::Ran),
+        });
+        p.apply(&Event::Running {
+            stage: stage("music"),
+            reasons: &[],
+        });
+        let t = p.totals();
+        assert_eq!((t.trained, t.done, t.running), (1, 0, 1));
+        assert_eq!(
+            t.to_string(),
+            "1 trained, 0 done, 1 running, 1 queued, 0 failed"
         );
     }
 
