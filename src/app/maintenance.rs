@@ -109,6 +109,34 @@ pub fn gc(cache: &Cache, reports: &Path, policy: GcPolicy) -> Result<String> {
     ))
 }
 
+/// With `cache gc --reports`: removes the report folders of every run beyond the `keep` most recent of its
+/// experiment that is older than `grace` and not running (or, with `dry_run`, says which it would), and says what it
+/// removed. The cache's keep rule counts runs the same way, so this frees no cache entry a kept run needs.
+pub fn prune_reports(
+    reports: &Path,
+    keep: usize,
+    grace: Option<Duration>,
+    dry_run: bool,
+) -> Result<String> {
+    let grace = grace.unwrap_or(PrunePolicy::DEFAULT_GRACE);
+    let old = crate::runs::retention::old_runs(reports, keep, grace)?;
+    if !dry_run {
+        crate::runs::retention::remove(reports, &old)?;
+    }
+    let verb = if dry_run { "would remove" } else { "removed" };
+    let bytes: u64 = old.iter().map(|r| r.bytes).sum();
+    let mut out = format!(
+        "{verb} {} report folder(s) ({}) of runs before the last {keep} of each experiment in `{}`\n",
+        old.len(),
+        human_bytes(bytes),
+        reports.display()
+    );
+    for run in &old {
+        let _ = writeln!(out, "  {} ({})", run.dir.display(), human_bytes(run.bytes));
+    }
+    Ok(out)
+}
+
 /// One line per removed item, with why and its size.
 fn lines(removal: &Removal, keep: usize) -> String {
     let mut out = String::new();

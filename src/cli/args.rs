@@ -294,6 +294,10 @@ pub(super) enum CacheCommand {
         /// Only say what would be removed.
         #[arg(long)]
         dry_run: bool,
+        /// Also remove the report folders of runs before the last N of each experiment (those older than the
+        /// grace, and not running).
+        #[arg(long = "reports")]
+        prune_reports: bool,
     },
 }
 

@@ -559,8 +559,13 @@ fn cache_command(command: CacheCommand) -> Result<u8> {
             keep,
             grace,
             dry_run,
+            prune_reports,
         } => {
             let opened = open(&cache)?;
+            if prune_reports {
+                let pruned = maintenance::prune_reports(&reports.reports_dir, keep, grace, dry_run);
+                out!("{}", pruned.map_err(failed)?);
+            }
             let report = if opened.remote().is_some() {
                 let policy = remote::RemoteGc {
                     keep,

@@ -104,35 +104,11 @@ impl RunSummary {
             Some(p) => crate::artifact::read_losses(&p)?,
             None => Vec::new(),
         };
-        let report = find_file(dir, "metrics.json")
-            .and_then(|p| crate::paths::read_regular(&p).ok())
-            .and_then(|b| serde_json::from_slice::<MetricsReport>(&b).ok());
-        let references = report
-            .as_ref()
-            .map(|r| {
-                // With nothing held out, the references are made from the training files (`reference` says so).
-                let own = if r.reference.as_deref() == Some("training") {
-                    "training"
-                } else {
-                    "held-out"
-                };
-                [
-                    (own, &r.held_out),
-                    ("shuffled", &r.shuffled),
-                    ("uniform", &r.uniform),
-                ]
-                .into_iter()
-                .filter_map(|(name, m)| m.clone().map(|m| (name, m)))
-                .collect()
-            })
-            .unwrap_or_default();
-        let metrics = report.map(|m| m.generated);
-        let piece_metrics = (2..)
-            .map_while(|n| find_file(dir, &format!("metrics-{n}.json")))
-            .filter_map(|p| crate::paths::read_regular(&p).ok())
-            .filter_map(|b| serde_json::from_slice::<MetricsReport>(&b).ok())
-            .map(|m| m.generated)
-            .collect();
+        let RunMusic {
+            first: metrics,
+            pieces: piece_metrics,
+            references,
+        } = music_of(dir);
         let fingerprints = manifest
             .stages
             .iter()
@@ -193,19 +169,7 @@ impl RunSummary {
                 .map(|s| format!("{}.seed", s.name))
                 .collect(),
             source: source_of(manifest),
-            training_params: manifest
-                .stages
-                .iter()
-                .filter(|s| s.kind.shapes_training())
-                .flat_map(|s| {
-                    s.kind
-                        .defaults()
-                        .into_keys()
-                        .chain(s.params.keys().cloned())
-                        .map(|k| format!("{}.{k}", s.name))
-                        .collect::<Vec<_>>()
-                })
-                .collect(),
+            training_params: training_params(manifest),
             training: manifest
                 .stages
                 .iter()
@@ -305,6 +269,71 @@ pub fn fold_reruns(runs: Vec<RunSummary>) -> Vec<RunSummary> {
         .filter_map(|(mut r, count)| {
             r.reruns = count?;
             Some(r)
+        })
+        .collect()
+}
+
+/// A run's music metrics, as its report folder has them.
+struct RunMusic {
+    /// The first piece's (`metrics.json`).
+    first: Option<Metrics>,
+    /// Every later piece's (`metrics-n.json`).
+    pieces: Vec<Metrics>,
+    /// The references' that `metrics.json` holds (held-out files, shuffled, uniform), by name.
+    references: Vec<(&'static str, Metrics)>,
+}
+
+/// The music metrics in `dir`; files that do not read are none.
+fn music_of(dir: &Path) -> RunMusic {
+    let read = |name: &str| {
+        find_file(dir, name)
+            .and_then(|p| crate::paths::read_regular(&p).ok())
+            .and_then(|b| serde_json::from_slice::<MetricsReport>(&b).ok())
+    };
+    let report = read("metrics.json");
+    let references = report
+        .as_ref()
+        .map(|r| {
+            // With nothing held out, the references are made from the training files (`reference` says so).
+            let own = if r.reference.as_deref() == Some("training") {
+                "training"
+            } else {
+                "held-out"
+            };
+            [
+                (own, &r.held_out),
+                ("shuffled", &r.shuffled),
+                ("uniform", &r.uniform),
+            ]
+            .into_iter()
+            .filter_map(|(name, m)| m.clone().map(|m| (name, m)))
+            .collect()
+        })
+        .unwrap_or_default();
+    let pieces = (2..)
+        .map_while(|n| read(&format!("metrics-{n}.json")))
+        .map(|m| m.generated)
+        .collect();
+    RunMusic {
+        first: report.map(|m| m.generated),
+        pieces,
+        references,
+    }
+}
+
+/// The `stage.param` keys of the stages that can change a training's loss (see `StageKind::shapes_training`).
+fn training_params(manifest: &Manifest) -> BTreeSet<String> {
+    manifest
+        .stages
+        .iter()
+        .filter(|s| s.kind.shapes_training())
+        .flat_map(|s| {
+            s.kind
+                .defaults()
+                .into_keys()
+                .chain(s.params.keys().cloned())
+                .map(|k| format!("{}.{k}", s.name))
+                .collect::<Vec<_>>()
         })
         .collect()
 }

@@ -23,4 +23,5 @@ mod sync;
 
 pub use cache::{Cache, EntryMeta, Expect, FileRecord, Lookup, Record};
 pub use checkpoint::Checkpoint;
+pub use collect::size_of;
 pub use remote::{PushPolicy, Remote, RemoteConfig, RemoteSummary};

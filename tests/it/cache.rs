@@ -577,3 +577,70 @@ fn a_finished_run_leaves_no_live_file_behind() {
         assert!(left.is_empty(), "{left:?}");
     }
 }
+
+/// `cache gc --reports` removes the report folders of runs before the last N of each experiment — never a running
+/// one, never a young one, never those kept — and the kept runs' files (linked from the removed ones) stay whole.
+#[test]
+fn cache_gc_reports_removes_old_run_folders_and_keeps_the_last_ones_whole() {
+    let p = tiny_project();
+    let mut reports = Vec::new();
+    for _ in 0..4 {
+        reports.push(p.pipeline(&["run", "exp.toml"]).ok().report.unwrap());
+    }
+    let kept_files: Vec<Vec<u8>> = ["generated.mid", "loss.csv"]
+        .iter()
+        .map(|f| std::fs::read(reports[3].join(f)).unwrap())
+        .collect();
+    // The oldest run looks as if it still ran: it stays.
+    std::fs::write(reports[0].join("progress.json"), "{}").unwrap();
+
+    let young = p
+        .pipeline(&["cache", "gc", "--reports", "--keep", "2"])
+        .ok();
+    assert!(
+        young.stdout.starts_with("removed 0 report folder(s)"),
+        "younger than the default grace of an hour:\n{}",
+        young.stdout
+    );
+    let dry = p
+        .pipeline(&[
+            "cache",
+            "gc",
+            "--reports",
+            "--keep",
+            "2",
+            "--grace",
+            "0s",
+            "--dry-run",
+        ])
+        .ok();
+    assert!(
+        dry.stdout.starts_with("would remove 1 report folder(s)"),
+        "{}",
+        dry.stdout
+    );
+    assert!(reports.iter().all(|r| r.is_dir()));
+
+    let gc = p
+        .pipeline(&["cache", "gc", "--reports", "--keep", "2", "--grace", "0s"])
+        .ok();
+    assert!(
+        gc.stdout.starts_with("removed 1 report folder(s)"),
+        "{}",
+        gc.stdout
+    );
+    assert!(
+        gc.stdout
+            .contains(reports[1].file_name().unwrap().to_str().unwrap())
+    );
+    assert!(reports[0].is_dir() && !reports[1].exists());
+    assert!(reports[2].is_dir() && reports[3].is_dir());
+    for (f, bytes) in ["generated.mid", "loss.csv"].iter().zip(&kept_files) {
+        assert_eq!(&std::fs::read(reports[3].join(f)).unwrap(), bytes, "{f}");
+    }
+    let index = std::fs::read_to_string(p.path("reports/index.html")).unwrap();
+    assert!(!index.contains(reports[1].file_name().unwrap().to_str().unwrap()));
+    // Nothing outside the reports directory is touched, and the cache still serves the kept runs.
+    let again = p.pipeline(&["run", "exp.toml"]).ok();
+    assert!(again.stages("ran").is_empty(), "{:?}", again.stages("ran"));
+}
