@@ -234,8 +234,9 @@ impl RunExport {
             },
             start_ms,
             end_ms,
-            params: summary
-                .params
+            // The parameters as fingerprinted (the manifest's), not the table's with unused defaults filled in.
+            params: manifest
+                .params()
                 .iter()
                 .map(|(k, v)| (k.clone(), param_text(v)))
                 .collect(),
