@@ -96,6 +96,7 @@ impl RunSummary {
     /// The run in `dir` from its manifest, already read.
     pub fn of(dir: &Path, reports_dir: &Path, manifest: &Manifest) -> Result<Self> {
         let params = params_with_defaults(manifest);
+        let training_params = training_params(manifest, &params);
         let train = manifest.train_summary();
         let train_seconds = train.as_ref().map(|t| t.seconds);
         let val_loss_per_onset = train.as_ref().and_then(|t| t.final_val_loss_per_onset);
@@ -169,7 +170,7 @@ impl RunSummary {
                 .map(|s| format!("{}.seed", s.name))
                 .collect(),
             source: source_of(manifest),
-            training_params: training_params(manifest),
+            training_params,
             training: manifest
                 .stages
                 .iter()
@@ -321,20 +322,19 @@ fn music_of(dir: &Path) -> RunMusic {
     }
 }
 
-/// The `stage.param` keys of the stages that can change a training's loss (see `StageKind::shapes_training`).
-fn training_params(manifest: &Manifest) -> BTreeSet<String> {
-    manifest
+/// The keys of `params` (defaults filled in) whose stage can change a training's loss (see
+/// `StageKind::shapes_training`).
+fn training_params(manifest: &Manifest, params: &BTreeMap<String, Value>) -> BTreeSet<String> {
+    let shaping: Vec<String> = manifest
         .stages
         .iter()
         .filter(|s| s.kind.shapes_training())
-        .flat_map(|s| {
-            s.kind
-                .defaults()
-                .into_keys()
-                .chain(s.params.keys().cloned())
-                .map(|k| format!("{}.{k}", s.name))
-                .collect::<Vec<_>>()
-        })
+        .map(|s| format!("{}.", s.name))
+        .collect();
+    params
+        .keys()
+        .filter(|k| shaping.iter().any(|prefix| k.starts_with(prefix.as_str())))
+        .cloned()
         .collect()
 }
 

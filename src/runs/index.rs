@@ -609,10 +609,12 @@ fn media(html: &mut String, r: &RunSummary, reports_dir: &Path) {
         1 => find_file(&r.dir, &format!("generated.{ext}")),
         n => find_file(&r.dir, &format!("generated-{n}.{ext}")),
     };
-    for n in (1..).take_while(|&n| piece_file(n, "svg").is_some() || piece_file(n, "wav").is_some())
-    {
+    let pieces = (1..)
+        .map(|n| (n, piece_file(n, "svg"), piece_file(n, "wav")))
+        .take_while(|(_, svg, wav)| svg.is_some() || wav.is_some());
+    for (n, svg, wav) in pieces {
         html.push_str("<div>");
-        if let Some(roll) = piece_file(n, "svg") {
+        if let Some(roll) = svg {
             let caption = match n {
                 1 => "generated piece (the seed window in blue)".to_string(),
                 n => format!("piece {n}"),
@@ -627,7 +629,7 @@ fn media(html: &mut String, r: &RunSummary, reports_dir: &Path) {
                 attr(r.name())
             );
         }
-        if let Some(wav) = piece_file(n, "wav") {
+        if let Some(wav) = wav {
             let _ = write!(
                 html,
                 "<div class=\"caption\">listen: piece {n}</div><audio controls preload=\"metadata\" src=\"{}\"></audio>",

@@ -363,27 +363,28 @@ fn repeats(point: &Point, shown: &[(String, String)], repeat: u32) -> Vec<Point>
 /// `layers=2,seq_len=64`: each value under its parameter's name (with the stage when two stages share it), quotes
 /// removed, characters a folder name cannot hold replaced by `_`.
 pub fn label(values: &[(String, String)]) -> String {
-    let short = |key: &str| key.rsplit('.').next().unwrap_or(key).to_string();
-    values
-        .iter()
-        .map(|(key, value)| {
-            let clash = values
-                .iter()
-                .filter(|(k, _)| short(k) == short(key))
-                .count()
-                > 1;
-            let name = if clash { key.clone() } else { short(key) };
-            let value =
-                crate::paths::replace_unsafe(value.trim_matches('"').trim_matches('\''), "._-+");
-            format!("{name}={value}")
-        })
-        .collect::<Vec<_>>()
-        .join(",")
+    named(values, |unquoted| {
+        crate::paths::replace_unsafe(unquoted, "._-+")
+    })
+    .join(",")
 }
 
-/// `key="", transpose=[-5,6]`: a point's values as a person reads them (in tables and chart legends), where
+/// `key="" transpose=[-5,6]`: a point's values as a person reads them (in tables and chart legends), where
 /// [`label`] makes a folder name of them (`key=,transpose=_-5_6_`). Names are shortened as `label` does.
 pub fn display_label(values: &[(String, String)]) -> String {
+    named(values, |unquoted| {
+        if unquoted.is_empty() {
+            "\"\"".to_string()
+        } else {
+            unquoted.split_whitespace().collect()
+        }
+    })
+    .join(" ")
+}
+
+/// `name=value` for each value: the parameter's own name, or `stage.name` when two stages' parameters share it; the
+/// value without its quotes, as `show` writes it.
+fn named(values: &[(String, String)], show: impl Fn(&str) -> String) -> Vec<String> {
     let short = |key: &str| key.rsplit('.').next().unwrap_or(key).to_string();
     values
         .iter()
@@ -394,16 +395,12 @@ pub fn display_label(values: &[(String, String)]) -> String {
                 .count()
                 > 1;
             let name = if clash { key.clone() } else { short(key) };
-            let unquoted = value.trim_matches('"').trim_matches('\'');
-            let value = if unquoted.is_empty() {
-                "\"\"".to_string()
-            } else {
-                unquoted.split_whitespace().collect::<String>()
-            };
-            format!("{name}={value}")
+            format!(
+                "{name}={}",
+                show(value.trim_matches('"').trim_matches('\''))
+            )
         })
-        .collect::<Vec<_>>()
-        .join(" ")
+        .collect()
 }
 
 /// Labels name report folders, so distinct points must not share one: values that differ only in characters a
