@@ -101,13 +101,13 @@ fn exp(x: f32) -> f32 {
 }
 
 #[inline(always)]
-fn sigmoid(x: f32) -> f32 {
+pub(crate) fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + exp(-x))
 }
 
 /// tanh(x) = 2σ(2x) − 1: absolute error below 3e-7 (a few ulp near ±1).
 #[inline(always)]
-fn tanh(x: f32) -> f32 {
+pub(crate) fn tanh(x: f32) -> f32 {
     2.0 / (1.0 + exp(-2.0 * x)) - 1.0
 }
 
@@ -153,7 +153,7 @@ fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]>
 }
 
 /// A CPU f32 tensor's elements in place, without copying them out (the guard keeps the storage borrowed).
-fn cpu_f32<'a>(
+pub(crate) fn cpu_f32<'a>(
     (storage, layout): &'a (impl std::ops::Deref<Target = Storage>, &Layout),
     what: &str,
 ) -> Result<&'a [f32]> {
@@ -200,7 +200,7 @@ impl Dims {
 
 /// How many sequences of a batch each thread takes: sequences are independent, so each thread runs the whole
 /// recurrence for its slice with single-threaded products.
-fn rows_per_thread(b: usize) -> usize {
+pub(crate) fn rows_per_thread(b: usize) -> usize {
     b.div_ceil(candle_core::utils::get_num_threads().clamp(1, b.max(1)))
         .max(1)
 }
@@ -233,64 +233,6 @@ fn forward(x: &[f32], w: &[f32], bias: &[f32], b: usize, dims: Dims) -> (Saved, 
             (1, dims.w_cols()),
         );
     })
-}
-
-/// Inference only: one layer over `x` `(B, T, D)` from a zero state, with `[W_ih | W_hh]` `(4H, D + H)` and the
-/// summed biases `(4H)`, as the op's forward pass but with nothing kept for a backward pass. Returns every step's
-/// hidden state `(B, T, H)`.
-pub fn infer(x: &Tensor, w: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    let (b, dims) = Dims::of(x.shape(), w.shape(), bias.shape())?;
-    let (x, w, bias) = (x.contiguous()?, w.contiguous()?, bias.contiguous()?);
-    let held = [&x, &w, &bias].map(|t| t.storage_and_layout());
-    let (_, hidden) = forward(
-        cpu_f32(&held[0], "the input")?,
-        cpu_f32(&held[1], "the weights")?,
-        cpu_f32(&held[2], "the bias")?,
-        b,
-        dims,
-    );
-    Tensor::from_vec(hidden, (b, dims.t, dims.h), x.device())
-}
-
-/// Inference only: a first layer over token ids `(B, T)`, whose input projections (input weights and both biases
-/// applied) are rows of `table` `(vocab, 4H)`, with `W_hh` `(4H, H)`, from a zero state. Each thread copies its
-/// slice's rows from the table instead of multiplying. Returns every step's hidden state `(B, T, H)`.
-pub fn infer_tokens(ids: &Tensor, table: &Tensor, w_hh: &Tensor) -> Result<Tensor> {
-    let (b, t) = ids.dims2()?;
-    let (vocab, g4) = table.dims2()?;
-    let h = g4 / 4;
-    if g4 != 4 * h || w_hh.dims2()? != (g4, h) {
-        candle_core::bail!(
-            "fast LSTM: table {:?} and recurrent weights {:?} do not fit together",
-            table.shape(),
-            w_hh.shape()
-        );
-    }
-    let ids = ids.flatten_all()?.to_vec1::<u32>()?;
-    if let Some(bad) = ids.iter().find(|&&id| id as usize >= vocab) {
-        candle_core::bail!("fast LSTM: token id {bad} is outside the vocabulary of {vocab}");
-    }
-    let (table, w_hh) = (table.contiguous()?, w_hh.contiguous()?);
-    let held = [&table, &w_hh].map(|t| t.storage_and_layout());
-    let (rows_of, w) = (
-        cpu_f32(&held[0], "the table")?,
-        cpu_f32(&held[1], "the weights")?,
-    );
-    let dims = Dims { t, d: 0, h };
-    let recurrent = Recurrent::new(w, (h, g4), (1, h), rows_per_thread(b));
-    let (_, hidden) = recurrence(
-        vec![0f32; b * t * g4],
-        b,
-        dims,
-        &recurrent,
-        |first, gates| {
-            let ids = &ids[first * t..];
-            for (row, &id) in gates.chunks_exact_mut(g4).zip(ids) {
-                row.copy_from_slice(&rows_of[id as usize * g4..][..g4]);
-            }
-        },
-    );
-    Tensor::from_vec(hidden, (b, t, h), table.device())
 }
 
 /// Runs the recurrence over `gates` `(B, T, 4H)`, each thread over its own slice of whole sequences after
@@ -340,7 +282,7 @@ const PANEL: usize = 64;
 /// products read every panel in place: read straight from `[W_ih | W_hh]` (or a plain transposed copy), each kernel
 /// call walks a 64-float row per depth step, 4–8 KB apart, so the block gemm keeps for reuse conflicts in the cache
 /// and comes from L3 again for every 6 rows of the batch (~300 GFLOP/s at the paper's shape; ~420–480 so).
-struct Panels {
+pub(crate) struct Panels {
     k: usize,
     data: Vec<f32>,
 }
@@ -364,7 +306,7 @@ impl Panels {
 }
 
 /// `W_hh` as the right-hand side of the per-step products: `W_hhᵀ` `(H, 4H)` forward, `W_hh` `(4H, H)` backward.
-enum Recurrent<'a> {
+pub(crate) enum Recurrent<'a> {
     Panels(Panels),
     /// In place, as a `k × n` view with strides `(rows, cols)`: with a few sequences per thread the product is a
     /// matrix–vector one that streams the weights once anyway, and the copy would cost more than it saves
@@ -378,7 +320,7 @@ enum Recurrent<'a> {
 
 impl<'a> Recurrent<'a> {
     /// The `k × n` matrix of `w` with strides `strides`, for products with `rows` rows per thread.
-    fn new(w: &'a [f32], kn: (usize, usize), strides: (usize, usize), rows: usize) -> Self {
+    pub(crate) fn new(w: &'a [f32], kn: (usize, usize), strides: (usize, usize), rows: usize) -> Self {
         if rows < 4 {
             return Self::InPlace { w, kn, strides };
         }
@@ -388,7 +330,7 @@ impl<'a> Recurrent<'a> {
 
     /// `dst = (accumulate ? dst : 0) + lhs · self` for `m` rows; `dst` and `lhs` are row-major with the given row
     /// strides.
-    fn product(
+    pub(crate) fn product(
         &self,
         m: usize,
         (dst, dst_rs): (&mut [f32], usize),

@@ -331,8 +331,9 @@ impl Model {
     }
 
     /// Logits `(batch, vocab)` for the token after each window `(batch, steps)`, for scoring held-out windows: as
-    /// [`Model::forward`] without dropout, faster where the fused CPU LSTM applies. There, nothing is kept for a
-    /// backward pass, and the first layer's input projection is a lookup: every token's projection is computed once
+    /// [`Model::forward`] without dropout, faster where the fused CPU LSTM applies. There, the whole stack runs
+    /// step by step keeping only its state ([`crate::nn::fast_score`]), and the first layer's input projection is a
+    /// lookup: every token's projection is computed once
     /// per call (a `vocab × 4·hidden` table, a few thousandths of the batch's work) instead of once per step of
     /// every window, which was an eleventh of a scoring pass at `embed_dim = 64`.
     pub fn score(&self, ids: &Tensor) -> Result<Tensor> {
@@ -340,20 +341,22 @@ impl Model {
         if !(self.fast && ids.device().is_cpu() && dtype == DType::F32) {
             return self.run(ids, None, false);
         }
-        let t = ids.dim(1)?;
         let tokens = Tensor::arange(0u32, self.cfg.vocab as u32, ids.device())?.unsqueeze(1)?;
         let first = &self.lstms[0];
         let table = first
             .project(&self.features(&tokens)?)?
             .squeeze(1)?
             .detach();
-        let mut x = crate::nn::fast_lstm::infer_tokens(ids, &table, &first.w_hh.detach())?;
-        for lstm in &self.lstms[1..] {
-            let w = Tensor::cat(&[&lstm.w_ih, &lstm.w_hh], 1)?.detach();
-            let bias = (&lstm.b_ih + &lstm.b_hh)?.detach();
-            x = crate::nn::fast_lstm::infer(&x, &w, &bias)?;
-        }
-        let mut x = x.narrow(1, t - 1, 1)?.squeeze(1)?;
+        let upper: Vec<crate::nn::fast_score::Upper> = self.lstms[1..]
+            .iter()
+            .map(|lstm| {
+                Ok(crate::nn::fast_score::Upper {
+                    w: Tensor::cat(&[&lstm.w_ih, &lstm.w_hh], 1)?.detach(),
+                    bias: (&lstm.b_ih + &lstm.b_hh)?.detach(),
+                })
+            })
+            .collect::<Result<_>>()?;
+        let mut x = crate::nn::fast_score::score_last(ids, &table, &first.w_hh.detach(), &upper)?;
         if let Some(dense) = &self.dense {
             x = dense.forward(&x)?.relu()?;
         }
@@ -609,21 +612,22 @@ mod tests {
     #[test]
     fn scoring_gives_the_logits_of_the_plain_forward_pass_for_both_input_modes() {
         for input in [InputMode::Scalar, InputMode::Embedding] {
-            for layers in [1, 3] {
+            // Seven windows: more than one thread's slice where there are several, and an uneven split; 101: slices
+            // that gemm takes in several blocks of rows.
+            for (layers, windows) in [(1, 7), (3, 7), (2, 101)] {
                 let c = ModelConfig {
                     layers,
                     ..cfg(input)
                 };
                 let mut t = Trainable::init(&c, 3, &Device::Cpu).unwrap();
-                // Seven windows: more than one thread's slice where there are several, and an uneven split.
-                let rows: Vec<Vec<u32>> = (0..7u32)
+                let rows: Vec<Vec<u32>> = (0..windows)
                     .map(|r| (0..6).map(|s| (r * 3 + s * 7) % 10).collect())
                     .collect();
                 let ids = Tensor::new(rows, &Device::Cpu).unwrap();
                 let scored = t.model.score(&ids).unwrap();
                 t.model.set_fast(false);
                 let plain = t.model.forward(&ids, None).unwrap();
-                assert_eq!(scored.dims(), [7, 10]);
+                assert_eq!(scored.dims(), [windows as usize, 10]);
                 let diff = (scored - plain)
                     .unwrap()
                     .abs()

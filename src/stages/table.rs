@@ -169,7 +169,9 @@ const KINDS: [KindRow; 11] = [
         // 3: RMSprop, Adam and AdamW compute Keras's updates (ε placement, AdamW's decay 0.004).
         // 4: loss.csv gives the validation loss in bits per onset and per quarter note; the best validation loss.
         // 5: validation scored in batches of its own size and summed per window (the same losses to about 1e-7).
-        version: 5,
+        // 6: validation scored by the whole stack a step at a time, an upper layer's two products as one (the same
+        //    losses to about 1e-7).
+        version: 6,
         inputs: &[&[ArtifactKind::Windows]],
         output: ArtifactKind::Model,
         report_files: &["loss.csv", "model.safetensors", "model.json"],
