@@ -429,8 +429,11 @@ impl Reporter for Tracked<'_> {
         let (progress, files) = &mut *state;
         let changed = progress.apply(&event);
         if changed {
-            // Epochs can stream in fast; everything else is written at once.
-            let now = !matches!(event, crate::exec::events::Event::Epoch { .. });
+            // Epochs and batches can stream in fast; everything else is written at once.
+            let now = !matches!(
+                event,
+                crate::exec::events::Event::Epoch { .. } | crate::exec::events::Event::Batch { .. }
+            );
             files.write(progress, now);
         }
         self.inner.event(event);

@@ -105,7 +105,7 @@ impl Reporter for Printer {
                 Status::Interrupted => self.line("stopped", stage, ""),
                 Status::Cached | Status::NotRun => {}
             },
-            Event::Epoch { .. } => {}
+            Event::Epoch { .. } | Event::Batch { .. } => {}
             Event::SlurmCommand { command } if self.verbose => {
                 self.say(format!("{:>8} {command}", ""))
             }

@@ -8,7 +8,7 @@ use indicatif::MultiProgress;
 
 use super::outcome::StageResult;
 use crate::fingerprint::Reason;
-use crate::stages::EpochProgress;
+use crate::stages::{BatchProgress, EpochProgress};
 
 /// How a stage stands among the points of a sweep.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +66,11 @@ pub enum Event<'a> {
     Epoch {
         stage: StageRef<'a>,
         progress: &'a EpochProgress,
+    },
+    /// A training finished a batch.
+    Batch {
+        stage: StageRef<'a>,
+        progress: &'a BatchProgress,
     },
     /// A stage is done: cached, ran, failed or stopped.
     Finished {

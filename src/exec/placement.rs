@@ -136,6 +136,12 @@ fn run_stage(
             progress,
         })
     };
+    let on_batch = |progress: &crate::stages::BatchProgress| {
+        run.emit(Event::Batch {
+            stage: run.stage(id),
+            progress,
+        })
+    };
     let mut ctx = RunContext {
         stage: &spec.name,
         base_dir: &exp.base_dir,
@@ -147,6 +153,7 @@ fn run_stage(
         resume,
         checkpoint: Some(checkpoint.clone()),
         on_epoch: &on_epoch,
+        on_batch: &on_batch,
     };
     let refs: Vec<&Artifact> = loaded.iter().map(|a| a.as_ref()).collect();
     let started = Instant::now();

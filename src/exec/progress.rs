@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::events::{Event, Reporter, Share, StageRef};
 use super::outcome::Status;
-use crate::stages::{EpochProgress, NgramSummary, StageKind};
+use crate::stages::{BatchProgress, EpochProgress, NgramSummary, StageKind};
 
 /// A reporter that also shows the board: told where the run stands after each event that changed it (whoever
 /// runs keeps the board and calls this; the executor only emits events).
@@ -36,6 +36,9 @@ pub struct PointProgress {
     pub stages: Vec<StageProgress>,
     /// The last epoch a training of this point reported.
     pub epoch: Option<EpochAt>,
+    /// How far the epoch under way is: the board's bar moves within an epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchAt>,
     /// The held-out loss of the point's n-gram floor, once its `ngram` stage is done: shown beside the training's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub floor: Option<f64>,
@@ -78,6 +81,14 @@ pub struct EpochAt {
     pub progress: EpochProgress,
     pub epochs_timed: usize,
     pub mean_epoch_seconds: f64,
+}
+
+/// A training's place within the epoch under way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchAt {
+    pub stage: String,
+    #[serde(flatten)]
+    pub progress: BatchProgress,
 }
 
 /// How a point stands as a whole.
@@ -125,12 +136,31 @@ impl PointProgress {
         self.stages.iter().find(|s| s.state == StageState::Failed)
     }
 
+    /// How much of the training at stage `stage` is done, in epochs, counting the epoch under way in batches; and the
+    /// epochs asked for. `None` before it reports anything.
+    fn trained(&self, stage: &str) -> Option<(f64, usize)> {
+        let epoch = self.epoch.as_ref().filter(|at| at.stage == stage);
+        let batch = self.batch.as_ref().filter(|at| at.stage == stage);
+        let done = epoch.map_or(0, |at| at.progress.epoch);
+        let epochs = epoch
+            .map(|at| at.progress.epochs)
+            .or(batch.map(|at| at.progress.epochs))?;
+        let partial = batch
+            .map(|at| at.progress)
+            .filter(|b| b.epoch == done + 1 && b.batches > 0)
+            .map_or(0.0, |b| b.batch as f64 / b.batches as f64);
+        Some((done as f64 + partial, epochs))
+    }
+
     /// Seconds until the current training ends, from the mean epoch time of this run's epochs.
     pub fn eta_seconds(&self) -> Option<f64> {
         let at = self.epoch.as_ref()?;
         let current = self.current()?;
         (at.stage == current.name && at.epochs_timed > 0).then(|| {
-            at.progress.epochs.saturating_sub(at.progress.epoch) as f64 * at.mean_epoch_seconds
+            let (done, epochs) = self
+                .trained(&current.name)
+                .unwrap_or((at.progress.epoch as f64, at.progress.epochs));
+            (epochs as f64 - done).max(0.0) * at.mean_epoch_seconds
         })
     }
 }
@@ -214,6 +244,7 @@ impl Progress {
                             })
                             .collect(),
                         epoch: None,
+                        batch: None,
                         floor: None,
                     },
                 )
@@ -269,7 +300,19 @@ impl Progress {
                 }
                 true
             }
+            Event::Batch { stage, progress } => {
+                for point in self.points_mut(stage) {
+                    point.batch = Some(BatchAt {
+                        stage: stage.name.to_string(),
+                        progress: **progress,
+                    });
+                }
+                true
+            }
             Event::Finished { stage, result } => {
+                for point in self.points_mut(stage) {
+                    point.batch.take_if(|at| at.stage == stage.name);
+                }
                 let state = match result.status {
                     Status::Cached | Status::Ran => StageState::Done,
                     Status::Failed => StageState::Failed,
@@ -398,26 +441,11 @@ impl Progress {
                 }
                 let stage = p.current().expect("a running point has a running stage");
                 let mut line = format!("{label:<width$}  {}", stage.name);
-                match (&p.epoch, &stage.note) {
-                    (_, Some(note)) => {
-                        let _ = write!(line, ": {note}");
-                    }
-                    (Some(at), None) if at.stage == stage.name => {
-                        let e = &at.progress;
-                        let _ = write!(line, "  epoch {}/{}", e.epoch, e.epochs);
-                        let _ = write!(line, "  train {:.4}", e.train_loss);
-                        if let Some(v) = e.val_loss {
-                            let _ = write!(line, "  val {v:.4}");
-                        }
-                        if let Some(floor) = p.floor {
-                            let _ = write!(line, "  floor {floor:.4}");
-                        }
-                        if let Some(eta) = p.eta_seconds() {
-                            let _ = write!(line, "  ETA {}", duration(eta));
-                        }
-                        return line;
-                    }
-                    _ => {}
+                if let Some(note) = &stage.note {
+                    let _ = write!(line, ": {note}");
+                } else if let Some(training) = training_line(p, &stage.name) {
+                    line.push_str(&training);
+                    return line;
                 }
                 if let Some(since) = stage.since {
                     let secs = (now - since).total(jiff::Unit::Second).unwrap_or(0.0);
@@ -436,6 +464,43 @@ impl Progress {
             &point.label
         }
     }
+}
+
+/// `  epoch k/N [=====>    ]  train …  val …  floor …  ETA …` for a point training at `stage`: the epochs done, a bar
+/// that counts the epoch under way by its batches, the last epoch's losses, the floor and the time left.
+fn training_line(p: &PointProgress, stage: &str) -> Option<String> {
+    let (done, epochs) = p.trained(stage)?;
+    let mut line = format!(
+        "  epoch {}/{epochs} {}",
+        done.floor() as usize,
+        bar(done / epochs.max(1) as f64)
+    );
+    if let Some(at) = p.epoch.as_ref().filter(|at| at.stage == stage) {
+        let e = &at.progress;
+        let _ = write!(line, "  train {:.4}", e.train_loss);
+        if let Some(v) = e.val_loss {
+            let _ = write!(line, "  val {v:.4}");
+        }
+    }
+    if let Some(floor) = p.floor {
+        let _ = write!(line, "  floor {floor:.4}");
+    }
+    if let Some(eta) = p.eta_seconds() {
+        let _ = write!(line, "  ETA {}", duration(eta));
+    }
+    Some(line)
+}
+
+/// `[=====>    ]`: `fraction` (0 to 1) of 20 columns.
+fn bar(fraction: f64) -> String {
+    const WIDTH: usize = 20;
+    let filled = (fraction.clamp(0.0, 1.0) * WIDTH as f64).round() as usize;
+    let body = match filled {
+        0 => String::new(),
+        WIDTH => "=".repeat(WIDTH),
+        n => format!("{}>", "=".repeat(n - 1)),
+    };
+    format!("[{body:<WIDTH$}]")
 }
 
 /// The first `max` characters of `text`, with `…` when cut.
@@ -517,8 +582,70 @@ mod tests {
         });
         assert_eq!(
             p.lines(jiff::Timestamp::now()),
-            ["a  train  epoch 1/10  train 2.5000  val 2.7500  floor 2.8056"]
+            ["a  train  epoch 1/10 [=>                  ]  train 2.5000  val 2.7500  floor 2.8056"]
         );
+    }
+
+    /// One line per training: its bar moves with the batches of the epoch under way (and the ETA with it), and a
+    /// training that stops early ends with a full bar at the epochs it ran.
+    #[test]
+    fn a_trainings_bar_moves_with_its_batches_and_ends_where_it_stops() {
+        let mut p = board();
+        let a = Share::Point("a".into());
+        let train = StageRef {
+            name: "train",
+            share: &a,
+        };
+        p.apply(&Event::Running {
+            stage: train,
+            reasons: &[],
+        });
+        let batch = |epoch, batch| BatchProgress {
+            epoch,
+            epochs: 10,
+            batch,
+            batches: 4,
+        };
+        // Before its first epoch ends, the line is the bar alone.
+        p.apply(&Event::Batch {
+            stage: train,
+            progress: &batch(1, 2),
+        });
+        assert_eq!(
+            p.lines(jiff::Timestamp::now()),
+            ["a  train  epoch 0/10 [>                   ]"]
+        );
+        p.apply(&Event::Epoch {
+            stage: train,
+            progress: &epoch(1, 4.0),
+        });
+        p.apply(&Event::Batch {
+            stage: train,
+            progress: &batch(2, 2),
+        });
+        // 1.5 epochs of 10 done, at 4 s an epoch: 8.5 epochs, 34 s, left.
+        assert_eq!(p.points[0].eta_seconds(), Some(34.0));
+        assert_eq!(
+            p.lines(jiff::Timestamp::now()),
+            ["a  train  epoch 1/10 [==>                 ]  train 2.5000  val 2.7500  ETA 34s"]
+        );
+        // Stopped early after epoch 3: the training says it ran 3 of 3.
+        p.apply(&Event::Epoch {
+            stage: train,
+            progress: &EpochProgress {
+                epochs: 3,
+                ..epoch(3, 0.0)
+            },
+        });
+        assert_eq!(
+            p.lines(jiff::Timestamp::now()),
+            ["a  train  epoch 3/3 [====================]  train 2.5000  val 2.7500  ETA 0s"]
+        );
+        p.apply(&Event::Finished {
+            stage: train,
+            result: &StageResult::new("train", StageKind::Train, Status::Ran),
+        });
+        assert!(p.points[0].batch.is_none());
     }
 
     /// A sweep's points are trained long before they are done (sampling and rendering come last, for every point
@@ -592,7 +719,7 @@ mod tests {
         let lines = p.lines(jiff::Timestamp::now());
         assert_eq!(
             lines,
-            ["a  train  epoch 3/10  train 2.5000  val 2.7500  ETA 28s"]
+            ["a  train  epoch 3/10 [=====>              ]  train 2.5000  val 2.7500  ETA 28s"]
         );
 
         let b = Share::Point("b".into());

@@ -320,7 +320,12 @@ pub(crate) enum Recurrent<'a> {
 
 impl<'a> Recurrent<'a> {
     /// The `k × n` matrix of `w` with strides `strides`, for products with `rows` rows per thread.
-    pub(crate) fn new(w: &'a [f32], kn: (usize, usize), strides: (usize, usize), rows: usize) -> Self {
+    pub(crate) fn new(
+        w: &'a [f32],
+        kn: (usize, usize),
+        strides: (usize, usize),
+        rows: usize,
+    ) -> Self {
         if rows < 4 {
             return Self::InPlace { w, kn, strides };
         }

@@ -100,7 +100,13 @@ struct Layer<'a> {
     "x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+fma",
     "x86_64+avx2+fma"
 ))]
-fn score_rows(ids: &[u32], table: &[f32], layers: &[Layer], (t, h): (usize, usize), last: &mut [f32]) {
+fn score_rows(
+    ids: &[u32],
+    table: &[f32],
+    layers: &[Layer],
+    (t, h): (usize, usize),
+    last: &mut [f32],
+) {
     let g4 = 4 * h;
     let rows = ids.len() / t;
     let mut states: Vec<Vec<f32>> = layers
@@ -115,15 +121,22 @@ fn score_rows(ids: &[u32], table: &[f32], layers: &[Layer], (t, h): (usize, usiz
             // gates = the input projection (a table row, or the bias) + [input | h] · [W_ih | W_hh]ᵀ.
             match layer.bias {
                 None => {
-                    for (row, &id) in gates.chunks_exact_mut(g4).zip(ids[step..].iter().step_by(t)) {
+                    for (row, &id) in gates
+                        .chunks_exact_mut(g4)
+                        .zip(ids[step..].iter().step_by(t))
+                    {
                         row.copy_from_slice(&table[id as usize * g4..][..g4]);
                     }
                 }
-                Some(bias) => gates.chunks_exact_mut(g4).for_each(|row| row.copy_from_slice(bias)),
+                Some(bias) => gates
+                    .chunks_exact_mut(g4)
+                    .for_each(|row| row.copy_from_slice(bias)),
             }
             // At the first step the first layer's state is zero and its input is in the table: nothing to add.
             if step > 0 || layer.input > 0 {
-                layer.recurrent.product(rows, (&mut gates, g4), true, (&states[l], width));
+                layer
+                    .recurrent
+                    .product(rows, (&mut gates, g4), true, (&states[l], width));
             }
             let (below, here) = states.split_at_mut(l + 1);
             let state = &mut below[l];

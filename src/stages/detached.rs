@@ -14,6 +14,7 @@ pub fn sample_params(length: u32, mode: sample::SampleMode) -> sample::Sample {
     sample::Sample {
         length,
         temperature: 0.0,
+        rhythm_temperature: None,
         top_k: 0,
         top_p: 1.0,
         count: 1,
@@ -89,6 +90,7 @@ fn detached<R>(
         resume: None,
         checkpoint: None,
         on_epoch: &|_| {},
+        on_batch: &|_| {},
     };
     f(&mut ctx)
 }
@@ -115,6 +117,7 @@ pub fn run_detached(
         resume: None,
         checkpoint: None,
         on_epoch: &|_| {},
+        on_batch: &|_| {},
     };
     Ok(stage.run(&mut ctx, inputs)?.artifact)
 }

@@ -87,6 +87,15 @@ impl Grammar {
         }
     }
 
+    /// Multiplies the logits of the time tokens (shifts and durations) by `factor`.
+    pub fn scale_time(&self, logits: &mut [f32], factor: f32) {
+        for (l, class) in logits.iter_mut().zip(&self.classes) {
+            if matches!(class, Class::Shift | Class::Duration) {
+                *l *= factor;
+            }
+        }
+    }
+
     /// Sets the logits of the ids that may not follow `state` to −∞ (none, if that would leave nothing).
     pub fn mask(&self, state: State, logits: &mut [f32]) {
         if !(0..logits.len()).any(|id| self.allows(state, id)) {

@@ -33,7 +33,8 @@ pub use midi_source::{FileNote, SourceSummary};
 pub use ngram::NgramSummary;
 pub use sample::{Generator, SampleMode, generate};
 pub use stage::{
-    CheckContext, EpochProgress, ExternalInputs, ParamError, Resume, RunContext, Stage, StageOutput,
+    BatchProgress, CheckContext, EpochProgress, ExternalInputs, ParamError, Resume, RunContext,
+    Stage, StageOutput,
 };
 pub use table::StageParams;
 pub use train::{Train, TrainSummary};

@@ -46,6 +46,12 @@ pub struct Sample {
     #[serde(default)]
     #[schemars(range(min = 0.0))]
     pub temperature: f64,
+    /// The temperature of the time tokens (shifts and durations) of the `timed` and `notes` schemes; left out, the
+    /// same as `temperature`. Above `temperature`, pieces get more varied rhythms without their pitches wandering
+    /// out of key as they do when everything is sampled hotter. Left out of the fingerprint when not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("exclusiveMinimum" = 0.0))]
+    pub rhythm_temperature: Option<f64>,
     /// Sample only among the k most likely tokens; 0 = all.
     #[serde(default)]
     pub top_k: u32,
@@ -151,6 +157,25 @@ impl Params for Sample {
                     "0 always picks the most likely token; 1 samples from the model's distribution",
                 ),
             );
+        }
+        if let Some(rhythm) = self.rhythm_temperature {
+            if !(rhythm.is_finite() && rhythm > 0.0) {
+                p.push(
+                    ParamProblem::new(
+                        "rhythm_temperature",
+                        format!("must be above 0, got {rhythm}"),
+                    )
+                    .hint("leave it out to sample time tokens at `temperature`"),
+                );
+            } else if self.temperature == 0.0 {
+                p.push(
+                    ParamProblem::new(
+                        "rhythm_temperature",
+                        "has no effect at `temperature = 0`, where every token is the most likely one",
+                    )
+                    .hint("set `temperature` above 0 (0.75 is a start), or leave `rhythm_temperature` out"),
+                );
+            }
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             p.push(
@@ -420,6 +445,58 @@ pub enum Generator<'a> {
     Ngram(&'a crate::nn::ngram::Model),
 }
 
+/// Draws each next token of a piece: masked to what the grammar allows next, the time tokens tempered apart.
+struct Picker<'a> {
+    params: &'a Sample,
+    grammar: Option<&'a Grammar>,
+    state: super::grammar::State,
+    /// What the time tokens' logits are multiplied by: p ∝ exp(logit / temperature) for sounds and
+    /// exp(logit / rhythm_temperature) for time tokens, with one division by `temperature` for both.
+    rhythm: Option<f32>,
+}
+
+impl<'a> Picker<'a> {
+    /// A picker for a piece that goes on from `window`.
+    fn new(
+        params: &'a Sample,
+        grammar: Option<&'a Grammar>,
+        window: &[u32],
+    ) -> anyhow::Result<Self> {
+        let rhythm = params
+            .rhythm_temperature
+            .map(|r| (params.temperature / r) as f32);
+        if rhythm.is_some() && grammar.is_none() {
+            anyhow::bail!(
+                "`rhythm_temperature` is set, but these tokens have no time tokens to apply it to (the `chord` \
+                 scheme); use `scheme = \"timed\"` or `\"notes\"` in the tokenize stage, or leave \
+                 `rhythm_temperature` out"
+            );
+        }
+        Ok(Self {
+            params,
+            grammar,
+            state: grammar.map(|g| g.state_after(window)).unwrap_or_default(),
+            rhythm,
+        })
+    }
+
+    /// The next token, given the model's logits for it.
+    fn pick<R: Rng>(&mut self, mut logits: Vec<f32>, rng: &mut R) -> u32 {
+        if let Some(g) = self.grammar {
+            g.mask(self.state, &mut logits);
+            if let Some(factor) = self.rhythm {
+                g.scale_time(&mut logits, factor);
+            }
+        }
+        let p = self.params;
+        let next = choose(&logits, p.temperature, p.top_k as usize, p.top_p, rng) as u32;
+        if let Some(g) = self.grammar {
+            self.state = g.update(self.state, next);
+        }
+        next
+    }
+}
+
 /// Generates `params.length` token ids after `window`. With a `grammar` (tokens with time), each token is drawn only
 /// among those the scheme's order allows next, so the piece reads as onsets and round-trips through MIDI. An
 /// n-gram model's log-probabilities stand for logits (so `temperature`, `top_k` and `top_p` mean the same); it reads
@@ -434,23 +511,8 @@ pub fn generate<R: Rng>(
 ) -> anyhow::Result<Vec<u32>> {
     let device = Device::Cpu;
     let mut generated = Vec::with_capacity(params.length as usize);
-    let mut state = grammar.map(|g| g.state_after(window)).unwrap_or_default();
-    let mut pick = |mut logits: Vec<f32>, rng: &mut R| -> u32 {
-        if let Some(g) = grammar {
-            g.mask(state, &mut logits);
-        }
-        let next = choose(
-            &logits,
-            params.temperature,
-            params.top_k as usize,
-            params.top_p,
-            rng,
-        ) as u32;
-        if let Some(g) = grammar {
-            state = g.update(state, next);
-        }
-        next
-    };
+    let mut picker = Picker::new(params, grammar, window)?;
+    let mut pick = |logits: Vec<f32>, rng: &mut R| picker.pick(logits, rng);
     let floats = |t: Tensor| -> candle_core::Result<Vec<f32>> {
         t.to_dtype(candle_core::DType::F32)?.to_vec1()
     };
@@ -797,6 +859,68 @@ mod tests {
             counts[choose(logits, 1.0, top_k, top_p, &mut rng)] += 1;
         }
         counts
+    }
+
+    /// Where a sound and time tokens may both come next, `rhythm_temperature` tempers only the time tokens: each
+    /// token is drawn with probability ∝ exp(logit / its class's temperature).
+    #[test]
+    fn rhythm_temperature_tempers_only_the_time_tokens() {
+        let mut vocabulary: Vec<String> = ["+1", "~1", "~2", "C3", "E4"].map(String::from).to_vec();
+        vocabulary.sort();
+        let id = |t: &str| vocabulary.iter().position(|x| x == t).unwrap();
+        let scheme = TokenScheme::Notes {
+            grid: 12,
+            max_beats: 4,
+        };
+        let grammar = Grammar::of(&vocabulary, scheme).unwrap();
+        // After `C3` the next is a higher pitch (E4) or the onset's duration (~1, ~2).
+        let mut logits = vec![0f32; vocabulary.len()];
+        logits[id("~1")] = 4f32.ln();
+        let share = |rhythm: Option<f64>| {
+            let params = Sample {
+                temperature: 1.0,
+                rhythm_temperature: rhythm,
+                ..crate::stages::detached::sample_params(10, SampleMode::Stateful)
+            };
+            let mut rng = ChaCha8Rng::seed_from_u64(3);
+            let mut counts = vec![0usize; vocabulary.len()];
+            for _ in 0..8000 {
+                let mut picker = Picker::new(&params, Some(&grammar), &[id("C3") as u32]).unwrap();
+                counts[picker.pick(logits.clone(), &mut rng) as usize] += 1;
+            }
+            counts
+                .iter()
+                .map(|&n| n as f64 / 8000.0)
+                .collect::<Vec<_>>()
+        };
+        // At one temperature: E4, ~1, ~2 as 1 : 4 : 1. Time tokens at 2: 1 : 4^(1/2) : 1 = 1 : 2 : 1.
+        for (rhythm, expected) in [(None, [1.0 / 6.0, 4.0 / 6.0]), (Some(2.0), [0.25, 0.5])] {
+            let p = share(rhythm);
+            assert!(
+                (p[id("E4")] - expected[0]).abs() < 0.02,
+                "{rhythm:?}: {p:?}"
+            );
+            assert!(
+                (p[id("~1")] - expected[1]).abs() < 0.02,
+                "{rhythm:?}: {p:?}"
+            );
+            assert_eq!(
+                p[id("+1")] + p[id("C3")],
+                0.0,
+                "the grammar still applies: {p:?}"
+            );
+        }
+        // Without time tokens (the chord scheme) it is refused, naming the parameter.
+        let params = Sample {
+            temperature: 1.0,
+            rhythm_temperature: Some(2.0),
+            ..crate::stages::detached::sample_params(10, SampleMode::Stateful)
+        };
+        let err = Picker::new(&params, None, &[]).err().unwrap().to_string();
+        assert!(
+            err.contains("`rhythm_temperature`") && err.contains("scheme"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -126,6 +126,19 @@ pub struct RunContext<'a> {
     pub checkpoint: Option<crate::store::Checkpoint>,
     /// Hears each finished epoch of a training, for the live view and `pipeline ps`.
     pub on_epoch: &'a dyn Fn(&EpochProgress),
+    /// Called by a training after every batch: the board's line for the training moves within an epoch.
+    pub on_batch: &'a dyn Fn(&BatchProgress),
+}
+
+/// Where a training stands within an epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BatchProgress {
+    /// The epoch under way, from 1, and the epochs asked for.
+    pub epoch: usize,
+    pub epochs: usize,
+    /// Its batches done, and all of its batches.
+    pub batch: usize,
+    pub batches: usize,
 }
 
 /// Where a training stands after an epoch (or, resumed, before its first one).

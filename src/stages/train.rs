@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use super::kind::StageKind;
 use super::schedule::{LrSchedule, Schedule};
 use super::stage::{
-    CheckContext, EpochProgress, ParamProblem, Params, RunContext, Stage, StageOutput, params_of,
+    BatchProgress, CheckContext, EpochProgress, ParamProblem, Params, RunContext, Stage,
+    StageOutput, params_of,
 };
 use super::units::loss_units;
 use crate::artifact::ReportFile;
@@ -613,8 +614,6 @@ impl Stage for Train {
             });
         }
         let run = Running::new(self, &cfg, windows, &device, &trainable.model);
-        let bar = ctx.bar((self.epochs as usize * run.batches) as u64, "batches");
-        bar.set_position((history.len() * run.batches) as u64);
         let mut last_good = trainable.to_safetensors()?;
         // With `restore_best`, the weights and optimizer state of the best epoch so far: what is stored.
         let mut kept: Option<(Vec<u8>, Vec<u8>)> = None;
@@ -627,7 +626,7 @@ impl Stage for Train {
                 break;
             }
             optimizer.set_learning_rate(schedule.rate(epoch, &history));
-            let stats = run.epoch(ctx, &bar, epoch, &mut optimizer, &last_good)?;
+            let stats = run.epoch(ctx, epoch, &mut optimizer, &last_good)?;
             let row = stats.loss_row(None, &units);
             history.push(stats);
             last_good = trainable.to_safetensors()?;
@@ -647,7 +646,14 @@ impl Stage for Train {
             log.write(&row)?;
             (ctx.on_epoch)(&progress_of(&history, self.epochs));
         }
-        bar.finish_and_clear();
+        if history.len() < self.epochs as usize {
+            // Stopped early: the board's bar ends here, at the epochs it ran, not at the epochs asked for.
+            (ctx.on_epoch)(&EpochProgress {
+                epochs: history.len(),
+                seconds: 0.0,
+                ..progress_of(&history, self.epochs)
+            });
+        }
         let (weights, state) = match kept {
             Some(k) => k,
             None => (last_good, optimizer.state_bytes()?),
@@ -709,7 +715,6 @@ impl<'a> Running<'a> {
     fn epoch(
         &self,
         ctx: &RunContext,
-        bar: &indicatif::ProgressBar,
         epoch: usize,
         optimizer: &mut Optimizer,
         last_good: &[u8],
@@ -743,15 +748,12 @@ impl<'a> Running<'a> {
             }
             optimizer.step(&grads)?;
             total += value * chunk.len() as f64;
-            bar.inc(1);
-            bar.set_message(format!(
-                "epoch {}/{} batch {}/{} loss {:.4}",
-                epoch + 1,
-                self.epochs,
-                b + 1,
-                self.batches,
-                total / ((b * self.batch + chunk.len()) as f64)
-            ));
+            (ctx.on_batch)(&BatchProgress {
+                epoch: epoch + 1,
+                epochs: self.epochs as usize,
+                batch: b + 1,
+                batches: self.batches,
+            });
         }
         let val = evaluate(self.model, self.windows, self.device)?;
         // A validation loss that is not a number is divergence too (the last step's update broke the weights):

@@ -200,7 +200,7 @@ fn ps_follows_a_run_from_another_process_and_forgets_a_killed_one() {
     let line = out.lines().nth(1).unwrap();
     assert!(line.starts_with("  test  model  epoch "), "{out}");
     assert!(
-        line.contains("/400  train ") && line.contains("  val "),
+        line.contains("/400 [") && line.contains("]  train ") && line.contains("  val "),
         "{out}"
     );
     assert!(
