@@ -158,24 +158,16 @@ impl Params for Sample {
                 ),
             );
         }
-        if let Some(rhythm) = self.rhythm_temperature {
-            if !(rhythm.is_finite() && rhythm > 0.0) {
-                p.push(
-                    ParamProblem::new(
-                        "rhythm_temperature",
-                        format!("must be above 0, got {rhythm}"),
-                    )
-                    .hint("leave it out to sample time tokens at `temperature`"),
-                );
-            } else if self.temperature == 0.0 {
-                p.push(
-                    ParamProblem::new(
-                        "rhythm_temperature",
-                        "has no effect at `temperature = 0`, where every token is the most likely one",
-                    )
-                    .hint("set `temperature` above 0 (0.75 is a start), or leave `rhythm_temperature` out"),
-                );
-            }
+        if let Some(rhythm) = self.rhythm_temperature
+            && !(rhythm.is_finite() && rhythm > 0.0)
+        {
+            p.push(
+                ParamProblem::new(
+                    "rhythm_temperature",
+                    format!("must be above 0, got {rhythm}"),
+                )
+                .hint("leave it out to sample time tokens at `temperature`"),
+            );
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             p.push(
@@ -462,8 +454,10 @@ impl<'a> Picker<'a> {
         grammar: Option<&'a Grammar>,
         window: &[u32],
     ) -> anyhow::Result<Self> {
+        // At temperature 0 every token is the most likely one: there is nothing to temper (`run` warns).
         let rhythm = params
             .rhythm_temperature
+            .filter(|_| params.temperature > 0.0)
             .map(|r| (params.temperature / r) as f32);
         if rhythm.is_some() && grammar.is_none() {
             anyhow::bail!(
@@ -754,6 +748,13 @@ impl Stage for Sample {
         let windows = loaded.windows;
         let generator = loaded.generator();
         let grammar = super::grammar::Grammar::of(&windows.tokens, windows.scheme);
+        if self.rhythm_temperature.is_some() && self.temperature == 0.0 {
+            ctx.warn(
+                "`rhythm_temperature` has no effect at `temperature = 0`, where every token is the most likely one; \
+                 set `temperature` above 0 (0.75 is a start)"
+                    .to_string(),
+            );
+        }
 
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         let starts: Vec<usize> = windows.starts(Split::Train).collect();

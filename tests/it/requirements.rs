@@ -1,5 +1,5 @@
 //! One line that tells a new user what this machine could not test: which optional requirements are missing, which
-//! tests skip because of it (each also prints its own `SKIPPED` line), and how to get them. It passes either way,
+//! tests skip because of it (each is also reported ignored, with its reason), and how to get them. It passes either way,
 //! except that a requirement `PIPELINE_TEST_REQUIRE` names must be present.
 
 use std::io::Write as _;
@@ -35,7 +35,7 @@ fn what_this_machine_cannot_test_is_said_in_one_line() {
             .map(|(name, _, tests, how)| format!("{name} (skips {tests}; {how})"))
             .collect();
         format!(
-            "requirements: {} of {} missing, so tests skip (see their SKIPPED lines): {}",
+            "requirements: {} of {} missing, so tests skip (reported ignored, and listed at the end): {}",
             missing.len(),
             REQUIREMENTS.len(),
             parts.join("; ")

@@ -701,7 +701,7 @@ pub struct Bucket {
 }
 
 impl Bucket {
-    /// A fresh bucket on the shared server, or `None` (after a SKIPPED line) where there is none.
+    /// A fresh bucket on the shared server, or `None` (the test then skips) where there is none.
     pub fn shared() -> Option<Self> {
         if !require("s3") {
             return None;
@@ -854,6 +854,76 @@ impl Drop for Moto {
     }
 }
 
+/// One integration test, as `#[test]` (the `it-collect` crate) registers it.
+pub struct Test {
+    /// `module_path!()` where it is written: `it::cache`.
+    pub module: &'static str,
+    pub name: &'static str,
+    pub run: fn(),
+}
+
+inventory::collect!(Test);
+
+thread_local! {
+    /// Why the test running on this thread skipped, once [`available`] found something missing.
+    static SKIPPED: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The tests that skipped in this run, with their reasons, for the closing summary.
+static SKIPS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
+/// Every registered test as a trial, named `module::name` as the standard harness names them, in name order. A test
+/// that returns after [`available`] said no ends ignored, with the reason.
+pub fn trials() -> Vec<libtest_mimic::Trial> {
+    let mut tests: Vec<(String, fn())> = inventory::iter::<Test>
+        .into_iter()
+        .map(|t| {
+            let module = t.module.split_once("::").map_or("", |(_, rest)| rest);
+            let name = if module.is_empty() {
+                t.name.to_string()
+            } else {
+                format!("{module}::{}", t.name)
+            };
+            (name, t.run)
+        })
+        .collect();
+    tests.sort_by(|a, b| a.0.cmp(&b.0));
+    tests
+        .into_iter()
+        .map(|(name, run)| {
+            let label = name.clone();
+            libtest_mimic::Trial::ignorable_test(name, move || {
+                SKIPPED.with(|s| s.borrow_mut().take());
+                run();
+                Ok(match SKIPPED.with(|s| s.borrow_mut().take()) {
+                    Some(reason) => {
+                        lock(&SKIPS).push((label, reason.clone()));
+                        libtest_mimic::Completion::ignored_with(reason)
+                    }
+                    None => libtest_mimic::Completion::Completed,
+                })
+            })
+        })
+        .collect()
+}
+
+/// After the summary: how many tests skipped, each with what it needs and how to get it, so the last lines of
+/// `cargo test` say what this machine did not test.
+pub fn say_skips() {
+    let mut skips = lock(&SKIPS).clone();
+    if skips.is_empty() {
+        return;
+    }
+    skips.sort();
+    println!(
+        "{} test(s) skipped: something they need is missing here (PIPELINE_TEST_REQUIRE makes that a failure):",
+        skips.len()
+    );
+    for (name, reason) in skips {
+        println!("  {name}: {reason}");
+    }
+}
+
 /// [`available`] for one of [`REQUIREMENTS`], probed.
 pub fn require(what: &str) -> bool {
     let (_, present, _, how) = REQUIREMENTS
@@ -877,24 +947,16 @@ pub fn required() -> Vec<String> {
 /// missing the test says so and does nothing, unless `PIPELINE_TEST_REQUIRE` lists it (`.ci/run` sets
 /// `soundfont,chromium,slurm`): then its absence is a failure, so CI can never pass by skipping.
 ///
-/// The skip is written straight to the process's stderr, past the test harness's capture, so `cargo test` shows
-/// every skipped test by name instead of counting it as a pass (`requirements.rs` sums them up).
+/// The harness then reports the test ignored with the reason (see [`trials`]), and lists it again after the summary,
+/// instead of counting it as a pass.
 pub fn available(what: &str, present: bool, how: &str) -> bool {
-    use std::io::Write as _;
     if present {
         return true;
     }
     if required().iter().any(|r| r == what) {
         panic!("{what} is required here (PIPELINE_TEST_REQUIRE) but missing: {how}");
     }
-    let test = std::thread::current()
-        .name()
-        .unwrap_or("a test")
-        .to_string();
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED {test}: needs {what}, missing here ({how})"
-    );
+    SKIPPED.with(|s| *s.borrow_mut() = Some(format!("needs {what}: {how}")));
     false
 }
 
@@ -1088,4 +1150,9 @@ pub fn s3_env(endpoint: &str) -> Vec<(&'static str, String)> {
         ("AWS_SECRET_ACCESS_KEY", "test".into()),
         ("AWS_REGION", "us-east-1".into()),
     ]
+}
+
+/// The value behind a mutex that a panicking test may have poisoned (the data stays whole: each lock pushes or reads).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
