@@ -15,6 +15,7 @@ mod grammar;
 mod kind;
 mod midi_source;
 pub mod ngram;
+mod real;
 pub mod render;
 mod sample;
 pub mod schedule;

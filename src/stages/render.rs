@@ -16,6 +16,7 @@ use rustysynth::{MidiFile, MidiFileSequencer, SoundFont, Synthesizer, Synthesize
 use serde::{Deserialize, Serialize};
 
 use super::kind::StageKind;
+use super::real::Real;
 use super::stage::{
     CheckContext, ExternalInputs, ParamProblem, Params, RunContext, Stage, StageOutput, params_of,
 };
@@ -36,7 +37,7 @@ pub struct Render {
     pub sample_rate: u32,
     /// Multiplies the synthesizer's output (which leaves headroom for chords at 1).
     #[serde(default = "d::gain")]
-    #[schemars(range(max = 16.0), extend("exclusiveMinimum" = 0.0))]
+    #[schemars(transform = GAIN.in_schema())]
     pub gain: f64,
 }
 
@@ -110,6 +111,7 @@ impl Render {
 
 /// `sample_rate`'s bounds, declared once for the schema and the check.
 const SAMPLE_RATE: std::ops::RangeInclusive<u32> = 16_000..=192_000;
+const GAIN: Real = Real::above(0.0).at_most(16.0);
 
 impl Params for Render {
     fn check(&self, ctx: &CheckContext) -> Vec<ParamProblem> {
@@ -127,12 +129,10 @@ impl Params for Render {
                 )),
             );
         }
-        if !(self.gain > 0.0 && self.gain <= 16.0) {
-            problems.push(
-                ParamProblem::new("gain", format!("`gain = {}` is out of range", self.gain))
-                    .hint("use a factor above 0 and at most 16; 1 keeps the synthesizer's level"),
-            );
-        }
+        problems.extend(
+            GAIN.check("gain", self.gain)
+                .map(|e| e.hint("1 keeps the synthesizer's level")),
+        );
         if let Some(p) = &self.soundfont
             && !ctx.base_dir.join(p).is_file()
         {

@@ -21,6 +21,7 @@ use super::drop_drums::DRUM_CHANNEL;
 use super::extract_instrument::notes_of;
 use super::grammar::Grammar;
 use super::kind::StageKind;
+use super::real::Real;
 use super::stage::{
     CheckContext, ExternalInputs, ParamProblem, Params, RunContext, Stage, StageOutput, params_of,
 };
@@ -44,13 +45,13 @@ pub struct Sample {
     pub length: u32,
     /// 0 = always the most likely token (the paper); above 0, sample from softmax(logits / temperature).
     #[serde(default)]
-    #[schemars(range(min = 0.0))]
+    #[schemars(transform = TEMPERATURE.in_schema())]
     pub temperature: f64,
     /// The temperature of the time tokens (shifts and durations) of the `timed` and `notes` schemes; left out, the
     /// same as `temperature`. Above `temperature`, pieces get more varied rhythms without their pitches wandering
     /// out of key as they do when everything is sampled hotter. Left out of the fingerprint when not set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("exclusiveMinimum" = 0.0))]
+    #[schemars(transform = RHYTHM_TEMPERATURE.in_schema())]
     pub rhythm_temperature: Option<f64>,
     /// Sample only among the k most likely tokens; 0 = all.
     #[serde(default)]
@@ -58,7 +59,7 @@ pub struct Sample {
     /// Nucleus sampling: only among the most likely tokens whose probabilities add up to `top_p`; 1 = all. Left out
     /// of the fingerprint at 1, so samples from before it existed stay cached.
     #[serde(default = "d::top_p", skip_serializing_if = "d::is_one")]
-    #[schemars(range(max = 1.0), extend("exclusiveMinimum" = 0.0))]
+    #[schemars(transform = TOP_P.in_schema())]
     #[schemars(extend("default" = 1.0))]
     pub top_p: f64,
     /// Pieces to generate, each from its own starting window: `generated.mid`, `generated-2.mid`, … (with their
@@ -69,7 +70,7 @@ pub struct Sample {
     pub count: u32,
     /// Beats between successive tokens (the paper: 0.5).
     #[serde(default = "d::step")]
-    #[schemars(range(min = 1.0 / 480.0, max = 64.0))]
+    #[schemars(transform = STEP.in_schema())]
     pub step: f64,
     /// Picks the starting window and drives sampling.
     #[serde(default = "d::seed")]
@@ -122,6 +123,11 @@ mod d {
 
 /// `length`'s bounds, declared once for the schema and the check.
 const LENGTH: std::ops::RangeInclusive<u32> = 1..=1_000_000;
+const TEMPERATURE: Real = Real::at_least(0.0);
+const RHYTHM_TEMPERATURE: Real = Real::above(0.0);
+const TOP_P: Real = Real::above(0.0).at_most(1.0);
+/// From one MIDI tick (of 480 a beat) to 16 bars of 4/4.
+const STEP: Real = Real::at_least(1.0 / midi::TICKS_PER_BEAT as f64).at_most(64.0);
 
 impl Params for Sample {
     fn check(&self, ctx: &CheckContext) -> Vec<ParamProblem> {
@@ -147,53 +153,28 @@ impl Params for Sample {
                 ),
             ));
         }
-        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
-            p.push(
-                ParamProblem::new(
-                    "temperature",
-                    format!("must be 0 or more, got {}", self.temperature),
-                )
-                .hint(
-                    "0 always picks the most likely token; 1 samples from the model's distribution",
-                ),
+        p.extend(TEMPERATURE.check("temperature", self.temperature).map(|e| {
+            e.hint("0 always picks the most likely token; 1 samples from the model's distribution")
+        }));
+        if let Some(rhythm) = self.rhythm_temperature {
+            p.extend(
+                RHYTHM_TEMPERATURE
+                    .check("rhythm_temperature", rhythm)
+                    .map(|e| e.hint("leave it out to sample time tokens at `temperature`")),
             );
         }
-        if let Some(rhythm) = self.rhythm_temperature
-            && !(rhythm.is_finite() && rhythm > 0.0)
-        {
-            p.push(
-                ParamProblem::new(
-                    "rhythm_temperature",
-                    format!("must be above 0, got {rhythm}"),
-                )
-                .hint("leave it out to sample time tokens at `temperature`"),
-            );
-        }
-        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            p.push(
-                ParamProblem::new(
-                    "top_p",
-                    format!("must be above 0 and at most 1, got {}", self.top_p),
-                )
-                .hint("`top_p` keeps the most likely tokens whose probabilities add up to it (0.9 is common); 1 keeps all"),
-            );
-        }
+        p.extend(TOP_P.check("top_p", self.top_p).map(|e| {
+            e.hint("`top_p` keeps the most likely tokens whose probabilities add up to it (0.9 is common); 1 keeps all")
+        }));
         if !(1..=MAX_PIECES).contains(&self.count) {
             p.push(ParamProblem::new(
                 "count",
                 format!("must be between 1 and {MAX_PIECES}, got {}", self.count),
             ));
         }
-        let ticks = self.step * f64::from(midi::TICKS_PER_BEAT);
-        if !(ticks.is_finite() && ticks >= 1.0 && self.step <= 64.0) {
-            p.push(
-                ParamProblem::new(
-                    "step",
-                    format!("must be between 1/480 and 64 beats, got {}", self.step),
-                )
-                .hint("`step` is the time between successive tokens in beats (the paper: 0.5)"),
-            );
-        }
+        p.extend(STEP.check("step", self.step).map(|e| {
+            e.hint("`step` is the time between successive tokens in beats (the paper: 0.5)")
+        }));
         p
     }
 }

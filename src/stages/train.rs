@@ -35,6 +35,11 @@ use crate::nn::optim::{Optimizer, OptimizerKind};
 /// Each whole-number parameter's bounds, declared once: the schema states them (`schemars(range)`) and
 /// [`Params::check`] enforces them.
 mod bounds {
+    use crate::stages::real::Real;
+
+    pub const DROPOUT: Real = Real::at_least(0.0).below(1.0);
+    pub const LEARNING_RATE: Real = Real::above(0.0);
+    pub const CLIP_NORM: Real = Real::at_least(0.0);
     pub const LAYERS: (u32, u32) = (1, 16);
     pub const HIDDEN: (u32, u32) = (1, 8_192);
     pub const DENSE: (u32, u32) = (0, 8_192);
@@ -60,7 +65,7 @@ pub struct Train {
     pub hidden: u32,
     /// Dropout after each LSTM layer, 0 to below 1 (the paper: 0.3).
     #[serde(default = "d::dropout")]
-    #[schemars(range(min = 0.0), extend("exclusiveMaximum" = 1.0))]
+    #[schemars(transform = bounds::DROPOUT.in_schema())]
     pub dropout: f64,
     /// Units of the dense layer before the output (the paper: 256).
     #[serde(default = "d::dense")]
@@ -84,7 +89,7 @@ pub struct Train {
     pub optimizer: OptimizerKind,
     /// The optimizer's step size (the paper: RMSprop at 0.001).
     #[serde(default = "d::learning_rate")]
-    #[schemars(extend("exclusiveMinimum" = 0.0))]
+    #[schemars(transform = bounds::LEARNING_RATE.in_schema())]
     pub learning_rate: f64,
     /// Drives the initial weights, each epoch's shuffle and dropout.
     #[serde(default = "d::seed")]
@@ -139,7 +144,7 @@ pub struct Train {
     /// The largest global L2 norm of the gradients; a larger one is scaled down to it before each step. 0 = no
     /// clipping (the paper). Left out of the fingerprint at 0.
     #[serde(default, skip_serializing_if = "is_zero_f64")]
-    #[schemars(range(min = 0.0))]
+    #[schemars(transform = bounds::CLIP_NORM.in_schema())]
     #[schemars(extend("default" = 0.0))]
     pub clip_norm: f64,
 }
@@ -347,26 +352,14 @@ impl Params for Train {
             bounds::BATCH_SIZE,
             "the windows per training step",
         );
-        if !(0.0..1.0).contains(&self.dropout) {
-            p.push(
-                ParamProblem::new(
-                    "dropout",
-                    format!("must be at least 0 and below 1, got {}", self.dropout),
-                )
-                .hint(
-                    "`dropout` is the share of activations zeroed while training (the paper: 0.3)",
-                ),
-            );
-        }
-        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
-            p.push(
-                ParamProblem::new(
-                    "learning_rate",
-                    format!("must be above 0, got {}", self.learning_rate),
-                )
-                .hint("the paper used RMSprop with 0.001"),
-            );
-        }
+        p.extend(bounds::DROPOUT.check("dropout", self.dropout).map(|e| {
+            e.hint("`dropout` is the share of activations zeroed while training (the paper: 0.3)")
+        }));
+        p.extend(
+            bounds::LEARNING_RATE
+                .check("learning_rate", self.learning_rate)
+                .map(|e| e.hint("the paper used RMSprop with 0.001")),
+        );
         self.check_schedule(&mut p);
         if let Err(e) = self.device.check() {
             p.push(ParamProblem {
@@ -395,15 +388,13 @@ impl Train {
             bounds::WARMUP,
             "the epochs the rate rises over before the schedule starts (all of them when it is `epochs` or more)",
         );
-        if !(self.clip_norm.is_finite() && self.clip_norm >= 0.0) {
-            p.push(
-                ParamProblem::new(
-                    "clip_norm",
-                    format!("must be 0 or above, got {}", self.clip_norm),
-                )
-                .hint("`clip_norm` caps the gradients' global L2 norm; 0 turns clipping off"),
-            );
-        }
+        p.extend(
+            bounds::CLIP_NORM
+                .check("clip_norm", self.clip_norm)
+                .map(|e| {
+                    e.hint("`clip_norm` caps the gradients' global L2 norm; 0 turns clipping off")
+                }),
+        );
     }
 
     /// Whether `patience` ends the training here: that many epochs since the lowest validation loss.
