@@ -700,6 +700,19 @@ impl Sample {
     }
 }
 
+impl Sample {
+    /// Warns about settings that are valid but change nothing (the schema cannot say so).
+    fn warn_ineffective(&self, ctx: &mut RunContext) {
+        if self.rhythm_temperature.is_some() && self.temperature == 0.0 {
+            ctx.warn(
+                "`rhythm_temperature` has no effect at `temperature = 0`, where every token is the most likely one; \
+                 set `temperature` above 0 (0.75 is a start)"
+                    .to_string(),
+            );
+        }
+    }
+}
+
 impl Stage for Sample {
     fn kind(&self) -> StageKind {
         StageKind::Sample
@@ -729,14 +742,7 @@ impl Stage for Sample {
         let windows = loaded.windows;
         let generator = loaded.generator();
         let grammar = super::grammar::Grammar::of(&windows.tokens, windows.scheme);
-        if self.rhythm_temperature.is_some() && self.temperature == 0.0 {
-            ctx.warn(
-                "`rhythm_temperature` has no effect at `temperature = 0`, where every token is the most likely one; \
-                 set `temperature` above 0 (0.75 is a start)"
-                    .to_string(),
-            );
-        }
-
+        self.warn_ineffective(ctx);
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         let starts: Vec<usize> = windows.starts(Split::Train).collect();
         let program = windows.programs.first().copied().unwrap_or(0);
