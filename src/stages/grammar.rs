@@ -87,12 +87,32 @@ impl Grammar {
         }
     }
 
-    /// Multiplies the logits of the time tokens (shifts and durations) by `factor`.
-    pub fn scale_time(&self, logits: &mut [f32], factor: f32) {
-        for (l, class) in logits.iter_mut().zip(&self.classes) {
-            if matches!(class, Class::Shift | Class::Duration) {
-                *l *= factor;
-            }
+    /// Re-tempers the time tokens (shifts and durations) among themselves: where sampling at `temperature` gives
+    /// the time tokens together the share P, each time token `t` gets P · softmax(logit / `rhythm`)ₜ instead, written
+    /// back as the logit that one division by `temperature` turns into it. So `rhythm` changes which shift or duration
+    /// comes, never whether one comes: under `notes`, where an onset's next token is a higher pitch or its
+    /// duration, tempering the duration alone would change how many notes each onset gets.
+    pub fn temper_time(&self, logits: &mut [f32], temperature: f64, rhythm: f64) {
+        let time: Vec<usize> = (0..logits.len())
+            .filter(|&i| {
+                matches!(self.classes.get(i), Some(Class::Shift | Class::Duration))
+                    && logits[i].is_finite()
+            })
+            .collect();
+        let Some(max) = time.iter().map(|&i| f64::from(logits[i])).reduce(f64::max) else {
+            return;
+        };
+        // log Σ exp((l − max) / τ), for the share at `temperature` and the spread at `rhythm`.
+        let log_sum = |tau: f64| {
+            time.iter()
+                .map(|&i| ((f64::from(logits[i]) - max) / tau).exp())
+                .sum::<f64>()
+                .ln()
+        };
+        let (share, spread) = (log_sum(temperature), log_sum(rhythm));
+        for &i in &time {
+            let l = (f64::from(logits[i]) - max) / rhythm - spread + share;
+            logits[i] = (temperature * l + max) as f32;
         }
     }
 

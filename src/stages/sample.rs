@@ -423,9 +423,8 @@ struct Picker<'a> {
     params: &'a Sample,
     grammar: Option<&'a Grammar>,
     state: super::grammar::State,
-    /// What the time tokens' logits are multiplied by: p ∝ exp(logit / temperature) for sounds and
-    /// exp(logit / rhythm_temperature) for time tokens, with one division by `temperature` for both.
-    rhythm: Option<f32>,
+    /// The temperature the time tokens are drawn at among themselves ([`Grammar::temper_time`]).
+    rhythm: Option<f64>,
 }
 
 impl<'a> Picker<'a> {
@@ -438,8 +437,7 @@ impl<'a> Picker<'a> {
         // At temperature 0 every token is the most likely one: there is nothing to temper (`run` warns).
         let rhythm = params
             .rhythm_temperature
-            .filter(|_| params.temperature > 0.0)
-            .map(|r| (params.temperature / r) as f32);
+            .filter(|_| params.temperature > 0.0);
         if rhythm.is_some() && grammar.is_none() {
             anyhow::bail!(
                 "`rhythm_temperature` is set, but these tokens have no time tokens to apply it to (the `chord` \
@@ -459,8 +457,8 @@ impl<'a> Picker<'a> {
     fn pick<R: Rng>(&mut self, mut logits: Vec<f32>, rng: &mut R) -> u32 {
         if let Some(g) = self.grammar {
             g.mask(self.state, &mut logits);
-            if let Some(factor) = self.rhythm {
-                g.scale_time(&mut logits, factor);
+            if let Some(rhythm) = self.rhythm {
+                g.temper_time(&mut logits, self.params.temperature, rhythm);
             }
         }
         let p = self.params;
@@ -849,8 +847,8 @@ mod tests {
         counts
     }
 
-    /// Where a sound and time tokens may both come next, `rhythm_temperature` tempers only the time tokens: each
-    /// token is drawn with probability ∝ exp(logit / its class's temperature).
+    /// Where a sound and time tokens may both come next, `rhythm_temperature` tempers the time tokens among
+    /// themselves: the sounds keep their probabilities, and so the time tokens their share.
     #[test]
     fn rhythm_temperature_tempers_only_the_time_tokens() {
         let mut vocabulary: Vec<String> = ["+1", "~1", "~2", "C3", "E4"].map(String::from).to_vec();
@@ -881,8 +879,12 @@ mod tests {
                 .map(|&n| n as f64 / 8000.0)
                 .collect::<Vec<_>>()
         };
-        // At one temperature: E4, ~1, ~2 as 1 : 4 : 1. Time tokens at 2: 1 : 4^(1/2) : 1 = 1 : 2 : 1.
-        for (rhythm, expected) in [(None, [1.0 / 6.0, 4.0 / 6.0]), (Some(2.0), [0.25, 0.5])] {
+        // At one temperature: E4, ~1, ~2 as 1 : 4 : 1. With the time tokens at 2 among themselves, the durations
+        // keep their 5/6 together (the onset closes as often), split 4^(1/2) : 1 = 2 : 1.
+        for (rhythm, expected) in [
+            (None, [1.0 / 6.0, 4.0 / 6.0]),
+            (Some(2.0), [1.0 / 6.0, 5.0 / 9.0]),
+        ] {
             let p = share(rhythm);
             assert!(
                 (p[id("E4")] - expected[0]).abs() < 0.02,

@@ -189,7 +189,9 @@ const KINDS: [KindRow; 11] = [
         //    pooled across keys.
         // 7: each reference's `interval_distance` is measured on excerpts of the piece's own length.
         // 8: the artifact carries every piece's tokens, for the render stage to play each.
-        version: 8,
+        // 9: `rhythm_temperature` tempers the time tokens among themselves, keeping their share (it had scaled
+        //    their logits, which under `notes` changed how many notes an onset gets).
+        version: 9,
         inputs: &[&[ArtifactKind::Model, ArtifactKind::Ngram]],
         output: ArtifactKind::Music,
         // Pieces 2 to `sample::MAX_PIECES` (with `count`) add their own four.
