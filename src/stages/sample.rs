@@ -47,9 +47,10 @@ pub struct Sample {
     #[serde(default)]
     #[schemars(transform = TEMPERATURE.in_schema())]
     pub temperature: f64,
-    /// The temperature of the time tokens (shifts and durations) of the `timed` and `notes` schemes; left out, the
-    /// same as `temperature`. Above `temperature`, pieces get more varied rhythms without their pitches wandering
-    /// out of key as they do when everything is sampled hotter. Left out of the fingerprint when not set.
+    /// The temperature the time tokens (shifts and durations) of the `timed` and `notes` schemes are drawn at among
+    /// themselves (whether a time token comes at all stays at `temperature`); left out, `temperature`. Above
+    /// `temperature`, pieces get more varied rhythms without their pitches wandering out of key as they do when
+    /// everything is sampled hotter. Left out of the fingerprint when not set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(transform = RHYTHM_TEMPERATURE.in_schema())]
     pub rhythm_temperature: Option<f64>,
