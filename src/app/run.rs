@@ -428,6 +428,8 @@ impl Reporter for Tracked<'_> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let (progress, files) = &mut *state;
         let changed = progress.apply(&event);
+        // The index page shows no batches: a batch asks for no rewrite of it.
+        let index_changed = changed && !matches!(event, crate::exec::events::Event::Batch { .. });
         if changed {
             // Epochs and batches can stream in fast; everything else is written at once.
             let now = !matches!(
@@ -442,7 +444,7 @@ impl Reporter for Tracked<'_> {
         }
         drop(state);
         // The page in a browser reloads itself; what it shows is as fresh as this.
-        if changed {
+        if index_changed {
             self.index.ask();
         }
     }
