@@ -248,6 +248,15 @@ pub const DEFAULT_TEMPO: u32 = 500_000;
 /// The largest tempo a MIDI file can hold (a 24-bit field).
 pub const MAX_TEMPO: u32 = 0xff_ffff;
 
+/// The name of piece `n`'s (from 1) file: `stem.ext` for the first, `stem-n.ext` after it (`generated.mid`,
+/// `generated-2.mid`, …), as the sample and render stages write them and the index and `listen` find them.
+pub fn piece_file(stem: &str, n: usize, ext: &str) -> String {
+    match n {
+        1 => format!("{stem}.{ext}"),
+        n => format!("{stem}-{n}.{ext}"),
+    }
+}
+
 /// Beats per minute of a tempo in microseconds per quarter note.
 pub fn bpm(tempo: u32) -> f64 {
     60_000_000.0 / f64::from(tempo.max(1))

@@ -427,16 +427,14 @@ impl Reporter for Tracked<'_> {
     fn event(&self, event: crate::exec::events::Event<'_>) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let (progress, files) = &mut *state;
+        use crate::exec::events::Event;
         let changed = progress.apply(&event);
         // The index page shows no batches: a batch asks for no rewrite of it.
-        let index_changed = changed && !matches!(event, crate::exec::events::Event::Batch { .. });
+        let batch = matches!(event, Event::Batch { .. });
+        let index_changed = changed && !batch;
         if changed {
             // Epochs and batches can stream in fast; everything else is written at once.
-            let now = !matches!(
-                event,
-                crate::exec::events::Event::Epoch { .. } | crate::exec::events::Event::Batch { .. }
-            );
-            files.write(progress, now);
+            files.write(progress, !(batch || matches!(event, Event::Epoch { .. })));
         }
         self.inner.event(event);
         if changed {

@@ -101,7 +101,7 @@ fn exp(x: f32) -> f32 {
 }
 
 #[inline(always)]
-pub(crate) fn sigmoid(x: f32) -> f32 {
+fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + exp(-x))
 }
 
@@ -109,6 +109,17 @@ pub(crate) fn sigmoid(x: f32) -> f32 {
 #[inline(always)]
 pub(crate) fn tanh(x: f32) -> f32 {
     2.0 / (1.0 + exp(-2.0 * x)) - 1.0
+}
+
+/// Activates one step's gates `g` (i, f, g, o, each `h` wide) in place, over contiguous slices so they vectorize:
+/// σ for i and f, tanh for g, σ for o.
+#[inline(always)]
+pub(crate) fn activate(g: &mut [f32], h: usize) {
+    let (ifg, o) = g.split_at_mut(3 * h);
+    let (i_f, gg) = ifg.split_at_mut(2 * h);
+    i_f.iter_mut().for_each(|v| *v = sigmoid(*v));
+    o.iter_mut().for_each(|v| *v = sigmoid(*v));
+    gg.iter_mut().for_each(|v| *v = tanh(*v));
 }
 
 /// What the forward pass keeps for the backward pass (the hidden states are the op's output, which candle hands
@@ -419,12 +430,7 @@ fn forward_rows(
                     .zip(&products[bi * g4..][..g4])
                     .for_each(|(g, p)| *g += p);
             }
-            // Activations over contiguous slices, so they vectorize: σ for i and f, tanh for g, σ for o.
-            let (ifg, o) = g.split_at_mut(3 * h);
-            let (i_f, gg) = ifg.split_at_mut(2 * h);
-            i_f.iter_mut().for_each(|v| *v = sigmoid(*v));
-            o.iter_mut().for_each(|v| *v = sigmoid(*v));
-            gg.iter_mut().for_each(|v| *v = tanh(*v));
+            activate(g, h);
             let (i, f, gg, o) = (&g[..h], &g[h..2 * h], &g[2 * h..3 * h], &g[3 * h..]);
             let (before, now) = cells.split_at_mut(row);
             let c_prev = if step > 0 {

@@ -12,7 +12,7 @@ use candle_core::{Result, Tensor};
 use multiversion::multiversion;
 use rayon::prelude::*;
 
-use crate::nn::fast_lstm::{Recurrent, cpu_f32, rows_per_thread, sigmoid, tanh};
+use crate::nn::fast_lstm::{Recurrent, activate, cpu_f32, rows_per_thread, tanh};
 
 /// One upper layer of a stack: `[W_ih | W_hh]` `(4H, D + H)` and the summed biases `(4H)`.
 pub struct Upper {
@@ -163,11 +163,7 @@ fn score_rows(
 #[inline(always)]
 fn cell_step(g: &mut [f32], c: &mut [f32], hd: &mut [f32]) {
     let h = c.len();
-    let (ifg, o) = g.split_at_mut(3 * h);
-    let (i_f, gg) = ifg.split_at_mut(2 * h);
-    i_f.iter_mut().for_each(|v| *v = sigmoid(*v));
-    o.iter_mut().for_each(|v| *v = sigmoid(*v));
-    gg.iter_mut().for_each(|v| *v = tanh(*v));
+    activate(g, h);
     let (i, f, gg, o) = (&g[..h], &g[h..2 * h], &g[2 * h..3 * h], &g[3 * h..]);
     for j in 0..h {
         c[j] = f[j] * c[j] + i[j] * gg[j];

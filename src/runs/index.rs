@@ -604,11 +604,8 @@ fn media_row(html: &mut String, r: &RunSummary, varying: usize, reports_dir: &Pa
 /// Every piece's piano roll and audio player, the seed's audio and the music metrics of a run, each in a box of the
 /// media row (none where the run has none).
 fn media(html: &mut String, r: &RunSummary, reports_dir: &Path) {
-    // Piece 1 is `generated.*`, piece n `generated-n.*`.
-    let piece_file = |n: usize, ext: &str| match n {
-        1 => find_file(&r.dir, &format!("generated.{ext}")),
-        n => find_file(&r.dir, &format!("generated-{n}.{ext}")),
-    };
+    let piece_file =
+        |n: usize, ext: &str| find_file(&r.dir, &crate::artifact::piece_file("generated", n, ext));
     let pieces = (1..)
         .map(|n| (n, piece_file(n, "svg"), piece_file(n, "wav")))
         .take_while(|(_, svg, wav)| svg.is_some() || wav.is_some());

@@ -83,19 +83,10 @@ pub fn pieces_of(dir: &Path, run_name: &str, named: bool) -> Result<Vec<Piece>> 
 
 /// `stem.mid`, `stem-2.mid`, … in `dir`, in order.
 fn numbered(dir: &Path, stem: &str) -> Vec<PathBuf> {
-    let first = dir.join(format!("{stem}.mid"));
-    if !first.is_file() {
-        return Vec::new();
-    }
-    let mut out = vec![first];
-    for n in 2.. {
-        let next = dir.join(format!("{stem}-{n}.mid"));
-        if !next.is_file() {
-            break;
-        }
-        out.push(next);
-    }
-    out
+    (1..)
+        .map(|n| dir.join(crate::artifact::piece_file(stem, n, "mid")))
+        .take_while(|p| p.is_file())
+        .collect()
 }
 
 /// A pair to judge: two clips by index, in the order they are played.

@@ -348,10 +348,7 @@ impl Stage for Render {
             .into_iter()
             .enumerate()
             .map(|(i, piece)| ReportFile {
-                name: match i {
-                    0 => "generated.wav".into(),
-                    i => format!("generated-{}.wav", i + 1),
-                },
+                name: crate::artifact::piece_file("generated", i + 1, "wav"),
                 bytes: piece.bytes,
             })
             .collect();

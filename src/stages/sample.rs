@@ -569,10 +569,11 @@ impl Sample {
         for (i, t) in tokens.iter().enumerate() {
             csv.push_str(&format!("{i},{t}\n"));
         }
-        let (suffix, title) = match n {
-            1 => (String::new(), "generated".to_string()),
-            n => (format!("-{n}"), format!("piece {n}")),
+        let title = match n {
+            1 => "generated".to_string(),
+            n => format!("piece {n}"),
         };
+        let name = |stem, ext| crate::artifact::piece_file(stem, n as usize, ext);
         let (after, seed_label) = if start.primed {
             ("the start of", "primer")
         } else {
@@ -595,19 +596,19 @@ impl Sample {
         )?;
         Ok(vec![
             ReportFile {
-                name: format!("generated{suffix}.mid"),
+                name: name("generated", "mid"),
                 bytes: midi::write_tokens(tokens, program, self.step, start.tempo)?,
             },
             ReportFile {
-                name: format!("generated{suffix}.csv"),
+                name: name("generated", "csv"),
                 bytes: csv.into_bytes(),
             },
             ReportFile {
-                name: format!("metrics{suffix}.json"),
+                name: name("metrics", "json"),
                 bytes: serde_json::to_vec_pretty(report)?,
             },
             ReportFile {
-                name: format!("generated{suffix}.svg"),
+                name: name("generated", "svg"),
                 bytes: roll.into_bytes(),
             },
         ])
@@ -686,12 +687,8 @@ impl Sample {
                     k => starts[rng.random_range(0..k)],
                 };
                 let excerpt = &tokens[from..(from + length).min(tokens.len())];
-                let name = match n {
-                    1 => "held-out.mid".to_string(),
-                    n => format!("held-out-{n}.mid"),
-                };
                 Ok(ReportFile {
-                    name,
+                    name: crate::artifact::piece_file("held-out", n as usize, "mid"),
                     bytes: midi::write_tokens(excerpt, program, self.step, file.tempo)?,
                 })
             })
