@@ -227,7 +227,7 @@ pub fn run(request: &RunRequest, reporter: &dyn Watcher) -> Result<RunReport> {
     let mut manifests = Vec::with_capacity(study.points.len());
     let (outcomes, search) = if study.prune().is_some() {
         drop(targets);
-        let found = super::search::search(&study, &reports, &cache, &opts, &request.set, reporter)?;
+        let found = super::search::search(&study, &reports, &cache, &opts, reporter)?;
         let mut outcomes = Vec::with_capacity(found.trials.len());
         for ((point, report), end) in study.points.iter().zip(&mut reports).zip(found.trials) {
             report.trial = end.info;

@@ -14,6 +14,7 @@
 //! what it did (`outcome`). This file is only the front door.
 
 pub(crate) mod events;
+mod feed;
 mod node;
 mod outcome;
 mod placement;
@@ -23,7 +24,8 @@ mod request;
 mod scheduler;
 pub(crate) mod slurm;
 
+pub use feed::{Feed, Next, Release};
 pub use outcome::{Cause, Outcome, Status};
 pub use plan::{PlanLine, plan, variants};
 pub use request::{Executor, Options, SlurmPlacement, Target};
-pub use scheduler::run;
+pub use scheduler::{run, run_fed};

@@ -240,7 +240,6 @@ pub(super) fn merge(targets: &[Target], opts: &Options) -> (Vec<Node>, Vec<Vec<u
     (nodes, node_of)
 }
 
-/// What the worker threads share.
 /// A stage's fingerprint from its configuration and its inputs' content hashes.
 pub(super) fn fingerprint_of(
     exp: &Experiment,

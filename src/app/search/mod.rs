@@ -1,15 +1,16 @@
-//! A sweep with `[sweep.prune]`: the trials' trainings run rung by rung through the executor, and ASHA (beside
-//! it, `asha.rs`) decides which go on. A rung is the trial's experiment with fewer `epochs`, so each is
+//! A sweep with `[sweep.prune]`: the trials' trainings run rung by rung on the executor's one scheduler, which asks
+//! the search for the next job whenever a worker is free ([`exec::Feed`]), and ASHA (beside it, `asha.rs`) decides
+//! which go on. A rung is the trial's experiment with fewer `epochs`, so each is
 //! an ordinary cache entry, and going on to the next rung resumes the training from the last (no epoch is trained
 //! twice). Only a trial that reaches the last rung runs the stages after training (sampling, audio).
 
-use std::sync::{Condvar, Mutex};
+use std::sync::Mutex;
 
 use anyhow::{Context, anyhow};
 
 use super::error::{Error, Result};
 use crate::exec::events::Reporter;
-use crate::exec::{self, Executor, Options, Outcome, Status, Target};
+use crate::exec::{self, Feed, Next, Options, Outcome, Release, Status, Target};
 use crate::runs::manifest::Fate;
 use asha::{Asha, TrialRung};
 
@@ -100,7 +101,7 @@ fn reported(metric: Metric, outcome: &Outcome, cache: &Cache) -> anyhow::Result<
     })
 }
 
-/// Where the search stands, shared by its workers.
+/// Where the search stands.
 struct State {
     asha: Asha,
     /// Per trial: the rung and outcome of its latest training.
@@ -167,102 +168,71 @@ impl State {
     }
 }
 
-/// What every worker of one search reads: the study, where its trials report, and the rungs.
+/// The search as the scheduler's [`Feed`]: it releases trial `t`'s training to rung `r` as target `t × rungs + r`, and
+/// ASHA hears each as it reports.
 struct Search<'a> {
-    study: &'a Study,
-    reports: &'a [Report],
     cache: &'a Cache,
-    opts: &'a Options,
-    slurm_set: &'a [String],
-    reporter: &'a dyn Reporter,
     metric: Metric,
-    /// The train stage's name.
+    /// The train stage's name: a rung below the last runs only it and what it needs.
     train: String,
-    rungs: Vec<u32>,
-    /// Every trial at every rung below the last.
-    below: Vec<Vec<Experiment>>,
+    rungs: usize,
+    keep_going: bool,
+    state: Mutex<State>,
 }
 
 impl Search<'_> {
-    fn experiment_at(&self, job: TrialRung) -> &Experiment {
-        if job.rung + 1 == self.rungs.len() {
-            &self.study.points[job.trial].experiment
+    fn job(&self, target: usize) -> TrialRung {
+        TrialRung {
+            trial: target / self.rungs,
+            rung: target % self.rungs,
+        }
+    }
+}
+
+impl Feed for Search<'_> {
+    fn next_job(&self) -> Next {
+        let mut s = self.state.lock().expect("not poisoned");
+        if s.stopped {
+            return Next::Over;
+        }
+        if let Some(job) = s.asha.next_job() {
+            let last = job.rung + 1 == self.rungs;
+            return Next::Run(Release {
+                target: job.trial * self.rungs + job.rung,
+                only: (!last).then(|| self.train.clone()),
+            });
+        }
+        if s.asha.finished() {
+            Next::Over
         } else {
-            &self.below[job.trial][job.rung]
+            Next::Wait
         }
     }
 
-    /// Trains trial `job.trial` to its rung (below the last rung, only the training and what it needs).
-    fn train_to_rung(&self, job: TrialRung) -> Outcome {
-        let point = &self.study.points[job.trial];
-        let target = Target {
-            experiment: self.experiment_at(job),
-            identity: super::identity(self.study, &point.label),
-            label: point.label.clone(),
-            report_dir: self.reports[job.trial].dir.clone(),
-        };
-        let mut o = self.opts.clone();
-        o.jobs = 1;
-        if job.rung + 1 < self.rungs.len() {
-            o.only = Some(self.train.clone());
-        }
-        if let Executor::Slurm(slurm) = &mut o.executor {
-            // The job re-reads the experiment on the node and applies the rung's typed edits (`JobSpec::edits`).
-            slurm.set = self.slurm_set.to_vec();
-        }
-        exec::run(std::slice::from_ref(&target), self.cache, &o, self.reporter)
-            .pop()
-            .expect("one target, one outcome")
-    }
-
-    /// One worker: takes the next training ASHA hands out, runs it, reports it, until the search is over or stopped.
-    fn work(&self, state: &Mutex<State>, wake: &Condvar) {
-        while let Some(job) = next_job(state, wake) {
-            let outcome = self.train_to_rung(job);
-            let interrupted = outcome
+    fn report(&self, target: usize, outcome: Outcome, cut: bool) {
+        let interrupted = cut
+            || outcome
                 .stages
                 .iter()
                 .any(|s| s.status == Status::Interrupted);
-            let got = reported(self.metric, &outcome, self.cache);
-            state.lock().expect("not poisoned").record(
-                job,
-                got,
-                outcome,
-                interrupted,
-                self.opts.keep_going,
-            );
-            wake.notify_all();
-        }
-        wake.notify_all();
+        let got = reported(self.metric, &outcome, self.cache);
+        self.state.lock().expect("not poisoned").record(
+            self.job(target),
+            got,
+            outcome,
+            interrupted,
+            self.keep_going,
+        );
     }
 }
 
-/// The next training to run, waiting while the ones running decide what comes next; `None` once the search is over
-/// or stopped (by an interrupt or a failure).
-fn next_job(state: &Mutex<State>, wake: &Condvar) -> Option<TrialRung> {
-    let mut s = state.lock().expect("not poisoned");
-    loop {
-        if s.stopped || crate::interrupt::requested() {
-            s.stopped = true;
-            return None;
-        }
-        if let Some(job) = s.asha.next_job() {
-            return Some(job);
-        }
-        if s.asha.finished() {
-            return None;
-        }
-        s = wake.wait(s).expect("not poisoned");
-    }
-}
-
-/// Runs the search over every point of `study` (each point a trial), `opts.jobs` trainings at a time.
+/// Runs the search over every point of `study` (each point a trial), `opts.jobs` trainings at a time, on the
+/// executor's scheduler: the stages every trial shares run once, and the corpus is hashed once.
 pub fn search(
     study: &Study,
     reports: &[Report],
     cache: &Cache,
     opts: &Options,
-    slurm_set: &[String],
     reporter: &dyn Reporter,
 ) -> Result<SearchOutcome> {
     let prune = study.prune().expect("a pruned sweep");
@@ -272,7 +242,7 @@ pub fn search(
         .expect("checked: one train stage");
     let rungs = asha::rungs(prune.min_epochs, prune.reduction, max);
     // Every trial at every rung below the last, made and checked before anything runs.
-    let below = (0..study.points.len())
+    let below: Vec<Vec<Experiment>> = (0..study.points.len())
         .map(|i| {
             rungs[..rungs.len() - 1]
                 .iter()
@@ -280,34 +250,43 @@ pub fn search(
                 .collect()
         })
         .collect();
-    let n = study.points.len();
-    let state = Mutex::new(State::new(n, rungs.clone(), prune.reduction));
-    let wake = Condvar::new();
+    let targets = targets(study, reports, &below);
     let search = Search {
-        study,
-        reports,
         cache,
-        opts,
-        slurm_set,
-        reporter,
         metric: prune.metric,
         train,
-        rungs,
-        below,
+        rungs: rungs.len(),
+        keep_going: opts.keep_going,
+        state: Mutex::new(State::new(
+            study.points.len(),
+            rungs.clone(),
+            prune.reduction,
+        )),
     };
-    // Under Slurm one worker: several workers of one process following the same upstream job (the MIDI stages every
-    // trial shares) do not all see it finish yet, so the search submits one training at a time there.
-    let workers = match opts.executor {
-        Executor::Slurm(_) => 1,
-        Executor::Local => opts.jobs.max(1),
-    };
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| search.work(&state, &wake));
+    exec::run_fed(&targets, &search, cache, opts, reporter);
+    drop(targets);
+    let s = search.state.into_inner().expect("not poisoned");
+    summarise(study, prune, rungs, below, s)
+}
+
+/// Every trial at every rung, trial by trial: the last rung is the point's own experiment.
+fn targets<'a>(
+    study: &'a Study,
+    reports: &[Report],
+    below: &'a [Vec<Experiment>],
+) -> Vec<Target<'a>> {
+    let mut targets = Vec::new();
+    for (t, (point, report)) in study.points.iter().zip(reports).enumerate() {
+        for experiment in below[t].iter().chain([&point.experiment]) {
+            targets.push(Target {
+                experiment,
+                identity: super::identity(study, &point.label),
+                label: point.label.clone(),
+                report_dir: report.dir.clone(),
+            });
         }
-    });
-    let s = state.into_inner().expect("not poisoned");
-    summarise(study, prune, search.rungs, search.below, s)
+    }
+    targets
 }
 
 /// The search's end: each trial's explanation and report entry, the winner (the best metric among the trials that
