@@ -956,7 +956,7 @@ fn check_fields(f: &SweepFields, span: Range<usize>, source: &Source, diags: &mu
 
 /// The most points a sweep may have, repeats included: each is at least one training, and every point is planned
 /// (and its graph held) before anything runs. Larger spaces are searched by drawing from them (`mode = "random"`).
-pub const MAX_POINTS: u64 = 10_000;
+pub const MAX_POINTS: u64 = 100_000;
 
 /// Refuses a sweep of more than [`MAX_POINTS`] points, counted from its lists before any point is made.
 fn check_size(

@@ -270,11 +270,11 @@ fn values_that_sanitize_to_one_label_get_distinct_folders() {
     );
 }
 
-/// A sweep is planned point by point, each held until it runs: up to 10,000 points plan (every one in `graph`'s
-/// count); more are refused from the lists' sizes alone, before any point is made, saying how to search such a
-/// space. (Planning time is measured in the README, not here.)
+/// A sweep is planned point by point, each held until it runs: 10,000 points plan (every one in `graph`'s count);
+/// more than 100,000 are refused from the lists' sizes alone, before any point is made, saying how to search such a
+/// space. (Planning time is measured in the manual, not here.)
 #[test]
-fn a_sweep_of_up_to_ten_thousand_points_plans_and_a_larger_one_is_refused_up_front() {
+fn a_sweep_of_ten_thousand_points_plans_and_one_over_the_limit_is_refused_up_front() {
     let values = |n: usize| {
         (0..n)
             .map(|i| (i + 2).to_string())
@@ -305,20 +305,20 @@ fn a_sweep_of_up_to_ten_thousand_points_plans_and_a_larger_one_is_refused_up_fro
     let refused = p.pipeline(&["graph", "exp.toml"]);
     refused.fails_with(
         2,
-        "this sweep has 2000000 points (2000000 configurations: 1000 × 1000 × 2); a sweep may have at most 10000",
+        "this sweep has 2000000 points (2000000 configurations: 1000 × 1000 × 2); a sweep may have at most 100000",
     );
     assert!(
         refused.stderr.contains("mode = \"random\""),
         "{}",
         refused.stderr
     );
-    // Repeats count: 100 configurations run 101 times each are 10,100 points.
+    // Repeats count: 1,000 configurations run 101 times each are 101,000 points.
     let p = sweep_project(&format!(
         "[sweep]\nrepeat = 101\n\"model.hidden\" = [{}]\n",
-        values(100)
+        values(1000)
     ));
     p.pipeline(&["graph", "exp.toml"]).fails_with(
         2,
-        "this sweep has 10100 points (100 configurations: 100, each repeated 101 times)",
+        "this sweep has 101000 points (1000 configurations: 1000, each repeated 101 times)",
     );
 }

@@ -169,7 +169,7 @@ const CASES: &[(&str, &str, &[&str], &[&str])] = &[
         ),
         &[],
         &[
-            "`trials` must be between 1 and 10000, got 0",
+            "`trials` must be between 1 and 100000, got 0",
             "key `sweep.trials`",
         ],
     ),
