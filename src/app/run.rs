@@ -58,16 +58,16 @@ pub struct RunStats {
 
 impl RunStats {
     pub fn of(outcomes: &[Outcome], interrupted: bool) -> Self {
-        // A stage shared by several points ran (or was found) once: count it once.
-        let count = |s: Status| -> usize {
-            let shares: f64 = outcomes
-                .iter()
-                .flat_map(|o| &o.stages)
-                .filter(|r| r.status == s)
-                .map(|r| 1.0 / r.shared_by.max(1) as f64)
-                .sum();
-            shares.round() as usize
-        };
+        // A stage shared by several points ran (or was found) once: count each of the run's nodes once. A search's
+        // pruned trial holds a shared stage it did not want (the n-gram floor) as not run: what it did counts.
+        let mut nodes: std::collections::HashMap<usize, Status> = std::collections::HashMap::new();
+        for r in outcomes.iter().flat_map(|o| &o.stages) {
+            let status = nodes.entry(r.node).or_insert(r.status);
+            if *status == Status::NotRun {
+                *status = r.status;
+            }
+        }
+        let count = |s: Status| nodes.values().filter(|&&n| n == s).count();
         Self {
             ran: count(Status::Ran),
             cached: count(Status::Cached),

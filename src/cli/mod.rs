@@ -432,13 +432,20 @@ fn finish_run(report: &RunReport) -> u8 {
                 if stats.not_run == 1 { "" } else { "s" }
             );
         }
-    } else if ran == 0 {
-        eprintln!("nothing to do: all {} stages cached{points}", stats.total());
     } else {
-        eprintln!(
-            "{ran} of {} stages ran{points}, {cached} cached",
-            stats.total()
-        );
+        // Without a failure or a stop, only a search leaves stages not run: those its pruned trials never reached.
+        let pruned = match stats.not_run {
+            0 => String::new(),
+            n => format!(", {n} not run (pruned trials)"),
+        };
+        if ran == 0 {
+            eprintln!("nothing to do: all {cached} stages cached{points}{pruned}");
+        } else {
+            eprintln!(
+                "{ran} of {} stages ran{points}, {cached} cached{pruned}",
+                stats.total()
+            );
+        }
     }
     for line in &report.results {
         eprintln!("  {line}");

@@ -37,6 +37,9 @@ pub struct StageResult {
     pub slurm_log: Option<PathBuf>,
     /// How many points share this stage's result (1 outside sweeps).
     pub shared_by: usize,
+    /// The run's node this is: every point that shares the stage holds the same, so a count of a run's stages counts
+    /// it once.
+    pub node: usize,
     /// Cached because it was downloaded from the remote.
     pub fetched: bool,
 }
@@ -55,6 +58,7 @@ impl StageResult {
             slurm_job: None,
             slurm_log: None,
             shared_by: 1,
+            node: 0,
             fetched: false,
         }
     }

@@ -333,8 +333,15 @@ impl<'a> Scheduler<'a> {
                 .iter()
                 .all(|&id| b.results[id].is_some() || b.blocked[id]);
             if done || cut {
-                let (t, _) = b.flights.swap_remove(i);
-                let outcome = outcome(t, self.targets, self.node_of, &self.shared_by, &b.results);
+                let (t, wanted) = b.flights.swap_remove(i);
+                let outcome = outcome(
+                    t,
+                    self.targets,
+                    self.node_of,
+                    &self.shared_by,
+                    &b.results,
+                    Some(&wanted),
+                );
                 feed.report(t, outcome, cut && !done);
             } else {
                 i += 1;
@@ -394,7 +401,16 @@ impl<'a> Scheduler<'a> {
             .expect("no worker panics holding the board")
             .results;
         (0..self.targets.len())
-            .map(|t| outcome(t, self.targets, self.node_of, &self.shared_by, &results))
+            .map(|t| {
+                outcome(
+                    t,
+                    self.targets,
+                    self.node_of,
+                    &self.shared_by,
+                    &results,
+                    None,
+                )
+            })
             .collect()
     }
 }
@@ -415,13 +431,16 @@ fn block_downstream(b: &mut Board, id: usize) {
     }
 }
 
-/// Target `t`'s outcome, its stages in run order; a stage that never ran is `NotRun`.
+/// Target `t`'s outcome, its stages in run order; a stage that never ran is `NotRun`. With `wanted` (a released
+/// target's nodes, sorted), so is a stage it did not want: another target may have run it, but not for this one, and
+/// its outcome must not depend on when that happened.
 fn outcome(
     t: usize,
     targets: &[Target],
     node_of: &[Vec<usize>],
     shared_by: &[usize],
     results: &[Option<StageResult>],
+    wanted: Option<&[usize]>,
 ) -> Outcome {
     let graph = &targets[t].experiment.graph;
     let stages = graph
@@ -432,9 +451,11 @@ fn outcome(
             let spec = &graph.stages[i];
             let mut r = results[id]
                 .clone()
+                .filter(|_| wanted.is_none_or(|w| w.binary_search(&id).is_ok()))
                 .unwrap_or_else(|| StageResult::new(&spec.name, spec.kind(), Status::NotRun));
             r.name = spec.name.clone();
             r.shared_by = shared_by[id].max(1);
+            r.node = id;
             r
         })
         .collect();

@@ -294,3 +294,31 @@ fn a_failed_trial_fails_the_search_and_keep_going_finishes_the_others() {
         );
     }
 }
+
+/// A search's trials and rungs run on one scheduler: a stage every trial shares runs once, for all of them, and the
+/// closing count counts each stage once, naming what the pruned trials never reached.
+#[test]
+fn a_search_runs_each_shared_stage_once_and_counts_each_stage_once() {
+    let p = project(GRID_SEARCH);
+    let run = p.pipeline(&["run", "exp.toml", "--jobs", "3"]).ok();
+    let ran = |stage: &str| {
+        run.stderr
+            .lines()
+            .filter(|l| l.trim_start().starts_with(&format!("ran {stage} ")))
+            .collect::<Vec<_>>()
+    };
+    let source = ran("source");
+    assert_eq!(source.len(), 1, "{}", run.stderr);
+    assert!(source[0].contains("(shared by 9 points)"), "{}", source[0]);
+    // Nine trainings to rung 1, three to rung 3, one to rung 9.
+    assert_eq!(ran("model").len(), 13, "{}", run.stderr);
+    assert_eq!(ran("music").len(), 1, "{}", run.stderr);
+    // The six stages before training once, each trial's last training (9), the winner's music (1); the eight
+    // pruned trials' music never ran.
+    assert!(
+        run.stderr
+            .contains("16 of 24 stages ran (9 points), 0 cached, 8 not run (pruned trials)"),
+        "{}",
+        run.stderr
+    );
+}
