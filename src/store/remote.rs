@@ -216,6 +216,7 @@ impl Remote {
                 // A whole request (a 16 MiB blob, an 8 MiB part) may take longer on a slow link, as long as bytes
                 // keep coming.
                 .with_timeout(Duration::from_secs(600));
+            tls_provider();
             let s3 = object_store::aws::AmazonS3Builder::from_env()
                     .with_bucket_name(bucket)
                     .with_retry(retry)
@@ -648,6 +649,15 @@ impl Remote {
             .collect()
             .await
     }
+}
+
+/// Makes ring the process's TLS provider (once), before the first HTTPS client is built: reqwest is built without one
+/// of its own (see `Cargo.toml`), and would panic building a client otherwise. A provider already installed stays.
+fn tls_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
 }
 
 #[cfg(test)]
