@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use super::error::{Error, Result};
 use super::{identity, load, open_cache};
-use crate::exec::events::Reporter;
+use crate::exec::events::{Event, Reporter};
 use crate::exec::progress::{Progress, Watcher};
 use crate::exec::{self, Cause, Executor, Outcome, SlurmPlacement, Status, Target};
 use crate::exit;
@@ -424,10 +424,9 @@ impl<'a> Tracked<'a> {
 }
 
 impl Reporter for Tracked<'_> {
-    fn event(&self, event: crate::exec::events::Event<'_>) {
+    fn event(&self, event: Event<'_>) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let (progress, files) = &mut *state;
-        use crate::exec::events::Event;
         let changed = progress.apply(&event);
         // The index page shows no batches: a batch asks for no rewrite of it.
         let batch = matches!(event, Event::Batch { .. });

@@ -381,7 +381,6 @@ fn completions(shell: args::Shell) {
     out!("{}", String::from_utf8_lossy(&script));
 }
 
-/// What a finished run prints: its failures, or how many stages ran; the report folder (on stdout too, for scripts).
 /// The closing count of a run that neither failed nor stopped: `12 of 35 stages ran (9 points), 11 cached`.
 fn counted(stats: &RunStats, points: &str) -> String {
     // Without a failure or a stop, only a search leaves stages not run: those its pruned trials never reached.
@@ -400,6 +399,7 @@ fn counted(stats: &RunStats, points: &str) -> String {
     }
 }
 
+/// What a finished run prints: its failures, or how many stages ran; the report folder (on stdout too, for scripts).
 fn finish_run(report: &RunReport) -> u8 {
     for w in &report.warnings {
         eprintln!("warning: {w}");

@@ -651,13 +651,11 @@ impl Remote {
     }
 }
 
-/// Makes ring the process's TLS provider (once), before the first HTTPS client is built: reqwest is built without one
-/// of its own (see `Cargo.toml`), and would panic building a client otherwise. A provider already installed stays.
+/// Makes ring the process's TLS provider before the first HTTPS client is built: reqwest is built without one of its
+/// own (see `Cargo.toml`), and would panic building a client otherwise. Installing fails, harmlessly, when a provider
+/// (this one, from an earlier remote) is already in place.
 fn tls_provider() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 #[cfg(test)]
